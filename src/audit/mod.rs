@@ -1,0 +1,3 @@
+//! The tamper-evident record: canonical encoding and digests of what was reviewed.
+
+pub mod canonical;

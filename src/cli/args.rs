@@ -1,0 +1,138 @@
+//! Command-line arguments (clap). The help text is the first documentation a newcomer
+//! reads, so every command says what it does, what it changes and an example.
+
+use crate::domain::change_request::Gate;
+use crate::domain::risk::RiskLevel;
+use crate::domain::status::Status;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Govern changes to production ML models: review change requests, sign decisions,
+/// audit the history.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about,
+    after_help = "Start here:\n  tollgate demo          create a store with sample change requests and show the queue\n  tollgate list          the queue of change requests\n  tollgate show CR-1042  everything a reviewer needs to decide\n\nExit status: 0 success, 1 input refused or rule violated, 2 usage error, 3 store or file system failure."
+)]
+pub struct Cli {
+    /// The SQLite store to use [default: tollgate.db in the user's data directory, or in $TOLLGATE_HOME].
+    #[arg(long, global = true, env = "TOLLGATE_STORE", value_name = "PATH")]
+    pub store: Option<PathBuf>,
+
+    /// The policy file [default: beside the store, e.g. tollgate.policy.toml]. With `init`,
+    /// the policy to install beside the store.
+    #[arg(long, global = true, env = "TOLLGATE_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// What to do; without a command, the queue is shown.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a store and install a policy beside it.
+    ///
+    /// With --policy FILE, FILE is validated and copied beside the store; without it a
+    /// starter policy (the playbook example) is written for you to edit. An existing,
+    /// different policy is never overwritten unless --replace-policy is given.
+    Init {
+        /// Replace a policy that already sits beside the store.
+        #[arg(long)]
+        replace_policy: bool,
+    },
+
+    /// Validate change-request documents and store them, all or nothing.
+    ///
+    /// Each FILE is a JSON document in the change-request format v1
+    /// (docs/change-request.v1.schema.json); `-` reads one from standard input. If any
+    /// document is invalid, every problem is listed and nothing is stored. Re-submitting
+    /// changed content for a known id records a new revision; identical content is a no-op.
+    Submit {
+        /// Documents to submit.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List change requests with computed risk, sign-offs and check results.
+    List(ListArgs),
+
+    /// Show one change request: evidence, risk, checklist, sign-offs, plans.
+    Show {
+        /// The change request id, e.g. CR-1042.
+        id: String,
+        /// Show an earlier revision instead of the current one.
+        #[arg(long, value_name = "N")]
+        revision: Option<u32>,
+        /// Print as JSON (see docs/json-output.md).
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Create (or refresh) a store with the playbook's sample change requests and policy,
+    /// then show the queue.
+    ///
+    /// Safe to repeat: samples already present are left as they are, and an existing
+    /// policy is kept.
+    Demo,
+
+    /// Work with the policy file.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// Filters and format for `list`.
+#[derive(Debug, Args, Default)]
+pub struct ListArgs {
+    /// Only CRs with this status.
+    #[arg(long, value_parser = parse_status, value_name = "pending|approved|rejected|changes-requested")]
+    pub status: Option<Status>,
+    /// Only CRs at this gate.
+    #[arg(long, value_parser = parse_gate, value_name = "data|model|deployment|emergency")]
+    pub gate: Option<Gate>,
+    /// Only CRs whose effective risk (the higher of computed and declared) is this.
+    #[arg(long, value_parser = parse_risk, value_name = "low|medium|high")]
+    pub risk: Option<RiskLevel>,
+    /// Print as JSON (see docs/json-output.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file and report every problem with its key path.
+    Check {
+        /// The file to check [default: the store's policy, or --policy].
+        file: Option<PathBuf>,
+    },
+}
+
+fn pick<T: Copy>(s: &str, options: &[(&str, T)]) -> Result<T, String> {
+    options
+        .iter()
+        .find(|(n, _)| *n == s)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            format!("expected one of {}", names.join(", "))
+        })
+}
+
+fn parse_status(s: &str) -> Result<Status, String> {
+    pick(s, &Status::ALL)
+}
+
+fn parse_gate(s: &str) -> Result<Gate, String> {
+    pick(s, &Gate::ALL)
+}
+
+fn parse_risk(s: &str) -> Result<RiskLevel, String> {
+    pick(s, &RiskLevel::ALL)
+}

@@ -1,0 +1,438 @@
+//! The command-line face of tollgate: scriptable subcommands over the same core the TUI uses.
+
+pub mod args;
+mod render;
+mod views;
+
+use crate::config::{self, Paths};
+use crate::demo;
+use crate::domain::change_request::parse_document;
+use crate::domain::policy::{Policy, parse_policy};
+use crate::domain::status::{Evaluation, evaluate};
+use crate::store::local::LocalStore;
+use crate::store::{Store, StoreError, StoredCr, Submission, SubmitOutcome};
+use args::{Cli, Command, ListArgs, PolicyCommand};
+use chrono::{DateTime, Utc};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A failure to report: the message for the person, and the exit status.
+#[derive(Debug)]
+pub struct CliError {
+    /// What went wrong, where, and what to do about it.
+    pub message: String,
+    /// Process exit status (see `tollgate --help`).
+    pub code: i32,
+}
+
+/// Exit status when input is refused or a rule is violated.
+pub const EXIT_REFUSED: i32 = 1;
+/// Exit status when the store or file system fails.
+pub const EXIT_ENVIRONMENT: i32 = 3;
+
+impl CliError {
+    fn refused(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code: EXIT_REFUSED,
+        }
+    }
+
+    fn environment(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code: EXIT_ENVIRONMENT,
+        }
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotInitialised { .. } => CliError::refused(e.to_string()),
+            other => CliError::environment(other.to_string()),
+        }
+    }
+}
+
+impl From<config::NoDataDir> for CliError {
+    fn from(e: config::NoDataDir) -> Self {
+        CliError::environment(e.to_string())
+    }
+}
+
+/// Runs one invocation, writing results to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    let now = Utc::now();
+    match cli.command {
+        Some(Command::Init { replace_policy }) => {
+            let paths = config::resolve(cli.store, None)?;
+            init(&paths, cli.policy.as_deref(), replace_policy, out)
+        }
+        Some(Command::Demo) => {
+            let paths = config::resolve(cli.store, cli.policy)?;
+            demo_store(&paths, now, out)?;
+            list(&paths, &ListArgs::default(), now, out)
+        }
+        Some(Command::Submit { files, json }) => {
+            let paths = config::resolve(cli.store, cli.policy)?;
+            submit(&paths, &files, json, now, out)
+        }
+        Some(Command::List(args)) => {
+            let paths = config::resolve(cli.store, cli.policy)?;
+            list(&paths, &args, now, out)
+        }
+        Some(Command::Show { id, revision, json }) => {
+            let paths = config::resolve(cli.store, cli.policy)?;
+            show(&paths, &id, revision, json, now, out)
+        }
+        Some(Command::Policy(PolicyCommand::Check { file })) => {
+            let file = match file {
+                Some(f) => f,
+                None => config::resolve(cli.store, cli.policy)?.policy,
+            };
+            policy_check(&file, out)
+        }
+        None => {
+            let paths = config::resolve(cli.store, cli.policy)?;
+            list(&paths, &ListArgs::default(), now, out)
+        }
+    }
+}
+
+fn write_out(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
+    out.write_all(text.as_bytes())
+        .map_err(|e| CliError::environment(format!("cannot write output: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value)
+        .map(|mut s| {
+            s.push('\n');
+            s
+        })
+        .map_err(|e| CliError::environment(format!("cannot encode JSON output: {e}")))
+}
+
+/// Reads and validates the policy file, turning every problem into one message.
+pub fn load_policy(path: &Path) -> Result<Policy, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            CliError::refused(format!(
+                "no policy at {}; install one with `tollgate init --policy FILE` (or `tollgate demo`), or pass --policy FILE",
+                path.display()
+            ))
+        } else {
+            CliError::environment(format!("cannot read policy {}: {e}", path.display()))
+        }
+    })?;
+    parse_policy(&text).map(|(p, _)| p).map_err(|report| {
+        let lines: Vec<String> = report
+            .errors
+            .iter()
+            .map(|p| format!("{}: {p}", path.display()))
+            .collect();
+        CliError::refused(format!(
+            "the policy is invalid; fix it and run `tollgate policy check`:\n{}",
+            lines.join("\n")
+        ))
+    })
+}
+
+fn policy_check(file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::refused(format!("cannot read policy {}: {e}", file.display())))?;
+    match parse_policy(&text) {
+        Ok((policy, warnings)) => {
+            let mut msg = String::new();
+            for w in &warnings {
+                msg.push_str(&format!("{}: warning: {w}\n", file.display()));
+            }
+            msg.push_str(&format!(
+                "{}: policy OK (version {}, {} principals, {} checklist items)\n",
+                file.display(),
+                policy.version,
+                policy.principals.len(),
+                policy.checklist.len()
+            ));
+            write_out(out, &msg)
+        }
+        Err(report) => {
+            let mut lines: Vec<String> = report
+                .errors
+                .iter()
+                .map(|p| format!("{}: error: {p}", file.display()))
+                .collect();
+            lines.extend(
+                report
+                    .warnings
+                    .iter()
+                    .map(|p| format!("{}: warning: {p}", file.display())),
+            );
+            lines.push(format!(
+                "{} error(s); the policy cannot be used until they are fixed",
+                report.errors.len()
+            ));
+            Err(CliError::refused(lines.join("\n")))
+        }
+    }
+}
+
+fn init(
+    paths: &Paths,
+    source: Option<&Path>,
+    replace: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let (text, origin) = match source {
+        Some(src) => {
+            let text = std::fs::read_to_string(src).map_err(|e| {
+                CliError::refused(format!("cannot read policy {}: {e}", src.display()))
+            })?;
+            (text, src.display().to_string())
+        }
+        None => (
+            demo::POLICY_TOML.to_string(),
+            "the starter policy".to_string(),
+        ),
+    };
+    if let Err(report) = parse_policy(&text) {
+        let lines: Vec<String> = report
+            .errors
+            .iter()
+            .map(|p| format!("{origin}: {p}"))
+            .collect();
+        return Err(CliError::refused(format!(
+            "not initialising: the policy is invalid\n{}",
+            lines.join("\n")
+        )));
+    }
+    let existing = std::fs::read_to_string(&paths.policy).ok();
+    let write_policy = match &existing {
+        None => true,
+        Some(old) if *old == text => false,
+        Some(_) if replace => true,
+        Some(_) => {
+            return Err(CliError::refused(format!(
+                "a different policy already sits at {}; edit it in place, or pass --replace-policy to overwrite it with {origin}",
+                paths.policy.display()
+            )));
+        }
+    };
+    let store = LocalStore::create(&paths.store)?;
+    let mut msg = format!(
+        "store ready at {} (schema version {})\n",
+        store.path().display(),
+        store.schema_version()?
+    );
+    if write_policy {
+        write_atomically(&paths.policy, &text)?;
+        msg.push_str(&format!(
+            "installed {origin} at {}\n",
+            paths.policy.display()
+        ));
+    } else {
+        msg.push_str(&format!("policy unchanged at {}\n", paths.policy.display()));
+    }
+    msg.push_str("next: `tollgate submit CR.json` to add change requests, `tollgate list` to see the queue\n");
+    write_out(out, &msg)
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, so a crash never leaves
+/// a half-written policy behind.
+fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
+    let tmp = path.with_extension("toml.tmp");
+    let fail =
+        |e: std::io::Error| CliError::environment(format!("cannot write {}: {e}", path.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+    f.write_all(text.as_bytes()).map_err(fail)?;
+    f.sync_all().map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Reads, validates and checks a batch; returns the submissions or every problem found.
+fn read_batch(files: &[PathBuf]) -> Result<Vec<Submission>, CliError> {
+    let mut problems: Vec<String> = Vec::new();
+    let mut batch: Vec<(String, Submission)> = Vec::new();
+    for file in files {
+        let name = if file.as_os_str() == "-" {
+            "<stdin>".to_string()
+        } else {
+            file.display().to_string()
+        };
+        let bytes = if file.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .take(crate::domain::change_request::MAX_DOCUMENT_BYTES as u64 + 1)
+                .read_to_end(&mut buf)
+                .map(|_| buf)
+        } else {
+            std::fs::read(file)
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                problems.push(format!("{name}: cannot read: {e}"));
+                continue;
+            }
+        };
+        match parse_document(&bytes) {
+            Ok((cr, document)) => {
+                if let Some((first, _)) = batch.iter().find(|(_, s)| s.cr.id == cr.id) {
+                    problems.push(format!(
+                        "{name}: $.id: {} also appears in {first}; a batch may hold each change request once",
+                        cr.id
+                    ));
+                    continue;
+                }
+                batch.push((name, Submission { cr, document }));
+            }
+            Err(e) => problems.extend(e.problems.iter().map(|p| format!("{name}: {p}"))),
+        }
+    }
+    if problems.is_empty() {
+        Ok(batch.into_iter().map(|(_, s)| s).collect())
+    } else {
+        Err(CliError::refused(format!(
+            "{}\nnothing was stored: fix the problems above and submit the batch again",
+            problems.join("\n")
+        )))
+    }
+}
+
+fn submit(
+    paths: &Paths,
+    files: &[PathBuf],
+    json: bool,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let batch = read_batch(files)?;
+    let store = LocalStore::open(&paths.store)?;
+    let outcomes = store.submit(&batch, now)?;
+    if json {
+        return write_out(out, &to_json(&outcomes)?);
+    }
+    let mut msg = String::new();
+    for o in &outcomes {
+        msg.push_str(&match o {
+            SubmitOutcome::Created { id, digest, .. } => format!("{id}: created, revision 1 ({digest})\n"),
+            SubmitOutcome::Revised { id, revision, digest, .. } => format!(
+                "{id}: revised, now revision {revision} ({digest}); sign-offs on earlier revisions are stale\n"
+            ),
+            SubmitOutcome::Unchanged { id, revision, .. } => {
+                format!("{id}: unchanged, still revision {revision}\n")
+            }
+        });
+    }
+    write_out(out, &msg)
+}
+
+fn evaluate_all(
+    store: &dyn Store,
+    policy: &Policy,
+) -> Result<Vec<(StoredCr, Evaluation)>, CliError> {
+    Ok(store
+        .list()?
+        .into_iter()
+        .map(|cr| {
+            let e = evaluate(&cr.current.cr, &cr.current.digest, &[], policy);
+            (cr, e)
+        })
+        .collect())
+}
+
+fn list(
+    paths: &Paths,
+    args: &ListArgs,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let store = LocalStore::open(&paths.store)?;
+    let policy = load_policy(&paths.policy)?;
+    let rows: Vec<(StoredCr, Evaluation)> = evaluate_all(&store, &policy)?
+        .into_iter()
+        .filter(|(cr, e)| {
+            args.status.is_none_or(|s| e.status == s)
+                && args.gate.is_none_or(|g| cr.current.cr.gate == g)
+                && args.risk.is_none_or(|r| e.risk.effective == r)
+        })
+        .collect();
+    if args.json {
+        let entries: Vec<views::QueueEntry> = rows
+            .iter()
+            .map(|(cr, e)| views::QueueEntry::new(cr, e))
+            .collect();
+        return write_out(out, &to_json(&entries)?);
+    }
+    if rows.is_empty() {
+        return write_out(out, "no change requests match\n");
+    }
+    write_out(out, &render::queue_table(&rows, now))
+}
+
+fn show(
+    paths: &Paths,
+    id: &str,
+    revision: Option<u32>,
+    json: bool,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let store = LocalStore::open(&paths.store)?;
+    let policy = load_policy(&paths.policy)?;
+    let safe_id = crate::domain::reader::quote(id);
+    let Some(cr) = store.get(id)? else {
+        return Err(CliError::refused(format!(
+            "no change request {safe_id} in {}; `tollgate list` shows what is there",
+            paths.store.display()
+        )));
+    };
+    let revisions = store.revisions(id)?;
+    let rev = match revision {
+        None => cr.current.clone(),
+        Some(n) => store.revision(id, n)?.ok_or_else(|| {
+            CliError::refused(format!(
+                "{safe_id} has no revision {n}; it has revisions 1 to {}",
+                cr.revision_count
+            ))
+        })?,
+    };
+    let is_current = rev.revision == cr.current.revision;
+    let e = evaluate(&rev.cr, &rev.digest, &[], &policy);
+    if json {
+        let detail = views::Detail::new(&rev, cr.first_submitted_at, is_current, &revisions, &e);
+        return write_out(out, &to_json(&detail)?);
+    }
+    write_out(out, &render::detail(&rev, is_current, &revisions, &e, now))
+}
+
+fn demo_store(paths: &Paths, now: DateTime<Utc>, out: &mut dyn Write) -> Result<(), CliError> {
+    let store = LocalStore::create(&paths.store)?;
+    let mut notes = String::new();
+    if !paths.policy.exists() {
+        write_atomically(&paths.policy, demo::POLICY_TOML)?;
+        notes.push_str(&format!(
+            "installed the demo policy at {}\n",
+            paths.policy.display()
+        ));
+    }
+    let mut batch = Vec::new();
+    for (name, text) in demo::FIXTURES {
+        let (cr, document) = parse_document(text.as_bytes()).map_err(|e| {
+            CliError::environment(format!("built-in sample {name} is invalid: {e}"))
+        })?;
+        if store.get(&cr.id)?.is_none() {
+            batch.push(Submission { cr, document });
+        }
+    }
+    let added = store.submit(&batch, now)?.len();
+    notes.push_str(&format!(
+        "demo store at {}: {added} sample change request(s) added\n\n",
+        paths.store.display()
+    ));
+    write_out(out, &notes)
+}

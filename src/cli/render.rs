@@ -1,0 +1,388 @@
+//! Plain-text output for people. Every string that came from a CR goes through
+//! [`clean`] (sanitised, one line) before it is printed.
+
+use crate::domain::change_request::Direction;
+use crate::domain::checklist::{CheckCounts, ItemState};
+use crate::domain::risk::{RiskAssessment, relative_shift_pct};
+use crate::domain::status::Evaluation;
+use crate::domain::text::{sanitize, truncate};
+use crate::store::{RevisionInfo, StoredCr, StoredRevision};
+use chrono::{DateTime, Utc};
+use std::fmt::Write;
+
+fn clean(s: &str) -> String {
+    sanitize(s)
+}
+
+/// A compact age: `45m`, `7h`, `3d`, `5w`.
+pub fn age(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let minutes = (now - since).num_minutes().max(0);
+    match minutes {
+        m if m < 60 => format!("{m}m"),
+        m if m < 48 * 60 => format!("{}h", m / 60),
+        m if m < 14 * 24 * 60 => format!("{}d", m / (24 * 60)),
+        m => format!("{}w", m / (7 * 24 * 60)),
+    }
+}
+
+/// `high` or `high (declared medium)` when the two differ.
+pub fn risk_label(r: &RiskAssessment) -> String {
+    if r.computed == r.declared {
+        r.effective.to_string()
+    } else {
+        format!("{} (declared {})", r.computed, r.declared)
+    }
+}
+
+/// `✓4 ✗1 …1 ?1`, leaving out zero counts; `-` when there is no evidence at all.
+pub fn check_summary(c: &CheckCounts) -> String {
+    let parts: Vec<String> = [
+        ("✓", c.pass),
+        ("✗", c.fail),
+        ("…", c.pending),
+        ("?", c.missing),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(sym, n)| format!("{sym}{n}"))
+    .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// ` (blocked)` when a blocking check fails, ` (awaiting CI)` when blocking evidence is
+/// pending or missing; empty otherwise.
+fn condition(e: &Evaluation) -> &'static str {
+    if e.blocked {
+        " (blocked)"
+    } else if e.awaiting_evidence {
+        " (awaiting CI)"
+    } else {
+        ""
+    }
+}
+
+/// The queue as a table.
+pub fn queue_table(rows: &[(StoredCr, Evaluation)], now: DateTime<Utc>) -> String {
+    let header = [
+        "ID",
+        "GATE",
+        "RISK",
+        "STATUS",
+        "SIGN-OFFS",
+        "CHECKS",
+        "AGE",
+        "TITLE",
+    ];
+    let mut cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|(cr, e)| {
+            let c = &cr.current.cr;
+            let status = format!("{}{}", e.status, condition(e));
+            [
+                clean(&c.id),
+                c.gate.to_string(),
+                risk_label(&e.risk),
+                status,
+                format!("{}/{}", e.signoffs.obtained(), e.signoffs.required()),
+                check_summary(&e.checks),
+                age(c.created_at, now),
+                truncate(&clean(&c.title), 60),
+            ]
+        })
+        .collect();
+    cells.insert(0, header.map(String::from));
+    let widths: Vec<usize> = (0..8)
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &cells {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                if i == 7 {
+                    cell.clone()
+                } else {
+                    format!("{cell:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+fn state_label(state: ItemState) -> &'static str {
+    match state {
+        ItemState::Pass => "pass",
+        ItemState::Fail => "FAIL",
+        ItemState::Pending => "pending",
+        ItemState::Missing => "MISSING",
+        ItemState::Ticked => "ticked",
+        ItemState::Unticked => "unticked",
+    }
+}
+
+fn section(out: &mut String, title: &str, body: &str) {
+    let _ = writeln!(out, "\n{title}");
+    for line in crate::domain::text::sanitize_with(body, true).lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
+/// Everything about one revision, for `show`.
+pub fn detail(
+    rev: &StoredRevision,
+    is_current: bool,
+    revisions: &[RevisionInfo],
+    e: &Evaluation,
+    now: DateTime<Utc>,
+) -> String {
+    let c = &rev.cr;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}  {}", clean(&c.id), clean(&c.title));
+    let current_note = if is_current {
+        ""
+    } else {
+        " — NOT the current revision"
+    };
+    let _ = writeln!(
+        out,
+        "  {} gate · status {}{} · revision {} of {} ({}){current_note}",
+        c.gate,
+        e.status,
+        condition(e),
+        rev.revision,
+        revisions.len(),
+        rev.digest,
+    );
+    let s = &c.subject;
+    let from = s
+        .from_version
+        .as_deref()
+        .map(clean)
+        .unwrap_or_else(|| "(new)".into());
+    let _ = writeln!(
+        out,
+        "  {} {} {from} → {} in {}",
+        clean(&s.kind),
+        clean(&s.name),
+        clean(&s.to_version),
+        s.environment.as_str()
+    );
+    let _ = writeln!(
+        out,
+        "  requester {} · owner {} · on-call {} · created {} ({} ago)",
+        clean(&c.requester),
+        clean(&c.owner),
+        clean(&c.on_call),
+        c.created_at.format("%Y-%m-%d %H:%M UTC"),
+        age(c.created_at, now)
+    );
+
+    section(&mut out, "Summary", &c.summary);
+    section(&mut out, "Scope", &c.scope);
+    section(&mut out, "Impact", &c.impact);
+
+    let r = &e.risk;
+    let _ = writeln!(
+        out,
+        "\nRisk: {} (computed {}, declared {}) · observation window {} h",
+        r.effective, r.computed, r.declared, e.observation_hours
+    );
+    let reasons: Vec<String> = r.reasons.iter().map(|x| clean(&x.to_string())).collect();
+    if !reasons.is_empty() {
+        let _ = writeln!(out, "  because: {}", reasons.join("; "));
+    }
+    let _ = writeln!(out, "  declared rationale: {}", clean(&c.risk.rationale));
+    if !r.unrated_flags.is_empty() {
+        let flags: Vec<String> = r.unrated_flags.iter().map(|f| clean(f)).collect();
+        let _ = writeln!(
+            out,
+            "  flags the policy does not rate: {}",
+            flags.join(", ")
+        );
+    }
+
+    if !c.metrics.is_empty() {
+        let _ = writeln!(out, "\nMetrics (baseline → candidate, Δ, relative)");
+        let w = c
+            .metrics
+            .iter()
+            .map(|m| clean(&m.name).chars().count())
+            .max()
+            .unwrap_or(0);
+        for m in &c.metrics {
+            let rel = relative_shift_pct(m.baseline, m.candidate)
+                .map(|p| format!("{p:+.1} %"))
+                .unwrap_or_else(|| "n/a".into());
+            let better = match m.better {
+                Direction::Higher => m.candidate >= m.baseline,
+                Direction::Lower => m.candidate <= m.baseline,
+            };
+            let verdict = if m.candidate == m.baseline {
+                "unchanged"
+            } else if better {
+                "better"
+            } else {
+                "worse"
+            };
+            let _ = writeln!(
+                out,
+                "  {:<w$}  {} → {}  Δ {:+}  {rel}  {verdict} ({} is better)",
+                clean(&m.name),
+                m.baseline,
+                m.candidate,
+                round_delta(m.candidate - m.baseline),
+                match m.better {
+                    Direction::Higher => "higher",
+                    Direction::Lower => "lower",
+                }
+            );
+        }
+    }
+
+    let _ = writeln!(
+        out,
+        "\nChecklist ([A] automated from CI, [M] manual, * blocking)"
+    );
+    for item in &e.checklist.items {
+        let kind = if item.automated { "[A]" } else { "[M]" };
+        let blocking = if item.blocking { "*" } else { " " };
+        let _ = write!(
+            out,
+            "  {kind}{blocking} {:<8} {}",
+            state_label(item.state),
+            clean(&item.label)
+        );
+        if let Some(d) = &item.detail {
+            let _ = write!(out, " — {}", clean(d));
+        }
+        for t in &item.ticked_by {
+            let _ = write!(out, " — ticked by {}", clean(&t.principal));
+            if let Some(n) = &t.note {
+                let _ = write!(out, ": {}", clean(n));
+            }
+        }
+        let _ = writeln!(out);
+    }
+    for ev in &e.checklist.other_evidence {
+        let _ = writeln!(
+            out,
+            "  [A]  {:<8} {} (evidence no checklist item reads){}",
+            format!("{:?}", ev.status).to_lowercase(),
+            clean(&ev.id),
+            ev.detail
+                .as_deref()
+                .map(|d| format!(" — {}", clean(d)))
+                .unwrap_or_default()
+        );
+    }
+    if !e.blockers.is_empty() {
+        let b: Vec<String> = e.blockers.iter().map(|x| clean(x)).collect();
+        let _ = writeln!(out, "  approval blocked by: {}", b.join("; "));
+    }
+
+    let _ = writeln!(
+        out,
+        "\nSign-offs {}/{}",
+        e.signoffs.obtained(),
+        e.signoffs.required()
+    );
+    for slot in &e.signoffs.slots {
+        match &slot.filled_by {
+            Some(who) => {
+                let _ = writeln!(out, "  ✓ {:<16} {}", slot.role, clean(who));
+            }
+            None => {
+                let _ = writeln!(out, "  · {:<16} waiting", slot.role);
+            }
+        }
+    }
+    for d in &e.discounted {
+        let _ = writeln!(
+            out,
+            "  ✗ {} by {} ({}) does not count: {}",
+            d.decision.verdict,
+            clean(&d.decision.principal),
+            clean(&d.decision.role),
+            d.reason
+        );
+    }
+
+    if !c.artifacts.is_empty() {
+        let _ = writeln!(out, "\nArtifacts");
+        for a in &c.artifacts {
+            let _ = writeln!(
+                out,
+                "  {:<18} {}  {}",
+                clean(&a.kind),
+                clean(&a.title),
+                clean(&a.url)
+            );
+        }
+    }
+    section(&mut out, "Rollout", &c.plan.rollout);
+    section(
+        &mut out,
+        if c.plan.rollback_tested {
+            "Rollback (tested)"
+        } else {
+            "Rollback (NOT tested)"
+        },
+        &c.plan.rollback,
+    );
+    let v = &c.versions;
+    let _ = writeln!(
+        out,
+        "\nVersions: code {} · data {} · config {}{}",
+        clean(&v.code),
+        clean(&v.data),
+        clean(&v.config),
+        v.seed.map(|s| format!(" · seed {s}")).unwrap_or_default()
+    );
+    out
+}
+
+/// Rounds away float noise (0.648 - 0.611 = 0.037000000000000033) for display.
+fn round_delta(d: f64) -> f64 {
+    (d * 1e9).round() / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn ages_are_compact() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+        assert_eq!(age(t, t + chrono::Duration::minutes(5)), "5m");
+        assert_eq!(age(t, t + chrono::Duration::hours(30)), "30h");
+        assert_eq!(age(t, t + chrono::Duration::days(5)), "5d");
+        assert_eq!(age(t, t + chrono::Duration::days(30)), "4w");
+        assert_eq!(age(t, t - chrono::Duration::days(1)), "0m");
+    }
+
+    #[test]
+    fn check_summary_leaves_out_zeros() {
+        let c = CheckCounts {
+            pass: 1,
+            fail: 1,
+            pending: 1,
+            missing: 0,
+        };
+        assert_eq!(check_summary(&c), "✓1 ✗1 …1");
+        assert_eq!(check_summary(&CheckCounts::default()), "-");
+    }
+}

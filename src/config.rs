@@ -1,0 +1,76 @@
+//! Where tollgate keeps things, with explicit overrides for scripts and tests.
+//!
+//! Precedence, highest first: command-line flag (`--store`, `--policy`), environment
+//! variable (`TOLLGATE_STORE`, `TOLLGATE_POLICY`), `TOLLGATE_HOME` (a directory holding
+//! everything, handy for demos and tests), then the platform's data directory
+//! (`~/.local/share/tollgate` on Linux). The policy lives beside its store:
+//! `tollgate.db` → `tollgate.policy.toml`.
+
+use directories::ProjectDirs;
+use std::path::{Path, PathBuf};
+
+/// File name of the store inside a data directory.
+pub const STORE_FILE: &str = "tollgate.db";
+
+/// Resolved locations for one invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// The SQLite store.
+    pub store: PathBuf,
+    /// The policy TOML file.
+    pub policy: PathBuf,
+}
+
+/// Why no location could be worked out.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot find a data directory for tollgate (no home directory?); pass --store PATH, or set TOLLGATE_STORE or TOLLGATE_HOME"
+)]
+pub struct NoDataDir;
+
+/// The policy file that belongs to the store at `store`.
+pub fn policy_beside(store: &Path) -> PathBuf {
+    let stem = store
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tollgate".into());
+    store.with_file_name(format!("{stem}.policy.toml"))
+}
+
+/// The default data directory: `TOLLGATE_HOME`, else the platform's.
+pub fn data_dir() -> Result<PathBuf, NoDataDir> {
+    if let Some(home) = std::env::var_os("TOLLGATE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(home));
+    }
+    ProjectDirs::from("", "", "tollgate")
+        .map(|d| d.data_dir().to_path_buf())
+        .ok_or(NoDataDir)
+}
+
+/// Resolves the store and policy paths. `store` and `policy` are the flag values
+/// (clap has already folded in `TOLLGATE_STORE` / `TOLLGATE_POLICY`).
+pub fn resolve(store: Option<PathBuf>, policy: Option<PathBuf>) -> Result<Paths, NoDataDir> {
+    let store = match store {
+        Some(s) => s,
+        None => data_dir()?.join(STORE_FILE),
+    };
+    let policy = policy.unwrap_or_else(|| policy_beside(&store));
+    Ok(Paths { store, policy })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_sits_beside_its_store() {
+        assert_eq!(
+            policy_beside(Path::new("/data/team.db")),
+            PathBuf::from("/data/team.policy.toml")
+        );
+        let p = resolve(Some("/x/tollgate.db".into()), None).unwrap();
+        assert_eq!(p.policy, PathBuf::from("/x/tollgate.policy.toml"));
+        let p = resolve(Some("/x/a.db".into()), Some("/etc/p.toml".into())).unwrap();
+        assert_eq!(p.policy, PathBuf::from("/etc/p.toml"));
+    }
+}

@@ -1,0 +1,14 @@
+//! Pure types and rules of change governance: no I/O, no terminal, no clock.
+//!
+//! Everything here is a function of its inputs so the same rules serve the CLI, the TUI,
+//! the server and the tests, and give the same answer in each.
+
+pub mod change_request;
+pub mod checklist;
+pub mod decision;
+pub mod policy;
+pub mod reader;
+pub mod risk;
+pub mod signoff;
+pub mod status;
+pub mod text;

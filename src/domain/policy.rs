@@ -1,0 +1,874 @@
+//! The governance policy: who may sign what, the risk matrix, the checklist, the
+//! emergency rules. One versioned TOML file, kept beside the store.
+//!
+//! Parsing reports *every* problem with its key path (`signoffs.model.high[2]: ...`), and
+//! unknown keys are errors: a misspelt `blockng = false` must not silently leave an item
+//! blocking (or worse, the reverse).
+
+use crate::domain::change_request::Gate;
+use crate::domain::reader::{Problem, Reader, SHORT_TEXT, child, index, quote};
+use crate::domain::risk::RiskLevel;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// The policy file format version this build reads.
+pub const POLICY_VERSION: i64 = 1;
+
+/// A person (or service identity) known to the policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Principal {
+    /// Stable id used in CRs and decisions.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Roles held, e.g. `risk-reviewer`, `approver`, `on-call`, `lead`.
+    pub roles: Vec<String>,
+    /// OpenSSH public key lines (`ssh-ed25519 AAAA... comment`) the principal signs with.
+    pub keys: Vec<String>,
+}
+
+impl Principal {
+    /// Whether the principal holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Thresholds and flags of the risk matrix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RiskPolicy {
+    /// Largest relative metric shift (in %, either direction) still rated low.
+    pub low_max_shift_pct: f64,
+    /// Largest relative metric shift still rated medium; anything above is high.
+    pub medium_max_shift_pct: f64,
+    /// Flags that make a CR high risk.
+    pub high_flags: Vec<String>,
+    /// Flags that make a CR at least medium risk.
+    pub medium_flags: Vec<String>,
+}
+
+/// A value per risk level (sign-off roles, observation hours).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PerLevel<T> {
+    /// For low-risk changes.
+    pub low: T,
+    /// For medium-risk changes.
+    pub medium: T,
+    /// For high-risk changes.
+    pub high: T,
+}
+
+impl<T> PerLevel<T> {
+    /// The value for `level`.
+    pub fn get(&self, level: RiskLevel) -> &T {
+        match level {
+            RiskLevel::Low => &self.low,
+            RiskLevel::Medium => &self.medium,
+            RiskLevel::High => &self.high,
+        }
+    }
+}
+
+/// How a checklist item gets its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum ItemMode {
+    /// From CI evidence on the CR: the check whose id is `evidence`.
+    Automated {
+        /// Check id looked up in the CR's `checks`.
+        evidence: String,
+    },
+    /// Ticked by a reviewer, optionally with a note.
+    Manual,
+}
+
+/// One item of the pre-deployment checklist.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChecklistItem {
+    /// Stable id, used when ticking (`--tick privacy`).
+    pub id: String,
+    /// What the item asks, shown to reviewers.
+    pub label: String,
+    /// Automated (with its evidence key) or manual.
+    #[serde(flatten)]
+    pub mode: ItemMode,
+    /// Gates the item applies to.
+    pub gates: Vec<Gate>,
+    /// Whether a failing, pending or unticked item blocks approval.
+    pub blocking: bool,
+}
+
+/// Rules of the emergency gate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EmergencyPolicy {
+    /// Principal ids pre-designated to authorise emergencies.
+    pub on_call: Vec<String>,
+    /// How long an emergency exception stays open, in hours.
+    pub exception_hours: i64,
+    /// Deadline for the post-incident review, in hours after the exception opens.
+    pub post_review_hours: i64,
+    /// Roles that may sign the post-incident review.
+    pub post_review_roles: Vec<String>,
+    /// The playbook's target for an authorised rollback, in minutes.
+    pub rollback_target_minutes: i64,
+}
+
+/// A validated policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Policy {
+    /// File format version.
+    pub version: i64,
+    /// Everyone who may act.
+    pub principals: Vec<Principal>,
+    /// The risk matrix.
+    pub risk: RiskPolicy,
+    /// Roles required to sign off, per gate and effective risk. Each listed role needs a
+    /// distinct person; the requester never counts.
+    pub signoffs: BTreeMap<Gate, PerLevel<Vec<String>>>,
+    /// Canary observation window before full rollout, in hours.
+    pub observation_hours: PerLevel<i64>,
+    /// Checklist templates.
+    pub checklist: Vec<ChecklistItem>,
+    /// Emergency gate rules.
+    pub emergency: EmergencyPolicy,
+}
+
+/// Role required by default for each emergency sign-off when the policy has no
+/// `[signoffs.emergency]` table.
+pub const DEFAULT_EMERGENCY_ROLE: &str = "on-call";
+
+impl Policy {
+    /// The principal with `id`.
+    pub fn principal(&self, id: &str) -> Option<&Principal> {
+        self.principals.iter().find(|p| p.id == id)
+    }
+
+    /// Roles that must sign off a CR of `gate` at `risk`.
+    pub fn required_signoffs(&self, gate: Gate, risk: RiskLevel) -> Vec<String> {
+        match self.signoffs.get(&gate) {
+            Some(table) => table.get(risk).clone(),
+            None => vec![DEFAULT_EMERGENCY_ROLE.to_string()],
+        }
+    }
+
+    /// Checklist items that apply to `gate`, in policy order.
+    pub fn checklist_for(&self, gate: Gate) -> impl Iterator<Item = &ChecklistItem> {
+        self.checklist
+            .iter()
+            .filter(move |i| i.gates.contains(&gate))
+    }
+
+    /// Every role some principal holds.
+    pub fn known_roles(&self) -> BTreeSet<&str> {
+        self.principals
+            .iter()
+            .flat_map(|p| p.roles.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+/// Why a policy file was refused, and what else looks wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyReport {
+    /// Errors: the policy cannot be used until they are fixed.
+    pub errors: Vec<Problem>,
+    /// Warnings: the policy works, but probably not as intended.
+    pub warnings: Vec<Problem>,
+}
+
+impl fmt::Display for PolicyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.errors {
+            writeln!(f, "error: {p}")?;
+        }
+        for p in &self.warnings {
+            writeln!(f, "warning: {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses and validates policy TOML. On success the warnings are returned beside it.
+pub fn parse_policy(text: &str) -> Result<(Policy, Vec<Problem>), PolicyReport> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| PolicyReport {
+        errors: vec![Problem {
+            path: syntax_location(text, &e),
+            message: format!("invalid TOML: {}", e.message()),
+        }],
+        warnings: vec![],
+    })?;
+    let tree = toml_to_json(toml::Value::Table(table));
+    let mut r = Reader::new();
+    let mut warnings = Vec::new();
+    let policy = read_policy(&mut r, &tree, &mut warnings);
+    match policy {
+        Some(p) if r.is_clean() => Ok((p, warnings)),
+        _ => Err(PolicyReport {
+            errors: r.into_problems(),
+            warnings,
+        }),
+    }
+}
+
+fn syntax_location(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {col}")
+        }
+        None => "(file)".into(),
+    }
+}
+
+/// Converts a TOML tree into the JSON tree the [`Reader`] walks. Non-finite floats become
+/// strings so they are refused with a clear message instead of turning into `null`.
+fn toml_to_json(v: toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(f.to_string())),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => {
+            Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
+        }
+    }
+}
+
+const TOP_KEYS: [&str; 7] = [
+    "version",
+    "principals",
+    "risk",
+    "signoffs",
+    "observation_hours",
+    "checklist",
+    "emergency",
+];
+
+fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Option<Policy> {
+    let obj = r.as_object(tree, "")?;
+    r.deny_unknown(obj, "", &TOP_KEYS);
+    let version = r.integer(obj, "", "version", i64::MIN, i64::MAX);
+    if let Some(v) = version
+        && v != POLICY_VERSION
+    {
+        r.problem(
+            "version",
+            format!("expected {POLICY_VERSION} (the policy format this tollgate reads), found {v}"),
+        );
+    }
+    let principals = read_principals(r, obj, warnings);
+    let roles: BTreeSet<String> = principals
+        .iter()
+        .flatten()
+        .flat_map(|p| p.roles.iter().cloned())
+        .collect();
+    let risk = r.required(obj, "", "risk").and_then(|v| read_risk(r, v));
+    let signoffs = r
+        .required(obj, "", "signoffs")
+        .and_then(|v| read_signoffs(r, v, &roles, principals.as_deref().unwrap_or(&[])));
+    let observation_hours = r.required(obj, "", "observation_hours").and_then(|v| {
+        read_per_level(r, v, "observation_hours", |r, obj, path, key| {
+            r.integer(obj, path, key, 0, 24 * 365)
+        })
+    });
+    let checklist = read_checklist(r, obj, warnings);
+    let emergency = r
+        .required(obj, "", "emergency")
+        .and_then(|v| read_emergency(r, v, &roles, principals.as_deref().unwrap_or(&[]), warnings));
+    Some(Policy {
+        version: version?,
+        principals: principals?,
+        risk: risk?,
+        signoffs: signoffs?,
+        observation_hours: observation_hours?,
+        checklist: checklist?,
+        emergency: emergency?,
+    })
+}
+
+fn read_principals(
+    r: &mut Reader,
+    obj: &Map<String, Value>,
+    warnings: &mut Vec<Problem>,
+) -> Option<Vec<Principal>> {
+    let items = r.array(obj, "", "principals", 10_000)?;
+    if items.is_empty() {
+        r.problem("principals", "expected at least one [[principals]] entry");
+        return None;
+    }
+    let mut out: Vec<Principal> = Vec::new();
+    let mut ok = true;
+    for (i, v) in items.iter().enumerate() {
+        let path = index("principals", i);
+        let Some(p) = r.as_object(v, &path) else {
+            ok = false;
+            continue;
+        };
+        r.deny_unknown(p, &path, &["id", "name", "roles", "keys"]);
+        let id = r.identifier(p, &path, "id");
+        let name = r.text(p, &path, "name", SHORT_TEXT);
+        let roles = r.identifier_list(p, &path, "roles", 50);
+        if roles.as_ref().is_some_and(Vec::is_empty) {
+            r.problem(child(&path, "roles"), "expected at least one role");
+        }
+        let keys = match p.get("keys") {
+            None => Some(Vec::new()),
+            Some(v) => read_keys(r, v, &child(&path, "keys")),
+        };
+        if let Some(id) = &id
+            && let Some(first) = out.iter().position(|q| &q.id == id)
+        {
+            r.problem(
+                child(&path, "id"),
+                format!(
+                    "duplicate principal {} (also principals[{first}]); ids must be unique",
+                    quote(id)
+                ),
+            );
+        }
+        match (id, name, roles, keys) {
+            (Some(id), Some(name), Some(roles), Some(keys)) => {
+                if keys.is_empty() {
+                    warnings.push(Problem {
+                        path: child(&path, "keys"),
+                        message: format!("{id} has no public key yet and cannot sign decisions"),
+                    });
+                }
+                out.push(Principal {
+                    id,
+                    name,
+                    roles,
+                    keys,
+                })
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn read_keys(r: &mut Reader, v: &Value, path: &str) -> Option<Vec<String>> {
+    let items = r.array_value(v, path, 20)?;
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let p = index(path, i);
+        let Some(line) = r.text_value(
+            item,
+            &p,
+            crate::domain::reader::TextRule {
+                max_chars: 1000,
+                allow_empty: false,
+            },
+        ) else {
+            ok = false;
+            continue;
+        };
+        let mut parts = line.split_whitespace();
+        let (algo, blob) = (parts.next(), parts.next());
+        let blob_ok = blob.is_some_and(|b| {
+            b.len() >= 16
+                && b.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+        });
+        if algo != Some("ssh-ed25519") || !blob_ok {
+            r.problem(
+                p,
+                "expected an OpenSSH ed25519 public key line such as \"ssh-ed25519 AAAAC3Nza... name@host\" (the .pub file's content)",
+            );
+            ok = false;
+            continue;
+        }
+        out.push(line);
+    }
+    ok.then_some(out)
+}
+
+fn read_risk(r: &mut Reader, v: &Value) -> Option<RiskPolicy> {
+    let obj = r.as_object(v, "risk")?;
+    r.deny_unknown(
+        obj,
+        "risk",
+        &[
+            "low_max_shift_pct",
+            "medium_max_shift_pct",
+            "high_flags",
+            "medium_flags",
+        ],
+    );
+    let low = r.number(obj, "risk", "low_max_shift_pct");
+    let medium = r.number(obj, "risk", "medium_max_shift_pct");
+    for (key, value) in [("low_max_shift_pct", low), ("medium_max_shift_pct", medium)] {
+        if value.is_some_and(|x| x < 0.0) {
+            r.problem(child("risk", key), "expected a percentage of 0 or more");
+        }
+    }
+    if let (Some(l), Some(m)) = (low, medium)
+        && l > m
+    {
+        r.problem(
+            "risk.medium_max_shift_pct",
+            format!("expected a value of at least low_max_shift_pct ({l}), found {m}"),
+        );
+    }
+    let high_flags = r.identifier_list(obj, "risk", "high_flags", 200);
+    let medium_flags = r.identifier_list(obj, "risk", "medium_flags", 200);
+    if let (Some(h), Some(m)) = (&high_flags, &medium_flags) {
+        for (i, f) in m.iter().enumerate() {
+            if h.contains(f) {
+                r.problem(
+                    index("risk.medium_flags", i),
+                    format!(
+                        "flag {} is also in high_flags; list each flag once",
+                        quote(f)
+                    ),
+                );
+            }
+        }
+    }
+    Some(RiskPolicy {
+        low_max_shift_pct: low?,
+        medium_max_shift_pct: medium?,
+        high_flags: high_flags?,
+        medium_flags: medium_flags?,
+    })
+}
+
+fn read_per_level<T>(
+    r: &mut Reader,
+    v: &Value,
+    path: &str,
+    read: impl Fn(&mut Reader, &Map<String, Value>, &str, &str) -> Option<T>,
+) -> Option<PerLevel<T>> {
+    let obj = r.as_object(v, path)?;
+    r.deny_unknown(obj, path, &["low", "medium", "high"]);
+    let low = read(r, obj, path, "low");
+    let medium = read(r, obj, path, "medium");
+    let high = read(r, obj, path, "high");
+    Some(PerLevel {
+        low: low?,
+        medium: medium?,
+        high: high?,
+    })
+}
+
+fn read_signoffs(
+    r: &mut Reader,
+    v: &Value,
+    roles: &BTreeSet<String>,
+    principals: &[Principal],
+) -> Option<BTreeMap<Gate, PerLevel<Vec<String>>>> {
+    let obj = r.as_object(v, "signoffs")?;
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (key, table) in obj {
+        let path = child("signoffs", key);
+        let Some(gate) = Gate::parse(key) else {
+            r.problem(
+                path,
+                "unknown gate; expected one of data, model, deployment, emergency",
+            );
+            ok = false;
+            continue;
+        };
+        let levels = read_per_level(r, table, &path, |r, obj, path, level| {
+            let list = r.required(obj, path, level)?;
+            let list_path = child(path, level);
+            let items = r.array_value(list, &list_path, 20)?;
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let p = index(&list_path, i);
+                let role = r.identifier_value(item, &p)?;
+                if role == "requester" {
+                    r.problem(
+                        p,
+                        "the requester never signs off their own change; name a reviewer role",
+                    );
+                    return None;
+                }
+                if !roles.contains(&role) {
+                    r.problem(
+                        p,
+                        format!(
+                            "unknown role {}: no principal holds it (known roles: {})",
+                            quote(&role),
+                            roles.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                    return None;
+                }
+                out.push(role);
+            }
+            if out.is_empty() {
+                r.problem(
+                    list_path,
+                    "expected at least one role: every change needs a sign-off",
+                );
+                return None;
+            }
+            if crate::domain::signoff::max_fillable(&out, principals) < out.len() {
+                r.problem(
+                    list_path,
+                    format!(
+                        "needs {} distinct people holding {}, but the principals cannot fill every slot",
+                        out.len(),
+                        out.join(", ")
+                    ),
+                );
+                return None;
+            }
+            Some(out)
+        });
+        match levels {
+            Some(l) => {
+                out.insert(gate, l);
+            }
+            None => ok = false,
+        }
+    }
+    for gate in [Gate::Data, Gate::Model, Gate::Deployment] {
+        if !obj.contains_key(gate.as_str()) {
+            r.problem(
+                child("signoffs", gate.as_str()),
+                "missing required table; every gate except emergency needs low, medium and high sign-offs",
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(out)
+}
+
+fn read_checklist(
+    r: &mut Reader,
+    obj: &Map<String, Value>,
+    warnings: &mut Vec<Problem>,
+) -> Option<Vec<ChecklistItem>> {
+    let items = r.array(obj, "", "checklist", 500)?;
+    let mut out: Vec<ChecklistItem> = Vec::new();
+    let mut ok = true;
+    for (i, v) in items.iter().enumerate() {
+        let path = index("checklist", i);
+        let Some(item) = r.as_object(v, &path) else {
+            ok = false;
+            continue;
+        };
+        r.deny_unknown(
+            item,
+            &path,
+            &["id", "label", "mode", "evidence", "gates", "blocking"],
+        );
+        let id = r.identifier(item, &path, "id");
+        let label = r.text(item, &path, "label", SHORT_TEXT);
+        let mode = r.choice(
+            item,
+            &path,
+            "mode",
+            &[("automated", true), ("manual", false)],
+        );
+        let mode = match (mode, item.get("evidence")) {
+            (Some(true), Some(e)) => r
+                .identifier_value(e, &child(&path, "evidence"))
+                .map(|evidence| ItemMode::Automated { evidence }),
+            (Some(true), None) => {
+                r.problem(
+                    child(&path, "evidence"),
+                    "missing required field: an automated item names the CR check id it reads",
+                );
+                None
+            }
+            (Some(false), Some(_)) => {
+                r.problem(
+                    child(&path, "evidence"),
+                    "manual items are ticked by a reviewer and take no evidence key; remove it or set mode = \"automated\"",
+                );
+                None
+            }
+            (Some(false), None) => Some(ItemMode::Manual),
+            (None, _) => None,
+        };
+        let gates = r.array(item, &path, "gates", 4).and_then(|gs| {
+            let gates_path = child(&path, "gates");
+            if gs.is_empty() {
+                r.problem(
+                    &gates_path,
+                    "expected at least one gate; an item with no gate never applies",
+                );
+                return None;
+            }
+            let mut out = Vec::new();
+            for (j, g) in gs.iter().enumerate() {
+                let gate = r.choice_value(g, &index(&gates_path, j), &Gate::ALL)?;
+                out.push(gate);
+            }
+            Some(out)
+        });
+        let blocking = match item.get("blocking") {
+            None => Some(true),
+            Some(_) => r.boolean(item, &path, "blocking"),
+        };
+        if let Some(id) = &id
+            && out.iter().any(|o| &o.id == id)
+        {
+            r.problem(
+                child(&path, "id"),
+                format!("duplicate checklist item {}", quote(id)),
+            );
+            ok = false;
+        }
+        match (id, label, mode, gates, blocking) {
+            (Some(id), Some(label), Some(mode), Some(gates), Some(blocking)) => {
+                out.push(ChecklistItem {
+                    id,
+                    label,
+                    mode,
+                    gates,
+                    blocking,
+                })
+            }
+            _ => ok = false,
+        }
+    }
+    for gate in [Gate::Data, Gate::Model, Gate::Deployment] {
+        if ok && !out.iter().any(|i| i.gates.contains(&gate)) {
+            warnings.push(Problem {
+                path: "checklist".into(),
+                message: format!("no checklist item applies to the {gate} gate"),
+            });
+        }
+    }
+    ok.then_some(out)
+}
+
+fn read_emergency(
+    r: &mut Reader,
+    v: &Value,
+    roles: &BTreeSet<String>,
+    principals: &[Principal],
+    warnings: &mut Vec<Problem>,
+) -> Option<EmergencyPolicy> {
+    let path = "emergency";
+    let obj = r.as_object(v, path)?;
+    r.deny_unknown(
+        obj,
+        path,
+        &[
+            "on_call",
+            "exception_hours",
+            "post_review_hours",
+            "post_review_roles",
+            "rollback_target_minutes",
+        ],
+    );
+    let on_call = r.identifier_list(obj, path, "on_call", 100);
+    if let Some(list) = &on_call {
+        for (i, id) in list.iter().enumerate() {
+            match principals.iter().find(|p| &p.id == id) {
+                None if !principals.is_empty() => r.problem(
+                    index("emergency.on_call", i),
+                    format!(
+                        "unknown principal {}; list ids from [[principals]]",
+                        quote(id)
+                    ),
+                ),
+                Some(p) if !p.has_role(DEFAULT_EMERGENCY_ROLE) => warnings.push(Problem {
+                    path: index("emergency.on_call", i),
+                    message: format!("{id} is on the roster but does not hold the on-call role"),
+                }),
+                _ => {}
+            }
+        }
+        if list.is_empty() {
+            r.problem(
+                "emergency.on_call",
+                "expected at least one on-call principal",
+            );
+        }
+    }
+    let exception_hours = r.integer(obj, path, "exception_hours", 1, 24 * 30);
+    let post_review_hours = r.integer(obj, path, "post_review_hours", 1, 24 * 30);
+    let post_review_roles = r.identifier_list(obj, path, "post_review_roles", 20);
+    if let Some(list) = &post_review_roles {
+        for (i, role) in list.iter().enumerate() {
+            if !roles.contains(role) {
+                r.problem(
+                    index("emergency.post_review_roles", i),
+                    format!("unknown role {}: no principal holds it", quote(role)),
+                );
+            }
+        }
+        if list.is_empty() {
+            r.problem("emergency.post_review_roles", "expected at least one role");
+        }
+    }
+    let rollback_target_minutes = r.integer(obj, path, "rollback_target_minutes", 1, 24 * 60);
+    Some(EmergencyPolicy {
+        on_call: on_call?,
+        exception_hours: exception_hours?,
+        post_review_hours: post_review_hours?,
+        post_review_roles: post_review_roles?,
+        rollback_target_minutes: rollback_target_minutes?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo;
+
+    fn errors_of(text: &str) -> Vec<String> {
+        parse_policy(text)
+            .expect_err("policy must be refused")
+            .errors
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_playbook_policy_reads_cleanly() {
+        let (p, warnings) = parse_policy(demo::POLICY_TOML).unwrap();
+        assert_eq!(p.principals.len(), 8);
+        assert_eq!(
+            p.required_signoffs(Gate::Model, RiskLevel::High),
+            ["data-reviewer", "risk-reviewer", "ops-reviewer", "approver"]
+        );
+        assert_eq!(
+            p.required_signoffs(Gate::Emergency, RiskLevel::Low),
+            ["on-call"]
+        );
+        assert_eq!(*p.observation_hours.get(RiskLevel::High), 24);
+        assert_eq!(p.checklist_for(Gate::Data).count(), 5);
+        // The shared fixture leaves keys out: each principal gets a warning, nothing else.
+        assert!(warnings.iter().all(|w| w.message.contains("no public key")));
+    }
+
+    #[test]
+    fn unknown_role_in_signoffs_is_named_with_its_key_path() {
+        let text = demo::POLICY_TOML.replace(
+            "high = [\"data-reviewer\", \"risk-reviewer\", \"ops-reviewer\", \"approver\"]",
+            "high = [\"data-reviewer\", \"risk-reviewer\", \"ops-reviewr\", \"approver\"]",
+        );
+        let errors = errors_of(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("signoffs.model.high[2]: unknown role \"ops-reviewr\""),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_principals_and_items_without_gates_are_all_reported() {
+        let text = demo::POLICY_TOML
+            .replace("id = \"sofia\"", "id = \"lena\"")
+            .replace("gates = [\"model\", \"data\"]\nblocking = true\n\n[[checklist]]\nid = \"performance\"", "gates = []\nblocking = true\n\n[[checklist]]\nid = \"performance\"");
+        let errors = errors_of(&text);
+        assert!(
+            errors.iter().any(|e| e.starts_with(
+                "principals[7].id: duplicate principal \"lena\" (also principals[6])"
+            )),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("checklist[0].gates: expected at least one gate")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn typos_wrong_types_and_contradictions_are_errors() {
+        let text = demo::POLICY_TOML
+            .replace("blocking = false", "blockng = false")
+            .replace("low_max_shift_pct = 1.0", "low_max_shift_pct = 7.0")
+            .replace("exception_hours = 4", "exception_hours = \"4h\"")
+            .replace(
+                "medium_flags = [\"new_feature\"",
+                "medium_flags = [\"new_data_source\", \"new_feature\"",
+            )
+            .replace(
+                "mode = \"manual\"\ngates = [\"model\", \"data\"]",
+                "mode = \"manual\"\nevidence = \"pii\"\ngates = [\"model\", \"data\"]",
+            );
+        let errors = errors_of(&text);
+        let has = |prefix: &str| errors.iter().any(|e| e.starts_with(prefix));
+        assert!(has("checklist[7].blockng: unknown key"), "{errors:?}");
+        assert!(
+            has("risk.medium_max_shift_pct: expected a value of at least low_max_shift_pct (7)"),
+            "{errors:?}"
+        );
+        assert!(
+            has("emergency.exception_hours: expected a whole number, found string \"4h\""),
+            "{errors:?}"
+        );
+        assert!(
+            has("risk.medium_flags[0]: flag \"new_data_source\" is also in high_flags"),
+            "{errors:?}"
+        );
+        assert!(has("checklist[4].evidence: manual items"), "{errors:?}");
+    }
+
+    #[test]
+    fn automated_items_need_evidence_and_signoffs_must_be_fillable() {
+        let text = demo::POLICY_TOML
+            .replace("evidence = \"latency\"\n", "")
+            .replace(
+                "low = [\"ops-reviewer\"]",
+                "low = [\"ops-reviewer\", \"ops-reviewer\"]",
+            );
+        let errors = errors_of(&text);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("checklist[5].evidence: missing required field")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("signoffs.deployment.low: needs 2 distinct people")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_give_line_and_column_and_versions_are_checked() {
+        let errors = errors_of("version = 1\n[risk\n");
+        assert!(errors[0].starts_with("line 2, column"), "{errors:?}");
+        let errors = errors_of(&demo::POLICY_TOML.replace("version = 1", "version = 2"));
+        assert!(errors[0].starts_with("version: expected 1"), "{errors:?}");
+        let errors = errors_of(
+            &demo::POLICY_TOML.replace("low_max_shift_pct = 1.0", "low_max_shift_pct = nan"),
+        );
+        assert!(
+            errors[0].contains("NaN and infinities are not allowed"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn missing_gate_tables_and_unknown_on_call_principals_are_reported() {
+        let text = demo::POLICY_TOML
+            .replace("[signoffs.data]", "[signoffs.dta]")
+            .replace(
+                "on_call = [\"marco\", \"lena\"]",
+                "on_call = [\"marco\", \"lina\"]",
+            );
+        let errors = errors_of(&text);
+        let has = |prefix: &str| errors.iter().any(|e| e.starts_with(prefix));
+        assert!(has("signoffs.dta: unknown gate"), "{errors:?}");
+        assert!(has("signoffs.data: missing required table"), "{errors:?}");
+        assert!(
+            has("emergency.on_call[1]: unknown principal \"lina\""),
+            "{errors:?}"
+        );
+    }
+}

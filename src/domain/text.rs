@@ -1,0 +1,136 @@
+//! Making untrusted text safe to show.
+//!
+//! Change requests come from CI pipelines and people outside the reviewer's control. A
+//! title carrying `ESC [ 2 J` could wipe the screen, an OSC 8 sequence could disguise a
+//! link, and a right-to-left override could make `fraud-v13` read as something else.
+//! Everything a CR says passes through [`sanitize`] before any face (CLI or TUI) prints it.
+
+/// True for invisible formatting characters that change how neighbouring text renders:
+/// bidi embeddings/overrides/isolates, zero-width characters and the BOM.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}'   // zero-width space/joiners, LRM, RLM
+        | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
+        | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
+        | '\u{2066}'..='\u{2069}' // bidi isolates
+        | '\u{FEFF}'              // BOM / zero-width no-break space
+    )
+}
+
+/// Replaces control characters, escape sequences and bidi/zero-width formatting with
+/// visible, inert text so a string can be written to a terminal as it stands.
+///
+/// - an ESC-introduced sequence (CSI, OSC, ...) is dropped whole and replaced by `�`;
+/// - newlines and tabs become spaces (one line in, one line out), unless `keep_newlines`;
+/// - other C0/C1 controls and DEL become `�`;
+/// - invisible formatting characters are removed.
+pub fn sanitize_with(s: &str, keep_newlines: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                skip_escape_sequence(&mut chars);
+                out.push('\u{FFFD}');
+            }
+            '\n' if keep_newlines => out.push('\n'),
+            '\n' | '\r' | '\t' => {
+                if c == '\r' && chars.peek() == Some(&'\n') {
+                    continue;
+                }
+                out.push(' ');
+            }
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c if is_invisible_format(c) => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// [`sanitize_with`] for single-line display (tables, titles, status lines).
+pub fn sanitize(s: &str) -> String {
+    sanitize_with(s, false)
+}
+
+/// Consumes the rest of an escape sequence after ESC so none of its payload is shown.
+fn skip_escape_sequence(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    match chars.peek().copied() {
+        // CSI: parameters and intermediates up to a final byte in @..~
+        Some('[') => {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+        // OSC, DCS, SOS, PM, APC: up to BEL or ST (ESC \)
+        Some(']' | 'P' | 'X' | '^' | '_') => {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '\u{7}' {
+                    break;
+                }
+                if c == '\u{1b}' {
+                    if chars.peek() == Some(&'\\') {
+                        chars.next();
+                    }
+                    break;
+                }
+            }
+        }
+        // Two-character sequences such as ESC c (reset) or ESC 7.
+        Some(_) => {
+            chars.next();
+        }
+        None => {}
+    }
+}
+
+/// Shortens `s` to at most `max` characters, marking the cut with `…`.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_never_survive() {
+        let hostile = "fraud\u{1b}[2J\u{1b}]8;;http://evil\u{7}link\u{1b}]8;;\u{1b}\\ v13\u{1b}c";
+        let clean = sanitize(hostile);
+        assert!(!clean.contains('\u{1b}'), "{clean:?}");
+        assert!(!clean.contains('\u{7}'));
+        assert!(!clean.contains("http://evil"));
+        assert!(clean.starts_with("fraud"));
+        assert!(clean.contains("link"));
+        assert!(clean.contains(" v13"));
+    }
+
+    #[test]
+    fn controls_bidi_and_newlines_are_neutralised() {
+        assert_eq!(sanitize("a\r\nb\tc"), "a b c");
+        assert_eq!(
+            sanitize("x\u{0}y\u{7f}z\u{9b}"),
+            "x\u{FFFD}y\u{FFFD}z\u{FFFD}"
+        );
+        assert_eq!(sanitize("abc\u{202e}fed\u{200b}"), "abcfed");
+        assert_eq!(sanitize_with("one\ntwo", true), "one\ntwo");
+    }
+
+    #[test]
+    fn truncation_marks_the_cut() {
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
+    }
+}

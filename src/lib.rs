@@ -1,0 +1,11 @@
+//! tollgate: keyboard-first governance of changes to production ML models.
+//!
+//! The core (`domain`, `audit`, `store`) holds the rules, the tamper-evident record and
+//! persistence; the CLI (`cli`) is one face over it. See `README.md` and `docs/`.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod store;
