@@ -382,3 +382,118 @@ impl Store for LocalStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo;
+    use crate::domain::change_request::parse_document;
+
+    fn submission(i: usize) -> Submission {
+        let (cr, document) = parse_document(demo::FIXTURES[i].1.as_bytes()).unwrap();
+        Submission { cr, document }
+    }
+
+    #[test]
+    fn a_new_store_is_at_the_latest_schema_and_reopens_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/dir/t.db");
+        let store = LocalStore::create(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), LATEST);
+        drop(store);
+        assert_eq!(
+            LocalStore::open(&path).unwrap().schema_version().unwrap(),
+            LATEST
+        );
+    }
+
+    #[test]
+    fn a_store_from_a_newer_tollgate_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(LocalStore::create(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", LATEST + 1)
+            .unwrap();
+        drop(conn);
+        let err = LocalStore::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == LATEST + 1),
+            "{err}"
+        );
+        assert!(err.to_string().contains("upgrade tollgate"));
+    }
+
+    #[test]
+    fn opening_a_missing_store_does_not_create_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.db");
+        assert!(matches!(
+            LocalStore::open(&path),
+            Err(StoreError::NotInitialised { .. })
+        ));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn stored_revisions_cannot_be_rewritten_even_with_sql() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = LocalStore::create(&path).unwrap();
+        store.submit(&[submission(0)], Utc::now()).unwrap();
+        let conn = store.lock();
+        let update = conn.execute("UPDATE revisions SET document = '{}'", []);
+        assert!(
+            update
+                .unwrap_err()
+                .to_string()
+                .contains("revisions are immutable")
+        );
+        let delete = conn.execute("DELETE FROM revisions", []);
+        assert!(delete.unwrap_err().to_string().contains("never deleted"));
+    }
+
+    #[test]
+    fn a_damaged_document_is_reported_with_its_id_and_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = LocalStore::create(&path).unwrap();
+        store.submit(&[submission(1)], Utc::now()).unwrap();
+        {
+            let conn = store.lock();
+            conn.execute_batch(
+                "DROP TRIGGER revisions_are_immutable;
+                 UPDATE revisions SET document = replace(document, '\"gate\":\"data\"', '\"gate\":\"dta\"');",
+            )
+            .unwrap();
+        }
+        let err = store.list().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("CR-1043 revision 1 is damaged"), "{msg}");
+        assert!(msg.contains("$.gate"), "{msg}");
+    }
+
+    #[test]
+    fn a_failing_batch_rolls_back_entirely() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = LocalStore::create(&path).unwrap();
+        // The second CR of the batch fails to insert; the first must not survive alone.
+        {
+            let conn = store.lock();
+            conn.execute_batch(
+                "CREATE TRIGGER fail_second BEFORE INSERT ON revisions WHEN NEW.cr_id = 'CR-1043'
+                 BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END;",
+            )
+            .unwrap();
+        }
+        let err = store
+            .submit(&[submission(0), submission(1)], Utc::now())
+            .unwrap_err();
+        assert!(err.to_string().contains("disk full (simulated)"), "{err}");
+        assert!(
+            store.list().unwrap().is_empty(),
+            "CR-1042 must not be stored alone"
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! Helpers shared by the integration tests: run the real binary against a private
+//! TOLLGATE_HOME, and reach the shared acceptance fixtures.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The acceptance fixtures shipped beside the repository (`../shared/fixtures`).
+pub fn shared_fixtures() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    assert!(
+        dir.is_dir(),
+        "the shared fixtures are expected at {}; clone the project with ../shared beside it",
+        dir.display()
+    );
+    dir
+}
+
+/// One fixture CR as a JSON tree.
+pub fn fixture_json(id: &str) -> Value {
+    let path = shared_fixtures()
+        .join("change-requests")
+        .join(format!("{id}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+/// A private tollgate home directory with helpers to run the binary in it.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+/// What a run printed and how it ended.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Home {
+    pub fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// A home with the demo store (fixtures + playbook policy).
+    pub fn demo() -> Home {
+        let h = Home::new();
+        h.run(&["demo"]).ok();
+        h
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path("tollgate.db")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        c.args(args)
+            .env("TOLLGATE_HOME", self.dir.path())
+            .env_remove("TOLLGATE_STORE")
+            .env_remove("TOLLGATE_POLICY")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tollgate")
+            .into()
+    }
+
+    /// Writes a JSON document into the home and returns its path as a string.
+    pub fn write_json(&self, name: &str, v: &Value) -> String {
+        let p = self.path(name);
+        std::fs::write(&p, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    pub fn write(&self, name: &str, bytes: &[u8]) -> String {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    /// `list --json` as (id, revision) pairs: what a user would see stored.
+    pub fn stored(&self) -> Vec<(String, u64)> {
+        let v = self.run(&["list", "--json"]).ok().json();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["id"].as_str().unwrap().to_string(),
+                    e["revision"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
