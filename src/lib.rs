@@ -3,6 +3,8 @@
 //! The core (`domain`, `audit`, `store`) holds the rules, the tamper-evident record and
 //! persistence; the CLI (`cli`) is one face over it. See `README.md` and `docs/`.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod cli;
 pub mod config;
