@@ -47,6 +47,32 @@ pub fn data_dir() -> Result<PathBuf, NoDataDir> {
         .ok_or(NoDataDir)
 }
 
+/// The directory for the user's own tollgate files (their signing key): `TOLLGATE_HOME`,
+/// else the platform's config directory (`~/.config/tollgate` on Linux).
+pub fn config_dir() -> Result<PathBuf, NoDataDir> {
+    if let Some(home) = std::env::var_os("TOLLGATE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(home));
+    }
+    ProjectDirs::from("", "", "tollgate")
+        .map(|d| d.config_dir().to_path_buf())
+        .ok_or(NoDataDir)
+}
+
+/// Where `tollgate keygen` puts the user's key by default.
+pub fn default_key_path() -> Result<PathBuf, NoDataDir> {
+    Ok(config_dir()?.join("id_ed25519"))
+}
+
+/// Where `tollgate demo` keeps the demo principals' keys: beside the store,
+/// `tollgate.db` → `tollgate.demo-keys/`. Demo only: real keys belong to their owners.
+pub fn demo_keys_dir(store: &Path) -> PathBuf {
+    let stem = store
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tollgate".into());
+    store.with_file_name(format!("{stem}.demo-keys"))
+}
+
 /// Resolves the store and policy paths. `store` and `policy` are the flag values
 /// (clap has already folded in `TOLLGATE_STORE` / `TOLLGATE_POLICY`).
 pub fn resolve(store: Option<PathBuf>, policy: Option<PathBuf>) -> Result<Paths, NoDataDir> {

@@ -1,3 +1,5 @@
 //! The tamper-evident record: canonical encoding and digests of what was reviewed.
 
 pub mod canonical;
+pub mod keys;
+pub mod log;

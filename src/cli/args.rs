@@ -26,6 +26,16 @@ pub struct Cli {
     #[arg(long, global = true, env = "TOLLGATE_POLICY", value_name = "FILE")]
     pub policy: Option<PathBuf>,
 
+    /// The OpenSSH ed25519 private key to sign with [default: the key `tollgate keygen`
+    /// made, else ~/.ssh/id_ed25519]. A passphrase is read from TOLLGATE_KEY_PASSPHRASE or
+    /// asked for on the terminal.
+    #[arg(long, global = true, env = "TOLLGATE_KEY", value_name = "PATH")]
+    pub key: Option<PathBuf>,
+
+    /// Act as a demo identity (only in stores made by `tollgate demo`), e.g. --as devi.
+    #[arg(long = "as", global = true, value_name = "PRINCIPAL")]
+    pub as_principal: Option<String>,
+
     /// What to do; without a command, the queue is shown.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -85,6 +95,89 @@ pub enum Command {
     /// Work with the policy file.
     #[command(subcommand)]
     Policy(PolicyCommand),
+
+    /// Sign off a change request in one of your roles.
+    ///
+    /// Refused (with the rule and what would satisfy it) if you requested the CR, do not
+    /// hold the role, already filled a sign-off on it, or a blocking checklist item fails,
+    /// pends or is unticked. Example:
+    ///   tollgate approve CR-1042 --role risk-reviewer --tick privacy --tick rollback="tested 2026-11-19" --rationale "Shifts explained by the new features; fairness within limits."
+    Approve(DecideArgs),
+
+    /// Reject a change request (always allowed for a role you hold).
+    Reject(DecideArgs),
+
+    /// Send a change request back to its requester with what to change.
+    RequestChanges(DecideArgs),
+
+    /// Create an ed25519 signing key for yourself and print the line to add to the policy.
+    ///
+    /// The key is written with mode 0600 to the tollgate config directory (or --output).
+    /// An existing OpenSSH ed25519 key works too: pass it with --key.
+    Keygen {
+        /// Where to write the private key (the public key goes beside it as .pub).
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Comment in the public key line, e.g. your principal id.
+        #[arg(long, default_value = "tollgate")]
+        comment: String,
+    },
+
+    /// Show which key you sign with and which principal and roles it gives you.
+    Whoami,
+
+    /// Check every link and signature of the audit log against the policy's keys.
+    ///
+    /// On failure, names the first bad entry and why (altered content, bad signature,
+    /// unknown key, broken link, reordered or missing entries, cut tail) and exits 1.
+    Verify {
+        /// Also require this entry hash to be in the log (a head noted at an earlier audit).
+        #[arg(long, value_name = "HASH")]
+        expect_head: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Read the audit log.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+/// Arguments shared by approve, reject and request-changes.
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// The change request id.
+    pub id: String,
+    /// The role you sign for [default: your only eligible role].
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Why, in a sentence or two. Without it (and without --rationale-file) $EDITOR opens.
+    #[arg(long, conflicts_with = "rationale_file")]
+    pub rationale: Option<String>,
+    /// Read the rationale from a file (`-` for standard input).
+    #[arg(long, value_name = "FILE")]
+    pub rationale_file: Option<PathBuf>,
+    /// Tick a manual checklist item, optionally with a note: --tick privacy="checked with DPO".
+    #[arg(long = "tick", value_name = "ITEM[=NOTE]")]
+    pub ticks: Vec<String>,
+    /// Refuse if the CR's current content digest is not this (what you reviewed).
+    #[arg(long, value_name = "DIGEST")]
+    pub digest: Option<String>,
+    /// Print the recorded entry as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `log` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Write the whole log as JSON Lines, checkable with sha256sum and ssh-keygen (see README).
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// Filters and format for `list`.
@@ -112,6 +205,8 @@ pub enum PolicyCommand {
         /// The file to check [default: the store's policy, or --policy].
         file: Option<PathBuf>,
     },
+    /// Print an allowed_signers file for `ssh-keygen -Y verify` from the policy's keys.
+    AllowedSigners,
 }
 
 fn pick<T: Copy>(s: &str, options: &[(&str, T)]) -> Result<T, String> {

@@ -1,18 +1,23 @@
 //! The command-line face of tollgate: scriptable subcommands over the same core the TUI uses.
 
 pub mod args;
+mod audit_cmds;
+mod decide;
+mod identity;
 mod render;
 mod views;
 
 use crate::config::{self, Paths};
 use crate::demo;
 use crate::domain::change_request::parse_document;
+use crate::domain::decision::Verdict;
 use crate::domain::policy::{Policy, parse_policy};
 use crate::domain::status::{Evaluation, evaluate};
 use crate::store::local::LocalStore;
 use crate::store::{Store, StoreError, StoredCr, Submission, SubmitOutcome};
-use args::{Cli, Command, ListArgs, PolicyCommand};
+use args::{Cli, Command, ListArgs, LogCommand, PolicyCommand};
 use chrono::{DateTime, Utc};
+use identity::KeyChoice;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -55,6 +60,15 @@ impl From<StoreError> for CliError {
     }
 }
 
+impl From<crate::store::VerifyError> for CliError {
+    fn from(e: crate::store::VerifyError) -> Self {
+        match e {
+            crate::store::VerifyError::Store(s) => s.into(),
+            other => CliError::refused(other.to_string()),
+        }
+    }
+}
+
 impl From<config::NoDataDir> for CliError {
     fn from(e: config::NoDataDir) -> Self {
         CliError::environment(e.to_string())
@@ -64,7 +78,39 @@ impl From<config::NoDataDir> for CliError {
 /// Runs one invocation, writing results to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let now = Utc::now();
+    let keys = KeyChoice {
+        key: cli.key.clone(),
+        as_principal: cli.as_principal.clone(),
+    };
+    let decide = |verdict: Verdict, args: &args::DecideArgs, out: &mut dyn Write| {
+        let paths = config::resolve(cli.store.clone(), cli.policy.clone())?;
+        decide::run(&paths, &keys, verdict, args, out)
+    };
+    match &cli.command {
+        Some(Command::Approve(a)) => return decide(Verdict::Approve, a, out),
+        Some(Command::Reject(a)) => return decide(Verdict::Reject, a, out),
+        Some(Command::RequestChanges(a)) => return decide(Verdict::RequestChanges, a, out),
+        _ => {}
+    }
     match cli.command {
+        Some(Command::Approve(_) | Command::Reject(_) | Command::RequestChanges(_)) => Ok(()),
+        Some(Command::Keygen { output, comment }) => audit_cmds::keygen(output, &comment, out),
+        Some(Command::Whoami) => {
+            let paths = config::resolve(cli.store, cli.policy)?;
+            audit_cmds::whoami(&paths, &keys, out)
+        }
+        Some(Command::Verify { expect_head, json }) => {
+            let paths = config::resolve(cli.store, cli.policy)?;
+            audit_cmds::verify(&paths, expect_head.as_deref(), json, out)
+        }
+        Some(Command::Log(LogCommand::Export { output })) => {
+            let paths = config::resolve(cli.store, cli.policy)?;
+            audit_cmds::export_log(&paths, output.as_deref(), out)
+        }
+        Some(Command::Policy(PolicyCommand::AllowedSigners)) => {
+            let paths = config::resolve(cli.store, cli.policy)?;
+            audit_cmds::export_allowed_signers(&paths, out)
+        }
         Some(Command::Init { replace_policy }) => {
             let paths = config::resolve(cli.store, None)?;
             init(&paths, cli.policy.as_deref(), replace_policy, out)
@@ -116,7 +162,13 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
 
 /// Reads and validates the policy file, turning every problem into one message.
 pub fn load_policy(path: &Path) -> Result<Policy, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = load_policy_text(path)?;
+    parse_loaded_policy(path, &text)
+}
+
+/// Reads the policy file's text (its digest goes into every signed decision).
+pub fn load_policy_text(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             CliError::refused(format!(
                 "no policy at {}; install one with `tollgate init --policy FILE` (or `tollgate demo`), or pass --policy FILE",
@@ -125,8 +177,12 @@ pub fn load_policy(path: &Path) -> Result<Policy, CliError> {
         } else {
             CliError::environment(format!("cannot read policy {}: {e}", path.display()))
         }
-    })?;
-    parse_policy(&text).map(|(p, _)| p).map_err(|report| {
+    })
+}
+
+/// Validates policy text read from `path`.
+pub fn parse_loaded_policy(path: &Path, text: &str) -> Result<Policy, CliError> {
+    parse_policy(text).map(|(p, _)| p).map_err(|report| {
         let lines: Vec<String> = report
             .errors
             .iter()
@@ -335,11 +391,16 @@ fn evaluate_all(
     store: &dyn Store,
     policy: &Policy,
 ) -> Result<Vec<(StoredCr, Evaluation)>, CliError> {
+    let decisions = store.all_decisions()?;
     Ok(store
         .list()?
         .into_iter()
         .map(|cr| {
-            let e = evaluate(&cr.current.cr, &cr.current.digest, &[], policy);
+            let mine = decisions
+                .get(&cr.current.cr.id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let e = evaluate(&cr.current.cr, &cr.current.digest, mine, policy);
             (cr, e)
         })
         .collect())
@@ -402,7 +463,8 @@ fn show(
         })?,
     };
     let is_current = rev.revision == cr.current.revision;
-    let e = evaluate(&rev.cr, &rev.digest, &[], &policy);
+    let decisions = store.decisions(id)?;
+    let e = evaluate(&rev.cr, &rev.digest, &decisions, &policy);
     if json {
         let detail = views::Detail::new(&rev, cr.first_submitted_at, is_current, &revisions, &e);
         return write_out(out, &to_json(&detail)?);
@@ -410,13 +472,42 @@ fn show(
     write_out(out, &render::detail(&rev, is_current, &revisions, &e, now))
 }
 
+/// Creates a key for every demo principal beside the store and returns the demo policy
+/// with those public keys filled in.
+fn demo_identities(store: &Path) -> Result<String, CliError> {
+    let dir = config::demo_keys_dir(store);
+    let mut policy = demo::POLICY_TOML.to_string();
+    for p in demo::policy().principals {
+        let path = dir.join(&p.id);
+        let signer = if path.exists() {
+            crate::audit::keys::Signer::load(&path, || Err("demo keys have no passphrase".into()))
+        } else {
+            let s = crate::audit::keys::Signer::generate(&format!("{}@tollgate-demo", p.id))
+                .map_err(|e| CliError::environment(e.to_string()))?;
+            s.write(&path).map(|_| s)
+        }
+        .map_err(|e| CliError::environment(e.to_string()))?;
+        policy = policy.replacen(
+            &format!("id = \"{}\"\n", p.id),
+            &format!(
+                "id = \"{}\"\nkeys = [\"{}\"]\n",
+                p.id,
+                signer.public_key_line()
+            ),
+            1,
+        );
+    }
+    Ok(policy)
+}
+
 fn demo_store(paths: &Paths, now: DateTime<Utc>, out: &mut dyn Write) -> Result<(), CliError> {
     let store = LocalStore::create(&paths.store)?;
     let mut notes = String::new();
     if !paths.policy.exists() {
-        write_atomically(&paths.policy, demo::POLICY_TOML)?;
+        let policy = demo_identities(&paths.store)?;
+        write_atomically(&paths.policy, &policy)?;
         notes.push_str(&format!(
-            "installed the demo policy at {}\n",
+            "installed the demo policy at {} with a key for every principal (act as one with --as ID, e.g. --as devi)\n",
             paths.policy.display()
         ));
     }

@@ -9,6 +9,7 @@ pub mod decision;
 pub mod policy;
 pub mod reader;
 pub mod risk;
+pub mod rules;
 pub mod signoff;
 pub mod status;
 pub mod text;

@@ -9,13 +9,18 @@
 
 use super::migrations::{LATEST, MIGRATIONS};
 use super::{
-    RevisionInfo, Store, StoreError, StoredCr, StoredRevision, Submission, SubmitOutcome,
-    typed_view,
+    DecideError, DecisionContext, Head, LogEntry, NewEntry, RevisionInfo, Store, StoreError,
+    StoredCr, StoredRevision, Submission, SubmitOutcome, typed_view,
 };
 use crate::audit::canonical::{digest, to_canonical_string};
+use crate::audit::log::{DecisionRecord, EntryKind, entry_hash, submission_body};
+use crate::domain::decision::Decision;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -144,6 +149,10 @@ impl LocalStore {
             };
             tx.execute_batch(sql)
                 .map_err(self.sql_err(format!("applying migration {}", version + 1)))?;
+            if version + 1 == 2 {
+                backfill_log(&tx)
+                    .map_err(self.sql_err("entering existing revisions into the log"))?;
+            }
             tx.pragma_update(None, "user_version", version + 1)
                 .map_err(self.sql_err("recording the schema version"))?;
             tx.commit()
@@ -201,6 +210,100 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("bad timestamp {s:?}: {e}"))
 }
 
+/// The head recorded beside the log.
+fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
+    conn.query_row("SELECT seq, hash FROM log_head WHERE id = 1", [], |r| {
+        Ok(Head {
+            seq: r.get(0)?,
+            hash: r.get(1)?,
+        })
+    })
+}
+
+/// Appends one entry and moves the recorded head, inside the caller's transaction.
+fn append_entry(
+    tx: &Transaction<'_>,
+    kind: EntryKind,
+    cr_id: &str,
+    principal: Option<&str>,
+    body: &str,
+    signature: Option<&str>,
+) -> rusqlite::Result<LogEntry> {
+    let head = read_head(tx)?;
+    let seq = head.seq + 1;
+    let hash = entry_hash(body);
+    tx.execute(
+        "INSERT INTO log (seq, kind, cr_id, principal, body, hash, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![seq, kind.as_str(), cr_id, principal, body, hash, signature],
+    )?;
+    tx.execute(
+        "UPDATE log_head SET seq = ?1, hash = ?2 WHERE id = 1",
+        params![seq, hash],
+    )?;
+    Ok(LogEntry {
+        seq,
+        kind: kind.as_str().into(),
+        body: body.into(),
+        hash,
+        signature: signature.map(Into::into),
+        principal: principal.map(Into::into),
+        cr_id: Some(cr_id.into()),
+    })
+}
+
+fn append_submission(
+    tx: &Transaction<'_>,
+    kind: EntryKind,
+    cr_id: &str,
+    revision: u32,
+    digest: &str,
+    at: DateTime<Utc>,
+) -> rusqlite::Result<LogEntry> {
+    let head = read_head(tx)?;
+    let body = submission_body(
+        kind,
+        head.seq + 1,
+        head.hash.as_deref(),
+        cr_id,
+        revision,
+        digest,
+        at,
+    );
+    append_entry(tx, kind, cr_id, None, &body, None)
+}
+
+/// Enters revisions stored before the log existed (schema 1) into the log, oldest first.
+fn backfill_log(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let rows: Vec<(String, u32, String, String)> = {
+        let mut stmt =
+            tx.prepare("SELECT cr_id, revision, digest, submitted_at FROM revisions ORDER BY submitted_at, cr_id, revision")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    for (cr_id, revision, digest, at) in rows {
+        let at = parse_time(&at).unwrap_or_else(|_| Utc::now());
+        let kind = if revision == 1 {
+            EntryKind::CrSubmitted
+        } else {
+            EntryKind::CrRevised
+        };
+        append_submission(tx, kind, &cr_id, revision, &digest, at)?;
+    }
+    Ok(())
+}
+
+fn log_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
+    Ok(LogEntry {
+        seq: r.get(0)?,
+        kind: r.get(1)?,
+        cr_id: r.get(2)?,
+        principal: r.get(3)?,
+        body: r.get(4)?,
+        hash: r.get(5)?,
+        signature: r.get(6)?,
+    })
+}
+
 /// Row shape shared by the current-revision queries.
 type RevisionRow = (String, u32, String, String, String, u32, String);
 
@@ -222,6 +325,50 @@ fn revision_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RevisionRow> {
 }
 
 impl LocalStore {
+    fn parse_decision(&self, seq: u64, body: &str) -> Result<Decision, StoreError> {
+        DecisionRecord::parse(body)
+            .and_then(|r| r.to_decision())
+            .map_err(|detail| StoreError::Corrupt {
+                path: self.path.clone(),
+                id: format!("log entry {seq}"),
+                revision: 0,
+                detail,
+            })
+    }
+
+    fn current_revision(
+        &self,
+        conn: &Connection,
+        id: &str,
+    ) -> Result<Option<StoredRevision>, StoreError> {
+        let row: Option<RevisionRow> = conn
+            .query_row(
+                &format!("{CURRENT_SELECT} WHERE c.id = ?1"),
+                params![id],
+                revision_row,
+            )
+            .optional()
+            .map_err(self.sql_err(format!("reading {id}")))?;
+        row.map(|r| self.stored_cr(r).map(|c| c.current))
+            .transpose()
+    }
+
+    fn decisions_in(&self, conn: &Connection, cr_id: &str) -> Result<Vec<Decision>, StoreError> {
+        let rows: Vec<(u64, String)> = {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, body FROM log WHERE cr_id = ?1 AND kind = 'decision' ORDER BY seq",
+                )
+                .map_err(self.sql_err(format!("reading decisions on {cr_id}")))?;
+            stmt.query_map(params![cr_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(self.sql_err(format!("reading decisions on {cr_id}")))?
+        };
+        rows.iter()
+            .map(|(seq, body)| self.parse_decision(*seq, body))
+            .collect()
+    }
+
     fn stored_cr(&self, row: RevisionRow) -> Result<StoredCr, StoreError> {
         let (id, revision, digest_text, document, submitted_at, count, first) = row;
         let first_submitted_at = parse_time(&first).map_err(|detail| StoreError::Corrupt {
@@ -282,6 +429,8 @@ impl Store for LocalStore {
                         params![id, next],
                     )
                     .map_err(self.sql_err(format!("advancing {id}")))?;
+                    append_submission(&tx, EntryKind::CrRevised, id, next, &new_digest, at)
+                        .map_err(self.sql_err(format!("logging {id} revision {next}")))?;
                     SubmitOutcome::Revised {
                         id: id.clone(),
                         revision: next,
@@ -300,6 +449,8 @@ impl Store for LocalStore {
                         params![id, new_digest, canonical, now],
                     )
                     .map_err(self.sql_err(format!("storing {id} revision 1")))?;
+                    append_submission(&tx, EntryKind::CrSubmitted, id, 1, &new_digest, at)
+                        .map_err(self.sql_err(format!("logging {id}")))?;
                     SubmitOutcome::Created {
                         id: id.clone(),
                         revision: 1,
@@ -380,6 +531,106 @@ impl Store for LocalStore {
                 })
             })
             .collect()
+    }
+
+    fn decisions(&self, cr_id: &str) -> Result<Vec<Decision>, StoreError> {
+        let conn = self.lock();
+        self.decisions_in(&conn, cr_id)
+    }
+
+    fn all_decisions(&self) -> Result<HashMap<String, Vec<Decision>>, StoreError> {
+        let rows: Vec<(u64, String)> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare_cached("SELECT seq, body FROM log WHERE kind = 'decision' ORDER BY seq")
+                .map_err(self.sql_err("reading decisions"))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(self.sql_err("reading decisions"))?
+        };
+        let mut out: HashMap<String, Vec<Decision>> = HashMap::new();
+        for (seq, body) in rows {
+            let d = self.parse_decision(seq, &body)?;
+            out.entry(d.cr_id.clone()).or_default().push(d);
+        }
+        Ok(out)
+    }
+
+    fn decide(
+        &self,
+        cr_id: &str,
+        build: &mut dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError>,
+    ) -> Result<LogEntry, DecideError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql_err("starting the decision"))?;
+        let current = self
+            .current_revision(&tx, cr_id)?
+            .ok_or_else(|| DecideError::NotFound(cr_id.to_string()))?;
+        let context = DecisionContext {
+            head: read_head(&tx).map_err(self.sql_err("reading the log head"))?,
+            decisions: self.decisions_in(&tx, cr_id)?,
+            current,
+        };
+        let entry = build(&context)?;
+        let record = DecisionRecord::parse(&entry.body).map_err(DecideError::Chain)?;
+        if record.seq != context.head.seq + 1
+            || record.prev != context.head.hash
+            || record.cr_id != cr_id
+        {
+            return Err(DecideError::Chain(format!(
+                "entry says seq {} after {:?} on {}, head is {} {:?}",
+                record.seq, record.prev, record.cr_id, context.head.seq, context.head.hash
+            )));
+        }
+        let appended = append_entry(
+            &tx,
+            EntryKind::Decision,
+            cr_id,
+            Some(&entry.principal),
+            &entry.body,
+            Some(&entry.signature),
+        )
+        .map_err(self.sql_err(format!("appending the decision on {cr_id}")))?;
+        tx.commit()
+            .map_err(self.sql_err("committing the decision"))?;
+        Ok(appended)
+    }
+
+    fn log_entries(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, kind, cr_id, principal, body, hash, signature FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(self.sql_err("reading the log"))?;
+        stmt.query_map(params![after, limit as i64], log_row)
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("reading the log"))
+    }
+
+    fn recorded_head(&self) -> Result<Head, StoreError> {
+        read_head(&self.lock()).map_err(self.sql_err("reading the log head"))
+    }
+
+    fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT cr_id, digest, json_extract(document, '$.requester') FROM revisions",
+            )
+            .map_err(self.sql_err("reading requesters"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(((r.get(0)?, r.get(1)?), r.get::<_, Option<String>>(2)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.sql_err("reading requesters"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
     }
 }
 

@@ -25,6 +25,28 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     BEGIN SELECT RAISE(ABORT, 'revisions are immutable'); END;
     CREATE TRIGGER revisions_are_never_deleted BEFORE DELETE ON revisions
     BEGIN SELECT RAISE(ABORT, 'revisions are never deleted'); END;",
+    // 2: the hash-chained audit log and its separately recorded head. Existing revisions
+    // are entered into the log by `backfill_log` in the same transaction.
+    "CREATE TABLE log (
+        seq INTEGER PRIMARY KEY NOT NULL,
+        kind TEXT NOT NULL,
+        cr_id TEXT,
+        principal TEXT,
+        body TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        signature TEXT
+    ) STRICT;
+    CREATE INDEX log_by_cr ON log (cr_id, seq);
+    CREATE TABLE log_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash TEXT
+    ) STRICT;
+    INSERT INTO log_head (id, seq, hash) VALUES (1, 0, NULL);
+    CREATE TRIGGER log_is_append_only BEFORE UPDATE ON log
+    BEGIN SELECT RAISE(ABORT, 'log entries are immutable'); END;
+    CREATE TRIGGER log_is_never_trimmed BEFORE DELETE ON log
+    BEGIN SELECT RAISE(ABORT, 'log entries are never deleted'); END;",
 ];
 
 /// The schema version this build writes.

@@ -4,10 +4,14 @@
 pub mod local;
 mod migrations;
 
+pub use crate::audit::log::{Head, LogEntry};
 use crate::domain::change_request::{ChangeRequest, DocumentError, from_value};
+use crate::domain::decision::Decision;
+use crate::domain::rules::Refusal;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// A validated CR document ready to be stored.
@@ -152,6 +156,63 @@ pub enum StoreError {
     },
 }
 
+/// What a decision is made against, read inside the store's write transaction so nothing
+/// can change between the rule check and the append.
+#[derive(Debug, Clone)]
+pub struct DecisionContext {
+    /// The log head the new entry will follow.
+    pub head: Head,
+    /// The CR's current revision.
+    pub current: StoredRevision,
+    /// Decisions already recorded for the CR, in log order.
+    pub decisions: Vec<Decision>,
+}
+
+/// A signed entry ready to append (built by the caller from a [`DecisionContext`]).
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// Canonical body; its `seq` and `prev` must continue the context's head.
+    pub body: String,
+    /// Armored SSHSIG over the body.
+    pub signature: String,
+    /// The signer.
+    pub principal: String,
+}
+
+/// Why a decision was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No such CR.
+    #[error("no change request {0}; `tollgate list` shows what is there")]
+    NotFound(String),
+    /// A policy rule refused it.
+    #[error("refused: {0}")]
+    Refused(Refusal),
+    /// The CR changed since the reviewer looked at it.
+    #[error(
+        "{id} changed since you reviewed it: you saw {seen}, the current revision {revision} is {current}; review it again"
+    )]
+    Stale {
+        /// CR id.
+        id: String,
+        /// Digest the reviewer saw.
+        seen: String,
+        /// Current revision number.
+        revision: u32,
+        /// Current digest.
+        current: String,
+    },
+    /// Building or signing the entry failed.
+    #[error("{0}")]
+    Signing(String),
+    /// The entry does not continue the chain (a bug in the caller).
+    #[error("internal error: the new entry does not continue the log ({0})")]
+    Chain(String),
+}
+
 /// The operations every store offers.
 pub trait Store: Send + Sync {
     /// Stores a batch of validated documents atomically: either every CR in the batch is
@@ -173,9 +234,74 @@ pub trait Store: Send + Sync {
 
     /// Every revision of a CR, oldest first.
     fn revisions(&self, id: &str) -> Result<Vec<RevisionInfo>, StoreError>;
+
+    /// Decisions recorded for one CR, in log order.
+    fn decisions(&self, cr_id: &str) -> Result<Vec<Decision>, StoreError>;
+
+    /// Decisions for every CR, in log order per CR (one pass for the queue).
+    fn all_decisions(&self) -> Result<HashMap<String, Vec<Decision>>, StoreError>;
+
+    /// Records a decision on `cr_id`: inside one write transaction, reads the context,
+    /// lets `build` check the rules and sign, and appends the entry it returns.
+    fn decide(
+        &self,
+        cr_id: &str,
+        build: &mut dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError>,
+    ) -> Result<LogEntry, DecideError>;
+
+    /// Up to `limit` log entries after position `after`, in order.
+    fn log_entries(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// The head recorded beside the log (to detect a cut tail).
+    fn recorded_head(&self) -> Result<Head, StoreError>;
+
+    /// Requester of every stored revision, keyed by `(cr id, digest)`, for verification.
+    fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError>;
 }
 
 /// Re-validates a stored document; a failure means the file was altered outside tollgate.
 pub(crate) fn typed_view(doc: &Value) -> Result<ChangeRequest, DocumentError> {
     from_value(doc)
+}
+
+/// Entries read per page while verifying.
+const VERIFY_PAGE: usize = 10_000;
+
+/// Verifies the whole log of `store` against the policy's keyring and rules, page by page,
+/// stopping at the first bad entry; then checks the recorded head (and `expect_head`, a
+/// head an auditor noted earlier).
+pub fn verify_log(
+    store: &dyn Store,
+    policy: &crate::domain::policy::Policy,
+    expect_head: Option<&str>,
+) -> Result<crate::audit::log::VerifyReport, VerifyError> {
+    let keyring = crate::audit::keys::Keyring::from_policy(policy).map_err(VerifyError::Keyring)?;
+    let requesters = store.requesters()?;
+    let lookup = |cr: &str, digest: &str| {
+        requesters
+            .get(&(cr.to_string(), digest.to_string()))
+            .cloned()
+    };
+    let mut verifier = crate::audit::log::Verifier::new(&keyring, policy, &lookup);
+    let mut after = 0;
+    while verifier.healthy() {
+        let page = store.log_entries(after, VERIFY_PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            verifier.push(e);
+        }
+    }
+    Ok(verifier.finish(&store.recorded_head()?, expect_head))
+}
+
+/// Why verification could not run at all (as opposed to finding a bad entry).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A policy key does not parse.
+    #[error("the policy's keys cannot be used: {0}")]
+    Keyring(String),
 }

@@ -1,0 +1,344 @@
+//! `approve`, `reject`, `request-changes`: check the rules, sign, append.
+
+use super::args::DecideArgs;
+use super::identity::{Identity, KeyChoice, identify};
+use super::{CliError, load_policy_text, to_json, write_out};
+use crate::audit::canonical::sha256_digest;
+use crate::audit::log::{BODY_FORMAT, DecisionRecord, ItemSnapshot, TickRecord, time_text};
+use crate::config::Paths;
+use crate::domain::checklist::Tick;
+use crate::domain::decision::Verdict;
+use crate::domain::policy::Policy;
+use crate::domain::rules::{Proposal, check_decision};
+use crate::domain::status::{Evaluation, evaluate};
+use crate::store::local::LocalStore;
+use crate::store::{DecideError, NewEntry, Store, StoreError, StoredRevision};
+use chrono::{DateTime, Utc};
+use std::io::{IsTerminal, Read, Write};
+
+/// Parses `--tick ITEM[=NOTE]` values.
+fn parse_ticks(raw: &[String]) -> Result<Vec<Tick>, CliError> {
+    raw.iter()
+        .map(|t| {
+            let (item, note) = match t.split_once('=') {
+                Some((i, n)) => (
+                    i.trim(),
+                    Some(n.trim().to_string()).filter(|n| !n.is_empty()),
+                ),
+                None => (t.trim(), None),
+            };
+            crate::domain::reader::check_identifier(item).map_err(|e| {
+                CliError::refused(format!("--tick {}: {e}", crate::domain::reader::quote(t)))
+            })?;
+            Ok(Tick {
+                item: item.to_string(),
+                note,
+            })
+        })
+        .collect()
+}
+
+/// Picks the role: the one given, or the signer's only eligible one.
+fn choose_role(
+    args: &DecideArgs,
+    verdict: Verdict,
+    who: &Identity,
+    eval: &Evaluation,
+) -> Result<String, CliError> {
+    if let Some(r) = &args.role {
+        return Ok(r.clone());
+    }
+    let open: Vec<&str> = eval.signoffs.missing_roles();
+    let eligible: Vec<&String> = who
+        .principal
+        .roles
+        .iter()
+        .filter(|r| verdict != Verdict::Approve || open.contains(&r.as_str()))
+        .collect();
+    match eligible.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] if verdict == Verdict::Approve => Err(CliError::refused(format!(
+            "{} holds none of the sign-offs still open on {} ({}); nothing to approve as",
+            who.principal.id,
+            args.id,
+            if open.is_empty() {
+                "all filled".to_string()
+            } else {
+                open.join(", ")
+            }
+        ))),
+        many => Err(CliError::refused(format!(
+            "say which role you sign for: --role {}",
+            many.iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(" | --role ")
+        ))),
+    }
+}
+
+/// Reads the rationale from the flag, a file, stdin, or `$EDITOR`.
+fn rationale(args: &DecideArgs, what: &str) -> Result<String, CliError> {
+    if let Some(r) = &args.rationale {
+        return Ok(r.clone());
+    }
+    if let Some(f) = &args.rationale_file {
+        let mut text = String::new();
+        let read = if f.as_os_str() == "-" {
+            std::io::stdin().read_to_string(&mut text).map(|_| text)
+        } else {
+            std::fs::read_to_string(f)
+        };
+        return read.map_err(|e| {
+            CliError::refused(format!("cannot read rationale file {}: {e}", f.display()))
+        });
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        return Err(CliError::refused(
+            "a rationale is required: pass --rationale TEXT or --rationale-file FILE (or run on a terminal to write it in $EDITOR)",
+        ));
+    }
+    edit_rationale(what)
+}
+
+/// Opens `$VISUAL` / `$EDITOR` (default `vi`) on a template; `#` lines are dropped.
+pub fn edit_rationale(what: &str) -> Result<String, CliError> {
+    let dir = tempfile::Builder::new()
+        .prefix("tollgate-rationale")
+        .tempdir()
+        .map_err(|e| {
+            CliError::environment(format!(
+                "cannot create a temporary file for the editor: {e}"
+            ))
+        })?;
+    let path = dir.path().join("RATIONALE.md");
+    let template = format!(
+        "\n# Rationale for {what}.\n# Write why, in a sentence or two. Lines starting with '#' are ignored;\n# an empty rationale cancels the decision.\n"
+    );
+    std::fs::write(&path, template)
+        .map_err(|e| CliError::environment(format!("cannot write {}: {e}", path.display())))?;
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&path)
+        .status()
+        .map_err(|e| CliError::environment(format!("cannot start the editor {editor:?}: {e}")))?;
+    if !status.success() {
+        return Err(CliError::refused(format!(
+            "the editor {editor:?} exited with {status}; nothing was signed"
+        )));
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::environment(format!("cannot read {}: {e}", path.display())))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string())
+}
+
+/// The checklist states recorded in a decision: the evaluation plus the ticks being signed.
+fn snapshot(eval: &Evaluation, ticks: &[Tick]) -> Vec<ItemSnapshot> {
+    eval.checklist
+        .items
+        .iter()
+        .map(|i| ItemSnapshot {
+            id: i.id.clone(),
+            state: if ticks.iter().any(|t| t.item == i.id) {
+                "ticked".into()
+            } else {
+                i.state.as_str().into()
+            },
+        })
+        .collect()
+}
+
+/// Everything needed to sign one decision.
+struct Signing<'a> {
+    who: &'a Identity,
+    policy: &'a Policy,
+    policy_digest: &'a str,
+    verdict: Verdict,
+    role: &'a str,
+    rationale: &'a str,
+    ticks: &'a [Tick],
+    expect_digest: Option<&'a str>,
+    at: DateTime<Utc>,
+}
+
+impl Signing<'_> {
+    /// Re-checks the rules against the context read inside the write transaction, then signs.
+    fn build(&self, ctx: &crate::store::DecisionContext) -> Result<NewEntry, DecideError> {
+        let rev = &ctx.current;
+        if let Some(seen) = self.expect_digest
+            && seen != rev.digest
+        {
+            return Err(DecideError::Stale {
+                id: rev.cr.id.clone(),
+                seen: seen.into(),
+                revision: rev.revision,
+                current: rev.digest.clone(),
+            });
+        }
+        let eval = evaluate(&rev.cr, &rev.digest, &ctx.decisions, self.policy);
+        let proposal = Proposal {
+            principal: &self.who.principal,
+            role: self.role,
+            verdict: self.verdict,
+            rationale: self.rationale,
+            ticks: self.ticks,
+        };
+        check_decision(&rev.cr, &eval, self.policy, &proposal).map_err(DecideError::Refused)?;
+        let record = record(self, rev, &eval, ctx.head.seq + 1, ctx.head.hash.clone());
+        let body = record.body();
+        let signature = self
+            .who
+            .signer
+            .sign(body.as_bytes())
+            .map_err(|e| DecideError::Signing(e.to_string()))?;
+        Ok(NewEntry {
+            body,
+            signature,
+            principal: self.who.principal.id.clone(),
+        })
+    }
+}
+
+fn record(
+    s: &Signing<'_>,
+    rev: &StoredRevision,
+    eval: &Evaluation,
+    seq: u64,
+    prev: Option<String>,
+) -> DecisionRecord {
+    DecisionRecord {
+        kind: "decision".into(),
+        format: BODY_FORMAT,
+        seq,
+        prev,
+        cr_id: rev.cr.id.clone(),
+        cr_revision: rev.revision,
+        cr_digest: rev.digest.clone(),
+        verdict: s.verdict.as_str().into(),
+        role: s.role.into(),
+        rationale: s.rationale.trim().into(),
+        ticks: s
+            .ticks
+            .iter()
+            .map(|t| TickRecord {
+                item: t.item.clone(),
+                note: t.note.clone(),
+            })
+            .collect(),
+        checklist: snapshot(eval, s.ticks),
+        principal: s.who.principal.id.clone(),
+        key_fingerprint: s.who.signer.fingerprint().into(),
+        policy_digest: s.policy_digest.into(),
+        at: time_text(s.at),
+    }
+}
+
+/// Runs approve / reject / request-changes.
+pub fn run(
+    paths: &Paths,
+    keys: &KeyChoice,
+    verdict: Verdict,
+    args: &DecideArgs,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let policy_text = load_policy_text(&paths.policy)?;
+    let policy = super::parse_loaded_policy(&paths.policy, &policy_text)?;
+    let policy_digest = sha256_digest(policy_text.as_bytes());
+    let store = LocalStore::open(&paths.store)?;
+    let ticks = parse_ticks(&args.ticks)?;
+    let who = identify(keys, &paths.store, &policy)?;
+
+    // A first check before asking for a rationale, so nobody writes a paragraph for a
+    // decision the rules will refuse. The binding check runs again inside the transaction.
+    let Some(cr) = store.get(&args.id)? else {
+        return Err(CliError::refused(format!(
+            "no change request {}; `tollgate list` shows what is there",
+            crate::domain::reader::quote(&args.id)
+        )));
+    };
+    let decisions = store.decisions(&args.id)?;
+    let eval = evaluate(&cr.current.cr, &cr.current.digest, &decisions, &policy);
+    // The requester gets the requester rule's refusal, not a question about roles.
+    let role = if who.principal.id == cr.current.cr.requester {
+        args.role.clone().unwrap_or_default()
+    } else {
+        choose_role(args, verdict, &who, &eval)?
+    };
+
+    let probe = Proposal {
+        principal: &who.principal,
+        role: &role,
+        verdict,
+        rationale: "(pending)",
+        ticks: &ticks,
+    };
+    check_decision(&cr.current.cr, &eval, &policy, &probe)
+        .map_err(|r| CliError::refused(format!("refused: {r}")))?;
+
+    let what = format!(
+        "{} {} as {} (revision {}, {})",
+        verdict, args.id, role, cr.current.revision, cr.current.digest
+    );
+    let rationale = rationale(args, &what)?;
+    let signing = Signing {
+        who: &who,
+        policy: &policy,
+        policy_digest: &policy_digest,
+        verdict,
+        role: &role,
+        rationale: &rationale,
+        ticks: &ticks,
+        expect_digest: args.digest.as_deref(),
+        at: Utc::now(),
+    };
+    let entry = store
+        .decide(&args.id, &mut |ctx| signing.build(ctx))
+        .map_err(|e| match e {
+            DecideError::Store(StoreError::NotInitialised { .. })
+            | DecideError::Refused(_)
+            | DecideError::Stale { .. }
+            | DecideError::NotFound(_) => CliError::refused(e.to_string()),
+            other => CliError::environment(other.to_string()),
+        })?;
+    if args.json {
+        return write_out(out, &to_json(&entry)?);
+    }
+    let after = store.decisions(&args.id)?;
+    let now = store
+        .get(&args.id)?
+        .map(|c| evaluate(&c.current.cr, &c.current.digest, &after, &policy));
+    let progress = now
+        .map(|e| {
+            format!(
+                "; sign-offs {}/{}, status {}",
+                e.signoffs.obtained(),
+                e.signoffs.required(),
+                e.status
+            )
+        })
+        .unwrap_or_default();
+    write_out(
+        out,
+        &format!(
+            "{}: {} as {} by {} — signed with {}, log entry {} ({}){progress}\n",
+            args.id,
+            verdict,
+            role,
+            who.principal.id,
+            who.signer.fingerprint(),
+            entry.seq,
+            entry.hash
+        ),
+    )
+}
