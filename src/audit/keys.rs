@@ -257,6 +257,26 @@ impl Keyring {
     ) -> Result<String, SignatureError> {
         let sig =
             SshSig::from_pem(armored).map_err(|e| SignatureError::Malformed(e.to_string()))?;
+        // The version is the one envelope field the signature does not cover; pin it so
+        // every stored byte of a signature is either signed or checked.
+        if sig.version() != SshSig::VERSION {
+            return Err(SignatureError::Malformed(format!(
+                "signature format version {}, expected {}",
+                sig.version(),
+                SshSig::VERSION
+            )));
+        }
+        // The decoder tolerates some malformed length prefixes; require the stored bytes to
+        // be exactly the canonical encoding of what was parsed.
+        let canonical = sig
+            .to_pem(LineEnding::LF)
+            .map_err(|e| SignatureError::Malformed(e.to_string()))?;
+        if armor_payload(&canonical) != armor_payload(armored) {
+            return Err(SignatureError::Malformed(
+                "signature encoding is not canonical (altered bytes)".into(),
+            ));
+        }
+
         if sig.namespace() != NAMESPACE {
             return Err(SignatureError::Namespace(sig.namespace().to_string()));
         }
@@ -274,6 +294,15 @@ impl Keyring {
             .map_err(|_| SignatureError::Bad)?;
         Ok(fingerprint)
     }
+}
+
+/// The base64 payload of an armored signature, whatever its line width.
+fn armor_payload(armored: &str) -> String {
+    armored
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----"))
+        .collect()
 }
 
 /// The `allowed_signers` file for `ssh-keygen -Y verify`: one line per principal key,

@@ -227,7 +227,7 @@ pub struct BadEntry {
     pub kind: Option<String>,
     /// The CR it concerns, when known.
     pub cr_id: Option<String>,
-    /// Short machine-readable reason: `altered`, `broken-link`, `reordered`, `gap`,
+    /// Short machine-readable reason: `altered`, `broken-link`, `reordered`, `missing`,
     /// `bad-signature`, `unknown-key`, `unsigned`, `malformed`, `policy-violation`,
     /// `truncated`, `head-mismatch`.
     pub problem: String,
@@ -311,12 +311,20 @@ impl<'a> Verifier<'a> {
         }
         let expected_seq = self.last.seq + 1;
         if e.seq != expected_seq {
-            let detail = format!(
-                "expected entry {expected_seq} next, found {}: entries are missing",
-                e.seq
-            );
-            return self.fail(e, "gap", detail);
+            // Name the missing position, not the entry after it.
+            self.bad = Some(BadEntry {
+                seq: expected_seq,
+                kind: None,
+                cr_id: None,
+                problem: "missing".into(),
+                detail: format!(
+                    "entry {expected_seq} is missing: the next stored entry is {} (entries were deleted)",
+                    e.seq
+                ),
+            });
+            return;
         }
+
         let actual = entry_hash(&e.body);
         if actual != e.hash {
             let detail = format!(

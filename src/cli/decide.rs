@@ -48,13 +48,27 @@ fn choose_role(
     if let Some(r) = &args.role {
         return Ok(r.clone());
     }
+    // Approvals go to an open sign-off; other verdicts prefer a role the CR needs, and
+    // fall back to any role held.
     let open: Vec<&str> = eval.signoffs.missing_roles();
-    let eligible: Vec<&String> = who
-        .principal
-        .roles
+    let required: Vec<&str> = eval
+        .signoffs
+        .slots
         .iter()
-        .filter(|r| verdict != Verdict::Approve || open.contains(&r.as_str()))
+        .map(|s| s.role.as_str())
         .collect();
+    let held = &who.principal.roles;
+    let mut eligible: Vec<&String> = match verdict {
+        Verdict::Approve => held.iter().filter(|r| open.contains(&r.as_str())).collect(),
+        _ => held
+            .iter()
+            .filter(|r| required.contains(&r.as_str()))
+            .collect(),
+    };
+    if eligible.is_empty() && verdict != Verdict::Approve {
+        eligible = held.iter().collect();
+    }
+
     match eligible.as_slice() {
         [one] => Ok((*one).clone()),
         [] if verdict == Verdict::Approve => Err(CliError::refused(format!(

@@ -132,3 +132,35 @@ impl Home {
             .collect()
     }
 }
+
+impl Home {
+    /// Runs a decision command as a demo identity.
+    pub fn decide(&self, who: &str, verb: &str, id: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["--as", who, verb, id];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// The number of entries `verify --json` checked (and asserts the log verifies).
+    pub fn verified_entries(&self) -> u64 {
+        let v = self.run(&["verify", "--json"]).ok().json();
+        assert_eq!(v["ok"], true, "{v}");
+        v["entries"].as_u64().unwrap()
+    }
+}
+
+/// Asserts a refusal: exit status 1 and every fragment in stderr.
+pub fn assert_refusal(run: &Run, fragments: &[&str]) {
+    assert_eq!(
+        run.code, 1,
+        "expected a refusal\nstdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    for f in fragments {
+        assert!(
+            run.stderr.contains(f),
+            "stderr lacks {f:?}:\n{}",
+            run.stderr
+        );
+    }
+}

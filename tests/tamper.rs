@@ -1,0 +1,260 @@
+//! Tampering with the stored log: every stored byte of a decision, and every way of
+//! rearranging entries, makes `verify` fail and name the entry concerned.
+
+mod common;
+
+use common::{Home, assert_refusal};
+use rusqlite::Connection;
+use tollgate::audit::keys::Keyring;
+use tollgate::audit::log::{LogEntry, Verifier};
+use tollgate::domain::policy::parse_policy;
+use tollgate::store::Store;
+use tollgate::store::local::LocalStore;
+
+/// A demo store with three decisions after the five submissions (entries 6, 7, 8).
+fn home_with_decisions() -> Home {
+    let home = Home::demo();
+    home.decide(
+        "devi",
+        "request-changes",
+        "CR-1044",
+        &["--rationale", "fairness report pending"],
+    )
+    .ok();
+    home.decide(
+        "devi",
+        "approve",
+        "CR-1042",
+        &[
+            "--tick",
+            "privacy=no PII in features",
+            "--tick",
+            "rollback",
+            "--rationale",
+            "shifts explained",
+        ],
+    )
+    .ok();
+    home.decide(
+        "marco",
+        "reject",
+        "CR-1046",
+        &["--rationale", "p99 over the SLO"],
+    )
+    .ok();
+    assert_eq!(home.verified_entries(), 8);
+    home
+}
+
+/// Opens the store's SQLite file with the immutability triggers removed, as an attacker
+/// with file access would.
+fn raw(home: &Home) -> Connection {
+    let c = Connection::open(home.store()).unwrap();
+    c.execute_batch(
+        "DROP TRIGGER IF EXISTS log_is_append_only; DROP TRIGGER IF EXISTS log_is_never_trimmed;",
+    )
+    .unwrap();
+    c
+}
+
+fn verify_fails_at(home: &Home, seq: u64, problem: &str) {
+    let run = home.run(&["verify"]);
+    assert_refusal(
+        &run,
+        &[&format!("FAILED at entry {seq}"), &format!(": {problem}:")],
+    );
+    let json = home.run(&["verify", "--json"]);
+    assert_eq!(json.code, 1);
+    let v = json.json();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["first_bad"]["seq"], seq);
+    assert_eq!(v["first_bad"]["problem"], problem);
+}
+
+#[test]
+fn every_byte_of_every_stored_field_of_a_decision_is_protected() {
+    let home = home_with_decisions();
+    let store = LocalStore::open(&home.store()).unwrap();
+    let policy_text = std::fs::read_to_string(home.path("tollgate.policy.toml")).unwrap();
+    let (policy, _) = parse_policy(&policy_text).unwrap();
+    let keyring = Keyring::from_policy(&policy).unwrap();
+    let requesters = store.requesters().unwrap();
+    let lookup = |cr: &str, d: &str| requesters.get(&(cr.to_string(), d.to_string())).cloned();
+    let entries = store.log_entries(0, 100).unwrap();
+    let head = store.recorded_head().unwrap();
+    let target = 7; // devi's approval, with ticks and notes
+
+    let first_bad = |mutated: &LogEntry| -> Option<u64> {
+        let mut v = Verifier::new(&keyring, &policy, &lookup);
+        for e in &entries {
+            v.push(if e.seq == target { mutated } else { e });
+        }
+        v.finish(&head, None).first_bad.map(|b| b.seq)
+    };
+    let original = entries[target as usize - 1].clone();
+    assert_eq!(first_bad(&original), None, "the untouched log verifies");
+
+    fn flip(s: &str, i: usize) -> String {
+        let mut bytes = s.as_bytes().to_vec();
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(bytes).unwrap()
+    }
+    let mut checked = 0;
+    type Field = (
+        &'static str,
+        fn(&LogEntry) -> String,
+        fn(&mut LogEntry, String),
+    );
+    let fields: [Field; 5] = [
+        ("body", |e| e.body.clone(), |e, v| e.body = v),
+        ("hash", |e| e.hash.clone(), |e, v| e.hash = v),
+        (
+            "signature",
+            |e| e.signature.clone().unwrap(),
+            |e, v| e.signature = Some(v),
+        ),
+        (
+            "principal",
+            |e| e.principal.clone().unwrap(),
+            |e, v| e.principal = Some(v),
+        ),
+        (
+            "cr_id",
+            |e| e.cr_id.clone().unwrap(),
+            |e, v| e.cr_id = Some(v),
+        ),
+    ];
+    for (name, get, set) in fields {
+        let value = get(&original);
+        assert!(value.is_ascii());
+        for i in 0..value.len() {
+            let mut m = original.clone();
+            set(&mut m, flip(&value, i));
+            assert_eq!(
+                first_bad(&m),
+                Some(target),
+                "{name} byte {i} changed and was not caught"
+            );
+            checked += 1;
+        }
+    }
+    let mut m = original.clone();
+    m.kind = "cr-revised".into();
+    assert_eq!(first_bad(&m), Some(target));
+    assert!(checked > 1000, "checked {checked} bytes");
+}
+
+#[test]
+fn an_altered_body_is_named() {
+    let home = home_with_decisions();
+    raw(&home)
+        .execute("UPDATE log SET body = replace(body, 'shifts explained', 'shifts explaine.') WHERE seq = 7", [])
+        .unwrap();
+    verify_fails_at(&home, 7, "altered");
+}
+
+#[test]
+fn a_rewritten_decision_with_recomputed_hashes_fails_its_signature() {
+    let home = home_with_decisions();
+    let c = raw(&home);
+    // Turn marco's reject into an approval and re-hash so every link still holds.
+    let body: String = c
+        .query_row("SELECT body FROM log WHERE seq = 8", [], |r| r.get(0))
+        .unwrap();
+    let forged = body.replace("\"verdict\":\"reject\"", "\"verdict\":\"approve\"");
+    let hash = tollgate::audit::log::entry_hash(&forged);
+    c.execute(
+        "UPDATE log SET body = ?1, hash = ?2 WHERE seq = 8",
+        rusqlite::params![forged, hash],
+    )
+    .unwrap();
+    c.execute("UPDATE log_head SET hash = ?1", [hash]).unwrap();
+    verify_fails_at(&home, 8, "bad-signature");
+}
+
+#[test]
+fn a_signature_moved_from_another_entry_is_caught() {
+    let home = home_with_decisions();
+    raw(&home)
+        .execute(
+            "UPDATE log SET signature = (SELECT signature FROM log WHERE seq = 6) WHERE seq = 7",
+            [],
+        )
+        .unwrap();
+    verify_fails_at(&home, 7, "bad-signature");
+}
+
+#[test]
+fn reordered_entries_are_caught() {
+    let home = home_with_decisions();
+    raw(&home)
+        .execute_batch("UPDATE log SET seq = 100 WHERE seq = 6; UPDATE log SET seq = 6 WHERE seq = 7; UPDATE log SET seq = 7 WHERE seq = 100;")
+        .unwrap();
+    verify_fails_at(&home, 6, "reordered");
+}
+
+#[test]
+fn a_deleted_entry_is_named() {
+    let home = home_with_decisions();
+    raw(&home)
+        .execute("DELETE FROM log WHERE seq = 6", [])
+        .unwrap();
+    verify_fails_at(&home, 6, "missing");
+}
+
+#[test]
+fn a_cut_tail_is_caught_against_the_recorded_head_and_an_auditors_noted_head() {
+    let home = home_with_decisions();
+    let noted: String = raw(&home)
+        .query_row("SELECT hash FROM log WHERE seq = 8", [], |r| r.get(0))
+        .unwrap();
+    raw(&home)
+        .execute("DELETE FROM log WHERE seq = 8", [])
+        .unwrap();
+    verify_fails_at(&home, 8, "truncated");
+    // An attacker who also rewinds the recorded head is still caught by a noted head.
+    raw(&home)
+        .execute(
+            "UPDATE log_head SET seq = 7, hash = (SELECT hash FROM log WHERE seq = 7)",
+            [],
+        )
+        .unwrap();
+    home.verified_entries();
+    let run = home.run(&["verify", "--expect-head", &noted]);
+    assert_refusal(
+        &run,
+        &[
+            "truncated",
+            &format!("the expected head {noted} is not in the log"),
+        ],
+    );
+}
+
+#[test]
+fn a_key_removed_from_the_policy_makes_its_signatures_unknown() {
+    let home = home_with_decisions();
+    let path = home.path("tollgate.policy.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("id = \"devi\"\nkeys = [").unwrap();
+    let line_start = start + "id = \"devi\"\n".len();
+    let line_end = line_start + text[line_start..].find('\n').unwrap();
+    std::fs::write(
+        &path,
+        format!("{}{}", &text[..line_start], &text[line_end + 1..]),
+    )
+    .unwrap();
+    verify_fails_at(&home, 6, "unknown-key");
+}
+
+#[test]
+fn the_store_itself_refuses_to_rewrite_or_trim_the_log() {
+    let home = home_with_decisions();
+    let c = Connection::open(home.store()).unwrap();
+    let err = c
+        .execute("UPDATE log SET body = 'x' WHERE seq = 6", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("log entries are immutable"));
+    let err = c.execute("DELETE FROM log WHERE seq = 8", []).unwrap_err();
+    assert!(err.to_string().contains("never deleted"));
+    home.verified_entries();
+}
