@@ -8,7 +8,9 @@ fn main() {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if let Err(e) = cli::run(cli, &mut out) {
-        eprintln!("error: {}", e.message);
+        if !e.message.is_empty() {
+            eprintln!("error: {}", e.message);
+        }
         std::process::exit(e.code);
     }
 }

@@ -390,3 +390,29 @@ fn an_unknown_key_is_told_which_line_to_add() {
     let run = home.run(&["--as", "nobody", "whoami"]);
     assert_refusal(&run, &["no demo identity \"nobody\""]);
 }
+
+#[test]
+fn keygen_writes_a_private_key_once_and_prints_the_policy_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    let run = home.run(&["keygen", "--comment", "devi@laptop"]).ok();
+    let key = home.path("id_ed25519");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let public = std::fs::read_to_string(home.path("id_ed25519.pub")).unwrap();
+    assert!(public.starts_with("ssh-ed25519 AAAA") && public.trim_end().ends_with("devi@laptop"));
+    assert!(
+        run.stdout
+            .contains(&format!("keys = [\"{}\"]", public.trim())),
+        "{}",
+        run.stdout
+    );
+    let again = home.run(&["keygen"]);
+    assert_refusal(&again, &["a key already exists there"]);
+    assert_eq!(
+        std::fs::read_to_string(home.path("id_ed25519.pub")).unwrap(),
+        public
+    );
+}

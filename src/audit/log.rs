@@ -255,6 +255,21 @@ impl VerifyReport {
     }
 }
 
+/// The outcome of checking one entry's signature: the signing key's fingerprint.
+pub type SignatureCheck = Result<String, super::keys::SignatureError>;
+
+/// Verifies a decision entry's signature as made by the principal named in the entry
+/// (the verifier separately checks that the body names the same principal). Independent
+/// of every other entry, so it can run on several cores.
+pub fn check_signature(keyring: &Keyring, e: &LogEntry) -> SignatureCheck {
+    match (&e.principal, &e.signature) {
+        (Some(who), Some(sig)) => keyring.verify(who, e.body.as_bytes(), sig),
+        _ => Err(super::keys::SignatureError::Malformed(
+            "no signature or principal".into(),
+        )),
+    }
+}
+
 /// Checks a log entry by entry; feed entries in order with [`Verifier::push`], then
 /// call [`Verifier::finish`] with the recorded head.
 pub struct Verifier<'a> {
@@ -306,6 +321,12 @@ impl<'a> Verifier<'a> {
 
     /// Checks the next entry.
     pub fn push(&mut self, e: &LogEntry) {
+        self.push_checked(e, None);
+    }
+
+    /// Checks the next entry, using a signature check already done for it (in parallel,
+    /// by [`check_signature`]) when given.
+    pub fn push_checked(&mut self, e: &LogEntry, signature: Option<SignatureCheck>) {
         if self.bad.is_some() {
             return;
         }
@@ -378,7 +399,7 @@ impl<'a> Verifier<'a> {
         }
         match EntryKind::parse(&e.kind) {
             Some(EntryKind::Decision) => {
-                if let Err((problem, detail)) = self.check_decision(e) {
+                if let Err((problem, detail)) = self.check_decision(e, signature) {
                     return self.fail(e, problem, detail);
                 }
             }
@@ -393,7 +414,11 @@ impl<'a> Verifier<'a> {
         };
     }
 
-    fn check_decision(&mut self, e: &LogEntry) -> Result<(), (&'static str, String)> {
+    fn check_decision(
+        &mut self,
+        e: &LogEntry,
+        signature: Option<SignatureCheck>,
+    ) -> Result<(), (&'static str, String)> {
         let record = DecisionRecord::parse(&e.body).map_err(|d| ("malformed", d))?;
         if e.principal.as_deref() != Some(record.principal.as_str()) {
             return Err((
@@ -401,9 +426,9 @@ impl<'a> Verifier<'a> {
                 "stored principal differs from the signed content".into(),
             ));
         }
-        let Some(sig) = &e.signature else {
+        if e.signature.is_none() {
             return Err(("unsigned", "a decision without a signature".into()));
-        };
+        }
         let principal = self.policy.principal(&record.principal).ok_or_else(|| {
             (
                 "unknown-key",
@@ -413,13 +438,14 @@ impl<'a> Verifier<'a> {
                 ),
             )
         })?;
-        let fingerprint = self
-            .keyring
-            .verify(&record.principal, e.body.as_bytes(), sig)
-            .map_err(|err| match err {
-                super::keys::SignatureError::UnknownKey(_) => ("unknown-key", err.to_string()),
-                _ => ("bad-signature", err.to_string()),
-            })?;
+        let checked = match signature {
+            Some(done) => done,
+            None => check_signature(self.keyring, e),
+        };
+        let fingerprint = checked.map_err(|err| match err {
+            super::keys::SignatureError::UnknownKey(_) => ("unknown-key", err.to_string()),
+            _ => ("bad-signature", err.to_string()),
+        })?;
         self.signatures += 1;
         if fingerprint != record.key_fingerprint {
             return Err((

@@ -146,10 +146,8 @@ pub fn export_log(
         for e in &page {
             let line = serde_json::to_string(e)
                 .map_err(|e| CliError::environment(format!("cannot encode: {e}")))?;
-            writeln!(sink, "{line}")
-                .map_err(|e| CliError::environment(format!("cannot write the export: {e}")))?;
+            writeln!(sink, "{line}").map_err(super::output_error)?;
         }
     }
-    sink.flush()
-        .map_err(|e| CliError::environment(format!("cannot write the export: {e}")))
+    sink.flush().map_err(super::output_error)
 }

@@ -82,73 +82,69 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         key: cli.key.clone(),
         as_principal: cli.as_principal.clone(),
     };
-    let decide = |verdict: Verdict, args: &args::DecideArgs, out: &mut dyn Write| {
-        let paths = config::resolve(cli.store.clone(), cli.policy.clone())?;
-        decide::run(&paths, &keys, verdict, args, out)
-    };
-    match &cli.command {
-        Some(Command::Approve(a)) => return decide(Verdict::Approve, a, out),
-        Some(Command::Reject(a)) => return decide(Verdict::Reject, a, out),
-        Some(Command::RequestChanges(a)) => return decide(Verdict::RequestChanges, a, out),
-        _ => {}
-    }
+    let paths = || config::resolve(cli.store.clone(), cli.policy.clone());
     match cli.command {
-        Some(Command::Approve(_) | Command::Reject(_) | Command::RequestChanges(_)) => Ok(()),
-        Some(Command::Keygen { output, comment }) => audit_cmds::keygen(output, &comment, out),
-        Some(Command::Whoami) => {
-            let paths = config::resolve(cli.store, cli.policy)?;
-            audit_cmds::whoami(&paths, &keys, out)
+        Some(Command::Approve(a)) => decide::run(&paths()?, &keys, Verdict::Approve, &a, out),
+        Some(Command::Reject(a)) => decide::run(&paths()?, &keys, Verdict::Reject, &a, out),
+        Some(Command::RequestChanges(a)) => {
+            decide::run(&paths()?, &keys, Verdict::RequestChanges, &a, out)
         }
+        Some(Command::Keygen { output, comment }) => audit_cmds::keygen(output, &comment, out),
+        Some(Command::Whoami) => audit_cmds::whoami(&paths()?, &keys, out),
         Some(Command::Verify { expect_head, json }) => {
-            let paths = config::resolve(cli.store, cli.policy)?;
-            audit_cmds::verify(&paths, expect_head.as_deref(), json, out)
+            audit_cmds::verify(&paths()?, expect_head.as_deref(), json, out)
         }
         Some(Command::Log(LogCommand::Export { output })) => {
-            let paths = config::resolve(cli.store, cli.policy)?;
-            audit_cmds::export_log(&paths, output.as_deref(), out)
+            audit_cmds::export_log(&paths()?, output.as_deref(), out)
         }
         Some(Command::Policy(PolicyCommand::AllowedSigners)) => {
-            let paths = config::resolve(cli.store, cli.policy)?;
-            audit_cmds::export_allowed_signers(&paths, out)
-        }
-        Some(Command::Init { replace_policy }) => {
-            let paths = config::resolve(cli.store, None)?;
-            init(&paths, cli.policy.as_deref(), replace_policy, out)
-        }
-        Some(Command::Demo) => {
-            let paths = config::resolve(cli.store, cli.policy)?;
-            demo_store(&paths, now, out)?;
-            list(&paths, &ListArgs::default(), now, out)
-        }
-        Some(Command::Submit { files, json }) => {
-            let paths = config::resolve(cli.store, cli.policy)?;
-            submit(&paths, &files, json, now, out)
-        }
-        Some(Command::List(args)) => {
-            let paths = config::resolve(cli.store, cli.policy)?;
-            list(&paths, &args, now, out)
-        }
-        Some(Command::Show { id, revision, json }) => {
-            let paths = config::resolve(cli.store, cli.policy)?;
-            show(&paths, &id, revision, json, now, out)
+            audit_cmds::export_allowed_signers(&paths()?, out)
         }
         Some(Command::Policy(PolicyCommand::Check { file })) => {
             let file = match file {
                 Some(f) => f,
-                None => config::resolve(cli.store, cli.policy)?.policy,
+                None => paths()?.policy,
             };
             policy_check(&file, out)
         }
-        None => {
-            let paths = config::resolve(cli.store, cli.policy)?;
-            list(&paths, &ListArgs::default(), now, out)
+        Some(Command::Init { replace_policy }) => {
+            // With init, --policy names the file to install, not the one to use.
+            let target = config::resolve(cli.store.clone(), None)?;
+            init(&target, cli.policy.as_deref(), replace_policy, out)
         }
+        Some(Command::Demo) => {
+            let paths = paths()?;
+            demo_store(&paths, now, out)?;
+            list(&paths, &ListArgs::default(), now, out)?;
+            write_out(
+                out,
+                "\nnext: `tollgate show CR-1042` to review one; sign as a demo reviewer with\n  tollgate --as devi approve CR-1042 --tick privacy --tick rollback --rationale \"...\"\n  (demo principals: priya jonas amara kai devi marco lena sofia; `tollgate verify` checks the log)\n",
+            )
+        }
+        Some(Command::Submit { files, json }) => submit(&paths()?, &files, json, now, out),
+        Some(Command::List(args)) => list(&paths()?, &args, now, out),
+        Some(Command::Show { id, revision, json }) => {
+            show(&paths()?, &id, revision, json, now, out)
+        }
+        None => list(&paths()?, &ListArgs::default(), now, out),
     }
 }
 
 fn write_out(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
-    out.write_all(text.as_bytes())
-        .map_err(|e| CliError::environment(format!("cannot write output: {e}")))
+    out.write_all(text.as_bytes()).map_err(output_error)
+}
+
+/// A closed pipe (`tollgate log export | head`) ends the command quietly, as in other
+/// Unix tools; any other write failure is reported.
+fn output_error(e: std::io::Error) -> CliError {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        CliError {
+            message: String::new(),
+            code: 0,
+        }
+    } else {
+        CliError::environment(format!("cannot write output: {e}"))
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {

@@ -302,12 +302,34 @@ pub fn detail(
     for slot in &e.signoffs.slots {
         match &slot.filled_by {
             Some(who) => {
-                let _ = writeln!(out, "  ✓ {:<16} {}", slot.role, clean(who));
+                let when = e
+                    .counted
+                    .iter()
+                    .find(|d| &d.principal == who)
+                    .map(|d| d.at.format(" %Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default();
+                let _ = writeln!(out, "  ✓ {:<16} {}{when} (signed)", slot.role, clean(who));
             }
+
             None => {
                 let _ = writeln!(out, "  · {:<16} waiting", slot.role);
             }
         }
+    }
+    for d in e
+        .counted
+        .iter()
+        .filter(|d| d.verdict != crate::domain::decision::Verdict::Approve)
+    {
+        let _ = writeln!(
+            out,
+            "  ✗ {} by {} ({}) {}: {}",
+            d.verdict,
+            clean(&d.principal),
+            clean(&d.role),
+            d.at.format("%Y-%m-%d %H:%M UTC"),
+            clean(&d.rationale)
+        );
     }
     for d in &e.discounted {
         let _ = writeln!(

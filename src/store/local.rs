@@ -676,6 +676,38 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_1_store_is_upgraded_and_its_revisions_enter_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            let s = submission(2);
+            let doc = to_canonical_string(&s.document);
+            conn.execute(
+                "INSERT INTO change_requests VALUES ('CR-1044', 1, '2026-11-24T10:00:00Z')",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO revisions VALUES ('CR-1044', 1, ?1, ?2, '2026-11-24T10:00:00Z')",
+                params![digest(&s.document), doc],
+            )
+            .unwrap();
+        }
+        let store = LocalStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), LATEST);
+        let log = store.log_entries(0, 10).unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].kind, "cr-submitted");
+        assert!(log[0].body.contains("\"cr_id\":\"CR-1044\""));
+        let report = crate::store::verify_log(&store, &demo::policy(), None).unwrap();
+        assert!(report.ok(), "{:?}", report.first_bad);
+        assert_eq!(store.recorded_head().unwrap().seq, 1);
+    }
+
+    #[test]
     fn opening_a_missing_store_does_not_create_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("absent.db");
