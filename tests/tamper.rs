@@ -258,3 +258,71 @@ fn the_store_itself_refuses_to_rewrite_or_trim_the_log() {
     assert!(err.to_string().contains("never deleted"));
     home.verified_entries();
 }
+
+/// A client that skips the rules (but signs correctly) is caught by `verify`.
+fn append_unchecked(home: &Home, who: &str, cr_id: &str, role: &str) {
+    use tollgate::audit::keys::Signer;
+    use tollgate::audit::log::{BODY_FORMAT, DecisionRecord, time_text};
+    use tollgate::store::NewEntry;
+    let store = LocalStore::open(&home.store()).unwrap();
+    let key = home.path(&format!("tollgate.demo-keys/{who}"));
+    let signer = Signer::load(&key, || Err("no passphrase".into())).unwrap();
+    store
+        .decide(cr_id, &mut |ctx| {
+            let record = DecisionRecord {
+                kind: "decision".into(),
+                format: BODY_FORMAT,
+                seq: ctx.head.seq + 1,
+                prev: ctx.head.hash.clone(),
+                cr_id: cr_id.into(),
+                cr_revision: ctx.current.revision,
+                cr_digest: ctx.current.digest.clone(),
+                verdict: "approve".into(),
+                role: role.into(),
+                rationale: "self-service".into(),
+                ticks: vec![],
+                checklist: vec![],
+                principal: who.into(),
+                key_fingerprint: signer.fingerprint().into(),
+                policy_digest: "sha256:x".into(),
+                at: time_text(chrono::Utc::now()),
+            };
+            let body = record.body();
+            Ok(NewEntry {
+                signature: signer.sign(body.as_bytes()).unwrap(),
+                body,
+                principal: who.into(),
+            })
+        })
+        .unwrap();
+}
+
+#[test]
+fn verify_reapplies_the_policy_to_correctly_signed_decisions() {
+    let home = Home::demo();
+    append_unchecked(&home, "priya", "CR-1042", "requester");
+    let run = home.run(&["verify"]);
+    assert_refusal(
+        &run,
+        &[
+            "FAILED at entry 6",
+            "policy-violation",
+            "priya decided on their own change request CR-1042",
+        ],
+    );
+
+    let home = Home::demo();
+    append_unchecked(&home, "devi", "CR-1042", "approver");
+    let run = home.run(&["verify"]);
+    assert_refusal(
+        &run,
+        &[
+            "FAILED at entry 6",
+            "policy-violation",
+            "devi signed as approver but does not hold that role",
+        ],
+    );
+    // The queue does not count it either.
+    let list = home.run(&["list", "--json"]).ok().json();
+    assert_eq!(list[0]["signoffs"]["obtained"], 0);
+}
