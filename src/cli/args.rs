@@ -100,8 +100,10 @@ pub enum Command {
     ///
     /// Refused (with the rule and what would satisfy it) if you requested the CR, do not
     /// hold the role, already filled a sign-off on it, or a blocking checklist item fails,
-    /// pends or is unticked. Example:
-    ///   tollgate approve CR-1042 --role risk-reviewer --tick privacy --tick rollback="tested 2026-11-19" --rationale "Shifts explained by the new features; fairness within limits."
+    /// pends or is unticked.
+    #[command(
+        after_help = "Example:\n  tollgate approve CR-1042 --role risk-reviewer --tick privacy \\\n    --tick rollback=\"tested in staging 2026-11-19\" \\\n    --rationale \"Shifts explained by the new features; fairness within limits.\""
+    )]
     Approve(DecideArgs),
 
     /// Reject a change request (always allowed for a role you hold).
