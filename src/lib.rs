@@ -10,4 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod identity;
 pub mod store;
+pub mod workflow;

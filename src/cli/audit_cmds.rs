@@ -1,11 +1,11 @@
 //! Keys and the audit trail: `keygen`, `whoami`, `verify`, `log export`,
 //! `policy allowed-signers`.
 
-use super::identity::{KeyChoice, identify};
 use super::{CliError, load_policy, to_json, write_out};
 use crate::audit::keys::{Signer, allowed_signers};
 use crate::audit::log::VerifyReport;
 use crate::config::{self, Paths};
+use crate::identity::{KeyChoice, identify};
 use crate::store::Store;
 use crate::store::local::LocalStore;
 use serde::Serialize;
@@ -41,7 +41,7 @@ pub fn keygen(output: Option<PathBuf>, comment: &str, out: &mut dyn Write) -> Re
 /// `tollgate whoami`.
 pub fn whoami(paths: &Paths, keys: &KeyChoice, out: &mut dyn Write) -> Result<(), CliError> {
     let policy = load_policy(&paths.policy)?;
-    let who = identify(keys, &paths.store, &policy)?;
+    let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
     write_out(
         out,
         &format!(

@@ -1,19 +1,18 @@
 //! `approve`, `reject`, `request-changes`: check the rules, sign, append.
 
 use super::args::DecideArgs;
-use super::identity::{Identity, KeyChoice, identify};
 use super::{CliError, load_policy_text, to_json, write_out};
 use crate::audit::canonical::sha256_digest;
-use crate::audit::log::{BODY_FORMAT, DecisionRecord, ItemSnapshot, TickRecord, time_text};
 use crate::config::Paths;
 use crate::domain::checklist::Tick;
 use crate::domain::decision::Verdict;
-use crate::domain::policy::Policy;
 use crate::domain::rules::{Proposal, check_decision};
 use crate::domain::status::{Evaluation, evaluate};
+use crate::identity::{Identity, KeyChoice, identify};
 use crate::store::local::LocalStore;
-use crate::store::{DecideError, NewEntry, Store, StoreError, StoredRevision};
-use chrono::{DateTime, Utc};
+use crate::store::{DecideError, Store};
+use crate::workflow::{DecisionRequest, eligible_roles, sign_decision};
+use chrono::Utc;
 use std::io::{IsTerminal, Read, Write};
 
 /// Parses `--tick ITEM[=NOTE]` values.
@@ -48,45 +47,25 @@ fn choose_role(
     if let Some(r) = &args.role {
         return Ok(r.clone());
     }
-    // Approvals go to an open sign-off; other verdicts prefer a role the CR needs, and
-    // fall back to any role held.
-    let open: Vec<&str> = eval.signoffs.missing_roles();
-    let required: Vec<&str> = eval
-        .signoffs
-        .slots
-        .iter()
-        .map(|s| s.role.as_str())
-        .collect();
-    let held = &who.principal.roles;
-    let mut eligible: Vec<&String> = match verdict {
-        Verdict::Approve => held.iter().filter(|r| open.contains(&r.as_str())).collect(),
-        _ => held
-            .iter()
-            .filter(|r| required.contains(&r.as_str()))
-            .collect(),
-    };
-    if eligible.is_empty() && verdict != Verdict::Approve {
-        eligible = held.iter().collect();
-    }
-
+    let eligible = eligible_roles(&who.principal, verdict, eval);
     match eligible.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] if verdict == Verdict::Approve => Err(CliError::refused(format!(
-            "{} holds none of the sign-offs still open on {} ({}); nothing to approve as",
-            who.principal.id,
-            args.id,
-            if open.is_empty() {
-                "all filled".to_string()
-            } else {
-                open.join(", ")
-            }
-        ))),
+        [one] => Ok(one.clone()),
+        [] => {
+            let open = eval.signoffs.missing_roles();
+            Err(CliError::refused(format!(
+                "{} holds none of the sign-offs still open on {} ({}); nothing to approve as",
+                who.principal.id,
+                args.id,
+                if open.is_empty() {
+                    "all filled".to_string()
+                } else {
+                    open.join(", ")
+                }
+            )))
+        }
         many => Err(CliError::refused(format!(
             "say which role you sign for: --role {}",
-            many.iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(" | --role ")
+            many.join(" | --role ")
         ))),
     }
 }
@@ -157,107 +136,6 @@ pub fn edit_rationale(what: &str) -> Result<String, CliError> {
         .to_string())
 }
 
-/// The checklist states recorded in a decision: the evaluation plus the ticks being signed.
-fn snapshot(eval: &Evaluation, ticks: &[Tick]) -> Vec<ItemSnapshot> {
-    eval.checklist
-        .items
-        .iter()
-        .map(|i| ItemSnapshot {
-            id: i.id.clone(),
-            state: if ticks.iter().any(|t| t.item == i.id) {
-                "ticked".into()
-            } else {
-                i.state.as_str().into()
-            },
-        })
-        .collect()
-}
-
-/// Everything needed to sign one decision.
-struct Signing<'a> {
-    who: &'a Identity,
-    policy: &'a Policy,
-    policy_digest: &'a str,
-    verdict: Verdict,
-    role: &'a str,
-    rationale: &'a str,
-    ticks: &'a [Tick],
-    expect_digest: Option<&'a str>,
-    at: DateTime<Utc>,
-}
-
-impl Signing<'_> {
-    /// Re-checks the rules against the context read inside the write transaction, then signs.
-    fn build(&self, ctx: &crate::store::DecisionContext) -> Result<NewEntry, DecideError> {
-        let rev = &ctx.current;
-        if let Some(seen) = self.expect_digest
-            && seen != rev.digest
-        {
-            return Err(DecideError::Stale {
-                id: rev.cr.id.clone(),
-                seen: seen.into(),
-                revision: rev.revision,
-                current: rev.digest.clone(),
-            });
-        }
-        let eval = evaluate(&rev.cr, &rev.digest, &ctx.decisions, self.policy);
-        let proposal = Proposal {
-            principal: &self.who.principal,
-            role: self.role,
-            verdict: self.verdict,
-            rationale: self.rationale,
-            ticks: self.ticks,
-        };
-        check_decision(&rev.cr, &eval, self.policy, &proposal).map_err(DecideError::Refused)?;
-        let record = record(self, rev, &eval, ctx.head.seq + 1, ctx.head.hash.clone());
-        let body = record.body();
-        let signature = self
-            .who
-            .signer
-            .sign(body.as_bytes())
-            .map_err(|e| DecideError::Signing(e.to_string()))?;
-        Ok(NewEntry {
-            body,
-            signature,
-            principal: self.who.principal.id.clone(),
-        })
-    }
-}
-
-fn record(
-    s: &Signing<'_>,
-    rev: &StoredRevision,
-    eval: &Evaluation,
-    seq: u64,
-    prev: Option<String>,
-) -> DecisionRecord {
-    DecisionRecord {
-        kind: "decision".into(),
-        format: BODY_FORMAT,
-        seq,
-        prev,
-        cr_id: rev.cr.id.clone(),
-        cr_revision: rev.revision,
-        cr_digest: rev.digest.clone(),
-        verdict: s.verdict.as_str().into(),
-        role: s.role.into(),
-        rationale: s.rationale.trim().into(),
-        ticks: s
-            .ticks
-            .iter()
-            .map(|t| TickRecord {
-                item: t.item.clone(),
-                note: t.note.clone(),
-            })
-            .collect(),
-        checklist: snapshot(eval, s.ticks),
-        principal: s.who.principal.id.clone(),
-        key_fingerprint: s.who.signer.fingerprint().into(),
-        policy_digest: s.policy_digest.into(),
-        at: time_text(s.at),
-    }
-}
-
 /// Runs approve / reject / request-changes.
 pub fn run(
     paths: &Paths,
@@ -271,7 +149,7 @@ pub fn run(
     let policy_digest = sha256_digest(policy_text.as_bytes());
     let store = LocalStore::open(&paths.store)?;
     let ticks = parse_ticks(&args.ticks)?;
-    let who = identify(keys, &paths.store, &policy)?;
+    let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
 
     // A first check before asking for a rationale, so nobody writes a paragraph for a
     // decision the rules will refuse. The binding check runs again inside the transaction.
@@ -289,7 +167,6 @@ pub fn run(
     } else {
         choose_role(args, verdict, &who, &eval)?
     };
-
     let probe = Proposal {
         principal: &who.principal,
         role: &role,
@@ -304,35 +181,28 @@ pub fn run(
         "{} {} as {} (revision {}, {})",
         verdict, args.id, role, cr.current.revision, cr.current.digest
     );
-    let rationale = rationale(args, &what)?;
-    let signing = Signing {
-        who: &who,
-        policy: &policy,
-        policy_digest: &policy_digest,
+    let request = DecisionRequest {
+        cr_id: args.id.clone(),
         verdict,
-        role: &role,
-        rationale: &rationale,
-        ticks: &ticks,
-        expect_digest: args.digest.as_deref(),
-        at: Utc::now(),
+        role: role.clone(),
+        rationale: rationale(args, &what)?,
+        ticks,
+        expect_digest: args.digest.clone(),
     };
-    let entry = store
-        .decide(&args.id, &mut |ctx| signing.build(ctx))
+    let entry = sign_decision(&store, &policy, &policy_digest, &who, &request, Utc::now())
         .map_err(|e| match e {
-            DecideError::Store(StoreError::NotInitialised { .. })
-            | DecideError::Refused(_)
-            | DecideError::Stale { .. }
-            | DecideError::NotFound(_) => CliError::refused(e.to_string()),
+            DecideError::Refused(_) | DecideError::Stale { .. } | DecideError::NotFound(_) => {
+                CliError::refused(e.to_string())
+            }
             other => CliError::environment(other.to_string()),
         })?;
     if args.json {
         return write_out(out, &to_json(&entry)?);
     }
     let after = store.decisions(&args.id)?;
-    let now = store
+    let progress = store
         .get(&args.id)?
-        .map(|c| evaluate(&c.current.cr, &c.current.digest, &after, &policy));
-    let progress = now
+        .map(|c| evaluate(&c.current.cr, &c.current.digest, &after, &policy))
         .map(|e| {
             format!(
                 "; sign-offs {}/{}, status {}",

@@ -3,7 +3,6 @@
 pub mod args;
 mod audit_cmds;
 mod decide;
-mod identity;
 mod render;
 mod views;
 
@@ -13,11 +12,11 @@ use crate::domain::change_request::parse_document;
 use crate::domain::decision::Verdict;
 use crate::domain::policy::{Policy, parse_policy};
 use crate::domain::status::{Evaluation, evaluate};
+use crate::identity::KeyChoice;
 use crate::store::local::LocalStore;
 use crate::store::{Store, StoreError, StoredCr, Submission, SubmitOutcome};
 use args::{Cli, Command, ListArgs, LogCommand, PolicyCommand};
 use chrono::{DateTime, Utc};
-use identity::KeyChoice;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 

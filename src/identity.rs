@@ -3,12 +3,22 @@
 //! The key decides the identity: there is no `--user` flag to lie with. A key the policy
 //! does not list cannot sign, and the message says which line to add.
 
-use super::CliError;
 use crate::audit::keys::{Keyring, Signer};
 use crate::config;
 use crate::domain::policy::{Policy, Principal};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+
+/// Why no usable identity was found; the message says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct IdentityError(pub String);
+
+impl From<config::NoDataDir> for IdentityError {
+    fn from(e: config::NoDataDir) -> Self {
+        IdentityError(e.to_string())
+    }
+}
 
 /// Where the signing key comes from.
 #[derive(Debug, Clone, Default)]
@@ -31,7 +41,7 @@ pub struct Identity {
 
 /// Picks the key file: --key, then --as (demo), then `tollgate keygen`'s key, then
 /// `~/.ssh/id_ed25519`.
-pub fn key_path(choice: &KeyChoice, store: &Path) -> Result<PathBuf, CliError> {
+pub fn key_path(choice: &KeyChoice, store: &Path) -> Result<PathBuf, IdentityError> {
     if let Some(k) = &choice.key {
         return Ok(k.clone());
     }
@@ -40,7 +50,7 @@ pub fn key_path(choice: &KeyChoice, store: &Path) -> Result<PathBuf, CliError> {
         if path.exists() && crate::domain::reader::check_identifier(who).is_ok() {
             return Ok(path);
         }
-        return Err(CliError::refused(format!(
+        return Err(IdentityError(format!(
             "no demo identity {}: --as works only in stores made by `tollgate demo` (keys in {}); use --key PATH for a real key",
             crate::domain::reader::quote(who),
             config::demo_keys_dir(store).display()
@@ -56,7 +66,7 @@ pub fn key_path(choice: &KeyChoice, store: &Path) -> Result<PathBuf, CliError> {
             return Ok(ssh);
         }
     }
-    Err(CliError::refused(format!(
+    Err(IdentityError(format!(
         "no signing key: run `tollgate keygen` (creates {}), or pass --key PATH with an OpenSSH ed25519 key",
         own.display()
     )))
@@ -75,13 +85,17 @@ fn passphrase(path: &Path) -> Result<String, String> {
 }
 
 /// Loads the key and finds its principal in the policy.
-pub fn identify(choice: &KeyChoice, store: &Path, policy: &Policy) -> Result<Identity, CliError> {
+pub fn identify(
+    choice: &KeyChoice,
+    store: &Path,
+    policy: &Policy,
+) -> Result<Identity, IdentityError> {
     let key_path = key_path(choice, store)?;
     let signer = Signer::load(&key_path, || passphrase(&key_path))
-        .map_err(|e| CliError::refused(e.to_string()))?;
-    let keyring = Keyring::from_policy(policy).map_err(CliError::refused)?;
+        .map_err(|e| IdentityError(e.to_string()))?;
+    let keyring = Keyring::from_policy(policy).map_err(IdentityError)?;
     let Some(id) = keyring.principal_of(signer.public_key()) else {
-        return Err(CliError::refused(format!(
+        return Err(IdentityError(format!(
             "your key {} ({}) is not in the policy; add this line to your principal's keys and run `tollgate policy check`:\n  keys = [\"{}\"]",
             signer.fingerprint(),
             key_path.display(),
@@ -91,7 +105,7 @@ pub fn identify(choice: &KeyChoice, store: &Path, policy: &Policy) -> Result<Ide
     let principal = policy
         .principal(id)
         .cloned()
-        .ok_or_else(|| CliError::refused(format!("principal {id} vanished from the policy")))?;
+        .ok_or_else(|| IdentityError(format!("principal {id} vanished from the policy")))?;
     Ok(Identity {
         signer,
         principal,
