@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod editor;
 pub mod identity;
 pub mod store;
+pub mod tui;
 pub mod workflow;

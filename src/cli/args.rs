@@ -36,7 +36,13 @@ pub struct Cli {
     #[arg(long = "as", global = true, value_name = "PRINCIPAL")]
     pub as_principal: Option<String>,
 
-    /// What to do; without a command, the queue is shown.
+    /// The TUI config file (theme, key preset, bindings, mouse) [default:
+    /// ~/.config/tollgate/config.toml, or $TOLLGATE_HOME/config.toml].
+    #[arg(long, global = true, env = "TOLLGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// What to do; without a command, the reviewer's terminal UI opens (or, when output is
+    /// not a terminal, the queue is printed).
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -86,7 +92,8 @@ pub enum Command {
     },
 
     /// Create (or refresh) a store with the playbook's sample change requests and policy,
-    /// then show the queue.
+    /// then open the terminal UI as a demo reviewer (devi, unless --as or --key says
+    /// otherwise). When output is not a terminal, the queue is printed instead.
     ///
     /// Safe to repeat: samples already present are left as they are, and an existing
     /// policy is kept.

@@ -91,49 +91,7 @@ fn rationale(args: &DecideArgs, what: &str) -> Result<String, CliError> {
             "a rationale is required: pass --rationale TEXT or --rationale-file FILE (or run on a terminal to write it in $EDITOR)",
         ));
     }
-    edit_rationale(what)
-}
-
-/// Opens `$VISUAL` / `$EDITOR` (default `vi`) on a template; `#` lines are dropped.
-pub fn edit_rationale(what: &str) -> Result<String, CliError> {
-    let dir = tempfile::Builder::new()
-        .prefix("tollgate-rationale")
-        .tempdir()
-        .map_err(|e| {
-            CliError::environment(format!(
-                "cannot create a temporary file for the editor: {e}"
-            ))
-        })?;
-    let path = dir.path().join("RATIONALE.md");
-    let template = format!(
-        "\n# Rationale for {what}.\n# Write why, in a sentence or two. Lines starting with '#' are ignored;\n# an empty rationale cancels the decision.\n"
-    );
-    std::fs::write(&path, template)
-        .map_err(|e| CliError::environment(format!("cannot write {}: {e}", path.display())))?;
-    let editor = std::env::var("VISUAL")
-        .or_else(|_| std::env::var("EDITOR"))
-        .unwrap_or_else(|_| "vi".into());
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("{editor} \"$1\""))
-        .arg("sh")
-        .arg(&path)
-        .status()
-        .map_err(|e| CliError::environment(format!("cannot start the editor {editor:?}: {e}")))?;
-    if !status.success() {
-        return Err(CliError::refused(format!(
-            "the editor {editor:?} exited with {status}; nothing was signed"
-        )));
-    }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| CliError::environment(format!("cannot read {}: {e}", path.display())))?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim()
-        .to_string())
+    crate::editor::edit_rationale("", what).map_err(CliError::refused)
 }
 
 /// Runs approve / reject / request-changes.

@@ -114,6 +114,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Some(Command::Demo) => {
             let paths = paths()?;
             demo_store(&paths, now, out)?;
+            if interactive() {
+                let mut keys = keys;
+                if keys.key.is_none() && keys.as_principal.is_none() {
+                    keys.as_principal = Some("devi".into());
+                }
+                return tui(paths, keys, cli.config.clone());
+            }
             list(&paths, &ListArgs::default(), now, out)?;
             write_out(
                 out,
@@ -125,8 +132,26 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Some(Command::Show { id, revision, json }) => {
             show(&paths()?, &id, revision, json, now, out)
         }
+        None if interactive() => tui(paths()?, keys, cli.config.clone()),
         None => list(&paths()?, &ListArgs::default(), now, out),
     }
+}
+
+/// Whether a person is at a terminal (both ends), so the TUI can open.
+fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+fn tui(paths: Paths, keys: KeyChoice, config: Option<PathBuf>) -> Result<(), CliError> {
+    // The store must exist before the screen opens, with a message that says how to make one.
+    LocalStore::open(&paths.store)?;
+    crate::tui::run(crate::tui::Options {
+        paths,
+        keys,
+        config,
+    })
+    .map_err(CliError::refused)
 }
 
 fn write_out(out: &mut dyn Write, text: &str) -> Result<(), CliError> {

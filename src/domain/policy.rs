@@ -192,14 +192,10 @@ impl fmt::Display for PolicyReport {
 
 /// Parses and validates policy TOML. On success the warnings are returned beside it.
 pub fn parse_policy(text: &str) -> Result<(Policy, Vec<Problem>), PolicyReport> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| PolicyReport {
-        errors: vec![Problem {
-            path: syntax_location(text, &e),
-            message: format!("invalid TOML: {}", e.message()),
-        }],
+    let tree = crate::domain::reader::parse_toml(text).map_err(|problem| PolicyReport {
+        errors: vec![problem],
         warnings: vec![],
     })?;
-    let tree = toml_to_json(toml::Value::Table(table));
     let mut r = Reader::new();
     let mut warnings = Vec::new();
     let policy = read_policy(&mut r, &tree, &mut warnings);
@@ -209,36 +205,6 @@ pub fn parse_policy(text: &str) -> Result<(Policy, Vec<Problem>), PolicyReport> 
             errors: r.into_problems(),
             warnings,
         }),
-    }
-}
-
-fn syntax_location(text: &str, e: &toml::de::Error) -> String {
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            format!("line {line}, column {col}")
-        }
-        None => "(file)".into(),
-    }
-}
-
-/// Converts a TOML tree into the JSON tree the [`Reader`] walks. Non-finite floats become
-/// strings so they are refused with a clear message instead of turning into `null`.
-fn toml_to_json(v: toml::Value) -> Value {
-    match v {
-        toml::Value::String(s) => Value::String(s),
-        toml::Value::Integer(i) => Value::from(i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .unwrap_or_else(|| Value::String(f.to_string())),
-        toml::Value::Boolean(b) => Value::Bool(b),
-        toml::Value::Datetime(d) => Value::String(d.to_string()),
-        toml::Value::Array(a) => Value::Array(a.into_iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => {
-            Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
-        }
     }
 }
 

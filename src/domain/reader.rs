@@ -483,6 +483,47 @@ impl Reader {
     }
 }
 
+/// Parses TOML text into the JSON tree a [`Reader`] walks; a syntax error becomes a
+/// problem located by line and column.
+pub fn parse_toml(text: &str) -> Result<Value, Problem> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| Problem {
+        path: syntax_location(text, &e),
+        message: format!("invalid TOML: {}", e.message()),
+    })?;
+    Ok(toml_to_json(toml::Value::Table(table)))
+}
+
+/// "line L, column C" of a TOML syntax error.
+pub fn syntax_location(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {col}")
+        }
+        None => "(file)".into(),
+    }
+}
+
+/// Converts a TOML tree into the JSON tree the [`Reader`] walks. Non-finite floats become
+/// strings so they are refused with a clear message instead of turning into `null`.
+pub fn toml_to_json(v: toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(f.to_string())),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => {
+            Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

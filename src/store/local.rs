@@ -610,6 +610,18 @@ impl Store for LocalStore {
             .map_err(self.sql_err("reading the log"))
     }
 
+    fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, kind, cr_id, principal, body, hash, signature FROM log WHERE cr_id = ?1 AND kind = 'decision' ORDER BY seq",
+            )
+            .map_err(self.sql_err(format!("reading decisions on {cr_id}")))?;
+        stmt.query_map(params![cr_id], log_row)
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err(format!("reading decisions on {cr_id}")))
+    }
+
     fn recorded_head(&self) -> Result<Head, StoreError> {
         read_head(&self.lock()).map_err(self.sql_err("reading the log head"))
     }

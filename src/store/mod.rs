@@ -249,6 +249,9 @@ pub trait Store: Send + Sync {
         build: &mut dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError>,
     ) -> Result<LogEntry, DecideError>;
 
+    /// The decision entries about one CR, in log order (to show each signature's status).
+    fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError>;
+
     /// Up to `limit` log entries after position `after`, in order.
     fn log_entries(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError>;
 

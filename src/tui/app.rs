@@ -1,0 +1,1196 @@
+//! The TUI's state and its update function.
+//!
+//! `update` takes a message (a key, a tick, a reply from a background task) and returns
+//! effects for the runtime to perform (load, sign, open a link). It never blocks and never
+//! awaits, so the screen stays responsive whatever the store or the network do. Replies
+//! carry the id of the request they answer; a reply to a superseded request is dropped.
+
+use super::data::{DetailData, QueueRow};
+use super::keymap::{Action, Context};
+use super::settings::Settings;
+use crate::domain::checklist::Tick;
+use crate::domain::decision::Verdict;
+use crate::domain::policy::{ItemMode, Policy, Principal};
+use crate::domain::rules::{Proposal, Refusal, check_decision};
+use crate::domain::status::Status;
+use crate::workflow::{DecisionRequest, eligible_roles};
+use chrono::{DateTime, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
+use nucleo_matcher::{Config, Matcher, Utf32Str};
+use ratatui_textarea::TextArea;
+use std::sync::Arc;
+
+/// Which screen is showing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// The queue table.
+    Queue,
+    /// One CR.
+    Detail,
+    /// The decision form, over the detail.
+    Decide,
+    /// The final confirmation, over the form.
+    Confirm,
+}
+
+/// Quick views of the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Status pending.
+    Pending,
+    /// Pending and I could give an open sign-off.
+    Mine,
+    /// A blocking check fails.
+    Blocked,
+    /// Someone decided today.
+    Today,
+    /// Everything.
+    All,
+}
+
+impl View {
+    /// All views in tab order.
+    pub const ALL: [View; 5] = [
+        View::Pending,
+        View::Mine,
+        View::Blocked,
+        View::Today,
+        View::All,
+    ];
+
+    /// Tab label.
+    pub fn label(self) -> &'static str {
+        match self {
+            View::Pending => "Pending",
+            View::Mine => "Needs me",
+            View::Blocked => "Blocked",
+            View::Today => "Decided today",
+            View::All => "All",
+        }
+    }
+
+    /// Whether `row` belongs to this view.
+    pub fn includes(self, row: &QueueRow) -> bool {
+        match self {
+            View::Pending => row.status == Status::Pending,
+            View::Mine => row.needs_me,
+            View::Blocked => row.blocked,
+            View::Today => row.decided_today,
+            View::All => true,
+        }
+    }
+}
+
+/// Queue columns one can sort by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// Oldest first by default: what waits longest comes first.
+    Age,
+    /// Highest effective risk first.
+    Risk,
+    /// CR id.
+    Id,
+    /// Gate.
+    Gate,
+    /// Title.
+    Title,
+    /// Subject.
+    Subject,
+    /// Requester.
+    Requester,
+    /// Fewest sign-offs obtained (relative to required) first.
+    Signoffs,
+    /// Most failing checks first.
+    Checks,
+    /// Status.
+    Status,
+}
+
+impl SortKey {
+    /// Sort keys in cycling order.
+    pub const ALL: [SortKey; 10] = [
+        SortKey::Age,
+        SortKey::Risk,
+        SortKey::Id,
+        SortKey::Gate,
+        SortKey::Title,
+        SortKey::Subject,
+        SortKey::Requester,
+        SortKey::Signoffs,
+        SortKey::Checks,
+        SortKey::Status,
+    ];
+
+    /// Column label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SortKey::Age => "age",
+            SortKey::Risk => "risk",
+            SortKey::Id => "id",
+            SortKey::Gate => "gate",
+            SortKey::Title => "title",
+            SortKey::Subject => "subject",
+            SortKey::Requester => "requester",
+            SortKey::Signoffs => "sign-offs",
+            SortKey::Checks => "checks",
+            SortKey::Status => "status",
+        }
+    }
+
+    fn compare(self, a: &QueueRow, b: &QueueRow) -> std::cmp::Ordering {
+        match self {
+            SortKey::Age => a.created_at.cmp(&b.created_at),
+            SortKey::Risk => b.effective.cmp(&a.effective),
+            SortKey::Id => a.id.cmp(&b.id),
+            SortKey::Gate => a.gate.cmp(&b.gate),
+            SortKey::Title => a.title.cmp(&b.title),
+            SortKey::Subject => a.subject.cmp(&b.subject),
+            SortKey::Requester => a.requester.cmp(&b.requester),
+            SortKey::Signoffs => {
+                (a.obtained * b.required.max(1)).cmp(&(b.obtained * a.required.max(1)))
+            }
+            SortKey::Checks => b
+                .checks
+                .fail
+                .cmp(&a.checks.fail)
+                .then(b.checks.pending.cmp(&a.checks.pending)),
+            SortKey::Status => a.status.as_str().cmp(b.status.as_str()),
+        }
+        .then_with(|| a.id.cmp(&b.id))
+    }
+}
+
+/// Who is at the keyboard.
+#[derive(Debug, Clone)]
+pub enum Signer {
+    /// A key the policy maps to this principal.
+    Principal {
+        /// The principal.
+        principal: Principal,
+        /// Key fingerprint.
+        fingerprint: String,
+    },
+    /// Browsing only; the reason says how to be able to sign.
+    ReadOnly(String),
+}
+
+/// Severity of a status-bar message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Something done.
+    Info,
+    /// Something refused or failed.
+    Error,
+}
+
+/// Fields of the decision form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// Approve / reject / request changes.
+    Verdict,
+    /// The role signed for.
+    Role,
+    /// Manual checklist ticks.
+    Checklist,
+    /// The rationale editor.
+    Rationale,
+}
+
+/// A manual checklist item in the form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickItem {
+    /// Item id.
+    pub id: String,
+    /// Label.
+    pub label: String,
+    /// Blocks approval while unticked.
+    pub blocking: bool,
+    /// Who already ticked it on this revision.
+    pub ticked_by: Vec<String>,
+    /// Whether this decision ticks it.
+    pub ticked: bool,
+}
+
+/// The decision form.
+#[derive(Debug)]
+pub struct DecideForm {
+    /// CR id.
+    pub cr_id: String,
+    /// Digest of the revision on screen: what will be signed.
+    pub digest: String,
+    /// Revision number on screen.
+    pub revision: u32,
+    /// Chosen verdict.
+    pub verdict: Verdict,
+    /// Roles to choose from.
+    pub roles: Vec<String>,
+    /// Index into `roles`.
+    pub role: usize,
+    /// Manual items.
+    pub items: Vec<TickItem>,
+    /// Cursor in `items`.
+    pub item_cursor: usize,
+    /// The rationale editor.
+    pub rationale: TextArea<'static>,
+    /// Focused field.
+    pub focus: Field,
+    /// Why the rules refuse the decision as it stands (shown on the confirmation).
+    pub refusal: Option<Refusal>,
+    /// A signing request is in flight.
+    pub signing: bool,
+    /// The store's answer when signing failed.
+    pub error: Option<String>,
+}
+
+impl DecideForm {
+    /// The role currently chosen.
+    pub fn role(&self) -> &str {
+        self.roles.get(self.role).map(String::as_str).unwrap_or("")
+    }
+
+    /// The rationale text.
+    pub fn rationale_text(&self) -> String {
+        self.rationale.lines().join("\n").trim().to_string()
+    }
+
+    /// The ticks this decision signs.
+    pub fn ticks(&self) -> Vec<Tick> {
+        self.items
+            .iter()
+            .filter(|i| i.ticked)
+            .map(|i| Tick {
+                item: i.id.clone(),
+                note: None,
+            })
+            .collect()
+    }
+}
+
+/// The help overlay: every binding, searchable.
+#[derive(Debug, Clone, Default)]
+pub struct HelpState {
+    /// Search text.
+    pub query: String,
+    /// First line shown.
+    pub scroll: usize,
+}
+
+/// The command palette.
+#[derive(Debug, Clone, Default)]
+pub struct PaletteState {
+    /// Search text.
+    pub query: String,
+    /// Selected entry.
+    pub selected: usize,
+}
+
+/// Overlays drawn above any screen.
+#[derive(Debug, Clone)]
+pub enum Overlay {
+    /// `?`
+    Help(HelpState),
+    /// `:`
+    Palette(PaletteState),
+}
+
+/// What the runtime should do after an update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Load the queue; reply with [`Msg::Queue`].
+    LoadQueue(u64),
+    /// Load one CR; reply with [`Msg::Detail`].
+    LoadDetail(u64, String),
+    /// Sign and record; reply with [`Msg::Signed`].
+    Sign(u64, DecisionRequest),
+    /// Suspend the screen and edit this text in `$EDITOR`; reply with [`Msg::Edited`].
+    EditRationale(String),
+    /// Open a URL with the system opener.
+    OpenUrl(String),
+    /// Put text on the clipboard (OSC 52).
+    Copy(String),
+}
+
+/// Everything that can happen.
+#[derive(Debug)]
+pub enum Msg {
+    /// A key press.
+    Key(KeyEvent),
+    /// A mouse event (when enabled).
+    Mouse(MouseEvent),
+    /// The terminal was resized.
+    Resize(u16, u16),
+    /// Animation tick.
+    Tick,
+    /// Queue rows, for request `id`.
+    Queue(u64, Result<Vec<QueueRow>, String>),
+    /// One CR, for request `id`.
+    Detail(u64, Result<Box<DetailData>, String>),
+    /// Outcome of signing: a confirmation line or the refusal.
+    Signed(u64, Result<String, String>),
+    /// Text back from `$EDITOR`.
+    Edited(Result<String, String>),
+    /// Something to tell the user in the status bar.
+    Notice(Level, String),
+}
+
+/// The whole UI state.
+pub struct App {
+    /// Current screen.
+    pub screen: Screen,
+    /// Overlay, if any.
+    pub overlay: Option<Overlay>,
+    /// All loaded rows.
+    pub rows: Vec<QueueRow>,
+    /// Indices of rows shown (view, filter, sort applied).
+    pub visible: Vec<usize>,
+    /// Selected position in `visible`.
+    pub selected: usize,
+    /// First visible position (scrolling).
+    pub offset: usize,
+    /// Current quick view.
+    pub view: View,
+    /// Sort column.
+    pub sort: SortKey,
+    /// Reverse order.
+    pub sort_reverse: bool,
+    /// Filter text.
+    pub filter: String,
+    /// Typing into the filter.
+    pub filtering: bool,
+    /// The CR on the detail screen.
+    pub detail: Option<Box<DetailData>>,
+    /// Id of the CR the detail screen is for (set before it loads).
+    pub detail_id: Option<String>,
+    /// Detail scroll position (lines).
+    pub detail_scroll: u16,
+    /// Selected artifact on the detail screen.
+    pub artifact: usize,
+    /// The decision form.
+    pub decide: Option<DecideForm>,
+    /// Who signs.
+    pub signer: Signer,
+    /// Store shown in the status bar.
+    pub store_label: String,
+    /// Connection state shown in the status bar.
+    pub connection: String,
+    /// Requests in flight (spinner while > 0).
+    pub loading: usize,
+    /// Spinner frame.
+    pub spinner: usize,
+    /// Last message for the status bar.
+    pub message: Option<(Level, String)>,
+    /// Theme, keys, mouse.
+    pub settings: Settings,
+    /// The clock, injected so screens are reproducible in tests.
+    pub now: DateTime<Utc>,
+    /// The policy in force.
+    pub policy: Arc<Policy>,
+    /// Rows the table can show (set by the runtime from the terminal size).
+    pub page_rows: usize,
+    /// Set when the user quits.
+    pub quit: bool,
+    next_request: u64,
+    queue_request: u64,
+    detail_request: u64,
+    sign_request: u64,
+    matcher: Matcher,
+}
+
+impl App {
+    /// A new app that will load the queue first.
+    pub fn new(
+        settings: Settings,
+        policy: Arc<Policy>,
+        signer: Signer,
+        store_label: String,
+        now: DateTime<Utc>,
+    ) -> App {
+        App {
+            screen: Screen::Queue,
+            overlay: None,
+            rows: Vec::new(),
+            visible: Vec::new(),
+            selected: 0,
+            offset: 0,
+            view: View::Pending,
+            sort: SortKey::Age,
+            sort_reverse: false,
+            filter: String::new(),
+            filtering: false,
+            detail: None,
+            detail_id: None,
+            detail_scroll: 0,
+            artifact: 0,
+            decide: None,
+            signer,
+            store_label,
+            connection: "local".into(),
+            loading: 0,
+            spinner: 0,
+            message: None,
+            settings,
+            now,
+            policy,
+            page_rows: 20,
+            quit: false,
+            next_request: 0,
+            queue_request: 0,
+            detail_request: 0,
+            sign_request: 0,
+            matcher: Matcher::new(Config::DEFAULT),
+        }
+    }
+
+    fn request(&mut self) -> u64 {
+        self.next_request += 1;
+        self.loading += 1;
+        self.next_request
+    }
+
+    /// The effect that loads the queue (for start-up and refresh).
+    pub fn load_queue(&mut self) -> Effect {
+        let id = self.request();
+        self.queue_request = id;
+        Effect::LoadQueue(id)
+    }
+
+    fn load_detail(&mut self, cr_id: String) -> Effect {
+        let id = self.request();
+        self.detail_request = id;
+        Effect::LoadDetail(id, cr_id)
+    }
+
+    /// The principal signing, if any.
+    pub fn me(&self) -> Option<&Principal> {
+        match &self.signer {
+            Signer::Principal { principal, .. } => Some(principal),
+            Signer::ReadOnly(_) => None,
+        }
+    }
+
+    /// The selected row.
+    pub fn selected_row(&self) -> Option<&QueueRow> {
+        self.visible
+            .get(self.selected)
+            .and_then(|i| self.rows.get(*i))
+    }
+
+    /// How many rows each view holds (for the tab labels).
+    pub fn view_counts(&self) -> [usize; 5] {
+        let mut counts = [0; 5];
+        for r in &self.rows {
+            for (i, v) in View::ALL.iter().enumerate() {
+                if v.includes(r) {
+                    counts[i] += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// Rows in the current view before filtering (the "of N" in "3 of 5").
+    pub fn view_total(&self) -> usize {
+        self.rows.iter().filter(|r| self.view.includes(r)).count()
+    }
+
+    /// Recomputes `visible` after rows, view, filter or sort changed; keeps the selection
+    /// on the same CR when it is still visible.
+    pub fn refilter(&mut self) {
+        let keep = self.selected_row().map(|r| r.id.clone());
+        let mut visible: Vec<(usize, u32)> = Vec::with_capacity(self.rows.len());
+        let query = self.filter.trim();
+        if query.is_empty() {
+            visible.extend(
+                self.rows
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| self.view.includes(r))
+                    .map(|(i, _)| (i, 0)),
+            );
+        } else {
+            let pattern = Pattern::parse(query, CaseMatching::Ignore, Normalization::Smart);
+            let mut buf = Vec::new();
+            for (i, r) in self.rows.iter().enumerate() {
+                if !self.view.includes(r) {
+                    continue;
+                }
+                if let Some(score) =
+                    pattern.score(Utf32Str::new(&r.haystack, &mut buf), &mut self.matcher)
+                {
+                    visible.push((i, score));
+                }
+            }
+        }
+        let rows = &self.rows;
+        let sort = self.sort;
+        let reverse = self.sort_reverse;
+        visible.sort_by(|a, b| {
+            let o = sort.compare(&rows[a.0], &rows[b.0]);
+            if reverse { o.reverse() } else { o }
+        });
+        self.visible = visible.into_iter().map(|(i, _)| i).collect();
+        self.selected = keep
+            .and_then(|id| self.visible.iter().position(|i| self.rows[*i].id == id))
+            .unwrap_or(0)
+            .min(self.visible.len().saturating_sub(1));
+        self.clamp_offset();
+    }
+
+    fn clamp_offset(&mut self) {
+        let page = self.page_rows.max(1);
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + page {
+            self.offset = self.selected + 1 - page;
+        }
+        self.offset = self
+            .offset
+            .min(self.visible.len().saturating_sub(page));
+    }
+
+    fn move_selection(&mut self, delta: isize) {
+        if self.visible.is_empty() {
+            return;
+        }
+        let last = self.visible.len() as isize - 1;
+        self.selected = (self.selected as isize + delta).clamp(0, last) as usize;
+        self.clamp_offset();
+    }
+
+    fn say(&mut self, level: Level, text: impl Into<String>) {
+        self.message = Some((level, text.into()));
+    }
+
+    /// Handles one message.
+    pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        match msg {
+            Msg::Tick => {
+                if self.loading > 0 || self.decide.as_ref().is_some_and(|d| d.signing) {
+                    self.spinner = self.spinner.wrapping_add(1);
+                }
+                vec![]
+            }
+            Msg::Resize(_, h) => {
+                self.page_rows = (h as usize).saturating_sub(6).max(1);
+                self.clamp_offset();
+                vec![]
+            }
+            Msg::Queue(id, result) => {
+                self.loading = self.loading.saturating_sub(1);
+                if id != self.queue_request {
+                    return vec![];
+                }
+                match result {
+                    Ok(rows) => {
+                        self.rows = rows;
+                        self.refilter();
+                    }
+                    Err(e) => self.say(Level::Error, format!("cannot load the queue: {e}")),
+                }
+                vec![]
+            }
+            Msg::Detail(id, result) => {
+                self.loading = self.loading.saturating_sub(1);
+                if id != self.detail_request {
+                    return vec![];
+                }
+                match result {
+                    Ok(d) => {
+                        self.artifact = self
+                            .artifact
+                            .min(d.cr.current.cr.artifacts.len().saturating_sub(1));
+                        self.detail = Some(d);
+                    }
+                    Err(e) => self.say(Level::Error, e),
+                }
+                vec![]
+            }
+            Msg::Signed(id, result) => {
+                self.loading = self.loading.saturating_sub(1);
+                if id != self.sign_request {
+                    return vec![];
+                }
+                match result {
+                    Ok(line) => {
+                        self.decide = None;
+                        self.screen = Screen::Detail;
+                        self.say(Level::Info, line);
+                        let cr = self.detail_id.clone().unwrap_or_default();
+                        vec![self.load_detail(cr), self.load_queue()]
+                    }
+                    Err(e) => {
+                        if let Some(form) = self.decide.as_mut() {
+                            form.signing = false;
+                            form.error = Some(e);
+                        }
+                        vec![]
+                    }
+                }
+            }
+            Msg::Edited(result) => {
+                match (result, self.decide.as_mut()) {
+                    (Ok(text), Some(form)) => {
+                        form.rationale = rationale_area(&text);
+                        form.focus = Field::Rationale;
+                    }
+                    (Err(e), _) => self.say(Level::Error, e),
+                    _ => {}
+                }
+                vec![]
+            }
+            Msg::Notice(level, text) => {
+                self.say(level, text);
+                vec![]
+            }
+            Msg::Mouse(m) => self.mouse(m),
+            Msg::Key(k) => self.key(k),
+        }
+    }
+
+    fn contexts(&self) -> Vec<Context> {
+        match self.screen {
+            Screen::Queue => vec![Context::Queue, Context::Global],
+            Screen::Detail => vec![Context::Detail, Context::Global],
+            Screen::Decide => vec![Context::Decide, Context::Global],
+            Screen::Confirm => vec![Context::Confirm, Context::Global],
+        }
+    }
+
+    fn mouse(&mut self, m: MouseEvent) -> Vec<Effect> {
+        if self.overlay.is_some() {
+            return vec![];
+        }
+        match (self.screen, m.kind) {
+            (Screen::Queue, MouseEventKind::ScrollDown) => self.move_selection(3),
+            (Screen::Queue, MouseEventKind::ScrollUp) => self.move_selection(-3),
+            (Screen::Detail, MouseEventKind::ScrollDown) => {
+                self.detail_scroll = self.detail_scroll.saturating_add(3)
+            }
+            (Screen::Detail, MouseEventKind::ScrollUp) => {
+                self.detail_scroll = self.detail_scroll.saturating_sub(3)
+            }
+            (Screen::Queue, MouseEventKind::Down(_)) => {
+                // Rows start below the tab line and the table header.
+                let row = (m.row as usize).checked_sub(2).map(|r| r + self.offset);
+                if let Some(r) = row.filter(|r| *r < self.visible.len()) {
+                    if r == self.selected {
+                        return self.run(Action::Open);
+                    }
+                    self.selected = r;
+                }
+            }
+            _ => {}
+        }
+        vec![]
+    }
+
+    fn key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        if k.kind == crossterm::event::KeyEventKind::Release {
+            return vec![];
+        }
+        // Ctrl-C always quits, whatever has focus.
+        if k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return vec![];
+        }
+        if let Some(overlay) = self.overlay.take() {
+            return self.overlay_key(overlay, k);
+        }
+        if self.screen == Screen::Queue && self.filtering {
+            return self.filter_key(k);
+        }
+        if self.screen == Screen::Decide {
+            let on_verdict = self
+                .decide
+                .as_ref()
+                .is_some_and(|f| f.focus == Field::Verdict);
+            if on_verdict && matches!(k.code, KeyCode::Left | KeyCode::Right) {
+                let me = self.me().cloned();
+                if let Some(form) = self.decide.as_mut() {
+                    form.verdict =
+                        cycle_verdict(form.verdict, if k.code == KeyCode::Left { -1 } else { 1 });
+                    refresh_roles(form, self.detail.as_deref(), me.as_ref());
+                }
+                return vec![];
+            }
+            if self.decide_key(&k) {
+                return self.decide_effects(&k);
+            }
+        }
+        if self.screen == Screen::Confirm && k.code == KeyCode::Char('n') {
+            return self.run(Action::Back);
+        }
+        match self.settings.keymap.lookup(&k, &self.contexts()) {
+            Some(action) => self.run(action),
+            None => vec![],
+        }
+    }
+
+    fn filter_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        match k.code {
+            KeyCode::Esc => {
+                self.filtering = false;
+                self.filter.clear();
+                self.refilter();
+            }
+            KeyCode::Enter => {
+                self.filtering = false;
+            }
+            KeyCode::Backspace => {
+                self.filter.pop();
+                self.refilter();
+            }
+            KeyCode::Up => self.move_selection(-1),
+            KeyCode::Down => self.move_selection(1),
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.filter.push(c);
+                self.refilter();
+            }
+            _ => {}
+        }
+        vec![]
+    }
+
+    fn overlay_key(&mut self, overlay: Overlay, k: KeyEvent) -> Vec<Effect> {
+        match overlay {
+            Overlay::Help(mut h) => {
+                match k.code {
+                    KeyCode::Esc => return vec![],
+                    KeyCode::Char('?') if h.query.is_empty() => return vec![],
+                    KeyCode::Backspace => {
+                        h.query.pop();
+                        h.scroll = 0;
+                    }
+                    KeyCode::Up => h.scroll = h.scroll.saturating_sub(1),
+                    KeyCode::Down => h.scroll += 1,
+                    KeyCode::PageDown => h.scroll += 10,
+                    KeyCode::PageUp => h.scroll = h.scroll.saturating_sub(10),
+                    KeyCode::Char(c) => {
+                        h.query.push(c);
+                        h.scroll = 0;
+                    }
+                    _ => {}
+                }
+                self.overlay = Some(Overlay::Help(h));
+                vec![]
+            }
+            Overlay::Palette(mut p) => {
+                let entries = self.palette_entries(&p.query);
+                match k.code {
+                    KeyCode::Esc => return vec![],
+                    KeyCode::Enter => {
+                        return match entries.get(p.selected) {
+                            Some(action) => self.run(*action),
+                            None => vec![],
+                        };
+                    }
+                    KeyCode::Up => p.selected = p.selected.saturating_sub(1),
+                    KeyCode::Down => {
+                        p.selected = (p.selected + 1).min(entries.len().saturating_sub(1))
+                    }
+                    KeyCode::Backspace => {
+                        p.query.pop();
+                        p.selected = 0;
+                    }
+                    KeyCode::Char(c) => {
+                        p.query.push(c);
+                        p.selected = 0;
+                    }
+                    _ => {}
+                }
+                self.overlay = Some(Overlay::Palette(p));
+                vec![]
+            }
+        }
+    }
+
+    /// Actions the palette offers here, best match first.
+    pub fn palette_entries(&self, query: &str) -> Vec<Action> {
+        let contexts = self.contexts();
+        let candidates = Action::ALL
+            .iter()
+            .copied()
+            .filter(|a| contexts.contains(&a.context()) && *a != Action::Palette);
+        let q = query.trim().to_lowercase();
+        if q.is_empty() {
+            return candidates.collect();
+        }
+        let pattern = Pattern::parse(&q, CaseMatching::Ignore, Normalization::Smart);
+        let mut matcher = Matcher::new(Config::DEFAULT);
+        let mut buf = Vec::new();
+        let mut scored: Vec<(Action, u32)> = candidates
+            .filter_map(|a| {
+                let text = format!("{} {}", a.name().replace('_', " "), a.description());
+                pattern
+                    .score(Utf32Str::new(&text, &mut buf), &mut matcher)
+                    .map(|s| (a, s))
+            })
+            .collect();
+        scored.sort_by_key(|s| std::cmp::Reverse(s.1));
+        scored.into_iter().map(|(a, _)| a).collect()
+    }
+
+    /// Performs an action (from a key or the palette).
+    pub fn run(&mut self, action: Action) -> Vec<Effect> {
+        self.message = None;
+        match action {
+            Action::Quit => {
+                if self.screen == Screen::Queue {
+                    self.quit = true;
+                } else {
+                    return self.run(Action::Back);
+                }
+            }
+            Action::Help => self.overlay = Some(Overlay::Help(HelpState::default())),
+            Action::Palette => self.overlay = Some(Overlay::Palette(PaletteState::default())),
+            Action::Refresh => {
+                let mut effects = vec![self.load_queue()];
+                if let Some(id) = self
+                    .detail_id
+                    .clone()
+                    .filter(|_| self.screen != Screen::Queue)
+                {
+                    effects.push(self.load_detail(id));
+                }
+                return effects;
+            }
+            Action::Back => match self.screen {
+                Screen::Queue => {
+                    if !self.filter.is_empty() {
+                        self.filter.clear();
+                        self.refilter();
+                    }
+                }
+                Screen::Detail => {
+                    self.screen = Screen::Queue;
+                    self.detail = None;
+                    self.detail_id = None;
+                }
+                Screen::Decide => {
+                    self.screen = Screen::Detail;
+                    self.decide = None;
+                }
+                Screen::Confirm => self.screen = Screen::Decide,
+            },
+            Action::Up => self.scroll(-1),
+            Action::Down => self.scroll(1),
+            Action::PageUp => self.scroll(-(self.page_rows as isize)),
+            Action::PageDown => self.scroll(self.page_rows as isize),
+            Action::Top => self.scroll(isize::MIN / 2),
+            Action::Bottom => self.scroll(isize::MAX / 2),
+            Action::Open => {
+                if self.screen == Screen::Queue
+                    && let Some(id) = self.selected_row().map(|r| r.id.clone())
+                {
+                    return self.open(id);
+                }
+            }
+            Action::Filter => {
+                self.filtering = true;
+            }
+            Action::SortNext => {
+                let i = SortKey::ALL
+                    .iter()
+                    .position(|k| *k == self.sort)
+                    .unwrap_or(0);
+                self.sort = SortKey::ALL[(i + 1) % SortKey::ALL.len()];
+                self.refilter();
+            }
+            Action::SortReverse => {
+                self.sort_reverse = !self.sort_reverse;
+                self.refilter();
+            }
+            Action::NextView => {
+                let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
+                self.set_view(View::ALL[(i + 1) % View::ALL.len()]);
+            }
+            Action::ViewPending => self.set_view(View::Pending),
+            Action::ViewMine => self.set_view(View::Mine),
+            Action::ViewBlocked => self.set_view(View::Blocked),
+            Action::ViewToday => self.set_view(View::Today),
+            Action::ViewAll => self.set_view(View::All),
+            Action::Approve => self.start_decision(Verdict::Approve),
+            Action::Reject => self.start_decision(Verdict::Reject),
+            Action::RequestChanges => self.start_decision(Verdict::RequestChanges),
+            Action::NextArtifact => {
+                let n = self
+                    .detail
+                    .as_ref()
+                    .map_or(0, |d| d.cr.current.cr.artifacts.len());
+                if n > 0 {
+                    self.artifact = (self.artifact + 1) % n;
+                }
+            }
+            Action::OpenArtifact | Action::CopyUrl => {
+                let url = self
+                    .detail
+                    .as_ref()
+                    .and_then(|d| d.cr.current.cr.artifacts.get(self.artifact))
+                    .map(|a| a.url.clone());
+                if let Some(url) = url {
+                    let shown = crate::domain::text::sanitize(&url);
+                    return if action == Action::OpenArtifact {
+                        self.say(Level::Info, format!("opening {shown}"));
+                        vec![Effect::OpenUrl(url)]
+                    } else {
+                        self.say(Level::Info, format!("copied {shown}"));
+                        vec![Effect::Copy(url)]
+                    };
+                }
+            }
+            Action::NextField
+            | Action::PrevField
+            | Action::ToggleTick
+            | Action::ExternalEditor
+            | Action::Review => {
+                return self.decide_action(action);
+            }
+            Action::Sign => return self.sign(),
+        }
+        vec![]
+    }
+
+    fn set_view(&mut self, v: View) {
+        self.view = v;
+        self.selected = 0;
+        self.offset = 0;
+        self.refilter();
+    }
+
+    fn scroll(&mut self, delta: isize) {
+        match self.screen {
+            Screen::Queue => self.move_selection(delta),
+            Screen::Detail => {
+                let next = (self.detail_scroll as isize + delta).clamp(0, u16::MAX as isize);
+                self.detail_scroll = next as u16;
+            }
+            Screen::Decide => {
+                let me = self.me().cloned();
+                if let Some(form) = self.decide.as_mut() {
+                    match form.focus {
+                        Field::Role if !form.roles.is_empty() => {
+                            form.role = (form.role as isize + delta.signum())
+                                .rem_euclid(form.roles.len() as isize)
+                                as usize;
+                        }
+                        Field::Checklist if !form.items.is_empty() => {
+                            form.item_cursor = (form.item_cursor as isize + delta)
+                                .clamp(0, form.items.len() as isize - 1)
+                                as usize;
+                        }
+                        Field::Verdict => {
+                            form.verdict = cycle_verdict(form.verdict, delta.signum());
+                            refresh_roles(form, self.detail.as_deref(), me.as_ref());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Screen::Confirm => {}
+        }
+    }
+
+    fn open(&mut self, id: String) -> Vec<Effect> {
+        self.screen = Screen::Detail;
+        self.detail_scroll = 0;
+        self.artifact = 0;
+        if self
+            .detail
+            .as_ref()
+            .is_none_or(|d| d.cr.current.cr.id != id)
+        {
+            self.detail = None;
+        }
+        self.detail_id = Some(id.clone());
+        vec![self.load_detail(id)]
+    }
+
+    fn start_decision(&mut self, verdict: Verdict) {
+        if self.screen == Screen::Queue {
+            // Deciding from the queue opens the CR first: nobody signs what they did not see.
+            return;
+        }
+        let Some(me) = self.me().cloned() else {
+            if let Signer::ReadOnly(why) = &self.signer {
+                let why = why.clone();
+                self.say(Level::Error, format!("read-only: {why}"));
+            }
+            return;
+        };
+        let Some(detail) = self.detail.as_deref() else {
+            self.say(Level::Error, "still loading this change request");
+            return;
+        };
+        let rev = &detail.cr.current;
+        let items = self
+            .policy
+            .checklist_for(rev.cr.gate)
+            .filter(|i| i.mode == ItemMode::Manual)
+            .map(|i| {
+                let entry = detail.eval.checklist.items.iter().find(|e| e.id == i.id);
+                TickItem {
+                    id: i.id.clone(),
+                    label: i.label.clone(),
+                    blocking: i.blocking,
+                    ticked_by: entry
+                        .map(|e| e.ticked_by.iter().map(|t| t.principal.clone()).collect())
+                        .unwrap_or_default(),
+                    ticked: false,
+                }
+            })
+            .collect();
+        let mut form = DecideForm {
+            cr_id: rev.cr.id.clone(),
+            digest: rev.digest.clone(),
+            revision: rev.revision,
+            verdict,
+            roles: vec![],
+            role: 0,
+            items,
+            item_cursor: 0,
+            rationale: rationale_area(""),
+            focus: Field::Rationale,
+            refusal: None,
+            signing: false,
+            error: None,
+        };
+        refresh_roles(&mut form, Some(detail), Some(&me));
+        self.decide = Some(form);
+        self.screen = Screen::Decide;
+    }
+
+    /// Keys the decision form consumes itself; returns false to fall through to the keymap.
+    fn decide_key(&mut self, k: &KeyEvent) -> bool {
+        let Some(form) = self.decide.as_ref() else {
+            return false;
+        };
+        if form.focus != Field::Rationale {
+            return false;
+        }
+        // In the rationale editor, only form-level bindings escape the text area.
+        let action = self.settings.keymap.lookup(k, &[Context::Decide]);
+        let escapes = matches!(
+            action,
+            Some(Action::NextField | Action::PrevField | Action::ExternalEditor | Action::Review)
+        ) || k.code == KeyCode::Esc;
+        !escapes
+    }
+
+    fn decide_effects(&mut self, k: &KeyEvent) -> Vec<Effect> {
+        if let Some(form) = self.decide.as_mut() {
+            form.rationale.input(*k);
+            form.error = None;
+        }
+        vec![]
+    }
+
+    /// Form-level actions in the decision screen.
+    pub fn decide_action(&mut self, action: Action) -> Vec<Effect> {
+        let me = self.me().cloned();
+        let detail = self.detail.as_deref();
+        let policy = self.policy.clone();
+        let Some(form) = self.decide.as_mut() else {
+            return vec![];
+        };
+        match action {
+            Action::NextField | Action::PrevField => {
+                let order = [
+                    Field::Verdict,
+                    Field::Role,
+                    Field::Checklist,
+                    Field::Rationale,
+                ];
+                let i = order.iter().position(|f| *f == form.focus).unwrap_or(0) as isize;
+                let step = if action == Action::NextField { 1 } else { -1 };
+                form.focus = order[(i + step).rem_euclid(order.len() as isize) as usize];
+            }
+            Action::ToggleTick => {
+                if form.focus == Field::Checklist
+                    && let Some(item) = form.items.get_mut(form.item_cursor)
+                {
+                    item.ticked = !item.ticked;
+                }
+            }
+            Action::ExternalEditor => return vec![Effect::EditRationale(form.rationale_text())],
+            Action::Review => {
+                if let (Some(me), Some(detail)) = (me, detail) {
+                    let ticks = form.ticks();
+                    let rationale = form.rationale_text();
+                    let proposal = Proposal {
+                        principal: &me,
+                        role: form.role(),
+                        verdict: form.verdict,
+                        rationale: &rationale,
+                        ticks: &ticks,
+                    };
+                    form.refusal =
+                        check_decision(&detail.cr.current.cr, &detail.eval, &policy, &proposal)
+                            .err();
+                    form.error = None;
+                    self.screen = Screen::Confirm;
+                }
+            }
+            _ => {}
+        }
+        vec![]
+    }
+
+    fn sign(&mut self) -> Vec<Effect> {
+        if self.screen != Screen::Confirm {
+            return vec![];
+        }
+        let Some(form) = self.decide.as_ref() else {
+            return vec![];
+        };
+        if form.refusal.is_some() || form.signing {
+            return vec![];
+        }
+        let request = DecisionRequest {
+            cr_id: form.cr_id.clone(),
+            verdict: form.verdict,
+            role: form.role().to_string(),
+            rationale: form.rationale_text(),
+            ticks: form.ticks(),
+            expect_digest: Some(form.digest.clone()),
+        };
+        let id = self.request();
+        self.sign_request = id;
+        if let Some(form) = self.decide.as_mut() {
+            form.signing = true;
+        }
+        vec![Effect::Sign(id, request)]
+    }
+}
+
+fn cycle_verdict(v: Verdict, step: isize) -> Verdict {
+    let all = [Verdict::Approve, Verdict::RequestChanges, Verdict::Reject];
+    let i = all.iter().position(|x| *x == v).unwrap_or(0) as isize;
+    all[(i + step).rem_euclid(3) as usize]
+}
+
+/// Roles offered for the form's verdict; keeps the choice when still offered.
+fn refresh_roles(form: &mut DecideForm, detail: Option<&DetailData>, me: Option<&Principal>) {
+    let (Some(detail), Some(me)) = (detail, me) else {
+        return;
+    };
+    let current = form.role().to_string();
+    form.roles = eligible_roles(me, form.verdict, &detail.eval);
+    if form.roles.is_empty() {
+        // Nothing open to approve as: offer the held roles so the confirmation can say why.
+        form.roles = me.roles.clone();
+    }
+    form.role = form.roles.iter().position(|r| *r == current).unwrap_or(0);
+}
+
+/// A fresh rationale editor holding `text`.
+pub fn rationale_area(text: &str) -> TextArea<'static> {
+    let lines: Vec<String> = if text.is_empty() {
+        vec![String::new()]
+    } else {
+        text.lines().map(String::from).collect()
+    };
+    let mut t = TextArea::new(lines);
+    t.set_placeholder_text("Why? A sentence or two the auditor will read (ctrl-e opens $EDITOR)");
+    t
+}

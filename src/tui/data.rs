@@ -1,0 +1,197 @@
+//! What the screens show, loaded from the store off the UI thread.
+//!
+//! Rows are built once per load with every CR string already sanitised, so drawing never
+//! touches untrusted text and filtering does not re-sanitise on each keystroke.
+
+use crate::audit::keys::Keyring;
+use crate::domain::change_request::Gate;
+use crate::domain::checklist::CheckCounts;
+use crate::domain::decision::{Decision, Verdict};
+use crate::domain::policy::{Policy, Principal};
+use crate::domain::risk::RiskLevel;
+use crate::domain::status::{Evaluation, Status, evaluate};
+use crate::domain::text::sanitize;
+use crate::store::{RevisionInfo, Store, StoredCr};
+use chrono::{DateTime, Utc};
+
+/// One line of the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueRow {
+    /// CR id (sanitised).
+    pub id: String,
+    /// Gate.
+    pub gate: Gate,
+    /// Computed risk.
+    pub computed: RiskLevel,
+    /// Declared risk.
+    pub declared: RiskLevel,
+    /// The higher of the two.
+    pub effective: RiskLevel,
+    /// Title (sanitised).
+    pub title: String,
+    /// `name from→to` (sanitised).
+    pub subject: String,
+    /// `dev` / `staging` / `prod`.
+    pub environment: &'static str,
+    /// Requester (sanitised).
+    pub requester: String,
+    /// When the CR was created.
+    pub created_at: DateTime<Utc>,
+    /// Sign-offs obtained.
+    pub obtained: usize,
+    /// Sign-offs required.
+    pub required: usize,
+    /// CI evidence counts.
+    pub checks: CheckCounts,
+    /// Derived status.
+    pub status: Status,
+    /// A blocking check fails.
+    pub blocked: bool,
+    /// Blocking evidence is pending or missing.
+    pub awaiting: bool,
+    /// The signed-in reviewer holds an open sign-off and may give it.
+    pub needs_me: bool,
+    /// Someone decided on it today (UTC).
+    pub decided_today: bool,
+    /// Lower-case text the fuzzy filter searches: id, title, subject, requester.
+    pub haystack: String,
+}
+
+/// Whether `me` could give one of the sign-offs still open on this CR.
+fn needs(me: Option<&Principal>, requester: &str, e: &Evaluation) -> bool {
+    let Some(me) = me else { return false };
+    e.status == Status::Pending
+        && me.id != requester
+        && !e
+            .counted
+            .iter()
+            .any(|d| d.principal == me.id && d.verdict == Verdict::Approve)
+        && e.signoffs.missing_roles().iter().any(|r| me.has_role(r))
+}
+
+/// Builds the queue row of one CR.
+pub fn row(
+    cr: &StoredCr,
+    e: &Evaluation,
+    me: Option<&Principal>,
+    today: chrono::NaiveDate,
+) -> QueueRow {
+    let c = &cr.current.cr;
+    let s = &c.subject;
+    let subject = match &s.from_version {
+        Some(from) => format!(
+            "{} {}→{}",
+            sanitize(&s.name),
+            sanitize(from),
+            sanitize(&s.to_version)
+        ),
+        None => format!("{} (new) {}", sanitize(&s.name), sanitize(&s.to_version)),
+    };
+    let id = sanitize(&c.id);
+    let title = sanitize(&c.title);
+    let requester = sanitize(&c.requester);
+    let haystack = format!("{id} {title} {subject} {requester}").to_lowercase();
+    QueueRow {
+        gate: c.gate,
+        computed: e.risk.computed,
+        declared: e.risk.declared,
+        effective: e.risk.effective,
+        environment: s.environment.as_str(),
+        created_at: c.created_at,
+        obtained: e.signoffs.obtained(),
+        required: e.signoffs.required(),
+        checks: e.checks,
+        status: e.status,
+        blocked: e.blocked,
+        awaiting: e.awaiting_evidence,
+        needs_me: needs(me, &c.requester, e),
+        decided_today: e.counted.iter().any(|d| d.at.date_naive() == today),
+        id,
+        title,
+        subject,
+        requester,
+        haystack,
+    }
+}
+
+/// Loads and evaluates every CR for the queue.
+pub fn load_queue(
+    store: &dyn Store,
+    policy: &Policy,
+    me: Option<&Principal>,
+    now: DateTime<Utc>,
+) -> Result<Vec<QueueRow>, String> {
+    let decisions = store.all_decisions().map_err(|e| e.to_string())?;
+    let today = now.date_naive();
+    Ok(store
+        .list()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|cr| {
+            let mine = decisions
+                .get(&cr.current.cr.id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let e = evaluate(&cr.current.cr, &cr.current.digest, mine, policy);
+            row(cr, &e, me, today)
+        })
+        .collect())
+}
+
+/// A decision as the detail screen lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedDecision {
+    /// The decision.
+    pub decision: Decision,
+    /// Log position.
+    pub seq: u64,
+    /// Whether its signature verifies against the policy's keys (and why not).
+    pub signature: Result<(), String>,
+}
+
+/// Everything the detail screen shows about one CR.
+#[derive(Debug, Clone)]
+pub struct DetailData {
+    /// The CR at its current revision.
+    pub cr: StoredCr,
+    /// Rules' view of it.
+    pub eval: Evaluation,
+    /// All revisions.
+    pub revisions: Vec<RevisionInfo>,
+    /// Every decision on it (any revision), with signature status.
+    pub decisions: Vec<SignedDecision>,
+}
+
+/// Loads one CR with its evaluation and the signature status of its decisions.
+pub fn load_detail(store: &dyn Store, policy: &Policy, id: &str) -> Result<DetailData, String> {
+    let cr = store
+        .get(id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} is no longer in the store", sanitize(id)))?;
+    let decisions = store.decisions(id).map_err(|e| e.to_string())?;
+    let eval = evaluate(&cr.current.cr, &cr.current.digest, &decisions, policy);
+    let revisions = store.revisions(id).map_err(|e| e.to_string())?;
+    let keyring = Keyring::from_policy(policy).unwrap_or_default();
+    let entries = store.decision_entries(id).map_err(|e| e.to_string())?;
+    let decisions = entries
+        .iter()
+        .zip(decisions)
+        .map(|(entry, decision)| SignedDecision {
+            signature: match (&entry.principal, &entry.signature) {
+                (Some(who), Some(sig)) => keyring
+                    .verify(who, entry.body.as_bytes(), sig)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                _ => Err("unsigned".into()),
+            },
+            seq: entry.seq,
+            decision,
+        })
+        .collect();
+    Ok(DetailData {
+        cr,
+        eval,
+        revisions,
+        decisions,
+    })
+}

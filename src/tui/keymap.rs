@@ -1,0 +1,420 @@
+//! Actions and the keys bound to them: one table that drives key handling, the hint bar,
+//! the `?` help and the `:` palette, so they can never disagree.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::fmt;
+
+/// Where an action applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Context {
+    /// Everywhere.
+    Global,
+    /// The queue table.
+    Queue,
+    /// The CR detail screen.
+    Detail,
+    /// The decision form.
+    Decide,
+    /// The final confirmation before signing.
+    Confirm,
+}
+
+impl Context {
+    /// Heading in the help overlay.
+    pub fn title(self) -> &'static str {
+        match self {
+            Context::Global => "Everywhere",
+            Context::Queue => "Queue",
+            Context::Detail => "Change request",
+            Context::Decide => "Decision form",
+            Context::Confirm => "Confirm and sign",
+        }
+    }
+}
+
+macro_rules! actions {
+    ($($variant:ident => ($name:literal, $ctx:ident, $desc:literal)),* $(,)?) => {
+        /// Everything a key can do.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Action { $(
+            #[doc = $desc]
+            $variant
+        ),* }
+
+        impl Action {
+            /// Every action, in help order.
+            pub const ALL: &'static [Action] = &[$(Action::$variant),*];
+
+            /// Name used in the config file and the palette.
+            pub fn name(self) -> &'static str {
+                match self { $(Action::$variant => $name),* }
+            }
+
+            /// Where it applies.
+            pub fn context(self) -> Context {
+                match self { $(Action::$variant => Context::$ctx),* }
+            }
+
+            /// What it does, for help and the palette.
+            pub fn description(self) -> &'static str {
+                match self { $(Action::$variant => $desc),* }
+            }
+        }
+    };
+}
+
+actions! {
+    Quit => ("quit", Global, "quit tollgate"),
+    Help => ("help", Global, "show keys (type to search)"),
+    Palette => ("palette", Global, "command palette"),
+    Refresh => ("refresh", Global, "reload from the store"),
+    Back => ("back", Global, "go back / close"),
+    Up => ("up", Global, "move up"),
+    Down => ("down", Global, "move down"),
+    PageUp => ("page_up", Global, "page up"),
+    PageDown => ("page_down", Global, "page down"),
+    Top => ("top", Global, "go to the top"),
+    Bottom => ("bottom", Global, "go to the bottom"),
+    Open => ("open", Queue, "open the selected change request"),
+    Filter => ("filter", Queue, "fuzzy filter (id, title, subject, requester)"),
+    SortNext => ("sort", Queue, "sort by the next column"),
+    SortReverse => ("sort_reverse", Queue, "reverse the sort order"),
+    NextView => ("next_view", Queue, "next quick view"),
+    ViewPending => ("view_pending", Queue, "view: all pending"),
+    ViewMine => ("view_mine", Queue, "view: needs my sign-off"),
+    ViewBlocked => ("view_blocked", Queue, "view: blocked"),
+    ViewToday => ("view_today", Queue, "view: decided today"),
+    ViewAll => ("view_all", Queue, "view: everything"),
+    Approve => ("approve", Detail, "approve (sign off)"),
+    Reject => ("reject", Detail, "reject"),
+    RequestChanges => ("request_changes", Detail, "request changes"),
+    NextArtifact => ("next_artifact", Detail, "select the next artifact link"),
+    OpenArtifact => ("open_artifact", Detail, "open the selected artifact"),
+    CopyUrl => ("copy_url", Detail, "copy the selected artifact's URL"),
+    NextField => ("next_field", Decide, "next field"),
+    PrevField => ("prev_field", Decide, "previous field"),
+    ToggleTick => ("toggle_tick", Decide, "tick / untick a manual checklist item"),
+    ExternalEditor => ("external_editor", Decide, "write the rationale in $EDITOR"),
+    Review => ("review", Decide, "review what will be signed"),
+    Sign => ("sign", Confirm, "sign and record the decision"),
+}
+
+/// A key with modifiers, as written in config files (`ctrl-s`, `shift-tab`, `?`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The key.
+    pub code: KeyCode,
+    /// Ctrl / Alt (Shift is folded into the character for printable keys).
+    pub mods: KeyModifiers,
+}
+
+impl Key {
+    /// Normalises a terminal key event for lookup.
+    pub fn from_event(e: &KeyEvent) -> Key {
+        let mut mods =
+            e.modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SHIFT);
+        let code = match e.code {
+            KeyCode::Char(c) => {
+                mods.remove(KeyModifiers::SHIFT);
+                KeyCode::Char(if mods.contains(KeyModifiers::CONTROL) {
+                    c.to_ascii_lowercase()
+                } else {
+                    c
+                })
+            }
+            KeyCode::BackTab => {
+                mods.insert(KeyModifiers::SHIFT);
+                KeyCode::Tab
+            }
+            other => other,
+        };
+        Key { code, mods }
+    }
+
+    /// Parses `ctrl-s`, `alt-x`, `shift-tab`, `enter`, `esc`, `space`, `pgdn`, `f1`, `?`, `G`.
+    pub fn parse(s: &str) -> Result<Key, String> {
+        let mut mods = KeyModifiers::NONE;
+        let mut rest = s;
+        loop {
+            let lower = rest.to_ascii_lowercase();
+            if rest.len() > 1 && lower.starts_with("ctrl-") {
+                mods |= KeyModifiers::CONTROL;
+                rest = &rest[5..];
+            } else if rest.len() > 1 && lower.starts_with("alt-") {
+                mods |= KeyModifiers::ALT;
+                rest = &rest[4..];
+            } else if rest.len() > 1 && lower.starts_with("shift-") {
+                mods |= KeyModifiers::SHIFT;
+                rest = &rest[6..];
+            } else {
+                break;
+            }
+        }
+        let code = match rest.to_ascii_lowercase().as_str() {
+            "enter" | "return" => KeyCode::Enter,
+            "esc" | "escape" => KeyCode::Esc,
+            "tab" => KeyCode::Tab,
+            "space" => KeyCode::Char(' '),
+            "backspace" => KeyCode::Backspace,
+            "up" => KeyCode::Up,
+            "down" => KeyCode::Down,
+            "left" => KeyCode::Left,
+            "right" => KeyCode::Right,
+            "pgup" | "pageup" => KeyCode::PageUp,
+            "pgdn" | "pagedown" => KeyCode::PageDown,
+            "home" => KeyCode::Home,
+            "end" => KeyCode::End,
+            "delete" | "del" => KeyCode::Delete,
+            f if f.len() > 1 && f.starts_with('f') && f[1..].parse::<u8>().is_ok() => {
+                KeyCode::F(f[1..].parse().unwrap_or(1))
+            }
+            _ => {
+                let mut chars = rest.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) => KeyCode::Char(if mods.contains(KeyModifiers::CONTROL) {
+                        c.to_ascii_lowercase()
+                    } else {
+                        c
+                    }),
+                    _ => {
+                        return Err(format!(
+                            "expected a key such as \"a\", \"G\", \"?\", \"ctrl-s\", \"shift-tab\", \"enter\", \"esc\", \"space\", \"pgdn\" or \"f1\", found {}",
+                            crate::domain::reader::quote(s)
+                        ));
+                    }
+                }
+            }
+        };
+        if matches!(code, KeyCode::Char(_)) {
+            mods.remove(KeyModifiers::SHIFT);
+        }
+        Ok(Key { code, mods })
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mods.contains(KeyModifiers::CONTROL) {
+            f.write_str("ctrl-")?;
+        }
+        if self.mods.contains(KeyModifiers::ALT) {
+            f.write_str("alt-")?;
+        }
+        if self.mods.contains(KeyModifiers::SHIFT) {
+            f.write_str("shift-")?;
+        }
+        match self.code {
+            KeyCode::Char(' ') => f.write_str("space"),
+            KeyCode::Char(c) => write!(f, "{c}"),
+            KeyCode::Enter => f.write_str("enter"),
+            KeyCode::Esc => f.write_str("esc"),
+            KeyCode::Tab => f.write_str("tab"),
+            KeyCode::Backspace => f.write_str("backspace"),
+            KeyCode::Up => f.write_str("↑"),
+            KeyCode::Down => f.write_str("↓"),
+            KeyCode::Left => f.write_str("←"),
+            KeyCode::Right => f.write_str("→"),
+            KeyCode::PageUp => f.write_str("pgup"),
+            KeyCode::PageDown => f.write_str("pgdn"),
+            KeyCode::Home => f.write_str("home"),
+            KeyCode::End => f.write_str("end"),
+            KeyCode::F(n) => write!(f, "f{n}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+/// A preset of default bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// Arrows, Enter/Esc, plus j/k.
+    Default,
+    /// Adds h/l for back/open and ctrl-d/ctrl-u paging.
+    Vim,
+}
+
+fn defaults(preset: Preset) -> Vec<(Action, &'static [&'static str])> {
+    use Action::*;
+    let mut v: Vec<(Action, &'static [&'static str])> = vec![
+        (Quit, &["q", "ctrl-c"]),
+        (Help, &["?", "f1"]),
+        (Palette, &[":", "ctrl-p"]),
+        (Refresh, &["ctrl-r", "f5"]),
+        (Back, &["esc"]),
+        (Up, &["up", "k"]),
+        (Down, &["down", "j"]),
+        (PageUp, &["pgup"]),
+        (PageDown, &["pgdn", "space"]),
+        (Top, &["home", "g"]),
+        (Bottom, &["end", "G"]),
+        (Open, &["enter"]),
+        (Filter, &["/"]),
+        (SortNext, &["s"]),
+        (SortReverse, &["S"]),
+        (NextView, &["tab"]),
+        (ViewPending, &["1"]),
+        (ViewMine, &["2"]),
+        (ViewBlocked, &["3"]),
+        (ViewToday, &["4"]),
+        (ViewAll, &["5"]),
+        (Approve, &["a"]),
+        (Reject, &["x"]),
+        (RequestChanges, &["c"]),
+        (NextArtifact, &["tab"]),
+        (OpenArtifact, &["o"]),
+        (CopyUrl, &["y"]),
+        (NextField, &["tab"]),
+        (PrevField, &["shift-tab"]),
+        (ToggleTick, &["space"]),
+        (ExternalEditor, &["ctrl-e"]),
+        (Review, &["ctrl-s"]),
+        (Sign, &["y"]),
+    ];
+    if preset == Preset::Vim {
+        for (action, keys) in v.iter_mut() {
+            *keys = match action {
+                Back => &["esc", "h"],
+                Open => &["enter", "l"],
+                PageUp => &["pgup", "ctrl-u", "ctrl-b"],
+                PageDown => &["pgdn", "ctrl-d", "ctrl-f", "space"],
+                _ => keys,
+            };
+        }
+    }
+    v
+}
+
+/// The active bindings.
+#[derive(Debug, Clone)]
+pub struct Keymap {
+    bindings: Vec<(Action, Vec<Key>)>,
+}
+
+impl Keymap {
+    /// The bindings of a preset.
+    pub fn preset(preset: Preset) -> Keymap {
+        Keymap {
+            bindings: defaults(preset)
+                .into_iter()
+                .map(|(a, keys)| (a, keys.iter().filter_map(|k| Key::parse(k).ok()).collect()))
+                .collect(),
+        }
+    }
+
+    /// Replaces the keys of `action` (from the config file).
+    pub fn rebind(&mut self, action: Action, keys: Vec<Key>) {
+        if let Some(entry) = self.bindings.iter_mut().find(|(a, _)| *a == action) {
+            entry.1 = keys;
+        }
+    }
+
+    /// Keys bound to `action`.
+    pub fn keys(&self, action: Action) -> &[Key] {
+        self.bindings
+            .iter()
+            .find(|(a, _)| *a == action)
+            .map(|(_, k)| k.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// The first key of `action`, for hints ("a approve").
+    pub fn hint(&self, action: Action) -> String {
+        self.keys(action)
+            .first()
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "—".into())
+    }
+
+    /// The action `event` triggers in `contexts` (searched in order, most specific first).
+    pub fn lookup(&self, event: &KeyEvent, contexts: &[Context]) -> Option<Action> {
+        let key = Key::from_event(event);
+        contexts.iter().find_map(|ctx| {
+            self.bindings
+                .iter()
+                .find(|(a, keys)| a.context() == *ctx && keys.contains(&key))
+                .map(|(a, _)| *a)
+        })
+    }
+
+    /// Actions with their keys, in help order.
+    pub fn entries(&self) -> impl Iterator<Item = (Action, &[Key])> {
+        Action::ALL.iter().map(|a| (*a, self.keys(*a)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(code: KeyCode, mods: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(code, mods)
+    }
+
+    #[test]
+    fn keys_parse_and_print_round_trip() {
+        for s in [
+            "a",
+            "G",
+            "?",
+            "ctrl-s",
+            "shift-tab",
+            "enter",
+            "esc",
+            "space",
+            "pgdn",
+            "f1",
+            "alt-x",
+        ] {
+            let k = Key::parse(s).unwrap();
+            assert_eq!(
+                Key::parse(&k.to_string().replace('↑', "up")).unwrap(),
+                k,
+                "{s}"
+            );
+        }
+        assert!(Key::parse("hyper-x").is_err());
+    }
+
+    #[test]
+    fn lookup_prefers_the_most_specific_context() {
+        let km = Keymap::preset(Preset::Default);
+        let tab = ev(KeyCode::Tab, KeyModifiers::NONE);
+        assert_eq!(
+            km.lookup(&tab, &[Context::Queue, Context::Global]),
+            Some(Action::NextView)
+        );
+        assert_eq!(
+            km.lookup(&tab, &[Context::Detail, Context::Global]),
+            Some(Action::NextArtifact)
+        );
+        let shift_g = ev(KeyCode::Char('G'), KeyModifiers::SHIFT);
+        assert_eq!(
+            km.lookup(&shift_g, &[Context::Queue, Context::Global]),
+            Some(Action::Bottom)
+        );
+        let back_tab = ev(KeyCode::BackTab, KeyModifiers::SHIFT);
+        assert_eq!(
+            km.lookup(&back_tab, &[Context::Decide]),
+            Some(Action::PrevField)
+        );
+    }
+
+    #[test]
+    fn rebinding_replaces_keys_and_vim_adds_hl() {
+        let mut km = Keymap::preset(Preset::Vim);
+        let h = ev(KeyCode::Char('h'), KeyModifiers::NONE);
+        assert_eq!(km.lookup(&h, &[Context::Global]), Some(Action::Back));
+        km.rebind(
+            Action::Approve,
+            vec![Key::parse("ctrl-a").unwrap(), Key::parse("A").unwrap()],
+        );
+        let a = ev(KeyCode::Char('a'), KeyModifiers::NONE);
+        assert_eq!(km.lookup(&a, &[Context::Detail]), None);
+        let ctrl_a = ev(KeyCode::Char('a'), KeyModifiers::CONTROL);
+        assert_eq!(
+            km.lookup(&ctrl_a, &[Context::Detail]),
+            Some(Action::Approve)
+        );
+        assert_eq!(km.hint(Action::Approve), "ctrl-a");
+    }
+}

@@ -1,0 +1,353 @@
+//! The reviewer's terminal UI: queue → detail → decide → confirm, over the same core as
+//! the CLI.
+//!
+//! Layout of this module: [`app`] holds state and `update` (pure, never awaits);
+//! [`views`] draws it; [`data`] builds what the screens show; [`keymap`], [`theme`] and
+//! [`settings`] make it the user's own. This file is the runtime: terminal set-up and
+//! restoration (also on panic and signals), the input thread, and the background tasks
+//! that answer effects with messages.
+
+pub mod app;
+pub mod data;
+pub mod keymap;
+pub mod settings;
+pub mod theme;
+pub mod views;
+
+use crate::audit::canonical::sha256_digest;
+use crate::config::Paths;
+use crate::domain::policy::{Policy, parse_policy};
+use crate::identity::{Identity, KeyChoice, identify};
+use crate::store::Store;
+use crate::store::local::LocalStore;
+use app::{App, Effect, Msg, Signer};
+use base64ct::Encoding as _;
+use chrono::Utc;
+use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use std::io::{Stdout, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What the TUI needs to start.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Store and policy.
+    pub paths: Paths,
+    /// Which key signs.
+    pub keys: KeyChoice,
+    /// The config file (theme, keys, mouse).
+    pub config: Option<PathBuf>,
+}
+
+/// Everything background tasks share.
+struct Shared {
+    store: Arc<dyn Store>,
+    policy: Arc<Policy>,
+    policy_digest: String,
+    identity: Option<Arc<Identity>>,
+}
+
+/// `~/x` for paths under the home directory, for the status bar.
+fn short_path(p: &std::path::Path) -> String {
+    let s = p.display().to_string();
+    match std::env::var("HOME") {
+        Ok(home) if !home.is_empty() && s.starts_with(&home) => format!("~{}", &s[home.len()..]),
+        _ => s,
+    }
+}
+
+/// Starts the TUI; returns when the user quits. Errors before the screen opens (bad
+/// config, missing store) are returned as messages for the CLI to print.
+pub fn run(opts: Options) -> Result<(), String> {
+    let settings = settings::load(
+        opts.config
+            .clone()
+            .or_else(settings::default_path)
+            .as_deref(),
+        settings::no_color(),
+    )?;
+    let policy_text = std::fs::read_to_string(&opts.paths.policy).map_err(|e| {
+        format!(
+            "cannot read the policy {}: {e}; `tollgate demo` or `tollgate init` creates one",
+            opts.paths.policy.display()
+        )
+    })?;
+    let (policy, _) = parse_policy(&policy_text).map_err(|r| {
+        format!(
+            "the policy {} is invalid; run `tollgate policy check`:\n{r}",
+            opts.paths.policy.display()
+        )
+    })?;
+    let store: Arc<dyn Store> =
+        Arc::new(LocalStore::open(&opts.paths.store).map_err(|e| e.to_string())?);
+    // Identify before the screen opens: a passphrase prompt needs a normal terminal.
+    let (identity, signer) = match identify(&opts.keys, &opts.paths.store, &policy) {
+        Ok(id) => {
+            let signer = Signer::Principal {
+                principal: id.principal.clone(),
+                fingerprint: id.signer.fingerprint().to_string(),
+            };
+            (Some(Arc::new(id)), signer)
+        }
+        Err(e) => {
+            let demo = crate::config::demo_keys_dir(&opts.paths.store);
+            let hint = if demo.is_dir() {
+                " (demo store: start with --as devi, or another demo principal)"
+            } else {
+                ""
+            };
+            (None, Signer::ReadOnly(format!("{}{hint}", e.0)))
+        }
+    };
+    let shared = Arc::new(Shared {
+        store,
+        policy: Arc::new(policy),
+        policy_digest: sha256_digest(policy_text.as_bytes()),
+        identity,
+    });
+    let app = App::new(
+        settings,
+        shared.policy.clone(),
+        signer,
+        short_path(&opts.paths.store),
+        Utc::now(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(event_loop(app, shared))
+}
+
+/// Puts the terminal back: raw mode off, main screen, cursor shown, mouse off.
+fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(
+        std::io::stdout(),
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+}
+
+fn enter_terminal(mouse: bool) -> std::io::Result<()> {
+    enable_raw_mode()?;
+    execute!(std::io::stdout(), EnterAlternateScreen)?;
+    if mouse {
+        execute!(std::io::stdout(), EnableMouseCapture)?;
+    }
+    Ok(())
+}
+
+/// Control messages for the input thread.
+enum InputControl {
+    /// Stop reading until `Resume` (an editor owns the terminal); ack on the channel.
+    Pause(std_mpsc::Sender<()>),
+    Resume,
+    Stop,
+}
+
+/// Reads terminal events on a thread of its own, pausable so `$EDITOR` gets every key.
+fn spawn_input(tx: mpsc::UnboundedSender<Msg>) -> std_mpsc::Sender<InputControl> {
+    let (ctl_tx, ctl_rx) = std_mpsc::channel::<InputControl>();
+    std::thread::spawn(move || {
+        loop {
+            match ctl_rx.try_recv() {
+                Ok(InputControl::Pause(ack)) => {
+                    let _ = ack.send(());
+                    // Wait for Resume (or Stop) without touching the terminal.
+                    loop {
+                        match ctl_rx.recv() {
+                            Ok(InputControl::Resume) => break,
+                            Ok(InputControl::Pause(ack)) => {
+                                let _ = ack.send(());
+                            }
+                            Ok(InputControl::Stop) | Err(_) => return,
+                        }
+                    }
+                }
+                Ok(InputControl::Resume) => {}
+                Ok(InputControl::Stop) | Err(std_mpsc::TryRecvError::Disconnected) => return,
+                Err(std_mpsc::TryRecvError::Empty) => {}
+            }
+            match event::poll(Duration::from_millis(50)) {
+                Ok(true) => {
+                    let msg = match event::read() {
+                        Ok(Event::Key(k)) => Msg::Key(k),
+                        Ok(Event::Mouse(m)) => Msg::Mouse(m),
+                        Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
+                        Ok(_) => continue,
+                        Err(_) => return,
+                    };
+                    if tx.send(msg).is_err() {
+                        return;
+                    }
+                }
+                Ok(false) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    ctl_tx
+}
+
+async fn event_loop(mut app: App, shared: Arc<Shared>) -> Result<(), String> {
+    let mouse = app.settings.mouse;
+    enter_terminal(mouse).map_err(|e| format!("cannot set up the terminal: {e}"))?;
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        previous_hook(info);
+    }));
+    let result = run_loop(&mut app, shared, mouse).await;
+    restore_terminal();
+    let _ = std::panic::take_hook();
+    result
+}
+
+async fn run_loop(app: &mut App, shared: Arc<Shared>, mouse: bool) -> Result<(), String> {
+    let backend = CrosstermBackend::new(std::io::stdout());
+    let mut terminal = Terminal::new(backend).map_err(|e| e.to_string())?;
+    terminal.clear().map_err(|e| e.to_string())?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let input = spawn_input(tx.clone());
+    let size = terminal.size().map_err(|e| e.to_string())?;
+    app.update(Msg::Resize(size.width, size.height));
+    let first = app.load_queue();
+    perform(first, app, &shared, &tx, &mut terminal, &input, mouse);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("cannot watch for SIGHUP: {e}"))?;
+    loop {
+        terminal
+            .draw(|f| views::draw(f, app))
+            .map_err(|e| format!("cannot draw: {e}"))?;
+        let msg = tokio::select! {
+            Some(m) = rx.recv() => m,
+            _ = tick.tick() => Msg::Tick,
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => break,
+        };
+        app.now = Utc::now();
+        for effect in app.update(msg) {
+            perform(effect, app, &shared, &tx, &mut terminal, &input, mouse);
+        }
+        if app.quit {
+            break;
+        }
+    }
+    let _ = input.send(InputControl::Stop);
+    Ok(())
+}
+
+/// Carries out one effect; slow ones run on blocking threads and answer with a message.
+fn perform(
+    effect: Effect,
+    app: &mut App,
+    shared: &Arc<Shared>,
+    tx: &mpsc::UnboundedSender<Msg>,
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    input: &std_mpsc::Sender<InputControl>,
+    mouse: bool,
+) {
+    match effect {
+        Effect::LoadQueue(id) => {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            let me = app.me().cloned();
+            tokio::task::spawn_blocking(move || {
+                let rows = data::load_queue(
+                    shared.store.as_ref(),
+                    &shared.policy,
+                    me.as_ref(),
+                    Utc::now(),
+                );
+                let _ = tx.send(Msg::Queue(id, rows));
+            });
+        }
+        Effect::LoadDetail(id, cr) => {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            tokio::task::spawn_blocking(move || {
+                let d = data::load_detail(shared.store.as_ref(), &shared.policy, &cr).map(Box::new);
+                let _ = tx.send(Msg::Detail(id, d));
+            });
+        }
+        Effect::Sign(id, request) => {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            tokio::task::spawn_blocking(move || {
+                let result = match &shared.identity {
+                    None => Err("read-only: no signing key".to_string()),
+                    Some(who) => crate::workflow::sign_decision(
+                        shared.store.as_ref(),
+                        &shared.policy,
+                        &shared.policy_digest,
+                        who,
+                        &request,
+                        Utc::now(),
+                    )
+                    .map(|entry| {
+                        format!(
+                            "signed: {} {} as {} — log entry {}",
+                            request.verdict, request.cr_id, request.role, entry.seq
+                        )
+                    })
+                    .map_err(|e| e.to_string()),
+                };
+                let _ = tx.send(Msg::Signed(id, result));
+            });
+        }
+        Effect::EditRationale(text) => {
+            let what = app
+                .decide
+                .as_ref()
+                .map(|f| format!("{} {} as {}", f.verdict, f.cr_id, f.role()))
+                .unwrap_or_default();
+            let (ack_tx, ack_rx) = std_mpsc::channel();
+            let _ = input.send(InputControl::Pause(ack_tx));
+            let _ = ack_rx.recv_timeout(Duration::from_secs(1));
+            restore_terminal();
+            let edited = crate::editor::edit_rationale(&text, &what);
+            let _ = enter_terminal(mouse);
+            let _ = terminal.clear();
+            let _ = input.send(InputControl::Resume);
+            let _ = tx.send(Msg::Edited(edited));
+        }
+        Effect::OpenUrl(url) => {
+            let opener = if cfg!(target_os = "macos") {
+                "open"
+            } else {
+                "xdg-open"
+            };
+            let spawned = std::process::Command::new(opener)
+                .arg(&url)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            if let Err(e) = spawned {
+                let _ = tx.send(Msg::Notice(
+                    app::Level::Error,
+                    format!("cannot run {opener}: {e}; copy the link with y instead"),
+                ));
+            }
+        }
+        Effect::Copy(text) => {
+            // OSC 52: the terminal (also over ssh and tmux) puts it on the clipboard.
+            let encoded = base64ct::Base64::encode_string(text.as_bytes());
+            let mut out = std::io::stdout();
+            let _ = write!(out, "\u{1b}]52;c;{encoded}\u{7}");
+            let _ = out.flush();
+        }
+    }
+}

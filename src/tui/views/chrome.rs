@@ -1,0 +1,137 @@
+//! The frame around every screen: the hint bar (keys that work here) and the status bar
+//! (who you are, which store, what is happening).
+
+use crate::tui::app::{App, Level, Overlay, Screen, Signer};
+use crate::tui::keymap::Action;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+/// The actions worth a hint on the current screen, most useful first.
+fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
+    use Action::*;
+    if app.overlay.is_some() {
+        return vec![(Back, "close")];
+    }
+    match app.screen {
+        Screen::Queue if app.filtering => vec![],
+        Screen::Queue => vec![
+            (Open, "open"),
+            (Down, "move"),
+            (Filter, "filter"),
+            (NextView, "view"),
+            (SortNext, "sort"),
+            (Help, "help"),
+            (Palette, "commands"),
+            (Quit, "quit"),
+        ],
+        Screen::Detail => vec![
+            (Approve, "approve"),
+            (Reject, "reject"),
+            (RequestChanges, "changes"),
+            (Down, "scroll"),
+            (NextArtifact, "link"),
+            (OpenArtifact, "open link"),
+            (CopyUrl, "copy"),
+            (Back, "back"),
+            (Help, "help"),
+        ],
+        Screen::Decide => vec![
+            (NextField, "next field"),
+            (ToggleTick, "tick"),
+            (ExternalEditor, "$EDITOR"),
+            (Review, "review & sign"),
+            (Back, "cancel"),
+        ],
+        Screen::Confirm => vec![(Sign, "sign"), (Back, "back")],
+    }
+}
+
+/// Draws the hint bar.
+pub fn hints(f: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.settings.theme;
+    let mut spans: Vec<Span> = Vec::new();
+    if app.screen == Screen::Queue && app.filtering && app.overlay.is_none() {
+        spans.push(Span::styled("type to filter  ", theme.muted()));
+        spans.push(Span::styled("enter", theme.accent()));
+        spans.push(Span::styled(" keep  ", theme.muted()));
+        spans.push(Span::styled("esc", theme.accent()));
+        spans.push(Span::styled(" clear  ", theme.muted()));
+        spans.push(Span::styled("↑↓", theme.accent()));
+        spans.push(Span::styled(" move", theme.muted()));
+    }
+    if let Some(Overlay::Help(_)) = &app.overlay {
+        spans.push(Span::styled("type to search  ", theme.muted()));
+    }
+    if let Some(Overlay::Palette(_)) = &app.overlay {
+        spans.push(Span::styled("type to search  ", theme.muted()));
+        spans.push(Span::styled("enter", theme.accent()));
+        spans.push(Span::styled(" run  ", theme.muted()));
+    }
+    if app.screen == Screen::Confirm && app.overlay.is_none() {
+        spans.push(Span::styled("n", theme.accent()));
+        spans.push(Span::styled(" no  ", theme.muted()));
+    }
+    for (action, label) in hint_actions(app) {
+        let key = match action {
+            Action::Down => format!(
+                "{}/{}",
+                app.settings.keymap.hint(Action::Up),
+                app.settings.keymap.hint(Action::Down)
+            ),
+            _ => app.settings.keymap.hint(action),
+        };
+        spans.push(Span::styled(key, theme.accent()));
+        spans.push(Span::styled(format!(" {label}  "), theme.muted()));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// Draws the status bar.
+pub fn status(f: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.settings.theme;
+    let mut left: Vec<Span> = Vec::new();
+    match &app.signer {
+        Signer::Principal { principal, .. } => {
+            left.push(Span::styled(
+                format!(" {} ", principal.id),
+                theme.selected(),
+            ));
+            left.push(Span::styled(
+                format!(" {} ", principal.roles.join(", ")),
+                theme.muted(),
+            ));
+        }
+        Signer::ReadOnly(_) => {
+            left.push(Span::styled(" read-only ", theme.warning()));
+            left.push(Span::raw(" "));
+        }
+    }
+    left.push(Span::styled(
+        format!("│ {} ", app.store_label),
+        theme.muted(),
+    ));
+    left.push(Span::styled(
+        format!("│ {} ", app.connection),
+        theme.muted(),
+    ));
+    if app.loading > 0 || app.decide.as_ref().is_some_and(|d| d.signing) {
+        left.push(Span::styled(
+            format!("│ {} working ", SPINNER[app.spinner % SPINNER.len()]),
+            theme.accent(),
+        ));
+    }
+    if let Some((level, text)) = &app.message {
+        let style = match level {
+            Level::Info => theme.pass(),
+            Level::Error => theme.error(),
+        };
+        left.push(Span::styled(format!("│ {text}"), style));
+    } else if let Signer::ReadOnly(why) = &app.signer {
+        left.push(Span::styled(format!("│ {why}"), theme.muted()));
+    }
+    f.render_widget(Paragraph::new(Line::from(left)), area);
+}

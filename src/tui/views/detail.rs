@@ -1,0 +1,437 @@
+//! One change request on one screen: what changes and why, metrics vs baseline, risk
+//! with its reasons, the checklist with evidence, sign-offs, links, plans and versions.
+//! Two columns on wide terminals, one scrolling column on narrow ones.
+
+use crate::domain::change_request::Direction;
+use crate::domain::checklist::ItemState;
+use crate::domain::decision::Verdict;
+use crate::domain::risk::relative_shift_pct;
+use crate::domain::text::{sanitize, sanitize_with};
+use crate::tui::app::App;
+use crate::tui::data::DetailData;
+use crate::tui::theme::Theme;
+use crate::tui::views::{age, status_line};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+
+fn heading<'a>(text: &str, theme: &Theme) -> Line<'a> {
+    Line::from(Span::styled(
+        text.to_string(),
+        theme.title().add_modifier(Modifier::UNDERLINED),
+    ))
+}
+
+fn prose<'a>(lines: &mut Vec<Line<'a>>, title: &str, text: &str, theme: &Theme) {
+    lines.push(heading(title, theme));
+    for l in sanitize_with(text, true).lines() {
+        lines.push(Line::from(Span::styled(l.to_string(), theme.text())));
+    }
+    lines.push(Line::default());
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1e9).round() / 1e9
+}
+
+fn left_column<'a>(d: &DetailData, app: &App) -> Vec<Line<'a>> {
+    let theme = &app.settings.theme;
+    let c = &d.cr.current.cr;
+    let mut lines = Vec::new();
+    let s = &c.subject;
+    lines.push(Line::from(vec![
+        Span::styled(format!("{} ", sanitize(&s.kind)), theme.muted()),
+        Span::styled(sanitize(&s.name), theme.title()),
+        Span::styled(
+            format!(
+                "  {} → {}  in ",
+                s.from_version
+                    .as_deref()
+                    .map(sanitize)
+                    .unwrap_or_else(|| "(new)".into()),
+                sanitize(&s.to_version)
+            ),
+            theme.text(),
+        ),
+        Span::styled(s.environment.as_str(), theme.accent()),
+    ]));
+    lines.push(Line::from(Span::styled(
+        format!(
+            "requester {} · owner {} · on-call {} · created {} ({} ago)",
+            sanitize(&c.requester),
+            sanitize(&c.owner),
+            sanitize(&c.on_call),
+            c.created_at.format("%Y-%m-%d %H:%M"),
+            age(c.created_at, app.now)
+        ),
+        theme.muted(),
+    )));
+    lines.push(Line::default());
+    prose(&mut lines, "Summary", &c.summary, theme);
+    prose(&mut lines, "Scope", &c.scope, theme);
+    prose(&mut lines, "Impact", &c.impact, theme);
+
+    lines.push(heading("Metrics vs baseline", theme));
+    if c.metrics.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "no metrics reported",
+            theme.muted(),
+        )));
+    }
+    let w = c
+        .metrics
+        .iter()
+        .map(|m| sanitize(&m.name).chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(24);
+    for m in &c.metrics {
+        let rel = relative_shift_pct(m.baseline, m.candidate);
+        let improved = match m.better {
+            Direction::Higher => m.candidate >= m.baseline,
+            Direction::Lower => m.candidate <= m.baseline,
+        };
+        let style = if m.candidate == m.baseline {
+            theme.muted()
+        } else if improved {
+            theme.better()
+        } else {
+            theme.worse()
+        };
+        let arrow = match m.better {
+            Direction::Higher => "↑",
+            Direction::Lower => "↓",
+        };
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!(
+                    "{:<w$} ",
+                    crate::domain::text::truncate(&sanitize(&m.name), 24)
+                ),
+                theme.text(),
+            ),
+            Span::styled(format!("{} → {} ", m.baseline, m.candidate), theme.text()),
+            Span::styled(
+                format!(
+                    "Δ {:+} ({}) ",
+                    round(m.candidate - m.baseline),
+                    rel.map(|p| format!("{p:+.1} %"))
+                        .unwrap_or_else(|| "n/a".into())
+                ),
+                style,
+            ),
+            Span::styled(format!("{arrow} better"), theme.muted()),
+        ]));
+    }
+    lines.push(Line::default());
+
+    let r = &d.eval.risk;
+    lines.push(heading("Risk", theme));
+    lines.push(Line::from(vec![
+        Span::styled(
+            format!("{} ", r.effective.as_str().to_uppercase()),
+            theme.risk(r.effective),
+        ),
+        Span::styled(
+            format!(
+                "computed {} · declared {} · observe {} h",
+                r.computed, r.declared, d.eval.observation_hours
+            ),
+            theme.text(),
+        ),
+    ]));
+    if !r.reasons.is_empty() {
+        let reasons: Vec<String> = r.reasons.iter().map(|x| sanitize(&x.to_string())).collect();
+        lines.push(Line::from(Span::styled(
+            format!("because {}", reasons.join("; ")),
+            theme.text(),
+        )));
+    }
+    lines.push(Line::from(Span::styled(
+        format!("requester: {}", sanitize(&c.risk.rationale)),
+        theme.muted(),
+    )));
+    if !r.unrated_flags.is_empty() {
+        let flags: Vec<String> = r.unrated_flags.iter().map(|f| sanitize(f)).collect();
+        lines.push(Line::from(Span::styled(
+            format!("flags the policy does not rate: {}", flags.join(", ")),
+            theme.warning(),
+        )));
+    }
+    lines.push(Line::default());
+    prose(&mut lines, "Rollout plan", &c.plan.rollout, theme);
+    lines.push(Line::from(vec![
+        Span::styled(
+            "Rollback plan ",
+            theme.title().add_modifier(Modifier::UNDERLINED),
+        ),
+        if c.plan.rollback_tested {
+            Span::styled("✓ tested", theme.pass())
+        } else {
+            Span::styled("✗ NOT tested", theme.fail())
+        },
+    ]));
+    for l in sanitize_with(&c.plan.rollback, true).lines() {
+        lines.push(Line::from(Span::styled(l.to_string(), theme.text())));
+    }
+    lines.push(Line::default());
+    let v = &c.versions;
+    lines.push(heading("Versions", theme));
+    lines.push(Line::from(Span::styled(
+        format!(
+            "code {} · data {} · config {}{}",
+            sanitize(&v.code),
+            sanitize(&v.data),
+            sanitize(&v.config),
+            v.seed.map(|s| format!(" · seed {s}")).unwrap_or_default()
+        ),
+        theme.text(),
+    )));
+    lines
+}
+
+fn right_column<'a>(d: &DetailData, app: &App) -> Vec<Line<'a>> {
+    let theme = &app.settings.theme;
+    let c = &d.cr.current.cr;
+    let mut lines = Vec::new();
+    lines.push(heading(
+        "Checklist  [A] automated (CI) · [M] manual · ● blocking",
+        theme,
+    ));
+    for item in &d.eval.checklist.items {
+        let (sym, style) = match item.state {
+            ItemState::Pass => ("✓ pass", theme.pass()),
+            ItemState::Fail => ("✗ FAIL", theme.fail()),
+            ItemState::Pending => ("… pending", theme.pending()),
+            ItemState::Missing => ("? missing", theme.pending()),
+            ItemState::Ticked => ("☑ ticked", theme.pass()),
+            ItemState::Unticked => (
+                "☐ unticked",
+                if item.blocking {
+                    theme.warning()
+                } else {
+                    theme.muted()
+                },
+            ),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(if item.automated { "[A]" } else { "[M]" }, theme.muted()),
+            Span::styled(if item.blocking { "● " } else { "  " }, theme.warning()),
+            Span::styled(format!("{sym:<11}"), style),
+            Span::styled(sanitize(&item.label), theme.text()),
+        ]));
+        if let Some(detail) = &item.detail {
+            lines.push(Line::from(Span::styled(
+                format!("                {}", sanitize(detail)),
+                theme.muted(),
+            )));
+        }
+        for t in &item.ticked_by {
+            let note = t
+                .note
+                .as_deref()
+                .map(|n| format!(": {}", sanitize(n)))
+                .unwrap_or_default();
+            lines.push(Line::from(Span::styled(
+                format!("                ticked by {}{note}", sanitize(&t.principal)),
+                theme.muted(),
+            )));
+        }
+    }
+    for ev in &d.eval.checklist.other_evidence {
+        let (sym, style) = match ev.status {
+            crate::domain::change_request::CheckStatus::Pass => ("✓ pass", theme.pass()),
+            crate::domain::change_request::CheckStatus::Fail => ("✗ fail", theme.fail()),
+            crate::domain::change_request::CheckStatus::Pending => ("… pending", theme.pending()),
+        };
+        lines.push(Line::from(vec![
+            Span::styled("[A]  ", theme.muted()),
+            Span::styled(format!("{sym:<11}"), style),
+            Span::styled(sanitize(&ev.id), theme.text()),
+            Span::styled(
+                ev.detail
+                    .as_deref()
+                    .map(|x| format!(" — {}", sanitize(x)))
+                    .unwrap_or_default(),
+                theme.muted(),
+            ),
+        ]));
+    }
+    lines.push(Line::default());
+
+    let so = &d.eval.signoffs;
+    lines.push(heading(
+        &format!("Sign-offs {}/{}", so.obtained(), so.required()),
+        theme,
+    ));
+    for slot in &so.slots {
+        match &slot.filled_by {
+            Some(who) => {
+                let signed = d.decisions.iter().rev().find(|s| {
+                    &s.decision.principal == who && s.decision.verdict == Verdict::Approve
+                });
+                let (when, sig) = match signed {
+                    Some(s) => (
+                        s.decision.at.format("%m-%d %H:%M").to_string(),
+                        match &s.signature {
+                            Ok(()) => Span::styled(" ✓ signature valid", theme.pass()),
+                            Err(e) => Span::styled(format!(" ✗ {e}"), theme.fail()),
+                        },
+                    ),
+                    None => (String::new(), Span::raw("")),
+                };
+                lines.push(Line::from(vec![
+                    Span::styled("✓ ", theme.pass()),
+                    Span::styled(format!("{:<15}", slot.role), theme.text()),
+                    Span::styled(format!("{} {when}", sanitize(who)), theme.text()),
+                    sig,
+                ]));
+            }
+            None => lines.push(Line::from(vec![
+                Span::styled("· ", theme.muted()),
+                Span::styled(format!("{:<15}", slot.role), theme.text()),
+                Span::styled("waiting", theme.muted()),
+            ])),
+        }
+    }
+    for d2 in d
+        .eval
+        .counted
+        .iter()
+        .filter(|x| x.verdict != Verdict::Approve)
+    {
+        lines.push(Line::from(vec![
+            Span::styled(format!("✗ {} ", d2.verdict), theme.fail()),
+            Span::styled(
+                format!(
+                    "by {} ({}) {}: {}",
+                    sanitize(&d2.principal),
+                    sanitize(&d2.role),
+                    d2.at.format("%m-%d %H:%M"),
+                    sanitize(&d2.rationale)
+                ),
+                theme.text(),
+            ),
+        ]));
+    }
+    for x in &d.eval.discounted {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "○ {} by {} ({}) does not count: {}",
+                x.decision.verdict,
+                sanitize(&x.decision.principal),
+                sanitize(&x.decision.role),
+                x.reason
+            ),
+            theme.warning(),
+        )));
+    }
+    lines.push(Line::default());
+
+    lines.push(heading("Artifacts", theme));
+    for (i, a) in c.artifacts.iter().enumerate() {
+        let selected = i == app.artifact;
+        let marker = if selected { "▸ " } else { "  " };
+        let style = if selected {
+            theme.selected()
+        } else {
+            theme.text()
+        };
+        lines.push(Line::from(vec![
+            Span::styled(marker, theme.accent()),
+            Span::styled(format!("{:<18}", sanitize(&a.kind)), theme.muted()),
+            Span::styled(sanitize(&a.title), style),
+        ]));
+        lines.push(Line::from(Span::styled(
+            format!("    {}", sanitize(&a.url)),
+            theme.muted(),
+        )));
+    }
+    if c.artifacts.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "no artifacts linked",
+            theme.muted(),
+        )));
+    }
+    lines
+}
+
+/// Draws the detail screen.
+pub fn draw(f: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.settings.theme;
+    let Some(d) = app.detail.as_deref() else {
+        let id = app.detail_id.as_deref().map(sanitize).unwrap_or_default();
+        f.render_widget(
+            Paragraph::new(Span::styled(format!(" {id} — loading…"), theme.muted())),
+            area,
+        );
+        return;
+    };
+    let c = &d.cr.current.cr;
+    let [head, body] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(area);
+    let digest = &d.cr.current.digest;
+    let short_digest: String = digest.chars().take(19).collect();
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::from(vec![
+                Span::styled(format!(" {} ", sanitize(&c.id)), theme.selected()),
+                Span::styled(format!(" {}", sanitize(&c.title)), theme.title()),
+            ]),
+            Line::from(vec![
+                Span::styled(format!(" {} gate · ", c.gate), theme.muted()),
+                status_line(&d.eval, theme),
+                Span::styled(
+                    format!(
+                        " · revision {} of {} · {short_digest}…",
+                        d.cr.current.revision,
+                        d.revisions.len()
+                    ),
+                    theme.muted(),
+                ),
+            ]),
+        ]),
+        head,
+    );
+    let wide = body.width >= 120;
+    let scroll = (app.detail_scroll, 0);
+    if wide {
+        let [l, r] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+            .areas(body);
+        f.render_widget(
+            Paragraph::new(left_column(d, app))
+                .wrap(Wrap { trim: false })
+                .scroll(scroll)
+                .block(
+                    Block::default()
+                        .borders(Borders::RIGHT)
+                        .border_style(theme.border()),
+                ),
+            l,
+        );
+        let inner = Rect {
+            x: r.x + 1,
+            width: r.width.saturating_sub(1),
+            ..r
+        };
+        f.render_widget(
+            Paragraph::new(right_column(d, app))
+                .wrap(Wrap { trim: false })
+                .scroll(scroll),
+            inner,
+        );
+    } else {
+        let mut lines = right_column(d, app);
+        lines.push(Line::default());
+        let mut all = left_column(d, app);
+        all.push(Line::default());
+        all.append(&mut lines);
+        f.render_widget(
+            Paragraph::new(all)
+                .wrap(Wrap { trim: false })
+                .scroll(scroll),
+            body,
+        );
+    }
+}

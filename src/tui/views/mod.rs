@@ -1,0 +1,80 @@
+//! Drawing: reads the state, never changes it.
+
+pub mod chrome;
+pub mod decide;
+pub mod detail;
+pub mod overlay;
+pub mod queue;
+
+use crate::domain::status::{Evaluation, Status};
+use crate::tui::app::{App, Overlay, Screen};
+use crate::tui::theme::Theme;
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Span;
+use ratatui::widgets::Block;
+
+/// Compact age: `45m`, `7h`, `3d`, `5w`.
+pub fn age(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let minutes = (now - since).num_minutes().max(0);
+    match minutes {
+        m if m < 60 => format!("{m}m"),
+        m if m < 48 * 60 => format!("{}h", m / 60),
+        m if m < 14 * 24 * 60 => format!("{}d", m / (24 * 60)),
+        m => format!("{}w", m / (7 * 24 * 60)),
+    }
+}
+
+/// A status word coloured by what it means, with the blocking condition.
+pub fn status_line<'a>(e: &Evaluation, theme: &Theme) -> Span<'a> {
+    let s = queue::status_cell(e.status, e.blocked, e.awaiting_evidence, theme);
+    match e.status {
+        Status::Pending if e.blocked || e.awaiting_evidence => {
+            Span::styled(format!("pending, {}", s.content), s.style)
+        }
+        _ => s,
+    }
+}
+
+/// A rectangle of at most `width` x `height` centred in `area`.
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+/// Draws the whole screen.
+pub fn draw(f: &mut Frame, app: &App) {
+    let area = f.area();
+    f.render_widget(Block::default().style(app.settings.theme.text()), area);
+    let [main, hints, status] = Layout::vertical([
+        Constraint::Min(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    match app.screen {
+        Screen::Queue => queue::draw(f, main, app),
+        Screen::Detail | Screen::Decide | Screen::Confirm => detail::draw(f, main, app),
+    }
+    if let Some(form) = &app.decide {
+        match app.screen {
+            Screen::Decide => decide::draw_form(f, main, app, form),
+            Screen::Confirm => decide::draw_confirm(f, main, app, form),
+            _ => {}
+        }
+    }
+    match &app.overlay {
+        Some(Overlay::Help(h)) => overlay::draw_help(f, main, app, h),
+        Some(Overlay::Palette(p)) => overlay::draw_palette(f, main, app, p),
+        None => {}
+    }
+    chrome::hints(f, hints, app);
+    chrome::status(f, status, app);
+}
