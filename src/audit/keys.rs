@@ -101,7 +101,17 @@ impl Signer {
         Ok(Signer::from_key(key))
     }
 
+    /// A key derived from a fixed seed, so demos, screenshots, benchmarks and tests are
+    /// reproducible. Never use one as a real identity: anyone with the seed can sign.
+    pub fn from_seed(seed: [u8; 32], comment: &str) -> Result<Signer, KeyError> {
+        let pair = ssh_key::private::Ed25519Keypair::from_seed(&seed);
+        let key = PrivateKey::new(ssh_key::private::KeypairData::from(pair), comment)
+            .map_err(|e| KeyError::Sign(e.to_string()))?;
+        Ok(Signer::from_key(key))
+    }
+
     /// Loads an OpenSSH private key; `passphrase` is asked only if the key is encrypted.
+
     pub fn load(
         path: &Path,
         passphrase: impl FnOnce() -> Result<String, String>,

@@ -48,12 +48,59 @@ pub struct Options {
     pub config: Option<PathBuf>,
 }
 
-/// Everything background tasks share.
-struct Shared {
-    store: Arc<dyn Store>,
-    policy: Arc<Policy>,
-    policy_digest: String,
-    identity: Option<Arc<Identity>>,
+/// Everything background work shares: the store, the policy and who signs.
+pub struct Shared {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The policy in force.
+    pub policy: Arc<Policy>,
+    /// Digest of the policy text (recorded in each decision).
+    pub policy_digest: String,
+    /// The signing identity, if the key maps to a principal.
+    pub identity: Option<Arc<Identity>>,
+}
+
+/// Does the store work behind a loading or signing effect and returns the reply
+/// message. Blocking: the runtime calls it on a blocking thread; tests call it directly.
+/// Returns `None` for effects that are not store work.
+pub fn answer(
+    effect: &Effect,
+    shared: &Shared,
+    me: Option<&crate::domain::policy::Principal>,
+    now: chrono::DateTime<Utc>,
+) -> Option<Msg> {
+    match effect {
+        Effect::LoadQueue(id) => Some(Msg::Queue(
+            *id,
+            data::load_queue(shared.store.as_ref(), &shared.policy, me, now),
+        )),
+        Effect::LoadDetail(id, cr) => Some(Msg::Detail(
+            *id,
+            data::load_detail(shared.store.as_ref(), &shared.policy, cr).map(Box::new),
+        )),
+        Effect::Sign(id, request) => {
+            let result = match &shared.identity {
+                None => Err("read-only: no signing key".to_string()),
+                Some(who) => crate::workflow::sign_decision(
+                    shared.store.as_ref(),
+                    &shared.policy,
+                    &shared.policy_digest,
+                    who,
+                    request,
+                    now,
+                )
+                .map(|entry| {
+                    format!(
+                        "signed: {} {} as {} — log entry {}",
+                        request.verdict, request.cr_id, request.role, entry.seq
+                    )
+                })
+                .map_err(|e| e.to_string()),
+            };
+            Some(Msg::Signed(*id, result))
+        }
+        Effect::EditRationale(_) | Effect::OpenUrl(_) | Effect::Copy(_) => None,
+    }
 }
 
 /// `~/x` for paths under the home directory, for the status bar.
@@ -263,48 +310,13 @@ fn perform(
     mouse: bool,
 ) {
     match effect {
-        Effect::LoadQueue(id) => {
+        Effect::LoadQueue(_) | Effect::LoadDetail(..) | Effect::Sign(..) => {
             let (shared, tx) = (shared.clone(), tx.clone());
             let me = app.me().cloned();
             tokio::task::spawn_blocking(move || {
-                let rows = data::load_queue(
-                    shared.store.as_ref(),
-                    &shared.policy,
-                    me.as_ref(),
-                    Utc::now(),
-                );
-                let _ = tx.send(Msg::Queue(id, rows));
-            });
-        }
-        Effect::LoadDetail(id, cr) => {
-            let (shared, tx) = (shared.clone(), tx.clone());
-            tokio::task::spawn_blocking(move || {
-                let d = data::load_detail(shared.store.as_ref(), &shared.policy, &cr).map(Box::new);
-                let _ = tx.send(Msg::Detail(id, d));
-            });
-        }
-        Effect::Sign(id, request) => {
-            let (shared, tx) = (shared.clone(), tx.clone());
-            tokio::task::spawn_blocking(move || {
-                let result = match &shared.identity {
-                    None => Err("read-only: no signing key".to_string()),
-                    Some(who) => crate::workflow::sign_decision(
-                        shared.store.as_ref(),
-                        &shared.policy,
-                        &shared.policy_digest,
-                        who,
-                        &request,
-                        Utc::now(),
-                    )
-                    .map(|entry| {
-                        format!(
-                            "signed: {} {} as {} — log entry {}",
-                            request.verdict, request.cr_id, request.role, entry.seq
-                        )
-                    })
-                    .map_err(|e| e.to_string()),
-                };
-                let _ = tx.send(Msg::Signed(id, result));
+                if let Some(msg) = answer(&effect, &shared, me.as_ref(), Utc::now()) {
+                    let _ = tx.send(msg);
+                }
             });
         }
         Effect::EditRationale(text) => {

@@ -33,11 +33,11 @@ fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
             (Reject, "reject"),
             (RequestChanges, "changes"),
             (Down, "scroll"),
+            (Back, "back"),
+            (Help, "help"),
             (NextArtifact, "link"),
             (OpenArtifact, "open link"),
             (CopyUrl, "copy"),
-            (Back, "back"),
-            (Help, "help"),
         ],
         Screen::Decide => vec![
             (NextField, "next field"),
@@ -75,6 +75,8 @@ pub fn hints(f: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled("n", theme.accent()));
         spans.push(Span::styled(" no  ", theme.muted()));
     }
+    // Whole hints only: one that does not fit is left out rather than cut.
+    let mut used: usize = spans.iter().map(|s| s.width()).sum();
     for (action, label) in hint_actions(app) {
         let key = match action {
             Action::Down => format!(
@@ -84,8 +86,14 @@ pub fn hints(f: &mut Frame, area: Rect, app: &App) {
             ),
             _ => app.settings.keymap.hint(action),
         };
+        let text = format!(" {label}  ");
+        let width = key.chars().count() + text.chars().count();
+        if used + width > area.width as usize {
+            break;
+        }
+        used += width;
         spans.push(Span::styled(key, theme.accent()));
-        spans.push(Span::styled(format!(" {label}  "), theme.muted()));
+        spans.push(Span::styled(text, theme.muted()));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }

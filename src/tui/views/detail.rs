@@ -17,14 +17,14 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
-fn heading<'a>(text: &str, theme: &Theme) -> Line<'a> {
+fn heading(text: &str, theme: &Theme) -> Line<'static> {
     Line::from(Span::styled(
         text.to_string(),
         theme.title().add_modifier(Modifier::UNDERLINED),
     ))
 }
 
-fn prose<'a>(lines: &mut Vec<Line<'a>>, title: &str, text: &str, theme: &Theme) {
+fn prose(lines: &mut Vec<Line<'static>>, title: &str, text: &str, theme: &Theme) {
     lines.push(heading(title, theme));
     for l in sanitize_with(text, true).lines() {
         lines.push(Line::from(Span::styled(l.to_string(), theme.text())));
@@ -36,7 +36,8 @@ fn round(x: f64) -> f64 {
     (x * 1e9).round() / 1e9
 }
 
-fn left_column<'a>(d: &DetailData, app: &App) -> Vec<Line<'a>> {
+/// What changes, who asked, when.
+fn identity_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let c = &d.cr.current.cr;
     let mut lines = Vec::new();
@@ -69,10 +70,26 @@ fn left_column<'a>(d: &DetailData, app: &App) -> Vec<Line<'a>> {
         theme.muted(),
     )));
     lines.push(Line::default());
+    lines
+}
+
+/// Summary, scope and impact.
+fn prose_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+    let theme = &app.settings.theme;
+    let c = &d.cr.current.cr;
+    let mut lines = Vec::new();
     prose(&mut lines, "Summary", &c.summary, theme);
     prose(&mut lines, "Scope", &c.scope, theme);
     prose(&mut lines, "Impact", &c.impact, theme);
 
+    lines
+}
+
+/// Metrics vs baseline with absolute and relative deltas, coloured by direction.
+fn metrics_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+    let theme = &app.settings.theme;
+    let c = &d.cr.current.cr;
+    let mut lines = Vec::new();
     lines.push(heading("Metrics vs baseline", theme));
     if c.metrics.is_empty() {
         lines.push(Line::from(Span::styled(
@@ -127,6 +144,14 @@ fn left_column<'a>(d: &DetailData, app: &App) -> Vec<Line<'a>> {
     }
     lines.push(Line::default());
 
+    lines
+}
+
+/// Effective risk, computed vs declared, and the reasons.
+fn risk_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+    let theme = &app.settings.theme;
+    let c = &d.cr.current.cr;
+    let mut lines = Vec::new();
     let r = &d.eval.risk;
     lines.push(heading("Risk", theme));
     lines.push(Line::from(vec![
@@ -161,6 +186,14 @@ fn left_column<'a>(d: &DetailData, app: &App) -> Vec<Line<'a>> {
         )));
     }
     lines.push(Line::default());
+    lines
+}
+
+/// Rollout and rollback plans.
+fn plan_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+    let theme = &app.settings.theme;
+    let c = &d.cr.current.cr;
+    let mut lines = Vec::new();
     prose(&mut lines, "Rollout plan", &c.plan.rollout, theme);
     lines.push(Line::from(vec![
         Span::styled(
@@ -177,6 +210,14 @@ fn left_column<'a>(d: &DetailData, app: &App) -> Vec<Line<'a>> {
         lines.push(Line::from(Span::styled(l.to_string(), theme.text())));
     }
     lines.push(Line::default());
+    lines
+}
+
+/// Code, data and config versions.
+fn versions_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+    let theme = &app.settings.theme;
+    let c = &d.cr.current.cr;
+    let mut lines = Vec::new();
     let v = &c.versions;
     lines.push(heading("Versions", theme));
     lines.push(Line::from(Span::styled(
@@ -192,9 +233,9 @@ fn left_column<'a>(d: &DetailData, app: &App) -> Vec<Line<'a>> {
     lines
 }
 
-fn right_column<'a>(d: &DetailData, app: &App) -> Vec<Line<'a>> {
+/// The checklist with evidence, plus evidence no item reads.
+fn checklist_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
-    let c = &d.cr.current.cr;
     let mut lines = Vec::new();
     lines.push(heading(
         "Checklist  [A] automated (CI) · [M] manual · ● blocking",
@@ -261,6 +302,13 @@ fn right_column<'a>(d: &DetailData, app: &App) -> Vec<Line<'a>> {
     }
     lines.push(Line::default());
 
+    lines
+}
+
+/// Sign-offs required vs obtained, with signature status and what does not count.
+fn signoff_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+    let theme = &app.settings.theme;
+    let mut lines = Vec::new();
     let so = &d.eval.signoffs;
     lines.push(heading(
         &format!("Sign-offs {}/{}", so.obtained(), so.required()),
@@ -330,6 +378,14 @@ fn right_column<'a>(d: &DetailData, app: &App) -> Vec<Line<'a>> {
     }
     lines.push(Line::default());
 
+    lines
+}
+
+/// Artifact links, the selected one highlighted.
+fn artifact_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+    let theme = &app.settings.theme;
+    let c = &d.cr.current.cr;
+    let mut lines = Vec::new();
     lines.push(heading("Artifacts", theme));
     for (i, a) in c.artifacts.iter().enumerate() {
         let selected = i == app.artifact;
@@ -356,6 +412,13 @@ fn right_column<'a>(d: &DetailData, app: &App) -> Vec<Line<'a>> {
         )));
     }
     lines
+}
+
+/// One block of the detail screen.
+type Section = fn(&DetailData, &App) -> Vec<Line<'static>>;
+
+fn compose(d: &DetailData, app: &App, sections: &[Section]) -> Vec<Line<'static>> {
+    sections.iter().flat_map(|s| s(d, app)).collect()
 }
 
 /// Draws the detail screen.
@@ -400,7 +463,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         let [l, r] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
             .areas(body);
         f.render_widget(
-            Paragraph::new(left_column(d, app))
+            Paragraph::new(compose(
+                d,
+                app,
+                &[identity_lines, prose_lines, metrics_lines, risk_lines, plan_lines, versions_lines],
+            ))
                 .wrap(Wrap { trim: false })
                 .scroll(scroll)
                 .block(
@@ -416,17 +483,28 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             ..r
         };
         f.render_widget(
-            Paragraph::new(right_column(d, app))
+            Paragraph::new(compose(d, app, &[checklist_lines, signoff_lines, artifact_lines]))
                 .wrap(Wrap { trim: false })
                 .scroll(scroll),
             inner,
         );
     } else {
-        let mut lines = right_column(d, app);
-        lines.push(Line::default());
-        let mut all = left_column(d, app);
-        all.push(Line::default());
-        all.append(&mut lines);
+        // Narrow: what decides comes first (risk, evidence, sign-offs), prose after.
+        let all = compose(
+            d,
+            app,
+            &[
+                identity_lines,
+                risk_lines,
+                metrics_lines,
+                checklist_lines,
+                signoff_lines,
+                prose_lines,
+                plan_lines,
+                artifact_lines,
+                versions_lines,
+            ],
+        );
         f.render_widget(
             Paragraph::new(all)
                 .wrap(Wrap { trim: false })

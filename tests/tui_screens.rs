@@ -1,0 +1,342 @@
+//! The TUI driven key by key over the fixtures, rendered to ratatui's TestBackend: whole
+//! screens are insta snapshots, and behaviour (filtering, stale replies, signing) is
+//! asserted on the state and the store.
+
+use chrono::{DateTime, TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use serde_json::json;
+use std::sync::Arc;
+use tollgate::audit::canonical::sha256_digest;
+use tollgate::audit::keys::Signer as KeySigner;
+use tollgate::domain::change_request::parse_document;
+use tollgate::domain::policy::parse_policy;
+use tollgate::identity::Identity;
+use tollgate::store::local::LocalStore;
+use tollgate::store::{Store, Submission};
+use tollgate::tui::app::{App, Effect, Msg, Screen, Signer, View};
+use tollgate::tui::keymap::Key;
+use tollgate::tui::settings::Settings;
+use tollgate::tui::{Shared, answer, views};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()
+}
+
+/// A store with the fixtures, a policy whose principals have seeded keys, and an app.
+struct Rig {
+    _dir: tempfile::TempDir,
+    shared: Shared,
+    app: App,
+}
+
+const PRINCIPALS: [&str; 8] = ["priya", "jonas", "amara", "kai", "devi", "marco", "lena", "sofia"];
+
+fn seeded(who: &str) -> KeySigner {
+    let i = PRINCIPALS.iter().position(|p| *p == who).expect("demo principal") as u8;
+    KeySigner::from_seed([i + 1; 32], &format!("{who}@test")).unwrap()
+}
+
+impl Rig {
+    fn new(who: Option<&str>) -> Rig {
+        Rig::with_extra(who, &[])
+    }
+
+    fn with_extra(who: Option<&str>, extra: &[serde_json::Value]) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::create(&dir.path().join("t.db")).unwrap();
+        let mut batch: Vec<Submission> = tollgate::demo::FIXTURES
+            .iter()
+            .map(|(_, t)| {
+                let (cr, document) = parse_document(t.as_bytes()).unwrap();
+                Submission { cr, document }
+            })
+            .collect();
+        for doc in extra {
+            let (cr, document) = parse_document(doc.to_string().as_bytes()).unwrap();
+            batch.push(Submission { cr, document });
+        }
+        store.submit(&batch, now()).unwrap();
+        let mut text = tollgate::demo::POLICY_TOML.to_string();
+        for p in PRINCIPALS {
+            text = text.replacen(
+                &format!("id = \"{p}\"\n"),
+                &format!("id = \"{p}\"\nkeys = [\"{}\"]\n", seeded(p).public_key_line()),
+                1,
+            );
+        }
+        let (policy, _) = parse_policy(&text).unwrap();
+        let policy = Arc::new(policy);
+        let identity = who.map(|w| {
+            Arc::new(Identity {
+                signer: seeded(w),
+                principal: policy.principal(w).unwrap().clone(),
+                key_path: "seeded".into(),
+            })
+        });
+        let signer = match &identity {
+            Some(id) => Signer::Principal {
+                principal: id.principal.clone(),
+                fingerprint: id.signer.fingerprint().to_string(),
+            },
+            None => Signer::ReadOnly("no signing key: run `tollgate keygen`".into()),
+        };
+        let app = App::new(Settings::default(), policy.clone(), signer, "~/.local/share/tollgate/tollgate.db".into(), now());
+        let shared = Shared {
+            store: Arc::new(store),
+            policy,
+            policy_digest: sha256_digest(text.as_bytes()),
+            identity,
+        };
+        let mut rig = Rig { _dir: dir, shared, app };
+        rig.app.update(Msg::Resize(120, 40));
+        let first = rig.app.load_queue();
+        rig.pump(vec![first]);
+        rig
+    }
+
+    /// Performs effects the way the runtime does, synchronously.
+    fn pump(&mut self, effects: Vec<Effect>) {
+        let mut queue = effects;
+        while let Some(e) = queue.pop() {
+            let me = self.app.me().cloned();
+            if let Some(msg) = answer(&e, &self.shared, me.as_ref(), now()) {
+                queue.extend(self.app.update(msg));
+            }
+        }
+    }
+
+    fn key(&mut self, spec: &str) {
+        let k = Key::parse(spec).unwrap();
+        let mods = if matches!(k.code, KeyCode::Char(c) if c.is_ascii_uppercase()) {
+            k.mods | KeyModifiers::SHIFT
+        } else {
+            k.mods
+        };
+        let code = if k.code == KeyCode::Tab && mods.contains(KeyModifiers::SHIFT) { KeyCode::BackTab } else { k.code };
+        let effects = self.app.update(Msg::Key(KeyEvent::new(code, mods)));
+        self.pump(effects);
+    }
+
+    fn keys(&mut self, specs: &[&str]) {
+        for s in specs {
+            self.key(s);
+        }
+    }
+
+    fn type_text(&mut self, text: &str) {
+        for c in text.chars() {
+            let effects = self.app.update(Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)));
+            self.pump(effects);
+        }
+    }
+
+    fn render(&mut self, w: u16, h: u16) -> Terminal<TestBackend> {
+        self.app.update(Msg::Resize(w, h));
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| views::draw(f, &self.app)).unwrap();
+        t
+    }
+
+    fn screen_text(&mut self, w: u16, h: u16) -> String {
+        self.render(w, h).backend().to_string()
+    }
+}
+
+#[test]
+fn queue_shows_risk_signoffs_checks_and_age() {
+    let mut rig = Rig::new(Some("devi"));
+    insta::assert_snapshot!("queue", rig.render(120, 40).backend());
+}
+
+#[test]
+fn queue_stays_usable_at_80x24() {
+    let mut rig = Rig::new(Some("devi"));
+    let screen = rig.screen_text(80, 24);
+    for id in ["CR-1042", "CR-1043", "CR-1044", "CR-1045", "CR-1046"] {
+        assert!(screen.contains(id), "{id} missing at 80x24:\n{screen}");
+    }
+    assert!(screen.contains("enter open"), "hint bar visible");
+    insta::assert_snapshot!("queue_80x24", rig.render(80, 24).backend());
+}
+
+#[test]
+fn filter_is_fuzzy_and_counts_matches() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.key("/");
+    rig.type_text("fraud");
+    assert_eq!(rig.app.visible.len(), 1);
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("1 of 5 match"), "{screen}");
+    insta::assert_snapshot!("queue_filtered", rig.render(120, 40).backend());
+    rig.key("esc");
+    assert_eq!(rig.app.visible.len(), 5);
+    // Requester and subject are searched too.
+    rig.key("/");
+    rig.type_text("amara");
+    assert_eq!(rig.app.visible.len(), 2);
+}
+
+#[test]
+fn quick_views_and_sorting() {
+    let mut rig = Rig::new(Some("devi"));
+    let counts = rig.app.view_counts();
+    // devi (risk-reviewer) is needed on the three high-risk CRs and the low-risk model change.
+    assert_eq!(counts, [5, 4, 2, 0, 5]);
+    rig.key("3");
+    assert_eq!(rig.app.view, View::Blocked);
+    let ids: Vec<&str> = rig.app.visible.iter().map(|i| rig.app.rows[*i].id.as_str()).collect();
+    assert_eq!(ids, ["CR-1043", "CR-1046"]);
+    rig.keys(&["1", "s"]); // age → risk
+    let first = &rig.app.rows[rig.app.visible[0]];
+    assert_eq!(first.effective, tollgate::domain::risk::RiskLevel::High);
+    rig.key("S");
+    let first = &rig.app.rows[rig.app.visible[0]];
+    assert_eq!(first.effective, tollgate::domain::risk::RiskLevel::Low);
+}
+
+#[test]
+fn detail_holds_what_a_reviewer_needs() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.key("enter");
+    assert_eq!(rig.app.screen, Screen::Detail);
+    let screen = rig.screen_text(120, 40);
+    for want in [
+        "CR-1042",
+        "recall_at_1pct_fpr",
+        "+6.1 %",
+        "HIGH",
+        "declared medium",
+        "flag new_data_source",
+        "[M]",
+        "☐ unticked",
+        "Sign-offs 0/4",
+        "pull_request",
+    ] {
+        assert!(screen.contains(want), "{want:?} missing:\n{screen}");
+    }
+    insta::assert_snapshot!("detail", rig.render(120, 40).backend());
+    insta::assert_snapshot!("detail_80x24", rig.render(80, 24).backend());
+}
+
+#[test]
+fn approving_from_the_keyboard_signs_exactly_what_was_confirmed() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.keys(&["enter", "a"]);
+    assert_eq!(rig.app.screen, Screen::Decide);
+    rig.type_text("Shifts explained by the new features; fairness within limits.");
+    rig.keys(&["tab", "tab", "tab", "space", "down", "space"]);
+    insta::assert_snapshot!("decide", rig.render(120, 40).backend());
+    rig.key("ctrl-s");
+    assert_eq!(rig.app.screen, Screen::Confirm);
+    let screen = rig.screen_text(120, 40);
+    let digest = rig.app.decide.as_ref().unwrap().digest.clone();
+    assert!(screen.contains(&digest), "the digest being signed is shown");
+    assert!(screen.contains("APPROVE") && screen.contains("risk-reviewer") && screen.contains("privacy, rollback"));
+    insta::assert_snapshot!("confirm", rig.render(120, 40).backend());
+    rig.key("y");
+    assert_eq!(rig.app.screen, Screen::Detail);
+    let decisions = rig.shared.store.decisions("CR-1042").unwrap();
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].cr_digest, digest);
+    assert_eq!(decisions[0].rationale, "Shifts explained by the new features; fairness within limits.");
+    let report = tollgate::store::verify_log(rig.shared.store.as_ref(), &rig.shared.policy, None).unwrap();
+    assert!(report.ok());
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("Sign-offs 1/4"), "{screen}");
+    assert!(screen.contains("signature valid"), "{screen}");
+    insta::assert_snapshot!("detail_after_signing", rig.render(120, 40).backend());
+}
+
+#[test]
+fn a_refused_decision_explains_the_rule_and_cannot_be_signed() {
+    let mut rig = Rig::new(Some("marco"));
+    // CR-1046 (deployment): the latency check fails.
+    rig.keys(&["5", "G", "enter"]);
+    assert_eq!(rig.app.detail_id.as_deref(), Some("CR-1046"));
+    rig.key("a");
+    rig.type_text("looks fine");
+    rig.key("ctrl-s");
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("Refused by policy"), "{screen}");
+    assert!(screen.contains("blocking-evidence"), "{screen}");
+    insta::assert_snapshot!("confirm_refused", rig.render(120, 40).backend());
+    rig.key("y");
+    assert!(rig.shared.store.decisions("CR-1046").unwrap().is_empty(), "nothing signed");
+    // Back to the form, change the verdict to reject, and that one goes through.
+    rig.keys(&["n", "shift-tab", "shift-tab", "shift-tab", "left"]);
+    assert_eq!(rig.app.decide.as_ref().unwrap().verdict, tollgate::domain::decision::Verdict::Reject);
+    rig.keys(&["ctrl-s", "y"]);
+    assert_eq!(rig.shared.store.decisions("CR-1046").unwrap().len(), 1);
+}
+
+#[test]
+fn replies_to_superseded_requests_are_dropped() {
+    let mut rig = Rig::new(Some("devi"));
+    let old = rig.app.load_queue();
+    let new = rig.app.load_queue();
+    let me = rig.app.me().cloned();
+    let old_reply = answer(&old, &rig.shared, me.as_ref(), now()).unwrap();
+    // The old reply carries a different (empty) result: it must not replace the rows.
+    let Msg::Queue(id, _) = old_reply else { panic!() };
+    rig.app.update(Msg::Queue(id, Ok(vec![])));
+    assert_eq!(rig.app.rows.len(), 5, "a stale reply was applied");
+    rig.pump(vec![new]);
+    assert_eq!(rig.app.loading, 0);
+}
+
+#[test]
+fn help_and_palette_come_from_the_keymap() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.key("?");
+    insta::assert_snapshot!("help", rig.render(120, 40).backend());
+    rig.type_text("sign");
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("sign and record the decision"), "{screen}");
+    assert!(!screen.contains("fuzzy filter"), "search narrows the list");
+    rig.key("esc");
+    rig.key(":");
+    rig.type_text("blocked");
+    insta::assert_snapshot!("palette", rig.render(120, 40).backend());
+    rig.key("enter");
+    assert_eq!(rig.app.view, View::Blocked);
+}
+
+#[test]
+fn read_only_users_are_told_why_and_cannot_open_the_form() {
+    let mut rig = Rig::new(None);
+    rig.keys(&["enter", "a"]);
+    assert_eq!(rig.app.screen, Screen::Detail);
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("read-only"), "{screen}");
+    assert!(screen.contains("tollgate keygen"), "{screen}");
+}
+
+#[test]
+fn hostile_text_in_a_change_request_never_reaches_the_terminal() {
+    let mut doc: serde_json::Value = serde_json::from_str(tollgate::demo::FIXTURES[3].1).unwrap();
+    doc["id"] = json!("CR-6666");
+    doc["title"] = json!("churn\u{1b}[2J\u{1b}]0;owned\u{7} tweak \u{202e}gnp.exe");
+    doc["summary"] = json!("line\u{1b}[31m red\r\nmore\u{9b}31m");
+    doc["requester"] = json!("jonas");
+    let mut rig = Rig::with_extra(Some("devi"), &[doc]);
+    let check = |t: &Terminal<TestBackend>| {
+        for cell in t.backend().buffer().content.iter() {
+            let s = cell.symbol();
+            assert!(
+                !s.chars().any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)),
+                "control character {s:?} in the buffer"
+            );
+        }
+    };
+    check(&rig.render(120, 40));
+    rig.key("/");
+    rig.type_text("6666");
+    rig.key("enter");
+    rig.key("enter");
+    assert_eq!(rig.app.detail_id.as_deref(), Some("CR-6666"));
+    let t = rig.render(120, 40);
+    check(&t);
+    assert!(t.backend().to_string().contains("churn"));
+}
