@@ -31,11 +31,8 @@ struct Rig {
     app: App,
 }
 
-const PRINCIPALS: [&str; 8] = ["priya", "jonas", "amara", "kai", "devi", "marco", "lena", "sofia"];
-
 fn seeded(who: &str) -> KeySigner {
-    let i = PRINCIPALS.iter().position(|p| *p == who).expect("demo principal") as u8;
-    KeySigner::from_seed([i + 1; 32], &format!("{who}@test")).unwrap()
+    tollgate::demo::seeded_signer(who).expect("demo principal")
 }
 
 impl Rig {
@@ -46,26 +43,13 @@ impl Rig {
     fn with_extra(who: Option<&str>, extra: &[serde_json::Value]) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::create(&dir.path().join("t.db")).unwrap();
-        let mut batch: Vec<Submission> = tollgate::demo::FIXTURES
-            .iter()
-            .map(|(_, t)| {
-                let (cr, document) = parse_document(t.as_bytes()).unwrap();
-                Submission { cr, document }
-            })
-            .collect();
+        let mut batch = tollgate::demo::submissions();
         for doc in extra {
             let (cr, document) = parse_document(doc.to_string().as_bytes()).unwrap();
             batch.push(Submission { cr, document });
         }
         store.submit(&batch, now()).unwrap();
-        let mut text = tollgate::demo::POLICY_TOML.to_string();
-        for p in PRINCIPALS {
-            text = text.replacen(
-                &format!("id = \"{p}\"\n"),
-                &format!("id = \"{p}\"\nkeys = [\"{}\"]\n", seeded(p).public_key_line()),
-                1,
-            );
-        }
+        let text = tollgate::demo::seeded_policy_text();
         let (policy, _) = parse_policy(&text).unwrap();
         let policy = Arc::new(policy);
         let identity = who.map(|w| {
@@ -82,14 +66,24 @@ impl Rig {
             },
             None => Signer::ReadOnly("no signing key: run `tollgate keygen`".into()),
         };
-        let app = App::new(Settings::default(), policy.clone(), signer, "~/.local/share/tollgate/tollgate.db".into(), now());
+        let app = App::new(
+            Settings::default(),
+            policy.clone(),
+            signer,
+            "~/.local/share/tollgate/tollgate.db".into(),
+            now(),
+        );
         let shared = Shared {
             store: Arc::new(store),
             policy,
             policy_digest: sha256_digest(text.as_bytes()),
             identity,
         };
-        let mut rig = Rig { _dir: dir, shared, app };
+        let mut rig = Rig {
+            _dir: dir,
+            shared,
+            app,
+        };
         rig.app.update(Msg::Resize(120, 40));
         let first = rig.app.load_queue();
         rig.pump(vec![first]);
@@ -114,7 +108,11 @@ impl Rig {
         } else {
             k.mods
         };
-        let code = if k.code == KeyCode::Tab && mods.contains(KeyModifiers::SHIFT) { KeyCode::BackTab } else { k.code };
+        let code = if k.code == KeyCode::Tab && mods.contains(KeyModifiers::SHIFT) {
+            KeyCode::BackTab
+        } else {
+            k.code
+        };
         let effects = self.app.update(Msg::Key(KeyEvent::new(code, mods)));
         self.pump(effects);
     }
@@ -127,7 +125,10 @@ impl Rig {
 
     fn type_text(&mut self, text: &str) {
         for c in text.chars() {
-            let effects = self.app.update(Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)));
+            let effects = self.app.update(Msg::Key(KeyEvent::new(
+                KeyCode::Char(c),
+                KeyModifiers::NONE,
+            )));
             self.pump(effects);
         }
     }
@@ -186,7 +187,12 @@ fn quick_views_and_sorting() {
     assert_eq!(counts, [5, 4, 2, 0, 5]);
     rig.key("3");
     assert_eq!(rig.app.view, View::Blocked);
-    let ids: Vec<&str> = rig.app.visible.iter().map(|i| rig.app.rows[*i].id.as_str()).collect();
+    let ids: Vec<&str> = rig
+        .app
+        .visible
+        .iter()
+        .map(|i| rig.app.rows[*i].id.as_str())
+        .collect();
     assert_eq!(ids, ["CR-1043", "CR-1046"]);
     rig.keys(&["1", "s"]); // age → risk
     let first = &rig.app.rows[rig.app.visible[0]];
@@ -233,15 +239,23 @@ fn approving_from_the_keyboard_signs_exactly_what_was_confirmed() {
     let screen = rig.screen_text(120, 40);
     let digest = rig.app.decide.as_ref().unwrap().digest.clone();
     assert!(screen.contains(&digest), "the digest being signed is shown");
-    assert!(screen.contains("APPROVE") && screen.contains("risk-reviewer") && screen.contains("privacy, rollback"));
+    assert!(
+        screen.contains("APPROVE")
+            && screen.contains("risk-reviewer")
+            && screen.contains("privacy, rollback")
+    );
     insta::assert_snapshot!("confirm", rig.render(120, 40).backend());
     rig.key("y");
     assert_eq!(rig.app.screen, Screen::Detail);
     let decisions = rig.shared.store.decisions("CR-1042").unwrap();
     assert_eq!(decisions.len(), 1);
     assert_eq!(decisions[0].cr_digest, digest);
-    assert_eq!(decisions[0].rationale, "Shifts explained by the new features; fairness within limits.");
-    let report = tollgate::store::verify_log(rig.shared.store.as_ref(), &rig.shared.policy, None).unwrap();
+    assert_eq!(
+        decisions[0].rationale,
+        "Shifts explained by the new features; fairness within limits."
+    );
+    let report =
+        tollgate::store::verify_log(rig.shared.store.as_ref(), &rig.shared.policy, None).unwrap();
     assert!(report.ok());
     let screen = rig.screen_text(120, 40);
     assert!(screen.contains("Sign-offs 1/4"), "{screen}");
@@ -263,10 +277,16 @@ fn a_refused_decision_explains_the_rule_and_cannot_be_signed() {
     assert!(screen.contains("blocking-evidence"), "{screen}");
     insta::assert_snapshot!("confirm_refused", rig.render(120, 40).backend());
     rig.key("y");
-    assert!(rig.shared.store.decisions("CR-1046").unwrap().is_empty(), "nothing signed");
+    assert!(
+        rig.shared.store.decisions("CR-1046").unwrap().is_empty(),
+        "nothing signed"
+    );
     // Back to the form, change the verdict to reject, and that one goes through.
     rig.keys(&["n", "shift-tab", "shift-tab", "shift-tab", "left"]);
-    assert_eq!(rig.app.decide.as_ref().unwrap().verdict, tollgate::domain::decision::Verdict::Reject);
+    assert_eq!(
+        rig.app.decide.as_ref().unwrap().verdict,
+        tollgate::domain::decision::Verdict::Reject
+    );
     rig.keys(&["ctrl-s", "y"]);
     assert_eq!(rig.shared.store.decisions("CR-1046").unwrap().len(), 1);
 }
@@ -279,7 +299,9 @@ fn replies_to_superseded_requests_are_dropped() {
     let me = rig.app.me().cloned();
     let old_reply = answer(&old, &rig.shared, me.as_ref(), now()).unwrap();
     // The old reply carries a different (empty) result: it must not replace the rows.
-    let Msg::Queue(id, _) = old_reply else { panic!() };
+    let Msg::Queue(id, _) = old_reply else {
+        panic!()
+    };
     rig.app.update(Msg::Queue(id, Ok(vec![])));
     assert_eq!(rig.app.rows.len(), 5, "a stale reply was applied");
     rig.pump(vec![new]);
@@ -325,7 +347,8 @@ fn hostile_text_in_a_change_request_never_reaches_the_terminal() {
         for cell in t.backend().buffer().content.iter() {
             let s = cell.symbol();
             assert!(
-                !s.chars().any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)),
+                !s.chars()
+                    .any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)),
                 "control character {s:?} in the buffer"
             );
         }
@@ -339,4 +362,29 @@ fn hostile_text_in_a_change_request_never_reaches_the_terminal() {
     let t = rig.render(120, 40);
     check(&t);
     assert!(t.backend().to_string().contains("churn"));
+}
+
+#[test]
+fn no_color_draws_without_colours() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.app.settings = tollgate::tui::settings::load(None, true).unwrap();
+    rig.key("enter");
+    let t = rig.render(120, 40);
+    for cell in t.backend().buffer().content.iter() {
+        assert_eq!(
+            cell.fg,
+            ratatui::style::Color::Reset,
+            "coloured cell {:?}",
+            cell.symbol()
+        );
+        assert_eq!(cell.bg, ratatui::style::Color::Reset);
+    }
+    // Emphasis survives as modifiers: the selected CR id badge is reversed.
+    assert!(
+        t.backend()
+            .buffer()
+            .content
+            .iter()
+            .any(|c| c.modifier.contains(ratatui::style::Modifier::REVERSED))
+    );
 }

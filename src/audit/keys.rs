@@ -111,7 +111,6 @@ impl Signer {
     }
 
     /// Loads an OpenSSH private key; `passphrase` is asked only if the key is encrypted.
-
     pub fn load(
         path: &Path,
         passphrase: impl FnOnce() -> Result<String, String>,

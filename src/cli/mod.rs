@@ -496,28 +496,21 @@ fn show(
 /// with those public keys filled in.
 fn demo_identities(store: &Path) -> Result<String, CliError> {
     let dir = config::demo_keys_dir(store);
-    let mut policy = demo::POLICY_TOML.to_string();
-    for p in demo::policy().principals {
-        let path = dir.join(&p.id);
+    let mut lines = std::collections::HashMap::new();
+    for id in demo::PRINCIPALS {
+        let path = dir.join(id);
         let signer = if path.exists() {
             crate::audit::keys::Signer::load(&path, || Err("demo keys have no passphrase".into()))
         } else {
-            let s = crate::audit::keys::Signer::generate(&format!("{}@tollgate-demo", p.id))
-                .map_err(|e| CliError::environment(e.to_string()))?;
-            s.write(&path).map(|_| s)
+            crate::audit::keys::Signer::generate(&format!("{id}@tollgate-demo"))
+                .and_then(|s| s.write(&path).map(|_| s))
         }
         .map_err(|e| CliError::environment(e.to_string()))?;
-        policy = policy.replacen(
-            &format!("id = \"{}\"\n", p.id),
-            &format!(
-                "id = \"{}\"\nkeys = [\"{}\"]\n",
-                p.id,
-                signer.public_key_line()
-            ),
-            1,
-        );
+        lines.insert(id, signer.public_key_line());
     }
-    Ok(policy)
+    Ok(demo::policy_with_keys(|p| {
+        lines.get(p).cloned().unwrap_or_default()
+    }))
 }
 
 fn demo_store(paths: &Paths, now: DateTime<Utc>, out: &mut dyn Write) -> Result<(), CliError> {

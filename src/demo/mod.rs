@@ -36,3 +36,48 @@ pub fn change_requests() -> Vec<ChangeRequest> {
         })
         .collect()
 }
+
+/// The demo principals, in policy order.
+pub const PRINCIPALS: [&str; 8] = [
+    "priya", "jonas", "amara", "kai", "devi", "marco", "lena", "sofia",
+];
+
+/// A reproducible key for a demo principal (seeded by its position), for screenshots,
+/// benchmarks and tests. Never a real identity: the seed is public.
+pub fn seeded_signer(who: &str) -> Option<crate::audit::keys::Signer> {
+    let i = PRINCIPALS.iter().position(|p| *p == who)? as u8;
+    crate::audit::keys::Signer::from_seed([i + 1; 32], &format!("{who}@tollgate-demo")).ok()
+}
+
+/// The demo policy text with each principal's public key filled in.
+pub fn policy_with_keys(key_line: impl Fn(&str) -> String) -> String {
+    let mut text = POLICY_TOML.to_string();
+    for p in PRINCIPALS {
+        text = text.replacen(
+            &format!("id = \"{p}\"\n"),
+            &format!("id = \"{p}\"\nkeys = [\"{}\"]\n", key_line(p)),
+            1,
+        );
+    }
+    text
+}
+
+/// The demo policy with the seeded keys of [`seeded_signer`].
+pub fn seeded_policy_text() -> String {
+    policy_with_keys(|p| {
+        seeded_signer(p)
+            .map(|s| s.public_key_line())
+            .unwrap_or_default()
+    })
+}
+
+/// The fixtures as submissions, ready for `Store::submit`.
+pub fn submissions() -> Vec<crate::store::Submission> {
+    FIXTURES
+        .iter()
+        .map(|(name, text)| match parse_document(text.as_bytes()) {
+            Ok((cr, document)) => crate::store::Submission { cr, document },
+            Err(e) => panic!("built-in fixture {name} is invalid:\n{e}"),
+        })
+        .collect()
+}

@@ -466,16 +466,59 @@ impl Store for LocalStore {
     }
 
     fn list(&self) -> Result<Vec<StoredCr>, StoreError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list_page(after.as_deref(), 10_000)?;
+            match page.last() {
+                Some(last) => after = Some(last.current.cr.id.clone()),
+                None => return Ok(all),
+            }
+            all.extend(page);
+        }
+    }
+
+    fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredCr>, StoreError> {
         let rows: Vec<RevisionRow> = {
             let conn = self.lock();
             let mut stmt = conn
-                .prepare_cached(&format!("{CURRENT_SELECT} ORDER BY c.id"))
+                .prepare_cached(&format!(
+                    "{CURRENT_SELECT} WHERE c.id > ?1 ORDER BY c.id LIMIT ?2"
+                ))
                 .map_err(self.sql_err("listing change requests"))?;
-            stmt.query_map([], revision_row)
+            stmt.query_map(params![after.unwrap_or(""), limit as i64], revision_row)
                 .and_then(|rows| rows.collect())
                 .map_err(self.sql_err("listing change requests"))?
         };
-        rows.into_iter().map(|row| self.stored_cr(row)).collect()
+        // Parsing and re-validating documents is the expensive part: use every core.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = rows.len().div_ceil(threads).max(1);
+        let mut chunks: Vec<Vec<RevisionRow>> = Vec::new();
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let tail = rest.split_off(chunk.min(rest.len()));
+            chunks.push(std::mem::replace(&mut rest, tail));
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.into_iter()
+                            .map(|row| self.stored_cr(row))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for h in handles {
+                match h.join() {
+                    Ok(part) => out.extend(part),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            out.into_iter().collect()
+        })
     }
 
     fn get(&self, id: &str) -> Result<Option<StoredCr>, StoreError> {

@@ -226,6 +226,10 @@ pub trait Store: Send + Sync {
     /// Every CR at its current revision, ordered by id.
     fn list(&self) -> Result<Vec<StoredCr>, StoreError>;
 
+    /// Up to `limit` CRs with ids after `after` (all from the start when `None`), at their
+    /// current revisions, ordered by id: for walking a large store without holding it all.
+    fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredCr>, StoreError>;
+
     /// One CR at its current revision.
     fn get(&self, id: &str) -> Result<Option<StoredCr>, StoreError>;
 

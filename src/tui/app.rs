@@ -344,6 +344,10 @@ pub struct App {
     pub rows: Vec<QueueRow>,
     /// Indices of rows shown (view, filter, sort applied).
     pub visible: Vec<usize>,
+    /// Every row index in sort order.
+    order: Vec<usize>,
+    /// The query and view `visible` was computed for.
+    filtered_for: Option<(String, View)>,
     /// Selected position in `visible`.
     pub selected: usize,
     /// First visible position (scrolling).
@@ -411,6 +415,8 @@ impl App {
             overlay: None,
             rows: Vec::new(),
             visible: Vec::new(),
+            order: Vec::new(),
+            filtered_for: None,
             selected: 0,
             offset: 0,
             view: View::Pending,
@@ -494,42 +500,63 @@ impl App {
         self.rows.iter().filter(|r| self.view.includes(r)).count()
     }
 
-    /// Recomputes `visible` after rows, view, filter or sort changed; keeps the selection
-    /// on the same CR when it is still visible.
-    pub fn refilter(&mut self) {
-        let keep = self.selected_row().map(|r| r.id.clone());
-        let mut visible: Vec<(usize, u32)> = Vec::with_capacity(self.rows.len());
-        let query = self.filter.trim();
-        if query.is_empty() {
-            visible.extend(
-                self.rows
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| self.view.includes(r))
-                    .map(|(i, _)| (i, 0)),
-            );
-        } else {
-            let pattern = Pattern::parse(query, CaseMatching::Ignore, Normalization::Smart);
-            let mut buf = Vec::new();
-            for (i, r) in self.rows.iter().enumerate() {
-                if !self.view.includes(r) {
-                    continue;
-                }
-                if let Some(score) =
-                    pattern.score(Utf32Str::new(&r.haystack, &mut buf), &mut self.matcher)
-                {
-                    visible.push((i, score));
-                }
-            }
-        }
+    /// Re-sorts all rows after the rows or the sort column changed, then refilters.
+    pub fn resort(&mut self) {
         let rows = &self.rows;
         let sort = self.sort;
         let reverse = self.sort_reverse;
-        visible.sort_by(|a, b| {
-            let o = sort.compare(&rows[a.0], &rows[b.0]);
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|a, b| {
+            let o = sort.compare(&rows[*a], &rows[*b]);
             if reverse { o.reverse() } else { o }
         });
-        self.visible = visible.into_iter().map(|(i, _)| i).collect();
+        self.order = order;
+        self.filtered_for = None;
+        self.refilter();
+    }
+
+    /// Recomputes `visible` (view and filter over the sorted rows); keeps the selection on
+    /// the same CR when it is still visible. Typing more characters only narrows the
+    /// previous matches instead of searching every row again.
+    pub fn refilter(&mut self) {
+        let keep = self.selected_row().map(|r| r.id.clone());
+        let query = self.filter.trim().to_string();
+        let narrowing = match &self.filtered_for {
+            Some((previous, view)) => {
+                *view == self.view
+                    && !previous.is_empty()
+                    && query.starts_with(previous.as_str())
+                    && !query[previous.len()..].contains(['!', '^', '$', '\'', '\\'])
+            }
+            None => false,
+        };
+        let candidates = if narrowing {
+            std::mem::take(&mut self.visible)
+        } else {
+            self.order.clone()
+        };
+        let view = self.view;
+        self.visible = if query.is_empty() {
+            candidates
+                .into_iter()
+                .filter(|i| view.includes(&self.rows[*i]))
+                .collect()
+        } else {
+            let pattern = Pattern::parse(&query, CaseMatching::Ignore, Normalization::Smart);
+            let mut buf = Vec::new();
+            let (rows, matcher) = (&self.rows, &mut self.matcher);
+            candidates
+                .into_iter()
+                .filter(|i| {
+                    let r = &rows[*i];
+                    view.includes(r)
+                        && pattern
+                            .score(Utf32Str::new(&r.haystack, &mut buf), matcher)
+                            .is_some()
+                })
+                .collect()
+        };
+        self.filtered_for = Some((query, view));
         self.selected = keep
             .and_then(|id| self.visible.iter().position(|i| self.rows[*i].id == id))
             .unwrap_or(0)
@@ -544,9 +571,7 @@ impl App {
         } else if self.selected >= self.offset + page {
             self.offset = self.selected + 1 - page;
         }
-        self.offset = self
-            .offset
-            .min(self.visible.len().saturating_sub(page));
+        self.offset = self.offset.min(self.visible.len().saturating_sub(page));
     }
 
     fn move_selection(&mut self, delta: isize) {
@@ -584,7 +609,7 @@ impl App {
                 match result {
                     Ok(rows) => {
                         self.rows = rows;
-                        self.refilter();
+                        self.resort();
                     }
                     Err(e) => self.say(Level::Error, format!("cannot load the queue: {e}")),
                 }
@@ -895,11 +920,11 @@ impl App {
                     .position(|k| *k == self.sort)
                     .unwrap_or(0);
                 self.sort = SortKey::ALL[(i + 1) % SortKey::ALL.len()];
-                self.refilter();
+                self.resort();
             }
             Action::SortReverse => {
                 self.sort_reverse = !self.sort_reverse;
-                self.refilter();
+                self.resort();
             }
             Action::NextView => {
                 let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);

@@ -114,28 +114,57 @@ pub fn row(
     }
 }
 
-/// Loads and evaluates every CR for the queue.
+/// Loads and evaluates every CR for the queue, a page at a time so a large store is never
+/// held in memory whole, evaluating each page on every core.
 pub fn load_queue(
     store: &dyn Store,
     policy: &Policy,
     me: Option<&Principal>,
     now: DateTime<Utc>,
 ) -> Result<Vec<QueueRow>, String> {
+    const PAGE: usize = 5_000;
     let decisions = store.all_decisions().map_err(|e| e.to_string())?;
     let today = now.date_naive();
-    Ok(store
-        .list()
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|cr| {
-            let mine = decisions
-                .get(&cr.current.cr.id)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let e = evaluate(&cr.current.cr, &cr.current.digest, mine, policy);
-            row(cr, &e, me, today)
-        })
-        .collect())
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rows = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_page(after.as_deref(), PAGE)
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.current.cr.id.clone());
+        let chunk = page.len().div_ceil(threads).max(1);
+        let evaluated: Vec<Vec<QueueRow>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = page
+                .chunks(chunk)
+                .map(|part| {
+                    let decisions = &decisions;
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|cr| {
+                                let mine = decisions
+                                    .get(&cr.current.cr.id)
+                                    .map(Vec::as_slice)
+                                    .unwrap_or(&[]);
+                                let e = evaluate(&cr.current.cr, &cr.current.digest, mine, policy);
+                                row(cr, &e, me, today)
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        rows.extend(evaluated.into_iter().flatten());
+    }
+    Ok(rows)
 }
 
 /// A decision as the detail screen lists it.

@@ -238,7 +238,7 @@ fn checklist_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let mut lines = Vec::new();
     lines.push(heading(
-        "Checklist  [A] automated (CI) · [M] manual · ● blocking",
+        "Checklist  [A] from CI · [M] manual · ● blocking",
         theme,
     ));
     for item in &d.eval.checklist.items {
@@ -466,15 +466,22 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             Paragraph::new(compose(
                 d,
                 app,
-                &[identity_lines, prose_lines, metrics_lines, risk_lines, plan_lines, versions_lines],
+                &[
+                    identity_lines,
+                    prose_lines,
+                    metrics_lines,
+                    risk_lines,
+                    plan_lines,
+                    versions_lines,
+                ],
             ))
-                .wrap(Wrap { trim: false })
-                .scroll(scroll)
-                .block(
-                    Block::default()
-                        .borders(Borders::RIGHT)
-                        .border_style(theme.border()),
-                ),
+            .wrap(Wrap { trim: false })
+            .scroll(scroll)
+            .block(
+                Block::default()
+                    .borders(Borders::RIGHT)
+                    .border_style(theme.border()),
+            ),
             l,
         );
         let inner = Rect {
@@ -483,9 +490,13 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             ..r
         };
         f.render_widget(
-            Paragraph::new(compose(d, app, &[checklist_lines, signoff_lines, artifact_lines]))
-                .wrap(Wrap { trim: false })
-                .scroll(scroll),
+            Paragraph::new(compose(
+                d,
+                app,
+                &[checklist_lines, signoff_lines, artifact_lines],
+            ))
+            .wrap(Wrap { trim: false })
+            .scroll(scroll),
             inner,
         );
     } else {

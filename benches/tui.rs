@@ -1,0 +1,154 @@
+//! TUI benchmark (not a test): prints figures, asserts nothing about time.
+//!
+//!   cargo bench --bench tui                       # 100,000 CRs
+//!   TOLLGATE_BENCH_CRS=20000 cargo bench --bench tui
+//!
+//! With N change requests in a local store: time to the first frame (the screen is up,
+//! loading), time until the queue is on screen, time per filter keystroke (update + draw),
+//! and the process's peak resident memory.
+
+use chrono::{Duration, TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+use tollgate::audit::canonical::sha256_digest;
+use tollgate::domain::change_request::parse_document;
+use tollgate::domain::policy::parse_policy;
+use tollgate::store::local::LocalStore;
+use tollgate::store::{Store, Submission};
+use tollgate::tui::app::{App, Msg, Signer};
+use tollgate::tui::settings::Settings;
+use tollgate::tui::{Shared, answer, views};
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let n: usize = std::env::var("TOLLGATE_BENCH_CRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 25, 10, 0, 0)
+        .single()
+        .expect("time");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bench.db");
+    let store = LocalStore::create(&path).expect("store");
+    let templates: Vec<serde_json::Value> = tollgate::demo::FIXTURES
+        .iter()
+        .map(|(_, t)| serde_json::from_str(t).expect("fixture"))
+        .collect();
+    let names = [
+        "fraud-detector",
+        "spam-classifier",
+        "churn-predictor",
+        "recommender",
+        "payments_v3",
+        "ltv-model",
+        "search-ranker",
+    ];
+    let built = Instant::now();
+    for chunk in 0..n.div_ceil(10_000) {
+        let batch: Vec<Submission> = (chunk * 10_000..((chunk + 1) * 10_000).min(n))
+            .map(|i| {
+                let mut doc = templates[i % templates.len()].clone();
+                doc["id"] = json!(format!("CR-{:06}", 100_000 + i));
+                doc["title"] = json!(format!("{} change {i}", names[i % names.len()]));
+                doc["subject"]["name"] = json!(names[(i / 5) % names.len()]);
+                doc["created_at"] =
+                    json!((now - Duration::minutes((i % 20_000) as i64)).to_rfc3339());
+                let (cr, document) = parse_document(doc.to_string().as_bytes()).expect("valid");
+                Submission { cr, document }
+            })
+            .collect();
+        store.submit(&batch, now).expect("submit");
+    }
+    println!(
+        "tollgate TUI benchmark: {n} change requests (store built in {:.1} s)",
+        built.elapsed().as_secs_f64()
+    );
+    drop(store);
+
+    // Start-up as `tollgate` does it: open the store, parse the policy, build the app, draw.
+    let started = Instant::now();
+    let store = LocalStore::open(&path).expect("open");
+    let text = tollgate::demo::seeded_policy_text();
+    let (policy, _) = parse_policy(&text).expect("policy");
+    let policy = Arc::new(policy);
+    let who = policy.principal("devi").expect("devi").clone();
+    let shared = Shared {
+        store: Arc::new(store),
+        policy: policy.clone(),
+        policy_digest: sha256_digest(text.as_bytes()),
+        identity: None,
+    };
+    let mut app = App::new(
+        Settings::default(),
+        policy,
+        Signer::Principal {
+            principal: who.clone(),
+            fingerprint: "SHA256:bench".into(),
+        },
+        "bench.db".into(),
+        now,
+    );
+    app.update(Msg::Resize(120, 40));
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
+    let load = app.load_queue();
+    terminal.draw(|f| views::draw(f, &app)).expect("draw");
+    let first_frame = started.elapsed();
+    let reply = answer(&load, &shared, Some(&who), now).expect("reply");
+    app.update(reply);
+    terminal.draw(|f| views::draw(f, &app)).expect("draw");
+    let queue_frame = started.elapsed();
+    println!(
+        "first frame (screen up, loading)   {:>8.1} ms",
+        first_frame.as_secs_f64() * 1e3
+    );
+    println!(
+        "queue on screen ({} rows)      {:>8.1} ms",
+        app.rows.len(),
+        queue_frame.as_secs_f64() * 1e3
+    );
+
+    // Filter keystrokes: '/' then a query, one character at a time, each update + draw.
+    app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('/'),
+        KeyModifiers::NONE,
+    )));
+    let mut times = Vec::new();
+    for c in "fraud 12".chars() {
+        let t = Instant::now();
+        app.update(Msg::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::NONE,
+        )));
+        terminal.draw(|f| views::draw(f, &app)).expect("draw");
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let max = times.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "filter keystroke (update + draw)    {mean:>8.1} ms mean, {max:.1} ms max over {} keys ({} matches for \"fraud 12\")",
+        times.len(),
+        app.visible.len()
+    );
+    println!(
+        "peak resident memory               {:>8.1} MiB",
+        peak_rss_mib()
+    );
+}

@@ -1,0 +1,229 @@
+//! Regenerates `screenshots/*.png` from the real rendered TUI screens.
+//!
+//!   cargo run --example screenshots --features screenshots
+//!
+//! The app is driven with the same keys a reviewer would press, over the demo fixtures and
+//! seeded demo keys; each screen's ratatui buffer is written as SVG (one cell per glyph,
+//! DejaVu Sans Mono) and rasterised to PNG with resvg.
+
+use chrono::{TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::{Color, Modifier};
+use std::sync::Arc;
+use tollgate::audit::canonical::sha256_digest;
+use tollgate::domain::policy::parse_policy;
+use tollgate::identity::Identity;
+use tollgate::store::Store;
+use tollgate::store::local::LocalStore;
+use tollgate::tui::app::{App, Effect, Msg, Signer};
+use tollgate::tui::keymap::Key;
+use tollgate::tui::settings::Settings;
+use tollgate::tui::{Shared, answer, views};
+
+const W: u16 = 120;
+const H: u16 = 40;
+const CELL_W: f32 = 9.0;
+const CELL_H: f32 = 18.0;
+const FONT_SIZE: f32 = 15.0;
+const DEFAULT_FG: &str = "#d8dee9";
+const DEFAULT_BG: &str = "#1d2128";
+
+fn hex(c: Color, default: &str) -> String {
+    match c {
+        Color::Rgb(r, g, b) => format!("#{r:02x}{g:02x}{b:02x}"),
+        Color::Black => "#000000".into(),
+        Color::Red => "#cc3333".into(),
+        Color::Green => "#33aa33".into(),
+        Color::Yellow => "#ccaa00".into(),
+        Color::Blue => "#3366cc".into(),
+        Color::Magenta => "#aa33aa".into(),
+        Color::Cyan => "#33aaaa".into(),
+        Color::Gray => "#aaaaaa".into(),
+        Color::DarkGray => "#666666".into(),
+        Color::White => "#ffffff".into(),
+        _ => default.into(),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The buffer as SVG: a background rectangle and a glyph per cell.
+fn svg(buf: &Buffer) -> String {
+    let (w, h) = (buf.area.width, buf.area.height);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"DejaVu Sans Mono\" font-size=\"{FONT_SIZE}\">\n<rect width=\"100%\" height=\"100%\" fill=\"{DEFAULT_BG}\"/>\n",
+        (w as f32 * CELL_W) as u32 + 16,
+        (h as f32 * CELL_H) as u32 + 16
+    );
+    for y in 0..h {
+        for x in 0..w {
+            let cell = &buf[(x, y)];
+            let mut fg = hex(cell.fg, DEFAULT_FG);
+            let mut bg = hex(cell.bg, DEFAULT_BG);
+            if cell.modifier.contains(Modifier::REVERSED) {
+                std::mem::swap(&mut fg, &mut bg);
+            }
+            let (px, py) = (8.0 + x as f32 * CELL_W, 8.0 + y as f32 * CELL_H);
+            if bg != DEFAULT_BG {
+                out.push_str(&format!(
+                    "<rect x=\"{px}\" y=\"{py}\" width=\"{CELL_W}\" height=\"{CELL_H}\" fill=\"{bg}\"/>\n"
+                ));
+            }
+            let sym = cell.symbol();
+            if sym.trim().is_empty() {
+                continue;
+            }
+            let weight = if cell.modifier.contains(Modifier::BOLD) {
+                " font-weight=\"bold\""
+            } else {
+                ""
+            };
+            let deco = if cell.modifier.contains(Modifier::UNDERLINED) {
+                " text-decoration=\"underline\""
+            } else {
+                ""
+            };
+            let opacity = if cell.modifier.contains(Modifier::DIM) {
+                " opacity=\"0.6\""
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "<text x=\"{px}\" y=\"{}\" fill=\"{fg}\"{weight}{deco}{opacity}>{}</text>\n",
+                py + CELL_H * 0.78,
+                escape(sym)
+            ));
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn png(buf: &Buffer, path: &str) {
+    let mut opt = resvg::usvg::Options::default();
+    opt.fontdb_mut().load_system_fonts();
+    let tree = resvg::usvg::Tree::from_str(&svg(buf), &opt).expect("valid svg");
+    let size = tree.size().to_int_size();
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height()).expect("pixmap");
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.save_png(path).expect("write png");
+    println!("wrote {path}");
+}
+
+struct Scene {
+    app: App,
+    shared: Shared,
+}
+
+impl Scene {
+    fn pump(&mut self, effects: Vec<Effect>) {
+        let now = self.app.now;
+        let mut queue = effects;
+        while let Some(e) = queue.pop() {
+            let me = self.app.me().cloned();
+            if let Some(msg) = answer(&e, &self.shared, me.as_ref(), now) {
+                queue.extend(self.app.update(msg));
+            }
+        }
+    }
+
+    fn key(&mut self, spec: &str) {
+        let k = Key::parse(spec).expect("key");
+        let mods = if matches!(k.code, KeyCode::Char(c) if c.is_ascii_uppercase()) {
+            k.mods | KeyModifiers::SHIFT
+        } else {
+            k.mods
+        };
+        let effects = self.app.update(Msg::Key(KeyEvent::new(k.code, mods)));
+        self.pump(effects);
+    }
+
+    fn text(&mut self, s: &str) {
+        for c in s.chars() {
+            let effects = self.app.update(Msg::Key(KeyEvent::new(
+                KeyCode::Char(c),
+                KeyModifiers::NONE,
+            )));
+            self.pump(effects);
+        }
+    }
+
+    fn shot(&mut self, name: &str) {
+        let mut t = Terminal::new(TestBackend::new(W, H)).expect("terminal");
+        t.draw(|f| views::draw(f, &self.app)).expect("draw");
+        png(t.backend().buffer(), &format!("screenshots/{name}.png"));
+    }
+}
+
+fn main() {
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 25, 10, 0, 0)
+        .single()
+        .expect("time");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::create(&dir.path().join("demo.db")).expect("store");
+    store
+        .submit(&tollgate::demo::submissions(), now)
+        .expect("submit");
+    let text = tollgate::demo::seeded_policy_text();
+    let (policy, _) = parse_policy(&text).expect("policy");
+    let policy = Arc::new(policy);
+    let who = "devi";
+    let identity = Identity {
+        signer: tollgate::demo::seeded_signer(who).expect("key"),
+        principal: policy.principal(who).expect("devi").clone(),
+        key_path: "demo".into(),
+    };
+    let signer = Signer::Principal {
+        principal: identity.principal.clone(),
+        fingerprint: identity.signer.fingerprint().to_string(),
+    };
+    let app = App::new(
+        Settings::default(),
+        policy.clone(),
+        signer,
+        "~/.local/share/tollgate/tollgate.db".into(),
+        now,
+    );
+    let mut scene = Scene {
+        app,
+        shared: Shared {
+            store: Arc::new(store),
+            policy,
+            policy_digest: sha256_digest(text.as_bytes()),
+            identity: Some(Arc::new(identity)),
+        },
+    };
+    std::fs::create_dir_all("screenshots").expect("screenshots dir");
+    scene.app.update(Msg::Resize(W, H));
+    let first = scene.app.load_queue();
+    scene.pump(vec![first]);
+    scene.shot("queue");
+    scene.key("enter");
+    scene.shot("detail");
+    scene.key("a");
+    scene.text("Shifts explained by the new velocity features; fairness gap 1.2pp, within 3pp.");
+    for k in ["tab", "tab", "tab", "space", "down", "space"] {
+        scene.key(k);
+    }
+    scene.shot("decide");
+    scene.key("ctrl-s");
+    scene.shot("confirm");
+    scene.key("esc");
+    scene.key("esc");
+    scene.key("esc");
+    scene.key("?");
+    scene.shot("help");
+}

@@ -1,0 +1,205 @@
+//! End to end on a real terminal: the real binary in tmux, driven with keystrokes the way a
+//! reviewer would, then checked with `tollgate verify` and `tollgate show --json`.
+
+mod common;
+
+use common::Home;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Session {
+    name: String,
+}
+
+impl Session {
+    fn start(home: &Home, args: &str) -> Session {
+        Session::start_with_env(home, &[], args)
+    }
+
+    fn start_with_env(home: &Home, env: &[(&str, &str)], args: &str) -> Session {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("tg-e2e-{}-{n}", std::process::id());
+        let extra: String = env.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        let cmd = format!(
+            "env TOLLGATE_HOME={} TERM=xterm-256color{extra} {} {args}; echo EXIT=$?; sleep 60",
+            home.dir.path().display(),
+            env!("CARGO_BIN_EXE_tollgate")
+        );
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                "120",
+                "-y",
+                "40",
+                &cmd,
+            ])
+            .status()
+            .expect("tmux is installed (.ci/run installs it)")
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Session { name }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-t", &self.name, "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls the screen until `text` appears.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} never appeared; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.name];
+        args.extend_from_slice(keys);
+        assert!(Command::new("tmux").args(&args).status().unwrap().success());
+    }
+
+    fn literal(&self, text: &str) {
+        assert!(
+            Command::new("tmux")
+                .args(["send-keys", "-t", &self.name, "-l", text])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn a_reviewer_filters_opens_and_approves_at_the_keyboard() {
+    let home = Home::new();
+    let s = Session::start(&home, "demo");
+    s.wait_for("CR-1046");
+    s.wait_for(" devi ");
+    s.keys(&["/"]);
+    s.literal("fraud");
+    let screen = s.wait_for("1 of 5 match");
+    assert!(!screen.contains("CR-1043"), "filtered out:\n{screen}");
+    s.keys(&["Enter", "Enter"]);
+    s.wait_for("Sign-offs 0/4");
+    s.keys(&["a"]);
+    s.wait_for("Decide on CR-1042");
+    s.literal("Shifts explained by the new velocity features; fairness gap within 3pp.");
+    s.keys(&["Tab", "Tab", "Tab", "Space", "Down", "Space", "C-s"]);
+    let confirm = s.wait_for("Sign this decision?");
+    assert!(confirm.contains("privacy, rollback"), "{confirm}");
+    s.keys(&["y"]);
+    s.wait_for("signed: approve CR-1042 as risk-reviewer");
+    s.wait_for("Sign-offs 1/4");
+    s.keys(&["q", "q"]);
+    let end = s.wait_for("EXIT=");
+    assert!(end.contains("EXIT=0"), "{end}");
+    // The terminal was restored: the shell's output is on the normal screen.
+    assert!(
+        !end.contains("Sign-offs"),
+        "alternate screen left behind:\n{end}"
+    );
+
+    assert_eq!(home.verified_entries(), 6);
+    let shown = home.run(&["show", "CR-1042", "--json"]).ok().json();
+    let d = &shown["decisions"][0];
+    assert_eq!(d["principal"], "devi");
+    assert_eq!(d["role"], "risk-reviewer");
+    assert_eq!(d["verdict"], "approve");
+    assert_eq!(
+        d["rationale"],
+        "Shifts explained by the new velocity features; fairness gap within 3pp."
+    );
+    assert_eq!(shown["signoffs"]["obtained"], 1);
+}
+
+#[test]
+fn ctrl_c_restores_the_terminal() {
+    let home = Home::new();
+    home.run(&["demo"]).ok();
+    let s = Session::start(&home, "--as kai");
+    s.wait_for("CR-1042");
+    s.keys(&["C-c"]);
+    let end = s.wait_for("EXIT=");
+    assert!(end.contains("EXIT=0"), "{end}");
+    assert!(!end.contains("Pending"), "{end}");
+}
+
+#[test]
+fn the_rationale_can_be_written_in_the_editor_from_the_form() {
+    let home = Home::new();
+    let editor = home.path("ed.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf 'Written in the editor: p99 over SLO.\\n' > \"$1\"\n",
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&editor).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&editor, perms).unwrap();
+    home.run(&["demo"]).ok();
+    let s = Session::start_with_env(&home, &[("EDITOR", editor.to_str().unwrap())], "--as marco");
+    s.wait_for("CR-1046");
+    s.keys(&["5", "G", "Enter"]);
+    s.wait_for("Deploy recommender v8");
+    s.keys(&["x"]);
+    s.wait_for("Decide on CR-1046");
+    s.keys(&["C-e"]);
+    s.wait_for("Written in the editor: p99 over SLO.");
+    s.keys(&["C-s"]);
+    s.wait_for("Sign this decision?");
+    s.keys(&["y"]);
+    s.wait_for("signed: reject CR-1046");
+    let shown = home.run(&["show", "CR-1046", "--json"]).ok().json();
+    assert_eq!(
+        shown["decisions"][0]["rationale"],
+        "Written in the editor: p99 over SLO."
+    );
+    assert_eq!(shown["status"], "rejected");
+}
+
+#[test]
+fn a_broken_config_is_reported_with_file_and_key_before_the_screen_opens() {
+    let home = Home::new();
+    home.run(&["demo"]).ok();
+    std::fs::write(
+        home.path("config.toml"),
+        "theme = \"solarised\"\nkeys = \"emacs\"\n",
+    )
+    .unwrap();
+    let s = Session::start(&home, "--as devi");
+    let end = s.wait_for("EXIT=");
+    assert!(end.contains("EXIT=1"), "{end}");
+    assert!(
+        end.contains("config.toml: keys: expected one of default, vim"),
+        "{end}"
+    );
+    assert!(
+        end.contains("config.toml: theme: unknown theme \"solarised\""),
+        "{end}"
+    );
+}
