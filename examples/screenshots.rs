@@ -21,7 +21,7 @@ use tollgate::store::local::LocalStore;
 use tollgate::tui::app::{App, Effect, Msg, Signer};
 use tollgate::tui::keymap::Key;
 use tollgate::tui::settings::Settings;
-use tollgate::tui::{Shared, answer, views};
+use tollgate::tui::{Shared, settle, views};
 
 const W: u16 = 120;
 const H: u16 = 40;
@@ -130,13 +130,7 @@ struct Scene {
 impl Scene {
     fn pump(&mut self, effects: Vec<Effect>) {
         let now = self.app.now;
-        let mut queue = effects;
-        while let Some(e) = queue.pop() {
-            let me = self.app.me().cloned();
-            if let Some(msg) = answer(&e, &self.shared, me.as_ref(), now) {
-                queue.extend(self.app.update(msg));
-            }
-        }
+        settle(&mut self.app, &self.shared, effects, now);
     }
 
     fn key(&mut self, spec: &str) {

@@ -34,12 +34,7 @@ pub struct DecisionRequest {
 /// prefer roles the CR needs and fall back to any role held.
 pub fn eligible_roles(who: &Principal, verdict: Verdict, eval: &Evaluation) -> Vec<String> {
     let open = eval.signoffs.missing_roles();
-    let required: Vec<&str> = eval
-        .signoffs
-        .slots
-        .iter()
-        .map(|s| s.role.as_str())
-        .collect();
+    let required: Vec<&str> = eval.signoffs.required_roles();
     let held = &who.roles;
     let mut eligible: Vec<String> = match verdict {
         Verdict::Approve => held

@@ -18,7 +18,7 @@ use tollgate::store::{Store, Submission};
 use tollgate::tui::app::{App, Effect, Msg, Screen, Signer, View};
 use tollgate::tui::keymap::Key;
 use tollgate::tui::settings::Settings;
-use tollgate::tui::{Shared, answer, views};
+use tollgate::tui::{Shared, answer, settle, views};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()
@@ -92,13 +92,7 @@ impl Rig {
 
     /// Performs effects the way the runtime does, synchronously.
     fn pump(&mut self, effects: Vec<Effect>) {
-        let mut queue = effects;
-        while let Some(e) = queue.pop() {
-            let me = self.app.me().cloned();
-            if let Some(msg) = answer(&e, &self.shared, me.as_ref(), now()) {
-                queue.extend(self.app.update(msg));
-            }
-        }
+        settle(&mut self.app, &self.shared, effects, now());
     }
 
     fn key(&mut self, spec: &str) {

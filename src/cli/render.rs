@@ -5,24 +5,13 @@ use crate::domain::change_request::Direction;
 use crate::domain::checklist::{CheckCounts, ItemState};
 use crate::domain::risk::{RiskAssessment, relative_shift_pct};
 use crate::domain::status::Evaluation;
-use crate::domain::text::{sanitize, truncate};
+use crate::domain::text::{compact_age as age, sanitize, truncate};
 use crate::store::{RevisionInfo, StoredCr, StoredRevision};
 use chrono::{DateTime, Utc};
 use std::fmt::Write;
 
 fn clean(s: &str) -> String {
     sanitize(s)
-}
-
-/// A compact age: `45m`, `7h`, `3d`, `5w`.
-pub fn age(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let minutes = (now - since).num_minutes().max(0);
-    match minutes {
-        m if m < 60 => format!("{m}m"),
-        m if m < 48 * 60 => format!("{}h", m / 60),
-        m if m < 14 * 24 * 60 => format!("{}d", m / (24 * 60)),
-        m => format!("{}w", m / (7 * 24 * 60)),
-    }
 }
 
 /// `high` or `high (declared medium)` when the two differ.
@@ -384,17 +373,6 @@ fn round_delta(d: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn ages_are_compact() {
-        let t = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
-        assert_eq!(age(t, t + chrono::Duration::minutes(5)), "5m");
-        assert_eq!(age(t, t + chrono::Duration::hours(30)), "30h");
-        assert_eq!(age(t, t + chrono::Duration::days(5)), "5d");
-        assert_eq!(age(t, t + chrono::Duration::days(30)), "4w");
-        assert_eq!(age(t, t - chrono::Duration::days(1)), "0m");
-    }
 
     #[test]
     fn check_summary_leaves_out_zeros() {

@@ -128,12 +128,7 @@ pub fn check_decision(
         // Rejecting or asking for changes is always allowed.
         return Ok(());
     }
-    let required: Vec<&str> = eval
-        .signoffs
-        .slots
-        .iter()
-        .map(|s| s.role.as_str())
-        .collect();
+    let required: Vec<&str> = eval.signoffs.required_roles();
     if !required.contains(&p.role) {
         return refuse(
             "role-not-required",

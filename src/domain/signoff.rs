@@ -40,6 +40,11 @@ impl SignoffProgress {
         self.obtained() == self.required()
     }
 
+    /// Every required role, in policy order (a role listed twice appears twice).
+    pub fn required_roles(&self) -> Vec<&str> {
+        self.slots.iter().map(|s| s.role.as_str()).collect()
+    }
+
     /// Roles still waiting for someone.
     pub fn missing_roles(&self) -> Vec<&str> {
         self.slots

@@ -101,9 +101,34 @@ pub fn truncate(s: &str, max: usize) -> String {
     out
 }
 
+/// A compact age for tables: `45m`, `7h`, `3d`, `5w` (never negative).
+pub fn compact_age(
+    since: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let minutes = (now - since).num_minutes().max(0);
+    match minutes {
+        m if m < 60 => format!("{m}m"),
+        m if m < 48 * 60 => format!("{}h", m / 60),
+        m if m < 14 * 24 * 60 => format!("{}d", m / (24 * 60)),
+        m => format!("{}w", m / (7 * 24 * 60)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn ages_are_compact() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+        assert_eq!(compact_age(t, t + chrono::Duration::minutes(5)), "5m");
+        assert_eq!(compact_age(t, t + chrono::Duration::hours(30)), "30h");
+        assert_eq!(compact_age(t, t + chrono::Duration::days(5)), "5d");
+        assert_eq!(compact_age(t, t + chrono::Duration::days(30)), "4w");
+        assert_eq!(compact_age(t, t - chrono::Duration::days(1)), "0m");
+    }
 
     #[test]
     fn escape_sequences_never_survive() {

@@ -103,6 +103,19 @@ pub fn answer(
     }
 }
 
+/// Performs store effects synchronously until none are left, feeding each reply back into
+/// the app: the runtime's work without the threads, for scripted sessions (tests,
+/// screenshots, benchmarks).
+pub fn settle(app: &mut App, shared: &Shared, effects: Vec<Effect>, now: chrono::DateTime<Utc>) {
+    let mut pending = effects;
+    while let Some(effect) = pending.pop() {
+        let me = app.me().cloned();
+        if let Some(msg) = answer(&effect, shared, me.as_ref(), now) {
+            pending.extend(app.update(msg));
+        }
+    }
+}
+
 /// `~/x` for paths under the home directory, for the status bar.
 fn short_path(p: &std::path::Path) -> String {
     let s = p.display().to_string();

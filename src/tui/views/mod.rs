@@ -9,22 +9,12 @@ pub mod queue;
 use crate::domain::status::{Evaluation, Status};
 use crate::tui::app::{App, Overlay, Screen};
 use crate::tui::theme::Theme;
-use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Span;
 use ratatui::widgets::Block;
 
-/// Compact age: `45m`, `7h`, `3d`, `5w`.
-pub fn age(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let minutes = (now - since).num_minutes().max(0);
-    match minutes {
-        m if m < 60 => format!("{m}m"),
-        m if m < 48 * 60 => format!("{}h", m / 60),
-        m if m < 14 * 24 * 60 => format!("{}d", m / (24 * 60)),
-        m => format!("{}w", m / (7 * 24 * 60)),
-    }
-}
+pub use crate::domain::text::compact_age as age;
 
 /// A status word coloured by what it means, with the blocking condition.
 pub fn status_line<'a>(e: &Evaluation, theme: &Theme) -> Span<'a> {
