@@ -111,8 +111,9 @@ fn main() {
     let load = app.load_queue();
     terminal.draw(|f| views::draw(f, &app)).expect("draw");
     let first_frame = started.elapsed();
-    let reply = answer(&load, &shared, Some(&who), now).expect("reply");
-    app.update(reply);
+    for reply in answer(&load, &shared, Some(&who), now) {
+        app.update(reply);
+    }
     terminal.draw(|f| views::draw(f, &app)).expect("draw");
     let queue_frame = started.elapsed();
     println!(

@@ -161,23 +161,20 @@ impl Scene {
     }
 }
 
-fn main() {
-    let now = Utc
-        .with_ymd_and_hms(2026, 11, 25, 10, 0, 0)
-        .single()
-        .expect("time");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = LocalStore::create(&dir.path().join("demo.db")).expect("store");
+fn build_scene(who: &str, now: chrono::DateTime<Utc>, dir: &std::path::Path) -> Scene {
+    let store = LocalStore::create(&dir.join(format!("{who}.db"))).expect("store");
     store
         .submit(&tollgate::demo::submissions(), now)
         .expect("submit");
-    let text = tollgate::demo::seeded_policy_text();
+    let text = format!(
+        "{}\n[[emergency.rollback]]\nsubject = \"recommender\"\ncommand = [\"helm\", \"rollback\", \"{{subject}}\", \"{{to_version}}\"]\ntimeout_seconds = 120\n",
+        tollgate::demo::seeded_policy_text()
+    );
     let (policy, _) = parse_policy(&text).expect("policy");
     let policy = Arc::new(policy);
-    let who = "devi";
     let identity = Identity {
         signer: tollgate::demo::seeded_signer(who).expect("key"),
-        principal: policy.principal(who).expect("devi").clone(),
+        principal: policy.principal(who).expect("principal").clone(),
         key_path: "demo".into(),
     };
     let signer = Signer::Principal {
@@ -200,10 +197,21 @@ fn main() {
             identity: Some(Arc::new(identity)),
         },
     };
-    std::fs::create_dir_all("screenshots").expect("screenshots dir");
     scene.app.update(Msg::Resize(W, H));
     let first = scene.app.load_queue();
     scene.pump(vec![first]);
+    scene
+}
+
+fn main() {
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 25, 10, 0, 0)
+        .single()
+        .expect("time");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all("screenshots").expect("screenshots dir");
+
+    let mut scene = build_scene("devi", now, dir.path());
     scene.shot("queue");
     scene.key("enter");
     scene.shot("detail");
@@ -215,9 +223,17 @@ fn main() {
     scene.shot("decide");
     scene.key("ctrl-s");
     scene.shot("confirm");
-    scene.key("esc");
-    scene.key("esc");
-    scene.key("esc");
-    scene.key("?");
+    for k in ["esc", "esc", "esc", "?"] {
+        scene.key(k);
+    }
     scene.shot("help");
+
+    let mut oncall = build_scene("lena", now, dir.path());
+    oncall.key("!");
+    oncall.key("enter");
+    oncall.text("INC-2291");
+    oncall.key("tab");
+    oncall.text("conversion -10% since recommender v8 reached 25% of traffic");
+    oncall.key("enter");
+    oncall.shot("emergency");
 }

@@ -28,6 +28,21 @@ pub struct Paths {
 )]
 pub struct NoDataDir;
 
+/// The current time, or `TOLLGATE_NOW` (RFC 3339) when set: for incident drills and
+/// tests that need to see a deadline pass. Invalid values are reported, not ignored.
+pub fn now() -> Result<chrono::DateTime<chrono::Utc>, String> {
+    match std::env::var("TOLLGATE_NOW") {
+        Ok(v) if !v.is_empty() => chrono::DateTime::parse_from_rfc3339(&v)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| {
+                format!(
+                    "TOLLGATE_NOW={v:?} is not an RFC 3339 time such as 2026-11-27T12:00:00Z ({e})"
+                )
+            }),
+        _ => Ok(chrono::Utc::now()),
+    }
+}
+
 /// The policy file that belongs to the store at `store`.
 pub fn policy_beside(store: &Path) -> PathBuf {
     let stem = store

@@ -326,3 +326,60 @@ fn verify_reapplies_the_policy_to_correctly_signed_decisions() {
     let list = home.run(&["list", "--json"]).ok().json();
     assert_eq!(list[0]["signoffs"]["obtained"], 0);
 }
+
+#[test]
+fn verify_catches_an_emergency_bypass_signed_by_someone_off_the_roster() {
+    use tollgate::audit::emergency::{AuthorisationRecord, ExceptionTerms};
+    use tollgate::audit::keys::Signer;
+    use tollgate::audit::log::EntryKind;
+    use tollgate::store::NewEntry;
+    let home = Home::demo();
+    let store = LocalStore::open(&home.store()).unwrap();
+    let signer =
+        Signer::load(&home.path("tollgate.demo-keys/devi"), || Err("none".into())).unwrap();
+    store
+        .append_emergency(&mut |head, _| {
+            let record = AuthorisationRecord {
+                kind: "emergency-authorised".into(),
+                format: 1,
+                seq: head.seq + 1,
+                prev: head.hash.clone(),
+                incident: "INC-9".into(),
+                subject: "recommender".into(),
+                environment: "prod".into(),
+                from_version: "8".into(),
+                to_version: "7".into(),
+                reason: "self-authorised".into(),
+                exception: ExceptionTerms {
+                    id: None,
+                    opened_at: "2026-11-25T10:00:00.000000Z".into(),
+                    expires_at: "2026-11-25T14:00:00.000000Z".into(),
+                    review_due: "2026-11-27T10:00:00.000000Z".into(),
+                },
+                linked: None,
+                principal: "devi".into(),
+                key_fingerprint: signer.fingerprint().into(),
+                policy_digest: "sha256:x".into(),
+                at: "2026-11-25T10:00:00.000000Z".into(),
+            };
+            let body = record.body();
+            Ok((
+                EntryKind::EmergencyAuthorised,
+                NewEntry {
+                    signature: signer.sign(body.as_bytes()).unwrap(),
+                    body,
+                    principal: "devi".into(),
+                },
+            ))
+        })
+        .unwrap();
+    let run = home.run(&["verify"]);
+    assert_refusal(
+        &run,
+        &[
+            "FAILED at entry 6 (emergency-authorised)",
+            "policy-violation",
+            "not on the on-call roster",
+        ],
+    );
+}

@@ -41,6 +41,10 @@ impl Rig {
     }
 
     fn with_extra(who: Option<&str>, extra: &[serde_json::Value]) -> Rig {
+        Rig::build(who, extra, "")
+    }
+
+    fn build(who: Option<&str>, extra: &[serde_json::Value], policy_extra: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::create(&dir.path().join("t.db")).unwrap();
         let mut batch = tollgate::demo::submissions();
@@ -49,7 +53,7 @@ impl Rig {
             batch.push(Submission { cr, document });
         }
         store.submit(&batch, now()).unwrap();
-        let text = tollgate::demo::seeded_policy_text();
+        let text = format!("{}{policy_extra}", tollgate::demo::seeded_policy_text());
         let (policy, _) = parse_policy(&text).unwrap();
         let policy = Arc::new(policy);
         let identity = who.map(|w| {
@@ -291,12 +295,12 @@ fn replies_to_superseded_requests_are_dropped() {
     let old = rig.app.load_queue();
     let new = rig.app.load_queue();
     let me = rig.app.me().cloned();
-    let old_reply = answer(&old, &rig.shared, me.as_ref(), now()).unwrap();
+    let old_reply = answer(&old, &rig.shared, me.as_ref(), now()).remove(0);
     // The old reply carries a different (empty) result: it must not replace the rows.
     let Msg::Queue(id, _) = old_reply else {
         panic!()
     };
-    rig.app.update(Msg::Queue(id, Ok(vec![])));
+    rig.app.update(Msg::Queue(id, Ok(Default::default())));
     assert_eq!(rig.app.rows.len(), 5, "a stale reply was applied");
     rig.pump(vec![new]);
     assert_eq!(rig.app.loading, 0);
@@ -381,4 +385,103 @@ fn no_color_draws_without_colours() {
             .iter()
             .any(|c| c.modifier.contains(ratatui::style::Modifier::REVERSED))
     );
+}
+
+/// A rollback command that prints two lines and succeeds (no temp paths: stable snapshots).
+const ROLLBACK_POLICY: &str = "\n[[emergency.rollback]]\ncommand = [\"sh\", \"-c\", \"echo rolling $0 back to $1; echo done\", \"{subject}\", \"{to_version}\"]\ntimeout_seconds = 20\n";
+
+/// The screen with the measured command duration masked (it varies run to run).
+fn masked(screen: String) -> String {
+    match screen.find("command ok in ") {
+        Some(i) => {
+            let start = i + "command ok in ".len();
+            let end = start + screen[start..].find(" s").unwrap_or(0);
+            format!("{}<t>{}", &screen[..start], &screen[end..])
+        }
+        None => screen,
+    }
+}
+
+#[test]
+fn emergency_rollback_from_any_screen_runs_the_command_and_records_it() {
+    let mut rig = Rig::build(Some("lena"), &[], ROLLBACK_POLICY);
+    rig.keys(&["enter", "!"]);
+    assert_eq!(
+        rig.app.screen,
+        Screen::Emergency,
+        "! works from the detail screen"
+    );
+    insta::assert_snapshot!("emergency_pick", rig.render(120, 40).backend());
+    rig.key("enter"); // recommender@prod is the most recent change
+    rig.type_text("INC-2291");
+    rig.key("tab");
+    rig.type_text("conversion -10% since v8 reached 25% of traffic");
+    insta::assert_snapshot!("emergency_details", rig.render(120, 40).backend());
+    rig.key("enter");
+    let screen = rig.screen_text(120, 40);
+    assert!(
+        screen.contains("lena authorises rolling back recommender@prod from 8 to 7 for INC-2291"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("emergency_confirm", rig.render(120, 40).backend());
+    rig.key("y");
+    let screen = rig.screen_text(120, 40);
+    assert!(
+        screen.contains("│ rolling recommender back to 7"),
+        "{screen}"
+    );
+    assert!(screen.contains("rollback finished: exit 0"), "{screen}");
+    let entries = rig.shared.store.emergency_entries().unwrap();
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["emergency-authorised", "rollback-executed"]);
+    assert!(
+        tollgate::store::verify_log(rig.shared.store.as_ref(), &rig.shared.policy, None)
+            .unwrap()
+            .ok()
+    );
+    rig.key("enter");
+    rig.key("E");
+    let screen = rig.screen_text(120, 40);
+    assert!(
+        screen.contains("INC-2291") && screen.contains("ACTIVE"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("exceptions", masked(rig.screen_text(120, 40)));
+}
+
+#[test]
+fn emergency_is_refused_for_anyone_off_the_roster_and_says_who_is_on_call() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.key("!");
+    let screen = rig.screen_text(120, 40);
+    assert!(
+        screen.contains("You cannot authorise an emergency rollback"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Marco Rossi (marco)") && screen.contains("Vogel (lena)"),
+        "{screen}"
+    );
+    rig.keys(&["enter", "y"]);
+    assert!(rig.shared.store.emergency_entries().unwrap().is_empty());
+    rig.key("esc");
+    assert_eq!(rig.app.screen, Screen::Queue);
+}
+
+#[test]
+fn an_overdue_review_shows_on_every_screen() {
+    let mut rig = Rig::new(Some("lena"));
+    rig.keys(&["!", "enter"]);
+    rig.type_text("INC-7");
+    rig.key("tab");
+    rig.type_text("latency spike");
+    rig.keys(&["enter", "y", "enter"]);
+    assert_eq!(rig.app.exceptions.len(), 1);
+    // 49 hours later the review is overdue.
+    rig.app.now = now() + chrono::Duration::hours(49);
+    for keys in [&[][..], &["enter"][..], &["esc", "E"][..]] {
+        rig.keys(keys);
+        let screen = rig.screen_text(120, 40);
+        assert!(screen.contains("⚠ REVIEW OVERDUE: INC-7"), "{screen}");
+    }
 }

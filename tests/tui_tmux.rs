@@ -203,3 +203,62 @@ fn a_broken_config_is_reported_with_file_and_key_before_the_screen_opens() {
         "{end}"
     );
 }
+
+#[test]
+fn on_call_rolls_back_from_the_keyboard_in_seconds() {
+    let home = Home::new();
+    home.run(&["demo"]).ok();
+    let script = home.path("rollback.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"helm rollback $1 to $2\"\necho 'rollback complete'\n",
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    let policy = home.path("tollgate.policy.toml");
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str(&format!(
+        "\n[[emergency.rollback]]\ncommand = [\"{}\", \"{{subject}}\", \"{{to_version}}\"]\ntimeout_seconds = 60\n",
+        script.display()
+    ));
+    std::fs::write(&policy, text).unwrap();
+
+    let s = Session::start(&home, "--as lena");
+    s.wait_for("CR-1046");
+    let incident = "INC-2291";
+    let reason = "conversion -10% since v8 at 25%";
+    let started = Instant::now();
+    s.keys(&["!"]);
+    s.wait_for("Which model or deployment?");
+    s.keys(&["Enter"]);
+    s.literal(incident);
+    s.keys(&["Tab"]);
+    s.literal(reason);
+    s.keys(&["Enter"]);
+    s.wait_for("This will be signed and recorded");
+    s.keys(&["y"]);
+    s.wait_for("authorised and signed");
+    let authorised = started.elapsed();
+    let done = s.wait_for("rollback finished: exit 0");
+    let finished = started.elapsed();
+    assert!(done.contains("│ helm rollback recommender to 7"), "{done}");
+    let keystrokes = 1 + 1 + incident.len() + 1 + reason.len() + 1 + 1;
+    println!(
+        "emergency rollback: {keystrokes} keystrokes ({} of them typing the incident id and reason), \
+         {:.2} s from `!` to the recorded authorisation, {:.2} s to the recorded rollback outcome \
+         (tmux round trips included)",
+        incident.len() + reason.len(),
+        authorised.as_secs_f64(),
+        finished.as_secs_f64()
+    );
+    s.keys(&["Enter", "q"]);
+    s.wait_for("EXIT=0");
+    let ex: serde_json::Value =
+        serde_json::from_str(&home.run(&["exceptions", "--json"]).ok().stdout).unwrap();
+    assert_eq!(ex[0]["incident"], incident);
+    assert_eq!(ex[0]["reason"], reason);
+    assert_eq!(ex[0]["rollbacks"][0]["outcome"]["exit_status"], 0);
+    assert_eq!(home.verified_entries(), 7);
+}

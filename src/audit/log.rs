@@ -29,6 +29,12 @@ pub enum EntryKind {
     CrRevised,
     /// A signed reviewer decision.
     Decision,
+    /// An on-call approver's signed emergency bypass (opens or extends an exception).
+    EmergencyAuthorised,
+    /// The signed outcome of running the rollback command.
+    RollbackExecuted,
+    /// A lead's signed post-incident review (closes the exception).
+    PostIncidentReview,
 }
 
 impl EntryKind {
@@ -38,8 +44,23 @@ impl EntryKind {
             EntryKind::CrSubmitted => "cr-submitted",
             EntryKind::CrRevised => "cr-revised",
             EntryKind::Decision => "decision",
+            EntryKind::EmergencyAuthorised => "emergency-authorised",
+            EntryKind::RollbackExecuted => "rollback-executed",
+            EntryKind::PostIncidentReview => "post-incident-review",
         }
     }
+
+    /// Whether entries of this kind carry a signature.
+    pub fn is_signed(self) -> bool {
+        !matches!(self, EntryKind::CrSubmitted | EntryKind::CrRevised)
+    }
+
+    /// The emergency kinds, which together make up the exception records.
+    pub const EMERGENCY: [EntryKind; 3] = [
+        EntryKind::EmergencyAuthorised,
+        EntryKind::RollbackExecuted,
+        EntryKind::PostIncidentReview,
+    ];
 
     /// Parses a stored kind.
     pub fn parse(s: &str) -> Option<EntryKind> {
@@ -47,6 +68,9 @@ impl EntryKind {
             EntryKind::CrSubmitted,
             EntryKind::CrRevised,
             EntryKind::Decision,
+            EntryKind::EmergencyAuthorised,
+            EntryKind::RollbackExecuted,
+            EntryKind::PostIncidentReview,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -398,8 +422,8 @@ impl<'a> Verifier<'a> {
             );
         }
         match EntryKind::parse(&e.kind) {
-            Some(EntryKind::Decision) => {
-                if let Err((problem, detail)) = self.check_decision(e, signature) {
+            Some(kind) if kind.is_signed() => {
+                if let Err((problem, detail)) = self.check_signed(kind, e, signature) {
                     return self.fail(e, problem, detail);
                 }
             }
@@ -414,28 +438,40 @@ impl<'a> Verifier<'a> {
         };
     }
 
-    fn check_decision(
+    /// Checks a signed entry: the signer is a principal, the signature is theirs over the
+    /// exact body, the body names the key used, and the policy allowed them to sign it.
+    fn check_signed(
         &mut self,
+        kind: EntryKind,
         e: &LogEntry,
         signature: Option<SignatureCheck>,
     ) -> Result<(), (&'static str, String)> {
-        let record = DecisionRecord::parse(&e.body).map_err(|d| ("malformed", d))?;
-        if e.principal.as_deref() != Some(record.principal.as_str()) {
+        let body: Value =
+            serde_json::from_str(&e.body).map_err(|err| ("malformed", err.to_string()))?;
+        let field = |name: &str| body[name].as_str().map(str::to_string);
+        let (Some(who), Some(key_fingerprint)) = (field("principal"), field("key_fingerprint"))
+        else {
+            return Err((
+                "malformed",
+                "a signed entry must name its principal and key".into(),
+            ));
+        };
+        if e.principal.as_deref() != Some(who.as_str()) {
             return Err((
                 "altered",
                 "stored principal differs from the signed content".into(),
             ));
         }
         if e.signature.is_none() {
-            return Err(("unsigned", "a decision without a signature".into()));
+            return Err((
+                "unsigned",
+                format!("a {} entry without a signature", kind.as_str()),
+            ));
         }
-        let principal = self.policy.principal(&record.principal).ok_or_else(|| {
+        let principal = self.policy.principal(&who).ok_or_else(|| {
             (
                 "unknown-key",
-                format!(
-                    "signed by {}, who is not a principal in the policy",
-                    record.principal
-                ),
+                format!("signed by {who}, who is not a principal in the policy"),
             )
         })?;
         let checked = match signature {
@@ -447,34 +483,46 @@ impl<'a> Verifier<'a> {
             _ => ("bad-signature", err.to_string()),
         })?;
         self.signatures += 1;
-        if fingerprint != record.key_fingerprint {
+        if fingerprint != key_fingerprint {
             return Err((
                 "bad-signature",
-                format!(
-                    "record names key {} but was signed by {fingerprint}",
-                    record.key_fingerprint
-                ),
+                format!("record names key {key_fingerprint} but was signed by {fingerprint}"),
             ));
         }
-        if !principal.has_role(&record.role) {
-            return Err((
-                "policy-violation",
-                format!(
-                    "{} signed as {} but does not hold that role",
-                    record.principal, record.role
-                ),
-            ));
-        }
-        if (self.requesters)(&record.cr_id, &record.cr_digest).as_deref()
-            == Some(record.principal.as_str())
-        {
-            return Err((
-                "policy-violation",
-                format!(
-                    "{} decided on their own change request {}",
-                    record.principal, record.cr_id
-                ),
-            ));
+        let violation = |detail: String| Err(("policy-violation", detail));
+        match kind {
+            EntryKind::Decision => {
+                let record = DecisionRecord::parse(&e.body).map_err(|d| ("malformed", d))?;
+                if !principal.has_role(&record.role) {
+                    return violation(format!(
+                        "{who} signed as {} but does not hold that role",
+                        record.role
+                    ));
+                }
+                if (self.requesters)(&record.cr_id, &record.cr_digest).as_deref()
+                    == Some(who.as_str())
+                {
+                    return violation(format!(
+                        "{who} decided on their own change request {}",
+                        record.cr_id
+                    ));
+                }
+            }
+            EntryKind::EmergencyAuthorised | EntryKind::RollbackExecuted => {
+                if crate::domain::emergency::check_on_call(self.policy, principal).is_err() {
+                    return violation(format!(
+                        "{who} authorised an emergency but is not on the on-call roster"
+                    ));
+                }
+            }
+            EntryKind::PostIncidentReview => {
+                if crate::domain::emergency::check_reviewer(self.policy, principal).is_err() {
+                    return violation(format!(
+                        "{who} signed a post-incident review without a review role"
+                    ));
+                }
+            }
+            EntryKind::CrSubmitted | EntryKind::CrRevised => {}
         }
         Ok(())
     }

@@ -151,6 +151,67 @@ pub enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Log(LogCommand),
+
+    /// Emergency: authorise a rollback without normal review (on-call roster only), then
+    /// run the policy's rollback command for the subject, if it names one.
+    ///
+    /// Opens an exception (expires after the policy's lifetime; a post-incident review is
+    /// due within its deadline). A second rollback on the same incident while the exception
+    /// is open is linked to it; an expired exception is never reused.
+    #[command(
+        after_help = "Example:\n  tollgate rollback recommender --env prod --to 7 --incident INC-2291 \\\n    --reason \"conversion -10% since v8 reached 25% of traffic\""
+    )]
+    Rollback(RollbackArgs),
+
+    /// List emergency exceptions with their deadlines (overdue reviews first).
+    Exceptions {
+        /// Include closed exceptions.
+        #[arg(long)]
+        all: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Record the post-incident review that closes an incident's exceptions (leads only).
+    Review {
+        /// The incident id, e.g. INC-2291.
+        incident: String,
+        /// What caused the incident.
+        #[arg(long)]
+        root_cause: String,
+        /// Follow-up actions, with owners.
+        #[arg(long)]
+        follow_ups: String,
+        /// Policy changes decided ("none" if none).
+        #[arg(long, default_value = "none")]
+        policy_changes: String,
+    },
+}
+
+/// Arguments of `rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The model / dataset / deployment name, as in its change requests.
+    pub subject: String,
+    /// The environment.
+    #[arg(long = "env", value_name = "dev|staging|prod")]
+    pub environment: String,
+    /// Version to roll back to [default: the version the latest change replaced].
+    #[arg(long = "to", value_name = "VERSION")]
+    pub to_version: Option<String>,
+    /// Version being rolled back [default: the version the latest change brought].
+    #[arg(long = "from", value_name = "VERSION")]
+    pub from_version: Option<String>,
+    /// Incident ticket id.
+    #[arg(long)]
+    pub incident: String,
+    /// One-line reason: what is hurting users.
+    #[arg(long)]
+    pub reason: String,
+    /// Record the authorisation only; do not run the policy's rollback command.
+    #[arg(long)]
+    pub no_run: bool,
 }
 
 /// Arguments shared by approve, reject and request-changes.

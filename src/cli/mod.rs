@@ -3,6 +3,7 @@
 pub mod args;
 mod audit_cmds;
 mod decide;
+mod emergency;
 mod render;
 mod views;
 
@@ -76,7 +77,7 @@ impl From<config::NoDataDir> for CliError {
 
 /// Runs one invocation, writing results to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
-    let now = Utc::now();
+    let now = config::now().map_err(CliError::refused)?;
     let keys = KeyChoice {
         key: cli.key.clone(),
         as_principal: cli.as_principal.clone(),
@@ -89,6 +90,24 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             decide::run(&paths()?, &keys, Verdict::RequestChanges, &a, out)
         }
         Some(Command::Keygen { output, comment }) => audit_cmds::keygen(output, &comment, out),
+        Some(Command::Rollback(a)) => emergency::rollback(&paths()?, &keys, &a, now, out),
+        Some(Command::Exceptions { all, json }) => {
+            emergency::list_exceptions(&paths()?, all, json, now, out)
+        }
+        Some(Command::Review {
+            incident,
+            root_cause,
+            follow_ups,
+            policy_changes,
+        }) => {
+            let req = crate::workflow::ReviewRequest {
+                incident,
+                root_cause,
+                follow_ups,
+                policy_changes,
+            };
+            emergency::review(&paths()?, &keys, &req, now, out)
+        }
         Some(Command::Whoami) => audit_cmds::whoami(&paths()?, &keys, out),
         Some(Command::Verify { expect_head, json }) => {
             audit_cmds::verify(&paths()?, expect_head.as_deref(), json, out)
@@ -442,12 +461,19 @@ fn list(
                 && args.risk.is_none_or(|r| e.risk.effective == r)
         })
         .collect();
+    let banner = emergency::overdue_banner(&store, now)?;
     if args.json {
+        if let Some(b) = &banner {
+            eprintln!("{b}");
+        }
         let entries: Vec<views::QueueEntry> = rows
             .iter()
             .map(|(cr, e)| views::QueueEntry::new(cr, e))
             .collect();
         return write_out(out, &to_json(&entries)?);
+    }
+    if let Some(b) = banner {
+        write_out(out, &format!("{b}\n\n"))?;
     }
     if rows.is_empty() {
         return write_out(out, "no change requests match\n");

@@ -6,6 +6,7 @@
 pub mod change_request;
 pub mod checklist;
 pub mod decision;
+pub mod emergency;
 pub mod policy;
 pub mod reader;
 pub mod risk;

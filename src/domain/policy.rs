@@ -113,6 +113,50 @@ pub struct EmergencyPolicy {
     pub post_review_roles: Vec<String>,
     /// The playbook's target for an authorised rollback, in minutes.
     pub rollback_target_minutes: i64,
+    /// Commands that perform a rollback, by subject and environment.
+    pub rollback: Vec<RollbackCommand>,
+}
+
+/// A command tollgate runs once an emergency rollback is authorised.
+///
+/// The command is an argument vector, never a shell string, so a subject or version
+/// taken from a change request cannot inject shell syntax. Placeholders in any argument:
+/// `{subject}`, `{environment}`, `{from_version}`, `{to_version}`, `{incident}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RollbackCommand {
+    /// Subject it applies to; `None` for any.
+    pub subject: Option<String>,
+    /// Environment it applies to; `None` for any.
+    pub environment: Option<String>,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Killed after this many seconds.
+    pub timeout_seconds: i64,
+}
+
+/// Placeholders a rollback command may use.
+pub const ROLLBACK_PLACEHOLDERS: [&str; 5] = [
+    "subject",
+    "environment",
+    "from_version",
+    "to_version",
+    "incident",
+];
+
+impl RollbackCommand {
+    /// The argument vector with placeholders filled in.
+    pub fn render(&self, values: &[(&str, &str)]) -> Vec<String> {
+        self.command
+            .iter()
+            .map(|arg| {
+                let mut out = arg.clone();
+                for (k, v) in values {
+                    out = out.replace(&format!("{{{k}}}"), v);
+                }
+                out
+            })
+            .collect()
+    }
 }
 
 /// A validated policy.
@@ -158,6 +202,30 @@ impl Policy {
         self.checklist
             .iter()
             .filter(move |i| i.gates.contains(&gate))
+    }
+
+    /// The most specific rollback command for `subject` in `environment`: subject and
+    /// environment, then subject, then environment, then a catch-all.
+    pub fn rollback_command(&self, subject: &str, environment: &str) -> Option<&RollbackCommand> {
+        let score = |c: &RollbackCommand| {
+            let s = match &c.subject {
+                Some(x) if x == subject => 2,
+                Some(_) => return None,
+                None => 0,
+            };
+            let e = match &c.environment {
+                Some(x) if x == environment => 1,
+                Some(_) => return None,
+                None => 0,
+            };
+            Some(s + e)
+        };
+        self.emergency
+            .rollback
+            .iter()
+            .filter_map(|c| score(c).map(|s| (s, c)))
+            .max_by_key(|(s, _)| *s)
+            .map(|(_, c)| c)
     }
 
     /// Every role some principal holds.
@@ -631,6 +699,7 @@ fn read_emergency(
             "post_review_hours",
             "post_review_roles",
             "rollback_target_minutes",
+            "rollback",
         ],
     );
     let on_call = r.identifier_list(obj, path, "on_call", 100);
@@ -675,13 +744,93 @@ fn read_emergency(
         }
     }
     let rollback_target_minutes = r.integer(obj, path, "rollback_target_minutes", 1, 24 * 60);
+    let rollback = match obj.get("rollback") {
+        None => Some(Vec::new()),
+        Some(v) => read_rollback_commands(r, v),
+    };
     Some(EmergencyPolicy {
         on_call: on_call?,
         exception_hours: exception_hours?,
         post_review_hours: post_review_hours?,
         post_review_roles: post_review_roles?,
         rollback_target_minutes: rollback_target_minutes?,
+        rollback: rollback?,
     })
+}
+
+fn read_rollback_commands(r: &mut Reader, v: &Value) -> Option<Vec<RollbackCommand>> {
+    let items = r.array_value(v, "emergency.rollback", 100)?;
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let path = index("emergency.rollback", i);
+        let Some(obj) = r.as_object(item, &path) else {
+            ok = false;
+            continue;
+        };
+        r.deny_unknown(
+            obj,
+            &path,
+            &["subject", "environment", "command", "timeout_seconds"],
+        );
+        let subject = r.opt_text(obj, &path, "subject", SHORT_TEXT);
+        let environment = match obj.get("environment") {
+            None => Some(None),
+            Some(e) => r
+                .choice_value(
+                    e,
+                    &child(&path, "environment"),
+                    &[("dev", "dev"), ("staging", "staging"), ("prod", "prod")],
+                )
+                .map(|e| Some(e.to_string())),
+        };
+        let command = r.array(obj, &path, "command", 64).and_then(|args| {
+            let cpath = child(&path, "command");
+            if args.is_empty() {
+                r.problem(&cpath, "expected at least the program to run, e.g. [\"helm\", \"rollback\", \"{subject}\"]");
+                return None;
+            }
+            let mut out = Vec::new();
+            for (j, a) in args.iter().enumerate() {
+                let apath = index(&cpath, j);
+                let arg = r.text_value(a, &apath, SHORT_TEXT)?;
+                let mut rest = arg.as_str();
+                while let Some(start) = rest.find('{') {
+                    let Some(end) = rest[start..].find('}') else { break };
+                    let name = &rest[start + 1..start + end];
+                    if !ROLLBACK_PLACEHOLDERS.contains(&name) {
+                        r.problem(
+                            &apath,
+                            format!(
+                                "unknown placeholder {{{name}}}; expected one of {}",
+                                ROLLBACK_PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                            ),
+                        );
+                        return None;
+                    }
+                    rest = &rest[start + end + 1..];
+                }
+                out.push(arg);
+            }
+            Some(out)
+        });
+        let timeout_seconds = match obj.get("timeout_seconds") {
+            None => Some(300),
+            Some(_) => r.integer(obj, &path, "timeout_seconds", 1, 3600),
+        };
+        match (subject, environment, command, timeout_seconds) {
+            (Some(subject), Some(environment), Some(command), Some(timeout_seconds)) => {
+                out.push(RollbackCommand {
+                    subject,
+                    environment,
+                    command,
+                    timeout_seconds,
+                })
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 #[cfg(test)]
@@ -816,6 +965,35 @@ mod tests {
         );
         assert!(
             errors[0].contains("NaN and infinities are not allowed"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn rollback_commands_are_argument_vectors_with_known_placeholders() {
+        let text = format!(
+            "{}\n[[emergency.rollback]]\nsubject = \"recommender\"\nenvironment = \"prod\"\ncommand = [\"helm\", \"rollback\", \"{{subject}}\", \"{{to_version}}\"]\ntimeout_seconds = 120\n\n[[emergency.rollback]]\ncommand = [\"./rollback.sh\", \"{{subject}}@{{environment}}\"]\n",
+            demo::POLICY_TOML
+        );
+        let (p, _) = parse_policy(&text).unwrap();
+        let c = p.rollback_command("recommender", "prod").unwrap();
+        assert_eq!(
+            c.render(&[("subject", "recommender"), ("to_version", "7")]),
+            ["helm", "rollback", "recommender", "7"]
+        );
+        assert_eq!(c.timeout_seconds, 120);
+        let fallback = p.rollback_command("fraud-detector", "prod").unwrap();
+        assert_eq!(fallback.timeout_seconds, 300);
+        assert_eq!(
+            fallback.render(&[("subject", "x; rm -rf /"), ("environment", "prod")]),
+            ["./rollback.sh", "x; rm -rf /@prod"]
+        );
+
+        let bad = text.replace("{to_version}", "{version}");
+        let errors = errors_of(&bad);
+        assert!(
+            errors.iter().any(|e| e
+                .starts_with("emergency.rollback[0].command[3]: unknown placeholder {version}")),
             "{errors:?}"
         );
     }

@@ -224,7 +224,7 @@ fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
 fn append_entry(
     tx: &Transaction<'_>,
     kind: EntryKind,
-    cr_id: &str,
+    cr_id: Option<&str>,
     principal: Option<&str>,
     body: &str,
     signature: Option<&str>,
@@ -247,7 +247,7 @@ fn append_entry(
         hash,
         signature: signature.map(Into::into),
         principal: principal.map(Into::into),
-        cr_id: Some(cr_id.into()),
+        cr_id: cr_id.map(Into::into),
     })
 }
 
@@ -269,7 +269,7 @@ fn append_submission(
         digest,
         at,
     );
-    append_entry(tx, kind, cr_id, None, &body, None)
+    append_entry(tx, kind, Some(cr_id), None, &body, None)
 }
 
 /// Enters revisions stored before the log existed (schema 1) into the log, oldest first.
@@ -290,6 +290,14 @@ fn backfill_log(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         append_submission(tx, kind, &cr_id, revision, &digest, at)?;
     }
     Ok(())
+}
+
+fn emergency_rows(conn: &Connection) -> rusqlite::Result<Vec<LogEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, kind, cr_id, principal, body, hash, signature FROM log
+         WHERE kind IN ('emergency-authorised', 'rollback-executed', 'post-incident-review') ORDER BY seq",
+    )?;
+    stmt.query_map([], log_row)?.collect()
 }
 
 fn log_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
@@ -630,7 +638,7 @@ impl Store for LocalStore {
         let appended = append_entry(
             &tx,
             EntryKind::Decision,
-            cr_id,
+            Some(cr_id),
             Some(&entry.principal),
             &entry.body,
             Some(&entry.signature),
@@ -663,6 +671,49 @@ impl Store for LocalStore {
         stmt.query_map(params![cr_id], log_row)
             .and_then(|rows| rows.collect())
             .map_err(self.sql_err(format!("reading decisions on {cr_id}")))
+    }
+
+    fn emergency_entries(&self) -> Result<Vec<LogEntry>, StoreError> {
+        let conn = self.lock();
+        emergency_rows(&conn).map_err(self.sql_err("reading emergency entries"))
+    }
+
+    fn append_emergency(
+        &self,
+        build: &mut super::EmergencyBuilder<'_>,
+    ) -> Result<LogEntry, DecideError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql_err("starting the emergency entry"))?;
+        let head = read_head(&tx).map_err(self.sql_err("reading the log head"))?;
+        let existing = emergency_rows(&tx).map_err(self.sql_err("reading emergency entries"))?;
+        let (kind, entry) = build(&head, &existing)?;
+        let body: Value =
+            serde_json::from_str(&entry.body).map_err(|e| DecideError::Chain(e.to_string()))?;
+        if !EntryKind::EMERGENCY.contains(&kind)
+            || body["type"].as_str() != Some(kind.as_str())
+            || body["seq"].as_u64() != Some(head.seq + 1)
+            || body["prev"].as_str() != head.hash.as_deref()
+        {
+            return Err(DecideError::Chain(format!(
+                "{} entry does not continue the log at {}",
+                kind.as_str(),
+                head.seq
+            )));
+        }
+        let appended = append_entry(
+            &tx,
+            kind,
+            None,
+            Some(&entry.principal),
+            &entry.body,
+            Some(&entry.signature),
+        )
+        .map_err(self.sql_err("appending the emergency entry"))?;
+        tx.commit()
+            .map_err(self.sql_err("committing the emergency entry"))?;
+        Ok(appended)
     }
 
     fn recorded_head(&self) -> Result<Head, StoreError> {

@@ -47,6 +47,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     BEGIN SELECT RAISE(ABORT, 'log entries are immutable'); END;
     CREATE TRIGGER log_is_never_trimmed BEFORE DELETE ON log
     BEGIN SELECT RAISE(ABORT, 'log entries are never deleted'); END;",
+    // 3: find emergency entries (exceptions) without scanning every decision.
+    "CREATE INDEX log_by_kind ON log (kind, seq);",
 ];
 
 /// The schema version this build writes.

@@ -213,6 +213,10 @@ pub enum DecideError {
     Chain(String),
 }
 
+/// Builds a signed emergency entry from the log head and the emergency entries so far.
+pub type EmergencyBuilder<'a> = dyn FnMut(&Head, &[LogEntry]) -> Result<(crate::audit::log::EntryKind, NewEntry), DecideError>
+    + 'a;
+
 /// The operations every store offers.
 pub trait Store: Send + Sync {
     /// Stores a batch of validated documents atomically: either every CR in the batch is
@@ -255,6 +259,13 @@ pub trait Store: Send + Sync {
 
     /// The decision entries about one CR, in log order (to show each signature's status).
     fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// Every emergency entry (authorisations, rollback outcomes, reviews), in log order.
+    fn emergency_entries(&self) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// Appends one signed emergency entry: inside one write transaction, `build` sees the
+    /// log head and the emergency entries so far, checks the rules and signs.
+    fn append_emergency(&self, build: &mut EmergencyBuilder<'_>) -> Result<LogEntry, DecideError>;
 
     /// Up to `limit` log entries after position `after`, in order.
     fn log_entries(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError>;
@@ -314,7 +325,8 @@ fn parallel_signature_checks(
 ) -> Vec<Option<crate::audit::log::SignatureCheck>> {
     use crate::audit::log::{EntryKind, check_signature};
     let check = |e: &LogEntry| {
-        (EntryKind::parse(&e.kind) == Some(EntryKind::Decision))
+        EntryKind::parse(&e.kind)
+            .is_some_and(EntryKind::is_signed)
             .then(|| check_signature(keyring, e))
     };
     let chunk = page.len().div_ceil(threads.max(1)).max(1);

@@ -5,15 +5,16 @@
 //! awaits, so the screen stays responsive whatever the store or the network do. Replies
 //! carry the id of the request they answer; a reply to a superseded request is dropped.
 
-use super::data::{DetailData, QueueRow};
+use super::data::{DetailData, QueueData, QueueRow};
 use super::keymap::{Action, Context};
 use super::settings::Settings;
 use crate::domain::checklist::Tick;
 use crate::domain::decision::Verdict;
+use crate::domain::emergency::{Exception, SubjectState, check_on_call};
 use crate::domain::policy::{ItemMode, Policy, Principal};
 use crate::domain::rules::{Proposal, Refusal, check_decision};
 use crate::domain::status::Status;
-use crate::workflow::{DecisionRequest, eligible_roles};
+use crate::workflow::{DecisionRequest, RollbackRequest, eligible_roles};
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
@@ -32,6 +33,10 @@ pub enum Screen {
     Decide,
     /// The final confirmation, over the form.
     Confirm,
+    /// The emergency rollback flow (`!`), from any screen.
+    Emergency,
+    /// Open emergency exceptions with their deadlines.
+    Exceptions,
 }
 
 /// Quick views of the queue.
@@ -267,6 +272,76 @@ impl DecideForm {
     }
 }
 
+/// Steps of the emergency flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmergencyStep {
+    /// Choose the subject to roll back.
+    Pick,
+    /// Incident id, reason, target version.
+    Details,
+    /// Exactly what will be signed.
+    Confirm,
+    /// Authorised; the rollback command is running (output streams in).
+    Running,
+    /// Finished (or refused).
+    Done,
+}
+
+/// Fields of the emergency details step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmergencyField {
+    /// Incident ticket id.
+    Incident,
+    /// One-line reason.
+    Reason,
+    /// Version to roll back to.
+    Target,
+}
+
+/// The emergency flow's state.
+#[derive(Debug, Clone)]
+pub struct EmergencyForm {
+    /// Current step.
+    pub step: EmergencyStep,
+    /// The screen to return to.
+    pub back_to: Screen,
+    /// Cursor in the subject list.
+    pub cursor: usize,
+    /// The chosen subject.
+    pub subject: Option<SubjectState>,
+    /// Incident id being typed.
+    pub incident: String,
+    /// Reason being typed.
+    pub reason: String,
+    /// Target version (prefilled with the last good one).
+    pub target: String,
+    /// Focused field.
+    pub focus: EmergencyField,
+    /// Why the user may not proceed (not on call), or why the store refused.
+    pub refusal: Option<String>,
+    /// Rollback command output so far.
+    pub output: Vec<String>,
+    /// Final line: what was recorded.
+    pub result: Option<Result<String, String>>,
+    /// A request is in flight.
+    pub busy: bool,
+}
+
+impl EmergencyForm {
+    /// The request the details describe.
+    pub fn request(&self) -> Option<RollbackRequest> {
+        let s = self.subject.as_ref()?;
+        Some(RollbackRequest {
+            subject: s.name.clone(),
+            environment: s.environment.clone(),
+            from_version: s.current.clone(),
+            to_version: self.target.trim().to_string(),
+            incident: self.incident.trim().to_string(),
+            reason: self.reason.trim().to_string(),
+        })
+    }
+}
+
 /// The help overlay: every binding, searchable.
 #[derive(Debug, Clone, Default)]
 pub struct HelpState {
@@ -309,6 +384,11 @@ pub enum Effect {
     OpenUrl(String),
     /// Put text on the clipboard (OSC 52).
     Copy(String),
+    /// Sign an emergency authorisation; reply with [`Msg::Authorised`].
+    Authorise(u64, RollbackRequest),
+    /// Run the policy's rollback command for an authorisation (entry hash) and record the
+    /// outcome; reply with [`Msg::RollbackOutput`] lines and [`Msg::RollbackDone`].
+    RunRollback(u64, RollbackRequest, String),
 }
 
 /// Everything that can happen.
@@ -322,8 +402,8 @@ pub enum Msg {
     Resize(u16, u16),
     /// Animation tick.
     Tick,
-    /// Queue rows, for request `id`.
-    Queue(u64, Result<Vec<QueueRow>, String>),
+    /// Queue rows, subjects and exceptions, for request `id`.
+    Queue(u64, Result<QueueData, String>),
     /// One CR, for request `id`.
     Detail(u64, Result<Box<DetailData>, String>),
     /// Outcome of signing: a confirmation line or the refusal.
@@ -332,6 +412,13 @@ pub enum Msg {
     Edited(Result<String, String>),
     /// Something to tell the user in the status bar.
     Notice(Level, String),
+    /// Outcome of an emergency authorisation: the entry hash and whether a rollback
+    /// command will run, or the refusal.
+    Authorised(u64, Result<(String, bool), String>),
+    /// A line printed by the running rollback command.
+    RollbackOutput(String),
+    /// The rollback command finished and its outcome was recorded (or not).
+    RollbackDone(u64, Result<String, String>),
 }
 
 /// The whole UI state.
@@ -372,6 +459,12 @@ pub struct App {
     pub artifact: usize,
     /// The decision form.
     pub decide: Option<DecideForm>,
+    /// The emergency flow.
+    pub emergency: Option<EmergencyForm>,
+    /// Subjects an emergency can roll back, most recent first.
+    pub subjects: Vec<SubjectState>,
+    /// Emergency exceptions.
+    pub exceptions: Vec<Exception>,
     /// Who signs.
     pub signer: Signer,
     /// Store shown in the status bar.
@@ -398,6 +491,8 @@ pub struct App {
     queue_request: u64,
     detail_request: u64,
     sign_request: u64,
+    emergency_request: u64,
+    exceptions_back: Screen,
     matcher: Matcher,
 }
 
@@ -429,6 +524,9 @@ impl App {
             detail_scroll: 0,
             artifact: 0,
             decide: None,
+            emergency: None,
+            subjects: Vec::new(),
+            exceptions: Vec::new(),
             signer,
             store_label,
             connection: "local".into(),
@@ -444,6 +542,8 @@ impl App {
             queue_request: 0,
             detail_request: 0,
             sign_request: 0,
+            emergency_request: 0,
+            exceptions_back: Screen::Queue,
             matcher: Matcher::new(Config::DEFAULT),
         }
     }
@@ -607,8 +707,10 @@ impl App {
                     return vec![];
                 }
                 match result {
-                    Ok(rows) => {
-                        self.rows = rows;
+                    Ok(data) => {
+                        self.rows = data.rows;
+                        self.subjects = data.subjects;
+                        self.exceptions = data.exceptions;
                         self.resort();
                     }
                     Err(e) => self.say(Level::Error, format!("cannot load the queue: {e}")),
@@ -664,6 +766,62 @@ impl App {
                 }
                 vec![]
             }
+            Msg::Authorised(id, result) => {
+                self.loading = self.loading.saturating_sub(1);
+                if id != self.emergency_request {
+                    return vec![];
+                }
+                let Some(form) = self.emergency.as_mut() else {
+                    return vec![];
+                };
+                form.busy = false;
+                match result {
+                    Ok((hash, will_run)) => {
+                        let line = "authorised and signed — exception open; review due within the policy's deadline".to_string();
+                        if will_run {
+                            form.step = EmergencyStep::Running;
+                            form.busy = true;
+                            let request = form.request();
+                            let id = self.request();
+                            self.emergency_request = id;
+                            self.say(Level::Info, line);
+                            let mut effects = vec![self.load_queue()];
+                            if let Some(r) = request {
+                                effects.push(Effect::RunRollback(id, r, hash));
+                            }
+                            return effects;
+                        }
+                        form.step = EmergencyStep::Done;
+                        form.result = Some(Ok(format!(
+                            "{line}; no rollback command in the policy: the operator performs the rollback"
+                        )));
+                        return vec![self.load_queue()];
+                    }
+                    Err(e) => {
+                        form.step = EmergencyStep::Done;
+                        form.result = Some(Err(e));
+                    }
+                }
+                vec![]
+            }
+            Msg::RollbackOutput(line) => {
+                if let Some(form) = self.emergency.as_mut() {
+                    form.output.push(crate::domain::text::sanitize(&line));
+                }
+                vec![]
+            }
+            Msg::RollbackDone(id, result) => {
+                self.loading = self.loading.saturating_sub(1);
+                if id != self.emergency_request {
+                    return vec![];
+                }
+                if let Some(form) = self.emergency.as_mut() {
+                    form.busy = false;
+                    form.step = EmergencyStep::Done;
+                    form.result = Some(result);
+                }
+                vec![self.load_queue()]
+            }
             Msg::Notice(level, text) => {
                 self.say(level, text);
                 vec![]
@@ -679,6 +837,7 @@ impl App {
             Screen::Detail => vec![Context::Detail, Context::Global],
             Screen::Decide => vec![Context::Decide, Context::Global],
             Screen::Confirm => vec![Context::Confirm, Context::Global],
+            Screen::Emergency | Screen::Exceptions => vec![Context::Global],
         }
     }
 
@@ -724,6 +883,9 @@ impl App {
         }
         if self.screen == Screen::Queue && self.filtering {
             return self.filter_key(k);
+        }
+        if self.screen == Screen::Emergency {
+            return self.emergency_key(k);
         }
         if self.screen == Screen::Decide {
             let on_verdict = self
@@ -897,6 +1059,11 @@ impl App {
                     self.decide = None;
                 }
                 Screen::Confirm => self.screen = Screen::Decide,
+                Screen::Emergency => {
+                    let back = self.emergency.take().map_or(Screen::Queue, |f| f.back_to);
+                    self.screen = back;
+                }
+                Screen::Exceptions => self.screen = self.exceptions_back,
             },
             Action::Up => self.scroll(-1),
             Action::Down => self.scroll(1),
@@ -972,6 +1139,13 @@ impl App {
                 return self.decide_action(action);
             }
             Action::Sign => return self.sign(),
+            Action::Emergency => self.start_emergency(),
+            Action::Exceptions => {
+                if self.screen != Screen::Exceptions {
+                    self.exceptions_back = self.screen;
+                }
+                self.screen = Screen::Exceptions;
+            }
         }
         vec![]
     }
@@ -1012,7 +1186,7 @@ impl App {
                     }
                 }
             }
-            Screen::Confirm => {}
+            Screen::Confirm | Screen::Emergency | Screen::Exceptions => {}
         }
     }
 
@@ -1185,6 +1359,149 @@ impl App {
             form.signing = true;
         }
         vec![Effect::Sign(id, request)]
+    }
+}
+
+impl App {
+    /// Exceptions whose review is overdue now.
+    pub fn overdue_reviews(&self) -> Vec<&Exception> {
+        crate::domain::emergency::overdue(&self.exceptions, self.now)
+    }
+
+    fn start_emergency(&mut self) {
+        if self.screen == Screen::Emergency {
+            return;
+        }
+        let refusal = match &self.signer {
+            Signer::ReadOnly(why) => Some(format!("read-only: {why}")),
+            Signer::Principal { principal, .. } => check_on_call(&self.policy, principal)
+                .err()
+                .map(|r| format!("{} — {}", r.message, r.remedy)),
+        };
+        self.emergency = Some(EmergencyForm {
+            step: EmergencyStep::Pick,
+            back_to: if self.screen == Screen::Exceptions {
+                self.exceptions_back
+            } else {
+                self.screen
+            },
+            cursor: 0,
+            subject: None,
+            incident: String::new(),
+            reason: String::new(),
+            target: String::new(),
+            focus: EmergencyField::Incident,
+            refusal,
+            output: Vec::new(),
+            result: None,
+            busy: false,
+        });
+        self.overlay = None;
+        self.screen = Screen::Emergency;
+    }
+
+    fn emergency_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let subjects = self.subjects.len();
+        let Some(form) = self.emergency.as_mut() else {
+            return vec![];
+        };
+        if k.code == KeyCode::Esc {
+            return match form.step {
+                EmergencyStep::Details => {
+                    form.step = EmergencyStep::Pick;
+                    vec![]
+                }
+                EmergencyStep::Confirm => {
+                    form.step = EmergencyStep::Details;
+                    vec![]
+                }
+                EmergencyStep::Running => vec![],
+                _ => self.run(Action::Back),
+            };
+        }
+        if form.refusal.is_some() {
+            return vec![];
+        }
+        match form.step {
+            EmergencyStep::Pick => match k.code {
+                KeyCode::Up | KeyCode::Char('k') => form.cursor = form.cursor.saturating_sub(1),
+                KeyCode::Down | KeyCode::Char('j') => {
+                    form.cursor = (form.cursor + 1).min(subjects.saturating_sub(1))
+                }
+                KeyCode::Enter => {
+                    if let Some(s) = self.subjects.get(form.cursor).cloned() {
+                        form.target = s.last_good.clone().unwrap_or_default();
+                        form.subject = Some(s);
+                        form.step = EmergencyStep::Details;
+                        form.focus = EmergencyField::Incident;
+                    }
+                }
+                _ => {}
+            },
+            EmergencyStep::Details => {
+                let field = match form.focus {
+                    EmergencyField::Incident => &mut form.incident,
+                    EmergencyField::Reason => &mut form.reason,
+                    EmergencyField::Target => &mut form.target,
+                };
+                match k.code {
+                    KeyCode::Tab | KeyCode::Down => {
+                        form.focus = match form.focus {
+                            EmergencyField::Incident => EmergencyField::Reason,
+                            EmergencyField::Reason => EmergencyField::Target,
+                            EmergencyField::Target => EmergencyField::Incident,
+                        }
+                    }
+                    KeyCode::BackTab | KeyCode::Up => {
+                        form.focus = match form.focus {
+                            EmergencyField::Incident => EmergencyField::Target,
+                            EmergencyField::Reason => EmergencyField::Incident,
+                            EmergencyField::Target => EmergencyField::Reason,
+                        }
+                    }
+                    KeyCode::Backspace => {
+                        field.pop();
+                    }
+                    KeyCode::Enter => {
+                        if form.incident.trim().is_empty() {
+                            form.focus = EmergencyField::Incident;
+                        } else if form.reason.trim().is_empty() {
+                            form.focus = EmergencyField::Reason;
+                        } else if form.target.trim().is_empty() {
+                            form.focus = EmergencyField::Target;
+                        } else {
+                            form.step = EmergencyStep::Confirm;
+                        }
+                    }
+                    KeyCode::Char(c)
+                        if !k.modifiers.contains(KeyModifiers::CONTROL)
+                            && field.chars().count() < 200 =>
+                    {
+                        field.push(c)
+                    }
+                    _ => {}
+                }
+            }
+            EmergencyStep::Confirm => {
+                if k.code == KeyCode::Char('y') && !form.busy {
+                    if let Some(request) = form.request() {
+                        form.busy = true;
+                        let id = self.request();
+                        self.emergency_request = id;
+                        return vec![Effect::Authorise(id, request)];
+                    }
+                } else if k.code == KeyCode::Char('n') {
+                    form.step = EmergencyStep::Details;
+                }
+            }
+            EmergencyStep::Running => {}
+            EmergencyStep::Done => {
+                if matches!(k.code, KeyCode::Enter | KeyCode::Char('q')) {
+                    return self.run(Action::Back);
+                }
+            }
+        }
+        vec![]
     }
 }
 

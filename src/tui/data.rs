@@ -7,6 +7,7 @@ use crate::audit::keys::Keyring;
 use crate::domain::change_request::Gate;
 use crate::domain::checklist::CheckCounts;
 use crate::domain::decision::{Decision, Verdict};
+use crate::domain::emergency::{Exception, SubjectState, subjects};
 use crate::domain::policy::{Policy, Principal};
 use crate::domain::risk::RiskLevel;
 use crate::domain::status::{Evaluation, Status, evaluate};
@@ -115,6 +116,18 @@ pub fn row(
     }
 }
 
+/// Everything the queue load brings: rows, the subjects an emergency can roll back, and
+/// the exceptions (for the status bar and the Exceptions screen).
+#[derive(Debug, Clone, Default)]
+pub struct QueueData {
+    /// Queue rows.
+    pub rows: Vec<QueueRow>,
+    /// Subjects, most recently changed first.
+    pub subjects: Vec<SubjectState>,
+    /// Emergency exceptions.
+    pub exceptions: Vec<Exception>,
+}
+
 /// Loads and evaluates every CR for the queue, a page at a time so a large store is never
 /// held in memory whole, evaluating each page on every core.
 pub fn load_queue(
@@ -122,12 +135,13 @@ pub fn load_queue(
     policy: &Policy,
     me: Option<&Principal>,
     now: DateTime<Utc>,
-) -> Result<Vec<QueueRow>, String> {
+) -> Result<QueueData, String> {
     const PAGE: usize = 5_000;
     let decisions = store.all_decisions().map_err(|e| e.to_string())?;
     let today = now.date_naive();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Vec::new();
+    let mut per_cr = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let page = store
@@ -136,7 +150,7 @@ pub fn load_queue(
         let Some(last) = page.last() else { break };
         after = Some(last.current.cr.id.clone());
         let chunk = page.len().div_ceil(threads).max(1);
-        let evaluated: Vec<Vec<QueueRow>> = std::thread::scope(|scope| {
+        let evaluated: Vec<Vec<(QueueRow, SubjectState)>> = std::thread::scope(|scope| {
             let handles: Vec<_> = page
                 .chunks(chunk)
                 .map(|part| {
@@ -149,7 +163,10 @@ pub fn load_queue(
                                     .map(Vec::as_slice)
                                     .unwrap_or(&[]);
                                 let e = evaluate(&cr.current.cr, &cr.current.digest, mine, policy);
-                                row(cr, &e, me, today)
+                                (
+                                    row(cr, &e, me, today),
+                                    SubjectState::from_cr(&cr.current.cr, e.status),
+                                )
                             })
                             .collect()
                     })
@@ -163,9 +180,16 @@ pub fn load_queue(
                 })
                 .collect()
         });
-        rows.extend(evaluated.into_iter().flatten());
+        for (r, s) in evaluated.into_iter().flatten() {
+            rows.push(r);
+            per_cr.push(s);
+        }
     }
-    Ok(rows)
+    Ok(QueueData {
+        rows,
+        subjects: subjects(per_cr),
+        exceptions: crate::workflow::exceptions(store)?,
+    })
 }
 
 /// A decision as the detail screen lists it.

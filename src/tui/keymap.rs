@@ -65,6 +65,8 @@ macro_rules! actions {
 
 actions! {
     Quit => ("quit", Global, "quit tollgate"),
+    Emergency => ("emergency", Global, "EMERGENCY: authorise a rollback (on-call)"),
+    Exceptions => ("exceptions", Global, "emergency exceptions and review deadlines"),
     Help => ("help", Global, "show keys (type to search)"),
     Palette => ("palette", Global, "command palette"),
     Refresh => ("refresh", Global, "reload from the store"),
@@ -237,6 +239,8 @@ fn defaults(preset: Preset) -> Vec<(Action, &'static [&'static str])> {
     use Action::*;
     let mut v: Vec<(Action, &'static [&'static str])> = vec![
         (Quit, &["q", "ctrl-c"]),
+        (Emergency, &["!"]),
+        (Exceptions, &["E"]),
         (Help, &["?", "f1"]),
         (Palette, &[":", "ctrl-p"]),
         (Refresh, &["ctrl-r", "f5"]),

@@ -60,16 +60,111 @@ pub struct Shared {
     pub identity: Option<Arc<Identity>>,
 }
 
-/// Does the store work behind a loading or signing effect and returns the reply
-/// message. Blocking: the runtime calls it on a blocking thread; tests call it directly.
-/// Returns `None` for effects that are not store work.
+/// Runs the policy's rollback command for an authorised request, passing each output line
+/// to `on_line`, records the signed outcome, and returns the reply.
+pub fn run_rollback(
+    shared: &Shared,
+    id: u64,
+    request: &crate::workflow::RollbackRequest,
+    authorisation: &str,
+    now: chrono::DateTime<Utc>,
+    on_line: &mut dyn FnMut(String),
+) -> Msg {
+    let Some(who) = &shared.identity else {
+        return Msg::RollbackDone(id, Err("read-only: no signing key".into()));
+    };
+    let Some(command) = shared
+        .policy
+        .rollback_command(&request.subject, &request.environment)
+    else {
+        return Msg::RollbackDone(id, Ok("no rollback command in the policy".into()));
+    };
+    let argv = command.render(&[
+        ("subject", &request.subject),
+        ("environment", &request.environment),
+        ("from_version", &request.from_version),
+        ("to_version", &request.to_version),
+        ("incident", &request.incident),
+    ]);
+    on_line(format!("$ {}", argv.join(" ")));
+    let outcome = crate::workflow::run_command(
+        &argv,
+        Duration::from_secs(command.timeout_seconds as u64),
+        &mut |line| on_line(line.to_string()),
+    );
+    let finished = now + chrono::Duration::from_std(outcome.duration).unwrap_or_default();
+    let recorded = crate::workflow::record_rollback(
+        shared.store.as_ref(),
+        who,
+        authorisation,
+        &request.incident,
+        &argv,
+        &outcome,
+        finished,
+    );
+    let result = match (recorded, outcome.exit_status, outcome.timed_out) {
+        (Err(e), _, _) => Err(format!("the outcome could not be recorded: {e}")),
+        (Ok(entry), Some(0), false) => Ok(format!(
+            "rollback finished: exit 0 in {:.1} s — recorded as log entry {}",
+            outcome.duration.as_secs_f64(),
+            entry.seq
+        )),
+        (Ok(entry), status, timed_out) => Err(format!(
+            "rollback command {} — recorded as log entry {}; the operator must complete the rollback",
+            if timed_out {
+                format!("timed out after {} s", command.timeout_seconds)
+            } else {
+                format!(
+                    "failed with {}",
+                    status.map_or("no exit status".to_string(), |c| format!("exit {c}"))
+                )
+            },
+            entry.seq
+        )),
+    };
+    Msg::RollbackDone(id, result)
+}
+
+/// Does the store work behind a loading, signing or rollback effect and returns the reply
+/// messages. Blocking: the runtime calls it on a blocking thread; tests call it directly.
+/// Returns nothing for effects that are not store work.
 pub fn answer(
     effect: &Effect,
     shared: &Shared,
     me: Option<&crate::domain::policy::Principal>,
     now: chrono::DateTime<Utc>,
-) -> Option<Msg> {
-    match effect {
+) -> Vec<Msg> {
+    let one = match effect {
+        Effect::Authorise(id, request) => {
+            let result = match &shared.identity {
+                None => Err("read-only: no signing key".to_string()),
+                Some(who) => crate::workflow::authorise_rollback(
+                    shared.store.as_ref(),
+                    &shared.policy,
+                    &shared.policy_digest,
+                    who,
+                    request,
+                    now,
+                )
+                .map(|entry| {
+                    let runs = shared
+                        .policy
+                        .rollback_command(&request.subject, &request.environment)
+                        .is_some();
+                    (entry.hash, runs)
+                })
+                .map_err(|e| e.to_string()),
+            };
+            Some(Msg::Authorised(*id, result))
+        }
+        Effect::RunRollback(id, request, authorisation) => {
+            let mut lines = Vec::new();
+            let done = run_rollback(shared, *id, request, authorisation, now, &mut |l| {
+                lines.push(Msg::RollbackOutput(l))
+            });
+            lines.push(done);
+            return lines;
+        }
         Effect::LoadQueue(id) => Some(Msg::Queue(
             *id,
             data::load_queue(shared.store.as_ref(), &shared.policy, me, now),
@@ -100,7 +195,8 @@ pub fn answer(
             Some(Msg::Signed(*id, result))
         }
         Effect::EditRationale(_) | Effect::OpenUrl(_) | Effect::Copy(_) => None,
-    }
+    };
+    one.into_iter().collect()
 }
 
 /// Performs store effects synchronously until none are left, feeding each reply back into
@@ -110,7 +206,7 @@ pub fn settle(app: &mut App, shared: &Shared, effects: Vec<Effect>, now: chrono:
     let mut pending = effects;
     while let Some(effect) = pending.pop() {
         let me = app.me().cloned();
-        if let Some(msg) = answer(&effect, shared, me.as_ref(), now) {
+        for msg in answer(&effect, shared, me.as_ref(), now) {
             pending.extend(app.update(msg));
         }
     }
@@ -179,7 +275,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         shared.policy.clone(),
         signer,
         short_path(&opts.paths.store),
-        Utc::now(),
+        crate::config::now()?,
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -300,7 +396,7 @@ async fn run_loop(app: &mut App, shared: Arc<Shared>, mouse: bool) -> Result<(),
             _ = terminate.recv() => break,
             _ = hangup.recv() => break,
         };
-        app.now = Utc::now();
+        app.now = crate::config::now().unwrap_or_else(|_| Utc::now());
         for effect in app.update(msg) {
             perform(effect, app, &shared, &tx, &mut terminal, &input, mouse);
         }
@@ -323,11 +419,27 @@ fn perform(
     mouse: bool,
 ) {
     match effect {
-        Effect::LoadQueue(_) | Effect::LoadDetail(..) | Effect::Sign(..) => {
+        Effect::RunRollback(id, request, authorisation) => {
+            // Streams: each output line reaches the screen as it is printed.
+            let (shared, tx) = (shared.clone(), tx.clone());
+            tokio::task::spawn_blocking(move || {
+                let line_tx = tx.clone();
+                let now = crate::config::now().unwrap_or_else(|_| Utc::now());
+                let done = run_rollback(&shared, id, &request, &authorisation, now, &mut |l| {
+                    let _ = line_tx.send(Msg::RollbackOutput(l));
+                });
+                let _ = tx.send(done);
+            });
+        }
+        Effect::LoadQueue(_)
+        | Effect::LoadDetail(..)
+        | Effect::Sign(..)
+        | Effect::Authorise(..) => {
             let (shared, tx) = (shared.clone(), tx.clone());
             let me = app.me().cloned();
             tokio::task::spawn_blocking(move || {
-                if let Some(msg) = answer(&effect, &shared, me.as_ref(), Utc::now()) {
+                let now = crate::config::now().unwrap_or_else(|_| Utc::now());
+                for msg in answer(&effect, &shared, me.as_ref(), now) {
                     let _ = tx.send(msg);
                 }
             });

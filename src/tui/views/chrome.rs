@@ -27,6 +27,7 @@ fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
             (Help, "help"),
             (Palette, "commands"),
             (Quit, "quit"),
+            (Emergency, "emergency"),
         ],
         Screen::Detail => vec![
             (Approve, "approve"),
@@ -47,6 +48,8 @@ fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
             (Back, "cancel"),
         ],
         Screen::Confirm => vec![(Sign, "sign"), (Back, "back")],
+        Screen::Emergency => vec![],
+        Screen::Exceptions => vec![(Back, "back"), (Emergency, "emergency"), (Help, "help")],
     }
 }
 
@@ -89,7 +92,7 @@ pub fn hints(f: &mut Frame, area: Rect, app: &App) {
         let text = format!(" {label}  ");
         let width = key.chars().count() + text.chars().count();
         if used + width > area.width as usize {
-            break;
+            continue;
         }
         used += width;
         spans.push(Span::styled(key, theme.accent()));
@@ -117,6 +120,18 @@ pub fn status(f: &mut Frame, area: Rect, app: &App) {
             left.push(Span::styled(" read-only ", theme.warning()));
             left.push(Span::raw(" "));
         }
+    }
+    // Overdue post-incident reviews are loud on every screen.
+    let overdue = app.overdue_reviews();
+    if !overdue.is_empty() {
+        let ids: Vec<String> = overdue
+            .iter()
+            .map(|x| crate::domain::text::sanitize(&x.incident))
+            .collect();
+        left.push(Span::styled(
+            format!("⚠ REVIEW OVERDUE: {} ", ids.join(", ")),
+            theme.error(),
+        ));
     }
     left.push(Span::styled(
         format!("│ {} ", app.store_label),

@@ -3,6 +3,7 @@
 pub mod chrome;
 pub mod decide;
 pub mod detail;
+pub mod emergency;
 pub mod overlay;
 pub mod queue;
 
@@ -52,6 +53,11 @@ pub fn draw(f: &mut Frame, app: &App) {
     match app.screen {
         Screen::Queue => queue::draw(f, main, app),
         Screen::Detail | Screen::Decide | Screen::Confirm => detail::draw(f, main, app),
+        Screen::Exceptions => emergency::draw_exceptions(f, main, app),
+        Screen::Emergency => match &app.emergency {
+            Some(form) => emergency::draw(f, main, app, form),
+            None => queue::draw(f, main, app),
+        },
     }
     if let Some(form) = &app.decide {
         match app.screen {

@@ -1,0 +1,330 @@
+//! `rollback`, `exceptions`, `review`: the emergency gate from the command line.
+
+use super::args::RollbackArgs;
+use super::{CliError, load_policy_text, to_json, write_out};
+use crate::audit::canonical::sha256_digest;
+use crate::config::Paths;
+use crate::domain::emergency::{Exception, ExceptionState, SubjectState, countdown, subjects};
+use crate::domain::status::evaluate;
+use crate::domain::text::sanitize;
+use crate::identity::{KeyChoice, identify};
+use crate::store::local::LocalStore;
+use crate::store::{DecideError, Store};
+use crate::workflow::{
+    ReviewRequest, RollbackRequest, authorise_rollback, exceptions, record_review, record_rollback,
+    run_command,
+};
+use chrono::{DateTime, Utc};
+use std::io::Write;
+
+fn decide_error(e: DecideError) -> CliError {
+    match e {
+        DecideError::Refused(_) | DecideError::Stale { .. } | DecideError::NotFound(_) => {
+            CliError::refused(e.to_string())
+        }
+        other => CliError::environment(other.to_string()),
+    }
+}
+
+/// Subjects known from the store's CRs, most recent first.
+pub fn known_subjects(
+    store: &dyn Store,
+    policy: &crate::domain::policy::Policy,
+) -> Result<Vec<SubjectState>, CliError> {
+    let decisions = store.all_decisions()?;
+    let crs = store.list()?;
+    let statuses: Vec<_> = crs
+        .iter()
+        .map(|c| {
+            let mine = decisions
+                .get(&c.current.cr.id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            SubjectState::from_cr(
+                &c.current.cr,
+                evaluate(&c.current.cr, &c.current.digest, mine, policy).status,
+            )
+        })
+        .collect();
+    Ok(subjects(statuses))
+}
+
+/// `tollgate rollback`.
+pub fn rollback(
+    paths: &Paths,
+    keys: &KeyChoice,
+    args: &RollbackArgs,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let policy_text = load_policy_text(&paths.policy)?;
+    let policy = super::parse_loaded_policy(&paths.policy, &policy_text)?;
+    let store = LocalStore::open(&paths.store)?;
+    let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
+    crate::domain::emergency::check_on_call(&policy, &who.principal)
+        .map_err(|r| CliError::refused(format!("refused: {r}")))?;
+    let known = known_subjects(&store, &policy)?;
+    let subject = known
+        .iter()
+        .find(|s| s.name == args.subject && s.environment == args.environment);
+    let from = match (&args.from_version, subject) {
+        (Some(f), _) => f.clone(),
+        (None, Some(s)) => s.current.clone(),
+        (None, None) => {
+            return Err(CliError::refused(format!(
+                "no change request names {} in {}; give --from and --to explicitly (known: {})",
+                crate::domain::reader::quote(&args.subject),
+                args.environment,
+                known
+                    .iter()
+                    .map(|s| format!("{}@{}", s.name, s.environment))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    let to = match (&args.to_version, subject.and_then(|s| s.last_good.clone())) {
+        (Some(t), _) => t.clone(),
+        (None, Some(t)) => t,
+        (None, None) => {
+            return Err(CliError::refused(
+                "no earlier version is known; give --to VERSION",
+            ));
+        }
+    };
+    let request = RollbackRequest {
+        subject: args.subject.clone(),
+        environment: args.environment.clone(),
+        from_version: from,
+        to_version: to,
+        incident: args.incident.clone(),
+        reason: args.reason.clone(),
+    };
+    let auth = authorise_rollback(
+        &store,
+        &policy,
+        &sha256_digest(policy_text.as_bytes()),
+        &who,
+        &request,
+        now,
+    )
+    .map_err(decide_error)?;
+    let ex = exceptions(&store)
+        .map_err(CliError::environment)?
+        .into_iter()
+        .find(|x| x.rollbacks.iter().any(|r| r.authorisation == auth.hash));
+    let mut msg = format!(
+        "authorised: roll back {}@{} {} → {} for {} by {} (log entry {})\n",
+        sanitize(&request.subject),
+        request.environment,
+        sanitize(&request.from_version),
+        sanitize(&request.to_version),
+        request.incident,
+        who.principal.id,
+        auth.seq
+    );
+    if let Some(x) = &ex {
+        let linked = if x.rollbacks.len() > 1 {
+            format!(
+                ", linked to the open exception ({} rollbacks)",
+                x.rollbacks.len()
+            )
+        } else {
+            String::new()
+        };
+        msg.push_str(&format!(
+            "exception open until {} (in {}); post-incident review due {} (in {}){linked}\n",
+            x.expires_at.format("%Y-%m-%d %H:%M UTC"),
+            countdown(x.expires_at, now),
+            x.review_due.format("%Y-%m-%d %H:%M UTC"),
+            countdown(x.review_due, now)
+        ));
+    }
+    write_out(out, &msg)?;
+    let Some(command) = policy.rollback_command(&request.subject, &request.environment) else {
+        return write_out(
+            out,
+            "no rollback command in the policy for this subject: the operator performs the rollback\n",
+        );
+    };
+    let argv = command.render(&[
+        ("subject", &request.subject),
+        ("environment", &request.environment),
+        ("from_version", &request.from_version),
+        ("to_version", &request.to_version),
+        ("incident", &request.incident),
+    ]);
+    if args.no_run {
+        return write_out(
+            out,
+            &format!("not running (--no-run): {}\n", argv.join(" ")),
+        );
+    }
+    write_out(
+        out,
+        &format!(
+            "running: {}\n",
+            argv.iter()
+                .map(|a| sanitize(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    )?;
+    let outcome = run_command(
+        &argv,
+        std::time::Duration::from_secs(command.timeout_seconds as u64),
+        &mut |line| {
+            let _ = writeln!(out, "│ {}", sanitize(line));
+        },
+    );
+    let entry = record_rollback(
+        &store,
+        &who,
+        &auth.hash,
+        &request.incident,
+        &argv,
+        &outcome,
+        crate::config::now().unwrap_or(now),
+    )
+    .map_err(decide_error)?;
+    let summary = format!(
+        "{} after {:.1} s (log entry {})",
+        match (outcome.exit_status, outcome.timed_out) {
+            (_, true) => format!("timed out after {} s", command.timeout_seconds),
+            (Some(code), _) => format!("exit status {code}"),
+            (None, _) => "did not run".to_string(),
+        },
+        outcome.duration.as_secs_f64(),
+        entry.seq
+    );
+    if outcome.exit_status == Some(0) && !outcome.timed_out {
+        write_out(out, &format!("rollback command finished: {summary}\n"))
+    } else {
+        Err(CliError::refused(format!(
+            "the rollback command failed: {summary}; the authorisation is recorded, the operator must complete the rollback"
+        )))
+    }
+}
+
+fn state_label(s: ExceptionState) -> &'static str {
+    match s {
+        ExceptionState::Active => "active",
+        ExceptionState::Expired => "expired",
+        ExceptionState::ReviewOverdue => "REVIEW OVERDUE",
+        ExceptionState::Closed => "closed",
+    }
+}
+
+/// `tollgate exceptions`.
+pub fn list_exceptions(
+    paths: &Paths,
+    all: bool,
+    json: bool,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let store = LocalStore::open(&paths.store)?;
+    let mut list: Vec<Exception> = exceptions(&store).map_err(CliError::environment)?;
+    list.retain(|x| all || x.state(now) != ExceptionState::Closed);
+    list.sort_by_key(|x| (x.state(now) != ExceptionState::ReviewOverdue, x.review_due));
+    if json {
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            state: ExceptionState,
+            #[serde(flatten)]
+            exception: &'a Exception,
+        }
+        let rows: Vec<Row> = list
+            .iter()
+            .map(|x| Row {
+                state: x.state(now),
+                exception: x,
+            })
+            .collect();
+        return write_out(out, &to_json(&rows)?);
+    }
+    if list.is_empty() {
+        return write_out(
+            out,
+            if all {
+                "no exceptions recorded\n"
+            } else {
+                "no open exceptions\n"
+            },
+        );
+    }
+    let mut text = format!(
+        "{:<12} {:<15} {:<8} {:<17} {:<18} {:<22} {}\n",
+        "INCIDENT", "STATE", "BY", "OPENED", "EXPIRES", "REVIEW DUE", "ROLLBACKS"
+    );
+    for x in &list {
+        let rollbacks: Vec<String> = x
+            .rollbacks
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}@{} {}→{}",
+                    sanitize(&r.subject),
+                    r.environment,
+                    sanitize(&r.from_version),
+                    sanitize(&r.to_version)
+                )
+            })
+            .collect();
+        text.push_str(&format!(
+            "{:<12} {:<15} {:<8} {:<17} {:<18} {:<22} {}\n",
+            sanitize(&x.incident),
+            state_label(x.state(now)),
+            x.opened_by,
+            x.opened_at.format("%m-%d %H:%M UTC"),
+            countdown(x.expires_at, now),
+            countdown(x.review_due, now),
+            rollbacks.join(", ")
+        ));
+    }
+    write_out(out, &text)
+}
+
+/// `tollgate review`.
+pub fn review(
+    paths: &Paths,
+    keys: &KeyChoice,
+    req: &ReviewRequest,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let policy = super::load_policy(&paths.policy)?;
+    let store = LocalStore::open(&paths.store)?;
+    let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
+    let entry = record_review(&store, &policy, &who, req, now).map_err(decide_error)?;
+    write_out(
+        out,
+        &format!(
+            "post-incident review of {} recorded by {} (log entry {}); its exceptions are closed\n",
+            req.incident, who.principal.id, entry.seq
+        ),
+    )
+}
+
+/// A warning line for overdue reviews, or nothing.
+pub fn overdue_banner(store: &dyn Store, now: DateTime<Utc>) -> Result<Option<String>, CliError> {
+    let list = exceptions(store).map_err(CliError::environment)?;
+    let overdue = crate::domain::emergency::overdue(&list, now);
+    if overdue.is_empty() {
+        return Ok(None);
+    }
+    let items: Vec<String> = overdue
+        .iter()
+        .map(|x| {
+            format!(
+                "{} ({})",
+                sanitize(&x.incident),
+                countdown(x.review_due, now)
+            )
+        })
+        .collect();
+    Ok(Some(format!(
+        "⚠ post-incident review overdue: {} — record it with `tollgate review INCIDENT --root-cause ... --follow-ups ...`",
+        items.join(", ")
+    )))
+}

@@ -1,0 +1,357 @@
+//! The emergency flow (`!`) and the Exceptions screen (`E`).
+
+use crate::domain::emergency::{ExceptionState, countdown};
+use crate::domain::text::sanitize;
+use crate::tui::app::{App, EmergencyField, EmergencyForm, EmergencyStep, Signer};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+
+/// Draws the emergency flow.
+pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
+    let theme = &app.settings.theme;
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.error())
+        .title(Span::styled(
+            " EMERGENCY ROLLBACK — bypasses normal review ",
+            theme.error(),
+        ));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let mut lines: Vec<Line> = Vec::new();
+    if let Some(why) = &form.refusal {
+        lines.push(Line::from(Span::styled(
+            "You cannot authorise an emergency rollback.",
+            theme.error(),
+        )));
+        lines.push(Line::default());
+        lines.push(Line::from(Span::styled(why.clone(), theme.text())));
+        lines.push(Line::default());
+        lines.push(Line::from(Span::styled("esc to go back", theme.muted())));
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+        return;
+    }
+    let who = match &app.signer {
+        Signer::Principal { principal, .. } => principal.id.clone(),
+        Signer::ReadOnly(_) => "—".into(),
+    };
+    match form.step {
+        EmergencyStep::Pick => {
+            lines.push(Line::from(Span::styled(
+                "Which model or deployment? (most recent changes first; ↑/↓, enter)",
+                theme.title(),
+            )));
+            lines.push(Line::default());
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "   {:<24} {:<8} {:<12} {:<12} {}",
+                    "SUBJECT", "ENV", "CURRENT", "LAST GOOD", "LATEST CHANGE"
+                ),
+                theme.muted(),
+            )));
+            for (i, s) in app.subjects.iter().enumerate() {
+                let selected = i == form.cursor;
+                let text = format!(
+                    "{} {:<24} {:<8} {:<12} {:<12} {} ({})",
+                    if selected { "▸" } else { " " },
+                    sanitize(&s.name),
+                    s.environment,
+                    sanitize(&s.current),
+                    s.last_good
+                        .as_deref()
+                        .map(sanitize)
+                        .unwrap_or_else(|| "—".into()),
+                    sanitize(&s.latest_cr),
+                    s.latest_status
+                );
+                lines.push(Line::from(Span::styled(
+                    text,
+                    if selected {
+                        theme.selected()
+                    } else {
+                        theme.text()
+                    },
+                )));
+            }
+            if app.subjects.is_empty() {
+                lines.push(Line::from(Span::styled(
+                    "no subjects known yet (no change requests)",
+                    theme.muted(),
+                )));
+            }
+        }
+        EmergencyStep::Details | EmergencyStep::Confirm => {
+            let Some(s) = &form.subject else { return };
+            lines.push(Line::from(vec![
+                Span::styled("Roll back ", theme.text()),
+                Span::styled(
+                    format!("{}@{}", sanitize(&s.name), s.environment),
+                    theme.title(),
+                ),
+                Span::styled(
+                    format!("  current {}  →  ", sanitize(&s.current)),
+                    theme.text(),
+                ),
+                Span::styled(sanitize(&form.target), theme.pass()),
+            ]));
+            lines.push(Line::default());
+            let field = |label: &str, value: &str, focus: bool, hint: &str| {
+                Line::from(vec![
+                    Span::styled(
+                        format!("{label:<14}"),
+                        if focus { theme.accent() } else { theme.muted() },
+                    ),
+                    Span::styled(
+                        format!(
+                            "{}{}",
+                            sanitize(value),
+                            if focus && form.step == EmergencyStep::Details {
+                                "▏"
+                            } else {
+                                ""
+                            }
+                        ),
+                        theme.text(),
+                    ),
+                    Span::styled(
+                        if value.is_empty() {
+                            format!("  {hint}")
+                        } else {
+                            String::new()
+                        },
+                        theme.muted(),
+                    ),
+                ])
+            };
+            lines.push(field(
+                "incident",
+                &form.incident,
+                form.focus == EmergencyField::Incident,
+                "ticket id, e.g. INC-2291",
+            ));
+            lines.push(field(
+                "reason",
+                &form.reason,
+                form.focus == EmergencyField::Reason,
+                "one line: what is hurting users",
+            ));
+            lines.push(field(
+                "roll back to",
+                &form.target,
+                form.focus == EmergencyField::Target,
+                "version",
+            ));
+            lines.push(Line::default());
+            if form.step == EmergencyStep::Details {
+                lines.push(Line::from(Span::styled(
+                    "tab next field · enter review · esc back",
+                    theme.muted(),
+                )));
+            } else {
+                let policy = &app.policy.emergency;
+                lines.push(Line::from(Span::styled(
+                    "This will be signed and recorded:",
+                    theme.title(),
+                )));
+                lines.push(Line::from(Span::styled(
+                    format!(
+                        "  {who} authorises rolling back {}@{} from {} to {} for {} — \"{}\"",
+                        sanitize(&s.name),
+                        s.environment,
+                        sanitize(&s.current),
+                        sanitize(&form.target),
+                        sanitize(&form.incident),
+                        sanitize(&form.reason)
+                    ),
+                    theme.text(),
+                )));
+                lines.push(Line::from(Span::styled(
+                    format!(
+                        "  opens an exception for {} h (or joins the incident's open one); post-incident review due within {} h",
+                        policy.exception_hours, policy.post_review_hours
+                    ),
+                    theme.text(),
+                )));
+                let command = app.policy.rollback_command(&s.name, &s.environment);
+                lines.push(Line::from(Span::styled(
+                    match command {
+                        Some(c) => format!(
+                            "  then runs: {} (timeout {} s)",
+                            c.render(&[
+                                ("subject", &s.name),
+                                ("environment", &s.environment),
+                                ("from_version", &s.current),
+                                ("to_version", form.target.trim()),
+                                ("incident", form.incident.trim()),
+                            ])
+                            .iter()
+                            .map(|a| sanitize(a))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                            c.timeout_seconds
+                        ),
+                        None => "  no rollback command in the policy: the operator acts on the authorisation".into(),
+                    },
+                    theme.muted(),
+                )));
+                lines.push(Line::default());
+                lines.push(Line::from(vec![
+                    Span::styled("y", theme.accent()),
+                    Span::styled(" sign and roll back  ", theme.text()),
+                    Span::styled("n", theme.accent()),
+                    Span::styled(" edit  ", theme.text()),
+                    Span::styled("esc", theme.accent()),
+                    Span::styled(" back", theme.text()),
+                ]));
+                if form.busy {
+                    lines.push(Line::from(Span::styled("signing…", theme.accent())));
+                }
+            }
+        }
+        EmergencyStep::Running | EmergencyStep::Done => {
+            let title = if form.step == EmergencyStep::Running {
+                "Rolling back…"
+            } else {
+                "Emergency rollback"
+            };
+            lines.push(Line::from(Span::styled(title, theme.title())));
+            if let Some(s) = &form.subject {
+                lines.push(Line::from(Span::styled(
+                    format!(
+                        "{}@{} → {} for {}",
+                        sanitize(&s.name),
+                        s.environment,
+                        sanitize(&form.target),
+                        sanitize(&form.incident)
+                    ),
+                    theme.text(),
+                )));
+            }
+            lines.push(Line::default());
+            let room = inner.height.saturating_sub(7) as usize;
+            let start = form.output.len().saturating_sub(room);
+            for l in &form.output[start..] {
+                lines.push(Line::from(Span::styled(format!("│ {l}"), theme.muted())));
+            }
+            lines.push(Line::default());
+            match &form.result {
+                Some(Ok(text)) => {
+                    lines.push(Line::from(Span::styled(format!("✓ {text}"), theme.pass())))
+                }
+                Some(Err(text)) => {
+                    lines.push(Line::from(Span::styled(format!("✗ {text}"), theme.error())))
+                }
+                None => {}
+            }
+            if form.step == EmergencyStep::Done {
+                lines.push(Line::from(Span::styled(
+                    "enter or esc to close · E shows exceptions",
+                    theme.muted(),
+                )));
+            }
+        }
+    }
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
+/// Draws the Exceptions screen.
+pub fn draw_exceptions(f: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.settings.theme;
+    let [head, body] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(area);
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::from(Span::styled(" Emergency exceptions", theme.title())),
+            Line::from(Span::styled(
+                format!(
+                    " bypasses expire after {} h; a lead's post-incident review is due within {} h",
+                    app.policy.emergency.exception_hours, app.policy.emergency.post_review_hours
+                ),
+                theme.muted(),
+            )),
+        ]),
+        head,
+    );
+    let mut list: Vec<_> = app.exceptions.iter().collect();
+    list.sort_by_key(|x| (x.state(app.now) == ExceptionState::Closed, x.review_due));
+    let mut lines = Vec::new();
+    if list.is_empty() {
+        lines.push(Line::from(Span::styled(
+            " no emergency exceptions recorded",
+            theme.muted(),
+        )));
+    }
+    for x in list {
+        let state = x.state(app.now);
+        let (label, style) = match state {
+            ExceptionState::Active => ("ACTIVE".to_string(), theme.warning()),
+            ExceptionState::Expired => ("expired, review pending".to_string(), theme.pending()),
+            ExceptionState::ReviewOverdue => ("REVIEW OVERDUE".to_string(), theme.error()),
+            ExceptionState::Closed => ("closed".to_string(), theme.pass()),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {} ", sanitize(&x.incident)), theme.selected()),
+            Span::styled(format!(" {label}"), style),
+            Span::styled(
+                format!(
+                    "  opened by {} {} · {}",
+                    x.opened_by,
+                    x.opened_at.format("%m-%d %H:%M"),
+                    sanitize(&x.reason)
+                ),
+                theme.text(),
+            ),
+        ]));
+        if state != ExceptionState::Closed {
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "   bypass expires: {}   review due: {} ({})",
+                    countdown(x.expires_at, app.now),
+                    x.review_due.format("%Y-%m-%d %H:%M UTC"),
+                    countdown(x.review_due, app.now)
+                ),
+                if state == ExceptionState::ReviewOverdue {
+                    theme.error()
+                } else {
+                    theme.text()
+                },
+            )));
+        }
+        for r in &x.rollbacks {
+            let outcome = match &r.outcome {
+                Some(o) if o.succeeded() => {
+                    format!("command ok in {:.1} s", o.duration_ms as f64 / 1000.0)
+                }
+                Some(o) if o.timed_out => "command TIMED OUT".into(),
+                Some(o) => format!("command FAILED (exit {:?})", o.exit_status),
+                None => "no command run".into(),
+            };
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "   ↩ {}@{} {} → {} by {} at {} · {outcome}",
+                    sanitize(&r.subject),
+                    r.environment,
+                    sanitize(&r.from_version),
+                    sanitize(&r.to_version),
+                    r.principal,
+                    r.at.format("%m-%d %H:%M")
+                ),
+                theme.muted(),
+            )));
+        }
+        if let Some(rv) = &x.review {
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "   reviewed by {} {}: {}",
+                    rv.principal,
+                    rv.at.format("%m-%d %H:%M"),
+                    sanitize(&rv.root_cause)
+                ),
+                theme.pass(),
+            )));
+        }
+        lines.push(Line::default());
+    }
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), body);
+}

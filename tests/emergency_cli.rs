@@ -1,0 +1,303 @@
+//! The emergency gate from the CLI: only the on-call roster may bypass review, the
+//! rollback command runs and its outcome is signed, exceptions expire and are never
+//! reused, overdue reviews are loud, and a lead's review closes them.
+
+mod common;
+
+use common::{Home, assert_refusal};
+
+/// A demo home whose policy runs `script` (a shell snippet) for every rollback.
+fn home_with_rollback(script: &str, timeout: u32) -> Home {
+    let home = Home::demo();
+    let path = home.path("rollback.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).unwrap();
+    let policy = home.path("tollgate.policy.toml");
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str(&format!(
+        "\n[[emergency.rollback]]\nsubject = \"recommender\"\ncommand = [\"{}\", \"{{subject}}\", \"{{environment}}\", \"{{to_version}}\", \"{{incident}}\"]\ntimeout_seconds = {timeout}\n",
+        path.display()
+    ));
+    std::fs::write(&policy, text).unwrap();
+    home.run(&["policy", "check"]).ok();
+    home
+}
+
+fn rollback(home: &Home, who: &str, incident: &str, now: Option<&str>) -> common::Run {
+    let mut c = home.command(&[
+        "--as",
+        who,
+        "rollback",
+        "recommender",
+        "--env",
+        "prod",
+        "--incident",
+        incident,
+        "--reason",
+        "conversion -10% since v8 reached 25% of traffic",
+    ]);
+    if let Some(t) = now {
+        c.env("TOLLGATE_NOW", t);
+    }
+    c.stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn exceptions(home: &Home, now: &str) -> serde_json::Value {
+    let out: common::Run = home
+        .command(&["exceptions", "--all", "--json"])
+        .env("TOLLGATE_NOW", now)
+        .output()
+        .unwrap()
+        .into();
+    out.ok().json()
+}
+
+const T0: &str = "2026-11-25T10:00:00Z";
+
+#[test]
+fn only_the_on_call_roster_may_bypass_review() {
+    let home = home_with_rollback("echo should not run", 30);
+    let run = rollback(&home, "devi", "INC-2291", Some(T0));
+    assert_refusal(
+        &run,
+        &[
+            "devi is not on the on-call roster",
+            "[on-call-only]",
+            "Marco Rossi (marco), Lena Vogel (lena)",
+        ],
+    );
+    assert!(!run.stdout.contains("should not run"));
+    assert_eq!(home.verified_entries(), 5, "nothing recorded");
+}
+
+#[test]
+fn an_authorised_rollback_runs_the_command_and_signs_its_outcome() {
+    let home = home_with_rollback(
+        "echo \"helm rollback $1 ($2) to $3 for $4\"; echo 'pods ready' >&2",
+        30,
+    );
+    let run = rollback(&home, "lena", "INC-2291", Some(T0)).ok();
+    assert!(
+        run.stdout
+            .contains("authorised: roll back recommender@prod 8 → 7 for INC-2291 by lena"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("│ helm rollback recommender (prod) to 7 for INC-2291"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("│ pods ready"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("rollback command finished: exit status 0"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("post-incident review due 2026-11-27 10:00 UTC"),
+        "{}",
+        run.stdout
+    );
+    let ex = exceptions(&home, T0);
+    assert_eq!(ex[0]["state"], "active");
+    assert_eq!(ex[0]["rollbacks"][0]["outcome"]["exit_status"], 0);
+    assert_eq!(home.verified_entries(), 7);
+    // The signed outcome holds the command and a digest of its output.
+    let log = home.run(&["log", "export"]).ok().stdout;
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["kind"], "rollback-executed");
+    let body: serde_json::Value = serde_json::from_str(last["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["command"][3], "7");
+    assert!(
+        body["output_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+}
+
+#[test]
+fn a_second_rollback_on_the_same_incident_is_linked_and_an_expired_bypass_is_not_reused() {
+    let home = home_with_rollback("echo ok", 30);
+    rollback(&home, "lena", "INC-2291", Some(T0)).ok();
+    let second = rollback(&home, "marco", "INC-2291", Some("2026-11-25T11:00:00Z")).ok();
+    assert!(
+        second
+            .stdout
+            .contains("linked to the open exception (2 rollbacks)"),
+        "{}",
+        second.stdout
+    );
+    let ex = exceptions(&home, "2026-11-25T11:00:00Z");
+    assert_eq!(ex.as_array().unwrap().len(), 1);
+    assert_eq!(ex[0]["rollbacks"].as_array().unwrap().len(), 2);
+
+    // Five hours after opening, the 4 h bypass has expired: a new exception opens.
+    let third = rollback(&home, "marco", "INC-2291", Some("2026-11-25T15:00:00Z")).ok();
+    assert!(
+        !third.stdout.contains("linked to the open exception"),
+        "{}",
+        third.stdout
+    );
+    let ex = exceptions(&home, "2026-11-25T15:00:00Z");
+    let list = ex.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let states: Vec<&str> = list.iter().map(|x| x["state"].as_str().unwrap()).collect();
+    assert!(
+        states.contains(&"expired") && states.contains(&"active"),
+        "{states:?}"
+    );
+    // The new authorisation still links to the incident's earlier entries.
+    let log = home.run(&["log", "export"]).ok().stdout;
+    let auths: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "emergency-authorised")
+        .map(|e| serde_json::from_str(e["body"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(auths.len(), 3);
+    assert!(auths[2]["linked"].is_string());
+    assert!(
+        auths[2]["exception"]["id"].is_null(),
+        "opens its own exception"
+    );
+    home.verified_entries();
+}
+
+#[test]
+fn an_overdue_review_is_loud_and_a_lead_closes_it() {
+    let home = home_with_rollback("echo ok", 30);
+    rollback(&home, "lena", "INC-2291", Some(T0)).ok();
+    let late = "2026-11-27T11:30:00Z";
+    let list: common::Run = home
+        .command(&["list"])
+        .env("TOLLGATE_NOW", late)
+        .output()
+        .unwrap()
+        .into();
+    let list = list.ok();
+    assert!(
+        list.stdout
+            .starts_with("⚠ post-incident review overdue: INC-2291 (overdue 1h 30m)"),
+        "{}",
+        list.stdout
+    );
+    let json: common::Run = home
+        .command(&["list", "--json"])
+        .env("TOLLGATE_NOW", late)
+        .output()
+        .unwrap()
+        .into();
+    let json = json.ok();
+    assert!(json.stderr.contains("post-incident review overdue"));
+    json.json();
+    assert_eq!(exceptions(&home, late)[0]["state"], "review-overdue");
+
+    let not_lead = home.run(&[
+        "--as",
+        "marco",
+        "review",
+        "INC-2291",
+        "--root-cause",
+        "x",
+        "--follow-ups",
+        "y",
+    ]);
+    assert_refusal(&not_lead, &["[review-role]", "ask one of: lena, sofia"]);
+    let own = home.run(&[
+        "--as",
+        "lena",
+        "review",
+        "INC-2291",
+        "--root-cause",
+        "x",
+        "--follow-ups",
+        "y",
+    ]);
+    assert_refusal(
+        &own,
+        &[
+            "lena authorised a rollback under INC-2291 and cannot review it",
+            "[independent-review]",
+        ],
+    );
+    home.run(&[
+        "--as",
+        "sofia",
+        "review",
+        "INC-2291",
+        "--root-cause",
+        "v8 ranking regression for new users",
+        "--follow-ups",
+        "new-user segment in canary metrics (amara)",
+    ])
+    .ok();
+    assert_eq!(exceptions(&home, late)[0]["state"], "closed");
+    let list: common::Run = home
+        .command(&["list"])
+        .env("TOLLGATE_NOW", late)
+        .output()
+        .unwrap()
+        .into();
+    assert!(!list.ok().stdout.contains("overdue"));
+    let again = home.run(&[
+        "--as",
+        "sofia",
+        "review",
+        "INC-2291",
+        "--root-cause",
+        "x",
+        "--follow-ups",
+        "y",
+    ]);
+    assert_refusal(&again, &["[no-open-exception]"]);
+    assert_eq!(home.verified_entries(), 5 + 2 + 1);
+}
+
+#[test]
+fn failing_and_hanging_rollback_commands_are_recorded_as_such() {
+    let home = home_with_rollback("echo 'release 7 not found' >&2; exit 3", 30);
+    let run = rollback(&home, "lena", "INC-1", Some(T0));
+    assert_refusal(
+        &run,
+        &[
+            "the rollback command failed: exit status 3",
+            "the authorisation is recorded",
+        ],
+    );
+    assert_eq!(
+        exceptions(&home, T0)[0]["rollbacks"][0]["outcome"]["exit_status"],
+        3
+    );
+
+    let home = home_with_rollback("sleep 30", 1);
+    let run = rollback(&home, "lena", "INC-2", Some(T0));
+    assert_refusal(&run, &["timed out after 1 s"]);
+    let outcome = &exceptions(&home, T0)[0]["rollbacks"][0]["outcome"];
+    assert_eq!(outcome["timed_out"], true);
+    assert!(outcome["exit_status"].is_null());
+    home.verified_entries();
+}
+
+#[test]
+fn without_a_command_the_authorisation_is_recorded_for_the_operator() {
+    let home = Home::demo();
+    let run = rollback(&home, "marco", "INC-3", Some(T0)).ok();
+    assert!(
+        run.stdout.contains(
+            "no rollback command in the policy for this subject: the operator performs the rollback"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(home.verified_entries(), 6);
+}
