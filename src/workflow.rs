@@ -181,6 +181,25 @@ pub struct RollbackRequest {
     pub reason: String,
 }
 
+/// The policy's rollback command for `req`, placeholders filled in, with its timeout.
+pub fn rollback_invocation(
+    policy: &Policy,
+    req: &RollbackRequest,
+) -> Option<(Vec<String>, std::time::Duration)> {
+    let command = policy.rollback_command(&req.subject, &req.environment)?;
+    let argv = command.render(&[
+        ("subject", &req.subject),
+        ("environment", &req.environment),
+        ("from_version", &req.from_version),
+        ("to_version", &req.to_version),
+        ("incident", &req.incident),
+    ]);
+    Some((
+        argv,
+        std::time::Duration::from_secs(command.timeout_seconds.max(1) as u64),
+    ))
+}
+
 fn refused(rule: &'static str, message: String, remedy: &str) -> DecideError {
     DecideError::Refused(crate::domain::rules::Refusal {
         rule,

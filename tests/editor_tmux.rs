@@ -48,12 +48,9 @@ fn run_in_tmux(name: &str, cmd: &str) -> String {
 }
 
 fn editor(home: &Home, name: &str, text: &str) -> String {
-    let path = home.path(name);
-    std::fs::write(&path, format!("#!/bin/sh\nprintf '{text}' >> \"$1\"\n")).unwrap();
-    let mut perms = std::fs::metadata(&path).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&path, perms).unwrap();
-    path.to_string_lossy().into_owned()
+    home.script(name, &format!("printf '{text}' >> \"$1\""))
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[test]

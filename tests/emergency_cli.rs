@@ -9,11 +9,7 @@ use common::{Home, assert_refusal};
 /// A demo home whose policy runs `script` (a shell snippet) for every rollback.
 fn home_with_rollback(script: &str, timeout: u32) -> Home {
     let home = Home::demo();
-    let path = home.path("rollback.sh");
-    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
-    let mut perms = std::fs::metadata(&path).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&path, perms).unwrap();
+    let path = home.script("rollback.sh", script);
     let policy = home.path("tollgate.policy.toml");
     let mut text = std::fs::read_to_string(&policy).unwrap();
     text.push_str(&format!(

@@ -152,15 +152,10 @@ fn ctrl_c_restores_the_terminal() {
 #[test]
 fn the_rationale_can_be_written_in_the_editor_from_the_form() {
     let home = Home::new();
-    let editor = home.path("ed.sh");
-    std::fs::write(
-        &editor,
-        "#!/bin/sh\nprintf 'Written in the editor: p99 over SLO.\\n' > \"$1\"\n",
-    )
-    .unwrap();
-    let mut perms = std::fs::metadata(&editor).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&editor, perms).unwrap();
+    let editor = home.script(
+        "ed.sh",
+        "printf 'Written in the editor: p99 over SLO.\\n' > \"$1\"",
+    );
     home.run(&["demo"]).ok();
     let s = Session::start_with_env(&home, &[("EDITOR", editor.to_str().unwrap())], "--as marco");
     s.wait_for("CR-1046");
@@ -208,15 +203,10 @@ fn a_broken_config_is_reported_with_file_and_key_before_the_screen_opens() {
 fn on_call_rolls_back_from_the_keyboard_in_seconds() {
     let home = Home::new();
     home.run(&["demo"]).ok();
-    let script = home.path("rollback.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\necho \"helm rollback $1 to $2\"\necho 'rollback complete'\n",
-    )
-    .unwrap();
-    let mut perms = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&script, perms).unwrap();
+    let script = home.script(
+        "rollback.sh",
+        "echo \"helm rollback $1 to $2\"\necho 'rollback complete'",
+    );
     let policy = home.path("tollgate.policy.toml");
     let mut text = std::fs::read_to_string(&policy).unwrap();
     text.push_str(&format!(

@@ -12,7 +12,7 @@ use crate::store::local::LocalStore;
 use crate::store::{DecideError, Store};
 use crate::workflow::{
     ReviewRequest, RollbackRequest, authorise_rollback, exceptions, record_review, record_rollback,
-    run_command,
+    rollback_invocation, run_command,
 };
 use chrono::{DateTime, Utc};
 use std::io::Write;
@@ -141,19 +141,12 @@ pub fn rollback(
         ));
     }
     write_out(out, &msg)?;
-    let Some(command) = policy.rollback_command(&request.subject, &request.environment) else {
+    let Some((argv, timeout)) = rollback_invocation(&policy, &request) else {
         return write_out(
             out,
             "no rollback command in the policy for this subject: the operator performs the rollback\n",
         );
     };
-    let argv = command.render(&[
-        ("subject", &request.subject),
-        ("environment", &request.environment),
-        ("from_version", &request.from_version),
-        ("to_version", &request.to_version),
-        ("incident", &request.incident),
-    ]);
     if args.no_run {
         return write_out(
             out,
@@ -170,13 +163,9 @@ pub fn rollback(
                 .join(" ")
         ),
     )?;
-    let outcome = run_command(
-        &argv,
-        std::time::Duration::from_secs(command.timeout_seconds as u64),
-        &mut |line| {
-            let _ = writeln!(out, "│ {}", sanitize(line));
-        },
-    );
+    let outcome = run_command(&argv, timeout, &mut |line| {
+        let _ = writeln!(out, "│ {}", sanitize(line));
+    });
     let entry = record_rollback(
         &store,
         &who,
@@ -190,7 +179,7 @@ pub fn rollback(
     let summary = format!(
         "{} after {:.1} s (log entry {})",
         match (outcome.exit_status, outcome.timed_out) {
-            (_, true) => format!("timed out after {} s", command.timeout_seconds),
+            (_, true) => format!("timed out after {} s", timeout.as_secs()),
             (Some(code), _) => format!("exit status {code}"),
             (None, _) => "did not run".to_string(),
         },

@@ -60,6 +60,15 @@ pub struct Shared {
     pub identity: Option<Arc<Identity>>,
 }
 
+impl Shared {
+    /// The signing identity, or why there is none.
+    fn signer(&self) -> Result<&Identity, String> {
+        self.identity
+            .as_deref()
+            .ok_or_else(|| "read-only: no signing key".to_string())
+    }
+}
+
 /// Runs the policy's rollback command for an authorised request, passing each output line
 /// to `on_line`, records the signed outcome, and returns the reply.
 pub fn run_rollback(
@@ -70,28 +79,17 @@ pub fn run_rollback(
     now: chrono::DateTime<Utc>,
     on_line: &mut dyn FnMut(String),
 ) -> Msg {
-    let Some(who) = &shared.identity else {
-        return Msg::RollbackDone(id, Err("read-only: no signing key".into()));
+    let who = match shared.signer() {
+        Ok(who) => who,
+        Err(e) => return Msg::RollbackDone(id, Err(e)),
     };
-    let Some(command) = shared
-        .policy
-        .rollback_command(&request.subject, &request.environment)
+    let Some((argv, timeout)) = crate::workflow::rollback_invocation(&shared.policy, request)
     else {
         return Msg::RollbackDone(id, Ok("no rollback command in the policy".into()));
     };
-    let argv = command.render(&[
-        ("subject", &request.subject),
-        ("environment", &request.environment),
-        ("from_version", &request.from_version),
-        ("to_version", &request.to_version),
-        ("incident", &request.incident),
-    ]);
     on_line(format!("$ {}", argv.join(" ")));
-    let outcome = crate::workflow::run_command(
-        &argv,
-        Duration::from_secs(command.timeout_seconds as u64),
-        &mut |line| on_line(line.to_string()),
-    );
+    let outcome =
+        crate::workflow::run_command(&argv, timeout, &mut |line| on_line(line.to_string()));
     let finished = now + chrono::Duration::from_std(outcome.duration).unwrap_or_default();
     let recorded = crate::workflow::record_rollback(
         shared.store.as_ref(),
@@ -112,7 +110,7 @@ pub fn run_rollback(
         (Ok(entry), status, timed_out) => Err(format!(
             "rollback command {} — recorded as log entry {}; the operator must complete the rollback",
             if timed_out {
-                format!("timed out after {} s", command.timeout_seconds)
+                format!("timed out after {} s", timeout.as_secs())
             } else {
                 format!(
                     "failed with {}",
@@ -136,9 +134,8 @@ pub fn answer(
 ) -> Vec<Msg> {
     let one = match effect {
         Effect::Authorise(id, request) => {
-            let result = match &shared.identity {
-                None => Err("read-only: no signing key".to_string()),
-                Some(who) => crate::workflow::authorise_rollback(
+            let result = shared.signer().and_then(|who| {
+                crate::workflow::authorise_rollback(
                     shared.store.as_ref(),
                     &shared.policy,
                     &shared.policy_digest,
@@ -147,14 +144,13 @@ pub fn answer(
                     now,
                 )
                 .map(|entry| {
-                    let runs = shared
-                        .policy
-                        .rollback_command(&request.subject, &request.environment)
-                        .is_some();
-                    (entry.hash, runs)
+                    (
+                        entry.hash,
+                        crate::workflow::rollback_invocation(&shared.policy, request).is_some(),
+                    )
                 })
-                .map_err(|e| e.to_string()),
-            };
+                .map_err(|e| e.to_string())
+            });
             Some(Msg::Authorised(*id, result))
         }
         Effect::RunRollback(id, request, authorisation) => {
@@ -174,9 +170,8 @@ pub fn answer(
             data::load_detail(shared.store.as_ref(), &shared.policy, cr).map(Box::new),
         )),
         Effect::Sign(id, request) => {
-            let result = match &shared.identity {
-                None => Err("read-only: no signing key".to_string()),
-                Some(who) => crate::workflow::sign_decision(
+            let result = shared.signer().and_then(|who| {
+                crate::workflow::sign_decision(
                     shared.store.as_ref(),
                     &shared.policy,
                     &shared.policy_digest,
@@ -190,8 +185,8 @@ pub fn answer(
                         request.verdict, request.cr_id, request.role, entry.seq
                     )
                 })
-                .map_err(|e| e.to_string()),
-            };
+                .map_err(|e| e.to_string())
+            });
             Some(Msg::Signed(*id, result))
         }
         Effect::EditRationale(_) | Effect::OpenUrl(_) | Effect::Copy(_) => None,

@@ -164,3 +164,14 @@ pub fn assert_refusal(run: &Run, fragments: &[&str]) {
         );
     }
 }
+
+impl Home {
+    /// Writes an executable shell script into the home and returns its path.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+}

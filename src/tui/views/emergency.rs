@@ -174,23 +174,15 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
                     ),
                     theme.text(),
                 )));
-                let command = app.policy.rollback_command(&s.name, &s.environment);
+                let invocation = form
+                    .request()
+                    .and_then(|r| crate::workflow::rollback_invocation(&app.policy, &r));
                 lines.push(Line::from(Span::styled(
-                    match command {
-                        Some(c) => format!(
+                    match invocation {
+                        Some((argv, timeout)) => format!(
                             "  then runs: {} (timeout {} s)",
-                            c.render(&[
-                                ("subject", &s.name),
-                                ("environment", &s.environment),
-                                ("from_version", &s.current),
-                                ("to_version", form.target.trim()),
-                                ("incident", form.incident.trim()),
-                            ])
-                            .iter()
-                            .map(|a| sanitize(a))
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                            c.timeout_seconds
+                            argv.iter().map(|a| sanitize(a)).collect::<Vec<_>>().join(" "),
+                            timeout.as_secs()
                         ),
                         None => "  no rollback command in the policy: the operator acts on the authorisation".into(),
                     },
