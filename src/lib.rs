@@ -11,6 +11,8 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod editor;
+pub mod export;
+pub mod history;
 pub mod identity;
 pub mod store;
 pub mod tui;

@@ -173,6 +173,44 @@ pub enum Command {
         json: bool,
     },
 
+    /// Every decision with its context and verification status, for leads and auditors.
+    ///
+    /// Filters combine; the whole audit log is verified first and a broken chain is
+    /// reported at the top (and with exit status 1).
+    History(HistoryArgs),
+
+    /// Governance health: lead time by risk (median, p90), approval and rejection rates,
+    /// exceptions, and low-risk changes waiting long.
+    Health {
+        /// Only decisions on or after this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+        /// Only decisions on or before this day.
+        #[arg(long)]
+        until: Option<chrono::NaiveDate>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Write an audit report for one CR or a date range into a directory: report.md,
+    /// report.json, entries.jsonl, allowed_signers and verify.sh (checks it all with jq,
+    /// sha256sum and ssh-keygen, no tollgate needed).
+    Export {
+        /// The change request to report on.
+        #[arg(long, conflicts_with_all = ["since", "until"], required_unless_present = "since")]
+        cr: Option<String>,
+        /// First day of the period (YYYY-MM-DD, UTC).
+        #[arg(long, requires = "until")]
+        since: Option<chrono::NaiveDate>,
+        /// Last day of the period.
+        #[arg(long, requires = "since")]
+        until: Option<chrono::NaiveDate>,
+        /// Directory to write (created if needed; existing report files are replaced).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+
     /// Record the post-incident review that closes an incident's exceptions (leads only).
     Review {
         /// The incident id, e.g. INC-2291.
@@ -187,6 +225,45 @@ pub enum Command {
         #[arg(long, default_value = "none")]
         policy_changes: String,
     },
+}
+
+/// Filters and formats of `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only decisions by this principal.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only decisions on this subject (substring).
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Only this gate.
+    #[arg(long, value_parser = parse_gate, value_name = "data|model|deployment|emergency")]
+    pub gate: Option<Gate>,
+    /// Only this effective risk.
+    #[arg(long, value_parser = parse_risk, value_name = "low|medium|high")]
+    pub risk: Option<RiskLevel>,
+    /// Only this verdict.
+    #[arg(long, value_parser = parse_verdict, value_name = "approve|reject|request-changes")]
+    pub verdict: Option<crate::domain::decision::Verdict>,
+    /// Only decisions on or after this day (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub since: Option<chrono::NaiveDate>,
+    /// Only decisions on or before this day.
+    #[arg(long)]
+    pub until: Option<chrono::NaiveDate>,
+    /// Words that must appear in the CR id, title, subject, principal or role.
+    #[arg(long)]
+    pub search: Option<String>,
+    /// Print as JSON.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print as CSV.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+fn parse_verdict(s: &str) -> Result<crate::domain::decision::Verdict, String> {
+    pick(s, &crate::domain::decision::Verdict::ALL)
 }
 
 /// Arguments of `rollback`.

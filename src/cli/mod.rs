@@ -4,6 +4,7 @@ pub mod args;
 mod audit_cmds;
 mod decide;
 mod emergency;
+mod history_cmds;
 mod render;
 mod views;
 
@@ -91,6 +92,29 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         }
         Some(Command::Keygen { output, comment }) => audit_cmds::keygen(output, &comment, out),
         Some(Command::Rollback(a)) => emergency::rollback(&paths()?, &keys, &a, now, out),
+        Some(Command::History(a)) => history_cmds::history(&paths()?, &a, now, out),
+        Some(Command::Health { since, until, json }) => {
+            history_cmds::health_cmd(&paths()?, since, until, json, now, out)
+        }
+        Some(Command::Export {
+            cr,
+            since,
+            until,
+            out: dir,
+        }) => {
+            let selection = match (cr, since, until) {
+                (Some(id), _, _) => crate::export::Selection::Cr(id),
+                (None, Some(since), Some(until)) => {
+                    crate::export::Selection::Range { since, until }
+                }
+                _ => {
+                    return Err(CliError::refused(
+                        "give --cr ID, or --since DAY and --until DAY",
+                    ));
+                }
+            };
+            history_cmds::export(&paths()?, &selection, &dir, now, out)
+        }
         Some(Command::Exceptions { all, json }) => {
             emergency::list_exceptions(&paths()?, all, json, now, out)
         }

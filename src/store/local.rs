@@ -661,6 +661,88 @@ impl Store for LocalStore {
             .map_err(self.sql_err("reading the log"))
     }
 
+    fn decision_summaries(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<super::DecisionSummary>, StoreError> {
+        type Row = (
+            u64,
+            String,
+            String,
+            String,
+            u32,
+            String,
+            String,
+            String,
+            String,
+        );
+        let rows: Vec<Row> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, hash, json_extract(body, '$.at'), cr_id, json_extract(body, '$.cr_revision'),
+                            json_extract(body, '$.cr_digest'), json_extract(body, '$.verdict'),
+                            json_extract(body, '$.role'), principal
+                     FROM log WHERE kind = 'decision' AND seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .map_err(self.sql_err("reading the decision history"))?;
+            stmt.query_map(params![after, limit as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("reading the decision history"))?
+        };
+        rows.into_iter()
+            .map(
+                |(seq, hash, at, cr_id, cr_revision, cr_digest, verdict, role, principal)| {
+                    Ok(super::DecisionSummary {
+                        at: parse_time(&at).map_err(|detail| StoreError::Corrupt {
+                            path: self.path.clone(),
+                            id: format!("log entry {seq}"),
+                            revision: 0,
+                            detail,
+                        })?,
+                        seq,
+                        hash,
+                        cr_id,
+                        cr_revision,
+                        cr_digest,
+                        verdict,
+                        role,
+                        principal,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn submission_times(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let rows: Vec<(String, String)> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare_cached("SELECT id, first_submitted_at FROM change_requests")
+                .map_err(self.sql_err("reading submission times"))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(self.sql_err("reading submission times"))?
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, at)| parse_time(&at).ok().map(|t| (id, t)))
+            .collect())
+    }
+
     fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn

@@ -213,6 +213,29 @@ pub enum DecideError {
     Chain(String),
 }
 
+/// One decision as the history lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionSummary {
+    /// Log position.
+    pub seq: u64,
+    /// Entry hash.
+    pub hash: String,
+    /// When it was signed.
+    pub at: DateTime<Utc>,
+    /// The CR.
+    pub cr_id: String,
+    /// The revision decided on.
+    pub cr_revision: u32,
+    /// Its digest.
+    pub cr_digest: String,
+    /// `approve`, `reject`, `request-changes`.
+    pub verdict: String,
+    /// Role signed for.
+    pub role: String,
+    /// Who.
+    pub principal: String,
+}
+
 /// Builds a signed emergency entry from the log head and the emergency entries so far.
 pub type EmergencyBuilder<'a> = dyn FnMut(&Head, &[LogEntry]) -> Result<(crate::audit::log::EntryKind, NewEntry), DecideError>
     + 'a;
@@ -256,6 +279,17 @@ pub trait Store: Send + Sync {
         cr_id: &str,
         build: &mut dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError>,
     ) -> Result<LogEntry, DecideError>;
+
+    /// Up to `limit` decisions after log position `after`, in log order, read without
+    /// parsing whole bodies: what the history for leads lists.
+    fn decision_summaries(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DecisionSummary>, StoreError>;
+
+    /// When each CR was first submitted (the start of its lead time).
+    fn submission_times(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError>;
 
     /// The decision entries about one CR, in log order (to show each signature's status).
     fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError>;

@@ -37,6 +37,8 @@ pub enum Screen {
     Emergency,
     /// Open emergency exceptions with their deadlines.
     Exceptions,
+    /// Decision history, audit-log integrity and governance health.
+    History,
 }
 
 /// Quick views of the queue.
@@ -342,6 +344,142 @@ impl EmergencyForm {
     }
 }
 
+/// The audit log's integrity, as the History screen shows it.
+#[derive(Debug, Clone)]
+pub enum Integrity {
+    /// Verification is running in the background.
+    Verifying,
+    /// Finished: the report and how long it took.
+    Done(crate::audit::log::VerifyReport, u128),
+    /// Could not run.
+    Failed(String),
+}
+
+/// History columns one can sort by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistorySort {
+    /// Newest first.
+    Time,
+    /// Longest lead time first.
+    LeadTime,
+    /// Highest risk first.
+    Risk,
+    /// Principal.
+    Principal,
+    /// CR id.
+    Cr,
+}
+
+impl HistorySort {
+    /// Cycling order.
+    pub const ALL: [HistorySort; 5] = [
+        HistorySort::Time,
+        HistorySort::LeadTime,
+        HistorySort::Risk,
+        HistorySort::Principal,
+        HistorySort::Cr,
+    ];
+
+    /// Label.
+    pub fn label(self) -> &'static str {
+        match self {
+            HistorySort::Time => "time",
+            HistorySort::LeadTime => "lead time",
+            HistorySort::Risk => "risk",
+            HistorySort::Principal => "principal",
+            HistorySort::Cr => "change request",
+        }
+    }
+}
+
+/// A signed record opened from the history.
+#[derive(Debug, Clone)]
+pub struct RecordView {
+    /// Log position.
+    pub seq: u64,
+    /// The signed body, pretty-printed.
+    pub body: String,
+    /// Signature status.
+    pub signature: Result<String, String>,
+    /// The CR revision it was bound to: title, revision, digest, and whether it is still current.
+    pub revision: String,
+}
+
+/// The History screen's state.
+#[derive(Debug, Clone)]
+pub struct HistoryState {
+    /// Every decision, oldest first.
+    pub data: crate::history::History,
+    /// Indices shown (filter and sort applied).
+    pub visible: Vec<usize>,
+    /// Selected position in `visible`.
+    pub selected: usize,
+    /// First visible position.
+    pub offset: usize,
+    /// Filter expression.
+    pub filter: String,
+    /// Typing the filter.
+    pub filtering: bool,
+    /// Why the filter expression is not understood.
+    pub filter_error: Option<String>,
+    /// Sort column.
+    pub sort: HistorySort,
+    /// Reverse it.
+    pub reverse: bool,
+    /// Showing governance health instead of the table.
+    pub health: bool,
+    /// The record opened with enter.
+    pub record: Option<RecordView>,
+    /// Whole-log verification.
+    pub integrity: Integrity,
+    /// Still loading.
+    pub loading: bool,
+    /// Screen to go back to.
+    pub back_to: Screen,
+}
+
+impl HistoryState {
+    /// The selected entry.
+    pub fn selected_entry(&self) -> Option<&crate::history::HistoryEntry> {
+        self.visible
+            .get(self.selected)
+            .and_then(|i| self.data.entries.get(*i))
+    }
+
+    /// Recomputes `visible` from the filter and sort.
+    pub fn refilter(&mut self) {
+        let filter = match crate::history::Filter::parse(&self.filter) {
+            Ok(f) => {
+                self.filter_error = None;
+                f
+            }
+            Err(e) => {
+                self.filter_error = Some(e);
+                return;
+            }
+        };
+        let entries = &self.data.entries;
+        let mut visible: Vec<usize> = (0..entries.len())
+            .filter(|i| filter.matches(&entries[*i]))
+            .collect();
+        let key = self.sort;
+        visible.sort_by(|a, b| {
+            let (x, y) = (&entries[*a], &entries[*b]);
+            let o = match key {
+                HistorySort::Time => y.seq.cmp(&x.seq),
+                HistorySort::LeadTime => y.lead_time.cmp(&x.lead_time),
+                HistorySort::Risk => y.risk.cmp(&x.risk).then(y.seq.cmp(&x.seq)),
+                HistorySort::Principal => x.principal.cmp(&y.principal).then(y.seq.cmp(&x.seq)),
+                HistorySort::Cr => x.cr_id.cmp(&y.cr_id).then(y.seq.cmp(&x.seq)),
+            };
+            if self.reverse { o.reverse() } else { o }
+        });
+        self.visible = visible;
+        self.selected = self.selected.min(self.visible.len().saturating_sub(1));
+        self.offset = self.offset.min(self.selected);
+    }
+}
+
 /// The help overlay: every binding, searchable.
 #[derive(Debug, Clone, Default)]
 pub struct HelpState {
@@ -389,6 +527,12 @@ pub enum Effect {
     /// Run the policy's rollback command for an authorisation (entry hash) and record the
     /// outcome; reply with [`Msg::RollbackOutput`] lines and [`Msg::RollbackDone`].
     RunRollback(u64, RollbackRequest, String),
+    /// Load the decision history; reply with [`Msg::History`].
+    LoadHistory(u64),
+    /// Verify the whole audit log; reply with [`Msg::Integrity`].
+    VerifyLog(u64),
+    /// Load one signed record and the revision it is bound to; reply with [`Msg::Record`].
+    LoadRecord(u64, u64),
 }
 
 /// Everything that can happen.
@@ -419,6 +563,12 @@ pub enum Msg {
     RollbackOutput(String),
     /// The rollback command finished and its outcome was recorded (or not).
     RollbackDone(u64, Result<String, String>),
+    /// The decision history.
+    History(u64, Result<crate::history::History, String>),
+    /// Whole-log verification finished: the report and the milliseconds it took.
+    Integrity(u64, Result<(crate::audit::log::VerifyReport, u128), String>),
+    /// A signed record for the History screen.
+    Record(u64, Result<RecordView, String>),
 }
 
 /// The whole UI state.
@@ -465,6 +615,8 @@ pub struct App {
     pub subjects: Vec<SubjectState>,
     /// Emergency exceptions.
     pub exceptions: Vec<Exception>,
+    /// The History screen.
+    pub history: Option<HistoryState>,
     /// Who signs.
     pub signer: Signer,
     /// Store shown in the status bar.
@@ -493,6 +645,9 @@ pub struct App {
     sign_request: u64,
     emergency_request: u64,
     exceptions_back: Screen,
+    history_request: u64,
+    integrity_request: u64,
+    record_request: u64,
     matcher: Matcher,
 }
 
@@ -527,6 +682,7 @@ impl App {
             emergency: None,
             subjects: Vec::new(),
             exceptions: Vec::new(),
+            history: None,
             signer,
             store_label,
             connection: "local".into(),
@@ -544,6 +700,9 @@ impl App {
             sign_request: 0,
             emergency_request: 0,
             exceptions_back: Screen::Queue,
+            history_request: 0,
+            integrity_request: 0,
+            record_request: 0,
             matcher: Matcher::new(Config::DEFAULT),
         }
     }
@@ -822,6 +981,47 @@ impl App {
                 }
                 vec![self.load_queue()]
             }
+            Msg::History(id, result) => {
+                self.loading = self.loading.saturating_sub(1);
+                if id != self.history_request {
+                    return vec![];
+                }
+                match (result, self.history.as_mut()) {
+                    (Ok(data), Some(h)) => {
+                        h.data = data;
+                        h.loading = false;
+                        h.refilter();
+                    }
+                    (Err(e), _) => self.say(Level::Error, format!("cannot load the history: {e}")),
+                    _ => {}
+                }
+                vec![]
+            }
+            Msg::Integrity(id, result) => {
+                self.loading = self.loading.saturating_sub(1);
+                if id != self.integrity_request {
+                    return vec![];
+                }
+                if let Some(h) = self.history.as_mut() {
+                    h.integrity = match result {
+                        Ok((report, ms)) => Integrity::Done(report, ms),
+                        Err(e) => Integrity::Failed(e),
+                    };
+                }
+                vec![]
+            }
+            Msg::Record(id, result) => {
+                self.loading = self.loading.saturating_sub(1);
+                if id != self.record_request {
+                    return vec![];
+                }
+                match (result, self.history.as_mut()) {
+                    (Ok(r), Some(h)) => h.record = Some(r),
+                    (Err(e), _) => self.say(Level::Error, e),
+                    _ => {}
+                }
+                vec![]
+            }
             Msg::Notice(level, text) => {
                 self.say(level, text);
                 vec![]
@@ -838,6 +1038,7 @@ impl App {
             Screen::Decide => vec![Context::Decide, Context::Global],
             Screen::Confirm => vec![Context::Confirm, Context::Global],
             Screen::Emergency | Screen::Exceptions => vec![Context::Global],
+            Screen::History => vec![Context::Queue, Context::Global],
         }
     }
 
@@ -886,6 +1087,9 @@ impl App {
         }
         if self.screen == Screen::Emergency {
             return self.emergency_key(k);
+        }
+        if self.screen == Screen::History && self.history.as_ref().is_some_and(|h| h.filtering) {
+            return self.history_filter_key(k);
         }
         if self.screen == Screen::Decide {
             let on_verdict = self
@@ -1021,6 +1225,11 @@ impl App {
     /// Performs an action (from a key or the palette).
     pub fn run(&mut self, action: Action) -> Vec<Effect> {
         self.message = None;
+        if self.screen == Screen::History
+            && let Some(effects) = self.history_action(action)
+        {
+            return effects;
+        }
         match action {
             Action::Quit => {
                 if self.screen == Screen::Queue {
@@ -1064,6 +1273,10 @@ impl App {
                     self.screen = back;
                 }
                 Screen::Exceptions => self.screen = self.exceptions_back,
+                Screen::History => {
+                    let back = self.history.as_ref().map_or(Screen::Queue, |h| h.back_to);
+                    self.screen = back;
+                }
             },
             Action::Up => self.scroll(-1),
             Action::Down => self.scroll(1),
@@ -1140,6 +1353,7 @@ impl App {
             }
             Action::Sign => return self.sign(),
             Action::Emergency => self.start_emergency(),
+            Action::History => return self.open_history(),
             Action::Exceptions => {
                 if self.screen != Screen::Exceptions {
                     self.exceptions_back = self.screen;
@@ -1186,7 +1400,7 @@ impl App {
                     }
                 }
             }
-            Screen::Confirm | Screen::Emergency | Screen::Exceptions => {}
+            Screen::Confirm | Screen::Emergency | Screen::Exceptions | Screen::History => {}
         }
     }
 
@@ -1363,6 +1577,131 @@ impl App {
 }
 
 impl App {
+    fn open_history(&mut self) -> Vec<Effect> {
+        if self.screen == Screen::History {
+            return vec![];
+        }
+        let back_to = match self.screen {
+            Screen::Emergency | Screen::Exceptions => Screen::Queue,
+            other => other,
+        };
+        self.history = Some(HistoryState {
+            data: Default::default(),
+            visible: Vec::new(),
+            selected: 0,
+            offset: 0,
+            filter: String::new(),
+            filtering: false,
+            filter_error: None,
+            sort: HistorySort::Time,
+            reverse: false,
+            health: false,
+            record: None,
+            integrity: Integrity::Verifying,
+            loading: true,
+            back_to,
+        });
+        self.screen = Screen::History;
+        let history = self.request();
+        self.history_request = history;
+        let verify = self.request();
+        self.integrity_request = verify;
+        vec![Effect::LoadHistory(history), Effect::VerifyLog(verify)]
+    }
+
+    /// History-screen meanings of shared actions; `None` falls through to the default.
+    fn history_action(&mut self, action: Action) -> Option<Vec<Effect>> {
+        let page = self.page_rows.max(1) as isize;
+        let h = self.history.as_mut()?;
+        let mut effects = vec![];
+        match action {
+            Action::Up
+            | Action::Down
+            | Action::PageUp
+            | Action::PageDown
+            | Action::Top
+            | Action::Bottom => {
+                let delta = match action {
+                    Action::Up => -1,
+                    Action::Down => 1,
+                    Action::PageUp => -page,
+                    Action::PageDown => page,
+                    Action::Top => isize::MIN / 2,
+                    _ => isize::MAX / 2,
+                };
+                let last = h.visible.len().saturating_sub(1) as isize;
+                h.selected = (h.selected as isize + delta).clamp(0, last.max(0)) as usize;
+                if h.selected < h.offset {
+                    h.offset = h.selected;
+                } else if h.selected >= h.offset + page as usize {
+                    h.offset = h.selected + 1 - page as usize;
+                }
+                if h.record.is_some() {
+                    h.record = None;
+                }
+            }
+            Action::Filter => h.filtering = true,
+            Action::SortNext => {
+                let i = HistorySort::ALL
+                    .iter()
+                    .position(|k| *k == h.sort)
+                    .unwrap_or(0);
+                h.sort = HistorySort::ALL[(i + 1) % HistorySort::ALL.len()];
+                h.refilter();
+            }
+            Action::SortReverse => {
+                h.reverse = !h.reverse;
+                h.refilter();
+            }
+            Action::NextView => h.health = !h.health,
+            Action::Open => {
+                if h.record.is_some() {
+                    h.record = None;
+                } else if let Some(seq) = h.selected_entry().map(|e| e.seq) {
+                    let id = self.request();
+                    self.record_request = id;
+                    effects.push(Effect::LoadRecord(id, seq));
+                }
+            }
+            Action::Back if h.record.is_some() => h.record = None,
+            Action::Refresh => {
+                self.history = None;
+                self.screen = self.screen_before_history();
+                return Some(self.open_history());
+            }
+            _ => return None,
+        }
+        Some(effects)
+    }
+
+    fn screen_before_history(&self) -> Screen {
+        self.history.as_ref().map_or(Screen::Queue, |h| h.back_to)
+    }
+
+    fn history_filter_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let Some(h) = self.history.as_mut() else {
+            return vec![];
+        };
+        match k.code {
+            KeyCode::Esc => {
+                h.filtering = false;
+                h.filter.clear();
+                h.refilter();
+            }
+            KeyCode::Enter => h.filtering = false,
+            KeyCode::Backspace => {
+                h.filter.pop();
+                h.refilter();
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                h.filter.push(c);
+                h.refilter();
+            }
+            _ => {}
+        }
+        vec![]
+    }
+
     /// Exceptions whose review is overdue now.
     pub fn overdue_reviews(&self) -> Vec<&Exception> {
         crate::domain::emergency::overdue(&self.exceptions, self.now)

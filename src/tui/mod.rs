@@ -69,6 +69,63 @@ impl Shared {
     }
 }
 
+/// One signed record with its signature status and the revision it is bound to.
+fn load_record(shared: &Shared, seq: u64) -> Result<app::RecordView, String> {
+    let entry = shared
+        .store
+        .log_entries(seq.saturating_sub(1), 1)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .filter(|e| e.seq == seq)
+        .ok_or_else(|| format!("log entry {seq} is missing"))?;
+    let body: serde_json::Value =
+        serde_json::from_str(&entry.body).map_err(|e| format!("entry {seq}: {e}"))?;
+    let keyring = crate::audit::keys::Keyring::from_policy(&shared.policy).unwrap_or_default();
+    let signature = match (&entry.principal, &entry.signature) {
+        (Some(who), Some(sig)) => keyring
+            .verify(who, entry.body.as_bytes(), sig)
+            .map(|fp| format!("valid SSHSIG by {who} ({fp})"))
+            .map_err(|e| e.to_string()),
+        _ => Err("unsigned".into()),
+    };
+    let revision = match (body["cr_id"].as_str(), body["cr_revision"].as_u64()) {
+        (Some(cr), Some(n)) => {
+            let rev = shared
+                .store
+                .revision(cr, n as u32)
+                .map_err(|e| e.to_string())?;
+            let current = shared
+                .store
+                .get(cr)
+                .map_err(|e| e.to_string())?
+                .map(|c| c.current.revision);
+            match rev {
+                Some(r) => format!(
+                    "{} revision {} — {} — {}{}",
+                    r.cr.id,
+                    r.revision,
+                    r.cr.title,
+                    r.digest,
+                    match current {
+                        Some(c) if c == r.revision => " (current)".to_string(),
+                        Some(c) => format!(" (superseded: the current revision is {c})"),
+                        None => String::new(),
+                    }
+                ),
+                None => format!("{cr} revision {n} is not in the store"),
+            }
+        }
+        _ => String::new(),
+    };
+    Ok(app::RecordView {
+        seq,
+        body: serde_json::to_string_pretty(&body).unwrap_or_else(|_| entry.body.clone()),
+        signature,
+        revision,
+    })
+}
+
 /// Runs the policy's rollback command for an authorised request, passing each output line
 /// to `on_line`, records the signed outcome, and returns the reply.
 pub fn run_rollback(
@@ -189,6 +246,18 @@ pub fn answer(
             });
             Some(Msg::Signed(*id, result))
         }
+        Effect::LoadHistory(id) => Some(Msg::History(
+            *id,
+            crate::history::load(shared.store.as_ref(), &shared.policy, now),
+        )),
+        Effect::VerifyLog(id) => {
+            let started = std::time::Instant::now();
+            let result = crate::store::verify_log(shared.store.as_ref(), &shared.policy, None)
+                .map(|report| (report, started.elapsed().as_millis()))
+                .map_err(|e| e.to_string());
+            Some(Msg::Integrity(*id, result))
+        }
+        Effect::LoadRecord(id, seq) => Some(Msg::Record(*id, load_record(shared, *seq))),
         Effect::EditRationale(_) | Effect::OpenUrl(_) | Effect::Copy(_) => None,
     };
     one.into_iter().collect()
@@ -429,7 +498,10 @@ fn perform(
         Effect::LoadQueue(_)
         | Effect::LoadDetail(..)
         | Effect::Sign(..)
-        | Effect::Authorise(..) => {
+        | Effect::Authorise(..)
+        | Effect::LoadHistory(_)
+        | Effect::VerifyLog(_)
+        | Effect::LoadRecord(..) => {
             let (shared, tx) = (shared.clone(), tx.clone());
             let me = app.me().cloned();
             tokio::task::spawn_blocking(move || {

@@ -27,6 +27,7 @@ fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
             (Help, "help"),
             (Palette, "commands"),
             (Quit, "quit"),
+            (History, "history"),
             (Emergency, "emergency"),
         ],
         Screen::Detail => vec![
@@ -50,6 +51,16 @@ fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
         Screen::Confirm => vec![(Sign, "sign"), (Back, "back")],
         Screen::Emergency => vec![],
         Screen::Exceptions => vec![(Back, "back"), (Emergency, "emergency"), (Help, "help")],
+        Screen::History if app.history.as_ref().is_some_and(|h| h.filtering) => vec![],
+        Screen::History => vec![
+            (Open, "signed record"),
+            (Down, "move"),
+            (Filter, "filter"),
+            (NextView, "health"),
+            (SortNext, "sort"),
+            (Back, "back"),
+            (Help, "help"),
+        ],
     }
 }
 

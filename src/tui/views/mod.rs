@@ -4,6 +4,7 @@ pub mod chrome;
 pub mod decide;
 pub mod detail;
 pub mod emergency;
+pub mod history;
 pub mod overlay;
 pub mod queue;
 
@@ -54,6 +55,10 @@ pub fn draw(f: &mut Frame, app: &App) {
         Screen::Queue => queue::draw(f, main, app),
         Screen::Detail | Screen::Decide | Screen::Confirm => detail::draw(f, main, app),
         Screen::Exceptions => emergency::draw_exceptions(f, main, app),
+        Screen::History => match &app.history {
+            Some(h) => history::draw(f, main, app, h),
+            None => queue::draw(f, main, app),
+        },
         Screen::Emergency => match &app.emergency {
             Some(form) => emergency::draw(f, main, app, form),
             None => queue::draw(f, main, app),

@@ -1,0 +1,268 @@
+//! `history`, `health`, `export`: the decision history for leads and auditors.
+
+use super::args::HistoryArgs;
+use super::{CliError, load_policy, to_json, write_out};
+use crate::audit::log::VerifyReport;
+use crate::config::Paths;
+use crate::domain::text::{sanitize, truncate};
+use crate::export::{Selection, VERIFY_SCRIPT, build};
+use crate::history::{Filter, HistoryEntry, health, human_duration, load, to_csv};
+use crate::store::local::LocalStore;
+use crate::store::verify_log;
+use chrono::{DateTime, Utc};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+fn chain_line(report: &VerifyReport, millis: u128) -> String {
+    match &report.first_bad {
+        None => format!(
+            "audit log verified: {} entries, {} signatures ({millis} ms)",
+            report.entries, report.signatures
+        ),
+        Some(bad) => format!(
+            "AUDIT LOG BROKEN at entry {}: {} — {} (entries from {} on are not trusted)",
+            bad.seq, bad.problem, bad.detail, bad.seq
+        ),
+    }
+}
+
+/// `tollgate history`.
+pub fn history(
+    paths: &Paths,
+    args: &HistoryArgs,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let policy = load_policy(&paths.policy)?;
+    let store = LocalStore::open(&paths.store)?;
+    let started = Instant::now();
+    let chain = verify_log(&store, &policy, None)?;
+    let millis = started.elapsed().as_millis();
+    let data = load(&store, &policy, now).map_err(CliError::environment)?;
+    let filter = Filter {
+        principal: args.principal.clone(),
+        subject: args.subject.as_ref().map(|s| s.to_lowercase()),
+        gate: args.gate,
+        risk: args.risk,
+        verdict: args.verdict,
+        since: args.since,
+        until: args.until,
+        words: args
+            .search
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect(),
+    };
+    let shown: Vec<&HistoryEntry> = data.entries.iter().filter(|e| filter.matches(e)).collect();
+    let bad_from = chain.first_bad.as_ref().map(|b| b.seq);
+    let status = |seq: u64| {
+        if bad_from.is_some_and(|b| seq >= b) {
+            "UNVERIFIED"
+        } else {
+            "verified"
+        }
+    };
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            #[serde(flatten)]
+            entry: &'a HistoryEntry,
+            verification: &'static str,
+        }
+        let rows: Vec<Row> = shown
+            .iter()
+            .map(|e| Row {
+                entry: e,
+                verification: status(e.seq),
+            })
+            .collect();
+        write_out(
+            out,
+            &to_json(&serde_json::json!({ "audit_log": chain, "decisions": rows }))?,
+        )?;
+    } else if args.csv {
+        write_out(out, &to_csv(&shown, status))?;
+    } else {
+        let mut text = format!("{}\n\n", chain_line(&chain, millis));
+        text.push_str(&format!(
+            "{:<6} {:<17} {:<9} {:<22} {:<16} {:<8} {:<14} {:<6} {:<8} {}\n",
+            "ENTRY",
+            "DECIDED (UTC)",
+            "CR",
+            "SUBJECT",
+            "VERDICT",
+            "BY",
+            "ROLE",
+            "RISK",
+            "LEAD",
+            "SIGNED RECORD"
+        ));
+        for e in &shown {
+            text.push_str(&format!(
+                "{:<6} {:<17} {:<9} {:<22} {:<16} {:<8} {:<14} {:<6} {:<8} {}\n",
+                e.seq,
+                e.at.format("%Y-%m-%d %H:%M"),
+                truncate(&sanitize(&e.cr_id), 9),
+                truncate(&format!("{}@{}", sanitize(&e.subject), e.environment), 22),
+                e.verdict,
+                truncate(&sanitize(&e.principal), 8),
+                truncate(&sanitize(&e.role), 14),
+                e.risk,
+                e.lead_time
+                    .map(human_duration)
+                    .unwrap_or_else(|| "—".into()),
+                status(e.seq)
+            ));
+        }
+        text.push_str(&format!(
+            "\n{} of {} decisions shown\n",
+            shown.len(),
+            data.entries.len()
+        ));
+        write_out(out, &text)?;
+    }
+    match &chain.first_bad {
+        None => Ok(()),
+        Some(_) => Err(CliError::refused(chain_line(&chain, millis))),
+    }
+}
+
+/// `tollgate health`.
+pub fn health_cmd(
+    paths: &Paths,
+    since: Option<chrono::NaiveDate>,
+    until: Option<chrono::NaiveDate>,
+    json: bool,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let policy = load_policy(&paths.policy)?;
+    let store = LocalStore::open(&paths.store)?;
+    let data = load(&store, &policy, now).map_err(CliError::environment)?;
+    let filter = Filter {
+        since,
+        until,
+        ..Filter::default()
+    };
+    let shown: Vec<&HistoryEntry> = data.entries.iter().filter(|e| filter.matches(e)).collect();
+    let exceptions = crate::workflow::exceptions(&store).map_err(CliError::environment)?;
+    let h = health(&shown, &data.waiting, &exceptions, now);
+    if json {
+        return write_out(out, &to_json(&h)?);
+    }
+    let secs = |s: Option<i64>| {
+        s.map(|x| human_duration(chrono::Duration::seconds(x)))
+            .unwrap_or_else(|| "—".into())
+    };
+    let mut text = String::from("Lead time, submitted → decided\n");
+    text.push_str(&format!(
+        "  {:<8} {:>9} {:>10} {:>10}\n",
+        "RISK", "DECISIONS", "MEDIAN", "P90"
+    ));
+    for l in &h.lead_times {
+        text.push_str(&format!(
+            "  {:<8} {:>9} {:>10} {:>10}\n",
+            l.risk.as_str(),
+            l.decisions,
+            secs(l.median_secs),
+            secs(l.p90_secs)
+        ));
+    }
+    text.push_str(&format!(
+        "\nDecisions: {} — approve {:.0} %, reject {:.0} %, request changes {:.0} %\n",
+        h.decisions,
+        h.approval_rate * 100.0,
+        h.rejection_rate * 100.0,
+        h.changes_rate * 100.0
+    ));
+    text.push_str(&format!(
+        "Emergency exceptions: {} opened, {} closed, {} with review overdue\n",
+        h.exceptions_opened, h.exceptions_closed, h.exceptions_overdue
+    ));
+    if h.slow_low_risk.is_empty() {
+        text.push_str(&format!(
+            "Over-governance: no low-risk change has waited over {} h\n",
+            h.slow_after_hours
+        ));
+    } else {
+        let items: Vec<String> = h
+            .slow_low_risk
+            .iter()
+            .map(|w| {
+                format!(
+                    "{} ({})",
+                    sanitize(&w.cr_id),
+                    w.waited.map(human_duration).unwrap_or_default()
+                )
+            })
+            .collect();
+        text.push_str(&format!(
+            "Over-governance: {} low-risk change(s) waiting over {} h: {}\n",
+            items.len(),
+            h.slow_after_hours,
+            items.join(", ")
+        ));
+    }
+    write_out(out, &text)
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), CliError> {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes)
+        .map_err(|e| CliError::environment(format!("cannot write {}: {e}", path.display())))
+}
+
+/// `tollgate export`.
+pub fn export(
+    paths: &Paths,
+    selection: &Selection,
+    dir: &Path,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let policy = load_policy(&paths.policy)?;
+    let store = LocalStore::open(&paths.store)?;
+    let chain = verify_log(&store, &policy, None)?;
+    let exceptions = crate::workflow::exceptions(&store).map_err(CliError::environment)?;
+    let report =
+        build(&store, &policy, selection, &chain, &exceptions, now).map_err(CliError::refused)?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::environment(format!("cannot create {}: {e}", dir.display())))?;
+    write_file(dir, "report.md", report.markdown.as_bytes())?;
+    write_file(dir, "report.json", to_json(&report.json)?.as_bytes())?;
+    let mut lines = String::new();
+    for e in &report.entries {
+        lines
+            .push_str(&serde_json::to_string(e).map_err(|e| CliError::environment(e.to_string()))?);
+        lines.push('\n');
+    }
+    write_file(dir, "entries.jsonl", lines.as_bytes())?;
+    write_file(dir, "allowed_signers", report.allowed_signers.as_bytes())?;
+    write_file(dir, "verify.sh", VERIFY_SCRIPT.as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(
+            dir.join("verify.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        );
+    }
+    write_out(
+        out,
+        &format!(
+            "wrote {}: report.md, report.json, entries.jsonl ({} entries), allowed_signers, verify.sh\n{}\n",
+            dir.display(),
+            report.entries.len(),
+            match &chain.first_bad {
+                None => "audit log verified".to_string(),
+                Some(b) => format!(
+                    "WARNING: the audit log is broken at entry {} ({}); the report says so",
+                    b.seq, b.problem
+                ),
+            }
+        ),
+    )
+}

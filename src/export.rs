@@ -1,0 +1,496 @@
+//! The audit export: for one CR or a date range, a report that answers the playbook's
+//! self-check (who approved and when, artifacts, risk and validation evidence, exact
+//! versions, rollback plan and whether it was tested, exceptions), plus everything an
+//! auditor needs to check it without tollgate: the log lines and an allowed_signers file.
+
+use crate::audit::keys::{Keyring, allowed_signers};
+use crate::audit::log::{LogEntry, VerifyReport};
+use crate::domain::emergency::Exception;
+use crate::domain::policy::Policy;
+use crate::domain::status::{Evaluation, evaluate};
+use crate::store::{Store, StoredCr};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Value, json};
+use std::fmt::Write;
+
+/// What to export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// One change request.
+    Cr(String),
+    /// CRs with a decision or submission in these days (UTC, inclusive), and the
+    /// exceptions opened in them.
+    Range {
+        /// First day.
+        since: NaiveDate,
+        /// Last day.
+        until: NaiveDate,
+    },
+}
+
+/// The export's parts, ready to be written as files.
+#[derive(Debug, Clone)]
+pub struct AuditExport {
+    /// `report.md`.
+    pub markdown: String,
+    /// `report.json`.
+    pub json: Value,
+    /// `entries.jsonl`: the log entries behind the report.
+    pub entries: Vec<LogEntry>,
+    /// `allowed_signers` for `ssh-keygen -Y verify`.
+    pub allowed_signers: String,
+}
+
+/// The script an auditor runs in the export directory (needs jq, sha256sum, ssh-keygen).
+pub const VERIFY_SCRIPT: &str = r#"#!/bin/sh
+# Checks every entry in entries.jsonl: the body hashes to the entry's hash, and each signed
+# entry's SSHSIG verifies for its principal against allowed_signers (namespace tollgate).
+# Needs jq, sha256sum and ssh-keygen. Exit status 0 only if everything checks out.
+set -u
+fail=0
+while IFS= read -r line; do
+  seq=$(printf '%s' "$line" | jq -r .seq)
+  printf '%s' "$line" | jq -j .body > body
+  [ "sha256:$(sha256sum body | cut -c1-64)" = "$(printf '%s' "$line" | jq -r .hash)" ] || { echo "entry $seq: hash mismatch"; fail=1; }
+  if [ "$(printf '%s' "$line" | jq -r .signature)" != null ]; then
+    printf '%s' "$line" | jq -j .signature > body.sig
+    ssh-keygen -Y verify -f allowed_signers -I "$(printf '%s' "$line" | jq -r .principal)" -n tollgate -s body.sig < body > /dev/null \
+      || { echo "entry $seq: bad signature"; fail=1; }
+  fi
+done < entries.jsonl
+rm -f body body.sig
+[ $fail = 0 ] && echo "all entries verified"
+exit $fail
+"#;
+
+fn md(s: &str) -> String {
+    // Sanitised and with Markdown table/emphasis characters neutralised.
+    crate::domain::text::sanitize(s)
+        .replace('|', "\\|")
+        .replace('*', "\\*")
+        .replace('_', "\\_")
+        .replace('`', "'")
+}
+
+/// For text inside `code spans`: only backticks need neutralising there.
+fn code(s: &str) -> String {
+    crate::domain::text::sanitize(s).replace('`', "'")
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// Builds the export. `chain` is the result of verifying the whole log.
+pub fn build(
+    store: &dyn Store,
+    policy: &Policy,
+    selection: &Selection,
+    chain: &VerifyReport,
+    exceptions: &[Exception],
+    now: DateTime<Utc>,
+) -> Result<AuditExport, String> {
+    let err = |e: crate::store::StoreError| e.to_string();
+    let in_range = |t: DateTime<Utc>| match selection {
+        Selection::Cr(_) => true,
+        Selection::Range { since, until } => {
+            let d = t.date_naive();
+            d >= *since && d <= *until
+        }
+    };
+    let crs: Vec<StoredCr> = match selection {
+        Selection::Cr(id) => vec![
+            store
+                .get(id)
+                .map_err(err)?
+                .ok_or_else(|| format!("no change request {}", crate::domain::reader::quote(id)))?,
+        ],
+        Selection::Range { .. } => {
+            // CRs decided on in the period, found in one pass over the decisions.
+            let mut decided = std::collections::HashSet::new();
+            let mut after = 0;
+            loop {
+                let page = store.decision_summaries(after, 50_000).map_err(err)?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                decided.extend(page.into_iter().filter(|d| in_range(d.at)).map(|d| d.cr_id));
+            }
+            store
+                .list()
+                .map_err(err)?
+                .into_iter()
+                .filter(|c| in_range(c.first_submitted_at) || decided.contains(&c.current.cr.id))
+                .collect()
+        }
+    };
+    let keyring = Keyring::from_policy(policy).unwrap_or_default();
+    // One pass over the log collects every entry about the CRs in scope.
+    let mut by_cr: std::collections::HashMap<String, Vec<LogEntry>> = crs
+        .iter()
+        .map(|c| (c.current.cr.id.clone(), Vec::new()))
+        .collect();
+    let mut after = 0;
+    loop {
+        let page = store.log_entries(after, 10_000).map_err(err)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in page {
+            if let Some(list) = e.cr_id.as_ref().and_then(|id| by_cr.get_mut(id)) {
+                list.push(e);
+            }
+        }
+    }
+    let mut entries: Vec<LogEntry> = Vec::new();
+    let mut md_out = String::new();
+    let mut json_crs = Vec::new();
+    let mut related_ids: Vec<String> = Vec::new();
+    let selection_text = match selection {
+        Selection::Cr(id) => format!("change request {}", md(id)),
+        Selection::Range { since, until } => format!("{since} to {until} (UTC)"),
+    };
+    let _ = writeln!(md_out, "# tollgate audit report\n");
+    let _ = writeln!(md_out, "- Scope: {selection_text}");
+    let _ = writeln!(md_out, "- Generated: {}", time(now));
+    let chain_text = match &chain.first_bad {
+        None => format!(
+            "verified — {} entries, {} signatures, head entry {} `{}`",
+            chain.entries,
+            chain.signatures,
+            chain.head.seq,
+            chain.head.hash.as_deref().unwrap_or("-")
+        ),
+        Some(bad) => format!(
+            "**BROKEN at entry {}: {} — {}**; nothing from that entry on can be trusted",
+            bad.seq,
+            bad.problem,
+            md(&bad.detail)
+        ),
+    };
+    let _ = writeln!(md_out, "- Audit log: {chain_text}");
+    let _ = writeln!(md_out, "- Change requests: {}\n", crs.len());
+
+    for cr in &crs {
+        let c = &cr.current.cr;
+        let decisions = store.decisions(&c.id).map_err(err)?;
+        let eval: Evaluation = evaluate(c, &cr.current.digest, &decisions, policy);
+        let logged: Vec<LogEntry> = by_cr.remove(&c.id).unwrap_or_default();
+        let decision_entries: Vec<&LogEntry> =
+            logged.iter().filter(|e| e.kind == "decision").collect();
+        let _ = writeln!(md_out, "## {} — {}\n", md(&c.id), md(&c.title));
+        let s = &c.subject;
+        let _ = writeln!(
+            md_out,
+            "- Gate: {} · Subject: {} {} {} → {} ({})",
+            c.gate,
+            md(&s.kind),
+            md(&s.name),
+            s.from_version
+                .as_deref()
+                .map(md)
+                .unwrap_or_else(|| "(new)".into()),
+            md(&s.to_version),
+            s.environment.as_str()
+        );
+        let _ = writeln!(
+            md_out,
+            "- Requester: {} · Owner: {} · On-call: {}",
+            md(&c.requester),
+            md(&c.owner),
+            md(&c.on_call)
+        );
+        let _ = writeln!(
+            md_out,
+            "- Status: **{}** · revision {} of {} · content digest `{}` · first submitted {}\n",
+            eval.status,
+            cr.current.revision,
+            cr.revision_count,
+            cr.current.digest,
+            time(cr.first_submitted_at)
+        );
+        let r = &eval.risk;
+        let reasons: Vec<String> = r.reasons.iter().map(|x| md(&x.to_string())).collect();
+        let _ = writeln!(
+            md_out,
+            "### Risk rating\n\nEffective **{}** (computed {}, declared {}); because {}. Requester's rationale: {}. Observation window {} h.\n",
+            r.effective,
+            r.computed,
+            r.declared,
+            if reasons.is_empty() {
+                "no factor".into()
+            } else {
+                reasons.join("; ")
+            },
+            md(c.risk.rationale.trim_end_matches('.')),
+            eval.observation_hours
+        );
+        let _ = writeln!(
+            md_out,
+            "### Approvals and decisions\n\nRequired sign-offs: {} — obtained {}/{}.\n",
+            eval.signoffs.required_roles().join(", "),
+            eval.signoffs.obtained(),
+            eval.signoffs.required()
+        );
+        let _ = writeln!(
+            md_out,
+            "| When | Who | Role | Verdict | Revision | Counts | Signature | Log entry | Rationale |"
+        );
+        let _ = writeln!(md_out, "|---|---|---|---|---|---|---|---|---|");
+        let mut json_decisions = Vec::new();
+        for (d, e) in decisions.iter().zip(&decision_entries) {
+            let counted = eval.counted.iter().any(|x| x == d);
+            let why_not = eval
+                .discounted
+                .iter()
+                .find(|x| &x.decision == d)
+                .map(|x| x.reason.clone());
+            let signature = match (&e.principal, &e.signature) {
+                (Some(p), Some(sig)) => match keyring.verify(p, e.body.as_bytes(), sig) {
+                    Ok(fp) => format!("valid ({fp})"),
+                    Err(x) => format!("INVALID: {x}"),
+                },
+                _ => "missing".into(),
+            };
+            let revision = crate::audit::log::DecisionRecord::parse(&e.body)
+                .map(|r| r.cr_revision)
+                .unwrap_or(0);
+            let _ = writeln!(
+                md_out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                time(d.at),
+                md(&d.principal),
+                md(&d.role),
+                d.verdict,
+                revision,
+                if counted {
+                    "yes".to_string()
+                } else {
+                    format!("no — {}", why_not.as_deref().unwrap_or("superseded"))
+                },
+                signature,
+                e.seq,
+                md(&d.rationale)
+            );
+            json_decisions.push(json!({
+                "seq": e.seq, "hash": e.hash, "at": d.at, "principal": d.principal, "role": d.role,
+                "verdict": d.verdict, "cr_revision": revision, "cr_digest": d.cr_digest,
+                "counts": counted, "not_counted_because": why_not, "signature": signature,
+                "rationale": d.rationale, "ticks": d.ticks,
+            }));
+        }
+        if decisions.is_empty() {
+            let _ = writeln!(md_out, "| — | — | — | no decisions yet | | | | | |");
+        }
+        let _ = writeln!(md_out, "\n### Validation evidence\n");
+        let _ = writeln!(md_out, "| Item | Kind | Blocking | State | Evidence |");
+        let _ = writeln!(md_out, "|---|---|---|---|---|");
+        for item in &eval.checklist.items {
+            let evidence = if item.automated {
+                item.detail.as_deref().map(md).unwrap_or_default()
+            } else {
+                item.ticked_by
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "ticked by {}{}",
+                            md(&t.principal),
+                            t.note
+                                .as_deref()
+                                .map(|n| format!(": {}", md(n)))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let _ = writeln!(
+                md_out,
+                "| {} | {} | {} | {} | {} |",
+                md(&item.label),
+                if item.automated {
+                    "automated"
+                } else {
+                    "manual"
+                },
+                if item.blocking { "yes" } else { "no" },
+                item.state.as_str(),
+                evidence
+            );
+        }
+        for ev in &eval.checklist.other_evidence {
+            let _ = writeln!(
+                md_out,
+                "| {} | automated (no checklist item) | no | {} | {} |",
+                md(&ev.id),
+                format!("{:?}", ev.status).to_lowercase(),
+                ev.detail.as_deref().map(md).unwrap_or_default()
+            );
+        }
+        let _ = writeln!(md_out, "\n### Artifacts\n");
+        for a in &c.artifacts {
+            let _ = writeln!(
+                md_out,
+                "- {}: {} — <{}>",
+                md(&a.kind),
+                md(&a.title),
+                md(&a.url)
+            );
+        }
+        let v = &c.versions;
+        let _ = writeln!(
+            md_out,
+            "\n### Exact versions\n\n- code `{}`\n- data `{}`\n- config `{}`\n- seed {}\n",
+            code(&v.code),
+            code(&v.data),
+            code(&v.config),
+            v.seed.map(|x| x.to_string()).unwrap_or_else(|| "—".into())
+        );
+        let _ = writeln!(
+            md_out,
+            "### Rollback plan\n\n{}\n\nTested: **{}**\n",
+            md(&c.plan.rollback),
+            if c.plan.rollback_tested { "yes" } else { "NO" }
+        );
+        let related: Vec<&Exception> = exceptions
+            .iter()
+            .filter(|x| {
+                x.rollbacks
+                    .iter()
+                    .any(|r| r.subject == s.name && r.environment == s.environment.as_str())
+            })
+            .collect();
+        let _ = writeln!(md_out, "### Exceptions\n");
+        if related.is_empty() {
+            let _ = writeln!(
+                md_out,
+                "None recorded for {}@{}.\n",
+                md(&s.name),
+                s.environment.as_str()
+            );
+        }
+        for x in &related {
+            let _ = writeln!(md_out, "{}", exception_md(x, now));
+            related_ids.push(x.id.clone());
+        }
+        json_crs.push(json!({
+            "id": c.id, "title": c.title, "gate": c.gate, "subject": c.subject, "requester": c.requester,
+            "owner": c.owner, "on_call": c.on_call, "status": eval.status, "revision": cr.current.revision,
+            "digest": cr.current.digest, "first_submitted_at": cr.first_submitted_at, "risk": eval.risk,
+            "signoffs": { "required": eval.signoffs.required_roles(), "obtained": eval.signoffs.obtained() },
+            "decisions": json_decisions, "checklist": eval.checklist, "artifacts": c.artifacts,
+            "versions": c.versions, "plan": c.plan,
+            "exceptions": related.iter().map(|x| x.id.clone()).collect::<Vec<_>>(),
+        }));
+        entries.extend(logged);
+    }
+
+    // Range exports also list the exceptions opened in the range, with their entries.
+    let scoped_exceptions: Vec<&Exception> = match selection {
+        Selection::Cr(_) => Vec::new(),
+        Selection::Range { .. } => exceptions
+            .iter()
+            .filter(|x| in_range(x.opened_at))
+            .collect(),
+    };
+    if !scoped_exceptions.is_empty() {
+        let _ = writeln!(md_out, "## Emergency exceptions in the period\n");
+        for x in &scoped_exceptions {
+            let _ = writeln!(md_out, "{}", exception_md(x, now));
+        }
+    }
+    let emergency = store.emergency_entries().map_err(err)?;
+    let wanted: Vec<&Exception> = match selection {
+        Selection::Cr(_) => exceptions
+            .iter()
+            .filter(|x| related_ids.contains(&x.id))
+            .collect(),
+        Selection::Range { .. } => scoped_exceptions.clone(),
+    };
+    for e in emergency {
+        let body: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
+        let incident = body["incident"].as_str().unwrap_or("");
+        if wanted.iter().any(|x| x.incident == incident) {
+            entries.push(e);
+        }
+    }
+    entries.sort_by_key(|e| e.seq);
+    entries.dedup_by_key(|e| e.seq);
+
+    let _ = writeln!(
+        md_out,
+        "## Verifying this report independently\n\n\
+         The files beside this report are everything needed, with no tollgate installed:\n\n\
+         - `entries.jsonl`: the {} log entries behind this report; each `body` is the exact signed text.\n\
+         - `allowed_signers`: the principals' public keys, scoped to the `tollgate` namespace.\n\
+         - `verify.sh`: checks each entry's hash with `sha256sum` and each signature with\n  \
+         `ssh-keygen -Y verify -f allowed_signers -I PRINCIPAL -n tollgate -s body.sig < body`.\n\n\
+         To check the chain itself (every link from the first entry), export the whole log with\n\
+         `tollgate log export` and follow docs/audit-log.md.\n",
+        entries.len()
+    );
+
+    let json = json!({
+        "format": "tollgate/audit-report/v1",
+        "generated_at": now,
+        "scope": match selection {
+            Selection::Cr(id) => json!({"cr": id}),
+            Selection::Range { since, until } => json!({"since": since, "until": until}),
+        },
+        "audit_log": chain,
+        "change_requests": json_crs,
+        "exceptions": wanted,
+        "entries": entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+    });
+    Ok(AuditExport {
+        markdown: md_out,
+        json,
+        entries,
+        allowed_signers: allowed_signers(policy),
+    })
+}
+
+fn exception_md(x: &Exception, now: DateTime<Utc>) -> String {
+    let mut out = format!(
+        "- Incident **{}**: opened by {} at {} — {}; expires {}; review due {}; state {:?}\n",
+        md(&x.incident),
+        md(&x.opened_by),
+        time(x.opened_at),
+        md(&x.reason),
+        time(x.expires_at),
+        time(x.review_due),
+        x.state(now)
+    );
+    for r in &x.rollbacks {
+        let outcome = match &r.outcome {
+            Some(o) => format!(
+                "command exit {} in {} ms{}",
+                o.exit_status.map_or("—".into(), |c| c.to_string()),
+                o.duration_ms,
+                if o.timed_out { " (timed out)" } else { "" }
+            ),
+            None => "no command run".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  - rollback {}@{} {} → {} authorised by {} at {}; {}",
+            md(&r.subject),
+            r.environment,
+            md(&r.from_version),
+            md(&r.to_version),
+            md(&r.principal),
+            time(r.at),
+            outcome
+        );
+    }
+    if let Some(rv) = &x.review {
+        let _ = writeln!(
+            out,
+            "  - post-incident review by {} at {}: root cause: {}; follow-ups: {}; policy changes: {}",
+            md(&rv.principal),
+            time(rv.at),
+            md(&rv.root_cause),
+            md(&rv.follow_ups),
+            md(&rv.policy_changes)
+        );
+    }
+    out
+}

@@ -1,0 +1,591 @@
+//! The decision history for leads: every decision with its context, filters, and the
+//! governance-health figures (lead times, rates, exceptions, over-governance signals).
+//! Shared by `tollgate history` / `tollgate health` and the TUI's History screen.
+
+use crate::domain::change_request::Gate;
+use crate::domain::decision::Verdict;
+use crate::domain::emergency::{Exception, ExceptionState};
+use crate::domain::policy::Policy;
+use crate::domain::risk::{RiskLevel, assess};
+use crate::domain::status::{Status, evaluate};
+use crate::store::Store;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One decision with what a lead needs to read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    /// Log position.
+    pub seq: u64,
+    /// Entry hash.
+    pub hash: String,
+    /// When it was signed.
+    pub at: DateTime<Utc>,
+    /// The CR.
+    pub cr_id: Arc<str>,
+    /// Revision decided on.
+    pub cr_revision: u32,
+    /// Its digest.
+    pub cr_digest: Arc<str>,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Role signed for.
+    pub role: Arc<str>,
+    /// Who.
+    pub principal: Arc<str>,
+    /// Gate of the CR.
+    pub gate: Gate,
+    /// Subject name.
+    pub subject: Arc<str>,
+    /// Environment.
+    pub environment: Arc<str>,
+    /// CR title.
+    pub title: Arc<str>,
+    /// Effective risk of the revision decided on.
+    pub risk: RiskLevel,
+    /// When tollgate first stored the CR.
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// Submitted → decided.
+    #[serde(serialize_with = "seconds")]
+    pub lead_time: Option<Duration>,
+}
+
+fn seconds<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_i64(d.num_seconds()),
+        None => s.serialize_none(),
+    }
+}
+
+/// A pending CR, for over-governance signals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Waiting {
+    /// CR id.
+    pub cr_id: String,
+    /// Effective risk.
+    pub risk: RiskLevel,
+    /// How long it has waited since submission.
+    #[serde(serialize_with = "seconds")]
+    pub waited: Option<Duration>,
+}
+
+/// Everything the history screens and commands show.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Decisions, oldest first.
+    pub entries: Vec<HistoryEntry>,
+    /// Pending CRs with how long they have waited.
+    pub waiting: Vec<Waiting>,
+}
+
+/// What the history shows about one revision, shared by every decision on it.
+#[derive(Clone)]
+struct RevisionContext {
+    cr_id: Arc<str>,
+    digest: Arc<str>,
+    gate: Gate,
+    subject: Arc<str>,
+    environment: Arc<str>,
+    title: Arc<str>,
+    risk: RiskLevel,
+}
+
+/// Loads every decision with the context of the revision it was bound to, a page of the
+/// log at a time; repeated strings (CR, subject, principal, role) are shared, so a
+/// million decisions stay a few hundred bytes each.
+pub fn load(store: &dyn Store, policy: &Policy, now: DateTime<Utc>) -> Result<History, String> {
+    let submitted = store.submission_times().map_err(|e| e.to_string())?;
+    let mut revisions: HashMap<(String, u32), RevisionContext> = HashMap::new();
+    let mut names: HashMap<String, Arc<str>> = HashMap::new();
+    let mut intern = |s: String| -> Arc<str> {
+        names
+            .entry(s.clone())
+            .or_insert_with(|| Arc::from(s))
+            .clone()
+    };
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .decision_summaries(after, 50_000)
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for s in page {
+            let key = (s.cr_id.clone(), s.cr_revision);
+            if !revisions.contains_key(&key) {
+                let rev = store
+                    .revision(&s.cr_id, s.cr_revision)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| {
+                        format!(
+                            "log entry {} decides on {} revision {}, which is not in the store",
+                            s.seq, s.cr_id, s.cr_revision
+                        )
+                    })?;
+                let c = &rev.cr;
+                revisions.insert(
+                    key.clone(),
+                    RevisionContext {
+                        cr_id: Arc::from(c.id.as_str()),
+                        digest: Arc::from(rev.digest.as_str()),
+                        gate: c.gate,
+                        subject: Arc::from(c.subject.name.as_str()),
+                        environment: Arc::from(c.subject.environment.as_str()),
+                        title: Arc::from(c.title.as_str()),
+                        risk: assess(c, &policy.risk).effective,
+                    },
+                );
+            }
+            let ctx = revisions[&key].clone();
+            let verdict = Verdict::ALL
+                .iter()
+                .find(|(n, _)| *n == s.verdict)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| format!("log entry {}: unknown verdict {:?}", s.seq, s.verdict))?;
+            let submitted_at = submitted.get(&s.cr_id).copied();
+            entries.push(HistoryEntry {
+                lead_time: submitted_at.map(|t| (s.at - t).max(Duration::zero())),
+                submitted_at,
+                seq: s.seq,
+                hash: s.hash,
+                at: s.at,
+                cr_id: ctx.cr_id,
+                cr_revision: s.cr_revision,
+                cr_digest: if *ctx.digest == *s.cr_digest {
+                    ctx.digest
+                } else {
+                    Arc::from(s.cr_digest)
+                },
+                verdict,
+                role: intern(s.role),
+                principal: intern(s.principal),
+                gate: ctx.gate,
+                subject: ctx.subject,
+                environment: ctx.environment,
+                title: ctx.title,
+                risk: ctx.risk,
+            });
+        }
+    }
+    let decisions = store.all_decisions().map_err(|e| e.to_string())?;
+    let mut waiting = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_page(after.as_deref(), 5_000)
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.current.cr.id.clone());
+        for cr in &page {
+            let mine = decisions
+                .get(&cr.current.cr.id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let e = evaluate(&cr.current.cr, &cr.current.digest, mine, policy);
+            if e.status == Status::Pending {
+                waiting.push(Waiting {
+                    cr_id: cr.current.cr.id.clone(),
+                    risk: e.risk.effective,
+                    waited: Some((now - cr.first_submitted_at).max(Duration::zero())),
+                });
+            }
+        }
+    }
+    Ok(History { entries, waiting })
+}
+
+/// A filter over the history: structured terms plus free text.
+///
+/// Written the way a lead types it in `/`: `principal:devi verdict:approve risk:high
+/// gate:model subject:fraud since:2026-11-01 until:2026-11-30 spam` — every term must
+/// match; words without a `key:` search CR id, title, subject, principal and role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Principal id.
+    pub principal: Option<String>,
+    /// Subject name (substring).
+    pub subject: Option<String>,
+    /// Gate.
+    pub gate: Option<Gate>,
+    /// Effective risk.
+    pub risk: Option<RiskLevel>,
+    /// Verdict.
+    pub verdict: Option<Verdict>,
+    /// First day included (UTC).
+    pub since: Option<NaiveDate>,
+    /// Last day included (UTC).
+    pub until: Option<NaiveDate>,
+    /// Free-text words (all must appear).
+    pub words: Vec<String>,
+}
+
+fn pick<T: Copy>(key: &str, value: &str, options: &[(&str, T)]) -> Result<T, String> {
+    options
+        .iter()
+        .find(|(n, _)| *n == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            format!(
+                "{key}: expected one of {}, found {value:?}",
+                names.join(", ")
+            )
+        })
+}
+
+impl Filter {
+    /// Parses a filter expression; errors say which term and what was expected.
+    pub fn parse(expr: &str) -> Result<Filter, String> {
+        let mut f = Filter::default();
+        for term in expr.split_whitespace() {
+            let Some((key, value)) = term.split_once(':') else {
+                f.words.push(term.to_lowercase());
+                continue;
+            };
+            let date = |v: &str| {
+                NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                    .map_err(|_| format!("{key}: expected a date such as 2026-11-01, found {v:?}"))
+            };
+            match key {
+                "principal" | "by" => f.principal = Some(value.to_string()),
+                "subject" => f.subject = Some(value.to_lowercase()),
+                "gate" => f.gate = Some(pick(key, value, &Gate::ALL)?),
+                "risk" => f.risk = Some(pick(key, value, &RiskLevel::ALL)?),
+                "verdict" => f.verdict = Some(pick(key, value, &Verdict::ALL)?),
+                "since" => f.since = Some(date(value)?),
+                "until" => f.until = Some(date(value)?),
+                other => {
+                    return Err(format!(
+                        "unknown filter {other:?}; use principal:, subject:, gate:, risk:, verdict:, since:, until: or plain words"
+                    ));
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether `e` passes.
+    pub fn matches(&self, e: &HistoryEntry) -> bool {
+        let day = e.at.date_naive();
+        self.principal.as_ref().is_none_or(|p| **p == *e.principal)
+            && self
+                .subject
+                .as_ref()
+                .is_none_or(|s| e.subject.to_lowercase().contains(s))
+            && self.gate.is_none_or(|g| g == e.gate)
+            && self.risk.is_none_or(|r| r == e.risk)
+            && self.verdict.is_none_or(|v| v == e.verdict)
+            && self.since.is_none_or(|d| day >= d)
+            && self.until.is_none_or(|d| day <= d)
+            && (self.words.is_empty() || {
+                let hay = format!(
+                    "{} {} {} {} {}",
+                    e.cr_id, e.title, e.subject, e.principal, e.role
+                )
+                .to_lowercase();
+                self.words.iter().all(|w| hay.contains(w))
+            })
+    }
+}
+
+/// Lead-time figures for one risk level.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeadTimes {
+    /// Risk level.
+    pub risk: RiskLevel,
+    /// Decisions counted.
+    pub decisions: usize,
+    /// Median lead time, in seconds.
+    pub median_secs: Option<i64>,
+    /// 90th percentile, in seconds.
+    pub p90_secs: Option<i64>,
+}
+
+/// Governance health: how fast and how decisively the process runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    /// Lead time (submitted → decided) by risk.
+    pub lead_times: Vec<LeadTimes>,
+    /// Decisions counted.
+    pub decisions: usize,
+    /// Share of decisions that approve, 0–1.
+    pub approval_rate: f64,
+    /// Share that reject.
+    pub rejection_rate: f64,
+    /// Share that request changes.
+    pub changes_rate: f64,
+    /// Emergency exceptions opened.
+    pub exceptions_opened: usize,
+    /// Closed by a review.
+    pub exceptions_closed: usize,
+    /// Review overdue.
+    pub exceptions_overdue: usize,
+    /// Low-risk CRs pending longer than the threshold (a sign of over-governance).
+    pub slow_low_risk: Vec<Waiting>,
+    /// The threshold used, in hours.
+    pub slow_after_hours: i64,
+}
+
+/// The `q`-quantile (0–1) of sorted values, nearest rank.
+fn quantile(sorted: &[i64], q: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// Computes the health figures over `entries` (already filtered as the lead wishes).
+pub fn health(
+    entries: &[&HistoryEntry],
+    waiting: &[Waiting],
+    exceptions: &[Exception],
+    now: DateTime<Utc>,
+) -> Health {
+    let slow_after_hours = 24;
+    let lead_times = RiskLevel::ALL
+        .iter()
+        .map(|(_, level)| {
+            let mut secs: Vec<i64> = entries
+                .iter()
+                .filter(|e| e.risk == *level)
+                .filter_map(|e| e.lead_time.map(|d| d.num_seconds()))
+                .collect();
+            secs.sort_unstable();
+            LeadTimes {
+                risk: *level,
+                decisions: secs.len(),
+                median_secs: quantile(&secs, 0.5),
+                p90_secs: quantile(&secs, 0.9),
+            }
+        })
+        .collect();
+    let n = entries.len();
+    let rate = |v: Verdict| {
+        if n == 0 {
+            0.0
+        } else {
+            entries.iter().filter(|e| e.verdict == v).count() as f64 / n as f64
+        }
+    };
+    let mut slow_low_risk: Vec<Waiting> = waiting
+        .iter()
+        .filter(|w| {
+            w.risk == RiskLevel::Low
+                && w.waited
+                    .is_some_and(|d| d > Duration::hours(slow_after_hours))
+        })
+        .cloned()
+        .collect();
+    slow_low_risk.sort_by_key(|w| std::cmp::Reverse(w.waited));
+    Health {
+        lead_times,
+        decisions: n,
+        approval_rate: rate(Verdict::Approve),
+        rejection_rate: rate(Verdict::Reject),
+        changes_rate: rate(Verdict::RequestChanges),
+        exceptions_opened: exceptions.len(),
+        exceptions_closed: exceptions
+            .iter()
+            .filter(|x| x.state(now) == ExceptionState::Closed)
+            .count(),
+        exceptions_overdue: exceptions
+            .iter()
+            .filter(|x| x.state(now) == ExceptionState::ReviewOverdue)
+            .count(),
+        slow_low_risk,
+        slow_after_hours,
+    }
+}
+
+/// `3d 4h`, `5h 02m`, `12m`: a duration for tables.
+pub fn human_duration(d: Duration) -> String {
+    let m = d.num_minutes().max(0);
+    if m >= 48 * 60 {
+        format!("{}d {}h", m / (24 * 60), (m / 60) % 24)
+    } else if m >= 60 {
+        format!("{}h {:02}m", m / 60, m % 60)
+    } else {
+        format!("{m}m")
+    }
+}
+
+/// Quotes a CSV field (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The history as CSV with a header row.
+pub fn to_csv(entries: &[&HistoryEntry], verified: impl Fn(u64) -> &'static str) -> String {
+    let mut out = String::from(
+        "seq,at,cr_id,cr_revision,subject,environment,gate,risk,verdict,principal,role,lead_time_seconds,verification,hash\n",
+    );
+    for e in entries {
+        let fields = [
+            e.seq.to_string(),
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            csv_field(&e.cr_id),
+            e.cr_revision.to_string(),
+            csv_field(&e.subject),
+            e.environment.to_string(),
+            e.gate.to_string(),
+            e.risk.to_string(),
+            e.verdict.to_string(),
+            csv_field(&e.principal),
+            csv_field(&e.role),
+            e.lead_time
+                .map(|d| d.num_seconds().to_string())
+                .unwrap_or_default(),
+            verified(e.seq).to_string(),
+            e.hash.clone(),
+        ];
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn entry(seq: u64, verdict: Verdict, risk: RiskLevel, lead_h: i64) -> HistoryEntry {
+        let at =
+            Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap() + Duration::hours(seq as i64);
+        HistoryEntry {
+            seq,
+            hash: format!("h{seq}"),
+            at,
+            cr_id: format!("CR-{seq}").into(),
+            cr_revision: 1,
+            cr_digest: "d".into(),
+            verdict,
+            role: "risk-reviewer".into(),
+            principal: if seq.is_multiple_of(2) {
+                "devi".into()
+            } else {
+                "kai".into()
+            },
+            gate: Gate::Model,
+            subject: "fraud-detector".into(),
+            environment: "prod".into(),
+            title: "Promote fraud v13".into(),
+            risk,
+            submitted_at: Some(at - Duration::hours(lead_h)),
+            lead_time: Some(Duration::hours(lead_h)),
+        }
+    }
+
+    #[test]
+    fn filters_combine_structured_terms_and_words() {
+        let e = entry(2, Verdict::Approve, RiskLevel::High, 5);
+        let f = Filter::parse(
+            "principal:devi verdict:approve risk:high since:2026-11-20 until:2026-11-20 fraud v13",
+        )
+        .unwrap();
+        assert!(f.matches(&e));
+        assert!(!Filter::parse("principal:kai").unwrap().matches(&e));
+        assert!(!Filter::parse("since:2026-11-21").unwrap().matches(&e));
+        assert!(!Filter::parse("spam").unwrap().matches(&e));
+        assert!(
+            Filter::parse("gate:model subject:FRAUD")
+                .unwrap()
+                .matches(&e)
+        );
+        assert!(
+            Filter::parse("risk:severe")
+                .unwrap_err()
+                .contains("expected one of low, medium, high")
+        );
+        assert!(
+            Filter::parse("since:yesterday")
+                .unwrap_err()
+                .contains("expected a date")
+        );
+        assert!(
+            Filter::parse("owner:x")
+                .unwrap_err()
+                .contains("unknown filter")
+        );
+    }
+
+    #[test]
+    fn lead_time_quantiles_and_rates() {
+        let entries: Vec<HistoryEntry> = (1..=10)
+            .map(|i| {
+                entry(
+                    i,
+                    if i <= 7 {
+                        Verdict::Approve
+                    } else {
+                        Verdict::Reject
+                    },
+                    RiskLevel::Medium,
+                    i as i64,
+                )
+            })
+            .collect();
+        let refs: Vec<&HistoryEntry> = entries.iter().collect();
+        let h = health(&refs, &[], &[], Utc::now());
+        let medium = h
+            .lead_times
+            .iter()
+            .find(|l| l.risk == RiskLevel::Medium)
+            .unwrap();
+        assert_eq!(medium.decisions, 10);
+        assert_eq!(medium.median_secs, Some(5 * 3600));
+        assert_eq!(medium.p90_secs, Some(9 * 3600));
+        assert!((h.approval_rate - 0.7).abs() < 1e-9);
+        assert!((h.rejection_rate - 0.3).abs() < 1e-9);
+        let low = h
+            .lead_times
+            .iter()
+            .find(|l| l.risk == RiskLevel::Low)
+            .unwrap();
+        assert_eq!(low.median_secs, None);
+    }
+
+    #[test]
+    fn low_risk_changes_waiting_long_are_flagged() {
+        let waiting = vec![
+            Waiting {
+                cr_id: "CR-1".into(),
+                risk: RiskLevel::Low,
+                waited: Some(Duration::hours(30)),
+            },
+            Waiting {
+                cr_id: "CR-2".into(),
+                risk: RiskLevel::Low,
+                waited: Some(Duration::hours(2)),
+            },
+            Waiting {
+                cr_id: "CR-3".into(),
+                risk: RiskLevel::High,
+                waited: Some(Duration::hours(90)),
+            },
+        ];
+        let h = health(&[], &waiting, &[], Utc::now());
+        let ids: Vec<&str> = h.slow_low_risk.iter().map(|w| w.cr_id.as_str()).collect();
+        assert_eq!(ids, ["CR-1"]);
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        let mut e = entry(1, Verdict::Approve, RiskLevel::Low, 1);
+        e.cr_id = "CR,\"1\"".into();
+        let csv = to_csv(&[&e], |_| "valid");
+        assert!(
+            csv.lines().nth(1).unwrap().contains("\"CR,\"\"1\"\"\""),
+            "{csv}"
+        );
+        assert_eq!(csv.lines().next().unwrap().split(',').count(), 14);
+    }
+}

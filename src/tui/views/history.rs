@@ -1,0 +1,387 @@
+//! The History screen: the integrity banner, every decision (a virtualised table: only the
+//! visible rows are built, so a million entries draw as fast as ten), the signed record
+//! behind a row, and the governance-health tab with a lead-time chart.
+
+use crate::history::{HistoryEntry, health, human_duration};
+use crate::tui::app::{App, HistoryState, Integrity};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Bar, BarChart, BarGroup, Block, Borders, Cell, Paragraph, Row, Table, Wrap,
+};
+
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+fn banner<'a>(app: &App, h: &HistoryState) -> Line<'a> {
+    let theme = &app.settings.theme;
+    match &h.integrity {
+        Integrity::Verifying => Line::from(Span::styled(
+            format!(
+                " {} verifying the audit log in the background…",
+                SPINNER[app.spinner % SPINNER.len()]
+            ),
+            theme.accent(),
+        )),
+        Integrity::Done(report, ms) => match &report.first_bad {
+            None => Line::from(Span::styled(
+                format!(
+                    " ✓ audit log verified: {} entries, {} signatures, every link intact ({ms} ms)",
+                    report.entries, report.signatures
+                ),
+                theme.pass(),
+            )),
+            Some(bad) => Line::from(Span::styled(
+                format!(
+                    " ✗ AUDIT LOG BROKEN at entry {}: {} — {} — do not trust entries from {} on ",
+                    bad.seq,
+                    bad.problem,
+                    crate::domain::text::sanitize(&bad.detail),
+                    bad.seq
+                ),
+                theme.error().add_modifier(Modifier::REVERSED),
+            )),
+        },
+        Integrity::Failed(e) => Line::from(Span::styled(
+            format!(
+                " ✗ could not verify the audit log: {}",
+                crate::domain::text::sanitize(e)
+            ),
+            theme.error().add_modifier(Modifier::REVERSED),
+        )),
+    }
+}
+
+/// Whether entry `seq` is covered by a successful verification.
+fn verified(h: &HistoryState, seq: u64) -> Option<bool> {
+    match &h.integrity {
+        Integrity::Done(report, _) => Some(report.first_bad.as_ref().is_none_or(|b| seq < b.seq)),
+        _ => None,
+    }
+}
+
+/// Draws the History screen.
+pub fn draw(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
+    let theme = &app.settings.theme;
+    let show_filter = h.filtering || !h.filter.is_empty();
+    let [banner_area, tabs, body, filter_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(if show_filter { 1 } else { 0 }),
+    ])
+    .areas(area);
+    f.render_widget(Paragraph::new(banner(app, h)), banner_area);
+    let tab = |label: &str, on: bool| {
+        if on {
+            Span::styled(format!(" {label} "), theme.selected())
+        } else {
+            Span::styled(format!(" {label} "), theme.muted())
+        }
+    };
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(" History ", theme.title()),
+            tab(&format!("Decisions {}", h.visible.len()), !h.health),
+            tab("Governance health", h.health),
+            Span::styled(
+                format!(
+                    "  sorted by {}{}",
+                    h.sort.label(),
+                    if h.reverse { " ↓" } else { "" }
+                ),
+                theme.muted(),
+            ),
+        ])),
+        tabs,
+    );
+    if h.health {
+        draw_health(f, body, app, h);
+    } else {
+        let (table_area, record_area) = if h.record.is_some() {
+            let [t, r] = Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)])
+                .areas(body);
+            (t, Some(r))
+        } else {
+            (body, None)
+        };
+        draw_table(f, table_area, app, h);
+        if let (Some(area), Some(record)) = (record_area, &h.record) {
+            let mut lines = vec![
+                Line::from(vec![
+                    Span::styled(format!(" entry {} ", record.seq), theme.selected()),
+                    match &record.signature {
+                        Ok(s) => Span::styled(format!(" ✓ {s}"), theme.pass()),
+                        Err(e) => Span::styled(format!(" ✗ {e}"), theme.error()),
+                    },
+                ]),
+                Line::from(Span::styled(
+                    format!(
+                        " bound to {}",
+                        crate::domain::text::sanitize(&record.revision)
+                    ),
+                    theme.text(),
+                )),
+            ];
+            lines.extend(
+                crate::domain::text::sanitize_with(&record.body, true)
+                    .lines()
+                    .map(|l| Line::from(Span::styled(l.to_string(), theme.muted()))),
+            );
+            f.render_widget(
+                Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+                    Block::default()
+                        .borders(Borders::TOP)
+                        .border_style(theme.border())
+                        .title(" signed record "),
+                ),
+                area,
+            );
+        }
+    }
+    if show_filter {
+        let mut spans = vec![
+            Span::styled("/", theme.accent()),
+            Span::styled(crate::domain::text::sanitize(&h.filter), theme.text()),
+            Span::styled(if h.filtering { "▏" } else { "" }, theme.accent()),
+            Span::styled(
+                format!(
+                    "   {} of {} decisions",
+                    h.visible.len(),
+                    h.data.entries.len()
+                ),
+                theme.muted(),
+            ),
+        ];
+        if let Some(e) = &h.filter_error {
+            spans.push(Span::styled(format!("   {e}"), theme.error()));
+        } else if h.filtering && h.filter.is_empty() {
+            spans.push(Span::styled(
+                "   principal: subject: gate: risk: verdict: since:YYYY-MM-DD until: words",
+                theme.muted(),
+            ));
+        }
+        f.render_widget(Paragraph::new(Line::from(spans)), filter_area);
+    }
+}
+
+fn draw_table(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
+    let theme = &app.settings.theme;
+    let header = Row::new(
+        [
+            "DECIDED", "CR", "SUBJECT", "VERDICT", "BY", "ROLE", "RISK", "LEAD", "RECORD",
+        ]
+        .into_iter()
+        .map(Cell::from),
+    )
+    .style(theme.muted());
+    let page = area.height.saturating_sub(1) as usize;
+    let end = (h.offset + page).min(h.visible.len());
+    let rows: Vec<Row> = (h.offset..end)
+        .map(|pos| (pos, &h.data.entries[h.visible[pos]]))
+        .map(|(pos, e): (usize, &HistoryEntry)| {
+            let verdict = match e.verdict {
+                crate::domain::decision::Verdict::Approve => Span::styled("approve", theme.pass()),
+                crate::domain::decision::Verdict::Reject => Span::styled("reject", theme.fail()),
+                crate::domain::decision::Verdict::RequestChanges => {
+                    Span::styled("changes", theme.warning())
+                }
+            };
+            let record = match verified(h, e.seq) {
+                Some(true) => Span::styled("✓ verified", theme.pass()),
+                Some(false) => Span::styled("✗ untrusted", theme.error()),
+                None => Span::styled("…", theme.muted()),
+            };
+            let row = Row::new(vec![
+                Cell::from(e.at.format("%Y-%m-%d %H:%M").to_string()),
+                Cell::from(crate::domain::text::sanitize(&e.cr_id)),
+                Cell::from(format!(
+                    "{}@{}",
+                    crate::domain::text::sanitize(&e.subject),
+                    e.environment
+                )),
+                Cell::from(verdict),
+                Cell::from(crate::domain::text::sanitize(&e.principal)),
+                Cell::from(crate::domain::text::sanitize(&e.role)),
+                Cell::from(Span::styled(e.risk.as_str(), theme.risk(e.risk))),
+                Cell::from(
+                    e.lead_time
+                        .map(human_duration)
+                        .unwrap_or_else(|| "—".into()),
+                ),
+                Cell::from(record),
+            ]);
+            if pos == h.selected {
+                row.style(theme.selected())
+            } else {
+                row.style(theme.text())
+            }
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(16),
+        Constraint::Length(9),
+        Constraint::Min(14),
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(14),
+        Constraint::Length(6),
+        Constraint::Length(8),
+        Constraint::Length(11),
+    ];
+    f.render_widget(
+        Table::new(rows, widths).header(header).column_spacing(1),
+        area,
+    );
+    if h.visible.is_empty() {
+        let text = if h.loading {
+            "loading the history…".to_string()
+        } else if h.data.entries.is_empty() {
+            "no decisions recorded yet".to_string()
+        } else {
+            "no decision matches the filter".to_string()
+        };
+        let msg = Rect {
+            y: area.y + 2.min(area.height.saturating_sub(1)),
+            height: 1,
+            ..area
+        };
+        f.render_widget(
+            Paragraph::new(Span::styled(format!("  {text}"), theme.muted())),
+            msg,
+        );
+    }
+}
+
+fn draw_health(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
+    let theme = &app.settings.theme;
+    let shown: Vec<&HistoryEntry> = h.visible.iter().map(|i| &h.data.entries[*i]).collect();
+    let stats = health(&shown, &h.data.waiting, &app.exceptions, app.now);
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
+    let secs = |s: Option<i64>| {
+        s.map(|x| human_duration(chrono::Duration::seconds(x)))
+            .unwrap_or_else(|| "—".into())
+    };
+    let mut lines = vec![
+        Line::from(Span::styled(
+            format!(
+                "Lead time, submitted → decided ({} decisions in view)",
+                stats.decisions
+            ),
+            theme.title(),
+        )),
+        Line::from(Span::styled(
+            format!(
+                "  {:<8} {:>9} {:>10} {:>10}",
+                "risk", "decisions", "median", "p90"
+            ),
+            theme.muted(),
+        )),
+    ];
+    for l in &stats.lead_times {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {:<8}", l.risk.as_str()), theme.risk(l.risk)),
+            Span::styled(
+                format!(
+                    " {:>9} {:>10} {:>10}",
+                    l.decisions,
+                    secs(l.median_secs),
+                    secs(l.p90_secs)
+                ),
+                theme.text(),
+            ),
+        ]));
+    }
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled("Outcomes", theme.title())));
+    lines.push(Line::from(Span::styled(
+        format!(
+            "  approve {:.0} %   reject {:.0} %   request changes {:.0} %",
+            stats.approval_rate * 100.0,
+            stats.rejection_rate * 100.0,
+            stats.changes_rate * 100.0
+        ),
+        theme.text(),
+    )));
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled(
+        "Emergency exceptions",
+        theme.title(),
+    )));
+    lines.push(Line::from(vec![
+        Span::styled(
+            format!(
+                "  {} opened, {} closed, ",
+                stats.exceptions_opened, stats.exceptions_closed
+            ),
+            theme.text(),
+        ),
+        Span::styled(
+            format!("{} review overdue", stats.exceptions_overdue),
+            if stats.exceptions_overdue > 0 {
+                theme.error()
+            } else {
+                theme.text()
+            },
+        ),
+    ]));
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled("Over-governance", theme.title())));
+    if stats.slow_low_risk.is_empty() {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "  no low-risk change has waited over {} h",
+                stats.slow_after_hours
+            ),
+            theme.pass(),
+        )));
+    }
+    for w in stats.slow_low_risk.iter().take(8) {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "  {} low risk, waiting {}",
+                crate::domain::text::sanitize(&w.cr_id),
+                w.waited.map(human_duration).unwrap_or_default()
+            ),
+            theme.warning(),
+        )));
+    }
+    f.render_widget(Paragraph::new(lines), left);
+
+    // Median lead time by risk: the chart a lead reads at a glance (minutes when short).
+    let longest = stats
+        .lead_times
+        .iter()
+        .filter_map(|l| l.median_secs)
+        .max()
+        .unwrap_or(0);
+    let (unit, divisor) = if longest < 2 * 3600 {
+        ("minutes", 60)
+    } else {
+        ("hours", 3600)
+    };
+    let bars: Vec<Bar> = stats
+        .lead_times
+        .iter()
+        .map(|l| {
+            Bar::default()
+                .value(l.median_secs.unwrap_or(0).max(0) as u64 / divisor)
+                .label(Line::from(l.risk.as_str()))
+                .text_value(secs(l.median_secs))
+                .style(theme.risk(l.risk))
+        })
+        .collect();
+    let chart = BarChart::default()
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.border())
+                .title(format!(" median lead time ({unit}) ")),
+        )
+        .data(BarGroup::default().bars(&bars))
+        .bar_width(9)
+        .bar_gap(3);
+    f.render_widget(chart, right);
+}

@@ -1,0 +1,306 @@
+//! The decision history for leads from the CLI: listings and filters, CSV and JSON, the
+//! governance-health figures, the audit export checked against known decisions, and a
+//! tampered log shown as broken.
+
+mod common;
+
+use common::{Home, assert_refusal};
+
+/// A demo store with four known decisions (entries 6–9).
+fn home_with_history() -> Home {
+    let home = Home::demo();
+    let tick = ["--tick", "privacy=no PII in features", "--tick", "rollback"];
+    let mut args = vec!["--rationale", "Shifts explained by the new features"];
+    args.extend_from_slice(&tick);
+    home.decide("devi", "approve", "CR-1042", &args).ok();
+    home.decide(
+        "kai",
+        "approve",
+        "CR-1042",
+        &["--role", "data-reviewer", "--rationale", "lineage checked"],
+    )
+    .ok();
+    home.decide(
+        "marco",
+        "reject",
+        "CR-1046",
+        &["--rationale", "p99 97 ms breaks the 90 ms SLO"],
+    )
+    .ok();
+    home.decide(
+        "devi",
+        "request-changes",
+        "CR-1044",
+        &["--rationale", "per-language FPR report missing"],
+    )
+    .ok();
+    home
+}
+
+#[test]
+fn history_lists_every_decision_with_context_and_verification() {
+    let home = home_with_history();
+    let run = home.run(&["history"]).ok();
+    assert!(
+        run.stdout
+            .starts_with("audit log verified: 9 entries, 4 signatures"),
+        "{}",
+        run.stdout
+    );
+    for want in [
+        "CR-1042   fraud-detector@prod    approve          devi     risk-reviewer  high",
+        "CR-1046   recommender@prod       reject           marco    ops-reviewer   high",
+        "CR-1044   spam-classifier@prod   request-changes  devi     risk-reviewer  high",
+        "4 of 4 decisions shown",
+    ] {
+        assert!(
+            run.stdout.contains(want),
+            "missing {want:?}:\n{}",
+            run.stdout
+        );
+    }
+    assert_eq!(run.stdout.matches("verified\n").count(), 4);
+}
+
+#[test]
+fn history_filters_combine_and_formats_are_machine_readable() {
+    let home = home_with_history();
+    let json = home
+        .run(&["history", "--principal", "devi", "--json"])
+        .ok()
+        .json();
+    let decisions = json["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 2);
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d["principal"] == "devi" && d["verification"] == "verified")
+    );
+    assert_eq!(json["audit_log"]["entries"], 9);
+
+    let json = home
+        .run(&["history", "--verdict", "reject", "--json"])
+        .ok()
+        .json();
+    assert_eq!(json["decisions"][0]["cr_id"], "CR-1046");
+    let json = home
+        .run(&["history", "--subject", "fraud", "--gate", "model", "--json"])
+        .ok()
+        .json();
+    assert_eq!(json["decisions"].as_array().unwrap().len(), 2);
+    let json = home
+        .run(&["history", "--search", "spam", "--json"])
+        .ok()
+        .json();
+    assert_eq!(json["decisions"].as_array().unwrap().len(), 1);
+    let json = home
+        .run(&["history", "--since", "2099-01-01", "--json"])
+        .ok()
+        .json();
+    assert!(json["decisions"].as_array().unwrap().is_empty());
+
+    let csv = home.run(&["history", "--csv"]).ok().stdout;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 5, "header + 4 decisions");
+    assert!(lines[0].starts_with("seq,at,cr_id,cr_revision,subject"));
+    assert!(lines[1].starts_with("6,"), "{}", lines[1]);
+    assert!(
+        lines[1].contains(",approve,devi,risk-reviewer,"),
+        "{}",
+        lines[1]
+    );
+    let bad = home.run(&["history", "--risk", "severe"]);
+    assert_eq!(bad.code, 2);
+}
+
+#[test]
+fn health_reports_rates_and_lead_times_by_risk() {
+    let home = home_with_history();
+    let h = home.run(&["health", "--json"]).ok().json();
+    assert_eq!(h["decisions"], 4);
+    assert!((h["approval_rate"].as_f64().unwrap() - 0.5).abs() < 1e-9);
+    assert!((h["rejection_rate"].as_f64().unwrap() - 0.25).abs() < 1e-9);
+    let high = h["lead_times"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["risk"] == "high")
+        .unwrap()
+        .clone();
+    assert_eq!(high["decisions"], 4);
+    assert!(high["median_secs"].as_i64().is_some());
+    // CR-1045 (low risk) is pending; 30 hours after submission it counts as over-governed.
+    let later = chrono::Utc::now() + chrono::Duration::hours(30);
+    let out: common::Run = home
+        .command(&["health"])
+        .env("TOLLGATE_NOW", later.to_rfc3339())
+        .output()
+        .unwrap()
+        .into();
+    let out = out.ok();
+    assert!(
+        out.stdout
+            .contains("Over-governance: 1 low-risk change(s) waiting over 24 h: CR-1045"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("approve 50 %, reject 25 %, request changes 25 %"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn the_audit_export_answers_the_self_check_and_verifies_with_standard_tools() {
+    let home = home_with_history();
+    let dir = home.path("audit-CR-1042");
+    let run = home
+        .run(&["export", "--cr", "CR-1042", "--out", dir.to_str().unwrap()])
+        .ok();
+    assert!(
+        run.stdout.contains("entries.jsonl (3 entries)"),
+        "{}",
+        run.stdout
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for want in [
+        "# tollgate audit report",
+        "Audit log: verified — 9 entries, 4 signatures",
+        "## CR-1042 — Promote fraud-detector v13 to production",
+        "Effective **high** (computed high, declared medium)",
+        "| devi | risk-reviewer | approve | 1 | yes | valid (SHA256:",
+        "| kai | data-reviewer | approve | 1 | yes | valid (SHA256:",
+        "obtained 2/4",
+        "| Security/privacy: PII treatment verified | manual | yes | ticked | ticked by devi: no PII in features |",
+        "- pull\\_request: fraud: add velocity features, retrain — <https://git.example.com/ml/fraud/pull/481>",
+        "- code `git:4f2c9e1`",
+        "- data `card-auth@2026-11-18`",
+        "Re-point serving alias to v12; validated in staging on 2026-11-19 in 3 min.\n\nTested: **yes**",
+        "None recorded for fraud-detector@prod.",
+        "ssh-keygen -Y verify -f allowed_signers",
+    ] {
+        assert!(md.contains(want), "report.md lacks {want:?}:\n{md}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let cr = &json["change_requests"][0];
+    assert_eq!(cr["decisions"].as_array().unwrap().len(), 2);
+    assert_eq!(cr["decisions"][0]["principal"], "devi");
+    assert_eq!(cr["plan"]["rollback_tested"], true);
+    assert_eq!(json["audit_log"]["first_bad"], serde_json::Value::Null);
+    let entries = std::fs::read_to_string(dir.join("entries.jsonl")).unwrap();
+    let kinds: Vec<String> = entries
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(kinds, ["cr-submitted", "decision", "decision"]);
+    // The auditor's script, with jq, sha256sum and ssh-keygen only (.ci/run installs jq).
+    let out = std::process::Command::new("sh")
+        .arg("verify.sh")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all entries verified"));
+    // ... and it notices an altered entry.
+    let tampered = entries.replace("lineage checked", "lineage ignored");
+    std::fs::write(dir.join("entries.jsonl"), tampered).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("verify.sh")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hash mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn a_period_export_includes_the_emergencies_opened_in_it() {
+    let home = home_with_history();
+    home.run(&[
+        "--as",
+        "lena",
+        "rollback",
+        "recommender",
+        "--env",
+        "prod",
+        "--incident",
+        "INC-2291",
+        "--reason",
+        "conversion -10%",
+    ])
+    .ok();
+    let today = chrono::Utc::now().date_naive().to_string();
+    let dir = home.path("audit-period");
+    home.run(&[
+        "export",
+        "--since",
+        &today,
+        "--until",
+        &today,
+        "--out",
+        dir.to_str().unwrap(),
+    ])
+    .ok();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("## Emergency exceptions in the period"), "{md}");
+    assert!(md.contains("Incident **INC-2291**: opened by lena"), "{md}");
+    assert!(
+        md.contains("rollback recommender@prod 8 → 7 authorised by lena"),
+        "{md}"
+    );
+    assert!(md.contains("## CR-1046"), "{md}");
+}
+
+#[test]
+fn a_tampered_log_is_reported_as_broken_everywhere() {
+    let home = home_with_history();
+    let c = rusqlite::Connection::open(home.store()).unwrap();
+    c.execute_batch("DROP TRIGGER log_is_append_only;").unwrap();
+    c.execute(
+        "UPDATE log SET body = replace(body, 'lineage checked', 'lineage ignored') WHERE seq = 7",
+        [],
+    )
+    .unwrap();
+    let run = home.run(&["history"]);
+    assert_refusal(&run, &["AUDIT LOG BROKEN at entry 7: altered"]);
+    assert!(
+        run.stdout.starts_with("AUDIT LOG BROKEN at entry 7"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stdout.matches("UNVERIFIED").count(),
+        3,
+        "entries 7, 8, 9:\n{}",
+        run.stdout
+    );
+    let dir = home.path("audit");
+    let out = home
+        .run(&["export", "--cr", "CR-1042", "--out", dir.to_str().unwrap()])
+        .ok();
+    assert!(
+        out.stdout
+            .contains("WARNING: the audit log is broken at entry 7"),
+        "{}",
+        out.stdout
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("**BROKEN at entry 7: altered"), "{md}");
+}
