@@ -223,7 +223,10 @@ fn main() {
     scene.shot("decide");
     scene.key("ctrl-s");
     scene.shot("confirm");
-    for k in ["esc", "esc", "esc", "?"] {
+    scene.key("y");
+    scene.key("H");
+    scene.shot("history");
+    for k in ["esc", "esc", "?"] {
         scene.key(k);
     }
     scene.shot("help");

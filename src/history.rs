@@ -97,13 +97,18 @@ struct RevisionContext {
 /// million decisions stay a few hundred bytes each.
 pub fn load(store: &dyn Store, policy: &Policy, now: DateTime<Utc>) -> Result<History, String> {
     let submitted = store.submission_times().map_err(|e| e.to_string())?;
-    let mut revisions: HashMap<(String, u32), RevisionContext> = HashMap::new();
+    // Looked up by &str (no allocation per decision): CR id → revision → context.
+    let mut revisions: HashMap<String, HashMap<u32, RevisionContext>> = HashMap::new();
     let mut names: HashMap<String, Arc<str>> = HashMap::new();
     let mut intern = |s: String| -> Arc<str> {
-        names
-            .entry(s.clone())
-            .or_insert_with(|| Arc::from(s))
-            .clone()
+        match names.get(s.as_str()) {
+            Some(a) => a.clone(),
+            None => {
+                let a: Arc<str> = Arc::from(s.as_str());
+                names.insert(s, a.clone());
+                a
+            }
+        }
     };
     let mut entries = Vec::new();
     let mut after = 0;
@@ -114,21 +119,24 @@ pub fn load(store: &dyn Store, policy: &Policy, now: DateTime<Utc>) -> Result<Hi
         let Some(last) = page.last() else { break };
         after = last.seq;
         for s in page {
-            let key = (s.cr_id.clone(), s.cr_revision);
-            if !revisions.contains_key(&key) {
-                let rev = store
-                    .revision(&s.cr_id, s.cr_revision)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| {
-                        format!(
-                            "log entry {} decides on {} revision {}, which is not in the store",
-                            s.seq, s.cr_id, s.cr_revision
-                        )
-                    })?;
-                let c = &rev.cr;
-                revisions.insert(
-                    key.clone(),
-                    RevisionContext {
+            let known = revisions
+                .get(s.cr_id.as_str())
+                .and_then(|r| r.get(&s.cr_revision))
+                .cloned();
+            let ctx = match known {
+                Some(ctx) => ctx,
+                None => {
+                    let rev = store
+                        .revision(&s.cr_id, s.cr_revision)
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| {
+                            format!(
+                                "log entry {} decides on {} revision {}, which is not in the store",
+                                s.seq, s.cr_id, s.cr_revision
+                            )
+                        })?;
+                    let c = &rev.cr;
+                    let ctx = RevisionContext {
                         cr_id: Arc::from(c.id.as_str()),
                         digest: Arc::from(rev.digest.as_str()),
                         gate: c.gate,
@@ -136,10 +144,14 @@ pub fn load(store: &dyn Store, policy: &Policy, now: DateTime<Utc>) -> Result<Hi
                         environment: Arc::from(c.subject.environment.as_str()),
                         title: Arc::from(c.title.as_str()),
                         risk: assess(c, &policy.risk).effective,
-                    },
-                );
-            }
-            let ctx = revisions[&key].clone();
+                    };
+                    revisions
+                        .entry(s.cr_id.clone())
+                        .or_default()
+                        .insert(s.cr_revision, ctx.clone());
+                    ctx
+                }
+            };
             let verdict = Verdict::ALL
                 .iter()
                 .find(|(n, _)| *n == s.verdict)
@@ -280,14 +292,22 @@ impl Filter {
             && self.verdict.is_none_or(|v| v == e.verdict)
             && self.since.is_none_or(|d| day >= d)
             && self.until.is_none_or(|d| day <= d)
-            && (self.words.is_empty() || {
-                let hay = format!(
-                    "{} {} {} {} {}",
-                    e.cr_id, e.title, e.subject, e.principal, e.role
-                )
-                .to_lowercase();
-                self.words.iter().all(|w| hay.contains(w))
+            && self.words.iter().all(|w| {
+                [&e.cr_id, &e.title, &e.subject, &e.principal, &e.role]
+                    .iter()
+                    .any(|field| contains_ignore_case(field, w))
             })
+    }
+}
+
+/// Whether `hay` contains `needle` (already lower-case), ignoring case, without
+/// allocating for ASCII text (the common case across a million rows).
+fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+    if hay.is_ascii() && needle.is_ascii() {
+        let (h, n) = (hay.as_bytes(), needle.as_bytes());
+        n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+    } else {
+        hay.to_lowercase().contains(needle)
     }
 }
 

@@ -89,7 +89,7 @@ fn every_byte_of_every_stored_field_of_a_decision_is_protected() {
         for e in &entries {
             v.push(if e.seq == target { mutated } else { e });
         }
-        v.finish(&head, None).first_bad.map(|b| b.seq)
+        v.finish(&head).first_bad.map(|b| b.seq)
     };
     let original = entries[target as usize - 1].clone();
     assert_eq!(first_bad(&original), None, "the untouched log verifies");

@@ -279,6 +279,14 @@ impl VerifyReport {
     }
 }
 
+/// The first 8 bytes of a `sha256:` hash as a number (0 for anything else).
+fn hash_key(hash: &str) -> u64 {
+    hash.strip_prefix("sha256:")
+        .and_then(|h| h.get(..16))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
 /// The outcome of checking one entry's signature: the signing key's fingerprint.
 pub type SignatureCheck = Result<String, super::keys::SignatureError>;
 
@@ -302,7 +310,11 @@ pub struct Verifier<'a> {
     /// CR requester by CR digest, learnt from submission entries, for the self-approval rule.
     requesters: &'a dyn Fn(&str, &str) -> Option<String>,
     last: Head,
-    seen: HashMap<String, u64>,
+    /// Positions by the first 8 bytes of their hash: enough to say which entry a
+    /// misplaced link points at, at 16 bytes an entry instead of a whole hash.
+    seen: HashMap<u64, u64>,
+    /// A head an auditor noted earlier, and whether the log still holds it.
+    expected: Option<(String, bool)>,
     entries: u64,
     signatures: u64,
     bad: Option<BadEntry>,
@@ -322,10 +334,17 @@ impl<'a> Verifier<'a> {
             requesters: requester_of,
             last: Head::empty(),
             seen: HashMap::new(),
+            expected: None,
             entries: 0,
             signatures: 0,
             bad: None,
         }
+    }
+
+    /// Also requires the log to hold `head`, an entry hash noted at an earlier audit.
+    pub fn expecting(mut self, head: Option<&str>) -> Self {
+        self.expected = head.map(|h| (h.to_string(), false));
+        self
     }
 
     /// False once a bad entry was found: later entries cannot be trusted, stop feeding.
@@ -396,7 +415,7 @@ impl<'a> Verifier<'a> {
         }
         let prev = body["prev"].as_str();
         if prev != self.last.hash.as_deref() {
-            let detail = match prev.and_then(|p| self.seen.get(p)) {
+            let detail = match prev.and_then(|p| self.seen.get(&hash_key(p))) {
                 Some(other) => format!(
                     "links to entry {other} instead of entry {}: entries were reordered",
                     self.last.seq
@@ -430,7 +449,12 @@ impl<'a> Verifier<'a> {
             Some(_) => {}
             None => return self.fail(e, "malformed", format!("unknown entry kind {:?}", e.kind)),
         }
-        self.seen.insert(e.hash.clone(), e.seq);
+        self.seen.insert(hash_key(&e.hash), e.seq);
+        if let Some((want, found)) = self.expected.as_mut()
+            && *want == e.hash
+        {
+            *found = true;
+        }
         self.entries += 1;
         self.last = Head {
             seq: e.seq,
@@ -527,9 +551,9 @@ impl<'a> Verifier<'a> {
         Ok(())
     }
 
-    /// Ends verification against the head recorded by the store (and optionally one the
-    /// auditor noted earlier).
-    pub fn finish(mut self, recorded: &Head, expected: Option<&str>) -> VerifyReport {
+    /// Ends verification against the head recorded by the store (and the auditor's noted
+    /// head, if one was given with [`Verifier::expecting`]).
+    pub fn finish(mut self, recorded: &Head) -> VerifyReport {
         if self.bad.is_none() {
             let bad = |seq: u64, problem: &str, detail: String| BadEntry {
                 seq,
@@ -560,19 +584,12 @@ impl<'a> Verifier<'a> {
                         self.last.hash.as_deref().unwrap_or("-")
                     ),
                 ));
-            } else if let Some(want) = expected {
-                match self.seen.get(want) {
-                    Some(_) => {}
-                    None => {
-                        self.bad = Some(bad(
-                            self.last.seq,
-                            "truncated",
-                            format!(
-                                "the expected head {want} is not in the log: it was cut or rewritten"
-                            ),
-                        ))
-                    }
-                }
+            } else if let Some((want, false)) = &self.expected {
+                self.bad = Some(bad(
+                    self.last.seq,
+                    "truncated",
+                    format!("the expected head {want} is not in the log: it was cut or rewritten"),
+                ));
             }
         }
         VerifyReport {

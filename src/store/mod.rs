@@ -334,7 +334,8 @@ pub fn verify_log(
             .get(&(cr.to_string(), digest.to_string()))
             .cloned()
     };
-    let mut verifier = crate::audit::log::Verifier::new(&keyring, policy, &lookup);
+    let mut verifier =
+        crate::audit::log::Verifier::new(&keyring, policy, &lookup).expecting(expect_head);
     let mut after = 0;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     while verifier.healthy() {
@@ -348,7 +349,7 @@ pub fn verify_log(
             verifier.push_checked(e, check);
         }
     }
-    Ok(verifier.finish(&store.recorded_head()?, expect_head))
+    Ok(verifier.finish(&store.recorded_head()?))
 }
 
 /// Checks the signature of every decision in `page`, spread over `threads` threads.

@@ -1,0 +1,159 @@
+//! History benchmark (not a test): prints figures, asserts nothing about time.
+//!
+//!   cargo bench --bench history                    # 1,000,000 log entries
+//!   TOLLGATE_BENCH_ENTRIES=100000 cargo bench --bench history
+//!
+//! With a log of N signed decisions: time to open the History screen (load every
+//! decision with its context, sort, draw the first frame), time to apply filters, time to
+//! verify the whole chain in the background, and the process's peak resident memory.
+
+mod support;
+
+use chrono::{TimeZone, Utc};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::sync::Arc;
+use std::time::Instant;
+use support::{build_log, setup};
+use tollgate::audit::canonical::sha256_digest;
+use tollgate::audit::keys::Signer;
+use tollgate::store::local::LocalStore;
+use tollgate::store::{Store, verify_log};
+use tollgate::tui::app::{App, Msg, Signer as Who};
+use tollgate::tui::settings::Settings;
+use tollgate::tui::{Shared, answer, views};
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn current_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let n: usize = std::env::var("TOLLGATE_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let signer = Signer::generate("devi").expect("key");
+    let (store, policy) = setup(dir.path(), &signer);
+    let digest = store
+        .get("CR-1044")
+        .expect("get")
+        .expect("CR")
+        .current
+        .digest;
+    let path = store.path().to_path_buf();
+    drop(store);
+    let built = Instant::now();
+    build_log(&path, &signer, &digest, n);
+    println!(
+        "tollgate history benchmark: {n} signed decisions (log built in {:.1} s)",
+        built.elapsed().as_secs_f64()
+    );
+
+    let store = LocalStore::open(&path).expect("open");
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 25, 10, 0, 0)
+        .single()
+        .expect("time");
+    let policy = Arc::new(policy);
+    let shared = Shared {
+        store: Arc::new(store),
+        policy: policy.clone(),
+        policy_digest: sha256_digest(b"bench"),
+        identity: None,
+    };
+    let who = policy.principal("sofia").expect("sofia").clone();
+    let mut app = App::new(
+        Settings::default(),
+        policy.clone(),
+        Who::Principal {
+            principal: who.clone(),
+            fingerprint: "SHA256:bench".into(),
+        },
+        "bench.db".into(),
+        now,
+    );
+    app.update(Msg::Resize(120, 40));
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
+
+    // Open the History screen: the first frame comes at once (verifying, loading)...
+    let started = Instant::now();
+    let effects = app.run(tollgate::tui::keymap::Action::History);
+    terminal.draw(|f| views::draw(f, &app)).expect("draw");
+    let first_frame = started.elapsed();
+    // ...then the decisions arrive and are drawn.
+    let load = effects
+        .iter()
+        .find(|e| matches!(e, tollgate::tui::app::Effect::LoadHistory(_)))
+        .expect("load")
+        .clone();
+    for msg in answer(&load, &shared, Some(&who), now) {
+        app.update(msg);
+    }
+    terminal.draw(|f| views::draw(f, &app)).expect("draw");
+    let table = started.elapsed();
+    let rss_after_load = current_rss_mib();
+    let rows = app.history.as_ref().map_or(0, |h| h.visible.len());
+    println!(
+        "History: first frame                {:>9.1} ms",
+        first_frame.as_secs_f64() * 1e3
+    );
+    println!(
+        "History: {rows} decisions on screen  {:>9.1} ms",
+        table.as_secs_f64() * 1e3
+    );
+
+    for expr in [
+        "principal:devi",
+        "verdict:approve",
+        "risk:high since:2026-01-01 per-language",
+        "CR-1044",
+    ] {
+        let h = app.history.as_mut().expect("history");
+        h.filter = expr.to_string();
+        let t = Instant::now();
+        h.refilter();
+        let matches = h.visible.len();
+        terminal.draw(|f| views::draw(f, &app)).expect("draw");
+        println!(
+            "filter {expr:<40} {:>9.1} ms ({matches} matches, refilter + draw)",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let t = Instant::now();
+    let report = verify_log(shared.store.as_ref(), &policy, None).expect("verify");
+    assert!(report.ok());
+    println!(
+        "background chain verification       {:>9.1} s for {} entries ({:.0} entries/s)",
+        t.elapsed().as_secs_f64(),
+        report.entries,
+        report.entries as f64 / t.elapsed().as_secs_f64()
+    );
+    println!(
+        "resident memory with the history loaded {:>6.1} MiB; peak {:.1} MiB (includes building the log in this process)",
+        rss_after_load,
+        peak_rss_mib()
+    );
+}
