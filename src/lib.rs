@@ -14,6 +14,8 @@ pub mod editor;
 pub mod export;
 pub mod history;
 pub mod identity;
+pub mod server;
 pub mod store;
+pub mod tls;
 pub mod tui;
 pub mod workflow;

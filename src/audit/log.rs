@@ -78,7 +78,7 @@ impl EntryKind {
 }
 
 /// One stored log entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// Position in the log, from 1, without gaps.
     pub seq: u64,

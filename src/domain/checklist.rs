@@ -3,7 +3,7 @@
 
 use crate::domain::change_request::{ChangeRequest, Check, CheckStatus};
 use crate::domain::policy::{ItemMode, Policy};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a checklist item stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,7 +43,7 @@ impl ItemState {
 }
 
 /// A reviewer's tick on a manual item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tick {
     /// Checklist item id.
     pub item: String,
@@ -52,7 +52,7 @@ pub struct Tick {
 }
 
 /// Who ticked a manual item, and what they noted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TickedBy {
     /// Principal id.
     pub principal: String,

@@ -5,11 +5,11 @@
 
 use crate::domain::checklist::Tick;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What a reviewer decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// Sign off the promotion in the given role.
@@ -45,7 +45,7 @@ impl fmt::Display for Verdict {
 }
 
 /// One decision as recorded in the log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// The CR decided on.
     pub cr_id: String,

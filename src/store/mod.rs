@@ -3,13 +3,16 @@
 
 pub mod local;
 mod migrations;
+/// The team server as a store, over HTTP.
+pub mod remote;
+pub mod wire;
 
 pub use crate::audit::log::{Head, LogEntry};
 use crate::domain::change_request::{ChangeRequest, DocumentError, from_value};
 use crate::domain::decision::Decision;
 use crate::domain::rules::Refusal;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -50,7 +53,7 @@ pub struct StoredCr {
 }
 
 /// Metadata of one revision, for history listings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionInfo {
     /// Revision number.
     pub revision: u32,
@@ -61,7 +64,7 @@ pub struct RevisionInfo {
 }
 
 /// What a submission did to one CR.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "lowercase")]
 pub enum SubmitOutcome {
     /// A CR id seen for the first time.
@@ -140,6 +143,22 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The team server could not be reached (after retries): nothing was changed there.
+    #[error("cannot reach the tollgate server at {url}: {detail}; check the URL and that `tollgate serve` is running")]
+    Unreachable {
+        /// Server URL.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The team server answered with an error.
+    #[error("{detail}")]
+    Remote {
+        /// HTTP status.
+        status: u16,
+        /// The server's explanation.
+        detail: String,
+    },
     /// Stored content no longer reads as a valid document (the file was edited outside tollgate).
     #[error(
         "store {path}: {id} revision {revision} is damaged: {detail}; run `tollgate verify` and restore from a backup"
@@ -208,13 +227,22 @@ pub enum DecideError {
     /// Building or signing the entry failed.
     #[error("{0}")]
     Signing(String),
+    /// The log moved on since the entry was signed: sign again against this head.
+    #[error("the audit log moved on (now at entry {}); sign again", head.seq)]
+    HeadMoved {
+        /// The current head.
+        head: Head,
+    },
+    /// The team server refused the entry (its message says why and what to do).
+    #[error("{0}")]
+    Remote(String),
     /// The entry does not continue the chain (a bug in the caller).
     #[error("internal error: the new entry does not continue the log ({0})")]
     Chain(String),
 }
 
 /// One decision as the history lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionSummary {
     /// Log position.
     pub seq: u64,

@@ -1,0 +1,320 @@
+//! A store on a team server (`tollgate serve`), used through its JSON HTTP API.
+//!
+//! Requests have timeouts and are retried with exponential backoff on transient failures
+//! (connection refused, timeouts, 502/503/504). Everything read is re-validated here:
+//! documents through the CR validator, signed entries by `verify` as always. Writes are
+//! re-checked by the server, which is the authority; a signed entry it refuses because the
+//! log moved on is signed again against the new head.
+
+use super::wire::{WireContext, WireCr, WireError, WireRevision, WireSignedEntry};
+use super::{
+    DecideError, DecisionContext, DecisionSummary, EmergencyBuilder, Head, LogEntry, NewEntry, RevisionInfo, Store,
+    StoreError, StoredCr, StoredRevision, SubmitOutcome, Submission,
+};
+use crate::audit::log::{DecisionRecord, EntryKind};
+use crate::domain::decision::Decision;
+use chrono::{DateTime, Utc};
+use reqwest::blocking::{Client, Response};
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How many times a transient failure is retried, and the first back-off.
+const RETRIES: u32 = 3;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// How many times an entry is signed again because the log moved on.
+const RESIGN_ATTEMPTS: u32 = 20;
+
+/// A team server reached over HTTP(S).
+pub struct RemoteStore {
+    base: String,
+    token: String,
+    client: Client,
+}
+
+impl std::fmt::Debug for RemoteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("RemoteStore").field("base", &self.base).finish()
+    }
+}
+
+fn transient(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
+}
+
+impl RemoteStore {
+    /// A client for the server at `url` (e.g. `http://127.0.0.1:8080`) with a bearer token.
+    pub fn connect(url: &str, token: &str) -> Result<RemoteStore, StoreError> {
+        crate::tls::install_crypto_provider();
+        let base = url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(StoreError::Unreachable {
+                url: base,
+                detail: "expected an http:// or https:// URL".into(),
+            });
+        }
+        let client = Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| StoreError::Unreachable {
+                url: base.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(RemoteStore {
+            base,
+            token: token.to_string(),
+            client,
+        })
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn unreachable(&self, detail: impl std::fmt::Display) -> StoreError {
+        StoreError::Unreachable {
+            url: self.base.clone(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Sends a request, retrying transient failures with exponential backoff.
+    fn send(&self, build: impl Fn(&Client) -> reqwest::blocking::RequestBuilder) -> Result<Response, StoreError> {
+        let mut wait = FIRST_BACKOFF;
+        let mut last = String::new();
+        for attempt in 0..=RETRIES {
+            if attempt > 0 {
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+            match build(&self.client).bearer_auth(&self.token).send() {
+                Ok(r) if transient(r.status()) => last = format!("HTTP {}", r.status()),
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_connect() || e.is_timeout() => last = e.to_string(),
+                Err(e) => return Err(self.unreachable(e)),
+            }
+        }
+        Err(self.unreachable(format!("{last} (after {RETRIES} retries)")))
+    }
+
+    fn error(&self, r: Response) -> StoreError {
+        let status = r.status().as_u16();
+        let detail = match r.json::<WireError>() {
+            Ok(e) => crate::server::describe(status, &e),
+            Err(_) => format!("server answered HTTP {status}"),
+        };
+        StoreError::Remote { status, detail }
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, StoreError> {
+        let url = format!("{}{path}", self.base);
+        let r = self.send(|c| c.get(&url))?;
+        if !r.status().is_success() {
+            return Err(self.error(r));
+        }
+        r.json().map_err(|e| self.unreachable(format!("unreadable answer to GET {path}: {e}")))
+    }
+
+    fn get_opt<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, StoreError> {
+        match self.get(path) {
+            Ok(v) => Ok(Some(v)),
+            Err(StoreError::Remote { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The policy text the server enforces.
+    pub fn policy_text(&self) -> Result<String, StoreError> {
+        let v: Value = self.get("/v1/policy")?;
+        v["text"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| self.unreachable("the server sent no policy text"))
+    }
+
+    /// Posts a signed entry; `Ok(Err(head))` when the log moved on and it must be re-signed.
+    fn post_entry(&self, path: &str, kind: EntryKind, entry: &NewEntry) -> Result<Result<LogEntry, Head>, DecideError> {
+        let url = format!("{}{path}", self.base);
+        let wire = WireSignedEntry {
+            kind: kind.as_str().into(),
+            body: entry.body.clone(),
+            signature: entry.signature.clone(),
+            principal: entry.principal.clone(),
+        };
+        let r = self.send(|c| c.post(&url).json(&wire))?;
+        let status = r.status();
+        if status.is_success() {
+            return r
+                .json()
+                .map(Ok)
+                .map_err(|e| DecideError::Store(self.unreachable(format!("unreadable answer: {e}"))));
+        }
+        let code = status.as_u16();
+        let e: WireError = r.json().map_err(|_| DecideError::Remote(format!("server answered HTTP {code}")))?;
+        match (code, e.error.as_str(), e.head.clone()) {
+            (409, "conflict", Some(head)) => Ok(Err(head)),
+            (409, "stale", _) => Err(DecideError::Remote(crate::server::describe(code, &e))),
+            (404, _, _) => Err(DecideError::NotFound(e.message)),
+            _ => Err(DecideError::Remote(crate::server::describe(code, &e))),
+        }
+    }
+}
+
+fn to_decisions(entries: &[LogEntry]) -> Result<Vec<Decision>, StoreError> {
+    entries
+        .iter()
+        .map(|e| {
+            DecisionRecord::parse(&e.body)
+                .and_then(|r| r.to_decision())
+                .map_err(|detail| StoreError::Corrupt {
+                    path: "server".into(),
+                    id: format!("log entry {}", e.seq),
+                    revision: 0,
+                    detail,
+                })
+        })
+        .collect()
+}
+
+impl Store for RemoteStore {
+    fn submit(&self, batch: &[Submission], _at: DateTime<Utc>) -> Result<Vec<SubmitOutcome>, StoreError> {
+        let url = format!("{}/v1/change-requests", self.base);
+        let docs: Vec<&Value> = batch.iter().map(|s| &s.document).collect();
+        let r = self.send(|c| c.post(&url).json(&docs))?;
+        if !r.status().is_success() {
+            return Err(self.error(r));
+        }
+        r.json().map_err(|e| self.unreachable(e))
+    }
+
+    fn list(&self) -> Result<Vec<StoredCr>, StoreError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list_page(after.as_deref(), 5_000)?;
+            match page.last() {
+                Some(last) => after = Some(last.current.cr.id.clone()),
+                None => return Ok(all),
+            }
+            all.extend(page);
+        }
+    }
+
+    fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredCr>, StoreError> {
+        let after = after.map(|a| format!("&after={}", urlencode(a))).unwrap_or_default();
+        let v: Value = self.get(&format!("/v1/change-requests?limit={limit}{after}"))?;
+        let items: Vec<WireCr> = serde_json::from_value(v["items"].clone()).map_err(|e| self.unreachable(e))?;
+        items.into_iter().map(|c| c.into_stored(&self.base)).collect()
+    }
+
+    fn get(&self, id: &str) -> Result<Option<StoredCr>, StoreError> {
+        self.get_opt::<WireCr>(&format!("/v1/change-requests/{}", urlencode(id)))?
+            .map(|c| c.into_stored(&self.base))
+            .transpose()
+    }
+
+    fn revision(&self, id: &str, revision: u32) -> Result<Option<StoredRevision>, StoreError> {
+        self.get_opt::<WireRevision>(&format!("/v1/change-requests/{}/revisions/{revision}", urlencode(id)))?
+            .map(|r| r.into_stored(&self.base))
+            .transpose()
+    }
+
+    fn revisions(&self, id: &str) -> Result<Vec<RevisionInfo>, StoreError> {
+        self.get(&format!("/v1/change-requests/{}/revisions", urlencode(id)))
+    }
+
+    fn decisions(&self, cr_id: &str) -> Result<Vec<Decision>, StoreError> {
+        to_decisions(&self.decision_entries(cr_id)?)
+    }
+
+    fn all_decisions(&self) -> Result<HashMap<String, Vec<Decision>>, StoreError> {
+        self.get("/v1/decisions")
+    }
+
+    fn decide(
+        &self,
+        cr_id: &str,
+        build: &mut dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError>,
+    ) -> Result<LogEntry, DecideError> {
+        for _ in 0..RESIGN_ATTEMPTS {
+            let Some(ctx): Option<WireContext> = self.get_opt(&format!("/v1/change-requests/{}/context", urlencode(cr_id)))?
+            else {
+                return Err(DecideError::NotFound(cr_id.to_string()));
+            };
+            let context = DecisionContext {
+                head: ctx.head,
+                current: ctx.current.into_stored(&self.base)?,
+                decisions: to_decisions(&ctx.decisions)?,
+            };
+            let entry = build(&context)?;
+            match self.post_entry("/v1/decisions", EntryKind::Decision, &entry)? {
+                Ok(done) => return Ok(done),
+                Err(_moved) => continue,
+            }
+        }
+        Err(DecideError::Remote(format!(
+            "the audit log kept moving; gave up after {RESIGN_ATTEMPTS} attempts — try again"
+        )))
+    }
+
+    fn emergency_entries(&self) -> Result<Vec<LogEntry>, StoreError> {
+        self.get("/v1/emergency")
+    }
+
+    fn append_emergency(&self, build: &mut EmergencyBuilder<'_>) -> Result<LogEntry, DecideError> {
+        for _ in 0..RESIGN_ATTEMPTS {
+            let head = self.recorded_head()?;
+            let existing = self.emergency_entries()?;
+            let (kind, entry) = build(&head, &existing)?;
+            match self.post_entry("/v1/emergency", kind, &entry)? {
+                Ok(done) => return Ok(done),
+                Err(_moved) => continue,
+            }
+        }
+        Err(DecideError::Remote(format!(
+            "the audit log kept moving; gave up after {RESIGN_ATTEMPTS} attempts — try again"
+        )))
+    }
+
+    fn decision_summaries(&self, after: u64, limit: usize) -> Result<Vec<DecisionSummary>, StoreError> {
+        self.get(&format!("/v1/decision-summaries?after={after}&limit={limit}"))
+    }
+
+    fn submission_times(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        self.get("/v1/submission-times")
+    }
+
+    fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {
+        self.get(&format!("/v1/change-requests/{}/decisions", urlencode(cr_id)))
+    }
+
+    fn log_entries(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        let v: Value = self.get(&format!("/v1/log?after={after}&limit={limit}"))?;
+        serde_json::from_value(v["entries"].clone()).map_err(|e| self.unreachable(e))
+    }
+
+    fn recorded_head(&self) -> Result<Head, StoreError> {
+        self.get("/v1/head")
+    }
+
+    fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError> {
+        let rows: Vec<(String, String, String)> = self.get("/v1/requesters")?;
+        Ok(rows.into_iter().map(|(cr, d, who)| ((cr, d), who)).collect())
+    }
+}
+
+/// Percent-encodes a path or query segment (ids are already restricted to a safe
+/// alphabet; this keeps anything else from changing the URL's meaning).
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

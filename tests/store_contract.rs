@@ -1,0 +1,227 @@
+//! One contract every store passes: the embedded SQLite store, and the team server's
+//! store reached over HTTP on 127.0.0.1 (a real `tollgate serve` router on an ephemeral
+//! port). The same test bodies run against both.
+
+use chrono::{TimeZone, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tollgate::audit::canonical::sha256_digest;
+use tollgate::domain::decision::Verdict;
+use tollgate::domain::policy::{Policy, parse_policy};
+use tollgate::identity::Identity;
+use tollgate::store::local::LocalStore;
+use tollgate::store::remote::RemoteStore;
+use tollgate::store::{DecideError, Store, verify_log};
+use tollgate::workflow::{DecisionRequest, RollbackRequest, authorise_rollback, exceptions, sign_decision};
+
+/// A store under test, reachable as any principal.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    policy: Arc<Policy>,
+    policy_text: String,
+    local: Arc<LocalStore>,
+    remote: Option<(String, HashMap<String, String>)>,
+}
+
+impl Fixture {
+    fn new(remote: bool) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let local = Arc::new(LocalStore::create(&path).unwrap());
+        let policy_text = tollgate::demo::seeded_policy_text();
+        let policy_path = dir.path().join("t.policy.toml");
+        std::fs::write(&policy_path, &policy_text).unwrap();
+        let (policy, _) = parse_policy(&policy_text).unwrap();
+        let remote = remote.then(|| {
+            let tokens_path = dir.path().join("t.tokens.toml");
+            let tokens: HashMap<String, String> = tollgate::demo::PRINCIPALS
+                .iter()
+                .chain(["ci"].iter())
+                .map(|p| (p.to_string(), tollgate::server::tokens::add(&tokens_path, p, "test").unwrap()))
+                .collect();
+            let opts = tollgate::server::ServeOptions {
+                listen: "127.0.0.1:0".into(),
+                store: path.clone(),
+                policy: policy_path.clone(),
+                tokens: tokens_path,
+                tls: None,
+            };
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+                rt.block_on(tollgate::server::serve(opts, move |addr| {
+                    let _ = tx.send(addr);
+                }))
+                .unwrap();
+            });
+            let addr = rx.recv().unwrap();
+            (format!("http://{addr}"), tokens)
+        });
+        Fixture {
+            _dir: dir,
+            policy: Arc::new(policy),
+            policy_text,
+            local,
+            remote,
+        }
+    }
+
+    /// The store as `who` sees it.
+    fn store(&self, who: &str) -> Box<dyn Store> {
+        match &self.remote {
+            // Each caller gets its own connection, as separate processes would.
+            None => Box::new(LocalStore::open(self.local.path()).unwrap()),
+            Some((url, tokens)) => Box::new(RemoteStore::connect(url, &tokens[who]).unwrap()),
+        }
+    }
+
+    fn identity(&self, who: &str) -> Identity {
+        Identity {
+            signer: tollgate::demo::seeded_signer(who).unwrap(),
+            principal: self.policy.principal(who).unwrap().clone(),
+            key_path: "seeded".into(),
+        }
+    }
+
+    fn decide(&self, who: &str, cr: &str, verdict: Verdict, role: &str, ticks: &[&str], digest: Option<String>) -> Result<u64, DecideError> {
+        let request = DecisionRequest {
+            cr_id: cr.into(),
+            verdict,
+            role: role.into(),
+            rationale: format!("{who}: evidence reviewed"),
+            ticks: ticks
+                .iter()
+                .map(|t| tollgate::domain::checklist::Tick { item: t.to_string(), note: None })
+                .collect(),
+            expect_digest: digest,
+        };
+        sign_decision(
+            self.store(who).as_ref(),
+            &self.policy,
+            &sha256_digest(self.policy_text.as_bytes()),
+            &self.identity(who),
+            &request,
+            Utc::now(),
+        )
+        .map(|e| e.seq)
+    }
+}
+
+fn both(test: fn(&Fixture)) {
+    test(&Fixture::new(false));
+    test(&Fixture::new(true));
+}
+
+fn submit_fixtures(f: &Fixture) {
+    let outcomes = f.store("ci").submit(&tollgate::demo::submissions(), Utc::now()).unwrap();
+    assert_eq!(outcomes.len(), 5);
+}
+
+#[test]
+fn submissions_revisions_and_reads() {
+    both(|f| {
+        let store = f.store("ci");
+        submit_fixtures(f);
+        let again = store.submit(&tollgate::demo::submissions(), Utc::now()).unwrap();
+        assert!(again.iter().all(|o| matches!(o, tollgate::store::SubmitOutcome::Unchanged { .. })));
+        let mut revised = tollgate::demo::submissions().remove(0);
+        revised.document["summary"] = serde_json::json!("revised summary");
+        let out = store.submit(&[revised], Utc::now()).unwrap();
+        assert!(matches!(&out[0], tollgate::store::SubmitOutcome::Revised { revision: 2, .. }));
+        let list = store.list().unwrap();
+        assert_eq!(list.len(), 5);
+        let page = store.list_page(Some("CR-1043"), 2).unwrap();
+        let ids: Vec<&str> = page.iter().map(|c| c.current.cr.id.as_str()).collect();
+        assert_eq!(ids, ["CR-1044", "CR-1045"]);
+        let cr = store.get("CR-1042").unwrap().unwrap();
+        assert_eq!(cr.revision_count, 2);
+        assert_eq!(cr.current.document["summary"], "revised summary");
+        assert_eq!(store.revision("CR-1042", 1).unwrap().unwrap().cr.summary.chars().next(), Some('R'));
+        assert!(store.revision("CR-1042", 9).unwrap().is_none());
+        assert!(store.get("CR-9999").unwrap().is_none());
+        assert_eq!(store.revisions("CR-1042").unwrap().len(), 2);
+        assert_eq!(store.submission_times().unwrap().len(), 5);
+        assert_eq!(store.requesters().unwrap().len(), 6);
+        assert_eq!(store.recorded_head().unwrap().seq, 6);
+        assert_eq!(store.log_entries(0, 3).unwrap().len(), 3);
+        assert_eq!(store.log_entries(3, 100).unwrap()[0].seq, 4);
+    });
+}
+
+#[test]
+fn decisions_are_checked_signed_and_chained() {
+    both(|f| {
+        submit_fixtures(f);
+        f.decide("devi", "CR-1042", Verdict::Approve, "risk-reviewer", &["privacy", "rollback"], None).unwrap();
+        f.decide("kai", "CR-1042", Verdict::Approve, "data-reviewer", &[], None).unwrap();
+        let store = f.store("sofia");
+        assert_eq!(store.decisions("CR-1042").unwrap().len(), 2);
+        assert_eq!(store.decision_entries("CR-1042").unwrap().len(), 2);
+        assert_eq!(store.all_decisions().unwrap()["CR-1042"].len(), 2);
+        let summaries = store.decision_summaries(0, 10).unwrap();
+        assert_eq!(summaries.iter().map(|s| s.principal.as_str()).collect::<Vec<_>>(), ["devi", "kai"]);
+        assert!(verify_log(store.as_ref(), &f.policy, None).unwrap().ok());
+    });
+}
+
+#[test]
+fn the_rules_hold_whoever_holds_the_store() {
+    both(|f| {
+        submit_fixtures(f);
+        let err = f.decide("priya", "CR-1042", Verdict::Reject, "requester", &[], None).unwrap_err();
+        assert!(err.to_string().contains("priya requested CR-1042"), "{err}");
+        let err = f.decide("marco", "CR-1046", Verdict::Approve, "ops-reviewer", &["rollback"], None).unwrap_err();
+        assert!(err.to_string().contains("blocking"), "{err}");
+        let err = f.decide("devi", "CR-1042", Verdict::Approve, "risk-reviewer", &["privacy", "rollback"], Some("sha256:old".into())).unwrap_err();
+        assert!(err.to_string().contains("changed since you reviewed it"), "{err}");
+        assert_eq!(f.store("sofia").recorded_head().unwrap().seq, 5, "nothing appended");
+    });
+}
+
+#[test]
+fn emergencies_open_exceptions() {
+    both(|f| {
+        submit_fixtures(f);
+        let request = RollbackRequest {
+            subject: "recommender".into(),
+            environment: "prod".into(),
+            from_version: "8".into(),
+            to_version: "7".into(),
+            incident: "INC-2291".into(),
+            reason: "conversion -10%".into(),
+        };
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let store = f.store("lena");
+        authorise_rollback(store.as_ref(), &f.policy, "sha256:p", &f.identity("lena"), &request, now).unwrap();
+        let refused = authorise_rollback(f.store("devi").as_ref(), &f.policy, "sha256:p", &f.identity("devi"), &request, now);
+        assert!(refused.unwrap_err().to_string().contains("on-call"));
+        let ex = exceptions(store.as_ref()).unwrap();
+        assert_eq!(ex.len(), 1);
+        assert_eq!(ex[0].incident, "INC-2291");
+        assert!(verify_log(store.as_ref(), &f.policy, None).unwrap().ok());
+    });
+}
+
+#[test]
+fn concurrent_deciders_through_one_store_make_one_valid_chain() {
+    both(|f| {
+        submit_fixtures(f);
+        std::thread::scope(|scope| {
+            for (who, cr, role) in [
+                ("devi", "CR-1044", "risk-reviewer"),
+                ("kai", "CR-1042", "data-reviewer"),
+                ("marco", "CR-1046", "ops-reviewer"),
+                ("sofia", "CR-1043", "approver"),
+            ] {
+                scope.spawn(move || {
+                    for _ in 0..5 {
+                        f.decide(who, cr, Verdict::RequestChanges, role, &[], None).unwrap();
+                    }
+                });
+            }
+        });
+        let store = f.store("sofia");
+        assert_eq!(store.recorded_head().unwrap().seq, 5 + 20);
+        assert!(verify_log(store.as_ref(), &f.policy, None).unwrap().ok());
+    });
+}
