@@ -83,6 +83,7 @@ fn main() {
         policy: policy.clone(),
         policy_digest: sha256_digest(b"bench"),
         identity: None,
+        outbox: None,
     };
     let who = policy.principal("sofia").expect("sofia").clone();
     let mut app = App::new(

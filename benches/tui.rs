@@ -95,6 +95,7 @@ fn main() {
         policy: policy.clone(),
         policy_digest: sha256_digest(text.as_bytes()),
         identity: None,
+        outbox: None,
     };
     let mut app = App::new(
         Settings::default(),

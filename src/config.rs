@@ -12,13 +12,31 @@ use std::path::{Path, PathBuf};
 /// File name of the store inside a data directory.
 pub const STORE_FILE: &str = "tollgate.db";
 
+/// A team server to use instead of the local store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// Server URL, e.g. `https://tollgate.example.com`.
+    pub url: String,
+    /// Bearer token (never printed).
+    pub token: String,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote").field("url", &self.url).finish()
+    }
+}
+
 /// Resolved locations for one invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
-    /// The SQLite store.
+    /// The SQLite store (also where demo keys and the outbox are found).
     pub store: PathBuf,
     /// The policy TOML file.
     pub policy: PathBuf,
+    /// The team server, when `--remote` is given: it then replaces the local store and
+    /// its policy.
+    pub remote: Option<Remote>,
 }
 
 /// Why no location could be worked out.
@@ -96,7 +114,11 @@ pub fn resolve(store: Option<PathBuf>, policy: Option<PathBuf>) -> Result<Paths,
         None => data_dir()?.join(STORE_FILE),
     };
     let policy = policy.unwrap_or_else(|| policy_beside(&store));
-    Ok(Paths { store, policy })
+    Ok(Paths {
+        store,
+        policy,
+        remote: None,
+    })
 }
 
 #[cfg(test)]

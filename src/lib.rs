@@ -14,6 +14,7 @@ pub mod editor;
 pub mod export;
 pub mod history;
 pub mod identity;
+pub mod outbox;
 pub mod server;
 pub mod store;
 pub mod tls;

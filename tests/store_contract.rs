@@ -12,7 +12,9 @@ use tollgate::identity::Identity;
 use tollgate::store::local::LocalStore;
 use tollgate::store::remote::RemoteStore;
 use tollgate::store::{DecideError, Store, verify_log};
-use tollgate::workflow::{DecisionRequest, RollbackRequest, authorise_rollback, exceptions, sign_decision};
+use tollgate::workflow::{
+    DecisionRequest, RollbackRequest, authorise_rollback, exceptions, sign_decision,
+};
 
 /// A store under test, reachable as any principal.
 struct Fixture {
@@ -37,7 +39,12 @@ impl Fixture {
             let tokens: HashMap<String, String> = tollgate::demo::PRINCIPALS
                 .iter()
                 .chain(["ci"].iter())
-                .map(|p| (p.to_string(), tollgate::server::tokens::add(&tokens_path, p, "test").unwrap()))
+                .map(|p| {
+                    (
+                        p.to_string(),
+                        tollgate::server::tokens::add(&tokens_path, p, "test").unwrap(),
+                    )
+                })
                 .collect();
             let opts = tollgate::server::ServeOptions {
                 listen: "127.0.0.1:0".into(),
@@ -48,7 +55,11 @@ impl Fixture {
             };
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(tollgate::server::serve(opts, move |addr| {
                     let _ = tx.send(addr);
                 }))
@@ -83,7 +94,15 @@ impl Fixture {
         }
     }
 
-    fn decide(&self, who: &str, cr: &str, verdict: Verdict, role: &str, ticks: &[&str], digest: Option<String>) -> Result<u64, DecideError> {
+    fn decide(
+        &self,
+        who: &str,
+        cr: &str,
+        verdict: Verdict,
+        role: &str,
+        ticks: &[&str],
+        digest: Option<String>,
+    ) -> Result<u64, DecideError> {
         let request = DecisionRequest {
             cr_id: cr.into(),
             verdict,
@@ -91,7 +110,10 @@ impl Fixture {
             rationale: format!("{who}: evidence reviewed"),
             ticks: ticks
                 .iter()
-                .map(|t| tollgate::domain::checklist::Tick { item: t.to_string(), note: None })
+                .map(|t| tollgate::domain::checklist::Tick {
+                    item: t.to_string(),
+                    note: None,
+                })
                 .collect(),
             expect_digest: digest,
         };
@@ -113,7 +135,10 @@ fn both(test: fn(&Fixture)) {
 }
 
 fn submit_fixtures(f: &Fixture) {
-    let outcomes = f.store("ci").submit(&tollgate::demo::submissions(), Utc::now()).unwrap();
+    let outcomes = f
+        .store("ci")
+        .submit(&tollgate::demo::submissions(), Utc::now())
+        .unwrap();
     assert_eq!(outcomes.len(), 5);
 }
 
@@ -122,12 +147,21 @@ fn submissions_revisions_and_reads() {
     both(|f| {
         let store = f.store("ci");
         submit_fixtures(f);
-        let again = store.submit(&tollgate::demo::submissions(), Utc::now()).unwrap();
-        assert!(again.iter().all(|o| matches!(o, tollgate::store::SubmitOutcome::Unchanged { .. })));
+        let again = store
+            .submit(&tollgate::demo::submissions(), Utc::now())
+            .unwrap();
+        assert!(
+            again
+                .iter()
+                .all(|o| matches!(o, tollgate::store::SubmitOutcome::Unchanged { .. }))
+        );
         let mut revised = tollgate::demo::submissions().remove(0);
         revised.document["summary"] = serde_json::json!("revised summary");
         let out = store.submit(&[revised], Utc::now()).unwrap();
-        assert!(matches!(&out[0], tollgate::store::SubmitOutcome::Revised { revision: 2, .. }));
+        assert!(matches!(
+            &out[0],
+            tollgate::store::SubmitOutcome::Revised { revision: 2, .. }
+        ));
         let list = store.list().unwrap();
         assert_eq!(list.len(), 5);
         let page = store.list_page(Some("CR-1043"), 2).unwrap();
@@ -136,7 +170,17 @@ fn submissions_revisions_and_reads() {
         let cr = store.get("CR-1042").unwrap().unwrap();
         assert_eq!(cr.revision_count, 2);
         assert_eq!(cr.current.document["summary"], "revised summary");
-        assert_eq!(store.revision("CR-1042", 1).unwrap().unwrap().cr.summary.chars().next(), Some('R'));
+        assert_eq!(
+            store
+                .revision("CR-1042", 1)
+                .unwrap()
+                .unwrap()
+                .cr
+                .summary
+                .chars()
+                .next(),
+            Some('R')
+        );
         assert!(store.revision("CR-1042", 9).unwrap().is_none());
         assert!(store.get("CR-9999").unwrap().is_none());
         assert_eq!(store.revisions("CR-1042").unwrap().len(), 2);
@@ -152,14 +196,36 @@ fn submissions_revisions_and_reads() {
 fn decisions_are_checked_signed_and_chained() {
     both(|f| {
         submit_fixtures(f);
-        f.decide("devi", "CR-1042", Verdict::Approve, "risk-reviewer", &["privacy", "rollback"], None).unwrap();
-        f.decide("kai", "CR-1042", Verdict::Approve, "data-reviewer", &[], None).unwrap();
+        f.decide(
+            "devi",
+            "CR-1042",
+            Verdict::Approve,
+            "risk-reviewer",
+            &["privacy", "rollback"],
+            None,
+        )
+        .unwrap();
+        f.decide(
+            "kai",
+            "CR-1042",
+            Verdict::Approve,
+            "data-reviewer",
+            &[],
+            None,
+        )
+        .unwrap();
         let store = f.store("sofia");
         assert_eq!(store.decisions("CR-1042").unwrap().len(), 2);
         assert_eq!(store.decision_entries("CR-1042").unwrap().len(), 2);
         assert_eq!(store.all_decisions().unwrap()["CR-1042"].len(), 2);
         let summaries = store.decision_summaries(0, 10).unwrap();
-        assert_eq!(summaries.iter().map(|s| s.principal.as_str()).collect::<Vec<_>>(), ["devi", "kai"]);
+        assert_eq!(
+            summaries
+                .iter()
+                .map(|s| s.principal.as_str())
+                .collect::<Vec<_>>(),
+            ["devi", "kai"]
+        );
         assert!(verify_log(store.as_ref(), &f.policy, None).unwrap().ok());
     });
 }
@@ -168,13 +234,40 @@ fn decisions_are_checked_signed_and_chained() {
 fn the_rules_hold_whoever_holds_the_store() {
     both(|f| {
         submit_fixtures(f);
-        let err = f.decide("priya", "CR-1042", Verdict::Reject, "requester", &[], None).unwrap_err();
+        let err = f
+            .decide("priya", "CR-1042", Verdict::Reject, "requester", &[], None)
+            .unwrap_err();
         assert!(err.to_string().contains("priya requested CR-1042"), "{err}");
-        let err = f.decide("marco", "CR-1046", Verdict::Approve, "ops-reviewer", &["rollback"], None).unwrap_err();
+        let err = f
+            .decide(
+                "marco",
+                "CR-1046",
+                Verdict::Approve,
+                "ops-reviewer",
+                &["rollback"],
+                None,
+            )
+            .unwrap_err();
         assert!(err.to_string().contains("blocking"), "{err}");
-        let err = f.decide("devi", "CR-1042", Verdict::Approve, "risk-reviewer", &["privacy", "rollback"], Some("sha256:old".into())).unwrap_err();
-        assert!(err.to_string().contains("changed since you reviewed it"), "{err}");
-        assert_eq!(f.store("sofia").recorded_head().unwrap().seq, 5, "nothing appended");
+        let err = f
+            .decide(
+                "devi",
+                "CR-1042",
+                Verdict::Approve,
+                "risk-reviewer",
+                &["privacy", "rollback"],
+                Some("sha256:old".into()),
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("changed since you reviewed it"),
+            "{err}"
+        );
+        assert_eq!(
+            f.store("sofia").recorded_head().unwrap().seq,
+            5,
+            "nothing appended"
+        );
     });
 }
 
@@ -192,8 +285,23 @@ fn emergencies_open_exceptions() {
         };
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
         let store = f.store("lena");
-        authorise_rollback(store.as_ref(), &f.policy, "sha256:p", &f.identity("lena"), &request, now).unwrap();
-        let refused = authorise_rollback(f.store("devi").as_ref(), &f.policy, "sha256:p", &f.identity("devi"), &request, now);
+        authorise_rollback(
+            store.as_ref(),
+            &f.policy,
+            "sha256:p",
+            &f.identity("lena"),
+            &request,
+            now,
+        )
+        .unwrap();
+        let refused = authorise_rollback(
+            f.store("devi").as_ref(),
+            &f.policy,
+            "sha256:p",
+            &f.identity("devi"),
+            &request,
+            now,
+        );
         assert!(refused.unwrap_err().to_string().contains("on-call"));
         let ex = exceptions(store.as_ref()).unwrap();
         assert_eq!(ex.len(), 1);
@@ -215,7 +323,8 @@ fn concurrent_deciders_through_one_store_make_one_valid_chain() {
             ] {
                 scope.spawn(move || {
                     for _ in 0..5 {
-                        f.decide(who, cr, Verdict::RequestChanges, role, &[], None).unwrap();
+                        f.decide(who, cr, Verdict::RequestChanges, role, &[], None)
+                            .unwrap();
                     }
                 });
             }

@@ -82,6 +82,7 @@ impl Rig {
             policy,
             policy_digest: sha256_digest(text.as_bytes()),
             identity,
+            outbox: None,
         };
         let mut rig = Rig {
             _dir: dir,

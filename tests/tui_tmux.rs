@@ -160,7 +160,7 @@ fn the_rationale_can_be_written_in_the_editor_from_the_form() {
     let s = Session::start_with_env(&home, &[("EDITOR", editor.to_str().unwrap())], "--as marco");
     s.wait_for("CR-1046");
     s.keys(&["5", "G", "Enter"]);
-    s.wait_for("Deploy recommender v8");
+    s.wait_for("Sign-offs 0/3"); // the detail screen, not the queue row
     s.keys(&["x"]);
     s.wait_for("Decide on CR-1046");
     s.keys(&["C-e"]);

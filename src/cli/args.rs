@@ -36,6 +36,15 @@ pub struct Cli {
     #[arg(long = "as", global = true, value_name = "PRINCIPAL")]
     pub as_principal: Option<String>,
 
+    /// Use the team server at this URL instead of the local store (its policy applies).
+    /// The bearer token comes from TOLLGATE_TOKEN or --token-file.
+    #[arg(long, global = true, env = "TOLLGATE_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
+
+    /// File holding the bearer token for --remote (instead of TOLLGATE_TOKEN).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
     /// The TUI config file (theme, key preset, bindings, mouse) [default:
     /// ~/.config/tollgate/config.toml, or $TOLLGATE_HOME/config.toml].
     #[arg(long, global = true, env = "TOLLGATE_CONFIG", value_name = "FILE")]
@@ -171,6 +180,33 @@ pub enum Command {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+    },
+
+    /// Serve the store over HTTP for a team: CI posts CRs, reviewers connect with --remote.
+    ///
+    /// Every request needs a bearer token (`tollgate token add PRINCIPAL`); signatures and
+    /// policy rules are re-checked before anything is appended. API: docs/openapi.json.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// PEM certificate for HTTPS (with --tls-key).
+        #[arg(long, requires = "tls_key", value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for HTTPS.
+        #[arg(long, requires = "tls_cert", value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+    },
+
+    /// Manage the team server's bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+
+    /// Decisions made while the team server was unreachable, waiting to be delivered.
+    Outbox {
+        /// Try to deliver them now.
+        #[arg(long)]
+        flush: bool,
     },
 
     /// Every decision with its context and verification status, for leads and auditors.
@@ -324,6 +360,19 @@ pub enum LogCommand {
         /// Write to this file instead of standard output.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a principal (printed once; only its hash is kept).
+    Add {
+        /// The principal (or a service identity such as `ci`).
+        principal: String,
+        /// A note saying where the token is used.
+        #[arg(long, default_value = "")]
+        label: String,
     },
 }
 

@@ -1,13 +1,12 @@
 //! Keys and the audit trail: `keygen`, `whoami`, `verify`, `log export`,
 //! `policy allowed-signers`.
 
-use super::{CliError, load_policy, to_json, write_out};
+use super::{CliError, to_json, write_out};
 use crate::audit::keys::{Signer, allowed_signers};
 use crate::audit::log::VerifyReport;
 use crate::config::{self, Paths};
 use crate::identity::{KeyChoice, identify};
 use crate::store::Store;
-use crate::store::local::LocalStore;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,7 +39,7 @@ pub fn keygen(output: Option<PathBuf>, comment: &str, out: &mut dyn Write) -> Re
 
 /// `tollgate whoami`.
 pub fn whoami(paths: &Paths, keys: &KeyChoice, out: &mut dyn Write) -> Result<(), CliError> {
-    let policy = load_policy(&paths.policy)?;
+    let policy = super::policy_for(paths)?;
     let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
     write_out(
         out,
@@ -57,7 +56,7 @@ pub fn whoami(paths: &Paths, keys: &KeyChoice, out: &mut dyn Write) -> Result<()
 
 /// `tollgate policy allowed-signers`.
 pub fn export_allowed_signers(paths: &Paths, out: &mut dyn Write) -> Result<(), CliError> {
-    let policy = load_policy(&paths.policy)?;
+    let policy = super::policy_for(paths)?;
     write_out(out, &allowed_signers(&policy))
 }
 
@@ -76,8 +75,8 @@ pub fn verify(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policy = load_policy(&paths.policy)?;
-    let store = LocalStore::open(&paths.store)?;
+    let policy = super::policy_for(paths)?;
+    let store = super::open_store(paths)?;
     let started = Instant::now();
     let report = crate::store::verify_log(&store, &policy, expect_head)?;
     let millis = started.elapsed().as_millis();
@@ -127,7 +126,7 @@ pub fn export_log(
     output: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let store = LocalStore::open(&paths.store)?;
+    let store = super::open_store(paths)?;
     let mut file;
     let sink: &mut dyn Write = match output {
         Some(p) => {

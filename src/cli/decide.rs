@@ -1,7 +1,7 @@
 //! `approve`, `reject`, `request-changes`: check the rules, sign, append.
 
 use super::args::DecideArgs;
-use super::{CliError, load_policy_text, to_json, write_out};
+use super::{CliError, to_json, write_out};
 use crate::audit::canonical::sha256_digest;
 use crate::config::Paths;
 use crate::domain::checklist::Tick;
@@ -9,7 +9,6 @@ use crate::domain::decision::Verdict;
 use crate::domain::rules::{Proposal, check_decision};
 use crate::domain::status::{Evaluation, evaluate};
 use crate::identity::{Identity, KeyChoice, identify};
-use crate::store::local::LocalStore;
 use crate::store::{DecideError, Store};
 use crate::workflow::{DecisionRequest, eligible_roles, sign_decision};
 use chrono::Utc;
@@ -94,6 +93,14 @@ fn rationale(args: &DecideArgs, what: &str) -> Result<String, CliError> {
     crate::editor::edit_rationale("", what).map_err(CliError::refused)
 }
 
+fn outbox_server(paths: &Paths) -> String {
+    paths
+        .remote
+        .as_ref()
+        .map(|r| r.url.clone())
+        .unwrap_or_default()
+}
+
 /// Runs approve / reject / request-changes.
 pub fn run(
     paths: &Paths,
@@ -102,11 +109,14 @@ pub fn run(
     args: &DecideArgs,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policy_text = load_policy_text(&paths.policy)?;
-    let policy = super::parse_loaded_policy(&paths.policy, &policy_text)?;
+    let (policy, policy_text) = super::policy_and_text(paths)?;
     let policy_digest = sha256_digest(policy_text.as_bytes());
-    let store = LocalStore::open(&paths.store)?;
+    let store = super::open_store(paths)?;
     let ticks = parse_ticks(&args.ticks)?;
+    // Earlier unsent decisions go first, in order.
+    for line in super::outbox_cmd::flush(paths, keys)? {
+        write_out(out, &format!("{line}\n"))?;
+    }
     let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
 
     // A first check before asking for a rationale, so nobody writes a paragraph for a
@@ -147,13 +157,35 @@ pub fn run(
         ticks,
         expect_digest: args.digest.clone(),
     };
-    let entry = sign_decision(&store, &policy, &policy_digest, &who, &request, Utc::now())
-        .map_err(|e| match e {
-            DecideError::Refused(_) | DecideError::Stale { .. } | DecideError::NotFound(_) => {
-                CliError::refused(e.to_string())
+    let entry = match super::outbox_cmd::outbox_for(paths) {
+        // Against a team server the decision goes through the outbox: written first, then
+        // delivered; if the server is unreachable it stays there and is delivered later.
+        Some(outbox) => {
+            let mut pending = crate::outbox::Pending::new(
+                &outbox_server(paths),
+                &who.principal.id,
+                &request,
+                Utc::now(),
+            );
+            outbox.put(&pending).map_err(CliError::environment)?;
+            match outbox.deliver(&store, &policy, &policy_digest, &who, &mut pending) {
+                crate::outbox::Delivery::Delivered(e) => e,
+                crate::outbox::Delivery::Failed(why) => return Err(CliError::refused(why)),
+                crate::outbox::Delivery::Later(why) => {
+                    return Err(CliError::environment(format!(
+                        "UNSENT: {why}\nthe decision is kept in the outbox and will be delivered exactly once when the server is back (`tollgate outbox --flush`)"
+                    )));
+                }
             }
-            other => CliError::environment(other.to_string()),
-        })?;
+        }
+        None => sign_decision(&store, &policy, &policy_digest, &who, &request, Utc::now())
+            .map_err(|e| match e {
+                DecideError::Refused(_) | DecideError::Stale { .. } | DecideError::NotFound(_) => {
+                    CliError::refused(e.to_string())
+                }
+                other => CliError::environment(other.to_string()),
+            })?,
+    };
     if args.json {
         return write_out(out, &to_json(&entry)?);
     }

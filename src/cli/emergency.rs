@@ -1,14 +1,13 @@
 //! `rollback`, `exceptions`, `review`: the emergency gate from the command line.
 
 use super::args::RollbackArgs;
-use super::{CliError, load_policy_text, to_json, write_out};
+use super::{CliError, to_json, write_out};
 use crate::audit::canonical::sha256_digest;
 use crate::config::Paths;
 use crate::domain::emergency::{Exception, ExceptionState, SubjectState, countdown, subjects};
 use crate::domain::status::evaluate;
 use crate::domain::text::sanitize;
 use crate::identity::{KeyChoice, identify};
-use crate::store::local::LocalStore;
 use crate::store::{DecideError, Store};
 use crate::workflow::{
     ReviewRequest, RollbackRequest, authorise_rollback, exceptions, record_review, record_rollback,
@@ -57,9 +56,8 @@ pub fn rollback(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policy_text = load_policy_text(&paths.policy)?;
-    let policy = super::parse_loaded_policy(&paths.policy, &policy_text)?;
-    let store = LocalStore::open(&paths.store)?;
+    let (policy, policy_text) = super::policy_and_text(paths)?;
+    let store = super::open_store(paths)?;
     let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
     crate::domain::emergency::check_on_call(&policy, &who.principal)
         .map_err(|r| CliError::refused(format!("refused: {r}")))?;
@@ -212,7 +210,7 @@ pub fn list_exceptions(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let store = LocalStore::open(&paths.store)?;
+    let store = super::open_store(paths)?;
     let mut list: Vec<Exception> = exceptions(&store).map_err(CliError::environment)?;
     list.retain(|x| all || x.state(now) != ExceptionState::Closed);
     list.sort_by_key(|x| (x.state(now) != ExceptionState::ReviewOverdue, x.review_due));
@@ -282,8 +280,8 @@ pub fn review(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policy = super::load_policy(&paths.policy)?;
-    let store = LocalStore::open(&paths.store)?;
+    let policy = super::policy_for(paths)?;
+    let store = super::open_store(paths)?;
     let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
     let entry = record_review(&store, &policy, &who, req, now).map_err(decide_error)?;
     write_out(

@@ -1,13 +1,12 @@
 //! `history`, `health`, `export`: the decision history for leads and auditors.
 
 use super::args::HistoryArgs;
-use super::{CliError, load_policy, to_json, write_out};
+use super::{CliError, to_json, write_out};
 use crate::audit::log::VerifyReport;
 use crate::config::Paths;
 use crate::domain::text::{sanitize, truncate};
 use crate::export::{Selection, VERIFY_SCRIPT, build};
 use crate::history::{Filter, HistoryEntry, health, human_duration, load, to_csv};
-use crate::store::local::LocalStore;
 use crate::store::verify_log;
 use chrono::{DateTime, Utc};
 use std::io::Write;
@@ -34,8 +33,8 @@ pub fn history(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policy = load_policy(&paths.policy)?;
-    let store = LocalStore::open(&paths.store)?;
+    let policy = super::policy_for(paths)?;
+    let store = super::open_store(paths)?;
     let started = Instant::now();
     let chain = verify_log(&store, &policy, None)?;
     let millis = started.elapsed().as_millis();
@@ -139,8 +138,8 @@ pub fn health_cmd(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policy = load_policy(&paths.policy)?;
-    let store = LocalStore::open(&paths.store)?;
+    let policy = super::policy_for(paths)?;
+    let store = super::open_store(paths)?;
     let data = load(&store, &policy, now).map_err(CliError::environment)?;
     let filter = Filter {
         since,
@@ -223,8 +222,8 @@ pub fn export(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policy = load_policy(&paths.policy)?;
-    let store = LocalStore::open(&paths.store)?;
+    let policy = super::policy_for(paths)?;
+    let store = super::open_store(paths)?;
     let chain = verify_log(&store, &policy, None)?;
     let exceptions = crate::workflow::exceptions(&store).map_err(CliError::environment)?;
     let report =

@@ -5,6 +5,7 @@ mod audit_cmds;
 mod decide;
 mod emergency;
 mod history_cmds;
+mod outbox_cmd;
 mod render;
 mod views;
 
@@ -17,7 +18,7 @@ use crate::domain::status::{Evaluation, evaluate};
 use crate::identity::KeyChoice;
 use crate::store::local::LocalStore;
 use crate::store::{Store, StoreError, StoredCr, Submission, SubmitOutcome};
-use args::{Cli, Command, ListArgs, LogCommand, PolicyCommand};
+use args::{Cli, Command, ListArgs, LogCommand, PolicyCommand, TokenCommand};
 use chrono::{DateTime, Utc};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -83,8 +84,45 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         key: cli.key.clone(),
         as_principal: cli.as_principal.clone(),
     };
-    let paths = || config::resolve(cli.store.clone(), cli.policy.clone());
+    let remote = remote_settings(cli.remote.as_deref(), cli.token_file.as_deref())?;
+    let paths = || -> Result<Paths, CliError> {
+        let mut p = config::resolve(cli.store.clone(), cli.policy.clone())?;
+        p.remote = remote.clone();
+        Ok(p)
+    };
+    let local_only = |what: &str| -> Result<(), CliError> {
+        if remote.is_some() {
+            return Err(CliError::refused(format!(
+                "`tollgate {what}` works on a local store; run it on the server's machine (without --remote)"
+            )));
+        }
+        Ok(())
+    };
     match cli.command {
+        Some(Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+        }) => {
+            local_only("serve")?;
+            serve(&paths()?, listen, tls_cert.zip(tls_key), out)
+        }
+        Some(Command::Token(TokenCommand::Add { principal, label })) => {
+            local_only("token add")?;
+            let file = crate::server::tokens::tokens_beside(&paths()?.store);
+            let token =
+                crate::server::tokens::add(&file, &principal, &label).map_err(CliError::refused)?;
+            write_out(
+                out,
+                &format!(
+                    "token for {principal} (shown once; only its hash is kept in {}):\n{token}\n\nclients use it as TOLLGATE_TOKEN={token} tollgate --remote URL ...\n",
+                    file.display()
+                ),
+            )
+        }
+        Some(Command::Outbox { flush }) => {
+            crate::cli::outbox_cmd::run(&paths()?, &keys, flush, out)
+        }
         Some(Command::Approve(a)) => decide::run(&paths()?, &keys, Verdict::Approve, &a, out),
         Some(Command::Reject(a)) => decide::run(&paths()?, &keys, Verdict::Reject, &a, out),
         Some(Command::RequestChanges(a)) => {
@@ -150,11 +188,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             policy_check(&file, out)
         }
         Some(Command::Init { replace_policy }) => {
+            local_only("init")?;
             // With init, --policy names the file to install, not the one to use.
             let target = config::resolve(cli.store.clone(), None)?;
             init(&target, cli.policy.as_deref(), replace_policy, out)
         }
         Some(Command::Demo) => {
+            local_only("demo")?;
             let paths = paths()?;
             demo_store(&paths, now, out)?;
             if interactive() {
@@ -180,6 +220,62 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     }
 }
 
+/// The team server from `--remote` and the token from `--token-file` or TOLLGATE_TOKEN.
+fn remote_settings(
+    url: Option<&str>,
+    token_file: Option<&Path>,
+) -> Result<Option<config::Remote>, CliError> {
+    let Some(url) = url.filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let token = match token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| {
+                CliError::refused(format!("cannot read the token file {}: {e}", f.display()))
+            })?
+            .trim()
+            .to_string(),
+        None => std::env::var("TOLLGATE_TOKEN").unwrap_or_default(),
+    };
+    if token.is_empty() {
+        return Err(CliError::refused(
+            "--remote needs a bearer token: set TOLLGATE_TOKEN or pass --token-file FILE (the server's admin creates one with `tollgate token add PRINCIPAL`)",
+        ));
+    }
+    Ok(Some(config::Remote {
+        url: url.to_string(),
+        token,
+    }))
+}
+
+fn serve(
+    paths: &Paths,
+    listen: String,
+    tls: Option<(PathBuf, PathBuf)>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    LocalStore::open(&paths.store)?;
+    let opts = crate::server::ServeOptions {
+        listen,
+        store: paths.store.clone(),
+        policy: paths.policy.clone(),
+        tokens: crate::server::tokens::tokens_beside(&paths.store),
+        tls,
+    };
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    let store = paths.store.display().to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::environment(format!("cannot start the async runtime: {e}")))?;
+    runtime
+        .block_on(crate::server::serve(opts, |addr| {
+            let _ = writeln!(out, "serving {store} on {scheme}://{addr} (Ctrl-C to stop)");
+            let _ = out.flush();
+        }))
+        .map_err(CliError::environment)
+}
+
 /// Whether a person is at a terminal (both ends), so the TUI can open.
 fn interactive() -> bool {
     use std::io::IsTerminal;
@@ -188,7 +284,7 @@ fn interactive() -> bool {
 
 fn tui(paths: Paths, keys: KeyChoice, config: Option<PathBuf>) -> Result<(), CliError> {
     // The store must exist before the screen opens, with a message that says how to make one.
-    LocalStore::open(&paths.store)?;
+    open_store(&paths)?;
     crate::tui::run(crate::tui::Options {
         paths,
         keys,
@@ -221,6 +317,38 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
             s
         })
         .map_err(|e| CliError::environment(format!("cannot encode JSON output: {e}")))
+}
+
+/// Opens the store the invocation works on: the team server with `--remote`, else the
+/// local SQLite file.
+pub fn open_store(paths: &Paths) -> Result<Box<dyn Store>, CliError> {
+    match &paths.remote {
+        Some(r) => Ok(Box::new(crate::store::remote::RemoteStore::connect(
+            &r.url, &r.token,
+        )?)),
+        None => Ok(Box::new(LocalStore::open(&paths.store)?)),
+    }
+}
+
+/// The policy in force and its text: the server's with `--remote`, else the file.
+pub fn policy_and_text(paths: &Paths) -> Result<(Policy, String), CliError> {
+    match &paths.remote {
+        Some(r) => {
+            let text =
+                crate::store::remote::RemoteStore::connect(&r.url, &r.token)?.policy_text()?;
+            let policy = parse_loaded_policy(Path::new(&r.url), &text)?;
+            Ok((policy, text))
+        }
+        None => {
+            let text = load_policy_text(&paths.policy)?;
+            Ok((parse_loaded_policy(&paths.policy, &text)?, text))
+        }
+    }
+}
+
+/// The policy in force.
+pub fn policy_for(paths: &Paths) -> Result<Policy, CliError> {
+    policy_and_text(paths).map(|(p, _)| p)
 }
 
 /// Reads and validates the policy file, turning every problem into one message.
@@ -430,7 +558,7 @@ fn submit(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let batch = read_batch(files)?;
-    let store = LocalStore::open(&paths.store)?;
+    let store = open_store(paths)?;
     let outcomes = store.submit(&batch, now)?;
     if json {
         return write_out(out, &to_json(&outcomes)?);
@@ -475,8 +603,8 @@ fn list(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let store = LocalStore::open(&paths.store)?;
-    let policy = load_policy(&paths.policy)?;
+    let store = open_store(paths)?;
+    let policy = policy_for(paths)?;
     let rows: Vec<(StoredCr, Evaluation)> = evaluate_all(&store, &policy)?
         .into_iter()
         .filter(|(cr, e)| {
@@ -513,8 +641,8 @@ fn show(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let store = LocalStore::open(&paths.store)?;
-    let policy = load_policy(&paths.policy)?;
+    let store = open_store(paths)?;
+    let policy = policy_for(paths)?;
     let safe_id = crate::domain::reader::quote(id);
     let Some(cr) = store.get(id)? else {
         return Err(CliError::refused(format!(

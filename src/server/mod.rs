@@ -67,12 +67,20 @@ pub struct ServerState {
 
 impl ServerState {
     /// Opens the store, reads the policy beside it and the tokens file.
-    pub fn load(store: PathBuf, policy: PathBuf, tokens_file: PathBuf) -> Result<ServerState, String> {
+    pub fn load(
+        store: PathBuf,
+        policy: PathBuf,
+        tokens_file: PathBuf,
+    ) -> Result<ServerState, String> {
         let store = Arc::new(LocalStore::open(&store).map_err(|e| e.to_string())?);
         let policy_text = std::fs::read_to_string(&policy)
             .map_err(|e| format!("cannot read the policy {}: {e}", policy.display()))?;
-        let (policy_parsed, _) = parse_policy(&policy_text)
-            .map_err(|r| format!("the policy {} is invalid; run `tollgate policy check`:\n{r}", policy.display()))?;
+        let (policy_parsed, _) = parse_policy(&policy_text).map_err(|r| {
+            format!(
+                "the policy {} is invalid; run `tollgate policy check`:\n{r}",
+                policy.display()
+            )
+        })?;
         let keyring = Keyring::from_policy(&policy_parsed)?;
         let tokens = tokens::Tokens::load(&tokens_file)?;
         Ok(ServerState {
@@ -88,20 +96,20 @@ impl ServerState {
 type Shared = Arc<ServerState>;
 
 /// An API error: status plus JSON body.
-struct ApiError(StatusCode, WireError);
+struct ApiError(StatusCode, Box<WireError>);
 
 impl ApiError {
     fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
         ApiError(
             status,
-            WireError {
+            Box::new(WireError {
                 error: code.into(),
                 message: message.into(),
                 rule: None,
                 remedy: None,
                 head: None,
                 problems: vec![],
-            },
+            }),
         )
     }
 
@@ -115,7 +123,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, axum::Json(self.1)).into_response()
+        (self.0, axum::Json(*self.1)).into_response()
     }
 }
 
@@ -129,14 +137,26 @@ impl From<DecideError> for ApiError {
     fn from(e: DecideError) -> Self {
         match e {
             DecideError::Refused(r) => ApiError::refused(r),
-            DecideError::NotFound(id) => ApiError::new(StatusCode::NOT_FOUND, "not-found", format!("no change request {id}")),
-            DecideError::Stale { .. } => ApiError::new(StatusCode::CONFLICT, "stale", e.to_string()),
+            DecideError::NotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no change request {id}"),
+            ),
+            DecideError::Stale { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "stale", e.to_string())
+            }
             DecideError::HeadMoved { head } => {
-                let mut err = ApiError::new(StatusCode::CONFLICT, "conflict", "the audit log moved on; sign again against this head");
+                let mut err = ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "the audit log moved on; sign again against this head",
+                );
                 err.1.head = Some(head);
                 err
             }
-            DecideError::Signing(m) | DecideError::Chain(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+            DecideError::Signing(m) | DecideError::Chain(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
+            }
             DecideError::Remote(m) => ApiError::new(StatusCode::BAD_GATEWAY, "internal", m),
             DecideError::Store(s) => s.into(),
         }
@@ -146,7 +166,9 @@ impl From<DecideError> for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 /// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
@@ -159,13 +181,23 @@ fn principal(state: &ServerState, headers: &HeaderMap) -> ApiResult<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <token> (tollgate token add PRINCIPAL)")
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send Authorization: Bearer <token> (tollgate token add PRINCIPAL)",
+            )
         })?;
     state
         .tokens
         .principal(token)
         .map(str::to_string)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown or revoked token"))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "unknown or revoked token",
+            )
+        })
 }
 
 async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
@@ -184,7 +216,10 @@ fn etag(headers: &HeaderMap, head: &crate::store::Head) -> (HeaderValue, bool) {
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == tag);
-    (HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"?\"")), matches)
+    (
+        HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"?\"")),
+        matches,
+    )
 }
 
 /// Builds the router over `state`.
@@ -196,7 +231,10 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/change-requests", get(list).post(submit))
         .route("/v1/change-requests/{id}", get(get_cr))
         .route("/v1/change-requests/{id}/revisions", get(revisions))
-        .route("/v1/change-requests/{id}/revisions/{revision}", get(revision))
+        .route(
+            "/v1/change-requests/{id}/revisions/{revision}",
+            get(revision),
+        )
         .route("/v1/change-requests/{id}/context", get(context))
         .route("/v1/change-requests/{id}/decisions", get(cr_decisions))
         .route("/v1/queue", get(queue))
@@ -206,7 +244,13 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/requesters", get(requesters))
         .route("/v1/log", get(log))
         .route("/v1/emergency", get(emergency).post(post_emergency))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint; see docs/openapi.json") })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "no such endpoint; see docs/openapi.json",
+            )
+        })
         .with_state(state)
 }
 
@@ -221,7 +265,9 @@ async fn health(State(s): State<Shared>) -> ApiResult<impl IntoResponse> {
 
 async fn policy(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers)?;
-    Ok(axum::Json(json!({ "text": s.policy_text, "digest": sha256_digest(s.policy_text.as_bytes()) })))
+    Ok(axum::Json(
+        json!({ "text": s.policy_text, "digest": sha256_digest(s.policy_text.as_bytes()) }),
+    ))
 }
 
 async fn head(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
@@ -236,7 +282,11 @@ struct Page {
     limit: Option<usize>,
 }
 
-async fn list(State(s): State<Shared>, headers: HeaderMap, Query(p): Query<Page>) -> ApiResult<Response> {
+async fn list(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(p): Query<Page>,
+) -> ApiResult<Response> {
     principal(&s, &headers)?;
     let limit = p.limit.unwrap_or(1_000).clamp(1, 10_000);
     blocking(move || {
@@ -247,7 +297,11 @@ async fn list(State(s): State<Shared>, headers: HeaderMap, Query(p): Query<Page>
         }
         let page = s.store.list_page(p.after.as_deref(), limit)?;
         let items: Vec<WireCr> = page.iter().map(WireCr::from).collect();
-        Ok(([(header::ETAG, tag)], axum::Json(json!({ "items": items, "head": head }))).into_response())
+        Ok((
+            [(header::ETAG, tag)],
+            axum::Json(json!({ "items": items, "head": head })),
+        )
+            .into_response())
     })
     .await
 }
@@ -262,7 +316,11 @@ struct QueueQuery {
 }
 
 /// The evaluated queue (the same rows as `tollgate list --json`), filtered and paged.
-async fn queue(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<QueueQuery>) -> ApiResult<Response> {
+async fn queue(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<QueueQuery>,
+) -> ApiResult<Response> {
     principal(&s, &headers)?;
     let limit = q.limit.unwrap_or(1_000).clamp(1, 10_000);
     blocking(move || {
@@ -309,8 +367,13 @@ async fn queue(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<Queu
 async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     principal(&s, &headers)?;
     let bytes = read_body(body).await?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("the body is not JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
     let docs = match value {
         Value::Array(items) => items,
         other => vec![other],
@@ -329,7 +392,11 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiR
         }
     }
     if !problems.is_empty() {
-        let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "nothing was stored: fix the problems and submit the batch again");
+        let mut err = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "nothing was stored: fix the problems and submit the batch again",
+        );
         err.1.problems = problems;
         return Err(err);
     }
@@ -341,44 +408,83 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiR
     Ok((StatusCode::CREATED, axum::Json(outcomes)).into_response())
 }
 
-async fn get_cr(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn get_cr(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers)?;
     blocking(move || {
-        let cr = s.store.get(&id)?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not-found", format!("no change request {id}")))?;
+        let cr = s.store.get(&id)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no change request {id}"),
+            )
+        })?;
         Ok(axum::Json(WireCr::from(&cr)))
     })
     .await
 }
 
-async fn revisions(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn revisions(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers)?;
     blocking(move || Ok(axum::Json(s.store.revisions(&id)?))).await
 }
 
-async fn revision(State(s): State<Shared>, headers: HeaderMap, Path((id, n)): Path<(String, u32)>) -> ApiResult<impl IntoResponse> {
+async fn revision(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path((id, n)): Path<(String, u32)>,
+) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers)?;
     blocking(move || {
-        let rev = s
-            .store
-            .revision(&id, n)?
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not-found", format!("{id} has no revision {n}")))?;
+        let rev = s.store.revision(&id, n)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("{id} has no revision {n}"),
+            )
+        })?;
         Ok(axum::Json(WireRevision::from(&rev)))
     })
     .await
 }
 
-async fn context(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn context(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers)?;
     blocking(move || {
         let head = s.store.recorded_head()?;
-        let cr = s.store.get(&id)?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not-found", format!("no change request {id}")))?;
+        let cr = s.store.get(&id)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no change request {id}"),
+            )
+        })?;
         let entries = s.store.decision_entries(&id)?;
-        Ok(axum::Json(WireContext { head, current: (&cr.current).into(), decisions: entries }))
+        Ok(axum::Json(WireContext {
+            head,
+            current: (&cr.current).into(),
+            decisions: entries,
+        }))
     })
     .await
 }
 
-async fn cr_decisions(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn cr_decisions(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers)?;
     blocking(move || Ok(axum::Json(s.store.decision_entries(&id)?))).await
 }
@@ -389,17 +495,33 @@ struct SeqPage {
     limit: Option<usize>,
 }
 
-async fn all_decisions(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
+async fn all_decisions(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers)?;
     blocking(move || Ok(axum::Json(s.store.all_decisions()?))).await
 }
 
-async fn decision_summaries(State(s): State<Shared>, headers: HeaderMap, Query(p): Query<SeqPage>) -> ApiResult<impl IntoResponse> {
+async fn decision_summaries(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(p): Query<SeqPage>,
+) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers)?;
-    blocking(move || Ok(axum::Json(s.store.decision_summaries(p.after.unwrap_or(0), p.limit.unwrap_or(10_000).clamp(1, 100_000))?))).await
+    blocking(move || {
+        Ok(axum::Json(s.store.decision_summaries(
+            p.after.unwrap_or(0),
+            p.limit.unwrap_or(10_000).clamp(1, 100_000),
+        )?))
+    })
+    .await
 }
 
-async fn submission_times(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
+async fn submission_times(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers)?;
     blocking(move || Ok(axum::Json(s.store.submission_times()?))).await
 }
@@ -407,17 +529,28 @@ async fn submission_times(State(s): State<Shared>, headers: HeaderMap) -> ApiRes
 async fn requesters(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers)?;
     blocking(move || {
-        let rows: Vec<(String, String, String)> =
-            s.store.requesters()?.into_iter().map(|((cr, digest), who)| (cr, digest, who)).collect();
+        let rows: Vec<(String, String, String)> = s
+            .store
+            .requesters()?
+            .into_iter()
+            .map(|((cr, digest), who)| (cr, digest, who))
+            .collect();
         Ok(axum::Json(rows))
     })
     .await
 }
 
-async fn log(State(s): State<Shared>, headers: HeaderMap, Query(p): Query<SeqPage>) -> ApiResult<impl IntoResponse> {
+async fn log(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(p): Query<SeqPage>,
+) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers)?;
     blocking(move || {
-        let entries = s.store.log_entries(p.after.unwrap_or(0), p.limit.unwrap_or(10_000).clamp(1, 100_000))?;
+        let entries = s.store.log_entries(
+            p.after.unwrap_or(0),
+            p.limit.unwrap_or(10_000).clamp(1, 100_000),
+        )?;
         let head = s.store.recorded_head()?;
         Ok(axum::Json(json!({ "entries": entries, "head": head })))
     })
@@ -440,7 +573,9 @@ pub fn content_digest(body: &str) -> Option<String> {
 
 fn find_duplicate<'a>(existing: &'a [LogEntry], body: &str) -> Option<&'a LogEntry> {
     let want = content_digest(body)?;
-    existing.iter().find(|e| content_digest(&e.body).as_deref() == Some(want.as_str()))
+    existing
+        .iter()
+        .find(|e| content_digest(&e.body).as_deref() == Some(want.as_str()))
 }
 
 /// Checks what every signed entry must satisfy before any rule: the signer is the token's
@@ -450,12 +585,23 @@ fn check_signed(s: &ServerState, who: &str, entry: &WireSignedEntry) -> ApiResul
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("this token belongs to {who}; it cannot deliver entries signed by {}", entry.principal),
+            format!(
+                "this token belongs to {who}; it cannot deliver entries signed by {}",
+                entry.principal
+            ),
         ));
     }
-    let body: Value = serde_json::from_str(&entry.body)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("body is not JSON: {e}")))?;
-    if to_canonical_string(&body) != entry.body || body["principal"].as_str() != Some(who) || body["type"].as_str() != Some(entry.kind.as_str()) {
+    let body: Value = serde_json::from_str(&entry.body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("body is not JSON: {e}"),
+        )
+    })?;
+    if to_canonical_string(&body) != entry.body
+        || body["principal"].as_str() != Some(who)
+        || body["type"].as_str() != Some(entry.kind.as_str())
+    {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",
@@ -465,9 +611,19 @@ fn check_signed(s: &ServerState, who: &str, entry: &WireSignedEntry) -> ApiResul
     let fingerprint = s
         .keyring
         .verify(who, entry.body.as_bytes(), &entry.signature)
-        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("signature refused: {e}")))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("signature refused: {e}"),
+            )
+        })?;
     if body["key_fingerprint"].as_str() != Some(fingerprint.as_str()) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "the record names another key than the one that signed it"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the record names another key than the one that signed it",
+        ));
     }
     Ok(())
 }
@@ -482,15 +638,24 @@ fn parse_entry(bytes: &[u8]) -> ApiResult<WireSignedEntry> {
     })
 }
 
-async fn post_decision(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn post_decision(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let who = principal(&s, &headers)?;
     let bytes = read_body(body).await?;
     let entry = parse_entry(&bytes)?;
     if entry.kind != EntryKind::Decision.as_str() {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "this endpoint takes decisions; emergencies go to /v1/emergency"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "this endpoint takes decisions; emergencies go to /v1/emergency",
+        ));
     }
     check_signed(&s, &who, &entry)?;
-    let record = DecisionRecord::parse(&entry.body).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e))?;
+    let record = DecisionRecord::parse(&entry.body)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e))?;
     blocking(move || {
         // Idempotent: the same decision delivered again (e.g. from an outbox, or a retry
         // after a lost response) returns the entry already recorded.
@@ -498,14 +663,18 @@ async fn post_decision(State(s): State<Shared>, headers: HeaderMap, body: Body) 
         if let Some(done) = find_duplicate(&existing, &entry.body) {
             return Ok((StatusCode::OK, axum::Json(done.clone())).into_response());
         }
-        let principal = s
-            .policy
-            .principal(&who)
-            .cloned()
-            .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("{who} is not a principal in the policy")))?;
+        let principal = s.policy.principal(&who).cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("{who} is not a principal in the policy"),
+            )
+        })?;
         let appended = s.store.decide(&record.cr_id, &mut |ctx| {
             if record.seq != ctx.head.seq + 1 || record.prev != ctx.head.hash {
-                return Err(DecideError::HeadMoved { head: ctx.head.clone() });
+                return Err(DecideError::HeadMoved {
+                    head: ctx.head.clone(),
+                });
             }
             if record.cr_digest != ctx.current.digest {
                 return Err(DecideError::Stale {
@@ -516,7 +685,12 @@ async fn post_decision(State(s): State<Shared>, headers: HeaderMap, body: Body) 
                 });
             }
             let decision = record.to_decision().map_err(DecideError::Chain)?;
-            let eval = evaluate(&ctx.current.cr, &ctx.current.digest, &ctx.decisions, &s.policy);
+            let eval = evaluate(
+                &ctx.current.cr,
+                &ctx.current.digest,
+                &ctx.decisions,
+                &s.policy,
+            );
             let proposal = Proposal {
                 principal: &principal,
                 role: &record.role,
@@ -524,7 +698,8 @@ async fn post_decision(State(s): State<Shared>, headers: HeaderMap, body: Body) 
                 rationale: &record.rationale,
                 ticks: &decision.ticks,
             };
-            check_decision(&ctx.current.cr, &eval, &s.policy, &proposal).map_err(DecideError::Refused)?;
+            check_decision(&ctx.current.cr, &eval, &s.policy, &proposal)
+                .map_err(DecideError::Refused)?;
             Ok(NewEntry {
                 body: entry.body.clone(),
                 signature: entry.signature.clone(),
@@ -536,31 +711,47 @@ async fn post_decision(State(s): State<Shared>, headers: HeaderMap, body: Body) 
     .await
 }
 
-async fn post_emergency(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn post_emergency(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let who = principal(&s, &headers)?;
     let bytes = read_body(body).await?;
     let entry = parse_entry(&bytes)?;
     let kind = EntryKind::parse(&entry.kind)
         .filter(|k| EntryKind::EMERGENCY.contains(k))
-        .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("{:?} is not an emergency entry kind", entry.kind)))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("{:?} is not an emergency entry kind", entry.kind),
+            )
+        })?;
     check_signed(&s, &who, &entry)?;
     blocking(move || {
         let existing = s.store.emergency_entries()?;
         if let Some(done) = find_duplicate(&existing, &entry.body) {
             return Ok((StatusCode::OK, axum::Json(done.clone())).into_response());
         }
-        let principal = s
-            .policy
-            .principal(&who)
-            .cloned()
-            .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("{who} is not a principal in the policy")))?;
+        let principal = s.policy.principal(&who).cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("{who} is not a principal in the policy"),
+            )
+        })?;
         let body: Value = serde_json::from_str(&entry.body).unwrap_or(Value::Null);
         let appended = s.store.append_emergency(&mut |head, _| {
-            if body["seq"].as_u64() != Some(head.seq + 1) || body["prev"].as_str() != head.hash.as_deref() {
+            if body["seq"].as_u64() != Some(head.seq + 1)
+                || body["prev"].as_str() != head.hash.as_deref()
+            {
                 return Err(DecideError::HeadMoved { head: head.clone() });
             }
             let allowed = match kind {
-                EntryKind::PostIncidentReview => crate::domain::emergency::check_reviewer(&s.policy, &principal),
+                EntryKind::PostIncidentReview => {
+                    crate::domain::emergency::check_reviewer(&s.policy, &principal)
+                }
                 _ => crate::domain::emergency::check_on_call(&s.policy, &principal),
             };
             allowed.map_err(DecideError::Refused)?;
@@ -594,13 +785,22 @@ pub struct ServeOptions {
 }
 
 /// Serves until the process is stopped; `ready` receives the bound address.
-pub async fn serve(opts: ServeOptions, ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), String> {
-    let state = Arc::new(ServerState::load(opts.store.clone(), opts.policy.clone(), opts.tokens.clone())?);
+pub async fn serve(
+    opts: ServeOptions,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), String> {
+    let state = Arc::new(ServerState::load(
+        opts.store.clone(),
+        opts.policy.clone(),
+        opts.tokens.clone(),
+    )?);
     let app = router(state);
-    let addr: std::net::SocketAddr = opts
-        .listen
-        .parse()
-        .map_err(|e| format!("--listen {:?}: expected an address such as 127.0.0.1:8080 ({e})", opts.listen))?;
+    let addr: std::net::SocketAddr = opts.listen.parse().map_err(|e| {
+        format!(
+            "--listen {:?}: expected an address such as 127.0.0.1:8080 ({e})",
+            opts.listen
+        )
+    })?;
     match opts.tls {
         None => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -608,14 +808,23 @@ pub async fn serve(opts: ServeOptions, ready: impl FnOnce(std::net::SocketAddr))
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             let bound = listener.local_addr().map_err(|e| e.to_string())?;
             ready(bound);
-            axum::serve(listener, app).await.map_err(|e| format!("server stopped: {e}"))
+            axum::serve(listener, app)
+                .await
+                .map_err(|e| format!("server stopped: {e}"))
         }
         Some((cert, key)) => {
             crate::tls::install_crypto_provider();
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                 .await
-                .map_err(|e| format!("cannot load TLS certificate {} / key {}: {e}", cert.display(), key.display()))?;
-            let listener = std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                .map_err(|e| {
+                    format!(
+                        "cannot load TLS certificate {} / key {}: {e}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            let listener = std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             let bound = listener.local_addr().map_err(|e| e.to_string())?;
             ready(bound);
             axum_server::from_tcp_rustls(listener, config)

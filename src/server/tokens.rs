@@ -39,7 +39,9 @@ impl Tokens {
             if let Some(items) = r.array(obj, "", "tokens", 10_000) {
                 for (i, item) in items.iter().enumerate() {
                     let p = index("tokens", i);
-                    let Some(t) = r.as_object(item, &p) else { continue };
+                    let Some(t) = r.as_object(item, &p) else {
+                        continue;
+                    };
                     r.deny_unknown(t, &p, &["principal", "sha256", "label"]);
                     let principal = r.identifier(t, &p, "principal");
                     let hash = r.text(t, &p, "sha256", SHORT_TEXT);
@@ -51,7 +53,11 @@ impl Tokens {
             }
         }
         if !r.is_clean() {
-            let lines: Vec<String> = r.into_problems().iter().map(|p| format!("{}: {p}", path.display())).collect();
+            let lines: Vec<String> = r
+                .into_problems()
+                .iter()
+                .map(|p| format!("{}: {p}", path.display()))
+                .collect();
             return Err(lines.join("\n"));
         }
         Ok(Tokens { entries })
@@ -60,7 +66,10 @@ impl Tokens {
     /// The principal a presented token belongs to.
     pub fn principal(&self, token: &str) -> Option<&str> {
         let hash = sha256_digest(token.as_bytes());
-        self.entries.iter().find(|(h, _)| *h == hash).map(|(_, p)| p.as_str())
+        self.entries
+            .iter()
+            .find(|(h, _)| *h == hash)
+            .map(|(_, p)| p.as_str())
     }
 }
 
@@ -81,7 +90,8 @@ pub fn add(path: &Path, principal: &str, label: &str) -> Result<String, String> 
         toml::Value::String(label.to_string())
     ));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     #[cfg(unix)]

@@ -144,7 +144,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The team server could not be reached (after retries): nothing was changed there.
-    #[error("cannot reach the tollgate server at {url}: {detail}; check the URL and that `tollgate serve` is running")]
+    #[error(
+        "cannot reach the tollgate server at {url}: {detail}; check the URL and that `tollgate serve` is running"
+    )]
     Unreachable {
         /// Server URL.
         url: String,
@@ -337,6 +339,73 @@ pub trait Store: Send + Sync {
 
     /// Requester of every stored revision, keyed by `(cr id, digest)`, for verification.
     fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError>;
+}
+
+/// A boxed store is a store: the faces pick local or remote at run time.
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn submit(
+        &self,
+        batch: &[Submission],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<SubmitOutcome>, StoreError> {
+        (**self).submit(batch, at)
+    }
+    fn list(&self) -> Result<Vec<StoredCr>, StoreError> {
+        (**self).list()
+    }
+    fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredCr>, StoreError> {
+        (**self).list_page(after, limit)
+    }
+    fn get(&self, id: &str) -> Result<Option<StoredCr>, StoreError> {
+        (**self).get(id)
+    }
+    fn revision(&self, id: &str, revision: u32) -> Result<Option<StoredRevision>, StoreError> {
+        (**self).revision(id, revision)
+    }
+    fn revisions(&self, id: &str) -> Result<Vec<RevisionInfo>, StoreError> {
+        (**self).revisions(id)
+    }
+    fn decisions(&self, cr_id: &str) -> Result<Vec<Decision>, StoreError> {
+        (**self).decisions(cr_id)
+    }
+    fn all_decisions(&self) -> Result<HashMap<String, Vec<Decision>>, StoreError> {
+        (**self).all_decisions()
+    }
+    fn decide(
+        &self,
+        cr_id: &str,
+        build: &mut dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError>,
+    ) -> Result<LogEntry, DecideError> {
+        (**self).decide(cr_id, build)
+    }
+    fn decision_summaries(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DecisionSummary>, StoreError> {
+        (**self).decision_summaries(after, limit)
+    }
+    fn submission_times(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        (**self).submission_times()
+    }
+    fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {
+        (**self).decision_entries(cr_id)
+    }
+    fn emergency_entries(&self) -> Result<Vec<LogEntry>, StoreError> {
+        (**self).emergency_entries()
+    }
+    fn append_emergency(&self, build: &mut EmergencyBuilder<'_>) -> Result<LogEntry, DecideError> {
+        (**self).append_emergency(build)
+    }
+    fn log_entries(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        (**self).log_entries(after, limit)
+    }
+    fn recorded_head(&self) -> Result<Head, StoreError> {
+        (**self).recorded_head()
+    }
+    fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError> {
+        (**self).requesters()
+    }
 }
 
 /// Re-validates a stored document; a failure means the file was altered outside tollgate.

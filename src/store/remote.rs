@@ -8,14 +8,14 @@
 
 use super::wire::{WireContext, WireCr, WireError, WireRevision, WireSignedEntry};
 use super::{
-    DecideError, DecisionContext, DecisionSummary, EmergencyBuilder, Head, LogEntry, NewEntry, RevisionInfo, Store,
-    StoreError, StoredCr, StoredRevision, SubmitOutcome, Submission,
+    DecideError, DecisionContext, DecisionSummary, EmergencyBuilder, Head, LogEntry, NewEntry,
+    RevisionInfo, Store, StoreError, StoredCr, StoredRevision, Submission, SubmitOutcome,
 };
 use crate::audit::log::{DecisionRecord, EntryKind};
 use crate::domain::decision::Decision;
 use chrono::{DateTime, Utc};
-use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
+use reqwest::blocking::{Client, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -37,7 +37,9 @@ pub struct RemoteStore {
 impl std::fmt::Debug for RemoteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the token.
-        f.debug_struct("RemoteStore").field("base", &self.base).finish()
+        f.debug_struct("RemoteStore")
+            .field("base", &self.base)
+            .finish()
     }
 }
 
@@ -84,7 +86,10 @@ impl RemoteStore {
     }
 
     /// Sends a request, retrying transient failures with exponential backoff.
-    fn send(&self, build: impl Fn(&Client) -> reqwest::blocking::RequestBuilder) -> Result<Response, StoreError> {
+    fn send(
+        &self,
+        build: impl Fn(&Client) -> reqwest::blocking::RequestBuilder,
+    ) -> Result<Response, StoreError> {
         let mut wait = FIRST_BACKOFF;
         let mut last = String::new();
         for attempt in 0..=RETRIES {
@@ -117,7 +122,8 @@ impl RemoteStore {
         if !r.status().is_success() {
             return Err(self.error(r));
         }
-        r.json().map_err(|e| self.unreachable(format!("unreadable answer to GET {path}: {e}")))
+        r.json()
+            .map_err(|e| self.unreachable(format!("unreadable answer to GET {path}: {e}")))
     }
 
     fn get_opt<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, StoreError> {
@@ -138,7 +144,12 @@ impl RemoteStore {
     }
 
     /// Posts a signed entry; `Ok(Err(head))` when the log moved on and it must be re-signed.
-    fn post_entry(&self, path: &str, kind: EntryKind, entry: &NewEntry) -> Result<Result<LogEntry, Head>, DecideError> {
+    fn post_entry(
+        &self,
+        path: &str,
+        kind: EntryKind,
+        entry: &NewEntry,
+    ) -> Result<Result<LogEntry, Head>, DecideError> {
         let url = format!("{}{path}", self.base);
         let wire = WireSignedEntry {
             kind: kind.as_str().into(),
@@ -149,13 +160,14 @@ impl RemoteStore {
         let r = self.send(|c| c.post(&url).json(&wire))?;
         let status = r.status();
         if status.is_success() {
-            return r
-                .json()
-                .map(Ok)
-                .map_err(|e| DecideError::Store(self.unreachable(format!("unreadable answer: {e}"))));
+            return r.json().map(Ok).map_err(|e| {
+                DecideError::Store(self.unreachable(format!("unreadable answer: {e}")))
+            });
         }
         let code = status.as_u16();
-        let e: WireError = r.json().map_err(|_| DecideError::Remote(format!("server answered HTTP {code}")))?;
+        let e: WireError = r
+            .json()
+            .map_err(|_| DecideError::Remote(format!("server answered HTTP {code}")))?;
         match (code, e.error.as_str(), e.head.clone()) {
             (409, "conflict", Some(head)) => Ok(Err(head)),
             (409, "stale", _) => Err(DecideError::Remote(crate::server::describe(code, &e))),
@@ -182,7 +194,11 @@ fn to_decisions(entries: &[LogEntry]) -> Result<Vec<Decision>, StoreError> {
 }
 
 impl Store for RemoteStore {
-    fn submit(&self, batch: &[Submission], _at: DateTime<Utc>) -> Result<Vec<SubmitOutcome>, StoreError> {
+    fn submit(
+        &self,
+        batch: &[Submission],
+        _at: DateTime<Utc>,
+    ) -> Result<Vec<SubmitOutcome>, StoreError> {
         let url = format!("{}/v1/change-requests", self.base);
         let docs: Vec<&Value> = batch.iter().map(|s| &s.document).collect();
         let r = self.send(|c| c.post(&url).json(&docs))?;
@@ -206,10 +222,16 @@ impl Store for RemoteStore {
     }
 
     fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredCr>, StoreError> {
-        let after = after.map(|a| format!("&after={}", urlencode(a))).unwrap_or_default();
+        let after = after
+            .map(|a| format!("&after={}", urlencode(a)))
+            .unwrap_or_default();
         let v: Value = self.get(&format!("/v1/change-requests?limit={limit}{after}"))?;
-        let items: Vec<WireCr> = serde_json::from_value(v["items"].clone()).map_err(|e| self.unreachable(e))?;
-        items.into_iter().map(|c| c.into_stored(&self.base)).collect()
+        let items: Vec<WireCr> =
+            serde_json::from_value(v["items"].clone()).map_err(|e| self.unreachable(e))?;
+        items
+            .into_iter()
+            .map(|c| c.into_stored(&self.base))
+            .collect()
     }
 
     fn get(&self, id: &str) -> Result<Option<StoredCr>, StoreError> {
@@ -219,9 +241,12 @@ impl Store for RemoteStore {
     }
 
     fn revision(&self, id: &str, revision: u32) -> Result<Option<StoredRevision>, StoreError> {
-        self.get_opt::<WireRevision>(&format!("/v1/change-requests/{}/revisions/{revision}", urlencode(id)))?
-            .map(|r| r.into_stored(&self.base))
-            .transpose()
+        self.get_opt::<WireRevision>(&format!(
+            "/v1/change-requests/{}/revisions/{revision}",
+            urlencode(id)
+        ))?
+        .map(|r| r.into_stored(&self.base))
+        .transpose()
     }
 
     fn revisions(&self, id: &str) -> Result<Vec<RevisionInfo>, StoreError> {
@@ -242,7 +267,8 @@ impl Store for RemoteStore {
         build: &mut dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError>,
     ) -> Result<LogEntry, DecideError> {
         for _ in 0..RESIGN_ATTEMPTS {
-            let Some(ctx): Option<WireContext> = self.get_opt(&format!("/v1/change-requests/{}/context", urlencode(cr_id)))?
+            let Some(ctx): Option<WireContext> =
+                self.get_opt(&format!("/v1/change-requests/{}/context", urlencode(cr_id)))?
             else {
                 return Err(DecideError::NotFound(cr_id.to_string()));
             };
@@ -281,8 +307,14 @@ impl Store for RemoteStore {
         )))
     }
 
-    fn decision_summaries(&self, after: u64, limit: usize) -> Result<Vec<DecisionSummary>, StoreError> {
-        self.get(&format!("/v1/decision-summaries?after={after}&limit={limit}"))
+    fn decision_summaries(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DecisionSummary>, StoreError> {
+        self.get(&format!(
+            "/v1/decision-summaries?after={after}&limit={limit}"
+        ))
     }
 
     fn submission_times(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
@@ -290,7 +322,10 @@ impl Store for RemoteStore {
     }
 
     fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {
-        self.get(&format!("/v1/change-requests/{}/decisions", urlencode(cr_id)))
+        self.get(&format!(
+            "/v1/change-requests/{}/decisions",
+            urlencode(cr_id)
+        ))
     }
 
     fn log_entries(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
@@ -304,7 +339,10 @@ impl Store for RemoteStore {
 
     fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError> {
         let rows: Vec<(String, String, String)> = self.get("/v1/requesters")?;
-        Ok(rows.into_iter().map(|(cr, d, who)| ((cr, d), who)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(cr, d, who)| ((cr, d), who))
+            .collect())
     }
 }
 
@@ -313,7 +351,9 @@ impl Store for RemoteStore {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

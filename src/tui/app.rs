@@ -527,6 +527,8 @@ pub enum Effect {
     /// Run the policy's rollback command for an authorisation (entry hash) and record the
     /// outcome; reply with [`Msg::RollbackOutput`] lines and [`Msg::RollbackDone`].
     RunRollback(u64, RollbackRequest, String),
+    /// Read the log head (the cheap "did anything change" check); reply with [`Msg::Head`].
+    CheckHead(u64),
     /// Load the decision history; reply with [`Msg::History`].
     LoadHistory(u64),
     /// Verify the whole audit log; reply with [`Msg::Integrity`].
@@ -563,6 +565,8 @@ pub enum Msg {
     RollbackOutput(String),
     /// The rollback command finished and its outcome was recorded (or not).
     RollbackDone(u64, Result<String, String>),
+    /// The log head, for the change check.
+    Head(u64, Result<crate::store::Head, String>),
     /// The decision history.
     History(u64, Result<crate::history::History, String>),
     /// Whole-log verification finished: the report and the milliseconds it took.
@@ -617,6 +621,11 @@ pub struct App {
     pub exceptions: Vec<Exception>,
     /// The History screen.
     pub history: Option<HistoryState>,
+    /// Decisions waiting for the team server.
+    pub unsent: usize,
+    /// The log head the screens were loaded at (to notice other people's changes).
+    pub last_head: Option<crate::store::Head>,
+    ticks: u64,
     /// Who signs.
     pub signer: Signer,
     /// Store shown in the status bar.
@@ -683,6 +692,9 @@ impl App {
             subjects: Vec::new(),
             exceptions: Vec::new(),
             history: None,
+            unsent: 0,
+            last_head: None,
+            ticks: 0,
             signer,
             store_label,
             connection: "local".into(),
@@ -853,6 +865,41 @@ impl App {
                 if self.loading > 0 || self.decide.as_ref().is_some_and(|d| d.signing) {
                     self.spinner = self.spinner.wrapping_add(1);
                 }
+                // Every 5 s, a cheap check whether anyone changed anything.
+                self.ticks += 1;
+                if self.ticks.is_multiple_of(50) && self.loading == 0 {
+                    let id = self.request();
+                    return vec![Effect::CheckHead(id)];
+                }
+                vec![]
+            }
+            Msg::Head(_, result) => {
+                self.loading = self.loading.saturating_sub(1);
+                match result {
+                    Ok(head) => {
+                        if self.connection.starts_with("offline") {
+                            self.connection = "remote".into();
+                        }
+                        let changed = self.last_head.as_ref().is_some_and(|h| *h != head);
+                        self.last_head = Some(head);
+                        if changed || self.unsent > 0 {
+                            let mut effects = vec![self.load_queue()];
+                            if let Some(id) = self
+                                .detail_id
+                                .clone()
+                                .filter(|_| self.screen == Screen::Detail)
+                            {
+                                effects.push(self.load_detail(id));
+                            }
+                            return effects;
+                        }
+                    }
+                    Err(e) => {
+                        if e.contains("cannot reach") {
+                            self.connection = "offline — retrying".into();
+                        }
+                    }
+                }
                 vec![]
             }
             Msg::Resize(_, h) => {
@@ -867,12 +914,21 @@ impl App {
                 }
                 match result {
                     Ok(data) => {
+                        self.unsent = data.unsent;
+                        if self.connection.starts_with("offline") {
+                            self.connection = "remote".into();
+                        }
                         self.rows = data.rows;
                         self.subjects = data.subjects;
                         self.exceptions = data.exceptions;
                         self.resort();
                     }
-                    Err(e) => self.say(Level::Error, format!("cannot load the queue: {e}")),
+                    Err(e) => {
+                        if e.contains("cannot reach") {
+                            self.connection = "offline — retrying".into();
+                        }
+                        self.say(Level::Error, format!("cannot load the queue: {e}"));
+                    }
                 }
                 vec![]
             }

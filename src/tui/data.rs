@@ -126,6 +126,8 @@ pub struct QueueData {
     pub subjects: Vec<SubjectState>,
     /// Emergency exceptions.
     pub exceptions: Vec<Exception>,
+    /// Decisions waiting in the outbox for the team server.
+    pub unsent: usize,
 }
 
 /// Loads and evaluates every CR for the queue, a page at a time so a large store is never
@@ -189,6 +191,7 @@ pub fn load_queue(
         rows,
         subjects: subjects(per_cr),
         exceptions: crate::workflow::exceptions(store)?,
+        unsent: 0,
     })
 }
 

@@ -58,6 +58,29 @@ pub struct Shared {
     pub policy_digest: String,
     /// The signing identity, if the key maps to a principal.
     pub identity: Option<Arc<Identity>>,
+    /// With a team server: decisions waiting to be delivered.
+    pub outbox: Option<crate::outbox::Outbox>,
+}
+
+/// Delivers what the outbox holds (if there is one); returns how many are still unsent.
+fn flush_outbox(shared: &Shared) -> usize {
+    let (Some(outbox), Ok(who)) = (&shared.outbox, shared.signer()) else {
+        return shared.outbox.as_ref().map_or(0, |o| o.pending().len());
+    };
+    for mut p in outbox
+        .pending()
+        .into_iter()
+        .filter(|p| p.principal == who.principal.id)
+    {
+        let _ = outbox.deliver(
+            shared.store.as_ref(),
+            &shared.policy,
+            &shared.policy_digest,
+            who,
+            &mut p,
+        );
+    }
+    outbox.pending().len()
 }
 
 impl Shared {
@@ -218,17 +241,49 @@ pub fn answer(
             lines.push(done);
             return lines;
         }
-        Effect::LoadQueue(id) => Some(Msg::Queue(
+        Effect::LoadQueue(id) => {
+            let unsent = flush_outbox(shared);
+            Some(Msg::Queue(
+                *id,
+                data::load_queue(shared.store.as_ref(), &shared.policy, me, now).map(|mut d| {
+                    d.unsent = unsent;
+                    d
+                }),
+            ))
+        }
+        Effect::CheckHead(id) => Some(Msg::Head(
             *id,
-            data::load_queue(shared.store.as_ref(), &shared.policy, me, now),
+            shared.store.recorded_head().map_err(|e| e.to_string()),
         )),
         Effect::LoadDetail(id, cr) => Some(Msg::Detail(
             *id,
             data::load_detail(shared.store.as_ref(), &shared.policy, cr).map(Box::new),
         )),
         Effect::Sign(id, request) => {
-            let result = shared.signer().and_then(|who| {
-                crate::workflow::sign_decision(
+            let result = shared.signer().and_then(|who| match &shared.outbox {
+                Some(outbox) => {
+                    let mut pending =
+                        crate::outbox::Pending::new("", &who.principal.id, request, now);
+                    outbox.put(&pending)?;
+                    match outbox.deliver(
+                        shared.store.as_ref(),
+                        &shared.policy,
+                        &shared.policy_digest,
+                        who,
+                        &mut pending,
+                    ) {
+                        crate::outbox::Delivery::Delivered(entry) => Ok(format!(
+                            "signed: {} {} as {} — log entry {}",
+                            request.verdict, request.cr_id, request.role, entry.seq
+                        )),
+                        crate::outbox::Delivery::Failed(why) => Err(why),
+                        crate::outbox::Delivery::Later(_) => Ok(format!(
+                            "UNSENT: {} {} kept in the outbox — delivered when the server is back",
+                            request.verdict, request.cr_id
+                        )),
+                    }
+                }
+                None => crate::workflow::sign_decision(
                     shared.store.as_ref(),
                     &shared.policy,
                     &shared.policy_digest,
@@ -242,7 +297,7 @@ pub fn answer(
                         request.verdict, request.cr_id, request.role, entry.seq
                     )
                 })
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string()),
             });
             Some(Msg::Signed(*id, result))
         }
@@ -295,20 +350,31 @@ pub fn run(opts: Options) -> Result<(), String> {
             .as_deref(),
         settings::no_color(),
     )?;
-    let policy_text = std::fs::read_to_string(&opts.paths.policy).map_err(|e| {
-        format!(
-            "cannot read the policy {}: {e}; `tollgate demo` or `tollgate init` creates one",
-            opts.paths.policy.display()
-        )
-    })?;
+    let (store, policy_text, label, outbox): (Arc<dyn Store>, String, String, _) = match &opts
+        .paths
+        .remote
+    {
+        Some(r) => {
+            let remote = crate::store::remote::RemoteStore::connect(&r.url, &r.token)
+                .map_err(|e| e.to_string())?;
+            let text = remote.policy_text().map_err(|e| e.to_string())?;
+            let outbox = crate::outbox::Outbox::for_server(&opts.paths.store, &r.url);
+            (Arc::new(remote), text, r.url.clone(), Some(outbox))
+        }
+        None => {
+            let text = std::fs::read_to_string(&opts.paths.policy).map_err(|e| {
+                format!(
+                    "cannot read the policy {}: {e}; `tollgate demo` or `tollgate init` creates one",
+                    opts.paths.policy.display()
+                )
+            })?;
+            let store = LocalStore::open(&opts.paths.store).map_err(|e| e.to_string())?;
+            (Arc::new(store), text, short_path(&opts.paths.store), None)
+        }
+    };
     let (policy, _) = parse_policy(&policy_text).map_err(|r| {
-        format!(
-            "the policy {} is invalid; run `tollgate policy check`:\n{r}",
-            opts.paths.policy.display()
-        )
+        format!("the policy ({label}) is invalid; run `tollgate policy check`:\n{r}")
     })?;
-    let store: Arc<dyn Store> =
-        Arc::new(LocalStore::open(&opts.paths.store).map_err(|e| e.to_string())?);
     // Identify before the screen opens: a passphrase prompt needs a normal terminal.
     let (identity, signer) = match identify(&opts.keys, &opts.paths.store, &policy) {
         Ok(id) => {
@@ -333,14 +399,18 @@ pub fn run(opts: Options) -> Result<(), String> {
         policy: Arc::new(policy),
         policy_digest: sha256_digest(policy_text.as_bytes()),
         identity,
+        outbox,
     });
-    let app = App::new(
+    let mut app = App::new(
         settings,
         shared.policy.clone(),
         signer,
-        short_path(&opts.paths.store),
+        label,
         crate::config::now()?,
     );
+    if shared.outbox.is_some() {
+        app.connection = "remote".into();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -501,6 +571,7 @@ fn perform(
         | Effect::Authorise(..)
         | Effect::LoadHistory(_)
         | Effect::VerifyLog(_)
+        | Effect::CheckHead(_)
         | Effect::LoadRecord(..) => {
             let (shared, tx) = (shared.clone(), tx.clone());
             let me = app.me().cloned();

@@ -132,6 +132,12 @@ pub fn status(f: &mut Frame, area: Rect, app: &App) {
             left.push(Span::raw(" "));
         }
     }
+    if app.unsent > 0 {
+        left.push(Span::styled(
+            format!("⚠ {} UNSENT ", app.unsent),
+            theme.warning(),
+        ));
+    }
     // Overdue post-incident reviews are loud on every screen.
     let overdue = app.overdue_reviews();
     if !overdue.is_empty() {

@@ -1,0 +1,96 @@
+//! `tollgate outbox`: decisions waiting for the team server, and delivering them.
+
+use super::{CliError, write_out};
+use crate::audit::canonical::sha256_digest;
+use crate::config::Paths;
+use crate::identity::{KeyChoice, identify};
+use crate::outbox::{Delivery, Outbox};
+use std::io::Write;
+
+/// The outbox of the server `paths` points at.
+pub fn outbox_for(paths: &Paths) -> Option<Outbox> {
+    paths
+        .remote
+        .as_ref()
+        .map(|r| Outbox::for_server(&paths.store, &r.url))
+}
+
+/// Delivers what is waiting; returns one line per item.
+pub fn flush(paths: &Paths, keys: &KeyChoice) -> Result<Vec<String>, CliError> {
+    let Some(outbox) = outbox_for(paths) else {
+        return Ok(vec![]);
+    };
+    let mut items = outbox.pending();
+    if items.is_empty() {
+        return Ok(vec![]);
+    }
+    let (policy, text) = super::policy_and_text(paths)?;
+    let store = super::open_store(paths)?;
+    let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
+    let digest = sha256_digest(text.as_bytes());
+    let mut lines = Vec::new();
+    for p in items.iter_mut().filter(|p| p.principal == who.principal.id) {
+        lines.push(match outbox.deliver(&store, &policy, &digest, &who, p) {
+            Delivery::Delivered(e) => format!(
+                "delivered: {} {} as {} (log entry {})",
+                p.verdict, p.cr_id, p.role, e.seq
+            ),
+            Delivery::Failed(why) => format!(
+                "NOT delivered, moved to failed/: {} {}: {why}",
+                p.verdict, p.cr_id
+            ),
+            Delivery::Later(why) => format!("still unsent: {} {}: {why}", p.verdict, p.cr_id),
+        });
+    }
+    Ok(lines)
+}
+
+/// `tollgate outbox [--flush]`.
+pub fn run(
+    paths: &Paths,
+    keys: &KeyChoice,
+    do_flush: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let Some(outbox) = outbox_for(paths) else {
+        return Err(CliError::refused(
+            "the outbox holds decisions for a team server: use it with --remote URL",
+        ));
+    };
+    if do_flush {
+        let lines = flush(paths, keys)?;
+        return write_out(
+            out,
+            &(lines.join("\n")
+                + if lines.is_empty() {
+                    "nothing to deliver\n"
+                } else {
+                    "\n"
+                }),
+        );
+    }
+    let items = outbox.pending();
+    if items.is_empty() {
+        return write_out(out, "no unsent decisions\n");
+    }
+    let mut text = format!("{} unsent decision(s):\n", items.len());
+    for p in &items {
+        text.push_str(&format!(
+            "  {} {} {} as {} by {} — {} attempt(s){}\n",
+            p.created_at.format("%Y-%m-%d %H:%M"),
+            p.verdict,
+            p.cr_id,
+            p.role,
+            p.principal,
+            p.attempts,
+            p.last_error
+                .as_deref()
+                .map(|e| format!(", last: {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    text.push_str(
+        "deliver them with `tollgate outbox --flush` (also tried before every decision)\n",
+    );
+    write_out(out, &text)
+}

@@ -1,0 +1,295 @@
+//! Decisions made against a team server that could not (yet) be delivered.
+//!
+//! Every remote decision is written here *before* it is sent, then delivered; a delivered
+//! one is removed. If the server is unreachable the file stays, is shown as unsent, and
+//! is delivered later. The decision's content (everything but its chain position) is
+//! frozen the first time the server is reached, so every later attempt sends the very
+//! same content — the server is idempotent on it, and a decision is recorded exactly once
+//! even when a response was lost.
+
+use crate::audit::log::{DecisionRecord, LogEntry};
+use crate::domain::checklist::Tick;
+use crate::domain::decision::Verdict;
+use crate::domain::policy::Policy;
+use crate::domain::rules::{Proposal, check_decision};
+use crate::domain::status::evaluate;
+use crate::identity::Identity;
+use crate::store::{DecideError, NewEntry, Store, StoreError};
+use crate::workflow::{DecisionRequest, decision_record};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// One decision waiting for the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    /// File name stem.
+    pub id: String,
+    /// The server it is for.
+    pub server: String,
+    /// When the reviewer decided (the record's time).
+    pub created_at: DateTime<Utc>,
+    /// Who decided.
+    pub principal: String,
+    /// The CR.
+    pub cr_id: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Role signed for.
+    pub role: String,
+    /// Rationale.
+    pub rationale: String,
+    /// Ticks.
+    pub ticks: Vec<Tick>,
+    /// The digest the reviewer saw.
+    pub expect_digest: Option<String>,
+    /// The signed content without `seq` and `prev`, once frozen.
+    pub content: Option<Value>,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt did not get through.
+    pub last_error: Option<String>,
+}
+
+impl Pending {
+    /// A new pending decision for `request`.
+    pub fn new(
+        server: &str,
+        principal: &str,
+        request: &DecisionRequest,
+        at: DateTime<Utc>,
+    ) -> Pending {
+        Pending {
+            id: format!("{}-{}", at.format("%Y%m%dT%H%M%S%6f"), request.cr_id),
+            server: server.into(),
+            created_at: at,
+            principal: principal.into(),
+            cr_id: request.cr_id.clone(),
+            verdict: request.verdict,
+            role: request.role.clone(),
+            rationale: request.rationale.clone(),
+            ticks: request.ticks.clone(),
+            expect_digest: request.expect_digest.clone(),
+            content: None,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+
+    fn request(&self) -> DecisionRequest {
+        DecisionRequest {
+            cr_id: self.cr_id.clone(),
+            verdict: self.verdict,
+            role: self.role.clone(),
+            rationale: self.rationale.clone(),
+            ticks: self.ticks.clone(),
+            expect_digest: self.expect_digest.clone(),
+        }
+    }
+}
+
+/// The outbox of one server: a directory of JSON files (and `failed/`).
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    dir: PathBuf,
+}
+
+/// What happened to one delivery attempt.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Recorded by the server (now, or by an earlier attempt whose answer was lost).
+    Delivered(LogEntry),
+    /// The server refused it for good (stale CR, a rule); moved to `failed/`.
+    Failed(String),
+    /// Not reachable now; kept for later.
+    Later(String),
+}
+
+impl Outbox {
+    /// The outbox for `server`, kept beside the local store: `tollgate.outbox/<server>/`.
+    pub fn for_server(store: &Path, server: &str) -> Outbox {
+        let stem = store
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "tollgate".into());
+        let safe: String = server
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Outbox {
+            dir: store.with_file_name(format!("{stem}.outbox")).join(safe),
+        }
+    }
+
+    /// Saves (or updates) an item durably: temp file, fsync, rename.
+    pub fn put(&self, p: &Pending) -> Result<(), String> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("cannot create the outbox {}: {e}", self.dir.display()))?;
+        let path = self.dir.join(format!("{}.json", p.id));
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(p).map_err(|e| e.to_string())?;
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// Items waiting, oldest first.
+    pub fn pending(&self) -> Vec<Pending> {
+        let Ok(read) = std::fs::read_dir(&self.dir) else {
+            return vec![];
+        };
+        let mut items: Vec<Pending> = read
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|t| serde_json::from_str(&t).ok())
+            .collect();
+        items.sort_by(|a, b| a.id.cmp(&b.id));
+        items
+    }
+
+    fn remove(&self, p: &Pending) {
+        let _ = std::fs::remove_file(self.dir.join(format!("{}.json", p.id)));
+    }
+
+    fn fail(&self, p: &Pending) {
+        let failed = self.dir.join("failed");
+        let _ = std::fs::create_dir_all(&failed);
+        let _ = std::fs::rename(
+            self.dir.join(format!("{}.json", p.id)),
+            failed.join(format!("{}.json", p.id)),
+        );
+    }
+
+    /// Tries to deliver `p` through `store` (the server), signing as `who`.
+    pub fn deliver(
+        &self,
+        store: &dyn Store,
+        policy: &Policy,
+        policy_digest: &str,
+        who: &Identity,
+        p: &mut Pending,
+    ) -> Delivery {
+        p.attempts += 1;
+        let outcome = self.try_deliver(store, policy, policy_digest, who, p);
+        match &outcome {
+            Delivery::Delivered(_) => self.remove(p),
+            Delivery::Failed(why) => {
+                p.last_error = Some(why.clone());
+                let _ = self.put(p);
+                self.fail(p);
+            }
+            Delivery::Later(why) => {
+                p.last_error = Some(why.clone());
+                let _ = self.put(p);
+            }
+        }
+        outcome
+    }
+
+    fn try_deliver(
+        &self,
+        store: &dyn Store,
+        policy: &Policy,
+        policy_digest: &str,
+        who: &Identity,
+        p: &mut Pending,
+    ) -> Delivery {
+        let later = |e: &StoreError| matches!(e, StoreError::Unreachable { .. });
+        if p.content.is_none() {
+            // First contact: check the rules against the server's state and freeze the content.
+            let cr = match store.get(&p.cr_id) {
+                Ok(Some(cr)) => cr,
+                Ok(None) => return Delivery::Failed(format!("{} is not on the server", p.cr_id)),
+                Err(e) if later(&e) => return Delivery::Later(e.to_string()),
+                Err(e) => return Delivery::Failed(e.to_string()),
+            };
+            if let Some(seen) = &p.expect_digest
+                && *seen != cr.current.digest
+            {
+                return Delivery::Failed(format!(
+                    "{} changed since it was reviewed (now revision {}); review it again",
+                    p.cr_id, cr.current.revision
+                ));
+            }
+            let decisions = match store.decisions(&p.cr_id) {
+                Ok(d) => d,
+                Err(e) if later(&e) => return Delivery::Later(e.to_string()),
+                Err(e) => return Delivery::Failed(e.to_string()),
+            };
+            let eval = evaluate(&cr.current.cr, &cr.current.digest, &decisions, policy);
+            let request = p.request();
+            let proposal = Proposal {
+                principal: &who.principal,
+                role: &request.role,
+                verdict: request.verdict,
+                rationale: &request.rationale,
+                ticks: &request.ticks,
+            };
+            if let Err(r) = check_decision(&cr.current.cr, &eval, policy, &proposal) {
+                return Delivery::Failed(format!("refused: {r}"));
+            }
+            let record = decision_record(
+                who,
+                &request,
+                &cr.current,
+                &eval,
+                policy_digest,
+                &crate::store::Head::empty(),
+                p.created_at,
+            );
+            let mut content = match serde_json::to_value(&record) {
+                Ok(v) => v,
+                Err(e) => return Delivery::Failed(e.to_string()),
+            };
+            if let Some(obj) = content.as_object_mut() {
+                obj.remove("seq");
+                obj.remove("prev");
+            }
+            p.content = Some(content);
+            if let Err(e) = self.put(p) {
+                return Delivery::Later(e);
+            }
+        }
+        let content = p.content.clone().unwrap_or(Value::Null);
+        let result = store.decide(&p.cr_id, &mut |ctx| {
+            let mut body = content.clone();
+            body["seq"] = Value::from(ctx.head.seq + 1);
+            body["prev"] = ctx
+                .head
+                .hash
+                .clone()
+                .map(Value::from)
+                .unwrap_or(Value::Null);
+            let record: DecisionRecord =
+                serde_json::from_value(body).map_err(|e| DecideError::Chain(e.to_string()))?;
+            let body = record.body();
+            let signature = who
+                .signer
+                .sign(body.as_bytes())
+                .map_err(|e| DecideError::Signing(e.to_string()))?;
+            Ok(NewEntry {
+                body,
+                signature,
+                principal: who.principal.id.clone(),
+            })
+        });
+        match result {
+            Ok(entry) => Delivery::Delivered(entry),
+            Err(DecideError::Store(e)) if later(&e) => Delivery::Later(e.to_string()),
+            Err(e) => Delivery::Failed(e.to_string()),
+        }
+    }
+}
