@@ -128,6 +128,11 @@ impl Outbox {
         }
     }
 
+    /// Where the server's policy is cached (for deciding while it is unreachable).
+    pub fn policy_cache(&self) -> PathBuf {
+        self.dir.join("policy.toml")
+    }
+
     /// Saves (or updates) an item durably: temp file, fsync, rename.
     pub fn put(&self, p: &Pending) -> Result<(), String> {
         std::fs::create_dir_all(&self.dir)

@@ -9,7 +9,7 @@ use crate::domain::decision::Verdict;
 use crate::domain::rules::{Proposal, check_decision};
 use crate::domain::status::{Evaluation, evaluate};
 use crate::identity::{Identity, KeyChoice, identify};
-use crate::store::{DecideError, Store};
+use crate::store::{DecideError, Store, StoreError};
 use crate::workflow::{DecisionRequest, eligible_roles, sign_decision};
 use chrono::Utc;
 use std::io::{IsTerminal, Read, Write};
@@ -93,6 +93,46 @@ fn rationale(args: &DecideArgs, what: &str) -> Result<String, CliError> {
     crate::editor::edit_rationale("", what).map_err(CliError::refused)
 }
 
+/// Queues a decision while the team server is unreachable: the rules are checked when it
+/// is delivered, against the server's state then.
+fn queue_offline(
+    paths: &Paths,
+    args: &DecideArgs,
+    verdict: Verdict,
+    who: &crate::identity::Identity,
+    ticks: Vec<Tick>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let Some(outbox) = super::outbox_cmd::outbox_for(paths) else {
+        return Err(CliError::environment("the server is unreachable"));
+    };
+    let Some(role) = args.role.clone() else {
+        return Err(CliError::environment(
+            "the server is unreachable; to queue the decision anyway, say which role you sign for (--role)",
+        ));
+    };
+    let rationale = rationale(args, &format!("{verdict} {} as {role}", args.id))?;
+    let request = DecisionRequest {
+        cr_id: args.id.clone(),
+        verdict,
+        role,
+        rationale,
+        ticks,
+        expect_digest: args.digest.clone(),
+    };
+    let pending = crate::outbox::Pending::new(
+        &outbox_server(paths),
+        &who.principal.id,
+        &request,
+        Utc::now(),
+    );
+    outbox.put(&pending).map_err(CliError::environment)?;
+    write_out(out, "")?;
+    Err(CliError::environment(
+        "UNSENT: the server is unreachable; the decision is kept in the outbox and will be delivered exactly once when the server is back (`tollgate outbox --flush`); the policy is checked then",
+    ))
+}
+
 fn outbox_server(paths: &Paths) -> String {
     paths
         .remote
@@ -114,14 +154,22 @@ pub fn run(
     let store = super::open_store(paths)?;
     let ticks = parse_ticks(&args.ticks)?;
     // Earlier unsent decisions go first, in order.
-    for line in super::outbox_cmd::flush(paths, keys)? {
+    for line in super::outbox_cmd::flush(paths, keys).unwrap_or_default() {
         write_out(out, &format!("{line}\n"))?;
     }
     let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
 
     // A first check before asking for a rationale, so nobody writes a paragraph for a
     // decision the rules will refuse. The binding check runs again inside the transaction.
-    let Some(cr) = store.get(&args.id)? else {
+    let cr = match store.get(&args.id) {
+        Ok(cr) => cr,
+        // Against an unreachable team server the decision is queued, not lost.
+        Err(StoreError::Unreachable { .. }) if paths.remote.is_some() => {
+            return queue_offline(paths, args, verdict, &who, ticks, out);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(cr) = cr else {
         return Err(CliError::refused(format!(
             "no change request {}; `tollgate list` shows what is there",
             crate::domain::reader::quote(&args.id)

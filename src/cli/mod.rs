@@ -334,8 +334,23 @@ pub fn open_store(paths: &Paths) -> Result<Box<dyn Store>, CliError> {
 pub fn policy_and_text(paths: &Paths) -> Result<(Policy, String), CliError> {
     match &paths.remote {
         Some(r) => {
+            // The server's policy is cached beside the outbox, so decisions can still be
+            // checked and queued while the server is unreachable.
+            let cache = crate::outbox::Outbox::for_server(&paths.store, &r.url).policy_cache();
             let text =
-                crate::store::remote::RemoteStore::connect(&r.url, &r.token)?.policy_text()?;
+                match crate::store::remote::RemoteStore::connect(&r.url, &r.token)?.policy_text() {
+                    Ok(text) => {
+                        if let Some(dir) = cache.parent() {
+                            let _ = std::fs::create_dir_all(dir);
+                        }
+                        let _ = std::fs::write(&cache, &text);
+                        text
+                    }
+                    Err(e @ StoreError::Unreachable { .. }) => {
+                        std::fs::read_to_string(&cache).map_err(|_| CliError::from(e))?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             let policy = parse_loaded_policy(Path::new(&r.url), &text)?;
             Ok((policy, text))
         }

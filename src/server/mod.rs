@@ -825,6 +825,9 @@ pub async fn serve(
                 })?;
             let listener = std::net::TcpListener::bind(addr)
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             let bound = listener.local_addr().map_err(|e| e.to_string())?;
             ready(bound);
             axum_server::from_tcp_rustls(listener, config)

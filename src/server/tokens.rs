@@ -45,7 +45,7 @@ impl Tokens {
                     r.deny_unknown(t, &p, &["principal", "sha256", "label"]);
                     let principal = r.identifier(t, &p, "principal");
                     let hash = r.text(t, &p, "sha256", SHORT_TEXT);
-                    let _ = r.opt_text(t, &p, "label", SHORT_TEXT);
+                    let _ = r.opt_text(t, &p, "label", crate::domain::reader::OPTIONAL_PROSE);
                     if let (Some(principal), Some(hash)) = (principal, hash) {
                         entries.push((hash, principal));
                     }

@@ -24,8 +24,16 @@ use std::time::Duration;
 /// How many times a transient failure is retried, and the first back-off.
 const RETRIES: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-/// How many times an entry is signed again because the log moved on.
-const RESIGN_ATTEMPTS: u32 = 20;
+/// How many times an entry is signed again because the log moved on (with many writers
+/// at once, each round only one wins; jittered back-off spreads the others out).
+const RESIGN_ATTEMPTS: u32 = 200;
+
+/// Sleeps a random time that grows with the number of lost races, up to 250 ms.
+fn contention_backoff(attempt: u32) {
+    use ssh_key::rand_core::{OsRng, RngCore};
+    let ceiling = (5u64 << attempt.min(6)).min(250);
+    std::thread::sleep(Duration::from_millis(OsRng.next_u64() % (ceiling + 1)));
+}
 
 /// A team server reached over HTTP(S).
 pub struct RemoteStore {
@@ -43,6 +51,18 @@ impl std::fmt::Debug for RemoteStore {
     }
 }
 
+/// An error with its causes ("error sending request: ... : certificate not trusted").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 fn transient(status: StatusCode) -> bool {
     matches!(status.as_u16(), 502..=504)
 }
@@ -58,14 +78,29 @@ impl RemoteStore {
                 detail: "expected an http:// or https:// URL".into(),
             });
         }
-        let client = Client::builder()
+        let mut builder = Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| StoreError::Unreachable {
+            .timeout(Duration::from_secs(60));
+        // A private CA (e.g. a self-signed server certificate): TOLLGATE_CA_CERT=ca.pem.
+        if let Some(path) = std::env::var_os("TOLLGATE_CA_CERT").filter(|v| !v.is_empty()) {
+            let pem = std::fs::read(&path).map_err(|e| StoreError::Unreachable {
                 url: base.clone(),
-                detail: e.to_string(),
+                detail: format!(
+                    "cannot read TOLLGATE_CA_CERT {}: {e}",
+                    std::path::Path::new(&path).display()
+                ),
             })?;
+            let cert =
+                reqwest::Certificate::from_pem(&pem).map_err(|e| StoreError::Unreachable {
+                    url: base.clone(),
+                    detail: format!("TOLLGATE_CA_CERT is not a PEM certificate: {e}"),
+                })?;
+            builder = builder.tls_certs_only([cert]);
+        }
+        let client = builder.build().map_err(|e| StoreError::Unreachable {
+            url: base.clone(),
+            detail: e.to_string(),
+        })?;
         Ok(RemoteStore {
             base,
             token: token.to_string(),
@@ -100,8 +135,8 @@ impl RemoteStore {
             match build(&self.client).bearer_auth(&self.token).send() {
                 Ok(r) if transient(r.status()) => last = format!("HTTP {}", r.status()),
                 Ok(r) => return Ok(r),
-                Err(e) if e.is_connect() || e.is_timeout() => last = e.to_string(),
-                Err(e) => return Err(self.unreachable(e)),
+                Err(e) if e.is_connect() || e.is_timeout() => last = chain(&e),
+                Err(e) => return Err(self.unreachable(chain(&e))),
             }
         }
         Err(self.unreachable(format!("{last} (after {RETRIES} retries)")))
@@ -266,7 +301,10 @@ impl Store for RemoteStore {
         cr_id: &str,
         build: &mut dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError>,
     ) -> Result<LogEntry, DecideError> {
-        for _ in 0..RESIGN_ATTEMPTS {
+        for attempt in 0..RESIGN_ATTEMPTS {
+            if attempt > 0 {
+                contention_backoff(attempt);
+            }
             let Some(ctx): Option<WireContext> =
                 self.get_opt(&format!("/v1/change-requests/{}/context", urlencode(cr_id)))?
             else {
@@ -293,7 +331,10 @@ impl Store for RemoteStore {
     }
 
     fn append_emergency(&self, build: &mut EmergencyBuilder<'_>) -> Result<LogEntry, DecideError> {
-        for _ in 0..RESIGN_ATTEMPTS {
+        for attempt in 0..RESIGN_ATTEMPTS {
+            if attempt > 0 {
+                contention_backoff(attempt);
+            }
             let head = self.recorded_head()?;
             let existing = self.emergency_entries()?;
             let (kind, entry) = build(&head, &existing)?;

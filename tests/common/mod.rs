@@ -175,3 +175,65 @@ impl Home {
         path
     }
 }
+
+/// A `tollgate serve` child process on 127.0.0.1, killed when dropped.
+pub struct Server {
+    pub url: String,
+    pub child: std::process::Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Home {
+    /// Creates a token for `principal` on this home's store.
+    pub fn token(&self, principal: &str) -> String {
+        let out = self
+            .run(&["token", "add", principal, "--label", "test"])
+            .ok()
+            .stdout;
+        out.lines()
+            .find(|l| l.starts_with("tg_"))
+            .expect("token line")
+            .to_string()
+    }
+
+    /// Starts `tollgate serve` on `listen` (use port 0 for any) and waits until it listens.
+    pub fn serve(&self, listen: &str) -> Server {
+        use std::io::BufRead;
+        let mut child = self
+            .command(&["serve", "--listen", listen])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tollgate serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split(" on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected serve output: {line:?}"))
+            .to_string();
+        Server { url, child }
+    }
+
+    /// Runs the CLI against a server as the holder of `token`.
+    pub fn remote(&self, url: &str, token: &str, args: &[&str]) -> Run {
+        let mut all = vec!["--remote", url];
+        all.extend_from_slice(args);
+        self.command(&all)
+            .env("TOLLGATE_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    }
+}

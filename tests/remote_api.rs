@@ -1,0 +1,758 @@
+//! The team server over real HTTP on 127.0.0.1: the CLI as its client, its security
+//! (401/403/409/413/422 with JSON bodies; no forged or self-approved entry gets in), and
+//! load and faults (50 concurrent clients; the server killed mid-run; the outbox drains).
+
+mod common;
+
+use common::{Home, assert_refusal};
+use serde_json::{Value, json};
+
+fn http() -> reqwest::blocking::Client {
+    tollgate::tls::install_crypto_provider();
+    reqwest::blocking::Client::new()
+}
+
+#[test]
+fn the_cli_works_against_a_server_as_it_does_locally() {
+    let server_home = Home::demo();
+    let ci = server_home.token("ci");
+    let devi = server_home.token("devi");
+    let server = server_home.serve("127.0.0.1:0");
+    let client = Home::new();
+    client
+        .run(&["keygen", "--output", client.path("key").to_str().unwrap()])
+        .ok();
+
+    let mut cr: Value = serde_json::from_str(tollgate::demo::FIXTURES[3].1).unwrap();
+    cr["id"] = json!("CR-5000");
+    let file = client.write_json("cr.json", &cr);
+    let run = client.remote(&server.url, &ci, &["submit", &file]).ok();
+    assert!(
+        run.stdout.contains("CR-5000: created, revision 1"),
+        "{}",
+        run.stdout
+    );
+
+    let list = client
+        .remote(&server.url, &devi, &["list", "--json"])
+        .ok()
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 6);
+
+    // devi signs with the demo key kept beside the server's store (as if it were hers).
+    let key = server_home.path("tollgate.demo-keys/devi");
+    let run = client.remote(
+        &server.url,
+        &devi,
+        &[
+            "--key",
+            key.to_str().unwrap(),
+            "approve",
+            "CR-1042",
+            "--tick",
+            "privacy",
+            "--tick",
+            "rollback",
+            "--rationale",
+            "remote review",
+        ],
+    );
+    let run = run.ok();
+    assert!(
+        run.stdout
+            .contains("CR-1042: approve as risk-reviewer by devi"),
+        "{}",
+        run.stdout
+    );
+    let shown = client
+        .remote(&server.url, &devi, &["show", "CR-1042", "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["signoffs"]["obtained"], 1);
+    // The server's own store verifies, and so does verification through the API.
+    assert_eq!(server_home.verified_entries(), 7);
+    let v = client
+        .remote(&server.url, &devi, &["verify", "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["ok"], true);
+    assert!(
+        client
+            .remote(&server.url, &devi, &["init"])
+            .stderr
+            .contains("works on a local store")
+    );
+}
+
+#[test]
+fn requests_without_a_valid_token_are_refused_with_json_errors() {
+    let home = Home::demo();
+    let _ = home.token("devi");
+    let server = home.serve("127.0.0.1:0");
+    let c = http();
+    let health = c.get(format!("{}/v1/health", server.url)).send().unwrap();
+    assert_eq!(health.status(), 200, "health needs no token");
+    let r = c
+        .get(format!("{}/v1/change-requests", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    assert!(body["message"].as_str().unwrap().contains("Bearer"));
+    let r = c
+        .get(format!("{}/v1/change-requests", server.url))
+        .bearer_auth("tg_wrong")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c.get(format!("{}/v1/nope", server.url)).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().unwrap()["error"], "not-found");
+}
+
+/// Signs a decision body for `who` with the demo key, at the server's current head.
+fn signed_decision(
+    home: &Home,
+    url: &str,
+    token: &str,
+    who: &str,
+    cr: &str,
+    verdict: &str,
+    role: &str,
+    ticks: &[&str],
+) -> Value {
+    let c = http();
+    let ctx: Value = c
+        .get(format!("{url}/v1/change-requests/{cr}/context"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let signer = tollgate::audit::keys::Signer::load(
+        &home.path(&format!("tollgate.demo-keys/{who}")),
+        || Err("none".into()),
+    )
+    .unwrap();
+    let record = tollgate::audit::log::DecisionRecord {
+        kind: "decision".into(),
+        format: 1,
+        seq: ctx["head"]["seq"].as_u64().unwrap() + 1,
+        prev: ctx["head"]["hash"].as_str().map(String::from),
+        cr_id: cr.into(),
+        cr_revision: ctx["current"]["revision"].as_u64().unwrap() as u32,
+        cr_digest: ctx["current"]["digest"].as_str().unwrap().into(),
+        verdict: verdict.into(),
+        role: role.into(),
+        rationale: "hand-made client".into(),
+        ticks: ticks
+            .iter()
+            .map(|t| tollgate::audit::log::TickRecord {
+                item: t.to_string(),
+                note: None,
+            })
+            .collect(),
+        checklist: vec![],
+        principal: who.into(),
+        key_fingerprint: signer.fingerprint().into(),
+        policy_digest: "sha256:x".into(),
+        at: "2026-11-25T10:00:00.000000Z".into(),
+    };
+    let body = record.body();
+    json!({ "kind": "decision", "signature": signer.sign(body.as_bytes()).unwrap(), "principal": who, "body": body })
+}
+
+#[test]
+fn a_modified_client_cannot_forge_or_self_approve() {
+    let home = Home::demo();
+    let devi = home.token("devi");
+    let priya = home.token("priya");
+    let kai = home.token("kai");
+    let server = home.serve("127.0.0.1:0");
+    let url = &server.url;
+    let c = http();
+    let post = |token: &str, body: &Value| {
+        c.post(format!("{url}/v1/decisions"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .unwrap()
+    };
+
+    // Self-approval by the requester, correctly signed: the rules refuse it (403).
+    let own = signed_decision(
+        &home,
+        url,
+        &priya,
+        "priya",
+        "CR-1042",
+        "approve",
+        "requester",
+        &[],
+    );
+    let r = post(&priya, &own);
+    assert_eq!(r.status(), 403);
+    let e: Value = r.json().unwrap();
+    assert_eq!(e["rule"], "requester-cannot-sign");
+    assert!(e["remedy"].is_string());
+
+    // Someone else's token delivering devi's decision: 403.
+    let d = signed_decision(
+        &home,
+        url,
+        &devi,
+        "devi",
+        "CR-1042",
+        "approve",
+        "risk-reviewer",
+        &["privacy", "rollback"],
+    );
+    assert_eq!(post(&kai, &d).status(), 403);
+
+    // A forged body (signature from another content): 403.
+    let mut forged = d.clone();
+    forged["body"] = json!(
+        d["body"]
+            .as_str()
+            .unwrap()
+            .replace("hand-made client", "looks fine")
+    );
+    let r = post(&devi, &forged);
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.json::<Value>().unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("signature")
+    );
+
+    // The genuine one is recorded once, however often it is delivered.
+    let first = post(&devi, &d);
+    assert_eq!(first.status(), 201);
+    let again = post(&devi, &d);
+    assert_eq!(again.status(), 200, "idempotent on the decision");
+    assert_eq!(
+        first.json::<Value>().unwrap()["hash"],
+        again.json::<Value>().unwrap()["hash"]
+    );
+
+    // Signed against an old head: 409 with the current head, so the client can re-sign.
+    let mut stale_head = signed_decision(
+        &home,
+        url,
+        &kai,
+        "kai",
+        "CR-1042",
+        "approve",
+        "data-reviewer",
+        &[],
+    );
+    let body: Value = serde_json::from_str(stale_head["body"].as_str().unwrap()).unwrap();
+    let mut old = body.clone();
+    old["seq"] = json!(body["seq"].as_u64().unwrap() - 1);
+    old["prev"] = json!("sha256:0000000000000000000000000000000000000000000000000000000000000000");
+    let old_body = tollgate::audit::canonical::to_canonical_string(&old);
+    let signer = tollgate::audit::keys::Signer::load(&home.path("tollgate.demo-keys/kai"), || {
+        Err("none".into())
+    })
+    .unwrap();
+    stale_head["body"] = json!(old_body);
+    stale_head["signature"] = json!(signer.sign(old_body.as_bytes()).unwrap());
+    let r = post(&kai, &stale_head);
+    assert_eq!(r.status(), 409);
+    let e: Value = r.json().unwrap();
+    assert_eq!(e["error"], "conflict");
+    assert!(e["head"]["seq"].is_u64());
+
+    assert_eq!(
+        home.verified_entries(),
+        6,
+        "only the genuine decision got in"
+    );
+}
+
+#[test]
+fn malformed_and_oversized_bodies_are_refused_and_the_server_keeps_serving() {
+    let home = Home::demo();
+    let ci = home.token("ci");
+    let server = home.serve("127.0.0.1:0");
+    let c = http();
+    let url = &server.url;
+    let r = c
+        .post(format!("{url}/v1/change-requests"))
+        .bearer_auth(&ci)
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().unwrap()["error"], "invalid");
+    let mut bad: Value = serde_json::from_str(tollgate::demo::FIXTURES[0].1).unwrap();
+    bad["gate"] = json!("release");
+    let r = c
+        .post(format!("{url}/v1/change-requests"))
+        .bearer_auth(&ci)
+        .json(&bad)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let e: Value = r.json().unwrap();
+    assert!(
+        e["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("$.gate: expected one of data, model, deployment, emergency"),
+        "{e}"
+    );
+    let huge = vec![b'x'; 5 * 1024 * 1024];
+    let r = c
+        .post(format!("{url}/v1/change-requests"))
+        .bearer_auth(&ci)
+        .body(huge)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.json::<Value>().unwrap()["error"], "too-large");
+    let r = c
+        .post(format!("{url}/v1/decisions"))
+        .bearer_auth(&ci)
+        .json(&json!({"kind": "decision"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    // Still serving, and nothing was stored.
+    let list: Value = c
+        .get(format!("{url}/v1/change-requests"))
+        .bearer_auth(&ci)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn unchanged_listings_are_a_cheap_304() {
+    let home = Home::demo();
+    let ci = home.token("ci");
+    let server = home.serve("127.0.0.1:0");
+    let c = http();
+    let url = format!("{}/v1/queue?status=pending", server.url);
+    let r = c.get(&url).bearer_auth(&ci).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let tag = r.headers()["etag"].to_str().unwrap().to_string();
+    let q: Value = r.json().unwrap();
+    assert_eq!(q["items"].as_array().unwrap().len(), 5);
+    let r = c
+        .get(&url)
+        .bearer_auth(&ci)
+        .header("If-None-Match", &tag)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let mut cr: Value = serde_json::from_str(tollgate::demo::FIXTURES[0].1).unwrap();
+    cr["id"] = json!("CR-7000");
+    c.post(format!("{}/v1/change-requests", server.url))
+        .bearer_auth(&ci)
+        .json(&cr)
+        .send()
+        .unwrap();
+    let r = c
+        .get(&url)
+        .bearer_auth(&ci)
+        .header("If-None-Match", &tag)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "something changed");
+}
+
+#[test]
+fn fifty_concurrent_clients_lose_and_duplicate_nothing() {
+    let home = Home::demo();
+    // 50 CRs, each decided by one client (request-changes is always allowed).
+    let docs: Vec<Value> = (0..50)
+        .map(|i| {
+            let mut cr: Value = serde_json::from_str(tollgate::demo::FIXTURES[3].1).unwrap();
+            cr["id"] = json!(format!("CR-8{i:03}"));
+            cr
+        })
+        .collect();
+    let f = home.write_json("batch.json", &Value::Null);
+    std::fs::remove_file(&f).unwrap();
+    for (i, d) in docs.iter().enumerate() {
+        let f = home.write_json(&format!("cr-{i}.json"), d);
+        home.run(&["submit", &f]).ok();
+    }
+    let devi = home.token("devi");
+    let server = home.serve("127.0.0.1:0");
+    let key = home.path("tollgate.demo-keys/devi");
+    let clients: Vec<_> = (0..50)
+        .map(|i| {
+            home.command(&[
+                "--remote",
+                &server.url,
+                "--key",
+                key.to_str().unwrap(),
+                "request-changes",
+                &format!("CR-8{i:03}"),
+                "--rationale",
+                &format!("client {i}"),
+            ])
+            .env("TOLLGATE_TOKEN", &devi)
+            .env("TOLLGATE_HOME", home.path(&format!("client-{i}")))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for child in clients {
+        let run: common::Run = child.wait_with_output().unwrap().into();
+        run.ok();
+    }
+    let summaries: Value = http()
+        .get(format!("{}/v1/decision-summaries?limit=1000", server.url))
+        .bearer_auth(&devi)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut crs: Vec<&str> = summaries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["cr_id"].as_str().unwrap())
+        .collect();
+    crs.sort();
+    crs.dedup();
+    assert_eq!(summaries.as_array().unwrap().len(), 50, "none duplicated");
+    assert_eq!(crs.len(), 50, "none lost");
+    assert_eq!(home.verified_entries(), 5 + 50 + 50);
+}
+
+#[test]
+fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_restart() {
+    let home = Home::demo();
+    let devi = home.token("devi");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("http://{listen}");
+    let key = home.path("tollgate.demo-keys/devi");
+    let client = Home::new();
+    let decide = |cr: &str| {
+        client.remote(
+            &url,
+            &devi,
+            &[
+                "--key",
+                key.to_str().unwrap(),
+                "request-changes",
+                cr,
+                "--role",
+                "risk-reviewer",
+                "--rationale",
+                &format!("offline review of {cr}"),
+            ],
+        )
+    };
+
+    let server = home.serve(&listen);
+    decide("CR-1044").ok();
+    drop(server); // killed
+
+    let run = decide("CR-1045");
+    assert_eq!(run.code, 3);
+    assert!(
+        run.stderr.contains("UNSENT") && run.stderr.contains("kept in the outbox"),
+        "{}",
+        run.stderr
+    );
+    let listed = client.remote(&url, &devi, &["outbox"]).ok();
+    assert!(
+        listed.stdout.contains("1 unsent decision(s)"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed.stdout.contains("request-changes CR-1045"),
+        "{}",
+        listed.stdout
+    );
+
+    let _server = home.serve(&listen); // restarted
+    let flushed = client
+        .remote(
+            &url,
+            &devi,
+            &["--key", key.to_str().unwrap(), "outbox", "--flush"],
+        )
+        .ok();
+    assert!(
+        flushed
+            .stdout
+            .contains("delivered: request-changes CR-1045"),
+        "{}",
+        flushed.stdout
+    );
+    // Flushing again delivers nothing twice.
+    let again = client
+        .remote(
+            &url,
+            &devi,
+            &["--key", key.to_str().unwrap(), "outbox", "--flush"],
+        )
+        .ok();
+    assert!(
+        again.stdout.contains("nothing to deliver"),
+        "{}",
+        again.stdout
+    );
+    let shown = client
+        .remote(&url, &devi, &["show", "CR-1045", "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["decisions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        shown["decisions"][0]["rationale"],
+        "offline review of CR-1045"
+    );
+    assert_eq!(home.verified_entries(), 5 + 2);
+}
+
+#[test]
+fn a_bad_remote_setup_says_what_to_do() {
+    let home = Home::new();
+    let run = home.run(&["--remote", "http://127.0.0.1:9", "list"]);
+    assert_refusal(&run, &["--remote needs a bearer token: set TOLLGATE_TOKEN"]);
+    let run = home.remote("http://127.0.0.1:9", "tg_x", &["list"]);
+    assert_eq!(run.code, 3);
+    assert!(
+        run.stderr
+            .contains("cannot reach the tollgate server at http://127.0.0.1:9"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("tg_x"), "tokens are never printed");
+}
+
+#[test]
+fn killing_the_server_mid_run_loses_nothing_and_the_outboxes_drain() {
+    let home = Home::demo();
+    for i in 0..30 {
+        let mut cr: Value = serde_json::from_str(tollgate::demo::FIXTURES[3].1).unwrap();
+        cr["id"] = json!(format!("CR-9{i:03}"));
+        let f = home.write_json(&format!("cr-{i}.json"), &cr);
+        home.run(&["submit", &f]).ok();
+    }
+    let devi = home.token("devi");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("http://{listen}");
+    let key = home.path("tollgate.demo-keys/devi");
+    let server = home.serve(&listen);
+    // Five reviewers, six decisions each, one process per decision.
+    let workers: Vec<_> = (0..5)
+        .map(|w| {
+            let (url, devi, key) = (url.clone(), devi.clone(), key.clone());
+            let client_home = home.path(&format!("reviewer-{w}"));
+            std::thread::spawn(move || {
+                for j in 0..6 {
+                    let cr = format!("CR-9{:03}", w * 6 + j);
+                    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+                        .args([
+                            "--remote",
+                            &url,
+                            "--key",
+                            key.to_str().unwrap(),
+                            "request-changes",
+                            &cr,
+                            "--role",
+                            "risk-reviewer",
+                            "--rationale",
+                            "mid-run",
+                        ])
+                        .env("TOLLGATE_TOKEN", &devi)
+                        .env("TOLLGATE_HOME", &client_home)
+                        .stdin(std::process::Stdio::null())
+                        .output()
+                        .unwrap();
+                    // Delivered (0) or kept in the outbox (3); never anything else.
+                    assert!(
+                        matches!(out.status.code(), Some(0) | Some(3)),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    drop(server); // killed mid-run
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _server = home.serve(&listen);
+    for w in workers {
+        w.join().unwrap();
+    }
+    for w in 0..5 {
+        let out: common::Run = home
+            .command(&[
+                "--remote",
+                &url,
+                "--key",
+                key.to_str().unwrap(),
+                "outbox",
+                "--flush",
+            ])
+            .env("TOLLGATE_TOKEN", &devi)
+            .env("TOLLGATE_HOME", home.path(&format!("reviewer-{w}")))
+            .output()
+            .unwrap()
+            .into();
+        out.ok();
+    }
+    let summaries: Value = http()
+        .get(format!("{url}/v1/decision-summaries?limit=1000"))
+        .bearer_auth(&devi)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut crs: Vec<&str> = summaries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["cr_id"].as_str().unwrap())
+        .collect();
+    let total = crs.len();
+    crs.sort();
+    crs.dedup();
+    assert_eq!((total, crs.len()), (30, 30), "every decision exactly once");
+    assert_eq!(home.verified_entries(), 5 + 30 + 30);
+}
+
+#[test]
+fn the_server_speaks_https_with_rustls() {
+    let home = Home::demo();
+    let devi = home.token("devi");
+    // A private CA and a server certificate for 127.0.0.1 signed by it.
+    let (ca, ca_key, cert, key, csr, ext) = (
+        home.path("ca.pem"),
+        home.path("ca.key"),
+        home.path("cert.pem"),
+        home.path("key.pem"),
+        home.path("leaf.csr"),
+        home.path("leaf.ext"),
+    );
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let p = |x: &std::path::PathBuf| x.to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=tollgate test CA",
+        "-keyout",
+        &p(&ca_key),
+        "-out",
+        &p(&ca),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &p(&key),
+        "-out",
+        &p(&csr),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&ca),
+        "-CAkey",
+        &p(&ca_key),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &p(&ext),
+        "-out",
+        &p(&cert),
+    ]);
+    use std::io::BufRead;
+    let mut child = home
+        .command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split(" on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let server = common::Server {
+        url: url.clone(),
+        child,
+    };
+    assert!(url.starts_with("https://"), "{line}");
+    let run: common::Run = home
+        .command(&["--remote", &url, "list", "--json"])
+        .env("TOLLGATE_TOKEN", &devi)
+        .env("TOLLGATE_CA_CERT", &ca)
+        .output()
+        .unwrap()
+        .into();
+    let run = run.ok();
+    assert_eq!(run.json().as_array().unwrap().len(), 5);
+    // Without trusting the certificate, the client refuses to talk.
+    let untrusted = home.remote(&url, &devi, &["list"]);
+    assert_eq!(untrusted.code, 3, "{}", untrusted.stderr);
+    drop(server);
+}
