@@ -112,14 +112,14 @@ fn requests_without_a_valid_token_are_refused_with_json_errors() {
 }
 
 /// Signs a decision body for `who` with the demo key, at the server's current head.
+/// `(who, cr, verdict, role)`.
+type Decided<'a> = (&'a str, &'a str, &'a str, &'a str);
+
 fn signed_decision(
     home: &Home,
     url: &str,
     token: &str,
-    who: &str,
-    cr: &str,
-    verdict: &str,
-    role: &str,
+    (who, cr, verdict, role): Decided<'_>,
     ticks: &[&str],
 ) -> Value {
     let c = http();
@@ -185,10 +185,7 @@ fn a_modified_client_cannot_forge_or_self_approve() {
         &home,
         url,
         &priya,
-        "priya",
-        "CR-1042",
-        "approve",
-        "requester",
+        ("priya", "CR-1042", "approve", "requester"),
         &[],
     );
     let r = post(&priya, &own);
@@ -202,10 +199,7 @@ fn a_modified_client_cannot_forge_or_self_approve() {
         &home,
         url,
         &devi,
-        "devi",
-        "CR-1042",
-        "approve",
-        "risk-reviewer",
+        ("devi", "CR-1042", "approve", "risk-reviewer"),
         &["privacy", "rollback"],
     );
     assert_eq!(post(&kai, &d).status(), 403);
@@ -242,10 +236,7 @@ fn a_modified_client_cannot_forge_or_self_approve() {
         &home,
         url,
         &kai,
-        "kai",
-        "CR-1042",
-        "approve",
-        "data-reviewer",
+        ("kai", "CR-1042", "approve", "data-reviewer"),
         &[],
     );
     let body: Value = serde_json::from_str(stale_head["body"].as_str().unwrap()).unwrap();
