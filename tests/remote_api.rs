@@ -295,7 +295,9 @@ fn malformed_and_oversized_bodies_are_refused_and_the_server_keeps_serving() {
             .contains("$.gate: expected one of data, model, deployment, emergency"),
         "{e}"
     );
-    let huge = vec![b'x'; 5 * 1024 * 1024];
+    // One byte over the limit: the server reads (nearly) all of it before refusing, so the
+    // refusal cannot race the client's upload into a reset connection.
+    let huge = vec![b'x'; tollgate::server::MAX_BODY_BYTES + 1];
     let r = c
         .post(format!("{url}/v1/change-requests"))
         .bearer_auth(&ci)
@@ -304,6 +306,8 @@ fn malformed_and_oversized_bodies_are_refused_and_the_server_keeps_serving() {
         .unwrap();
     assert_eq!(r.status(), 413);
     assert_eq!(r.json::<Value>().unwrap()["error"], "too-large");
+    // The server may close a connection whose body it refused; start afresh.
+    let c = http();
     let r = c
         .post(format!("{url}/v1/decisions"))
         .bearer_auth(&ci)

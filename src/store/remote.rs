@@ -135,8 +135,9 @@ impl RemoteStore {
             match build(&self.client).bearer_auth(&self.token).send() {
                 Ok(r) if transient(r.status()) => last = format!("HTTP {}", r.status()),
                 Ok(r) => return Ok(r),
-                Err(e) if e.is_connect() || e.is_timeout() => last = chain(&e),
-                Err(e) => return Err(self.unreachable(chain(&e))),
+                // Any transport failure is worth another try: every write the server takes
+                // is idempotent (identical CRs are unchanged, entries dedup on content).
+                Err(e) => last = chain(&e),
             }
         }
         Err(self.unreachable(format!("{last} (after {RETRIES} retries)")))
