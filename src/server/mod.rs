@@ -334,7 +334,9 @@ async fn queue(
         let mut after = q.after.clone();
         let mut next = None;
         'pages: loop {
-            let page = s.store.list_page(after.as_deref(), 5_000)?;
+            // Pages sized to the answer: a first screenful reads a screenful, not 5,000 CRs.
+            let page = s.store.list_page(after.as_deref(), limit.clamp(64, 5_000))?;
+
             let Some(last) = page.last() else { break };
             after = Some(last.current.cr.id.clone());
             for cr in &page {
