@@ -27,7 +27,61 @@ impl std::fmt::Debug for Remote {
     }
 }
 
+/// The team server set once in `config.toml` (`remote = "URL"`, `token_file = "PATH"`),
+/// so a reviewer need not pass `--remote` to every command. `--remote`, `TOLLGATE_REMOTE`,
+/// `--token-file` and `TOLLGATE_TOKEN` override it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteConfig {
+    /// Server URL.
+    pub url: Option<String>,
+    /// File holding the bearer token (relative paths from the config file's directory).
+    pub token_file: Option<PathBuf>,
+}
+
+/// Reads the server settings from a config file (absent file: none). Only `remote` and
+/// `token_file` are read here, so a theme problem does not stop the CLI; the TUI checks
+/// the whole file. Errors name the file and the key.
+pub fn remote_config(path: &Path) -> Result<RemoteConfig, String> {
+    use crate::domain::reader::{Reader, SHORT_TEXT, TextRule, parse_toml};
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RemoteConfig::default()),
+        Err(e) => return Err(format!("cannot read config {}: {e}", path.display())),
+    };
+    let file = path.display();
+    let tree = parse_toml(&text).map_err(|p| format!("{file}: {p}"))?;
+    let mut r = Reader::new();
+    let url_rule = TextRule {
+        max_chars: 2_000,
+        allow_empty: false,
+    };
+    let (url, token_file) = match r.as_object(&tree, "") {
+        Some(obj) => (
+            r.opt_text(obj, "", "remote", url_rule).flatten(),
+            r.opt_text(obj, "", "token_file", SHORT_TEXT).flatten(),
+        ),
+        None => (None, None),
+    };
+    if !r.is_clean() {
+        let lines: Vec<String> = r
+            .into_problems()
+            .iter()
+            .map(|p| format!("{file}: {p}"))
+            .collect();
+        return Err(format!(
+            "the config file is invalid; fix it or remove it:\n{}",
+            lines.join("\n")
+        ));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    Ok(RemoteConfig {
+        url,
+        token_file: token_file.map(|t| dir.join(t)),
+    })
+}
+
 /// Resolved locations for one invocation.
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
     /// The SQLite store (also where demo keys and the outbox are found).

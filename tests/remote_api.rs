@@ -521,7 +521,10 @@ fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_re
 fn a_bad_remote_setup_says_what_to_do() {
     let home = Home::new();
     let run = home.run(&["--remote", "http://127.0.0.1:9", "list"]);
-    assert_refusal(&run, &["--remote needs a bearer token: set TOLLGATE_TOKEN"]);
+    assert_refusal(
+        &run,
+        &["the team server http://127.0.0.1:9 needs a bearer token: set TOLLGATE_TOKEN"],
+    );
     let run = home.remote("http://127.0.0.1:9", "tg_x", &["list"]);
     assert_eq!(run.code, 3);
     assert!(
@@ -531,6 +534,45 @@ fn a_bad_remote_setup_says_what_to_do() {
         run.stderr
     );
     assert!(!run.stderr.contains("tg_x"), "tokens are never printed");
+}
+
+#[test]
+fn the_config_file_can_name_the_server_and_the_token_file() {
+    let server_home = Home::demo();
+    let devi = server_home.token("devi");
+    let server = server_home.serve("127.0.0.1:0");
+    let home = Home::new();
+    std::fs::write(home.path("devi.token"), format!("{devi}\n")).unwrap();
+    std::fs::write(
+        home.path("config.toml"),
+        format!(
+            "theme = \"light\"\nremote = \"{}\"\ntoken_file = \"devi.token\"\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    // No flags: the queue comes from the server (this home has no store of its own).
+    let list = home.run(&["list", "--json"]).ok();
+    let rows: Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(5), "{}", list.stdout);
+    assert!(!home.store().exists(), "nothing was written locally");
+    // A local-only command ignores the configured server and works on the local store.
+    home.run(&["demo"]).ok();
+    assert!(home.store().exists());
+    // An explicit --remote wins over the config, and the configured token is not sent to it.
+    let run = home.run(&["--remote", "http://127.0.0.1:9", "list"]);
+    assert_refusal(&run, &["http://127.0.0.1:9 needs a bearer token"]);
+
+    std::fs::write(home.path("config.toml"), "remote = 8080\n").unwrap();
+    let run = home.run(&["list"]);
+    assert_refusal(&run, &["config.toml: remote: expected"]);
+    std::fs::write(
+        home.path("config.toml"),
+        format!("remote = \"{}\"\n", server.url),
+    )
+    .unwrap();
+    let run = home.run(&["list"]);
+    assert_refusal(&run, &["needs a bearer token", "token_file = \"PATH\""]);
 }
 
 #[test]

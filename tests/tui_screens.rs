@@ -296,7 +296,11 @@ fn replies_to_superseded_requests_are_dropped() {
     let old = rig.app.load_queue();
     let new = rig.app.load_queue();
     let me = rig.app.me().cloned();
-    let old_reply = answer(&old, &rig.shared, me.as_ref(), now()).remove(0);
+    let old_reply = answer(&old, &rig.shared, me.as_ref(), now())
+        .into_iter()
+        .find(|m| matches!(m, Msg::Queue(..)))
+        .unwrap();
+
     // The old reply carries a different (empty) result: it must not replace the rows.
     let Msg::Queue(id, _) = old_reply else {
         panic!()
@@ -624,4 +628,67 @@ fn a_broken_chain_is_impossible_to_miss_in_the_history() {
     );
     assert_eq!(screen.matches("✗ untrusted").count(), 3, "{screen}");
     assert_eq!(screen.matches("✓ verified").count(), 1, "{screen}");
+}
+
+#[test]
+fn a_decision_recorded_elsewhere_reaches_the_queue_at_the_next_poll() {
+    let mut rig = Rig::new(Some("devi"));
+    let status = |rig: &Rig| {
+        rig.app
+            .rows
+            .iter()
+            .find(|r| r.id == "CR-1044")
+            .map(|r| r.status)
+    };
+    assert_eq!(
+        status(&rig),
+        Some(tollgate::domain::status::Status::Pending)
+    );
+    // Another reviewer's process records a decision right after the queue loaded.
+    let other = LocalStore::open(&rig._dir.path().join("t.db")).unwrap();
+    let devi = Identity {
+        signer: seeded("devi"),
+        principal: rig.shared.policy.principal("devi").unwrap().clone(),
+        key_path: "seeded".into(),
+    };
+    tollgate::workflow::sign_decision(
+        &other,
+        &rig.shared.policy,
+        &rig.shared.policy_digest,
+        &devi,
+        &tollgate::workflow::DecisionRequest {
+            cr_id: "CR-1044".into(),
+            verdict: tollgate::domain::decision::Verdict::RequestChanges,
+            role: "risk-reviewer".into(),
+            rationale: "per-language FPR report missing".into(),
+            ticks: vec![],
+            expect_digest: None,
+        },
+        now(),
+    )
+    .unwrap();
+    // Five seconds of ticks: the first head check already sees the change.
+    for _ in 0..50 {
+        let effects = rig.app.update(Msg::Tick);
+        rig.pump(effects);
+    }
+    assert_eq!(
+        status(&rig),
+        Some(tollgate::domain::status::Status::ChangesRequested)
+    );
+}
+
+#[test]
+fn unsent_decisions_show_in_the_status_bar_until_delivered() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.app.update(Msg::Unsent(2));
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("2 UNSENT"), "{screen}");
+    rig.app.update(Msg::Unsent(0));
+    let screen = rig.screen_text(120, 40);
+    assert!(!screen.contains("UNSENT"), "{screen}");
+    assert!(
+        screen.contains("delivered 2 unsent decisions to the server"),
+        "{screen}"
+    );
 }

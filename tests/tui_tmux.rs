@@ -69,6 +69,22 @@ impl Session {
         }
     }
 
+    /// Polls the screen until `done` holds for it.
+    fn wait_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    }
+
     fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", &self.name];
         args.extend_from_slice(keys);
@@ -251,4 +267,84 @@ fn on_call_rolls_back_from_the_keyboard_in_seconds() {
     assert_eq!(ex[0]["reason"], reason);
     assert_eq!(ex[0]["rollbacks"][0]["outcome"]["exit_status"], 0);
     assert_eq!(home.verified_entries(), 7);
+}
+
+#[test]
+fn on_a_team_server_the_tui_shows_others_work_and_delivers_an_offline_decision_once() {
+    let server_home = Home::demo();
+    let devi = server_home.token("devi");
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let url = format!("http://{listen}");
+    let server = server_home.serve(&listen);
+    let key = server_home.path("tollgate.demo-keys/devi");
+    // The reviewer's own machine: no store of its own, only the server.
+    let laptop = Home::new();
+    let s = Session::start_with_env(
+        &laptop,
+        &[("TOLLGATE_REMOTE", &url), ("TOLLGATE_TOKEN", &devi)],
+        &format!("--key {}", key.display()),
+    );
+    s.wait_for("CR-1046");
+    s.wait_for("│ remote");
+    s.keys(&["5"]);
+    s.wait_for("All 5");
+
+    // Someone else's decision reaches the screen without a keypress (head polling).
+    laptop
+        .remote(
+            &url,
+            &devi,
+            &[
+                "--key",
+                &key.display().to_string(),
+                "request-changes",
+                "CR-1044",
+                "--role",
+                "risk-reviewer",
+                "--rationale",
+                "per-language FPR report missing",
+            ],
+        )
+        .ok();
+    s.wait_for("changes req.");
+
+    // Open CR-1042, then lose the server.
+    s.keys(&["/"]);
+    s.literal("fraud");
+    s.wait_for("1 of 5 match");
+    s.keys(&["Enter", "Enter"]);
+    s.wait_for("Sign-offs 0/4");
+    drop(server);
+    s.wait_for("offline");
+
+    // Decide anyway: the decision is kept and shown as unsent.
+    s.keys(&["a"]);
+    s.wait_for("Decide on CR-1042");
+    s.literal("Reviewed on the train; fairness gap within 3pp.");
+    s.keys(&["Tab", "Tab", "Tab", "Space", "Down", "Space", "C-s"]);
+    s.wait_for("Sign this decision?");
+    s.keys(&["y"]);
+    s.wait_for("1 UNSENT");
+
+    // The server comes back: the outbox drains by itself and the decision lands once.
+    let _server = server_home.serve(&listen);
+    s.wait_until("the unsent decision delivered", |screen| {
+        screen.contains("delivered 1 unsent decision") && !screen.contains("1 UNSENT")
+    });
+    s.wait_for("Sign-offs 1/4");
+    s.keys(&["q", "q"]);
+    s.wait_for("EXIT=0");
+
+    assert_eq!(server_home.verified_entries(), 5 + 2);
+    let shown = server_home.run(&["show", "CR-1042", "--json"]).ok().json();
+    let decisions = shown["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 1, "{shown}");
+    assert_eq!(decisions[0]["principal"], "devi");
+    assert_eq!(
+        decisions[0]["rationale"],
+        "Reviewed on the train; fairness gap within 3pp."
+    );
 }

@@ -84,32 +84,36 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         key: cli.key.clone(),
         as_principal: cli.as_principal.clone(),
     };
-    let remote = remote_settings(cli.remote.as_deref(), cli.token_file.as_deref())?;
+    let remote_flags = RemoteFlags {
+        url: cli.remote.clone(),
+        token_file: cli.token_file.clone(),
+        config: cli.config.clone(),
+    };
+    // Read when a command needs the store, so a half-configured server does not stop
+    // `init`, `demo` or `serve`, which always work on a local store.
     let paths = || -> Result<Paths, CliError> {
         let mut p = config::resolve(cli.store.clone(), cli.policy.clone())?;
-        p.remote = remote.clone();
+        p.remote = remote_settings(&remote_flags)?;
         Ok(p)
     };
-    let local_only = |what: &str| -> Result<(), CliError> {
-        if remote.is_some() {
+    // Commands that only make sense on the store's own machine: refused with an explicit
+    // --remote, and blind to a server named in the config file.
+    let local_only = |what: &str| -> Result<Paths, CliError> {
+        if cli.remote.as_deref().is_some_and(|u| !u.is_empty()) {
             return Err(CliError::refused(format!(
                 "`tollgate {what}` works on a local store; run it on the server's machine (without --remote)"
             )));
         }
-        Ok(())
+        Ok(config::resolve(cli.store.clone(), cli.policy.clone())?)
     };
     match cli.command {
         Some(Command::Serve {
             listen,
             tls_cert,
             tls_key,
-        }) => {
-            local_only("serve")?;
-            serve(&paths()?, listen, tls_cert.zip(tls_key), out)
-        }
+        }) => serve(&local_only("serve")?, listen, tls_cert.zip(tls_key), out),
         Some(Command::Token(TokenCommand::Add { principal, label })) => {
-            local_only("token add")?;
-            let file = crate::server::tokens::tokens_beside(&paths()?.store);
+            let file = crate::server::tokens::tokens_beside(&local_only("token add")?.store);
             let token =
                 crate::server::tokens::add(&file, &principal, &label).map_err(CliError::refused)?;
             write_out(
@@ -194,8 +198,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             init(&target, cli.policy.as_deref(), replace_policy, out)
         }
         Some(Command::Demo) => {
-            local_only("demo")?;
-            let paths = paths()?;
+            let paths = local_only("demo")?;
             demo_store(&paths, now, out)?;
             if interactive() {
                 let mut keys = keys;
@@ -220,32 +223,60 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     }
 }
 
-/// The team server from `--remote` and the token from `--token-file` or TOLLGATE_TOKEN.
-fn remote_settings(
-    url: Option<&str>,
-    token_file: Option<&Path>,
-) -> Result<Option<config::Remote>, CliError> {
-    let Some(url) = url.filter(|u| !u.is_empty()) else {
+/// What the command line says about the team server.
+struct RemoteFlags {
+    url: Option<String>,
+    token_file: Option<PathBuf>,
+    config: Option<PathBuf>,
+}
+
+/// The team server: `--remote` (or TOLLGATE_REMOTE), else `remote` in the config file;
+/// the token from `--token-file`, TOLLGATE_TOKEN, then the config's `token_file`.
+fn remote_settings(cli: &RemoteFlags) -> Result<Option<config::Remote>, CliError> {
+    let config_file = match &cli.config {
+        Some(f) => Some(f.clone()),
+        None => config::config_dir().ok().map(|d| d.join("config.toml")),
+    };
+    let configured = match &config_file {
+        Some(f) => config::remote_config(f).map_err(CliError::refused)?,
+        None => config::RemoteConfig::default(),
+    };
+    let Some(url) = cli
+        .url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .or(configured.url.clone())
+    else {
         return Ok(None);
     };
-    let token = match token_file {
+    // The configured token belongs to the configured server: never send it elsewhere.
+    let configured_token = configured
+        .token_file
+        .filter(|_| configured.url.as_deref() == Some(url.as_str()));
+    let env_token = std::env::var("TOLLGATE_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let token_file = match (&cli.token_file, env_token.is_some()) {
+        (Some(f), _) => Some(f.clone()),
+        (None, true) => None,
+        (None, false) => configured_token,
+    };
+
+    let token = match token_file.as_deref() {
         Some(f) => std::fs::read_to_string(f)
             .map_err(|e| {
                 CliError::refused(format!("cannot read the token file {}: {e}", f.display()))
             })?
             .trim()
             .to_string(),
-        None => std::env::var("TOLLGATE_TOKEN").unwrap_or_default(),
+        None => env_token.unwrap_or_default(),
     };
     if token.is_empty() {
-        return Err(CliError::refused(
-            "--remote needs a bearer token: set TOLLGATE_TOKEN or pass --token-file FILE (the server's admin creates one with `tollgate token add PRINCIPAL`)",
-        ));
+        return Err(CliError::refused(format!(
+            "the team server {url} needs a bearer token: set TOLLGATE_TOKEN, pass --token-file FILE, or add token_file = \"PATH\" to the config file (the server's admin creates one with `tollgate token add PRINCIPAL`)"
+        )));
     }
-    Ok(Some(config::Remote {
-        url: url.to_string(),
-        token,
-    }))
+    Ok(Some(config::Remote { url, token }))
 }
 
 fn serve(

@@ -554,6 +554,8 @@ pub enum Msg {
     Detail(u64, Result<Box<DetailData>, String>),
     /// Outcome of signing: a confirmation line or the refusal.
     Signed(u64, Result<String, String>),
+    /// How many decisions wait in the outbox for the team server.
+    Unsent(usize),
     /// Text back from `$EDITOR`.
     Edited(Result<String, String>),
     /// Something to tell the user in the status bar.
@@ -914,7 +916,10 @@ impl App {
                 }
                 match result {
                     Ok(data) => {
-                        self.unsent = data.unsent;
+                        if data.head.is_some() {
+                            self.last_head = data.head;
+                        }
+
                         if self.connection.starts_with("offline") {
                             self.connection = "remote".into();
                         }
@@ -948,6 +953,30 @@ impl App {
                 }
                 vec![]
             }
+            Msg::Unsent(n) => {
+                let delivered = self.unsent.saturating_sub(n);
+                self.unsent = n;
+                if delivered == 0 {
+                    return vec![];
+                }
+                self.say(
+                    Level::Info,
+                    format!(
+                        "delivered {delivered} unsent decision{} to the server",
+                        if delivered == 1 { "" } else { "s" }
+                    ),
+                );
+                // The open CR may be one of them: show it as the server now has it.
+                match self
+                    .detail_id
+                    .clone()
+                    .filter(|_| self.screen == Screen::Detail)
+                {
+                    Some(id) => vec![self.load_detail(id)],
+                    None => vec![],
+                }
+            }
+
             Msg::Signed(id, result) => {
                 self.loading = self.loading.saturating_sub(1);
                 if id != self.sign_request {

@@ -126,8 +126,9 @@ pub struct QueueData {
     pub subjects: Vec<SubjectState>,
     /// Emergency exceptions.
     pub exceptions: Vec<Exception>,
-    /// Decisions waiting in the outbox for the team server.
-    pub unsent: usize,
+    /// The log head read before loading: anything recorded later shows up as a change
+    /// at the next poll, even if it landed while the queue was loading.
+    pub head: Option<crate::store::Head>,
 }
 
 /// Loads and evaluates every CR for the queue, a page at a time so a large store is never
@@ -139,6 +140,7 @@ pub fn load_queue(
     now: DateTime<Utc>,
 ) -> Result<QueueData, String> {
     const PAGE: usize = 5_000;
+    let head = store.recorded_head().ok();
     let decisions = store.all_decisions().map_err(|e| e.to_string())?;
     let today = now.date_naive();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -191,7 +193,7 @@ pub fn load_queue(
         rows,
         subjects: subjects(per_cr),
         exceptions: crate::workflow::exceptions(store)?,
-        unsent: 0,
+        head,
     })
 }
 

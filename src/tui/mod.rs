@@ -242,14 +242,15 @@ pub fn answer(
             return lines;
         }
         Effect::LoadQueue(id) => {
+            // The unsent count is news even when the queue cannot be loaded (offline).
             let unsent = flush_outbox(shared);
-            Some(Msg::Queue(
-                *id,
-                data::load_queue(shared.store.as_ref(), &shared.policy, me, now).map(|mut d| {
-                    d.unsent = unsent;
-                    d
-                }),
-            ))
+            return vec![
+                Msg::Unsent(unsent),
+                Msg::Queue(
+                    *id,
+                    data::load_queue(shared.store.as_ref(), &shared.policy, me, now),
+                ),
+            ];
         }
         Effect::CheckHead(id) => Some(Msg::Head(
             *id,
@@ -299,6 +300,12 @@ pub fn answer(
                 })
                 .map_err(|e| e.to_string()),
             });
+            if let Some(outbox) = &shared.outbox {
+                return vec![
+                    Msg::Unsent(outbox.pending().len()),
+                    Msg::Signed(*id, result),
+                ];
+            }
             Some(Msg::Signed(*id, result))
         }
         Effect::LoadHistory(id) => Some(Msg::History(

@@ -87,7 +87,12 @@ fn parse_into(
     let Some(obj) = r.as_object(&tree, "") else {
         return Err(r.into_problems());
     };
-    r.deny_unknown(obj, "", &["theme", "keys", "mouse", "bindings"]);
+    // `remote` and `token_file` are read (and checked) by `config::remote_config`.
+    r.deny_unknown(
+        obj,
+        "",
+        &["theme", "keys", "mouse", "bindings", "remote", "token_file"],
+    );
     if obj.contains_key("keys") {
         let preset = r.choice(
             obj,

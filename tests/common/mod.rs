@@ -92,6 +92,9 @@ impl Home {
             .env("TOLLGATE_HOME", self.dir.path())
             .env_remove("TOLLGATE_STORE")
             .env_remove("TOLLGATE_POLICY")
+            .env_remove("TOLLGATE_REMOTE")
+            .env_remove("TOLLGATE_TOKEN")
+            .env_remove("TOLLGATE_CONFIG")
             .env("NO_COLOR", "1");
         c
     }
