@@ -131,6 +131,7 @@ fn main() {
         policy: policy_path,
         tokens: tokens_path,
         tls: None,
+        access_log: false,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

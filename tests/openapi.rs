@@ -45,6 +45,7 @@ fn every_listed_route_is_really_routed() {
         policy,
         tokens,
         tls: None,
+        access_log: false,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -87,9 +87,15 @@ fn the_cli_works_against_a_server_as_it_does_locally() {
 #[test]
 fn requests_without_a_valid_token_are_refused_with_json_errors() {
     let home = Home::demo();
-    let _ = home.token("devi");
+    let devi = home.token("devi");
     let server = home.serve("127.0.0.1:0");
     let c = http();
+    let r = c
+        .get(format!("{}/v1/change-requests", server.url))
+        .bearer_auth(&devi)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let health = c.get(format!("{}/v1/health", server.url)).send().unwrap();
     assert_eq!(health.status(), 200, "health needs no token");
     let r = c
@@ -109,6 +115,11 @@ fn requests_without_a_valid_token_are_refused_with_json_errors() {
     let r = c.get(format!("{}/v1/nope", server.url)).send().unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.json::<Value>().unwrap()["error"], "not-found");
+    // The access log names principals, never tokens.
+    let log = std::fs::read_to_string(home.path("server.log")).unwrap();
+    assert!(log.contains("GET /v1/change-requests 200 devi "), "{log}");
+    assert!(log.contains("GET /v1/change-requests 401 - "), "{log}");
+    assert!(!log.contains(&devi) && !log.contains("tg_wrong"), "{log}");
 }
 
 /// Signs a decision body for `who` with the demo key, at the server's current head.

@@ -52,6 +52,7 @@ impl Fixture {
                 policy: policy_path.clone(),
                 tokens: tokens_path,
                 tls: None,
+                access_log: false,
             };
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {

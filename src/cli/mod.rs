@@ -292,7 +292,9 @@ fn serve(
         policy: paths.policy.clone(),
         tokens: crate::server::tokens::tokens_beside(&paths.store),
         tls,
+        access_log: true,
     };
+
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let store = paths.store.display().to_string();
     let runtime = tokio::runtime::Builder::new_multi_thread()

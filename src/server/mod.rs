@@ -63,6 +63,7 @@ pub struct ServerState {
     policy_text: String,
     keyring: Keyring,
     tokens: tokens::Tokens,
+    access_log: bool,
 }
 
 impl ServerState {
@@ -89,6 +90,7 @@ impl ServerState {
             policy_text,
             keyring,
             tokens,
+            access_log: false,
         })
     }
 }
@@ -251,7 +253,36 @@ pub fn router(state: Shared) -> Router {
                 "no such endpoint; see docs/openapi.json",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access_log,
+        ))
         .with_state(state)
+}
+
+/// One line per request on stderr for the operator: time, method, path, status, the
+/// principal the token maps to (never the token), and the time taken.
+async fn access_log(
+    State(s): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !s.access_log {
+        return next.run(request).await;
+    }
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let who = principal(&s, request.headers()).unwrap_or_else(|_| "-".into());
+    let response = next.run(request).await;
+    eprintln!(
+        "{} {method} {} {} {who} {:.1}ms",
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+        crate::domain::text::sanitize(&path),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    response
 }
 
 async fn health(State(s): State<Shared>) -> ApiResult<impl IntoResponse> {
@@ -784,6 +815,8 @@ pub struct ServeOptions {
     pub tokens: PathBuf,
     /// TLS certificate and key (PEM), for HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Write an access log line per request to stderr.
+    pub access_log: bool,
 }
 
 /// Serves until the process is stopped; `ready` receives the bound address.
@@ -791,11 +824,10 @@ pub async fn serve(
     opts: ServeOptions,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), String> {
-    let state = Arc::new(ServerState::load(
-        opts.store.clone(),
-        opts.policy.clone(),
-        opts.tokens.clone(),
-    )?);
+    let mut state =
+        ServerState::load(opts.store.clone(), opts.policy.clone(), opts.tokens.clone())?;
+    state.access_log = opts.access_log;
+    let state = Arc::new(state);
     let app = router(state);
     let addr: std::net::SocketAddr = opts.listen.parse().map_err(|e| {
         format!(

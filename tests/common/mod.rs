@@ -205,13 +205,23 @@ impl Home {
             .to_string()
     }
 
+    /// The server's access log and errors (appended across restarts).
+    pub fn server_log(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("server.log"))
+            .expect("server log")
+    }
+
     /// Starts `tollgate serve` on `listen` (use port 0 for any) and waits until it listens.
+
     pub fn serve(&self, listen: &str) -> Server {
         use std::io::BufRead;
         let mut child = self
             .command(&["serve", "--listen", listen])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(self.server_log())
             .spawn()
             .expect("start tollgate serve");
         let stdout = child.stdout.take().unwrap();
