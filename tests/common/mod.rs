@@ -215,7 +215,6 @@ impl Home {
     }
 
     /// Starts `tollgate serve` on `listen` (use port 0 for any) and waits until it listens.
-
     pub fn serve(&self, listen: &str) -> Server {
         use std::io::BufRead;
         let mut child = self
