@@ -15,18 +15,18 @@
 //! Figures are requests per second and p50 / p99 latency per request. The log is verified
 //! at the end, so every decision counted is one the server kept.
 
-use chrono::{Duration, TimeZone, Utc};
-use serde_json::json;
+mod support;
+
+use chrono::{TimeZone, Utc};
 use std::sync::Arc;
 use std::time::Instant;
 use tollgate::audit::canonical::sha256_digest;
-use tollgate::domain::change_request::parse_document;
 use tollgate::domain::decision::Verdict;
 use tollgate::domain::policy::parse_policy;
 use tollgate::identity::Identity;
 use tollgate::store::local::LocalStore;
 use tollgate::store::remote::RemoteStore;
-use tollgate::store::{Store, Submission, verify_log};
+use tollgate::store::verify_log;
 use tollgate::workflow::{DecisionRequest, sign_decision};
 
 /// Latencies of one run, in seconds.
@@ -93,28 +93,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.db");
     let store = LocalStore::create(&path).expect("store");
-    let templates: Vec<serde_json::Value> = tollgate::demo::FIXTURES
-        .iter()
-        .map(|(_, t)| serde_json::from_str(t).expect("fixture"))
-        .collect();
-    // CRs made from CR-1044 (a model-gate CR devi, a risk reviewer, may send back).
-    let mut reviewable = Vec::new();
-    for chunk in 0..n.div_ceil(10_000) {
-        let batch: Vec<Submission> = (chunk * 10_000..((chunk + 1) * 10_000).min(n))
-            .map(|i| {
-                let mut doc = templates[i % templates.len()].clone();
-                let id = format!("CR-{:06}", 100_000 + i);
-                if i % templates.len() == 2 {
-                    reviewable.push(id.clone());
-                }
-                doc["id"] = json!(id);
-                doc["created_at"] = json!((now - Duration::minutes(i as i64)).to_rfc3339());
-                let (cr, document) = parse_document(doc.to_string().as_bytes()).expect("valid");
-                Submission { cr, document }
-            })
-            .collect();
-        store.submit(&batch, now).expect("submit");
-    }
+    let reviewable = support::submit_synthetic(&store, n, now);
     drop(store);
 
     let policy_text = tollgate::demo::seeded_policy_text();
@@ -133,20 +112,10 @@ fn main() {
         tls: None,
         access_log: false,
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        if let Err(e) = rt.block_on(tollgate::server::serve(opts, move |addr| {
-            let _ = tx.send(addr);
-        })) {
-            eprintln!("server stopped: {e}");
-        }
-    });
-    let url = format!("http://{}", rx.recv().expect("server address"));
+    let url = format!(
+        "http://{}",
+        tollgate::server::start_in_background(opts).expect("server")
+    );
     println!(
         "server on {url}; {n} pending CRs; {} cores on this machine",
         std::thread::available_parallelism().map_or(0, |p| p.get())

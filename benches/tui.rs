@@ -7,18 +7,17 @@
 //! loading), time until the queue is on screen, time per filter keystroke (update + draw),
 //! and the process's peak resident memory.
 
-use chrono::{Duration, TimeZone, Utc};
+mod support;
+
+use chrono::{TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
 use tollgate::audit::canonical::sha256_digest;
-use tollgate::domain::change_request::parse_document;
 use tollgate::domain::policy::parse_policy;
 use tollgate::store::local::LocalStore;
-use tollgate::store::{Store, Submission};
 use tollgate::tui::app::{App, Msg, Signer};
 use tollgate::tui::settings::Settings;
 use tollgate::tui::{Shared, answer, views};
@@ -48,35 +47,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.db");
     let store = LocalStore::create(&path).expect("store");
-    let templates: Vec<serde_json::Value> = tollgate::demo::FIXTURES
-        .iter()
-        .map(|(_, t)| serde_json::from_str(t).expect("fixture"))
-        .collect();
-    let names = [
-        "fraud-detector",
-        "spam-classifier",
-        "churn-predictor",
-        "recommender",
-        "payments_v3",
-        "ltv-model",
-        "search-ranker",
-    ];
     let built = Instant::now();
-    for chunk in 0..n.div_ceil(10_000) {
-        let batch: Vec<Submission> = (chunk * 10_000..((chunk + 1) * 10_000).min(n))
-            .map(|i| {
-                let mut doc = templates[i % templates.len()].clone();
-                doc["id"] = json!(format!("CR-{:06}", 100_000 + i));
-                doc["title"] = json!(format!("{} change {i}", names[i % names.len()]));
-                doc["subject"]["name"] = json!(names[(i / 5) % names.len()]);
-                doc["created_at"] =
-                    json!((now - Duration::minutes((i % 20_000) as i64)).to_rfc3339());
-                let (cr, document) = parse_document(doc.to_string().as_bytes()).expect("valid");
-                Submission { cr, document }
-            })
-            .collect();
-        store.submit(&batch, now).expect("submit");
-    }
+    support::submit_synthetic(&store, n, now);
     println!(
         "tollgate TUI benchmark: {n} change requests (store built in {:.1} s)",
         built.elapsed().as_secs_f64()

@@ -47,18 +47,7 @@ fn every_listed_route_is_really_routed() {
         tls: None,
         access_log: false,
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(tollgate::server::serve(opts, move |a| {
-            let _ = tx.send(a);
-        }))
-        .unwrap();
-    });
-    let addr = rx.recv().unwrap();
+    let addr = tollgate::server::start_in_background(opts).unwrap();
     tollgate::tls::install_crypto_provider();
     let c = reqwest::blocking::Client::new();
     for (method, path) in tollgate::server::ROUTES {

@@ -440,11 +440,7 @@ fn fifty_concurrent_clients_lose_and_duplicate_nothing() {
 fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_restart() {
     let home = Home::demo();
     let devi = home.token("devi");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
+    let listen = common::free_listen();
     let url = format!("http://{listen}");
     let key = home.path("tollgate.demo-keys/devi");
     let client = Home::new();
@@ -596,11 +592,7 @@ fn killing_the_server_mid_run_loses_nothing_and_the_outboxes_drain() {
         home.run(&["submit", &f]).ok();
     }
     let devi = home.token("devi");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
+    let listen = common::free_listen();
     let url = format!("http://{listen}");
     let key = home.path("tollgate.demo-keys/devi");
     let server = home.serve(&listen);

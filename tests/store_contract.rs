@@ -54,19 +54,7 @@ impl Fixture {
                 tls: None,
                 access_log: false,
             };
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(tollgate::server::serve(opts, move |addr| {
-                    let _ = tx.send(addr);
-                }))
-                .unwrap();
-            });
-            let addr = rx.recv().unwrap();
+            let addr = tollgate::server::start_in_background(opts).unwrap();
             (format!("http://{addr}"), tokens)
         });
         Fixture {

@@ -273,10 +273,7 @@ fn on_call_rolls_back_from_the_keyboard_in_seconds() {
 fn on_a_team_server_the_tui_shows_others_work_and_delivers_an_offline_decision_once() {
     let server_home = Home::demo();
     let devi = server_home.token("devi");
-    let listen = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let listen = common::free_listen();
     let url = format!("http://{listen}");
     let server = server_home.serve(&listen);
     let key = server_home.path("tollgate.demo-keys/devi");

@@ -88,3 +88,44 @@ pub fn build_log(path: &std::path::Path, signer: &Signer, digest: &str, n: usize
     .expect("head");
     tx.commit().expect("commit");
 }
+
+/// Submits `n` synthetic CRs made from the fixtures in turn (CR-100000 upwards, varied
+/// titles, subjects and ages), in batches of 10,000. Returns the ids made from CR-1044,
+/// a model-gate CR the seeded risk reviewer devi may send back.
+pub fn submit_synthetic(store: &LocalStore, n: usize, now: chrono::DateTime<Utc>) -> Vec<String> {
+    let templates: Vec<serde_json::Value> = tollgate::demo::FIXTURES
+        .iter()
+        .map(|(_, t)| serde_json::from_str(t).expect("fixture"))
+        .collect();
+    let names = [
+        "fraud-detector",
+        "spam-classifier",
+        "churn-predictor",
+        "recommender",
+        "payments_v3",
+        "ltv-model",
+        "search-ranker",
+    ];
+    let mut reviewable = Vec::new();
+    for chunk in 0..n.div_ceil(10_000) {
+        let batch: Vec<Submission> = (chunk * 10_000..((chunk + 1) * 10_000).min(n))
+            .map(|i| {
+                let mut doc = templates[i % templates.len()].clone();
+                let id = format!("CR-{:06}", 100_000 + i);
+                if tollgate::demo::FIXTURES[i % templates.len()].0 == "CR-1044.json" {
+                    reviewable.push(id.clone());
+                }
+                doc["id"] = serde_json::json!(id);
+                doc["title"] = serde_json::json!(format!("{} change {i}", names[i % names.len()]));
+                doc["subject"]["name"] = serde_json::json!(names[(i / 5) % names.len()]);
+                doc["created_at"] = serde_json::json!(
+                    (now - chrono::Duration::minutes((i % 20_000) as i64)).to_rfc3339()
+                );
+                let (cr, document) = parse_document(doc.to_string().as_bytes()).expect("valid");
+                Submission { cr, document }
+            })
+            .collect();
+        store.submit(&batch, now).expect("submit");
+    }
+    reviewable
+}

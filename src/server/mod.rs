@@ -873,6 +873,33 @@ pub async fn serve(
     }
 }
 
+/// Starts the server on a thread of its own (a two-worker runtime) and returns once it
+/// listens: for tests, benchmarks and tools that need a real server in-process.
+pub fn start_in_background(opts: ServeOptions) -> Result<std::net::SocketAddr, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let failed = tx.clone();
+    std::thread::Builder::new()
+        .name("tollgate-server".into())
+        .spawn(move || {
+            let outcome = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))
+                .and_then(|rt| {
+                    rt.block_on(serve(opts, move |addr| {
+                        let _ = tx.send(Ok(addr));
+                    }))
+                });
+            if let Err(e) = outcome {
+                let _ = failed.send(Err(e));
+            }
+        })
+        .map_err(|e| format!("cannot start the server thread: {e}"))?;
+    rx.recv()
+        .map_err(|_| "the server stopped before it listened".to_string())?
+}
+
 /// Maps a wire error back to what the client should do.
 pub fn describe(status: u16, e: &WireError) -> String {
     let mut text = format!("server refused ({status} {}): {}", e.error, e.message);
