@@ -17,7 +17,7 @@
 
 mod support;
 
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use std::sync::Arc;
 use std::time::Instant;
 use tollgate::audit::canonical::sha256_digest;
@@ -82,14 +82,8 @@ fn drive(clients: usize, per_client: usize, call: impl Fn(usize, usize) + Sync) 
 }
 
 fn main() {
-    let n: usize = std::env::var("TOLLGATE_BENCH_CRS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let now = Utc
-        .with_ymd_and_hms(2026, 11, 25, 10, 0, 0)
-        .single()
-        .expect("time");
+    let n = support::cr_count(10_000);
+    let now = support::fixed_now();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.db");
     let store = LocalStore::create(&path).expect("store");

@@ -9,7 +9,6 @@
 
 mod support;
 
-use chrono::{TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -36,14 +35,8 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::var("TOLLGATE_BENCH_CRS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let now = Utc
-        .with_ymd_and_hms(2026, 11, 25, 10, 0, 0)
-        .single()
-        .expect("time");
+    let n = support::cr_count(100_000);
+    let now = support::fixed_now();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.db");
     let store = LocalStore::create(&path).expect("store");

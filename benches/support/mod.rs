@@ -129,3 +129,19 @@ pub fn submit_synthetic(store: &LocalStore, n: usize, now: chrono::DateTime<Utc>
     }
     reviewable
 }
+
+/// `TOLLGATE_BENCH_CRS` when set, so a quick run can use fewer CRs than the default.
+pub fn cr_count(default: usize) -> usize {
+    std::env::var("TOLLGATE_BENCH_CRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A fixed "now", so ages and deadlines are the same in every run.
+pub fn fixed_now() -> chrono::DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0)
+        .single()
+        .expect("valid time")
+}
