@@ -16,6 +16,7 @@ pub mod history;
 pub mod identity;
 pub mod outbox;
 pub mod server;
+pub mod sources;
 pub mod store;
 pub mod tls;
 pub mod tui;

@@ -52,7 +52,7 @@ impl std::fmt::Debug for RemoteStore {
 }
 
 /// An error with its causes ("error sending request: ... : certificate not trusted").
-fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
