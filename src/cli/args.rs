@@ -41,6 +41,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "TOLLGATE_REMOTE", value_name = "URL")]
     pub remote: Option<String>,
 
+    /// Read change requests from another system before the command runs:
+    /// `mlflow=URL` stores every MLflow model version tagged `tollgate.status=pending`
+    /// as a CR (tag convention: docs/mlflow.md).
+    #[arg(long, global = true, env = "TOLLGATE_SOURCE", value_name = "KIND=URL")]
+    pub source: Option<String>,
+
     /// File holding the bearer token for --remote (instead of TOLLGATE_TOKEN).
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,

@@ -96,6 +96,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         p.remote = remote_settings(&remote_flags)?;
         Ok(p)
     };
+    let source = cli.source.clone();
+    // The store, after reading any --source into it.
+    let synced = || -> Result<Paths, CliError> {
+        let p = paths()?;
+        sync_source(&p, source.as_deref(), now)?;
+        Ok(p)
+    };
     // Commands that only make sense on the store's own machine: refused with an explicit
     // --remote, and blind to a server named in the config file.
     let local_only = |what: &str| -> Result<Paths, CliError> {
@@ -127,10 +134,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Some(Command::Outbox { flush }) => {
             crate::cli::outbox_cmd::run(&paths()?, &keys, flush, out)
         }
-        Some(Command::Approve(a)) => decide::run(&paths()?, &keys, Verdict::Approve, &a, out),
-        Some(Command::Reject(a)) => decide::run(&paths()?, &keys, Verdict::Reject, &a, out),
+        Some(Command::Approve(a)) => decide::run(&synced()?, &keys, Verdict::Approve, &a, out),
+        Some(Command::Reject(a)) => decide::run(&synced()?, &keys, Verdict::Reject, &a, out),
         Some(Command::RequestChanges(a)) => {
-            decide::run(&paths()?, &keys, Verdict::RequestChanges, &a, out)
+            decide::run(&synced()?, &keys, Verdict::RequestChanges, &a, out)
         }
         Some(Command::Keygen { output, comment }) => audit_cmds::keygen(output, &comment, out),
         Some(Command::Rollback(a)) => emergency::rollback(&paths()?, &keys, &a, now, out),
@@ -214,13 +221,67 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             )
         }
         Some(Command::Submit { files, json }) => submit(&paths()?, &files, json, now, out),
-        Some(Command::List(args)) => list(&paths()?, &args, now, out),
+        Some(Command::List(args)) => list(&synced()?, &args, now, out),
         Some(Command::Show { id, revision, json }) => {
-            show(&paths()?, &id, revision, json, now, out)
+            show(&synced()?, &id, revision, json, now, out)
         }
-        None if interactive() => tui(paths()?, keys, cli.config.clone()),
-        None => list(&paths()?, &ListArgs::default(), now, out),
+        None if interactive() => tui(synced()?, keys, cli.config.clone()),
+        None => list(&synced()?, &ListArgs::default(), now, out),
     }
+}
+
+/// Reads `--source KIND=URL` into the store; progress and skipped versions go to stderr
+/// so `--json` output stays clean.
+fn sync_source(
+    paths: &Paths,
+    source: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), CliError> {
+    use crate::sources::mlflow;
+    let Some(source) = source.filter(|s| !s.is_empty()) else {
+        return Ok(());
+    };
+    let url = match source.split_once('=') {
+        Some(("mlflow", url)) => url,
+        _ => {
+            return Err(CliError::refused(format!(
+                "--source {source:?}: expected KIND=URL with KIND mlflow, e.g. --source mlflow=http://127.0.0.1:5000"
+            )));
+        }
+    };
+    let store = open_store(paths)?;
+    let client = mlflow::Client::new(url).map_err(|e| CliError::environment(e.to_string()))?;
+    let conv = mlflow::Convention::default();
+    let report = mlflow::sync(&client, store.as_ref(), &conv, now).map_err(|e| match e {
+        mlflow::SyncError::Mlflow(e @ mlflow::MlflowError::Unreachable { .. }) => {
+            CliError::environment(e.to_string())
+        }
+        mlflow::SyncError::Mlflow(e) => CliError::refused(e.to_string()),
+        mlflow::SyncError::Store(e) => e.into(),
+    })?;
+    let count =
+        |pick: fn(&SubmitOutcome) -> bool| report.outcomes.iter().filter(|o| pick(o)).count();
+    eprintln!(
+        "MLflow {}: {} version(s) awaiting review: {} new, {} revised, {} unchanged{}",
+        client.url(),
+        report.outcomes.len() + report.skipped.len(),
+        count(|o| matches!(o, SubmitOutcome::Created { .. })),
+        count(|o| matches!(o, SubmitOutcome::Revised { .. })),
+        count(|o| matches!(o, SubmitOutcome::Unchanged { .. })),
+        if report.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", {} skipped", report.skipped.len())
+        }
+    );
+    for (label, problems) in &report.skipped {
+        eprintln!(
+            "MLflow: skipped {}: {} (set these tags on the version; docs/mlflow.md)",
+            crate::domain::text::sanitize(label),
+            crate::domain::text::sanitize(&problems.join("; "))
+        );
+    }
+    Ok(())
 }
 
 /// What the command line says about the team server.

@@ -9,7 +9,7 @@
 //! and every problem is reported with the tag to fix.
 
 use crate::domain::change_request::parse_document;
-use crate::store::{Store, StoreError, SubmitOutcome, Submission};
+use crate::store::{Store, StoreError, Submission, SubmitOutcome};
 use chrono::{DateTime, TimeZone, Utc};
 use reqwest::blocking::Client as Http;
 use serde::Deserialize;
@@ -166,7 +166,12 @@ pub fn to_document(
     };
     let requester = match t.get("tollgate.requester") {
         Some(r) => r.to_string(),
-        None => match v.user_id.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        None => match v
+            .user_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
             Some(u) => u.to_string(),
             None => t.required("tollgate.requester", "the principal asking for the change"),
         },
@@ -231,9 +236,9 @@ pub fn to_document(
                     Ok(n) if n.is_finite() => {
                         m.insert(field.into(), json!(n));
                     }
-                    _ => t.problems.push(format!(
-                        "tag {key}: expected a number, found {value:?}"
-                    )),
+                    _ => t
+                        .problems
+                        .push(format!("tag {key}: expected a number, found {value:?}")),
                 },
                 "better" => {
                     m.insert(field.into(), json!(value));
@@ -445,14 +450,12 @@ impl Client {
     }
 
     fn get(&self, call: &str, query: &[(&str, &str)]) -> Result<Option<Value>, MlflowError> {
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/api/2.0/mlflow/{call}", self.base),
-            query,
-        )
-        .map_err(|e| MlflowError::Unreachable {
-            url: self.base.clone(),
-            detail: format!("not a usable URL: {e}"),
-        })?;
+        let url =
+            reqwest::Url::parse_with_params(&format!("{}/api/2.0/mlflow/{call}", self.base), query)
+                .map_err(|e| MlflowError::Unreachable {
+                    url: self.base.clone(),
+                    detail: format!("not a usable URL: {e}"),
+                })?;
         let r = self
             .http
             .get(url)
@@ -466,12 +469,11 @@ impl Client {
             call: call.into(),
             detail: e.to_string(),
         })?;
-        if status == 404 {
-            if let Ok(e) = serde_json::from_str::<ApiError>(&body)
-                && e.error_code == "RESOURCE_DOES_NOT_EXIST"
-            {
-                return Ok(None);
-            }
+        if status == 404
+            && let Ok(e) = serde_json::from_str::<ApiError>(&body)
+            && e.error_code == "RESOURCE_DOES_NOT_EXIST"
+        {
+            return Ok(None);
         }
         if !(200..300).contains(&status) {
             let e = serde_json::from_str::<ApiError>(&body).unwrap_or(ApiError {
@@ -515,8 +517,8 @@ impl Client {
                 .get("model-versions/search", &query)?
                 .unwrap_or(Value::Null);
             if let Some(list) = page.get("model_versions") {
-                let versions: Vec<ModelVersion> = serde_json::from_value(list.clone())
-                    .map_err(|e| MlflowError::Invalid {
+                let versions: Vec<ModelVersion> =
+                    serde_json::from_value(list.clone()).map_err(|e| MlflowError::Invalid {
                         call: "model-versions/search".into(),
                         detail: e.to_string(),
                     })?;
@@ -743,10 +745,7 @@ mod tests {
         let long = cr_id(&"x".repeat(300), "12");
         assert!(long.len() <= 64 && long.ends_with("-v12"), "{long}");
         for id in [a, b, long] {
-            assert!(
-                crate::domain::reader::check_identifier(&id).is_ok(),
-                "{id}"
-            );
+            assert!(crate::domain::reader::check_identifier(&id).is_ok(), "{id}");
         }
     }
 }
