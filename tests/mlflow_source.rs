@@ -9,6 +9,7 @@ mod common;
 
 use common::{Home, assert_refusal};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,53 +43,112 @@ fn mlflow_executable() -> PathBuf {
 /// A real MLflow server, stopped (with its worker processes) when dropped.
 struct Mlflow {
     url: String,
+    listen: String,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Mlflow {
     fn start() -> Mlflow {
         let dir = tempfile::tempdir().unwrap();
         let listen = common::free_listen();
+        let child = Mlflow::spawn(dir.path(), &listen);
+        let server = Mlflow {
+            url: format!("http://{listen}"),
+            listen,
+            child,
+            dir,
+        };
+        server.wait_until_healthy();
+        server
+    }
+
+    fn spawn(dir: &std::path::Path, listen: &str) -> Child {
         let (host, port) = listen.rsplit_once(':').unwrap();
-        let log = std::fs::File::create(dir.path().join("mlflow.log")).unwrap();
-        let child = std::os::unix::process::CommandExt::process_group(
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("mlflow.log"))
+            .unwrap();
+        std::os::unix::process::CommandExt::process_group(
             Command::new(mlflow_executable())
                 .args(["server", "--host", host, "--port", port, "--workers", "1"])
                 .arg("--backend-store-uri")
-                .arg(format!(
-                    "sqlite:///{}",
-                    dir.path().join("mlflow.db").display()
-                ))
+                .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
                 .arg("--default-artifact-root")
-                .arg(dir.path().join("artifacts"))
+                .arg(dir.join("artifacts"))
                 .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
                 .stdout(Stdio::null())
                 .stderr(log),
             0,
         )
         .spawn()
-        .expect("start mlflow server");
-        let server = Mlflow {
-            url: format!("http://{listen}"),
-            child,
-            _dir: dir,
-        };
+        .expect("start mlflow server")
+    }
+
+    fn wait_until_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         let http = http();
         loop {
-            if let Ok(r) = http.get(format!("{}/health", server.url)).send()
+            if let Ok(r) = http.get(format!("{}/health", self.url)).send()
                 && r.status().is_success()
             {
-                return server;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
                 "mlflow server did not answer /health within 120 s; log:\n{}",
-                std::fs::read_to_string(server._dir.path().join("mlflow.log")).unwrap_or_default()
+                std::fs::read_to_string(self.dir.path().join("mlflow.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Stops the server and its uvicorn workers (the whole process group); data stays.
+    fn stop(&mut self) {
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same address and data.
+    fn restart(&mut self) {
+        self.child = Mlflow::spawn(self.dir.path(), &self.listen);
+        self.wait_until_healthy();
+    }
+
+    fn get(&self, call: &str, query: &[(&str, &str)]) -> Value {
+        let url =
+            reqwest::Url::parse_with_params(&format!("{}/api/2.0/mlflow/{call}", self.url), query)
+                .unwrap();
+        http().get(url).send().unwrap().json().unwrap()
+    }
+
+    /// A version's tags as a map.
+    fn tags(&self, name: &str, version: &str) -> BTreeMap<String, String> {
+        let v = self.get(
+            "model-versions/get",
+            &[("name", name), ("version", version)],
+        );
+        v["model_version"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (text(&t["key"]), text(&t["value"])))
+            .collect()
+    }
+
+    /// A model's aliases as `alias → version`.
+    fn aliases(&self, name: &str) -> BTreeMap<String, String> {
+        let m = self.get("registered-models/get", &[("name", name)]);
+        m["registered_model"]["aliases"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|a| (text(&a["alias"]), text(&a["version"])))
+            .collect()
     }
 
     fn post(&self, call: &str, body: Value) -> Value {
@@ -119,12 +179,12 @@ impl Mlflow {
 
 impl Drop for Mlflow {
     fn drop(&mut self) {
-        // The server runs uvicorn workers as children: stop the whole process group.
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
-        }
-        let _ = self.child.wait();
+        self.stop();
     }
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
 }
 
 const REVIEWABLE: &[(&str, &str)] = &[
@@ -243,4 +303,218 @@ fn mlflow_down_or_a_bad_source_is_explained() {
     assert_refusal(&run, &["expected KIND=URL with KIND mlflow"]);
     // Nothing was stored or lost on the way.
     assert_eq!(home.verified_entries(), 5);
+}
+
+/// Tags for a version every blocking automated item of the model gate has evidence for.
+fn approvable() -> Vec<(&'static str, &'static str)> {
+    let mut tags = REVIEWABLE.to_vec();
+    tags.extend([("check.fairness", "pass"), ("check.latency", "pass")]);
+    tags
+}
+
+/// A model with v1 behind @champion and v2 awaiting review.
+fn model_with_candidate(mlflow: &Mlflow, name: &str) -> String {
+    mlflow.post("registered-models/create", json!({"name": name}));
+    let live = mlflow.register(name, &[("tollgate.status", "approved")]);
+    mlflow.post(
+        "registered-models/alias",
+        json!({"name": name, "alias": "champion", "version": live}),
+    );
+    mlflow.register(name, &approvable())
+}
+
+#[test]
+fn an_approval_moves_the_alias_and_a_rollback_moves_it_back() {
+    let mlflow = Mlflow::start();
+    let candidate = model_with_candidate(&mlflow, "churn-predictor");
+    assert_eq!(candidate, "2");
+    let home = Home::demo();
+    let source = format!("mlflow={}", mlflow.url);
+    let id = "MLF-churn-predictor-v2";
+    let approved = home
+        .run(&[
+            "--source",
+            &source,
+            "--as",
+            "devi",
+            "approve",
+            id,
+            "--tick",
+            "privacy",
+            "--tick",
+            "rollback",
+            "--rationale",
+            "fresh data, same features",
+        ])
+        .ok();
+    assert!(
+        approved.stdout.contains(
+            "MLflow: MLF-churn-predictor-v2 marked tollgate.status=approved; @champion now v2 (v1 kept as @previous-champion)"
+        ),
+        "{}",
+        approved.stdout
+    );
+    let tags = mlflow.tags("churn-predictor", "2");
+    assert_eq!(tags["tollgate.status"], "approved");
+    assert_eq!(tags["tollgate.decision.verdict"], "approve");
+    assert_eq!(tags["tollgate.decision.reviewer"], "devi");
+    assert_eq!(tags["tollgate.decision.role"], "risk-reviewer");
+    assert_eq!(
+        tags["tollgate.decision.rationale"],
+        "fresh data, same features"
+    );
+    assert_eq!(tags["tollgate.signoffs"], "1/1");
+    // The signature reference is the log entry an auditor verifies.
+    let entries = home.verified_entries();
+    let (seq, hash) = tags["tollgate.entry"].split_once(' ').unwrap();
+    assert_eq!(seq.parse::<u64>().unwrap(), entries);
+    assert!(hash.starts_with("sha256:") && hash.len() == 71, "{hash}");
+    let aliases = mlflow.aliases("churn-predictor");
+    assert_eq!(aliases["champion"], "2");
+    assert_eq!(aliases["previous-champion"], "1");
+    // Writing again is a no-op.
+    let again = home.run(&["--source", &source, "sync"]).ok();
+    assert!(
+        again.stdout.contains(&format!("{id} already up to date")),
+        "{}",
+        again.stdout
+    );
+
+    // An emergency rollback points the alias back.
+    let rolled = home
+        .run(&[
+            "--source",
+            &source,
+            "--as",
+            "marco",
+            "rollback",
+            "churn-predictor",
+            "--env",
+            "prod",
+            "--to",
+            "1",
+            "--incident",
+            "INC-3001",
+            "--reason",
+            "retention scores collapsed",
+        ])
+        .ok();
+    assert!(
+        rolled.stdout.contains(
+            "MLflow: @champion of churn-predictor moved back to v1 (v2 kept as @previous-champion)"
+        ),
+        "{}",
+        rolled.stdout
+    );
+    let aliases = mlflow.aliases("churn-predictor");
+    assert_eq!(aliases["champion"], "1");
+    assert_eq!(aliases["previous-champion"], "2");
+}
+
+#[test]
+fn conflicts_deletions_and_outages_never_lose_a_decision() {
+    let mut mlflow = Mlflow::start();
+    let candidate = model_with_candidate(&mlflow, "ltv-model");
+    let doomed = mlflow.register("ltv-model", &approvable());
+    let later = mlflow.register("ltv-model", &approvable());
+    let home = Home::demo();
+    let source = format!("mlflow={}", mlflow.url);
+    home.run(&["--source", &source, "list"]).ok();
+    let before = home.verified_entries();
+    let send_back = |id: &str, source: Option<&str>| {
+        let mut args = vec![];
+        if let Some(s) = source {
+            args.extend(["--source", s]);
+        }
+        args.extend([
+            "--as",
+            "devi",
+            "request-changes",
+            id,
+            "--role",
+            "risk-reviewer",
+            "--rationale",
+            "segment report missing",
+        ]);
+        home.run(&args)
+    };
+
+    // Someone decided in MLflow itself: tollgate records its decision but does not overwrite.
+    mlflow.post(
+        "model-versions/set-tag",
+        json!({"name": "ltv-model", "version": candidate, "key": "tollgate.status", "value": "rejected"}),
+    );
+    let run = send_back(&format!("MLF-ltv-model-v{candidate}"), Some(&source));
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "ltv-model v{candidate}: MLflow shows tollgate.status=\"rejected\" that this log did not write; not overwritten"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("sync` retries"), "{}", run.stderr);
+    assert_eq!(
+        mlflow.tags("ltv-model", &candidate)["tollgate.status"],
+        "rejected"
+    );
+    assert_eq!(
+        home.verified_entries(),
+        before + 1,
+        "the decision is in the log"
+    );
+
+    // The version was deleted in MLflow after tollgate read it.
+    let deleted = http()
+        .delete(format!(
+            "{}/api/2.0/mlflow/model-versions/delete",
+            mlflow.url
+        ))
+        .json(&json!({"name": "ltv-model", "version": doomed}))
+        .send()
+        .unwrap();
+    assert!(deleted.status().is_success(), "{deleted:?}");
+    let run = send_back(&format!("MLF-ltv-model-v{doomed}"), Some(&source));
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "ltv-model v{doomed} no longer exists in MLflow; tollgate's decision stays in its log (entry {})",
+            before + 2
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(home.verified_entries(), before + 2);
+
+    // MLflow down: a command that reads it stops before deciding; a decision made without
+    // it is written back by `sync` once MLflow is up again.
+    mlflow.stop();
+    let id = format!("MLF-ltv-model-v{later}");
+    let run = send_back(&id, Some(&source));
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot reach MLflow"), "{}", run.stderr);
+    assert_eq!(home.verified_entries(), before + 2, "nothing half-done");
+    send_back(&id, None).ok();
+    mlflow.restart();
+    let synced = home.run(&["--source", &source, "sync"]);
+    assert!(
+        synced.stdout.contains(&format!(
+            "MLflow: {id} marked tollgate.status=changes-requested"
+        )),
+        "{}\n{}",
+        synced.stdout,
+        synced.stderr
+    );
+    assert_eq!(
+        mlflow.tags("ltv-model", &later)["tollgate.status"],
+        "changes-requested"
+    );
+    // The conflicting and the deleted version are still reported, every time.
+    assert_eq!(synced.code, 3);
+    assert!(
+        synced.stderr.contains("not overwritten"),
+        "{}",
+        synced.stderr
+    );
+    assert_eq!(home.verified_entries(), before + 3);
 }

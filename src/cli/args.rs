@@ -208,6 +208,13 @@ pub enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
 
+    /// Read the --source (MLflow) and write every decided CR's state back to it.
+    ///
+    /// Reads the versions awaiting review, then, for every CR from that source with a
+    /// decision, writes the latest decision and status to the version's tags and moves the
+    /// serving alias for completed approvals. Safe to repeat; retries what failed before.
+    Sync,
+
     /// Decisions made while the team server was unreachable, waiting to be delivered.
     Outbox {
         /// Try to deliver them now.

@@ -15,6 +15,7 @@ use crate::domain::change_request::parse_document;
 use crate::domain::decision::Verdict;
 use crate::domain::policy::{Policy, parse_policy};
 use crate::domain::status::{Evaluation, evaluate};
+use crate::domain::text::{sanitize, sanitize_with};
 use crate::identity::KeyChoice;
 use crate::store::local::LocalStore;
 use crate::store::{Store, StoreError, StoredCr, Submission, SubmitOutcome};
@@ -134,13 +135,36 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Some(Command::Outbox { flush }) => {
             crate::cli::outbox_cmd::run(&paths()?, &keys, flush, out)
         }
-        Some(Command::Approve(a)) => decide::run(&synced()?, &keys, Verdict::Approve, &a, out),
-        Some(Command::Reject(a)) => decide::run(&synced()?, &keys, Verdict::Reject, &a, out),
+        Some(Command::Approve(a)) => {
+            let p = synced()?;
+            decide::run(&p, &keys, Verdict::Approve, &a, out)?;
+            push_source(&p, source.as_deref(), Some(&a.id), out)
+        }
+        Some(Command::Reject(a)) => {
+            let p = synced()?;
+            decide::run(&p, &keys, Verdict::Reject, &a, out)?;
+            push_source(&p, source.as_deref(), Some(&a.id), out)
+        }
         Some(Command::RequestChanges(a)) => {
-            decide::run(&synced()?, &keys, Verdict::RequestChanges, &a, out)
+            let p = synced()?;
+            decide::run(&p, &keys, Verdict::RequestChanges, &a, out)?;
+            push_source(&p, source.as_deref(), Some(&a.id), out)
+        }
+        Some(Command::Sync) => {
+            if source.as_deref().is_none_or(str::is_empty) {
+                return Err(CliError::refused(
+                    "`tollgate sync` needs --source mlflow=URL (or TOLLGATE_SOURCE)",
+                ));
+            }
+            let p = synced()?;
+            push_source(&p, source.as_deref(), None, out)
         }
         Some(Command::Keygen { output, comment }) => audit_cmds::keygen(output, &comment, out),
-        Some(Command::Rollback(a)) => emergency::rollback(&paths()?, &keys, &a, now, out),
+        Some(Command::Rollback(a)) => {
+            let p = paths()?;
+            emergency::rollback(&p, &keys, &a, now, out)?;
+            rollback_source(source.as_deref(), &a, out)
+        }
         Some(Command::History(a)) => history_cmds::history(&paths()?, &a, now, out),
         Some(Command::Health { since, until, json }) => {
             history_cmds::health_cmd(&paths()?, since, until, json, now, out)
@@ -282,6 +306,117 @@ fn sync_source(
         );
     }
     Ok(())
+}
+
+/// The MLflow URL in `--source mlflow=URL`.
+fn mlflow_url(source: Option<&str>) -> Option<&str> {
+    source.and_then(|s| s.strip_prefix("mlflow="))
+}
+
+/// Writes decided CRs' state back to the --source: one CR after a decision, or every CR
+/// from the source that has a decision (`tollgate sync`). A failure here never loses the
+/// decision, which is already in the log: it says so, and `tollgate sync` retries.
+fn push_source(
+    paths: &Paths,
+    source: Option<&str>,
+    only: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    use crate::sources::mlflow;
+    let Some(url) = mlflow_url(source) else {
+        return Ok(());
+    };
+    let store = open_store(paths)?;
+    let (policy, _) = policy_and_text(paths)?;
+    let client = mlflow::Client::new(url).map_err(|e| CliError::environment(e.to_string()))?;
+    let conv = mlflow::Convention::default();
+    let ids: Vec<String> = match only {
+        Some(id) => vec![id.to_string()],
+        None => {
+            let mut ids: Vec<String> = store.all_decisions()?.into_keys().collect();
+            ids.sort();
+            ids
+        }
+    };
+    let mut failures = Vec::new();
+    for id in &ids {
+        match mlflow::push(&client, store.as_ref(), &policy, &conv, id) {
+            Ok(None) => {}
+            Ok(Some(mlflow::Pushed::Unchanged)) => {
+                if only.is_none() {
+                    write_out(out, &format!("MLflow: {id} already up to date\n"))?;
+                }
+            }
+            Ok(Some(mlflow::Pushed::Written { status, alias })) => {
+                let mut line = format!("MLflow: {id} marked {}={status}", conv.status_tag);
+                if let Some(m) = alias {
+                    line.push_str(&format!(
+                        "; @{} now v{}{}",
+                        m.alias,
+                        sanitize(&m.to),
+                        m.previous
+                            .map(|p| format!(" (v{} kept as @previous-{})", sanitize(&p), m.alias))
+                            .unwrap_or_default()
+                    ));
+                }
+                write_out(out, &format!("{line}\n"))?;
+            }
+            Err(e) => failures.push(format!("{id}: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::environment(format!(
+        "not written back to MLflow (the decisions are recorded in tollgate's log; `tollgate --source mlflow={url} sync` retries):\n{}",
+        sanitize_with(&failures.join("\n"), true)
+    )))
+}
+
+/// After an authorised rollback of a model read from the --source, points its serving
+/// alias back at the version rolled back to.
+fn rollback_source(
+    source: Option<&str>,
+    args: &crate::cli::args::RollbackArgs,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    use crate::sources::mlflow;
+    let Some(url) = mlflow_url(source) else {
+        return Ok(());
+    };
+    let Some(to) = args.to_version.as_deref() else {
+        return Err(CliError::refused(
+            "with --source mlflow, give --to VERSION so the alias can be moved back",
+        ));
+    };
+    let client = mlflow::Client::new(url).map_err(|e| CliError::environment(e.to_string()))?;
+    let conv = mlflow::Convention::default();
+    match mlflow::move_alias(&client, &args.subject, &conv.alias, to) {
+        Ok(Some(m)) => write_out(
+            out,
+            &format!(
+                "MLflow: @{} of {} moved back to v{}{}\n",
+                m.alias,
+                sanitize(&args.subject),
+                sanitize(&m.to),
+                m.previous
+                    .map(|p| format!(" (v{} kept as @previous-{})", sanitize(&p), m.alias))
+                    .unwrap_or_default()
+            ),
+        ),
+        Ok(None) => write_out(
+            out,
+            &format!(
+                "MLflow: @{} of {} already at v{}\n",
+                conv.alias,
+                sanitize(&args.subject),
+                sanitize(to)
+            ),
+        ),
+        Err(e) => Err(CliError::environment(format!(
+            "the rollback is authorised and recorded, but MLflow's alias was not moved: {e}"
+        ))),
+    }
 }
 
 /// What the command line says about the team server.

@@ -532,6 +532,72 @@ impl Client {
         Ok(out)
     }
 
+    fn post(&self, call: &str, body: Value) -> Result<(), MlflowError> {
+        let url = format!("{}/api/2.0/mlflow/{call}", self.base);
+        let r = self
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .map_err(|e| MlflowError::Unreachable {
+                url: self.base.clone(),
+                detail: crate::store::remote::chain(&e),
+            })?;
+        let status = r.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let body = r.text().unwrap_or_default();
+        let e = serde_json::from_str::<ApiError>(&body).unwrap_or(ApiError {
+            error_code: "UNKNOWN".into(),
+            message: crate::domain::text::truncate(&body, 200),
+        });
+        Err(MlflowError::Api {
+            call: call.into(),
+            status,
+            code: e.error_code,
+            message: e.message,
+        })
+    }
+
+    /// One model version, if it (still) exists.
+    pub fn version(&self, model: &str, version: &str) -> Result<Option<ModelVersion>, MlflowError> {
+        match self.get(
+            "model-versions/get",
+            &[("name", model), ("version", version)],
+        )? {
+            None => Ok(None),
+            Some(v) => serde_json::from_value(v["model_version"].clone())
+                .map(Some)
+                .map_err(|e| MlflowError::Invalid {
+                    call: "model-versions/get".into(),
+                    detail: e.to_string(),
+                }),
+        }
+    }
+
+    /// Sets one tag on a version.
+    pub fn set_tag(
+        &self,
+        model: &str,
+        version: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), MlflowError> {
+        self.post(
+            "model-versions/set-tag",
+            json!({"name": model, "version": version, "key": key, "value": value}),
+        )
+    }
+
+    /// Points `alias` at `version`.
+    pub fn set_alias(&self, model: &str, alias: &str, version: &str) -> Result<(), MlflowError> {
+        self.post(
+            "registered-models/alias",
+            json!({"name": model, "alias": alias, "version": version}),
+        )
+    }
+
     /// The version `alias` points at, if it is set.
     pub fn alias(&self, model: &str, alias: &str) -> Result<Option<String>, MlflowError> {
         let answer = self.get(
@@ -748,4 +814,236 @@ mod tests {
             assert!(crate::domain::reader::check_identifier(&id).is_ok(), "{id}");
         }
     }
+}
+
+/// Where a CR read from MLflow came from (the document's `source.mlflow`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// MLflow base URL.
+    pub url: String,
+    /// Registered model.
+    pub model: String,
+    /// Version.
+    pub version: String,
+    /// Serving alias.
+    pub alias: String,
+}
+
+impl Origin {
+    /// Reads `source.mlflow` from a stored document.
+    pub fn of(document: &Value) -> Option<Origin> {
+        let m = document.get("source")?.get("mlflow")?;
+        let text = |k: &str| m.get(k)?.as_str().map(str::to_string);
+        Some(Origin {
+            url: text("url")?,
+            model: text("name")?,
+            version: text("version")?,
+            alias: text("alias")?,
+        })
+    }
+
+    fn label(&self) -> String {
+        format!("{} v{}", self.model, self.version)
+    }
+}
+
+/// An alias moved on MLflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasMove {
+    /// The alias (e.g. `champion`).
+    pub alias: String,
+    /// The version it points at now.
+    pub to: String,
+    /// The version it pointed at before, now under `previous-<alias>`.
+    pub previous: Option<String>,
+}
+
+/// What writing a CR's state back to MLflow did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// MLflow already showed it.
+    Unchanged,
+    /// Tags written (status last); the alias moved if the CR is now approved.
+    Written {
+        /// The status written to the status tag.
+        status: String,
+        /// The alias move, when an approval completed.
+        alias: Option<AliasMove>,
+    },
+}
+
+/// Why a CR's state could not be written back.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// MLflow could not be reached or refused.
+    #[error(transparent)]
+    Mlflow(#[from] MlflowError),
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Someone else decided on the version in MLflow: tollgate does not overwrite it.
+    #[error("{label}: {detail}; not overwritten (tollgate's decision stays in its log)")]
+    Conflict {
+        /// `model vN`.
+        label: String,
+        /// What MLflow shows.
+        detail: String,
+    },
+    /// The latest decision entry could not be read.
+    #[error("{0}")]
+    Log(String),
+    /// The version was deleted in MLflow after it was read.
+    #[error(
+        "{label} no longer exists in MLflow; tollgate's decision stays in its log (entry {entry})"
+    )]
+    Gone {
+        /// `model vN`.
+        label: String,
+        /// The decision's log position.
+        entry: u64,
+    },
+}
+
+/// MLflow tag values are bounded; the full text is in the signed log entry.
+const TAG_TEXT: usize = 4_000;
+
+/// Writes a CR's tollgate state to its MLflow version: the latest decision (verdict,
+/// reviewer, role, time, rationale, log entry) and sign-off count, then the status tag
+/// last; moves the alias when an approval completed the sign-offs. MLflow has no
+/// conditional writes, so the version is re-read before (a status set by anyone else is a
+/// conflict, never overwritten) and after (a change in between is reported). `None` when
+/// the CR did not come from this MLflow or has no decision yet.
+pub fn push(
+    client: &Client,
+    store: &dyn Store,
+    policy: &crate::domain::policy::Policy,
+    conv: &Convention,
+    cr_id: &str,
+) -> Result<Option<Pushed>, PushError> {
+    let Some(cr) = store.get(cr_id)? else {
+        return Ok(None);
+    };
+    let Some(origin) = Origin::of(&cr.current.document).filter(|o| o.url == client.url()) else {
+        return Ok(None);
+    };
+    let entries = store.decision_entries(cr_id)?;
+    let Some(last) = entries.last() else {
+        return Ok(None);
+    };
+    let record = crate::audit::log::DecisionRecord::parse(&last.body).map_err(|e| {
+        PushError::Log(format!(
+            "decision entry {}: {e}; run `tollgate verify`",
+            last.seq
+        ))
+    })?;
+    let decisions = store.decisions(cr_id)?;
+    let eval =
+        crate::domain::status::evaluate(&cr.current.cr, &cr.current.digest, &decisions, policy);
+    let status = eval.status.as_str().to_string();
+    let entry_ref = |seq: u64, hash: &str| format!("{seq} {hash}");
+    let ours = |value: &str| entries.iter().any(|e| entry_ref(e.seq, &e.hash) == value);
+    let label = origin.label();
+    let gone = || PushError::Gone {
+        label: label.clone(),
+        entry: last.seq,
+    };
+    let tags_of = |v: &ModelVersion| -> BTreeMap<String, String> {
+        v.tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect()
+    };
+
+    // Before: only a pending version, or one whose state this log wrote, is ours to update.
+    let before = client
+        .version(&origin.model, &origin.version)?
+        .ok_or_else(gone)?;
+    let tags = tags_of(&before);
+    let current_status = tags.get(&conv.status_tag).map(String::as_str).unwrap_or("");
+    let current_entry = tags.get("tollgate.entry").map(String::as_str).unwrap_or("");
+    if current_status != conv.pending && !ours(current_entry) {
+        return Err(PushError::Conflict {
+            label,
+            detail: format!(
+                "MLflow shows {}={current_status:?} that this log did not write",
+                conv.status_tag
+            ),
+        });
+    }
+    let wanted_entry = entry_ref(last.seq, &last.hash);
+    let mut written = false;
+    if current_status != status || current_entry != wanted_entry {
+        let rationale: String = if record.rationale.chars().count() > TAG_TEXT {
+            record.rationale.chars().take(TAG_TEXT).collect::<String>() + "…"
+        } else {
+            record.rationale.clone()
+        };
+        let signoffs = format!("{}/{}", eval.signoffs.obtained(), eval.signoffs.required());
+        for (key, value) in [
+            ("tollgate.decision.verdict", record.verdict.as_str()),
+            ("tollgate.decision.reviewer", record.principal.as_str()),
+            ("tollgate.decision.role", record.role.as_str()),
+            ("tollgate.decision.at", record.at.as_str()),
+            ("tollgate.decision.rationale", rationale.as_str()),
+            ("tollgate.decision.key", record.key_fingerprint.as_str()),
+            ("tollgate.signoffs", signoffs.as_str()),
+            ("tollgate.cr", cr_id),
+            ("tollgate.entry", wanted_entry.as_str()),
+        ] {
+            client.set_tag(&origin.model, &origin.version, key, value)?;
+        }
+        client.set_tag(&origin.model, &origin.version, &conv.status_tag, &status)?;
+        written = true;
+    }
+
+    // After: the status must be the one written, by this log.
+    let after = client
+        .version(&origin.model, &origin.version)?
+        .ok_or_else(gone)?;
+    let tags = tags_of(&after);
+    if tags.get(&conv.status_tag) != Some(&status)
+        || tags.get("tollgate.entry") != Some(&wanted_entry)
+    {
+        return Err(PushError::Conflict {
+            label,
+            detail: format!(
+                "{} changed to {:?} while tollgate was writing",
+                conv.status_tag,
+                tags.get(&conv.status_tag).map(String::as_str).unwrap_or("")
+            ),
+        });
+    }
+
+    let mut alias = None;
+    if eval.status == crate::domain::status::Status::Approved {
+        alias = move_alias(client, &origin.model, &origin.alias, &origin.version)?;
+    }
+    Ok(if written || alias.is_some() {
+        Some(Pushed::Written { status, alias })
+    } else {
+        Some(Pushed::Unchanged)
+    })
+}
+
+/// Points `alias` at `version`, keeping the version it leaves under `previous-<alias>`.
+/// `None` when it already points there.
+pub fn move_alias(
+    client: &Client,
+    model: &str,
+    alias: &str,
+    version: &str,
+) -> Result<Option<AliasMove>, MlflowError> {
+    let previous = client.alias(model, alias)?;
+    if previous.as_deref() == Some(version) {
+        return Ok(None);
+    }
+    if let Some(p) = &previous {
+        client.set_alias(model, &format!("previous-{alias}"), p)?;
+    }
+    client.set_alias(model, alias, version)?;
+    Ok(Some(AliasMove {
+        alias: alias.to_string(),
+        to: version.to_string(),
+        previous,
+    }))
 }
