@@ -224,12 +224,18 @@ fn pending_versions_become_crs_that_are_reviewed_as_usual() {
         ],
     );
 
+    // A model's first version: no alias yet, so the rollback plan must be stated.
+    mlflow.post("registered-models/create", json!({"name": "ltv-model"}));
+    let mut first = REVIEWABLE.to_vec();
+    first.push(("tollgate.plan.rollback", "disable the LTV feature flag"));
+    mlflow.register("ltv-model", &first);
+
     let home = Home::demo();
     let source = format!("mlflow={}", mlflow.url);
     let run = home.run(&["--source", &source, "list", "--json"]).ok();
     assert!(
         run.stderr
-            .contains("2 version(s) awaiting review: 1 new, 0 revised, 0 unchanged, 1 skipped"),
+            .contains("3 version(s) awaiting review: 2 new, 0 revised, 0 unchanged, 1 skipped"),
         "{}",
         run.stderr
     );
@@ -252,11 +258,18 @@ fn pending_versions_become_crs_that_are_reviewed_as_usual() {
     assert_eq!(row["subject"]["from_version"], live.as_str());
     assert_eq!(row["subject"]["to_version"], candidate.as_str());
     assert_eq!(row["requester"], "amara");
+    let first = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "MLF-ltv-model-v1")
+        .unwrap_or_else(|| panic!("first version not listed: {rows}"));
+    assert!(first["subject"]["from_version"].is_null(), "{first}");
 
     // Reading again changes nothing; a changed tag makes a new revision.
     let again = home.run(&["--source", &source, "list"]).ok();
     assert!(
-        again.stderr.contains("0 new, 0 revised, 1 unchanged"),
+        again.stderr.contains("0 new, 0 revised, 2 unchanged"),
         "{}",
         again.stderr
     );
@@ -284,7 +297,7 @@ fn pending_versions_become_crs_that_are_reviewed_as_usual() {
         "fairness evidence missing",
     ])
     .ok();
-    assert_eq!(home.verified_entries(), 5 + 2 + 1);
+    assert_eq!(home.verified_entries(), 5 + 3 + 1);
 }
 
 #[test]

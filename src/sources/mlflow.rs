@@ -600,10 +600,18 @@ impl Client {
 
     /// The version `alias` points at, if it is set.
     pub fn alias(&self, model: &str, alias: &str) -> Result<Option<String>, MlflowError> {
-        let answer = self.get(
+        let answer = match self.get(
             "registered-models/alias",
             &[("name", model), ("alias", alias)],
-        )?;
+        ) {
+            // MLflow answers an unset alias with 400 INVALID_PARAMETER_VALUE, not 404.
+            Err(MlflowError::Api { code, message, .. })
+                if code == "INVALID_PARAMETER_VALUE" && message.contains("not found") =>
+            {
+                None
+            }
+            other => other?,
+        };
         Ok(answer
             .as_ref()
             .and_then(|a| a["model_version"]["version"].as_str())
