@@ -84,6 +84,7 @@ fn main() {
         policy_digest: sha256_digest(b"bench"),
         identity: None,
         outbox: None,
+        mlflow: None,
     };
     let who = policy.principal("sofia").expect("sofia").clone();
     let mut app = App::new(

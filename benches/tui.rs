@@ -61,6 +61,7 @@ fn main() {
         policy_digest: sha256_digest(text.as_bytes()),
         identity: None,
         outbox: None,
+        mlflow: None,
     };
     let mut app = App::new(
         Settings::default(),

@@ -196,6 +196,7 @@ fn build_scene(who: &str, now: chrono::DateTime<Utc>, dir: &std::path::Path) -> 
             policy_digest: sha256_digest(text.as_bytes()),
             identity: Some(Arc::new(identity)),
             outbox: None,
+            mlflow: None,
         },
     };
     scene.app.update(Msg::Resize(W, H));

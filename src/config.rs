@@ -27,15 +27,30 @@ impl std::fmt::Debug for Remote {
     }
 }
 
-/// The team server set once in `config.toml` (`remote = "URL"`, `token_file = "PATH"`),
-/// so a reviewer need not pass `--remote` to every command. `--remote`, `TOLLGATE_REMOTE`,
-/// `--token-file` and `TOLLGATE_TOKEN` override it.
+/// Connections set once in `config.toml`, so a reviewer need not pass flags to every
+/// command: the team server (`remote = "URL"`, `token_file = "PATH"`; `--remote`,
+/// `TOLLGATE_REMOTE`, `--token-file` and `TOLLGATE_TOKEN` override it), the source of CRs
+/// (`source = "mlflow=URL"`; `--source`, `TOLLGATE_SOURCE` override it) and the MLflow tag
+/// convention (`[mlflow]` with `status_tag`, `pending`, `alias`, `environment`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemoteConfig {
     /// Server URL.
     pub url: Option<String>,
     /// File holding the bearer token (relative paths from the config file's directory).
     pub token_file: Option<PathBuf>,
+    /// `KIND=URL` of a CR source.
+    pub source: Option<String>,
+    /// How MLflow versions awaiting review are marked.
+    pub mlflow: crate::sources::mlflow::Convention,
+}
+
+/// A CR source to read before a command runs and to write decisions back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MlflowSource {
+    /// MLflow base URL.
+    pub url: String,
+    /// Tag and alias convention.
+    pub convention: crate::sources::mlflow::Convention,
 }
 
 /// Reads the server settings from a config file (absent file: none). Only `remote` and
@@ -55,12 +70,33 @@ pub fn remote_config(path: &Path) -> Result<RemoteConfig, String> {
         max_chars: 2_000,
         allow_empty: false,
     };
-    let (url, token_file) = match r.as_object(&tree, "") {
-        Some(obj) => (
-            r.opt_text(obj, "", "remote", url_rule).flatten(),
-            r.opt_text(obj, "", "token_file", SHORT_TEXT).flatten(),
-        ),
-        None => (None, None),
+    let mut mlflow = crate::sources::mlflow::Convention::default();
+    let (url, token_file, source) = match r.as_object(&tree, "") {
+        Some(obj) => {
+            if let Some(table) = obj.get("mlflow").and_then(|v| r.as_object(v, "mlflow")) {
+                r.deny_unknown(
+                    table,
+                    "mlflow",
+                    &["status_tag", "pending", "alias", "environment"],
+                );
+                for (key, slot) in [
+                    ("status_tag", &mut mlflow.status_tag),
+                    ("pending", &mut mlflow.pending),
+                    ("alias", &mut mlflow.alias),
+                    ("environment", &mut mlflow.environment),
+                ] {
+                    if let Some(Some(v)) = r.opt_text(table, "mlflow", key, SHORT_TEXT) {
+                        *slot = v;
+                    }
+                }
+            }
+            (
+                r.opt_text(obj, "", "remote", url_rule).flatten(),
+                r.opt_text(obj, "", "token_file", SHORT_TEXT).flatten(),
+                r.opt_text(obj, "", "source", url_rule).flatten(),
+            )
+        }
+        None => (None, None, None),
     };
     if !r.is_clean() {
         let lines: Vec<String> = r
@@ -77,6 +113,8 @@ pub fn remote_config(path: &Path) -> Result<RemoteConfig, String> {
     Ok(RemoteConfig {
         url,
         token_file: token_file.map(|t| dir.join(t)),
+        source,
+        mlflow,
     })
 }
 
@@ -91,6 +129,8 @@ pub struct Paths {
     /// The team server, when `--remote` is given: it then replaces the local store and
     /// its policy.
     pub remote: Option<Remote>,
+    /// The MLflow registry CRs are read from and decisions written back to, if any.
+    pub mlflow: Option<MlflowSource>,
 }
 
 /// Why no location could be worked out.
@@ -172,6 +212,7 @@ pub fn resolve(store: Option<PathBuf>, policy: Option<PathBuf>) -> Result<Paths,
         store,
         policy,
         remote: None,
+        mlflow: None,
     })
 }
 

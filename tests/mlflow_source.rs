@@ -531,3 +531,102 @@ fn conflicts_deletions_and_outages_never_lose_a_decision() {
     );
     assert_eq!(home.verified_entries(), before + 3);
 }
+
+#[test]
+fn the_config_file_names_the_source_and_its_convention_and_the_tui_writes_back() {
+    use std::sync::Arc;
+    use tollgate::tui::app::{Effect, Msg};
+    let mlflow = Mlflow::start();
+    mlflow.post("registered-models/create", json!({"name": "recommender"}));
+    let live = mlflow.register("recommender", &[]);
+    mlflow.post(
+        "registered-models/alias",
+        json!({"name": "recommender", "alias": "production", "version": live}),
+    );
+    // This team marks candidates with review=ready and serves @production.
+    let tags: Vec<(&str, &str)> = approvable()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "tollgate.status" {
+                ("review", "ready")
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let candidate = mlflow.register("recommender", &tags);
+    let home = Home::demo();
+    std::fs::write(
+        home.path("config.toml"),
+        format!(
+            "source = \"mlflow={}\"\n[mlflow]\nstatus_tag = \"review\"\npending = \"ready\"\nalias = \"production\"\n",
+            mlflow.url
+        ),
+    )
+    .unwrap();
+    let run = home.run(&["list", "--json"]).ok();
+    assert!(run.stderr.contains("1 new"), "{}", run.stderr);
+    let id = format!("MLF-recommender-v{candidate}");
+    let rows = run.json();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed: {rows}"));
+    assert_eq!(row["subject"]["from_version"], live.as_str());
+
+    // The TUI's signing path (the same code the screen runs on a background thread).
+    let policy_text = std::fs::read_to_string(home.path("tollgate.policy.toml")).unwrap();
+    let (policy, _) = tollgate::domain::policy::parse_policy(&policy_text).unwrap();
+    let conv = tollgate::sources::mlflow::Convention {
+        status_tag: "review".into(),
+        pending: "ready".into(),
+        alias: "production".into(),
+        environment: "prod".into(),
+    };
+    let shared = tollgate::tui::Shared {
+        store: Arc::new(tollgate::store::local::LocalStore::open(&home.store()).unwrap()),
+        identity: Some(Arc::new(tollgate::identity::Identity {
+            signer: tollgate::demo::seeded_signer("devi").unwrap(),
+            principal: policy.principal("devi").unwrap().clone(),
+            key_path: "seeded".into(),
+        })),
+        policy: Arc::new(policy),
+        policy_digest: tollgate::audit::canonical::sha256_digest(policy_text.as_bytes()),
+        outbox: None,
+        mlflow: Some((
+            tollgate::sources::mlflow::Client::new(&mlflow.url).unwrap(),
+            conv,
+        )),
+    };
+    let request = tollgate::workflow::DecisionRequest {
+        cr_id: id.clone(),
+        verdict: tollgate::domain::decision::Verdict::Approve,
+        role: "risk-reviewer".into(),
+        rationale: "ranking lift holds across segments".into(),
+        ticks: ["privacy", "rollback"]
+            .iter()
+            .map(|t| tollgate::domain::checklist::Tick {
+                item: t.to_string(),
+                note: None,
+            })
+            .collect(),
+        expect_digest: None,
+    };
+    let replies =
+        tollgate::tui::answer(&Effect::Sign(1, request), &shared, None, chrono::Utc::now());
+    let Some(Msg::Signed(_, Ok(text))) = replies.last() else {
+        panic!("{replies:?}");
+    };
+    assert!(
+        text.contains(&format!(
+            "; MLflow review=approved, @production → v{candidate}"
+        )),
+        "{text}"
+    );
+    assert_eq!(mlflow.tags("recommender", &candidate)["review"], "approved");
+    let aliases = mlflow.aliases("recommender");
+    assert_eq!(aliases["production"], candidate);
+    assert_eq!(aliases["previous-production"], live);
+}

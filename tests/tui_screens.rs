@@ -83,6 +83,7 @@ impl Rig {
             policy_digest: sha256_digest(text.as_bytes()),
             identity,
             outbox: None,
+            mlflow: None,
         };
         let mut rig = Rig {
             _dir: dir,

@@ -89,19 +89,21 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         url: cli.remote.clone(),
         token_file: cli.token_file.clone(),
         config: cli.config.clone(),
+        source: cli.source.clone(),
     };
     // Read when a command needs the store, so a half-configured server does not stop
     // `init`, `demo` or `serve`, which always work on a local store.
     let paths = || -> Result<Paths, CliError> {
         let mut p = config::resolve(cli.store.clone(), cli.policy.clone())?;
-        p.remote = remote_settings(&remote_flags)?;
+        let configured = configured(&remote_flags)?;
+        p.remote = remote_settings(&remote_flags, &configured)?;
+        p.mlflow = source_settings(&remote_flags, configured)?;
         Ok(p)
     };
-    let source = cli.source.clone();
     // The store, after reading any --source into it.
     let synced = || -> Result<Paths, CliError> {
         let p = paths()?;
-        sync_source(&p, source.as_deref(), now)?;
+        sync_source(&p, now)?;
         Ok(p)
     };
     // Commands that only make sense on the store's own machine: refused with an explicit
@@ -138,32 +140,32 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Some(Command::Approve(a)) => {
             let p = synced()?;
             decide::run(&p, &keys, Verdict::Approve, &a, out)?;
-            push_source(&p, source.as_deref(), Some(&a.id), out)
+            push_source(&p, Some(&a.id), out)
         }
         Some(Command::Reject(a)) => {
             let p = synced()?;
             decide::run(&p, &keys, Verdict::Reject, &a, out)?;
-            push_source(&p, source.as_deref(), Some(&a.id), out)
+            push_source(&p, Some(&a.id), out)
         }
         Some(Command::RequestChanges(a)) => {
             let p = synced()?;
             decide::run(&p, &keys, Verdict::RequestChanges, &a, out)?;
-            push_source(&p, source.as_deref(), Some(&a.id), out)
+            push_source(&p, Some(&a.id), out)
         }
         Some(Command::Sync) => {
-            if source.as_deref().is_none_or(str::is_empty) {
+            let p = synced()?;
+            if p.mlflow.is_none() {
                 return Err(CliError::refused(
-                    "`tollgate sync` needs --source mlflow=URL (or TOLLGATE_SOURCE)",
+                    "`tollgate sync` needs a source: --source mlflow=URL, TOLLGATE_SOURCE, or source = \"mlflow=URL\" in the config file",
                 ));
             }
-            let p = synced()?;
-            push_source(&p, source.as_deref(), None, out)
+            push_source(&p, None, out)
         }
         Some(Command::Keygen { output, comment }) => audit_cmds::keygen(output, &comment, out),
         Some(Command::Rollback(a)) => {
             let p = paths()?;
             emergency::rollback(&p, &keys, &a, now, out)?;
-            rollback_source(source.as_deref(), &a, out)
+            rollback_source(&p, &a, out)
         }
         Some(Command::History(a)) => history_cmds::history(&paths()?, &a, now, out),
         Some(Command::Health { since, until, json }) => {
@@ -256,33 +258,22 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
 
 /// Reads `--source KIND=URL` into the store; progress and skipped versions go to stderr
 /// so `--json` output stays clean.
-fn sync_source(
-    paths: &Paths,
-    source: Option<&str>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), CliError> {
+fn sync_source(paths: &Paths, now: chrono::DateTime<chrono::Utc>) -> Result<(), CliError> {
     use crate::sources::mlflow;
-    let Some(source) = source.filter(|s| !s.is_empty()) else {
+    let Some(source) = &paths.mlflow else {
         return Ok(());
     };
-    let url = match source.split_once('=') {
-        Some(("mlflow", url)) => url,
-        _ => {
-            return Err(CliError::refused(format!(
-                "--source {source:?}: expected KIND=URL with KIND mlflow, e.g. --source mlflow=http://127.0.0.1:5000"
-            )));
-        }
-    };
     let store = open_store(paths)?;
-    let client = mlflow::Client::new(url).map_err(|e| CliError::environment(e.to_string()))?;
-    let conv = mlflow::Convention::default();
-    let report = mlflow::sync(&client, store.as_ref(), &conv, now).map_err(|e| match e {
-        mlflow::SyncError::Mlflow(e @ mlflow::MlflowError::Unreachable { .. }) => {
-            CliError::environment(e.to_string())
-        }
-        mlflow::SyncError::Mlflow(e) => CliError::refused(e.to_string()),
-        mlflow::SyncError::Store(e) => e.into(),
-    })?;
+    let client =
+        mlflow::Client::new(&source.url).map_err(|e| CliError::environment(e.to_string()))?;
+    let report =
+        mlflow::sync(&client, store.as_ref(), &source.convention, now).map_err(|e| match e {
+            mlflow::SyncError::Mlflow(e @ mlflow::MlflowError::Unreachable { .. }) => {
+                CliError::environment(e.to_string())
+            }
+            mlflow::SyncError::Mlflow(e) => CliError::refused(e.to_string()),
+            mlflow::SyncError::Store(e) => e.into(),
+        })?;
     let count =
         |pick: fn(&SubmitOutcome) -> bool| report.outcomes.iter().filter(|o| pick(o)).count();
     eprintln!(
@@ -308,28 +299,19 @@ fn sync_source(
     Ok(())
 }
 
-/// The MLflow URL in `--source mlflow=URL`.
-fn mlflow_url(source: Option<&str>) -> Option<&str> {
-    source.and_then(|s| s.strip_prefix("mlflow="))
-}
-
 /// Writes decided CRs' state back to the --source: one CR after a decision, or every CR
 /// from the source that has a decision (`tollgate sync`). A failure here never loses the
 /// decision, which is already in the log: it says so, and `tollgate sync` retries.
-fn push_source(
-    paths: &Paths,
-    source: Option<&str>,
-    only: Option<&str>,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
+fn push_source(paths: &Paths, only: Option<&str>, out: &mut dyn Write) -> Result<(), CliError> {
     use crate::sources::mlflow;
-    let Some(url) = mlflow_url(source) else {
+    let Some(source) = &paths.mlflow else {
         return Ok(());
     };
+    let url = &source.url;
     let store = open_store(paths)?;
     let (policy, _) = policy_and_text(paths)?;
     let client = mlflow::Client::new(url).map_err(|e| CliError::environment(e.to_string()))?;
-    let conv = mlflow::Convention::default();
+    let conv = &source.convention;
     let ids: Vec<String> = match only {
         Some(id) => vec![id.to_string()],
         None => {
@@ -340,7 +322,7 @@ fn push_source(
     };
     let mut failures = Vec::new();
     for id in &ids {
-        match mlflow::push(&client, store.as_ref(), &policy, &conv, id) {
+        match mlflow::push(&client, store.as_ref(), &policy, conv, id) {
             Ok(None) => {}
             Ok(Some(mlflow::Pushed::Unchanged)) => {
                 if only.is_none() {
@@ -376,12 +358,12 @@ fn push_source(
 /// After an authorised rollback of a model read from the --source, points its serving
 /// alias back at the version rolled back to.
 fn rollback_source(
-    source: Option<&str>,
+    paths: &Paths,
     args: &crate::cli::args::RollbackArgs,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     use crate::sources::mlflow;
-    let Some(url) = mlflow_url(source) else {
+    let Some(source) = &paths.mlflow else {
         return Ok(());
     };
     let Some(to) = args.to_version.as_deref() else {
@@ -389,8 +371,9 @@ fn rollback_source(
             "with --source mlflow, give --to VERSION so the alias can be moved back",
         ));
     };
-    let client = mlflow::Client::new(url).map_err(|e| CliError::environment(e.to_string()))?;
-    let conv = mlflow::Convention::default();
+    let client =
+        mlflow::Client::new(&source.url).map_err(|e| CliError::environment(e.to_string()))?;
+    let conv = &source.convention;
     match mlflow::move_alias(&client, &args.subject, &conv.alias, to) {
         Ok(Some(m)) => write_out(
             out,
@@ -424,19 +407,51 @@ struct RemoteFlags {
     url: Option<String>,
     token_file: Option<PathBuf>,
     config: Option<PathBuf>,
+    source: Option<String>,
+}
+
+/// What the config file says about connections (nothing when there is no config file).
+fn configured(flags: &RemoteFlags) -> Result<config::RemoteConfig, CliError> {
+    let file = match &flags.config {
+        Some(f) => Some(f.clone()),
+        None => config::config_dir().ok().map(|d| d.join("config.toml")),
+    };
+    match &file {
+        Some(f) => config::remote_config(f).map_err(CliError::refused),
+        None => Ok(config::RemoteConfig::default()),
+    }
+}
+
+/// The CR source: `--source` (or TOLLGATE_SOURCE), else `source` in the config file.
+fn source_settings(
+    flags: &RemoteFlags,
+    configured: config::RemoteConfig,
+) -> Result<Option<config::MlflowSource>, CliError> {
+    let Some(source) = flags
+        .source
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or(configured.source)
+    else {
+        return Ok(None);
+    };
+    match source.split_once('=') {
+        Some(("mlflow", url)) if !url.is_empty() => Ok(Some(config::MlflowSource {
+            url: url.to_string(),
+            convention: configured.mlflow,
+        })),
+        _ => Err(CliError::refused(format!(
+            "--source {source:?}: expected KIND=URL with KIND mlflow, e.g. --source mlflow=http://127.0.0.1:5000"
+        ))),
+    }
 }
 
 /// The team server: `--remote` (or TOLLGATE_REMOTE), else `remote` in the config file;
 /// the token from `--token-file`, TOLLGATE_TOKEN, then the config's `token_file`.
-fn remote_settings(cli: &RemoteFlags) -> Result<Option<config::Remote>, CliError> {
-    let config_file = match &cli.config {
-        Some(f) => Some(f.clone()),
-        None => config::config_dir().ok().map(|d| d.join("config.toml")),
-    };
-    let configured = match &config_file {
-        Some(f) => config::remote_config(f).map_err(CliError::refused)?,
-        None => config::RemoteConfig::default(),
-    };
+fn remote_settings(
+    cli: &RemoteFlags,
+    configured: &config::RemoteConfig,
+) -> Result<Option<config::Remote>, CliError> {
     let Some(url) = cli
         .url
         .clone()
@@ -448,6 +463,7 @@ fn remote_settings(cli: &RemoteFlags) -> Result<Option<config::Remote>, CliError
     // The configured token belongs to the configured server: never send it elsewhere.
     let configured_token = configured
         .token_file
+        .clone()
         .filter(|_| configured.url.as_deref() == Some(url.as_str()));
     let env_token = std::env::var("TOLLGATE_TOKEN")
         .ok()

@@ -60,6 +60,11 @@ pub struct Shared {
     pub identity: Option<Arc<Identity>>,
     /// With a team server: decisions waiting to be delivered.
     pub outbox: Option<crate::outbox::Outbox>,
+    /// With an MLflow source: where decisions are written back.
+    pub mlflow: Option<(
+        crate::sources::mlflow::Client,
+        crate::sources::mlflow::Convention,
+    )>,
 }
 
 /// Delivers what the outbox holds (if there is one); returns how many are still unsent.
@@ -203,6 +208,24 @@ pub fn run_rollback(
     Msg::RollbackDone(id, result)
 }
 
+/// What writing a decision back to MLflow did, as a suffix for the status message.
+fn mlflow_note(
+    pushed: Result<Option<crate::sources::mlflow::Pushed>, crate::sources::mlflow::PushError>,
+    conv: &crate::sources::mlflow::Convention,
+) -> String {
+    use crate::sources::mlflow::Pushed;
+    match pushed {
+        Ok(None) | Ok(Some(Pushed::Unchanged)) => String::new(),
+        Ok(Some(Pushed::Written { status, alias })) => {
+            let moved = alias
+                .map(|m| format!(", @{} → v{}", m.alias, m.to))
+                .unwrap_or_default();
+            format!("; MLflow {}={status}{moved}", conv.status_tag)
+        }
+        Err(e) => format!("; ⚠ not written to MLflow ({e}); `tollgate sync` retries"),
+    }
+}
+
 /// Does the store work behind a loading, signing or rollback effect and returns the reply
 /// messages. Blocking: the runtime calls it on a blocking thread; tests call it directly.
 /// Returns nothing for effects that are not store work.
@@ -299,6 +322,19 @@ pub fn answer(
                     )
                 })
                 .map_err(|e| e.to_string()),
+            });
+            let result = result.map(|signed| match &shared.mlflow {
+                Some((client, conv)) if signed.starts_with("signed:") => {
+                    let pushed = crate::sources::mlflow::push(
+                        client,
+                        shared.store.as_ref(),
+                        &shared.policy,
+                        conv,
+                        &request.cr_id,
+                    );
+                    format!("{signed}{}", mlflow_note(pushed, conv))
+                }
+                _ => signed,
             });
             if let Some(outbox) = &shared.outbox {
                 return vec![
@@ -401,12 +437,20 @@ pub fn run(opts: Options) -> Result<(), String> {
             (None, Signer::ReadOnly(format!("{}{hint}", e.0)))
         }
     };
+    let mlflow = match &opts.paths.mlflow {
+        Some(m) => Some((
+            crate::sources::mlflow::Client::new(&m.url).map_err(|e| e.to_string())?,
+            m.convention.clone(),
+        )),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         store,
         policy: Arc::new(policy),
         policy_digest: sha256_digest(policy_text.as_bytes()),
         identity,
         outbox,
+        mlflow,
     });
     let mut app = App::new(
         settings,

@@ -87,11 +87,21 @@ fn parse_into(
     let Some(obj) = r.as_object(&tree, "") else {
         return Err(r.into_problems());
     };
-    // `remote` and `token_file` are read (and checked) by `config::remote_config`.
+    // `remote`, `token_file`, `source` and `[mlflow]` are read (and checked) by
+    // `config::remote_config`.
     r.deny_unknown(
         obj,
         "",
-        &["theme", "keys", "mouse", "bindings", "remote", "token_file"],
+        &[
+            "theme",
+            "keys",
+            "mouse",
+            "bindings",
+            "remote",
+            "token_file",
+            "source",
+            "mlflow",
+        ],
     );
     if obj.contains_key("keys") {
         let preset = r.choice(
