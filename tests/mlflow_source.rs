@@ -414,7 +414,7 @@ fn an_approval_moves_the_alias_and_a_rollback_moves_it_back() {
         .ok();
     assert!(
         rolled.stdout.contains(
-            "MLflow: @champion of churn-predictor moved back to v1 (v2 kept as @previous-champion)"
+            "MLflow: @champion of churn-predictor now v1 (v2 kept as @previous-champion)"
         ),
         "{}",
         rolled.stdout
@@ -422,6 +422,33 @@ fn an_approval_moves_the_alias_and_a_rollback_moves_it_back() {
     let aliases = mlflow.aliases("churn-predictor");
     assert_eq!(aliases["champion"], "1");
     assert_eq!(aliases["previous-champion"], "2");
+
+    // MLflow's own refusals come through with its error code; the authorisation stands.
+    let before = home.verified_entries();
+    let run = home.run(&[
+        "--source",
+        &source,
+        "--as",
+        "marco",
+        "rollback",
+        "churn-predictor",
+        "--env",
+        "prod",
+        "--to",
+        "99",
+        "--incident",
+        "INC-3001",
+        "--reason",
+        "wrong version typed",
+    ]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the rollback is authorised and recorded, but MLflow's alias was not moved: MLflow refused registered-models/alias (HTTP 404 RESOURCE_DOES_NOT_EXIST)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(home.verified_entries(), before + 1);
+    assert_eq!(mlflow.aliases("churn-predictor")["champion"], "1");
 }
 
 #[test]
@@ -629,4 +656,40 @@ fn the_config_file_names_the_source_and_its_convention_and_the_tui_writes_back()
     let aliases = mlflow.aliases("recommender");
     assert_eq!(aliases["production"], candidate);
     assert_eq!(aliases["previous-production"], live);
+
+    // The TUI's emergency path (`!`) as on-call marco: the alias goes back at once.
+    let marco = tollgate::tui::Shared {
+        identity: Some(Arc::new(tollgate::identity::Identity {
+            signer: tollgate::demo::seeded_signer("marco").unwrap(),
+            principal: shared.policy.principal("marco").unwrap().clone(),
+            key_path: "seeded".into(),
+        })),
+        ..shared
+    };
+    let rollback = tollgate::workflow::RollbackRequest {
+        subject: "recommender".into(),
+        environment: "prod".into(),
+        from_version: candidate.clone(),
+        to_version: live.clone(),
+        incident: "INC-4100".into(),
+        reason: "click-through fell 30% after the switch".into(),
+    };
+    let replies = tollgate::tui::answer(
+        &Effect::Authorise(2, rollback),
+        &marco,
+        None,
+        chrono::Utc::now(),
+    );
+    assert!(
+        matches!(&replies[0], Msg::RollbackOutput(line)
+            if line == &format!("MLflow: @production of recommender now v{live} (v{candidate} kept as @previous-production)")),
+        "{replies:?}"
+    );
+    assert!(
+        matches!(&replies[1], Msg::Authorised(2, Ok(_))),
+        "{replies:?}"
+    );
+    let aliases = mlflow.aliases("recommender");
+    assert_eq!(aliases["production"], live);
+    assert_eq!(aliases["previous-production"], candidate);
 }

@@ -375,18 +375,7 @@ fn rollback_source(
         mlflow::Client::new(&source.url).map_err(|e| CliError::environment(e.to_string()))?;
     let conv = &source.convention;
     match mlflow::move_alias(&client, &args.subject, &conv.alias, to) {
-        Ok(Some(m)) => write_out(
-            out,
-            &format!(
-                "MLflow: @{} of {} moved back to v{}{}\n",
-                m.alias,
-                sanitize(&args.subject),
-                sanitize(&m.to),
-                m.previous
-                    .map(|p| format!(" (v{} kept as @previous-{})", sanitize(&p), m.alias))
-                    .unwrap_or_default()
-            ),
-        ),
+        Ok(Some(m)) => write_out(out, &format!("MLflow: {}\n", m.describe(&args.subject))),
         Ok(None) => write_out(
             out,
             &format!(

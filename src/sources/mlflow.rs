@@ -866,6 +866,23 @@ pub struct AliasMove {
     pub previous: Option<String>,
 }
 
+impl AliasMove {
+    /// `@champion of churn now v1 (v2 kept as @previous-champion)`, for people.
+    pub fn describe(&self, model: &str) -> String {
+        let sanitize = crate::domain::text::sanitize;
+        format!(
+            "@{} of {} now v{}{}",
+            self.alias,
+            sanitize(model),
+            sanitize(&self.to),
+            self.previous
+                .as_deref()
+                .map(|p| format!(" (v{} kept as @previous-{})", sanitize(p), self.alias))
+                .unwrap_or_default()
+        )
+    }
+}
+
 /// What writing a CR's state back to MLflow did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pushed {

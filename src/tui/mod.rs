@@ -254,6 +254,22 @@ pub fn answer(
                 })
                 .map_err(|e| e.to_string())
             });
+            // With an MLflow source, the serving alias goes back at once.
+            if let (Ok(_), Some((client, conv))) = (&result, &shared.mlflow) {
+                let line = match crate::sources::mlflow::move_alias(
+                    client,
+                    &request.subject,
+                    &conv.alias,
+                    &request.to_version,
+                ) {
+                    Ok(Some(m)) => format!("MLflow: {}", m.describe(&request.subject)),
+                    Ok(None) => {
+                        format!("MLflow: @{} already at v{}", conv.alias, request.to_version)
+                    }
+                    Err(e) => format!("MLflow: alias NOT moved: {e}"),
+                };
+                return vec![Msg::RollbackOutput(line), Msg::Authorised(*id, result)];
+            }
             Some(Msg::Authorised(*id, result))
         }
         Effect::RunRollback(id, request, authorisation) => {
