@@ -269,9 +269,9 @@ fn sync_source(paths: &Paths, now: chrono::DateTime<chrono::Utc>) -> Result<(), 
     let report =
         mlflow::sync(&client, store.as_ref(), &source.convention, now).map_err(|e| match e {
             mlflow::SyncError::Mlflow(e @ mlflow::MlflowError::Unreachable { .. }) => {
-                CliError::environment(e.to_string())
+                CliError::environment(sanitize(&e.to_string()))
             }
-            mlflow::SyncError::Mlflow(e) => CliError::refused(e.to_string()),
+            mlflow::SyncError::Mlflow(e) => CliError::refused(sanitize(&e.to_string())),
             mlflow::SyncError::Store(e) => e.into(),
         })?;
     let count =
@@ -386,7 +386,8 @@ fn rollback_source(
             ),
         ),
         Err(e) => Err(CliError::environment(format!(
-            "the rollback is authorised and recorded, but MLflow's alias was not moved: {e}"
+            "the rollback is authorised and recorded, but MLflow's alias was not moved: {}",
+            sanitize(&e.to_string())
         ))),
     }
 }

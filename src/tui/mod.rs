@@ -218,11 +218,14 @@ fn mlflow_note(
         Ok(None) | Ok(Some(Pushed::Unchanged)) => String::new(),
         Ok(Some(Pushed::Written { status, alias })) => {
             let moved = alias
-                .map(|m| format!(", @{} → v{}", m.alias, m.to))
+                .map(|m| format!(", @{} → v{}", m.alias, crate::domain::text::sanitize(&m.to)))
                 .unwrap_or_default();
             format!("; MLflow {}={status}{moved}", conv.status_tag)
         }
-        Err(e) => format!("; ⚠ not written to MLflow ({e}); `tollgate sync` retries"),
+        Err(e) => format!(
+            "; ⚠ not written to MLflow ({}); `tollgate sync` retries",
+            crate::domain::text::sanitize(&e.to_string())
+        ),
     }
 }
 
