@@ -183,6 +183,13 @@ impl Drop for Mlflow {
     }
 }
 
+/// The row for `id` in `tollgate list --json` output.
+fn listed<'a>(rows: &'a Value, id: &str) -> &'a Value {
+    rows.as_array()
+        .and_then(|a| a.iter().find(|r| r["id"] == id))
+        .unwrap_or_else(|| panic!("{id} not listed: {rows}"))
+}
+
 fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
 }
@@ -248,22 +255,12 @@ fn pending_versions_become_crs_that_are_reviewed_as_usual() {
     );
     let rows: Value = serde_json::from_str(&run.stdout).unwrap();
     let id = format!("MLF-churn-predictor-v{candidate}");
-    let row = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == id.as_str())
-        .unwrap_or_else(|| panic!("{id} not listed: {rows}"));
+    let row = listed(&rows, &id);
     assert_eq!(row["gate"], "model");
     assert_eq!(row["subject"]["from_version"], live.as_str());
     assert_eq!(row["subject"]["to_version"], candidate.as_str());
     assert_eq!(row["requester"], "amara");
-    let first = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "MLF-ltv-model-v1")
-        .unwrap_or_else(|| panic!("first version not listed: {rows}"));
+    let first = listed(&rows, "MLF-ltv-model-v1");
     assert!(first["subject"]["from_version"].is_null(), "{first}");
 
     // Reading again changes nothing; a changed tag makes a new revision.
@@ -394,8 +391,8 @@ fn an_approval_moves_the_alias_and_a_rollback_moves_it_back() {
     );
 
     // An emergency rollback points the alias back.
-    let rolled = home
-        .run(&[
+    let rollback = |to: &str| {
+        home.run(&[
             "--source",
             &source,
             "--as",
@@ -405,13 +402,14 @@ fn an_approval_moves_the_alias_and_a_rollback_moves_it_back() {
             "--env",
             "prod",
             "--to",
-            "1",
+            to,
             "--incident",
             "INC-3001",
             "--reason",
             "retention scores collapsed",
         ])
-        .ok();
+    };
+    let rolled = rollback("1").ok();
     assert!(
         rolled.stdout.contains(
             "MLflow: @champion of churn-predictor now v1 (v2 kept as @previous-champion)"
@@ -425,22 +423,7 @@ fn an_approval_moves_the_alias_and_a_rollback_moves_it_back() {
 
     // MLflow's own refusals come through with its error code; the authorisation stands.
     let before = home.verified_entries();
-    let run = home.run(&[
-        "--source",
-        &source,
-        "--as",
-        "marco",
-        "rollback",
-        "churn-predictor",
-        "--env",
-        "prod",
-        "--to",
-        "99",
-        "--incident",
-        "INC-3001",
-        "--reason",
-        "wrong version typed",
-    ]);
+    let run = rollback("99");
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(
         run.stderr.contains("the rollback is authorised and recorded, but MLflow's alias was not moved: MLflow refused registered-models/alias (HTTP 404 RESOURCE_DOES_NOT_EXIST)"),
@@ -595,12 +578,7 @@ fn the_config_file_names_the_source_and_its_convention_and_the_tui_writes_back()
     assert!(run.stderr.contains("1 new"), "{}", run.stderr);
     let id = format!("MLF-recommender-v{candidate}");
     let rows = run.json();
-    let row = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == id.as_str())
-        .unwrap_or_else(|| panic!("{id} not listed: {rows}"));
+    let row = listed(&rows, &id);
     assert_eq!(row["subject"]["from_version"], live.as_str());
 
     // The TUI's signing path (the same code the screen runs on a background thread).

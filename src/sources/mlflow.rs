@@ -422,7 +422,28 @@ struct ApiError {
     message: String,
 }
 
+/// MLflow's error answer (`error_code`, `message`), or the start of whatever it sent.
+fn refusal(call: &str, status: u16, body: &str) -> MlflowError {
+    let e = serde_json::from_str::<ApiError>(body).unwrap_or(ApiError {
+        error_code: "UNKNOWN".into(),
+        message: crate::domain::text::truncate(body, 200),
+    });
+    MlflowError::Api {
+        call: call.into(),
+        status,
+        code: e.error_code,
+        message: e.message,
+    }
+}
+
 impl Client {
+    fn unreachable(&self, e: &reqwest::Error) -> MlflowError {
+        MlflowError::Unreachable {
+            url: self.base.clone(),
+            detail: crate::store::remote::chain(e),
+        }
+    }
+
     /// A client for the MLflow server at `url` (e.g. `http://127.0.0.1:5000`).
     pub fn new(url: &str) -> Result<Client, MlflowError> {
         crate::tls::install_crypto_provider();
@@ -460,10 +481,7 @@ impl Client {
             .http
             .get(url)
             .send()
-            .map_err(|e| MlflowError::Unreachable {
-                url: self.base.clone(),
-                detail: crate::store::remote::chain(&e),
-            })?;
+            .map_err(|e| self.unreachable(&e))?;
         let status = r.status().as_u16();
         let body = r.text().map_err(|e| MlflowError::Invalid {
             call: call.into(),
@@ -476,16 +494,7 @@ impl Client {
             return Ok(None);
         }
         if !(200..300).contains(&status) {
-            let e = serde_json::from_str::<ApiError>(&body).unwrap_or(ApiError {
-                error_code: "UNKNOWN".into(),
-                message: crate::domain::text::truncate(&body, 200),
-            });
-            return Err(MlflowError::Api {
-                call: call.into(),
-                status,
-                code: e.error_code,
-                message: e.message,
-            });
+            return Err(refusal(call, status, &body));
         }
         serde_json::from_str(&body)
             .map(Some)
@@ -539,25 +548,12 @@ impl Client {
             .post(url)
             .json(&body)
             .send()
-            .map_err(|e| MlflowError::Unreachable {
-                url: self.base.clone(),
-                detail: crate::store::remote::chain(&e),
-            })?;
+            .map_err(|e| self.unreachable(&e))?;
         let status = r.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
         }
-        let body = r.text().unwrap_or_default();
-        let e = serde_json::from_str::<ApiError>(&body).unwrap_or(ApiError {
-            error_code: "UNKNOWN".into(),
-            message: crate::domain::text::truncate(&body, 200),
-        });
-        Err(MlflowError::Api {
-            call: call.into(),
-            status,
-            code: e.error_code,
-            message: e.message,
-        })
+        Err(refusal(call, status, &r.text().unwrap_or_default()))
     }
 
     /// One model version, if it (still) exists.
