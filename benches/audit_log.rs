@@ -13,7 +13,7 @@ mod support;
 
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
 use std::time::Instant;
-use support::{build_log, record, setup};
+use support::{record, setup, store_with_signed_log};
 use tollgate::audit::keys::Signer;
 use tollgate::store::local::LocalStore;
 use tollgate::store::{NewEntry, Store, verify_log};
@@ -62,18 +62,7 @@ fn sign_and_append(n: usize) {
 fn verify(n: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let signer = Signer::generate("devi").expect("key");
-    let (store, policy) = setup(dir.path(), &signer);
-    let digest = store
-        .get("CR-1044")
-        .expect("get")
-        .expect("CR")
-        .current
-        .digest;
-    let path = store.path().to_path_buf();
-    drop(store);
-    let built = Instant::now();
-    build_log(&path, &signer, &digest, n);
-    let build_secs = built.elapsed().as_secs_f64();
+    let (path, policy, build_secs) = store_with_signed_log(dir.path(), &signer, n);
     let store = LocalStore::open(&path).expect("reopen");
     let started = Instant::now();
     let report = verify_log(&store, &policy, None).expect("verify");

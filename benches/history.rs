@@ -9,45 +9,17 @@
 
 mod support;
 
-use chrono::{TimeZone, Utc};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use std::sync::Arc;
 use std::time::Instant;
-use support::{build_log, setup};
 use tollgate::audit::canonical::sha256_digest;
 use tollgate::audit::keys::Signer;
 use tollgate::store::local::LocalStore;
-use tollgate::store::{Store, verify_log};
+use tollgate::store::verify_log;
 use tollgate::tui::app::{App, Msg, Signer as Who};
 use tollgate::tui::settings::Settings;
 use tollgate::tui::{Shared, answer, views};
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<f64>().ok())
-            })
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn current_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<f64>().ok())
-            })
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
 
 fn main() {
     let n: usize = std::env::var("TOLLGATE_BENCH_ENTRIES")
@@ -56,27 +28,11 @@ fn main() {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let signer = Signer::generate("devi").expect("key");
-    let (store, policy) = setup(dir.path(), &signer);
-    let digest = store
-        .get("CR-1044")
-        .expect("get")
-        .expect("CR")
-        .current
-        .digest;
-    let path = store.path().to_path_buf();
-    drop(store);
-    let built = Instant::now();
-    build_log(&path, &signer, &digest, n);
-    println!(
-        "tollgate history benchmark: {n} signed decisions (log built in {:.1} s)",
-        built.elapsed().as_secs_f64()
-    );
+    let (path, policy, build_secs) = support::store_with_signed_log(dir.path(), &signer, n);
+    println!("tollgate history benchmark: {n} signed decisions (log built in {build_secs:.1} s)");
 
     let store = LocalStore::open(&path).expect("open");
-    let now = Utc
-        .with_ymd_and_hms(2026, 11, 25, 10, 0, 0)
-        .single()
-        .expect("time");
+    let now = support::fixed_now();
     let policy = Arc::new(policy);
     let shared = Shared {
         store: Arc::new(store),
@@ -116,7 +72,7 @@ fn main() {
     }
     terminal.draw(|f| views::draw(f, &app)).expect("draw");
     let table = started.elapsed();
-    let rss_after_load = current_rss_mib();
+    let rss_after_load = support::status_mib("VmRSS:");
     let rows = app.history.as_ref().map_or(0, |h| h.visible.len());
     println!(
         "History: first frame                {:>9.1} ms",
@@ -156,6 +112,6 @@ fn main() {
     println!(
         "resident memory with the history loaded {:>6.1} MiB; peak {:.1} MiB (includes building the log in this process)",
         rss_after_load,
-        peak_rss_mib()
+        support::peak_rss_mib()
     );
 }

@@ -21,19 +21,6 @@ use tollgate::tui::app::{App, Msg, Signer};
 use tollgate::tui::settings::Settings;
 use tollgate::tui::{Shared, answer, views};
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<f64>().ok())
-            })
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn main() {
     let n = support::cr_count(100_000);
     let now = support::fixed_now();
@@ -117,6 +104,6 @@ fn main() {
     );
     println!(
         "peak resident memory               {:>8.1} MiB",
-        peak_rss_mib()
+        support::peak_rss_mib()
     );
 }

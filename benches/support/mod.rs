@@ -145,3 +145,43 @@ pub fn fixed_now() -> chrono::DateTime<Utc> {
         .single()
         .expect("valid time")
 }
+
+/// A `/proc/self/status` memory field (`VmHWM:` peak, `VmRSS:` now) in MiB.
+pub fn status_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The peak resident memory of this process so far, in MiB.
+pub fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// A store with the demo CRs and `n` signed decisions on CR-1044 (built in bulk, closed
+/// again): its path, the policy that verifies it, and the seconds the log took to build.
+pub fn store_with_signed_log(
+    dir: &std::path::Path,
+    signer: &Signer,
+    n: usize,
+) -> (std::path::PathBuf, Policy, f64) {
+    let (store, policy) = setup(dir, signer);
+    let digest = store
+        .get("CR-1044")
+        .expect("get")
+        .expect("CR")
+        .current
+        .digest;
+    let path = store.path().to_path_buf();
+    drop(store);
+    let built = std::time::Instant::now();
+    build_log(&path, signer, &digest, n);
+    (path, policy, built.elapsed().as_secs_f64())
+}
