@@ -12,6 +12,27 @@ fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::new()
 }
 
+/// How many decisions the server holds, and on how many distinct CRs.
+fn decided_crs(url: &str, token: &str) -> (usize, usize) {
+    let summaries: Value = http()
+        .get(format!("{url}/v1/decision-summaries?limit=1000"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut crs: Vec<&str> = summaries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["cr_id"].as_str().unwrap())
+        .collect();
+    let total = crs.len();
+    crs.sort();
+    crs.dedup();
+    (total, crs.len())
+}
+
 #[test]
 fn the_cli_works_against_a_server_as_it_does_locally() {
     let server_home = Home::demo();
@@ -416,23 +437,9 @@ fn fifty_concurrent_clients_lose_and_duplicate_nothing() {
         let run: common::Run = child.wait_with_output().unwrap().into();
         run.ok();
     }
-    let summaries: Value = http()
-        .get(format!("{}/v1/decision-summaries?limit=1000", server.url))
-        .bearer_auth(&devi)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let mut crs: Vec<&str> = summaries
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["cr_id"].as_str().unwrap())
-        .collect();
-    crs.sort();
-    crs.dedup();
-    assert_eq!(summaries.as_array().unwrap().len(), 50, "none duplicated");
-    assert_eq!(crs.len(), 50, "none lost");
+    let (decisions, crs) = decided_crs(&server.url, &devi);
+    assert_eq!(decisions, 50, "none duplicated");
+    assert_eq!(crs, 50, "none lost");
     assert_eq!(home.verified_entries(), 5 + 50 + 50);
 }
 
@@ -657,23 +664,11 @@ fn killing_the_server_mid_run_loses_nothing_and_the_outboxes_drain() {
             .into();
         out.ok();
     }
-    let summaries: Value = http()
-        .get(format!("{url}/v1/decision-summaries?limit=1000"))
-        .bearer_auth(&devi)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let mut crs: Vec<&str> = summaries
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["cr_id"].as_str().unwrap())
-        .collect();
-    let total = crs.len();
-    crs.sort();
-    crs.dedup();
-    assert_eq!((total, crs.len()), (30, 30), "every decision exactly once");
+    assert_eq!(
+        decided_crs(&url, &devi),
+        (30, 30),
+        "every decision exactly once"
+    );
     assert_eq!(home.verified_entries(), 5 + 30 + 30);
 }
 
