@@ -21,6 +21,26 @@ fn ssh_keygen(args: &[&str], stdin: Option<&Path>) -> std::process::Output {
         .expect("ssh-keygen is installed (.ci/run installs openssh-client)")
 }
 
+/// `ssh-keygen -Y verify` of `body` against `sig` for `who` in namespace `tollgate`:
+/// what an auditor runs.
+fn ssh_verify(signers: &Path, who: &str, sig: &Path, body: &Path) -> std::process::Output {
+    ssh_keygen(
+        &[
+            "-Y",
+            "verify",
+            "-f",
+            signers.to_str().unwrap(),
+            "-I",
+            who,
+            "-n",
+            "tollgate",
+            "-s",
+            sig.to_str().unwrap(),
+        ],
+        Some(body),
+    )
+}
+
 /// Replaces the demo key of `who` in the installed policy with `pub_line`.
 fn set_key(home: &Home, who: &str, pub_line: &str) {
     let path = home.path("tollgate.policy.toml");
@@ -90,21 +110,7 @@ fn tollgate_records_verify_with_ssh_keygen_and_sha256sum() {
         let sig = home.path("body.sig");
         std::fs::write(&sig, e["signature"].as_str().unwrap()).unwrap();
         let who = e["principal"].as_str().unwrap();
-        let out = ssh_keygen(
-            &[
-                "-Y",
-                "verify",
-                "-f",
-                signers.to_str().unwrap(),
-                "-I",
-                who,
-                "-n",
-                "tollgate",
-                "-s",
-                sig.to_str().unwrap(),
-            ],
-            Some(&body),
-        );
+        let out = ssh_verify(&signers, who, &sig, &body);
         assert!(
             out.status.success(),
             "ssh-keygen refused entry {}: {}",
@@ -125,21 +131,7 @@ fn tollgate_records_verify_with_ssh_keygen_and_sha256sum() {
                 .replacen("request-changes", "approve-changes", 1),
         )
         .unwrap();
-        let out = ssh_keygen(
-            &[
-                "-Y",
-                "verify",
-                "-f",
-                signers.to_str().unwrap(),
-                "-I",
-                who,
-                "-n",
-                "tollgate",
-                "-s",
-                sig.to_str().unwrap(),
-            ],
-            Some(&body),
-        );
+        let out = ssh_verify(&signers, who, &sig, &body);
         assert!(!out.status.success(), "ssh-keygen accepted altered content");
     }
     assert_eq!(decisions, 2);
