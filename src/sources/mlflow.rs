@@ -951,13 +951,23 @@ pub fn push(
     let Some(last) = entries.last() else {
         return Ok(None);
     };
-    let record = crate::audit::log::DecisionRecord::parse(&last.body).map_err(|e| {
-        PushError::Log(format!(
-            "decision entry {}: {e}; run `tollgate verify`",
-            last.seq
-        ))
-    })?;
-    let decisions = store.decisions(cr_id)?;
+    // The entries carry the decisions: parse them rather than read the log again.
+    let mut decisions = Vec::with_capacity(entries.len());
+    let mut latest = None;
+    for e in &entries {
+        let unreadable = |why: String| {
+            PushError::Log(format!(
+                "decision entry {}: {why}; run `tollgate verify`",
+                e.seq
+            ))
+        };
+        let record = crate::audit::log::DecisionRecord::parse(&e.body).map_err(unreadable)?;
+        decisions.push(record.to_decision().map_err(unreadable)?);
+        latest = Some(record);
+    }
+    let Some(record) = latest else {
+        return Ok(None);
+    };
     let eval =
         crate::domain::status::evaluate(&cr.current.cr, &cr.current.digest, &decisions, policy);
     let status = eval.status.as_str().to_string();
