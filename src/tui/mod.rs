@@ -303,7 +303,8 @@ pub fn answer(
             data::load_detail(shared.store.as_ref(), &shared.policy, cr).map(Box::new),
         )),
         Effect::Sign(id, request) => {
-            let result = shared.signer().and_then(|who| match &shared.outbox {
+            // The log position it was recorded at, or `None` when it waits in the outbox.
+            let recorded = shared.signer().and_then(|who| match &shared.outbox {
                 Some(outbox) => {
                     let mut pending =
                         crate::outbox::Pending::new("", &who.principal.id, request, now);
@@ -315,15 +316,9 @@ pub fn answer(
                         who,
                         &mut pending,
                     ) {
-                        crate::outbox::Delivery::Delivered(entry) => Ok(format!(
-                            "signed: {} {} as {} — log entry {}",
-                            request.verdict, request.cr_id, request.role, entry.seq
-                        )),
+                        crate::outbox::Delivery::Delivered(entry) => Ok(Some(entry.seq)),
                         crate::outbox::Delivery::Failed(why) => Err(why),
-                        crate::outbox::Delivery::Later(_) => Ok(format!(
-                            "UNSENT: {} {} kept in the outbox — delivered when the server is back",
-                            request.verdict, request.cr_id
-                        )),
+                        crate::outbox::Delivery::Later(_) => Ok(None),
                     }
                 }
                 None => crate::workflow::sign_decision(
@@ -334,26 +329,33 @@ pub fn answer(
                     request,
                     now,
                 )
-                .map(|entry| {
-                    format!(
-                        "signed: {} {} as {} — log entry {}",
-                        request.verdict, request.cr_id, request.role, entry.seq
-                    )
-                })
+                .map(|entry| Some(entry.seq))
                 .map_err(|e| e.to_string()),
             });
-            let result = result.map(|signed| match &shared.mlflow {
-                Some((client, conv)) if signed.starts_with("signed:") => {
-                    let pushed = crate::sources::mlflow::push(
-                        client,
-                        shared.store.as_ref(),
-                        &shared.policy,
-                        conv,
-                        &request.cr_id,
+            let result = recorded.map(|seq| match seq {
+                None => format!(
+                    "UNSENT: {} {} kept in the outbox — delivered when the server is back",
+                    request.verdict, request.cr_id
+                ),
+                Some(seq) => {
+                    let signed = format!(
+                        "signed: {} {} as {} — log entry {seq}",
+                        request.verdict, request.cr_id, request.role
                     );
-                    format!("{signed}{}", mlflow_note(pushed, conv))
+                    match &shared.mlflow {
+                        Some((client, conv)) => {
+                            let pushed = crate::sources::mlflow::push(
+                                client,
+                                shared.store.as_ref(),
+                                &shared.policy,
+                                conv,
+                                &request.cr_id,
+                            );
+                            format!("{signed}{}", mlflow_note(pushed, conv))
+                        }
+                        None => signed,
+                    }
                 }
-                _ => signed,
             });
             if let Some(outbox) = &shared.outbox {
                 return vec![
