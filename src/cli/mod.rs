@@ -106,6 +106,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         sync_source(&p, now)?;
         Ok(p)
     };
+    // A signed decision, then its state written back to the source (if any).
+    let sign_and_write_back =
+        |verdict: Verdict, a: &crate::cli::args::DecideArgs, out: &mut dyn Write| {
+            let p = synced()?;
+            decide::run(&p, &keys, verdict, a, out)?;
+            push_source(&p, Some(&a.id), out)
+        };
     // Commands that only make sense on the store's own machine: refused with an explicit
     // --remote, and blind to a server named in the config file.
     let local_only = |what: &str| -> Result<Paths, CliError> {
@@ -137,21 +144,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Some(Command::Outbox { flush }) => {
             crate::cli::outbox_cmd::run(&paths()?, &keys, flush, out)
         }
-        Some(Command::Approve(a)) => {
-            let p = synced()?;
-            decide::run(&p, &keys, Verdict::Approve, &a, out)?;
-            push_source(&p, Some(&a.id), out)
-        }
-        Some(Command::Reject(a)) => {
-            let p = synced()?;
-            decide::run(&p, &keys, Verdict::Reject, &a, out)?;
-            push_source(&p, Some(&a.id), out)
-        }
-        Some(Command::RequestChanges(a)) => {
-            let p = synced()?;
-            decide::run(&p, &keys, Verdict::RequestChanges, &a, out)?;
-            push_source(&p, Some(&a.id), out)
-        }
+        Some(Command::Approve(a)) => sign_and_write_back(Verdict::Approve, &a, out),
+        Some(Command::Reject(a)) => sign_and_write_back(Verdict::Reject, &a, out),
+        Some(Command::RequestChanges(a)) => sign_and_write_back(Verdict::RequestChanges, &a, out),
         Some(Command::Sync) => {
             let p = synced()?;
             if p.mlflow.is_none() {
