@@ -13,10 +13,8 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use std::sync::Arc;
 use std::time::Instant;
-use tollgate::audit::canonical::sha256_digest;
-use tollgate::audit::keys::Signer;
 use tollgate::store::local::LocalStore;
-use tollgate::store::verify_log;
+use tollgate::store::{VerifyOptions, verify_log};
 use tollgate::tui::app::{App, Msg, Signer as Who};
 use tollgate::tui::settings::Settings;
 use tollgate::tui::{Shared, answer, views};
@@ -27,21 +25,14 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let signer = Signer::generate("devi").expect("key");
-    let (path, policy, build_secs) = support::store_with_signed_log(dir.path(), &signer, n);
+    let (path, build_secs) = support::store_with_signed_log(dir.path(), n);
     println!("tollgate history benchmark: {n} signed decisions (log built in {build_secs:.1} s)");
 
     let store = LocalStore::open(&path).expect("open");
     let now = support::fixed_now();
-    let policy = Arc::new(policy);
-    let shared = Shared {
-        store: Arc::new(store),
-        policy: policy.clone(),
-        policy_digest: sha256_digest(b"bench"),
-        identity: None,
-        outbox: None,
-        mlflow: None,
-    };
+    let book = support::book_of(&store);
+    let policy = book.current().policy.clone();
+    let shared = Shared::new(Arc::new(store), book, None, None, None);
     let who = policy.principal("sofia").expect("sofia").clone();
     let mut app = App::new(
         Settings::default(),
@@ -101,7 +92,7 @@ fn main() {
         );
     }
     let t = Instant::now();
-    let report = verify_log(shared.store.as_ref(), &policy, None).expect("verify");
+    let report = verify_log(shared.store.as_ref(), &VerifyOptions::default()).expect("verify");
     assert!(report.ok());
     println!(
         "background chain verification       {:>9.1} s for {} entries ({:.0} entries/s)",

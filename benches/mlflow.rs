@@ -164,7 +164,24 @@ fn main() {
         let rows: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (took, rows.as_array().map_or(0, Vec::len))
     };
-    let _ = tollgate(&["init"], &[]);
+    // A store whose genesis is the seeded demo policy, signed by its lead's seeded key.
+    let lead_key = home.join("lena.key");
+    tollgate::demo::seeded_signer(tollgate::demo::GENESIS_SIGNER)
+        .expect("seeded key")
+        .write(&lead_key)
+        .expect("key file");
+    let seeded = home.join("seeded.policy.toml");
+    std::fs::write(&seeded, tollgate::demo::seeded_policy_text()).expect("policy");
+    let _ = tollgate(
+        &[
+            "init",
+            "--policy",
+            &seeded.to_string_lossy(),
+            "--key",
+            &lead_key.to_string_lossy(),
+        ],
+        &[],
+    );
     let _ = tollgate(&["list", "--json"], &[]);
     let source = format!("mlflow={url}");
     let (first, rows) = tollgate(&["--source", &source, "list", "--json"], &[]);

@@ -18,15 +18,11 @@
 mod support;
 
 use chrono::Utc;
-use std::sync::Arc;
 use std::time::Instant;
-use tollgate::audit::canonical::sha256_digest;
 use tollgate::domain::decision::Verdict;
-use tollgate::domain::policy::parse_policy;
-use tollgate::identity::Identity;
 use tollgate::store::local::LocalStore;
 use tollgate::store::remote::RemoteStore;
-use tollgate::store::verify_log;
+use tollgate::store::{VerifyOptions, verify_log};
 use tollgate::workflow::{DecisionRequest, sign_decision};
 
 /// Latencies of one run, in seconds.
@@ -87,15 +83,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.db");
     let store = LocalStore::create(&path).expect("store");
+    let book = tollgate::demo::seeded_genesis(&store, &tollgate::demo::seeded_policy_text(), now)
+        .expect("genesis");
     let reviewable = support::submit_synthetic(&store, n, now);
     drop(store);
 
-    let policy_text = tollgate::demo::seeded_policy_text();
     let policy_path = dir.path().join("bench.policy.toml");
-    std::fs::write(&policy_path, &policy_text).expect("policy");
-    let (policy, _) = parse_policy(&policy_text).expect("policy");
-    let policy = Arc::new(policy);
-    let policy_digest = sha256_digest(policy_text.as_bytes());
+    std::fs::write(&policy_path, &book.current().text).expect("policy");
     let tokens_path = dir.path().join("bench.tokens.toml");
     let token = tollgate::server::tokens::add(&tokens_path, "devi", "bench").expect("token");
     let opts = tollgate::server::ServeOptions {
@@ -170,11 +164,7 @@ fn main() {
         .print("GET queue, unchanged (304)", clients);
     }
 
-    let devi = Identity {
-        signer: tollgate::demo::seeded_signer("devi").expect("seeded key"),
-        principal: policy.principal("devi").expect("devi").clone(),
-        key_path: "seeded".into(),
-    };
+    let devi = tollgate::demo::seeded_identity("devi").expect("seeded identity");
     let mut next = 0;
     let mut decided = 0;
     for clients in [1, 4, 16] {
@@ -196,15 +186,8 @@ fn main() {
                 ticks: vec![],
                 expect_digest: None,
             };
-            sign_decision(
-                &stores[c],
-                &policy,
-                &policy_digest,
-                &devi,
-                &request,
-                Utc::now(),
-            )
-            .expect("decision recorded");
+            sign_decision(&stores[c], &book, &devi, &request, Utc::now())
+                .expect("decision recorded");
         })
         .print("signed decision (RemoteStore)", clients);
         decided += clients * per;
@@ -212,7 +195,7 @@ fn main() {
 
     let verifier = LocalStore::open(&path).expect("open");
     let started = Instant::now();
-    let report = verify_log(&verifier, &policy, None).expect("verify");
+    let report = verify_log(&verifier, &VerifyOptions::default()).expect("verify");
 
     println!(
         "log verified: {} entries ({n} submissions + {decided} decisions expected) in {:.2} s: {}",

@@ -14,8 +14,6 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use std::sync::Arc;
 use std::time::Instant;
-use tollgate::audit::canonical::sha256_digest;
-use tollgate::domain::policy::parse_policy;
 use tollgate::store::local::LocalStore;
 use tollgate::tui::app::{App, Msg, Signer};
 use tollgate::tui::settings::Settings;
@@ -27,6 +25,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.db");
     let store = LocalStore::create(&path).expect("store");
+    tollgate::demo::seeded_genesis(&store, &tollgate::demo::seeded_policy_text(), now)
+        .expect("genesis");
     let built = Instant::now();
     support::submit_synthetic(&store, n, now);
     println!(
@@ -35,21 +35,14 @@ fn main() {
     );
     drop(store);
 
-    // Start-up as `tollgate` does it: open the store, parse the policy, build the app, draw.
+    // Start-up as `tollgate` does it: open the store, read the policy in force from its
+    // log, build the app, draw.
     let started = Instant::now();
     let store = LocalStore::open(&path).expect("open");
-    let text = tollgate::demo::seeded_policy_text();
-    let (policy, _) = parse_policy(&text).expect("policy");
-    let policy = Arc::new(policy);
+    let book = support::book_of(&store);
+    let policy = book.current().policy.clone();
     let who = policy.principal("devi").expect("devi").clone();
-    let shared = Shared {
-        store: Arc::new(store),
-        policy: policy.clone(),
-        policy_digest: sha256_digest(text.as_bytes()),
-        identity: None,
-        outbox: None,
-        mlflow: None,
-    };
+    let shared = Shared::new(Arc::new(store), book, None, None, None);
     let mut app = App::new(
         Settings::default(),
         policy,

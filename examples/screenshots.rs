@@ -13,8 +13,6 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
 use std::sync::Arc;
-use tollgate::audit::canonical::sha256_digest;
-use tollgate::domain::policy::parse_policy;
 use tollgate::identity::Identity;
 use tollgate::store::Store;
 use tollgate::store::local::LocalStore;
@@ -163,15 +161,15 @@ impl Scene {
 
 fn build_scene(who: &str, now: chrono::DateTime<Utc>, dir: &std::path::Path) -> Scene {
     let store = LocalStore::create(&dir.join(format!("{who}.db"))).expect("store");
-    store
-        .submit(&tollgate::demo::submissions(), now)
-        .expect("submit");
     let text = format!(
         "{}\n[[emergency.rollback]]\nsubject = \"recommender\"\ncommand = [\"helm\", \"rollback\", \"{{subject}}\", \"{{to_version}}\"]\ntimeout_seconds = 120\n",
         tollgate::demo::seeded_policy_text()
     );
-    let (policy, _) = parse_policy(&text).expect("policy");
-    let policy = Arc::new(policy);
+    let book = tollgate::demo::seeded_genesis(&store, &text, now).expect("genesis");
+    store
+        .submit(&tollgate::demo::submissions(), now)
+        .expect("submit");
+    let policy = book.current().policy.clone();
     let identity = Identity {
         signer: tollgate::demo::seeded_signer(who).expect("key"),
         principal: policy.principal(who).expect("principal").clone(),
@@ -190,14 +188,7 @@ fn build_scene(who: &str, now: chrono::DateTime<Utc>, dir: &std::path::Path) -> 
     );
     let mut scene = Scene {
         app,
-        shared: Shared {
-            store: Arc::new(store),
-            policy,
-            policy_digest: sha256_digest(text.as_bytes()),
-            identity: Some(Arc::new(identity)),
-            outbox: None,
-            mlflow: None,
-        },
+        shared: Shared::new(Arc::new(store), book, Some(Arc::new(identity)), None, None),
     };
     scene.app.update(Msg::Resize(W, H));
     let first = scene.app.load_queue();

@@ -3,11 +3,12 @@
 //! versions, rollback plan and whether it was tested, exceptions), plus everything an
 //! auditor needs to check it without tollgate: the log lines and an allowed_signers file.
 
-use crate::audit::keys::{Keyring, allowed_signers};
-use crate::audit::log::{LogEntry, VerifyReport};
+use crate::audit::keys::allowed_signers;
+use crate::audit::log::{EntryKind, LogEntry, VerifyReport};
+use crate::audit::policy_log::Keyrings;
 use crate::domain::emergency::Exception;
-use crate::domain::policy::Policy;
-use crate::domain::status::{Evaluation, evaluate};
+use crate::domain::policy_book::PolicyBook;
+use crate::domain::status::{Evaluation, evaluate_in};
 use crate::store::{Store, StoredCr};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
@@ -37,28 +38,65 @@ pub struct AuditExport {
     pub json: Value,
     /// `entries.jsonl`: the log entries behind the report.
     pub entries: Vec<LogEntry>,
-    /// `allowed_signers` for `ssh-keygen -Y verify`.
+    /// `allowed_signers` for `ssh-keygen -Y verify`: the keys of the policy in force.
+    pub allowed_signers: String,
+    /// Every policy version the entries were judged by: `policies/vN.toml` (the adopted
+    /// text) and `policies/vN.allowed_signers` (its keys).
+    pub policies: Vec<PolicyFiles>,
+}
+
+/// One policy version as the export ships it.
+#[derive(Debug, Clone)]
+pub struct PolicyFiles {
+    /// Version number (1 for the genesis, or for the file of an unmigrated store).
+    pub version: u32,
+    /// The adopted text, verbatim (it hashes to the adoption's `policy_digest`).
+    pub text: String,
+    /// Its keys, one `allowed_signers` line each.
     pub allowed_signers: String,
 }
 
-/// The script an auditor runs in the export directory (needs jq, sha256sum, ssh-keygen).
+/// The script an auditor runs in the export directory (needs jq, sha256sum, cmp, grep and
+/// ssh-keygen). Each signed entry is checked against the keys of the policy version in
+/// force at its position, which the script follows through the `policy-adopted` entries.
 pub const VERIFY_SCRIPT: &str = r#"#!/bin/sh
-# Checks every entry in entries.jsonl: the body hashes to the entry's hash, and each signed
-# entry's SSHSIG verifies for its principal against allowed_signers (namespace tollgate).
-# Needs jq, sha256sum and ssh-keygen. Exit status 0 only if everything checks out.
+# Checks every entry in entries.jsonl:
+#  - the body hashes to the entry's hash;
+#  - each policy-adopted entry adopts exactly policies/vN.toml, and every key trusted in
+#    policies/vN.allowed_signers is listed in that text;
+#  - each signed entry's SSHSIG verifies for its principal against the allowed_signers of
+#    the policy version in force at that entry (namespace tollgate): an adoption is signed
+#    under the version it replaces, the genesis under itself.
+# Needs jq, sha256sum, cmp, grep and ssh-keygen. Exit status 0 only if everything checks out.
 set -u
 fail=0
+ver=1
 while IFS= read -r line; do
   seq=$(printf '%s' "$line" | jq -r .seq)
+  kind=$(printf '%s' "$line" | jq -r .kind)
   printf '%s' "$line" | jq -j .body > body
   [ "sha256:$(sha256sum body | cut -c1-64)" = "$(printf '%s' "$line" | jq -r .hash)" ] || { echo "entry $seq: hash mismatch"; fail=1; }
+  new=$ver
+  if [ "$kind" = policy-adopted ]; then
+    new=$(jq -r .version body)
+    [ "$new" = 1 ] && ver=1
+    jq -j .policy_text body > adopted.toml
+    if cmp -s adopted.toml "policies/v$new.toml"; then
+      while read -r who opts algo blob; do
+        grep -qF "$blob" "policies/v$new.toml" || { echo "policies/v$new.allowed_signers: a key of $who is not in policies/v$new.toml"; fail=1; }
+      done < "policies/v$new.allowed_signers"
+    else
+      echo "entry $seq: policies/v$new.toml is not the policy this entry adopted"; fail=1
+    fi
+  fi
   if [ "$(printf '%s' "$line" | jq -r .signature)" != null ]; then
     printf '%s' "$line" | jq -j .signature > body.sig
-    ssh-keygen -Y verify -f allowed_signers -I "$(printf '%s' "$line" | jq -r .principal)" -n tollgate -s body.sig < body > /dev/null \
-      || { echo "entry $seq: bad signature"; fail=1; }
+    ssh-keygen -Y verify -f "policies/v$ver.allowed_signers" -I "$(printf '%s' "$line" | jq -r .principal)" -n tollgate -s body.sig < body > /dev/null \
+      || { echo "entry $seq: bad signature under policy version $ver"; fail=1; }
   fi
+  ver=$new
 done < entries.jsonl
-rm -f body body.sig
+rm -f body body.sig adopted.toml
 [ $fail = 0 ] && echo "all entries verified"
 exit $fail
 "#;
@@ -84,7 +122,7 @@ fn time(t: DateTime<Utc>) -> String {
 /// Builds the export. `chain` is the result of verifying the whole log.
 pub fn build(
     store: &dyn Store,
-    policy: &Policy,
+    book: &PolicyBook,
     selection: &Selection,
     chain: &VerifyReport,
     exceptions: &[Exception],
@@ -123,8 +161,10 @@ pub fn build(
                 .collect()
         }
     };
-    let keyring = Keyring::from_policy(policy).unwrap_or_default();
-    // One pass over the log collects every entry about the CRs in scope.
+    let keyrings = Keyrings::new(book);
+    // One pass over the log collects every entry about the CRs in scope, and the policy
+    // adoptions that judged them.
+    let mut adoptions: Vec<LogEntry> = Vec::new();
     let mut by_cr: std::collections::HashMap<String, Vec<LogEntry>> = crs
         .iter()
         .map(|c| (c.current.cr.id.clone(), Vec::new()))
@@ -135,6 +175,9 @@ pub fn build(
         let Some(last) = page.last() else { break };
         after = last.seq;
         for e in page {
+            if e.kind == EntryKind::PolicyAdopted.as_str() {
+                adoptions.push(e.clone());
+            }
             if let Some(list) = e.cr_id.as_ref().and_then(|id| by_cr.get_mut(id)) {
                 list.push(e);
             }
@@ -172,7 +215,7 @@ pub fn build(
     for cr in &crs {
         let c = &cr.current.cr;
         let decisions = store.decisions(&c.id).map_err(err)?;
-        let eval: Evaluation = evaluate(c, &cr.current.digest, &decisions, policy);
+        let eval: Evaluation = evaluate_in(c, &cr.current.digest, &decisions, book);
         let logged: Vec<LogEntry> = by_cr.remove(&c.id).unwrap_or_default();
         let decision_entries: Vec<&LogEntry> =
             logged.iter().filter(|e| e.kind == "decision").collect();
@@ -244,8 +287,8 @@ pub fn build(
                 .find(|x| &x.decision == d)
                 .map(|x| x.reason.clone());
             let signature = match (&e.principal, &e.signature) {
-                (Some(p), Some(sig)) => match keyring.verify(p, e.body.as_bytes(), sig) {
-                    Ok(fp) => format!("valid ({fp})"),
+                (Some(_), Some(_)) => match keyrings.verify(e) {
+                    Ok(fp) => format!("valid ({fp}, policy v{})", book.in_force_at(e.seq).version),
                     Err(x) => format!("INVALID: {x}"),
                 },
                 _ => "missing".into(),
@@ -412,17 +455,69 @@ pub fn build(
             entries.push(e);
         }
     }
+    // Every adoption up to the last entry exported: the auditor's script follows them
+    // to know which keys were in force at each entry.
+    let last = entries.iter().map(|e| e.seq).max().unwrap_or(0);
+    entries.extend(adoptions.into_iter().filter(|a| a.seq <= last));
     entries.sort_by_key(|e| e.seq);
     entries.dedup_by_key(|e| e.seq);
+    let policies: Vec<PolicyFiles> = book
+        .versions()
+        .iter()
+        .filter(|v| v.seq <= last.max(book.genesis().seq))
+        .map(|v| PolicyFiles {
+            version: v.version.max(1),
+            text: v.text.clone(),
+            allowed_signers: allowed_signers(&v.policy),
+        })
+        .collect();
+    let _ = writeln!(
+        md_out,
+        "## Policy versions
+"
+    );
+    let _ = writeln!(
+        md_out,
+        "Each entry is judged by the policy in force when it was appended. `policies/vN.toml` is
+the text version N adopted; `policies/vN.allowed_signers` its keys.
+"
+    );
+    let _ = writeln!(
+        md_out,
+        "| Version | Adopted at entry | By | From | Digest |"
+    );
+    let _ = writeln!(md_out, "|---|---|---|---|---|");
+    for v in book
+        .versions()
+        .iter()
+        .filter(|v| v.seq <= last.max(book.genesis().seq))
+    {
+        let _ = writeln!(
+            md_out,
+            "| {} | {} | {} | {} | `{}` |",
+            v.version,
+            v.seq,
+            md(v.adopted_by.as_deref().unwrap_or("—")),
+            md(v.cr_id.as_deref().unwrap_or(if v.migration {
+                "genesis (migration)"
+            } else {
+                "genesis"
+            })),
+            v.digest
+        );
+    }
+    let _ = writeln!(md_out);
 
     let _ = writeln!(
         md_out,
         "## Verifying this report independently\n\n\
          The files beside this report are everything needed, with no tollgate installed:\n\n\
          - `entries.jsonl`: the {} log entries behind this report; each `body` is the exact signed text.\n\
-         - `allowed_signers`: the principals' public keys, scoped to the `tollgate` namespace.\n\
+         - `allowed_signers`: the public keys of the policy in force now, scoped to the `tollgate` namespace.\n\
+         - `policies/`: each policy version the entries were judged by (`vN.toml`, `vN.allowed_signers`).\n\
          - `verify.sh`: checks each entry's hash with `sha256sum` and each signature with\n  \
-         `ssh-keygen -Y verify -f allowed_signers -I PRINCIPAL -n tollgate -s body.sig < body`.\n\n\
+         `ssh-keygen -Y verify -f policies/vN.allowed_signers -I PRINCIPAL -n tollgate -s body.sig < body`,\n  \
+         N being the policy version in force at that entry.\n\n\
          To check the chain itself (every link from the first entry), export the whole log with\n\
          `tollgate log export` and follow docs/audit-log.md.\n",
         entries.len()
@@ -439,12 +534,18 @@ pub fn build(
         "change_requests": json_crs,
         "exceptions": wanted,
         "entries": entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        "policies": book.versions().iter().filter(|v| v.seq <= last.max(book.genesis().seq)).map(|v| json!({
+            "version": v.version, "seq": v.seq, "hash": v.hash, "digest": v.digest,
+            "adopted_by": v.adopted_by, "cr_id": v.cr_id, "migration": v.migration,
+            "file": format!("policies/v{}.toml", v.version.max(1)),
+        })).collect::<Vec<_>>(),
     });
     Ok(AuditExport {
         markdown: md_out,
         json,
         entries,
-        allowed_signers: allowed_signers(policy),
+        allowed_signers: allowed_signers(book.policy()),
+        policies,
     })
 }
 

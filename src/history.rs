@@ -5,9 +5,9 @@
 use crate::domain::change_request::Gate;
 use crate::domain::decision::Verdict;
 use crate::domain::emergency::{Exception, ExceptionState};
-use crate::domain::policy::Policy;
+use crate::domain::policy_book::PolicyBook;
 use crate::domain::risk::{RiskLevel, assess};
-use crate::domain::status::{Status, evaluate};
+use crate::domain::status::{Status, evaluate_in};
 use crate::store::Store;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
@@ -95,7 +95,7 @@ struct RevisionContext {
 /// Loads every decision with the context of the revision it was bound to, a page of the
 /// log at a time; repeated strings (CR, subject, principal, role) are shared, so a
 /// million decisions stay a few hundred bytes each.
-pub fn load(store: &dyn Store, policy: &Policy, now: DateTime<Utc>) -> Result<History, String> {
+pub fn load(store: &dyn Store, book: &PolicyBook, now: DateTime<Utc>) -> Result<History, String> {
     let submitted = store.submission_times().map_err(|e| e.to_string())?;
     // Looked up by &str (no allocation per decision): CR id → revision → context.
     let mut revisions: HashMap<String, HashMap<u32, RevisionContext>> = HashMap::new();
@@ -143,7 +143,7 @@ pub fn load(store: &dyn Store, policy: &Policy, now: DateTime<Utc>) -> Result<Hi
                         subject: Arc::from(c.subject.name.as_str()),
                         environment: Arc::from(c.subject.environment.as_str()),
                         title: Arc::from(c.title.as_str()),
-                        risk: assess(c, &policy.risk).effective,
+                        risk: assess(c, &book.policy().risk).effective,
                     };
                     revisions
                         .entry(s.cr_id.clone())
@@ -196,7 +196,7 @@ pub fn load(store: &dyn Store, policy: &Policy, now: DateTime<Utc>) -> Result<Hi
                 .get(&cr.current.cr.id)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            let e = evaluate(&cr.current.cr, &cr.current.digest, mine, policy);
+            let e = evaluate_in(&cr.current.cr, &cr.current.digest, mine, book);
             if e.status == Status::Pending {
                 waiting.push(Waiting {
                     cr_id: cr.current.cr.id.clone(),

@@ -7,15 +7,15 @@
 //! same content — the server is idempotent on it, and a decision is recorded exactly once
 //! even when a response was lost.
 
-use crate::audit::log::{DecisionRecord, LogEntry};
+use crate::audit::log::DecisionRecord;
 use crate::domain::checklist::Tick;
 use crate::domain::decision::Verdict;
-use crate::domain::policy::Policy;
+use crate::domain::policy_book::PolicyBook;
 use crate::domain::rules::{Proposal, check_decision};
-use crate::domain::status::evaluate;
+use crate::domain::status::evaluate_in;
 use crate::identity::Identity;
-use crate::store::{DecideError, NewEntry, Store, StoreError};
-use crate::workflow::{DecisionRequest, decision_record};
+use crate::store::{Appended, DecideError, Store, StoreError};
+use crate::workflow::{DecisionRequest, decision_record, sign_with_adoption};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -98,8 +98,9 @@ pub struct Outbox {
 /// What happened to one delivery attempt.
 #[derive(Debug)]
 pub enum Delivery {
-    /// Recorded by the server (now, or by an earlier attempt whose answer was lost).
-    Delivered(LogEntry),
+    /// Recorded by the server (now, or by an earlier attempt whose answer was lost), with
+    /// the policy adoption it completed, if any.
+    Delivered(Appended),
     /// The server refused it for good (stale CR, a rule); moved to `failed/`.
     Failed(String),
     /// Not reachable now; kept for later.
@@ -182,13 +183,12 @@ impl Outbox {
     pub fn deliver(
         &self,
         store: &dyn Store,
-        policy: &Policy,
-        policy_digest: &str,
+        book: &PolicyBook,
         who: &Identity,
         p: &mut Pending,
     ) -> Delivery {
         p.attempts += 1;
-        let outcome = self.try_deliver(store, policy, policy_digest, who, p);
+        let outcome = self.try_deliver(store, book, who, p);
         match &outcome {
             Delivery::Delivered(_) => self.remove(p),
             Delivery::Failed(why) => {
@@ -207,8 +207,7 @@ impl Outbox {
     fn try_deliver(
         &self,
         store: &dyn Store,
-        policy: &Policy,
-        policy_digest: &str,
+        book: &PolicyBook,
         who: &Identity,
         p: &mut Pending,
     ) -> Delivery {
@@ -234,7 +233,7 @@ impl Outbox {
                 Err(e) if later(&e) => return Delivery::Later(e.to_string()),
                 Err(e) => return Delivery::Failed(e.to_string()),
             };
-            let eval = evaluate(&cr.current.cr, &cr.current.digest, &decisions, policy);
+            let eval = evaluate_in(&cr.current.cr, &cr.current.digest, &decisions, book);
             let request = p.request();
             let proposal = Proposal {
                 principal: &who.principal,
@@ -243,7 +242,7 @@ impl Outbox {
                 rationale: &request.rationale,
                 ticks: &request.ticks,
             };
-            if let Err(r) = check_decision(&cr.current.cr, &eval, policy, &proposal) {
+            if let Err(r) = check_decision(&cr.current.cr, &eval, book.policy(), &proposal) {
                 return Delivery::Failed(format!("refused: {r}"));
             }
             let record = decision_record(
@@ -251,7 +250,7 @@ impl Outbox {
                 &request,
                 &cr.current,
                 &eval,
-                policy_digest,
+                &book.current().digest,
                 &crate::store::Head::empty(),
                 p.created_at,
             );
@@ -280,16 +279,8 @@ impl Outbox {
                 .unwrap_or(Value::Null);
             let record: DecisionRecord =
                 serde_json::from_value(body).map_err(|e| DecideError::Chain(e.to_string()))?;
-            let body = record.body();
-            let signature = who
-                .signer
-                .sign(body.as_bytes())
-                .map_err(|e| DecideError::Signing(e.to_string()))?;
-            Ok(NewEntry {
-                body,
-                signature,
-                principal: who.principal.id.clone(),
-            })
+            // The adoption a completing approval makes due is built against this context.
+            sign_with_adoption(ctx, book, who, &record)
         });
         match result {
             Ok(entry) => Delivery::Delivered(entry),

@@ -271,7 +271,11 @@ fn required_signoffs_from_distinct_people_approve_the_change() {
         .ok()
         .json();
     assert_eq!(approved.as_array().unwrap().len(), 1);
-    assert_eq!(home.verified_entries(), 5 + 4);
+    assert_eq!(
+        home.verified_entries(),
+        1 + 5 + 4,
+        "the genesis, five submissions, four decisions"
+    );
 }
 
 #[test]

@@ -4,20 +4,24 @@
 
 mod common;
 
-use common::{Home, assert_refusal};
+use common::{DEMO_ENTRIES, Home, POLICY_CHANGE_ENTRIES, assert_refusal};
 
-/// A demo home whose policy runs `script` (a shell snippet) for every rollback.
+/// Entries before the first rollback in a [`home_with_rollback`].
+const SET_UP: u64 = DEMO_ENTRIES + POLICY_CHANGE_ENTRIES;
+
+/// A demo home whose policy (changed through a proposal two leads approved) runs `script`
+/// (a shell snippet) for every rollback.
 fn home_with_rollback(script: &str, timeout: u32) -> Home {
     let home = Home::demo();
     let path = home.script("rollback.sh", script);
-    let policy = home.path("tollgate.policy.toml");
-    let mut text = std::fs::read_to_string(&policy).unwrap();
+    let mut text = home.policy_text();
     text.push_str(&format!(
         "\n[[emergency.rollback]]\nsubject = \"recommender\"\ncommand = [\"{}\", \"{{subject}}\", \"{{environment}}\", \"{{to_version}}\", \"{{incident}}\"]\ntimeout_seconds = {timeout}\n",
         path.display()
     ));
-    std::fs::write(&policy, text).unwrap();
+    home.adopt_policy(&text, "run the recommender's rollback script");
     home.run(&["policy", "check"]).ok();
+    assert_eq!(home.verified_entries(), SET_UP);
     home
 }
 
@@ -68,7 +72,7 @@ fn only_the_on_call_roster_may_bypass_review() {
         ],
     );
     assert!(!run.stdout.contains("should not run"));
-    assert_eq!(home.verified_entries(), 5, "nothing recorded");
+    assert_eq!(home.verified_entries(), SET_UP, "nothing recorded");
 }
 
 #[test]
@@ -106,7 +110,7 @@ fn an_authorised_rollback_runs_the_command_and_signs_its_outcome() {
     let ex = exceptions(&home, T0);
     assert_eq!(ex[0]["state"], "active");
     assert_eq!(ex[0]["rollbacks"][0]["outcome"]["exit_status"], 0);
-    assert_eq!(home.verified_entries(), 7);
+    assert_eq!(home.verified_entries(), SET_UP + 2);
     // The signed outcome holds the command and a digest of its output.
     let log = home.run(&["log", "export"]).ok().stdout;
     let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
@@ -256,7 +260,7 @@ fn an_overdue_review_is_loud_and_a_lead_closes_it() {
         "y",
     ]);
     assert_refusal(&again, &["[no-open-exception]"]);
-    assert_eq!(home.verified_entries(), 5 + 2 + 1);
+    assert_eq!(home.verified_entries(), SET_UP + 2 + 1);
 }
 
 #[test]
@@ -295,5 +299,5 @@ fn without_a_command_the_authorisation_is_recorded_for_the_operator() {
         "{}",
         run.stdout
     );
-    assert_eq!(home.verified_entries(), 6);
+    assert_eq!(home.verified_entries(), DEMO_ENTRIES + 1);
 }

@@ -6,7 +6,8 @@ mod common;
 
 use common::{Home, assert_refusal};
 
-/// A demo store with four known decisions (entries 6–9).
+/// A demo store with four known decisions (entries 7–10, after the genesis policy and the
+/// five sample CRs).
 fn home_with_history() -> Home {
     let home = Home::demo();
     let tick = ["--tick", "privacy=no PII in features", "--tick", "rollback"];
@@ -43,7 +44,7 @@ fn history_lists_every_decision_with_context_and_verification() {
     let run = home.run(&["history"]).ok();
     assert!(
         run.stdout
-            .starts_with("audit log verified: 9 entries, 4 signatures"),
+            .starts_with("audit log verified: 10 entries, 5 signatures"),
         "{}",
         run.stdout
     );
@@ -76,7 +77,7 @@ fn history_filters_combine_and_formats_are_machine_readable() {
             .iter()
             .all(|d| d["principal"] == "devi" && d["verification"] == "verified")
     );
-    assert_eq!(json["audit_log"]["entries"], 9);
+    assert_eq!(json["audit_log"]["entries"], 10);
 
     let json = home
         .run(&["history", "--verdict", "reject", "--json"])
@@ -103,7 +104,7 @@ fn history_filters_combine_and_formats_are_machine_readable() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 5, "header + 4 decisions");
     assert!(lines[0].starts_with("seq,at,cr_id,cr_revision,subject"));
-    assert!(lines[1].starts_with("6,"), "{}", lines[1]);
+    assert!(lines[1].starts_with("7,"), "{}", lines[1]);
     assert!(
         lines[1].contains(",approve,devi,risk-reviewer,"),
         "{}",
@@ -160,14 +161,14 @@ fn the_audit_export_answers_the_self_check_and_verifies_with_standard_tools() {
         .run(&["export", "--cr", "CR-1042", "--out", dir.to_str().unwrap()])
         .ok();
     assert!(
-        run.stdout.contains("entries.jsonl (3 entries)"),
+        run.stdout.contains("entries.jsonl (4 entries)"),
         "{}",
         run.stdout
     );
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     for want in [
         "# tollgate audit report",
-        "Audit log: verified — 9 entries, 4 signatures",
+        "Audit log: verified — 10 entries, 5 signatures",
         "## CR-1042 — Promote fraud-detector v13 to production",
         "Effective **high** (computed high, declared medium)",
         "| devi | risk-reviewer | approve | 1 | yes | valid (SHA256:",
@@ -179,7 +180,8 @@ fn the_audit_export_answers_the_self_check_and_verifies_with_standard_tools() {
         "- data `card-auth@2026-11-18`",
         "Re-point serving alias to v12; validated in staging on 2026-11-19 in 3 min.\n\nTested: **yes**",
         "None recorded for fraud-detector@prod.",
-        "ssh-keygen -Y verify -f allowed_signers",
+        "ssh-keygen -Y verify -f policies/vN.allowed_signers",
+        "| 1 | 1 | lena | genesis | `sha256:",
     ] {
         assert!(md.contains(want), "report.md lacks {want:?}:\n{md}");
     }
@@ -200,7 +202,11 @@ fn the_audit_export_answers_the_self_check_and_verifies_with_standard_tools() {
                 .to_string()
         })
         .collect();
-    assert_eq!(kinds, ["cr-submitted", "decision", "decision"]);
+    assert_eq!(
+        kinds,
+        ["policy-adopted", "cr-submitted", "decision", "decision"],
+        "the genesis tells the auditor's script which keys were in force"
+    );
     // The auditor's script, with jq, sha256sum and ssh-keygen only (.ci/run installs jq).
     let out = std::process::Command::new("sh")
         .arg("verify.sh")
@@ -274,21 +280,21 @@ fn a_tampered_log_is_reported_as_broken_everywhere() {
     let c = rusqlite::Connection::open(home.store()).unwrap();
     c.execute_batch("DROP TRIGGER log_is_append_only;").unwrap();
     c.execute(
-        "UPDATE log SET body = replace(body, 'lineage checked', 'lineage ignored') WHERE seq = 7",
+        "UPDATE log SET body = replace(body, 'lineage checked', 'lineage ignored') WHERE seq = 8",
         [],
     )
     .unwrap();
     let run = home.run(&["history"]);
-    assert_refusal(&run, &["AUDIT LOG BROKEN at entry 7: altered"]);
+    assert_refusal(&run, &["AUDIT LOG BROKEN at entry 8: altered"]);
     assert!(
-        run.stdout.starts_with("AUDIT LOG BROKEN at entry 7"),
+        run.stdout.starts_with("AUDIT LOG BROKEN at entry 8"),
         "{}",
         run.stdout
     );
     assert_eq!(
         run.stdout.matches("UNVERIFIED").count(),
         3,
-        "entries 7, 8, 9:\n{}",
+        "entries 8, 9, 10:\n{}",
         run.stdout
     );
     let dir = home.path("audit");
@@ -297,10 +303,10 @@ fn a_tampered_log_is_reported_as_broken_everywhere() {
         .ok();
     assert!(
         out.stdout
-            .contains("WARNING: the audit log is broken at entry 7"),
+            .contains("WARNING: the audit log is broken at entry 8"),
         "{}",
         out.stdout
     );
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
-    assert!(md.contains("**BROKEN at entry 7: altered"), "{md}");
+    assert!(md.contains("**BROKEN at entry 8: altered"), "{md}");
 }

@@ -86,7 +86,7 @@ fn eight_processes_appending_at_once_make_one_valid_chain() {
     );
     assert_eq!(
         home.verified_entries(),
-        (5 + writers.len() * per_writer) as u64
+        common::DEMO_ENTRIES + (writers.len() * per_writer) as u64
     );
     let logged = logged_hashes(&home);
     for h in &acks {
@@ -124,7 +124,7 @@ fn a_writer_killed_with_sigkill_leaves_a_store_that_verifies() {
         expected_min = acks.len();
         // The store opens, verifies, and holds every acknowledged decision.
         let entries = home.verified_entries();
-        assert!(entries >= 5 + acks.len() as u64);
+        assert!(entries >= common::DEMO_ENTRIES + acks.len() as u64);
         let logged = logged_hashes(&home);
         for h in &acks {
             assert!(

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tollgate::store::Store as _;
 
 fn http() -> reqwest::blocking::Client {
     tollgate::tls::install_crypto_provider();
@@ -294,7 +295,7 @@ fn pending_versions_become_crs_that_are_reviewed_as_usual() {
         "fairness evidence missing",
     ])
     .ok();
-    assert_eq!(home.verified_entries(), 5 + 3 + 1);
+    assert_eq!(home.verified_entries(), common::DEMO_ENTRIES + 3 + 1);
 }
 
 #[test]
@@ -312,7 +313,7 @@ fn mlflow_down_or_a_bad_source_is_explained() {
     let run = home.run(&["--source", "jira=http://x", "list"]);
     assert_refusal(&run, &["expected KIND=URL with KIND mlflow"]);
     // Nothing was stored or lost on the way.
-    assert_eq!(home.verified_entries(), 5);
+    assert_eq!(home.verified_entries(), common::DEMO_ENTRIES);
 }
 
 /// Tags for a version every blocking automated item of the model gate has evidence for.
@@ -582,29 +583,35 @@ fn the_config_file_names_the_source_and_its_convention_and_the_tui_writes_back()
     assert_eq!(row["subject"]["from_version"], live.as_str());
 
     // The TUI's signing path (the same code the screen runs on a background thread).
-    let policy_text = std::fs::read_to_string(home.path("tollgate.policy.toml")).unwrap();
-    let (policy, _) = tollgate::domain::policy::parse_policy(&policy_text).unwrap();
+    let store = tollgate::store::local::LocalStore::open(&home.store()).unwrap();
+    let book = tollgate::audit::policy_log::extend_book(None, &store.policy_entries(0).unwrap())
+        .unwrap()
+        .unwrap();
+    let demo_identity = |who: &str| {
+        let choice = tollgate::identity::KeyChoice {
+            key: None,
+            as_principal: Some(who.into()),
+        };
+        Some(Arc::new(
+            tollgate::identity::identify(&choice, &home.store(), book.policy()).unwrap(),
+        ))
+    };
     let conv = tollgate::sources::mlflow::Convention {
         status_tag: "review".into(),
         pending: "ready".into(),
         alias: "production".into(),
         environment: "prod".into(),
     };
-    let shared = tollgate::tui::Shared {
-        store: Arc::new(tollgate::store::local::LocalStore::open(&home.store()).unwrap()),
-        identity: Some(Arc::new(tollgate::identity::Identity {
-            signer: tollgate::demo::seeded_signer("devi").unwrap(),
-            principal: policy.principal("devi").unwrap().clone(),
-            key_path: "seeded".into(),
-        })),
-        policy: Arc::new(policy),
-        policy_digest: tollgate::audit::canonical::sha256_digest(policy_text.as_bytes()),
-        outbox: None,
-        mlflow: Some((
+    let shared = tollgate::tui::Shared::new(
+        Arc::new(store),
+        book.clone(),
+        demo_identity("devi"),
+        None,
+        Some((
             tollgate::sources::mlflow::Client::new(&mlflow.url).unwrap(),
-            conv,
+            conv.clone(),
         )),
-    };
+    );
     let request = tollgate::workflow::DecisionRequest {
         cr_id: id.clone(),
         verdict: tollgate::domain::decision::Verdict::Approve,
@@ -636,14 +643,16 @@ fn the_config_file_names_the_source_and_its_convention_and_the_tui_writes_back()
     assert_eq!(aliases["previous-production"], live);
 
     // The TUI's emergency path (`!`) as on-call marco: the alias goes back at once.
-    let marco = tollgate::tui::Shared {
-        identity: Some(Arc::new(tollgate::identity::Identity {
-            signer: tollgate::demo::seeded_signer("marco").unwrap(),
-            principal: shared.policy.principal("marco").unwrap().clone(),
-            key_path: "seeded".into(),
-        })),
-        ..shared
-    };
+    let marco = tollgate::tui::Shared::new(
+        shared.store.clone(),
+        book.clone(),
+        demo_identity("marco"),
+        None,
+        Some((
+            tollgate::sources::mlflow::Client::new(&mlflow.url).unwrap(),
+            conv,
+        )),
+    );
     let rollback = tollgate::workflow::RollbackRequest {
         subject: "recommender".into(),
         environment: "prod".into(),

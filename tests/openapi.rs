@@ -34,9 +34,15 @@ fn every_listed_route_is_really_routed() {
     // "no such endpoint" 404 would mean the list and the router disagree.
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("t.db");
-    tollgate::store::local::LocalStore::create(&store).unwrap();
+    let text = tollgate::demo::seeded_policy_text();
+    tollgate::demo::seeded_genesis(
+        &tollgate::store::local::LocalStore::create(&store).unwrap(),
+        &text,
+        chrono::Utc::now(),
+    )
+    .unwrap();
     let policy = dir.path().join("t.policy.toml");
-    std::fs::write(&policy, tollgate::demo::POLICY_TOML).unwrap();
+    std::fs::write(&policy, &text).unwrap();
     let tokens = dir.path().join("t.tokens.toml");
     tollgate::server::tokens::add(&tokens, "ci", "").unwrap();
     let opts = tollgate::server::ServeOptions {

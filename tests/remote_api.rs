@@ -91,7 +91,7 @@ fn the_cli_works_against_a_server_as_it_does_locally() {
         .json();
     assert_eq!(shown["signoffs"]["obtained"], 1);
     // The server's own store verifies, and so does verification through the API.
-    assert_eq!(server_home.verified_entries(), 7);
+    assert_eq!(server_home.verified_entries(), common::DEMO_ENTRIES + 2);
     let v = client
         .remote(&server.url, &devi, &["verify", "--json"])
         .ok()
@@ -162,6 +162,13 @@ fn signed_decision(
         .unwrap()
         .json()
         .unwrap();
+    let policy: Value = c
+        .get(format!("{url}/v1/policy"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let signer = tollgate::audit::keys::Signer::load(
         &home.path(&format!("tollgate.demo-keys/{who}")),
         || Err("none".into()),
@@ -188,7 +195,7 @@ fn signed_decision(
         checklist: vec![],
         principal: who.into(),
         key_fingerprint: signer.fingerprint().into(),
-        policy_digest: "sha256:x".into(),
+        policy_digest: policy["digest"].as_str().unwrap().into(),
         at: "2026-11-25T10:00:00.000000Z".into(),
     };
     let body = record.body();
@@ -290,7 +297,7 @@ fn a_modified_client_cannot_forge_or_self_approve() {
 
     assert_eq!(
         home.verified_entries(),
-        6,
+        common::DEMO_ENTRIES + 1,
         "only the genuine decision got in"
     );
 }
@@ -440,7 +447,7 @@ fn fifty_concurrent_clients_lose_and_duplicate_nothing() {
     let (decisions, crs) = decided_crs(&server.url, &devi);
     assert_eq!(decisions, 50, "none duplicated");
     assert_eq!(crs, 50, "none lost");
-    assert_eq!(home.verified_entries(), 5 + 50 + 50);
+    assert_eq!(home.verified_entries(), common::DEMO_ENTRIES + 50 + 50);
 }
 
 #[test]
@@ -528,7 +535,7 @@ fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_re
         shown["decisions"][0]["rationale"],
         "offline review of CR-1045"
     );
-    assert_eq!(home.verified_entries(), 5 + 2);
+    assert_eq!(home.verified_entries(), common::DEMO_ENTRIES + 2);
 }
 
 #[test]
@@ -669,7 +676,7 @@ fn killing_the_server_mid_run_loses_nothing_and_the_outboxes_drain() {
         (30, 30),
         "every decision exactly once"
     );
-    assert_eq!(home.verified_entries(), 5 + 30 + 30);
+    assert_eq!(home.verified_entries(), common::DEMO_ENTRIES + 30 + 30);
 }
 
 #[test]

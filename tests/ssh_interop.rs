@@ -42,9 +42,9 @@ fn ssh_verify(signers: &Path, who: &str, sig: &Path, body: &Path) -> std::proces
 }
 
 /// Replaces the demo key of `who` in the installed policy with `pub_line`.
+/// Rotates `who`'s key to `pub_line` the governed way: a policy change two leads adopt.
 fn set_key(home: &Home, who: &str, pub_line: &str) {
-    let path = home.path("tollgate.policy.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
+    let text = home.policy_text();
     let marker = format!("id = \"{who}\"\nkeys = [");
     let start =
         text.find(&marker).expect("demo principal with a key") + marker.len() - "keys = [".len();
@@ -55,7 +55,7 @@ fn set_key(home: &Home, who: &str, pub_line: &str) {
         pub_line.trim(),
         &text[end..]
     );
-    std::fs::write(&path, text).unwrap();
+    home.adopt_policy(&text, &format!("{who} signs with a new key"));
     home.run(&["policy", "check"]).ok();
 }
 

@@ -5,13 +5,12 @@
 use chrono::{TimeZone, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tollgate::audit::canonical::sha256_digest;
 use tollgate::domain::decision::Verdict;
-use tollgate::domain::policy::{Policy, parse_policy};
+use tollgate::domain::policy_book::PolicyBook;
 use tollgate::identity::Identity;
 use tollgate::store::local::LocalStore;
 use tollgate::store::remote::RemoteStore;
-use tollgate::store::{DecideError, Store, verify_log};
+use tollgate::store::{DecideError, Store, VerifyOptions, verify_log};
 use tollgate::workflow::{
     DecisionRequest, RollbackRequest, authorise_rollback, exceptions, sign_decision,
 };
@@ -19,8 +18,8 @@ use tollgate::workflow::{
 /// A store under test, reachable as any principal.
 struct Fixture {
     _dir: tempfile::TempDir,
-    policy: Arc<Policy>,
-    policy_text: String,
+    /// The policy history: the seeded demo policy, adopted as the genesis.
+    book: PolicyBook,
     local: Arc<LocalStore>,
     remote: Option<(String, HashMap<String, String>)>,
 }
@@ -30,15 +29,18 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let local = Arc::new(LocalStore::create(&path).unwrap());
-        let policy_text = tollgate::demo::seeded_policy_text();
+        let book = tollgate::demo::seeded_genesis(
+            &local,
+            &tollgate::demo::seeded_policy_text(),
+            Utc::now(),
+        )
+        .unwrap();
         let policy_path = dir.path().join("t.policy.toml");
-        std::fs::write(&policy_path, &policy_text).unwrap();
-        let (policy, _) = parse_policy(&policy_text).unwrap();
+        std::fs::write(&policy_path, &book.current().text).unwrap();
         let remote = remote.then(|| {
             let tokens_path = dir.path().join("t.tokens.toml");
             let tokens: HashMap<String, String> = tollgate::demo::PRINCIPALS
                 .iter()
-                .chain(["ci"].iter())
                 .map(|p| {
                     (
                         p.to_string(),
@@ -59,8 +61,7 @@ impl Fixture {
         });
         Fixture {
             _dir: dir,
-            policy: Arc::new(policy),
-            policy_text,
+            book,
             local,
             remote,
         }
@@ -76,11 +77,11 @@ impl Fixture {
     }
 
     fn identity(&self, who: &str) -> Identity {
-        Identity {
-            signer: tollgate::demo::seeded_signer(who).unwrap(),
-            principal: self.policy.principal(who).unwrap().clone(),
-            key_path: "seeded".into(),
-        }
+        tollgate::demo::seeded_identity(who).unwrap()
+    }
+
+    fn verified(&self, store: &dyn Store) -> bool {
+        verify_log(store, &VerifyOptions::default()).unwrap().ok()
     }
 
     fn decide(
@@ -108,13 +109,12 @@ impl Fixture {
         };
         sign_decision(
             self.store(who).as_ref(),
-            &self.policy,
-            &sha256_digest(self.policy_text.as_bytes()),
+            &self.book,
             &self.identity(who),
             &request,
             Utc::now(),
         )
-        .map(|e| e.seq)
+        .map(|e| e.decision.seq)
     }
 }
 
@@ -175,7 +175,11 @@ fn submissions_revisions_and_reads() {
         assert_eq!(store.revisions("CR-1042").unwrap().len(), 2);
         assert_eq!(store.submission_times().unwrap().len(), 5);
         assert_eq!(store.requesters().unwrap().len(), 6);
-        assert_eq!(store.recorded_head().unwrap().seq, 6);
+        assert_eq!(
+            store.recorded_head().unwrap().seq,
+            7,
+            "the genesis, five submissions and one revision"
+        );
         assert_eq!(store.log_entries(0, 3).unwrap().len(), 3);
         assert_eq!(store.log_entries(3, 100).unwrap()[0].seq, 4);
     });
@@ -215,7 +219,7 @@ fn decisions_are_checked_signed_and_chained() {
                 .collect::<Vec<_>>(),
             ["devi", "kai"]
         );
-        assert!(verify_log(store.as_ref(), &f.policy, None).unwrap().ok());
+        assert!(f.verified(store.as_ref()));
     });
 }
 
@@ -254,8 +258,8 @@ fn the_rules_hold_whoever_holds_the_store() {
         );
         assert_eq!(
             f.store("sofia").recorded_head().unwrap().seq,
-            5,
-            "nothing appended"
+            6,
+            "nothing appended after the genesis and the five submissions"
         );
     });
 }
@@ -274,19 +278,10 @@ fn emergencies_open_exceptions() {
         };
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
         let store = f.store("lena");
-        authorise_rollback(
-            store.as_ref(),
-            &f.policy,
-            "sha256:p",
-            &f.identity("lena"),
-            &request,
-            now,
-        )
-        .unwrap();
+        authorise_rollback(store.as_ref(), &f.book, &f.identity("lena"), &request, now).unwrap();
         let refused = authorise_rollback(
             f.store("devi").as_ref(),
-            &f.policy,
-            "sha256:p",
+            &f.book,
             &f.identity("devi"),
             &request,
             now,
@@ -295,7 +290,7 @@ fn emergencies_open_exceptions() {
         let ex = exceptions(store.as_ref()).unwrap();
         assert_eq!(ex.len(), 1);
         assert_eq!(ex[0].incident, "INC-2291");
-        assert!(verify_log(store.as_ref(), &f.policy, None).unwrap().ok());
+        assert!(f.verified(store.as_ref()));
     });
 }
 
@@ -319,7 +314,7 @@ fn concurrent_deciders_through_one_store_make_one_valid_chain() {
             }
         });
         let store = f.store("sofia");
-        assert_eq!(store.recorded_head().unwrap().seq, 5 + 20);
-        assert!(verify_log(store.as_ref(), &f.policy, None).unwrap().ok());
+        assert_eq!(store.recorded_head().unwrap().seq, 1 + 5 + 20);
+        assert!(f.verified(store.as_ref()));
     });
 }

@@ -74,7 +74,20 @@ fn unknown_gate_is_refused_with_the_valid_choices() {
     assert_refused(
         &home,
         &[&f],
-        &["$.gate: expected one of data, model, deployment, emergency, found \"release\""],
+        &["$.gate: expected one of data, model, deployment, emergency, policy, found \"release\""],
+    );
+    // A policy change is never submitted: it is proposed, which checks it as one.
+    v["gate"] = json!("policy");
+    v["policy"] =
+        json!({"text": "version = 1", "base_digest": format!("sha256:{}", "a".repeat(64))});
+    let f = home.write_json("policy-gate.json", &v);
+    assert_refused(
+        &home,
+        &[&f],
+        &[
+            "$.gate: a policy change is not submitted",
+            "tollgate policy propose",
+        ],
     );
 }
 

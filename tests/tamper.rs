@@ -5,13 +5,13 @@ mod common;
 
 use common::{Home, assert_refusal};
 use rusqlite::Connection;
-use tollgate::audit::keys::Keyring;
 use tollgate::audit::log::{LogEntry, Verifier};
-use tollgate::domain::policy::parse_policy;
+use tollgate::audit::verify::{Lookups, Start};
 use tollgate::store::Store;
 use tollgate::store::local::LocalStore;
 
-/// A demo store with three decisions after the five submissions (entries 6, 7, 8).
+/// A demo store with three decisions after the genesis and the five submissions
+/// (entries 7, 8, 9).
 fn home_with_decisions() -> Home {
     let home = Home::demo();
     home.decide(
@@ -42,7 +42,7 @@ fn home_with_decisions() -> Home {
         &["--rationale", "p99 over the SLO"],
     )
     .ok();
-    assert_eq!(home.verified_entries(), 8);
+    assert_eq!(home.verified_entries(), 9);
     home
 }
 
@@ -75,17 +75,25 @@ fn verify_fails_at(home: &Home, seq: u64, problem: &str) {
 fn every_byte_of_every_stored_field_of_a_decision_is_protected() {
     let home = home_with_decisions();
     let store = LocalStore::open(&home.store()).unwrap();
-    let policy_text = std::fs::read_to_string(home.path("tollgate.policy.toml")).unwrap();
-    let (policy, _) = parse_policy(&policy_text).unwrap();
-    let keyring = Keyring::from_policy(&policy).unwrap();
     let requesters = store.requesters().unwrap();
     let lookup = |cr: &str, d: &str| requesters.get(&(cr.to_string(), d.to_string())).cloned();
+    let no_policy_crs = |_: &str, _: u32| None;
     let entries = store.log_entries(0, 100).unwrap();
     let head = store.recorded_head().unwrap();
-    let target = 7; // devi's approval, with ticks and notes
+    let target = 8; // devi's approval, with ticks and notes
 
     let first_bad = |mutated: &LogEntry| -> Option<u64> {
-        let mut v = Verifier::new(&keyring, &policy, &lookup);
+        let mut v = Verifier::new(
+            Start {
+                before_genesis: None,
+                expect_genesis: None,
+                expect_head: None,
+            },
+            Lookups {
+                requester_of: &lookup,
+                policy_cr: &no_policy_crs,
+            },
+        );
         for e in &entries {
             v.push(if e.seq == target { mutated } else { e });
         }
@@ -148,9 +156,9 @@ fn every_byte_of_every_stored_field_of_a_decision_is_protected() {
 fn an_altered_body_is_named() {
     let home = home_with_decisions();
     raw(&home)
-        .execute("UPDATE log SET body = replace(body, 'shifts explained', 'shifts explaine.') WHERE seq = 7", [])
+        .execute("UPDATE log SET body = replace(body, 'shifts explained', 'shifts explaine.') WHERE seq = 8", [])
         .unwrap();
-    verify_fails_at(&home, 7, "altered");
+    verify_fails_at(&home, 8, "altered");
 }
 
 #[test]
@@ -159,17 +167,17 @@ fn a_rewritten_decision_with_recomputed_hashes_fails_its_signature() {
     let c = raw(&home);
     // Turn marco's reject into an approval and re-hash so every link still holds.
     let body: String = c
-        .query_row("SELECT body FROM log WHERE seq = 8", [], |r| r.get(0))
+        .query_row("SELECT body FROM log WHERE seq = 9", [], |r| r.get(0))
         .unwrap();
     let forged = body.replace("\"verdict\":\"reject\"", "\"verdict\":\"approve\"");
     let hash = tollgate::audit::log::entry_hash(&forged);
     c.execute(
-        "UPDATE log SET body = ?1, hash = ?2 WHERE seq = 8",
+        "UPDATE log SET body = ?1, hash = ?2 WHERE seq = 9",
         rusqlite::params![forged, hash],
     )
     .unwrap();
     c.execute("UPDATE log_head SET hash = ?1", [hash]).unwrap();
-    verify_fails_at(&home, 8, "bad-signature");
+    verify_fails_at(&home, 9, "bad-signature");
 }
 
 #[test]
@@ -177,45 +185,45 @@ fn a_signature_moved_from_another_entry_is_caught() {
     let home = home_with_decisions();
     raw(&home)
         .execute(
-            "UPDATE log SET signature = (SELECT signature FROM log WHERE seq = 6) WHERE seq = 7",
+            "UPDATE log SET signature = (SELECT signature FROM log WHERE seq = 7) WHERE seq = 8",
             [],
         )
         .unwrap();
-    verify_fails_at(&home, 7, "bad-signature");
+    verify_fails_at(&home, 8, "bad-signature");
 }
 
 #[test]
 fn reordered_entries_are_caught() {
     let home = home_with_decisions();
     raw(&home)
-        .execute_batch("UPDATE log SET seq = 100 WHERE seq = 6; UPDATE log SET seq = 6 WHERE seq = 7; UPDATE log SET seq = 7 WHERE seq = 100;")
+        .execute_batch("UPDATE log SET seq = 100 WHERE seq = 7; UPDATE log SET seq = 7 WHERE seq = 8; UPDATE log SET seq = 8 WHERE seq = 100;")
         .unwrap();
-    verify_fails_at(&home, 6, "reordered");
+    verify_fails_at(&home, 7, "reordered");
 }
 
 #[test]
 fn a_deleted_entry_is_named() {
     let home = home_with_decisions();
     raw(&home)
-        .execute("DELETE FROM log WHERE seq = 6", [])
+        .execute("DELETE FROM log WHERE seq = 7", [])
         .unwrap();
-    verify_fails_at(&home, 6, "missing");
+    verify_fails_at(&home, 7, "missing");
 }
 
 #[test]
 fn a_cut_tail_is_caught_against_the_recorded_head_and_an_auditors_noted_head() {
     let home = home_with_decisions();
     let noted: String = raw(&home)
-        .query_row("SELECT hash FROM log WHERE seq = 8", [], |r| r.get(0))
+        .query_row("SELECT hash FROM log WHERE seq = 9", [], |r| r.get(0))
         .unwrap();
     raw(&home)
-        .execute("DELETE FROM log WHERE seq = 8", [])
+        .execute("DELETE FROM log WHERE seq = 9", [])
         .unwrap();
-    verify_fails_at(&home, 8, "truncated");
+    verify_fails_at(&home, 9, "truncated");
     // An attacker who also rewinds the recorded head is still caught by a noted head.
     raw(&home)
         .execute(
-            "UPDATE log_head SET seq = 7, hash = (SELECT hash FROM log WHERE seq = 7)",
+            "UPDATE log_head SET seq = 8, hash = (SELECT hash FROM log WHERE seq = 8)",
             [],
         )
         .unwrap();
@@ -231,8 +239,10 @@ fn a_cut_tail_is_caught_against_the_recorded_head_and_an_auditors_noted_head() {
 }
 
 #[test]
-fn a_key_removed_from_the_policy_makes_its_signatures_unknown() {
+fn editing_the_policy_file_neither_breaks_nor_forges_the_log() {
     let home = home_with_decisions();
+    // Removing devi's key from the file: her earlier signatures still verify, because
+    // the policy in force is the log's, not the file's.
     let path = home.path("tollgate.policy.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let start = text.find("id = \"devi\"\nkeys = [").unwrap();
@@ -243,7 +253,45 @@ fn a_key_removed_from_the_policy_makes_its_signatures_unknown() {
         format!("{}{}", &text[..line_start], &text[line_end + 1..]),
     )
     .unwrap();
-    verify_fails_at(&home, 6, "unknown-key");
+    assert_eq!(home.verified_entries(), 9);
+    // An entry signed with a key the policy in force does not list, forced into the store
+    // in devi's name: named as signed by an unknown key.
+    use tollgate::audit::keys::Signer;
+    use tollgate::audit::log::{BODY_FORMAT, DecisionRecord, time_text};
+    use tollgate::store::NewEntry;
+    let store = LocalStore::open(&home.store()).unwrap();
+    let mallory = Signer::generate("mallory").unwrap();
+    let in_force = policy_digest(&store);
+    store
+        .decide("CR-1042", &mut |ctx| {
+            let record = DecisionRecord {
+                kind: "decision".into(),
+                format: BODY_FORMAT,
+                seq: ctx.head.seq + 1,
+                prev: ctx.head.hash.clone(),
+                cr_id: "CR-1042".into(),
+                cr_revision: ctx.current.revision,
+                cr_digest: ctx.current.digest.clone(),
+                verdict: "approve".into(),
+                role: "risk-reviewer".into(),
+                rationale: "looks fine".into(),
+                ticks: vec![],
+                checklist: vec![],
+                principal: "devi".into(),
+                key_fingerprint: mallory.fingerprint().into(),
+                policy_digest: in_force.clone(),
+                at: time_text(chrono::Utc::now()),
+            };
+            let body = record.body();
+            Ok(NewEntry {
+                signature: mallory.sign(body.as_bytes()).unwrap(),
+                body,
+                principal: "devi".into(),
+            }
+            .into())
+        })
+        .unwrap();
+    verify_fails_at(&home, 10, "unknown-key");
 }
 
 #[test]
@@ -267,6 +315,7 @@ fn append_unchecked(home: &Home, who: &str, cr_id: &str, role: &str) {
     let store = LocalStore::open(&home.store()).unwrap();
     let key = home.path(&format!("tollgate.demo-keys/{who}"));
     let signer = Signer::load(&key, || Err("no passphrase".into())).unwrap();
+    let in_force = policy_digest(&store);
     store
         .decide(cr_id, &mut |ctx| {
             let record = DecisionRecord {
@@ -284,7 +333,7 @@ fn append_unchecked(home: &Home, who: &str, cr_id: &str, role: &str) {
                 checklist: vec![],
                 principal: who.into(),
                 key_fingerprint: signer.fingerprint().into(),
-                policy_digest: "sha256:x".into(),
+                policy_digest: in_force.clone(),
                 at: time_text(chrono::Utc::now()),
             };
             let body = record.body();
@@ -292,9 +341,18 @@ fn append_unchecked(home: &Home, who: &str, cr_id: &str, role: &str) {
                 signature: signer.sign(body.as_bytes()).unwrap(),
                 body,
                 principal: who.into(),
-            })
+            }
+            .into())
         })
         .unwrap();
+}
+
+/// The digest of the policy in force in `store`'s log.
+fn policy_digest(store: &LocalStore) -> String {
+    let entries = store.policy_entries(0).unwrap();
+    tollgate::audit::policy_log::version_from_entry(entries.last().unwrap())
+        .unwrap()
+        .digest
 }
 
 #[test]
@@ -305,7 +363,7 @@ fn verify_reapplies_the_policy_to_correctly_signed_decisions() {
     assert_refusal(
         &run,
         &[
-            "FAILED at entry 6",
+            "FAILED at entry 7",
             "policy-violation",
             "priya decided on their own change request CR-1042",
         ],
@@ -317,7 +375,7 @@ fn verify_reapplies_the_policy_to_correctly_signed_decisions() {
     assert_refusal(
         &run,
         &[
-            "FAILED at entry 6",
+            "FAILED at entry 7",
             "policy-violation",
             "devi signed as approver but does not hold that role",
         ],
@@ -337,8 +395,10 @@ fn verify_catches_an_emergency_bypass_signed_by_someone_off_the_roster() {
     let store = LocalStore::open(&home.store()).unwrap();
     let signer =
         Signer::load(&home.path("tollgate.demo-keys/devi"), || Err("none".into())).unwrap();
+    let in_force = policy_digest(&store);
     store
-        .append_emergency(&mut |head, _| {
+        .append_emergency(&mut |ctx| {
+            let head = &ctx.head;
             let record = AuthorisationRecord {
                 kind: "emergency-authorised".into(),
                 format: 1,
@@ -359,7 +419,7 @@ fn verify_catches_an_emergency_bypass_signed_by_someone_off_the_roster() {
                 linked: None,
                 principal: "devi".into(),
                 key_fingerprint: signer.fingerprint().into(),
-                policy_digest: "sha256:x".into(),
+                policy_digest: in_force.clone(),
                 at: "2026-11-25T10:00:00.000000Z".into(),
             };
             let body = record.body();
@@ -377,7 +437,7 @@ fn verify_catches_an_emergency_bypass_signed_by_someone_off_the_roster() {
     assert_refusal(
         &run,
         &[
-            "FAILED at entry 6 (emergency-authorised)",
+            "FAILED at entry 7 (emergency-authorised)",
             "policy-violation",
             "not on the on-call roster",
         ],

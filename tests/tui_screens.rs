@@ -8,10 +8,8 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde_json::json;
 use std::sync::Arc;
-use tollgate::audit::canonical::sha256_digest;
 use tollgate::audit::keys::Signer as KeySigner;
 use tollgate::domain::change_request::parse_document;
-use tollgate::domain::policy::parse_policy;
 use tollgate::identity::Identity;
 use tollgate::store::local::LocalStore;
 use tollgate::store::{Store, Submission};
@@ -47,15 +45,15 @@ impl Rig {
     fn build(who: Option<&str>, extra: &[serde_json::Value], policy_extra: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::create(&dir.path().join("t.db")).unwrap();
+        let text = format!("{}{policy_extra}", tollgate::demo::seeded_policy_text());
+        let book = tollgate::demo::seeded_genesis(&store, &text, now()).unwrap();
         let mut batch = tollgate::demo::submissions();
         for doc in extra {
             let (cr, document) = parse_document(doc.to_string().as_bytes()).unwrap();
             batch.push(Submission { cr, document });
         }
         store.submit(&batch, now()).unwrap();
-        let text = format!("{}{policy_extra}", tollgate::demo::seeded_policy_text());
-        let (policy, _) = parse_policy(&text).unwrap();
-        let policy = Arc::new(policy);
+        let policy = book.current().policy.clone();
         let identity = who.map(|w| {
             Arc::new(Identity {
                 signer: seeded(w),
@@ -77,14 +75,7 @@ impl Rig {
             "~/.local/share/tollgate/tollgate.db".into(),
             now(),
         );
-        let shared = Shared {
-            store: Arc::new(store),
-            policy,
-            policy_digest: sha256_digest(text.as_bytes()),
-            identity,
-            outbox: None,
-            mlflow: None,
-        };
+        let shared = Shared::new(Arc::new(store), book, identity, None, None);
         let mut rig = Rig {
             _dir: dir,
             shared,
@@ -255,7 +246,7 @@ fn approving_from_the_keyboard_signs_exactly_what_was_confirmed() {
         "Shifts explained by the new features; fairness within limits."
     );
     let report =
-        tollgate::store::verify_log(rig.shared.store.as_ref(), &rig.shared.policy, None).unwrap();
+        tollgate::store::verify_log(rig.shared.store.as_ref(), &Default::default()).unwrap();
     assert!(report.ok());
     let screen = rig.screen_text(120, 40);
     assert!(screen.contains("Sign-offs 1/4"), "{screen}");
@@ -441,7 +432,7 @@ fn emergency_rollback_from_any_screen_runs_the_command_and_records_it() {
     let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["emergency-authorised", "rollback-executed"]);
     assert!(
-        tollgate::store::verify_log(rig.shared.store.as_ref(), &rig.shared.policy, None)
+        tollgate::store::verify_log(rig.shared.store.as_ref(), &Default::default())
             .unwrap()
             .ok()
     );
@@ -503,7 +494,7 @@ fn sign(
 ) {
     let identity = Identity {
         signer: seeded(who),
-        principal: rig.shared.policy.principal(who).unwrap().clone(),
+        principal: rig.shared.book().policy().principal(who).unwrap().clone(),
         key_path: "seeded".into(),
     };
     let request = tollgate::workflow::DecisionRequest {
@@ -522,8 +513,7 @@ fn sign(
     };
     tollgate::workflow::sign_decision(
         rig.shared.store.as_ref(),
-        &rig.shared.policy,
-        &rig.shared.policy_digest,
+        &rig.shared.book(),
         &identity,
         &request,
         now() + chrono::Duration::minutes(30),
@@ -574,7 +564,7 @@ fn history_shows_every_decision_with_integrity_and_the_signed_record() {
     assert_eq!(rig.app.screen, Screen::History);
     let screen = rig.screen_text(120, 40);
     assert!(
-        screen.contains("✓ audit log verified: 9 entries, 4 signatures, every link intact"),
+        screen.contains("✓ audit log verified: 10 entries, 5 signatures, every link intact"),
         "{screen}"
     );
     assert!(screen.contains("Decisions 4"), "{screen}");
@@ -617,14 +607,14 @@ fn a_broken_chain_is_impossible_to_miss_in_the_history() {
     let c = rusqlite::Connection::open(&path).unwrap();
     c.execute_batch("DROP TRIGGER log_is_append_only;").unwrap();
     c.execute(
-        "UPDATE log SET body = replace(body, 'kai checked', 'kai skipped') WHERE seq = 7",
+        "UPDATE log SET body = replace(body, 'kai checked', 'kai skipped') WHERE seq = 8",
         [],
     )
     .unwrap();
     rig.key("H");
     let screen = rig.screen_text(120, 40);
     assert!(
-        screen.contains("✗ AUDIT LOG BROKEN at entry 7: altered"),
+        screen.contains("✗ AUDIT LOG BROKEN at entry 8: altered"),
         "{screen}"
     );
     assert_eq!(screen.matches("✗ untrusted").count(), 3, "{screen}");
@@ -649,13 +639,18 @@ fn a_decision_recorded_elsewhere_reaches_the_queue_at_the_next_poll() {
     let other = LocalStore::open(&rig._dir.path().join("t.db")).unwrap();
     let devi = Identity {
         signer: seeded("devi"),
-        principal: rig.shared.policy.principal("devi").unwrap().clone(),
+        principal: rig
+            .shared
+            .book()
+            .policy()
+            .principal("devi")
+            .unwrap()
+            .clone(),
         key_path: "seeded".into(),
     };
     tollgate::workflow::sign_decision(
         &other,
-        &rig.shared.policy,
-        &rig.shared.policy_digest,
+        &rig.shared.book(),
         &devi,
         &tollgate::workflow::DecisionRequest {
             cr_id: "CR-1044".into(),

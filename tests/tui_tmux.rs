@@ -140,7 +140,7 @@ fn a_reviewer_filters_opens_and_approves_at_the_keyboard() {
         "alternate screen left behind:\n{end}"
     );
 
-    assert_eq!(home.verified_entries(), 6);
+    assert_eq!(home.verified_entries(), common::DEMO_ENTRIES + 1);
     let shown = home.run(&["show", "CR-1042", "--json"]).ok().json();
     let d = &shown["decisions"][0];
     assert_eq!(d["principal"], "devi");
@@ -223,13 +223,12 @@ fn on_call_rolls_back_from_the_keyboard_in_seconds() {
         "rollback.sh",
         "echo \"helm rollback $1 to $2\"\necho 'rollback complete'",
     );
-    let policy = home.path("tollgate.policy.toml");
-    let mut text = std::fs::read_to_string(&policy).unwrap();
+    let mut text = home.policy_text();
     text.push_str(&format!(
         "\n[[emergency.rollback]]\ncommand = [\"{}\", \"{{subject}}\", \"{{to_version}}\"]\ntimeout_seconds = 60\n",
         script.display()
     ));
-    std::fs::write(&policy, text).unwrap();
+    home.adopt_policy(&text, "run the rollback script on every emergency");
 
     let s = Session::start(&home, "--as lena");
     s.wait_for("CR-1046");
@@ -266,7 +265,10 @@ fn on_call_rolls_back_from_the_keyboard_in_seconds() {
     assert_eq!(ex[0]["incident"], incident);
     assert_eq!(ex[0]["reason"], reason);
     assert_eq!(ex[0]["rollbacks"][0]["outcome"]["exit_status"], 0);
-    assert_eq!(home.verified_entries(), 7);
+    assert_eq!(
+        home.verified_entries(),
+        common::DEMO_ENTRIES + common::POLICY_CHANGE_ENTRIES + 2
+    );
 }
 
 #[test]
@@ -335,7 +337,7 @@ fn on_a_team_server_the_tui_shows_others_work_and_delivers_an_offline_decision_o
     s.keys(&["q", "q"]);
     s.wait_for("EXIT=0");
 
-    assert_eq!(server_home.verified_entries(), 5 + 2);
+    assert_eq!(server_home.verified_entries(), common::DEMO_ENTRIES + 2);
     let shown = server_home.run(&["show", "CR-1042", "--json"]).ok().json();
     let decisions = shown["decisions"].as_array().unwrap();
     assert_eq!(decisions.len(), 1, "{shown}");

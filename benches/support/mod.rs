@@ -6,19 +6,21 @@ use rusqlite::{Connection, params};
 use tollgate::audit::keys::Signer;
 use tollgate::audit::log::{BODY_FORMAT, DecisionRecord, entry_hash, time_text};
 use tollgate::domain::change_request::parse_document;
-use tollgate::domain::policy::{Policy, parse_policy};
+use tollgate::domain::policy_book::PolicyBook;
 use tollgate::store::local::LocalStore;
 use tollgate::store::{Store, Submission};
 
-/// A fresh store with the demo CRs and a policy in which devi signs with `signer`.
-pub fn setup(dir: &std::path::Path, signer: &Signer) -> (LocalStore, Policy) {
+/// The seeded demo identity that signs the benchmarks' decisions.
+pub fn devi() -> Signer {
+    tollgate::demo::seeded_signer("devi").expect("seeded key")
+}
+
+/// A fresh store whose genesis is the seeded demo policy, with the demo CRs.
+pub fn setup(dir: &std::path::Path) -> (LocalStore, PolicyBook) {
     let store = LocalStore::create(&dir.join("bench.db")).expect("store");
-    let text = tollgate::demo::POLICY_TOML.replacen(
-        "id = \"devi\"\n",
-        &format!("id = \"devi\"\nkeys = [\"{}\"]\n", signer.public_key_line()),
-        1,
-    );
-    let (policy, _) = parse_policy(&text).expect("policy");
+    let book =
+        tollgate::demo::seeded_genesis(&store, &tollgate::demo::seeded_policy_text(), Utc::now())
+            .expect("genesis");
     let batch: Vec<Submission> = tollgate::demo::FIXTURES
         .iter()
         .map(|(_, t)| {
@@ -27,14 +29,17 @@ pub fn setup(dir: &std::path::Path, signer: &Signer) -> (LocalStore, Policy) {
         })
         .collect();
     store.submit(&batch, Utc::now()).expect("submit");
-    (store, policy)
+    (store, book)
 }
 
+/// A request-changes decision by devi on CR-1044 (revision digest `digest`), signed under
+/// the policy with digest `policy_digest`.
 pub fn record(
     seq: u64,
     prev: Option<String>,
     digest: &str,
     signer: &Signer,
+    policy_digest: &str,
     i: usize,
 ) -> DecisionRecord {
     DecisionRecord {
@@ -52,41 +57,94 @@ pub fn record(
         checklist: vec![],
         principal: "devi".into(),
         key_fingerprint: signer.fingerprint().into(),
-        policy_digest: "sha256:bench".into(),
+        policy_digest: policy_digest.into(),
         at: time_text(Utc::now()),
     }
 }
 
-/// Appends `n` signed decisions in bulk (one transaction), continuing the chain.
-pub fn build_log(path: &std::path::Path, signer: &Signer, digest: &str, n: usize) {
-    let mut conn = Connection::open(path).expect("open");
-    let tx = conn.transaction().expect("tx");
-    let (mut seq, mut prev): (u64, Option<String>) = tx
-        .query_row("SELECT seq, hash FROM log_head WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .expect("head");
-    {
-        let mut insert = tx
-            .prepare("INSERT INTO log (seq, kind, cr_id, principal, body, hash, signature) VALUES (?1, 'decision', 'CR-1044', 'devi', ?2, ?3, ?4)")
-            .expect("prepare");
+/// A bulk writer continuing the chain of a store file (one transaction, no rule checks:
+/// benchmarks build logs of a million entries this way, then verify them as `tollgate
+/// verify` does).
+pub struct Bulk<'c> {
+    tx: rusqlite::Transaction<'c>,
+    pub seq: u64,
+    pub prev: Option<String>,
+}
+
+impl<'c> Bulk<'c> {
+    pub fn new(conn: &'c mut Connection) -> Bulk<'c> {
+        let tx = conn.transaction().expect("tx");
+        let (seq, prev): (u64, Option<String>) = tx
+            .query_row("SELECT seq, hash FROM log_head WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("head");
+        Bulk { tx, seq, prev }
+    }
+
+    /// Appends one entry (`body` must name the next seq and the current prev).
+    pub fn append(
+        &mut self,
+        kind: &str,
+        cr_id: Option<&str>,
+        principal: Option<&str>,
+        body: &str,
+        signature: Option<&str>,
+    ) {
+        let hash = entry_hash(body);
+        self.tx
+            .prepare_cached("INSERT INTO log (seq, kind, cr_id, principal, body, hash, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            .expect("prepare")
+            .execute(params![self.seq as i64 + 1, kind, cr_id, principal, body, hash, signature])
+            .expect("insert");
+        self.seq += 1;
+        self.prev = Some(hash);
+    }
+
+    /// Appends `n` signed decisions by devi on CR-1044.
+    pub fn decisions(&mut self, signer: &Signer, digest: &str, policy_digest: &str, n: usize) {
         for i in 0..n {
-            seq += 1;
-            let body = record(seq, prev.clone(), digest, signer, i).body();
-            let hash = entry_hash(&body);
+            let body = record(
+                self.seq + 1,
+                self.prev.clone(),
+                digest,
+                signer,
+                policy_digest,
+                i,
+            )
+            .body();
             let sig = signer.sign(body.as_bytes()).expect("sign");
-            insert
-                .execute(params![seq as i64, body, hash, sig])
-                .expect("insert");
-            prev = Some(hash);
+            self.append("decision", Some("CR-1044"), Some("devi"), &body, Some(&sig));
         }
     }
-    tx.execute(
-        "UPDATE log_head SET seq = ?1, hash = ?2 WHERE id = 1",
-        params![seq as i64, prev],
-    )
-    .expect("head");
-    tx.commit().expect("commit");
+
+    pub fn tx(&self) -> &rusqlite::Transaction<'c> {
+        &self.tx
+    }
+
+    pub fn commit(self) {
+        self.tx
+            .execute(
+                "UPDATE log_head SET seq = ?1, hash = ?2 WHERE id = 1",
+                params![self.seq as i64, self.prev],
+            )
+            .expect("head");
+        self.tx.commit().expect("commit");
+    }
+}
+
+/// Appends `n` signed decisions in bulk (one transaction), continuing the chain.
+pub fn build_log(
+    path: &std::path::Path,
+    signer: &Signer,
+    digest: &str,
+    policy_digest: &str,
+    n: usize,
+) {
+    let mut conn = Connection::open(path).expect("open");
+    let mut bulk = Bulk::new(&mut conn);
+    bulk.decisions(signer, digest, policy_digest, n);
+    bulk.commit();
 }
 
 /// Submits `n` synthetic CRs made from the fixtures in turn (CR-100000 upwards, varied
@@ -166,13 +224,9 @@ pub fn peak_rss_mib() -> f64 {
 }
 
 /// A store with the demo CRs and `n` signed decisions on CR-1044 (built in bulk, closed
-/// again): its path, the policy that verifies it, and the seconds the log took to build.
-pub fn store_with_signed_log(
-    dir: &std::path::Path,
-    signer: &Signer,
-    n: usize,
-) -> (std::path::PathBuf, Policy, f64) {
-    let (store, policy) = setup(dir, signer);
+/// again): its path and the seconds the log took to build.
+pub fn store_with_signed_log(dir: &std::path::Path, n: usize) -> (std::path::PathBuf, f64) {
+    let (store, book) = setup(dir);
     let digest = store
         .get("CR-1044")
         .expect("get")
@@ -182,6 +236,160 @@ pub fn store_with_signed_log(
     let path = store.path().to_path_buf();
     drop(store);
     let built = std::time::Instant::now();
-    build_log(&path, signer, &digest, n);
-    (path, policy, built.elapsed().as_secs_f64())
+    build_log(&path, &devi(), &digest, &book.current().digest, n);
+    (path, built.elapsed().as_secs_f64())
+}
+
+/// The policy history of a store, read from its log.
+pub fn book_of(store: &dyn Store) -> PolicyBook {
+    tollgate::audit::policy_log::extend_book(None, &store.policy_entries(0).expect("policy"))
+        .expect("history")
+        .expect("a genesis")
+}
+
+/// Like [`store_with_signed_log`], but every `every` entries the policy changes: a
+/// `policy`-gate CR (proposed by marco) gets its two lead approvals (lena, sofia) and the
+/// adoption sofia's approval makes due, exactly as `tollgate policy propose` and `approve`
+/// record them; the decisions after it are signed under the new policy. Returns the path,
+/// the number of policy changes and the seconds it took to build.
+pub fn store_with_policy_changes(
+    dir: &std::path::Path,
+    n: usize,
+    every: usize,
+) -> (std::path::PathBuf, usize, f64) {
+    use tollgate::audit::canonical::{digest as doc_digest, sha256_digest, to_canonical_string};
+    use tollgate::audit::log::{EntryKind, submission_body};
+    use tollgate::audit::policy_log::AdoptionRecord;
+    use tollgate::domain::policy_change::{ProposalInput, proposal_document};
+    let (store, mut book) = setup(dir);
+    let digest = store
+        .get("CR-1044")
+        .expect("get")
+        .expect("CR")
+        .current
+        .digest;
+    let path = store.path().to_path_buf();
+    drop(store);
+    let built = std::time::Instant::now();
+    let (devi, lena, sofia) = (
+        devi(),
+        tollgate::demo::seeded_signer("lena").expect("lena"),
+        tollgate::demo::seeded_signer("sofia").expect("sofia"),
+    );
+    let mut conn = Connection::open(&path).expect("open");
+    let mut bulk = Bulk::new(&mut conn);
+    let mut written = 0;
+    let mut changes = 0;
+    while written < n {
+        let batch = every.min(n - written);
+        bulk.decisions(&devi, &digest, &book.current().digest, batch);
+        written += batch;
+        if written >= n {
+            break;
+        }
+        // A policy change: propose, two lead approvals, adoption.
+        changes += 1;
+        let now = Utc::now();
+        let at = time_text(now);
+        let id = format!("POL-{}", changes + 1);
+        let text = tollgate::demo::seeded_policy_text()
+            .replace("high = 24\n", &format!("high = {}\n", 24 + changes));
+        let document = proposal_document(
+            &ProposalInput {
+                id: &id,
+                proposer: "marco",
+                text: &text,
+                rationale: "benchmark: lengthen the high-risk observation window",
+                changes: &[],
+                at: now,
+            },
+            &book,
+        );
+        let cr_digest = doc_digest(&document);
+        let tx = bulk.tx();
+        tx.execute(
+            "INSERT INTO change_requests (id, current_revision, first_submitted_at) VALUES (?1, 1, ?2)",
+            params![id, at],
+        )
+        .expect("cr");
+        tx.execute(
+            "INSERT INTO revisions (cr_id, revision, digest, document, submitted_at) VALUES (?1, 1, ?2, ?3, ?4)",
+            params![id, cr_digest, to_canonical_string(&document), at],
+        )
+        .expect("revision");
+        let body = submission_body(
+            EntryKind::CrSubmitted,
+            bulk.seq + 1,
+            bulk.prev.as_deref(),
+            &id,
+            1,
+            &cr_digest,
+            now,
+        );
+        bulk.append("cr-submitted", Some(&id), None, &body, None);
+        for (who, signer) in [("lena", &lena), ("sofia", &sofia)] {
+            let record = DecisionRecord {
+                kind: "decision".into(),
+                format: BODY_FORMAT,
+                seq: bulk.seq + 1,
+                prev: bulk.prev.clone(),
+                cr_id: id.clone(),
+                cr_revision: 1,
+                cr_digest: cr_digest.clone(),
+                verdict: "approve".into(),
+                role: "lead".into(),
+                rationale: "benchmark policy change".into(),
+                ticks: vec![],
+                checklist: vec![],
+                principal: who.into(),
+                key_fingerprint: signer.fingerprint().into(),
+                policy_digest: book.current().digest.clone(),
+                at: at.clone(),
+            };
+            let body = record.body();
+            let sig = signer.sign(body.as_bytes()).expect("sign");
+            bulk.append("decision", Some(&id), Some(who), &body, Some(&sig));
+        }
+        let adoption = AdoptionRecord {
+            kind: "policy-adopted".into(),
+            format: BODY_FORMAT,
+            seq: bulk.seq + 1,
+            prev: bulk.prev.clone(),
+            version: book.current().version + 1,
+            policy_text: text.clone(),
+            policy_digest: sha256_digest(text.as_bytes()),
+            previous_digest: Some(book.current().digest.clone()),
+            cr_id: Some(id.clone()),
+            cr_revision: Some(1),
+            cr_digest: Some(cr_digest.clone()),
+            migration: false,
+            principal: "sofia".into(),
+            key_fingerprint: sofia.fingerprint().into(),
+            at: at.clone(),
+        };
+        let body = adoption.body();
+        let sig = sofia.sign(body.as_bytes()).expect("sign");
+        bulk.append(
+            "policy-adopted",
+            Some(&id),
+            Some("sofia"),
+            &body,
+            Some(&sig),
+        );
+        let entry = tollgate::store::LogEntry {
+            seq: bulk.seq,
+            kind: "policy-adopted".into(),
+            body,
+            hash: bulk.prev.clone().expect("hash"),
+            signature: Some(sig),
+            principal: Some("sofia".into()),
+            cr_id: Some(id),
+        };
+        book = tollgate::audit::policy_log::extend_book(Some(book), &[entry])
+            .expect("adoption reads")
+            .expect("history");
+    }
+    bulk.commit();
+    drop(conn);
+    (path, changes, built.elapsed().as_secs_f64())
 }

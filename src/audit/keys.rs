@@ -174,7 +174,9 @@ impl Signer {
         file.write_all(pem.as_bytes())
             .and_then(|_| file.sync_all())
             .map_err(|e| fail(e.to_string()))?;
-        let pub_path = path.with_extension("pub");
+        // `id.key` → `id.key.pub`, as ssh-keygen names it (and as keygen says).
+        let mut pub_path = path.as_os_str().to_owned();
+        pub_path.push(".pub");
         std::fs::write(&pub_path, format!("{}\n", self.public_key_line()))
             .map_err(|e| fail(e.to_string()))
     }
@@ -303,6 +305,13 @@ impl Keyring {
             .map_err(|_| SignatureError::Bad)?;
         Ok(fingerprint)
     }
+}
+
+/// The `SHA256:...` fingerprint of an OpenSSH public key line.
+pub fn fingerprint_of_line(line: &str) -> Result<String, String> {
+    PublicKey::from_openssh(line)
+        .map(|k| k.fingerprint(HashAlg::Sha256).to_string())
+        .map_err(|e| format!("not a valid OpenSSH public key ({e})"))
 }
 
 /// The base64 payload of an armored signature, whatever its line width.

@@ -4,3 +4,5 @@ pub mod canonical;
 pub mod emergency;
 pub mod keys;
 pub mod log;
+pub mod policy_log;
+pub mod verify;

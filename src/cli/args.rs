@@ -22,7 +22,8 @@ pub struct Cli {
     pub store: Option<PathBuf>,
 
     /// The policy file [default: beside the store, e.g. tollgate.policy.toml]. With `init`,
-    /// the policy to install beside the store.
+    /// the genesis policy to adopt and install beside the store; otherwise only the file
+    /// compared with the policy in force (the log's, which it never overrides).
     #[arg(long, global = true, env = "TOLLGATE_POLICY", value_name = "FILE")]
     pub policy: Option<PathBuf>,
 
@@ -65,11 +66,17 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a store and install a policy beside it.
+    /// Create a store and adopt its genesis policy.
     ///
-    /// With --policy FILE, FILE is validated and copied beside the store; without it a
-    /// starter policy (the playbook example) is written for you to edit. An existing,
-    /// different policy is never overwritten unless --replace-policy is given.
+    /// With --policy FILE, FILE is validated, recorded as the first log entry
+    /// (`policy-adopted`, signed with --key by a principal it lists) and copied beside the
+    /// store; without it the playbook's starter policy is used, which lists no keys, so add
+    /// yours first. The genesis entry's hash is printed: auditors pin it with
+    /// `verify --expect-genesis`. An existing, different policy file is never overwritten
+    /// unless --replace-policy is given; a store with a policy in force is never re-initialised.
+    #[command(after_help = "Example:
+  tollgate keygen                  # prints the key line to add under your principal
+  tollgate init --policy team.policy.toml --key ~/.config/tollgate/id_ed25519")]
     Init {
         /// Replace a policy that already sits beside the store.
         #[arg(long)]
@@ -110,13 +117,27 @@ pub enum Command {
     /// then open the terminal UI as a demo reviewer (devi, unless --as or --key says
     /// otherwise). When output is not a terminal, the queue is printed instead.
     ///
-    /// Safe to repeat: samples already present are left as they are, and an existing
-    /// policy is kept.
-    Demo,
+    /// Safe to repeat: samples already present are left as they are, and the policy in
+    /// force is kept. A demo store made by an earlier tollgate (no policy in its log) is
+    /// refused with the choice: --reset, or `tollgate migrate --as lena`.
+    Demo {
+        /// Delete the demo store and its policy file first, and start afresh.
+        #[arg(long)]
+        reset: bool,
+    },
 
-    /// Work with the policy file.
+    /// The policy in force (recorded in the log), its history, and changes to it.
     #[command(subcommand)]
     Policy(PolicyCommand),
+
+    /// Record the policy file of a store made before policy entries as its genesis.
+    ///
+    /// Appends a `policy-adopted` entry (marked as adopted at migration, signed with your
+    /// key, which the file must list) at the end of the existing log; earlier entries are
+    /// judged by it. Signing commands do this for you; read commands work read-only until
+    /// then. Refused, with the principals to add, if the policy could never approve a
+    /// change to itself.
+    Migrate,
 
     /// Sign off a change request in one of your roles.
     ///
@@ -150,14 +171,20 @@ pub enum Command {
     /// Show which key you sign with and which principal and roles it gives you.
     Whoami,
 
-    /// Check every link and signature of the audit log against the policy's keys.
+    /// Check every link and signature of the audit log, each entry against the policy in
+    /// force when it was appended.
     ///
     /// On failure, names the first bad entry and why (altered content, bad signature,
-    /// unknown key, broken link, reordered or missing entries, cut tail) and exits 1.
+    /// unknown or revoked key, broken link, reordered or missing entries, cut tail, a rule
+    /// of its policy broken) and exits 1.
     Verify {
         /// Also require this entry hash to be in the log (a head noted at an earlier audit).
         #[arg(long, value_name = "HASH")]
         expect_head: Option<String>,
+        /// Require the genesis policy entry to have this hash (shipped out of band, as
+        /// `policy show` and `init` print it): trust in every later policy starts there.
+        #[arg(long, value_name = "HASH")]
+        expect_genesis: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -414,8 +441,42 @@ pub enum PolicyCommand {
         /// The file to check [default: the store's policy, or --policy].
         file: Option<PathBuf>,
     },
-    /// Print an allowed_signers file for `ssh-keygen -Y verify` from the policy's keys.
+    /// Print an allowed_signers file for `ssh-keygen -Y verify` from the keys of the
+    /// policy in force.
     AllowedSigners,
+    /// The policy in force: version, digest, the entry that adopted it, the genesis hash,
+    /// principals and roles; and whether the file beside the store matches it.
+    Show {
+        /// Print as JSON.
+        #[arg(long, conflicts_with = "text")]
+        json: bool,
+        /// Print the policy text in force, verbatim (e.g. to restore the file).
+        #[arg(long)]
+        text: bool,
+    },
+    /// Every adopted version with what changed from the one before.
+    History {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Propose FILE as the next policy: a change request of gate `policy` (POL-N), always
+    /// high risk, signed off by the roles the policy in force names ([signoffs.policy];
+    /// two leads in the playbook), never by the proposer. Adopted when its sign-offs are
+    /// complete.
+    #[command(
+        after_help = "Example:\n  tollgate policy show --text > next.toml && $EDITOR next.toml\n  tollgate policy propose next.toml --rationale \"December on-call rotation\"\n  tollgate --as sofia approve POL-2 --role lead --rationale \"roster matches the rota\""
+    )]
+    Propose {
+        /// The proposed policy file (kept verbatim, comments included).
+        file: PathBuf,
+        /// Why, in a sentence or two.
+        #[arg(long)]
+        rationale: Option<String>,
+        /// Make this a new revision of an open proposal of yours (its sign-offs start over).
+        #[arg(long, value_name = "POL-N")]
+        revise: Option<String>,
+    },
 }
 
 fn pick<T: Copy>(s: &str, options: &[(&str, T)]) -> Result<T, String> {

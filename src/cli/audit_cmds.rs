@@ -2,10 +2,10 @@
 //! `policy allowed-signers`.
 
 use super::{CliError, to_json, write_out};
-use crate::audit::keys::{Signer, allowed_signers};
+use crate::audit::keys::Signer;
 use crate::audit::log::VerifyReport;
 use crate::config::{self, Paths};
-use crate::identity::{KeyChoice, identify};
+use crate::identity::{KeyChoice, identify_in_force};
 use crate::store::Store;
 use serde::Serialize;
 use std::io::Write;
@@ -39,25 +39,21 @@ pub fn keygen(output: Option<PathBuf>, comment: &str, out: &mut dyn Write) -> Re
 
 /// `tollgate whoami`.
 pub fn whoami(paths: &Paths, keys: &KeyChoice, out: &mut dyn Write) -> Result<(), CliError> {
-    let policy = super::policy_for(paths)?;
-    let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
+    let book = super::policy_cmds::load_book(paths)?;
+    let who = identify_in_force(keys, &paths.store, &book, &paths.policy)
+        .map_err(super::policy_cmds::identity_error)?;
     write_out(
         out,
         &format!(
-            "{} ({}) — roles: {}\nkey {} ({})\n",
+            "{} ({}) — roles: {}\nkey {} ({})\npolicy in force: version {}\n",
             who.principal.id,
             who.principal.name,
             who.principal.roles.join(", "),
             who.key_path.display(),
-            who.signer.fingerprint()
+            who.signer.fingerprint(),
+            book.current().version
         ),
     )
-}
-
-/// `tollgate policy allowed-signers`.
-pub fn export_allowed_signers(paths: &Paths, out: &mut dyn Write) -> Result<(), CliError> {
-    let policy = super::policy_for(paths)?;
-    write_out(out, &allowed_signers(&policy))
 }
 
 #[derive(Serialize)]
@@ -71,14 +67,20 @@ struct VerifyJson<'a> {
 /// `tollgate verify`.
 pub fn verify(
     paths: &Paths,
-    expect_head: Option<&str>,
+    opts: crate::store::VerifyOptions<'_>,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policy = super::policy_for(paths)?;
+    let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
     let started = Instant::now();
-    let report = crate::store::verify_log(&store, &policy, expect_head)?;
+    let report = crate::store::verify_log(
+        &store,
+        &crate::store::VerifyOptions {
+            unmigrated_policy: book.is_provisional().then(|| book.policy()),
+            ..opts
+        },
+    )?;
     let millis = started.elapsed().as_millis();
     if json {
         write_out(
@@ -99,13 +101,39 @@ pub fn verify(
         None => write_out(
             out,
             &format!(
-                "log verified: {} entries, {} signatures, head entry {} {} ({millis} ms)\n",
+                "log verified: {} entries, {} signatures, head entry {} {} ({millis} ms)\n{}",
                 report.entries,
                 report.signatures,
                 report.head.seq,
-                report.head.hash.as_deref().unwrap_or("(empty log)")
+                report.head.hash.as_deref().unwrap_or("(empty log)"),
+                policy_lines(&report)
             ),
         ),
+        Some(_) if !report.revoked.is_empty() => {
+            let lines: Vec<String> = report
+                .revoked
+                .iter()
+                .map(|b| {
+                    format!(
+                        "  entry {} ({}): {}",
+                        b.seq,
+                        b.kind.as_deref().unwrap_or("?"),
+                        b.detail
+                    )
+                })
+                .collect();
+            Err(CliError::refused(format!(
+                "log verification FAILED: {} entr{} signed by a revoked key after its revocation:\n{}\nthe chain itself is intact ({} entries); do not trust these entries until they are explained",
+                report.revoked.len(),
+                if report.revoked.len() == 1 {
+                    "y was"
+                } else {
+                    "ies were"
+                },
+                lines.join("\n"),
+                report.entries
+            )))
+        }
         Some(bad) => {
             let what = match (&bad.kind, &bad.cr_id) {
                 (Some(k), Some(cr)) => format!(" ({k} on {cr})"),
@@ -118,6 +146,35 @@ pub fn verify(
             )))
         }
     }
+}
+
+/// The policy versions verification walked through, for the success message.
+fn policy_lines(report: &VerifyReport) -> String {
+    if report.unmigrated {
+        return "no policy in the log yet: judged by the policy file (run `tollgate migrate` to record it)\n".into();
+    }
+    let mut out = String::new();
+    if let Some(g) = report.policies.first() {
+        out.push_str(&format!(
+            "genesis policy at entry {} {}{}\n",
+            g.seq,
+            g.hash,
+            if g.migration {
+                " (adopted at migration: the entries before it are judged by it)"
+            } else {
+                ""
+            }
+        ));
+    }
+    for p in report.policies.iter().skip(1) {
+        out.push_str(&format!(
+            "policy version {} adopted at entry {} from {}\n",
+            p.version,
+            p.seq,
+            p.cr_id.as_deref().unwrap_or("?")
+        ));
+    }
+    out
 }
 
 /// `tollgate log export`: one JSON object per line with the exact signed bytes.

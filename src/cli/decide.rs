@@ -2,13 +2,12 @@
 
 use super::args::DecideArgs;
 use super::{CliError, to_json, write_out};
-use crate::audit::canonical::sha256_digest;
 use crate::config::Paths;
 use crate::domain::checklist::Tick;
 use crate::domain::decision::Verdict;
 use crate::domain::rules::{Proposal, check_decision};
-use crate::domain::status::{Evaluation, evaluate};
-use crate::identity::{Identity, KeyChoice, identify};
+use crate::domain::status::{Evaluation, evaluate_in};
+use crate::identity::{Identity, KeyChoice};
 use crate::store::{DecideError, Store, StoreError};
 use crate::workflow::{DecisionRequest, eligible_roles, sign_decision};
 use chrono::Utc;
@@ -149,15 +148,13 @@ pub fn run(
     args: &DecideArgs,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let (policy, policy_text) = super::policy_and_text(paths)?;
-    let policy_digest = sha256_digest(policy_text.as_bytes());
-    let store = super::open_store(paths)?;
     let ticks = parse_ticks(&args.ticks)?;
+    let (book, who) = super::policy_cmds::book_for_signing(paths, keys, Utc::now())?;
+    let store = super::open_store(paths)?;
     // Earlier unsent decisions go first, in order.
     for line in super::outbox_cmd::flush(paths, keys).unwrap_or_default() {
         write_out(out, &format!("{line}\n"))?;
     }
-    let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
 
     // A first check before asking for a rationale, so nobody writes a paragraph for a
     // decision the rules will refuse. The binding check runs again inside the transaction.
@@ -176,7 +173,7 @@ pub fn run(
         )));
     };
     let decisions = store.decisions(&args.id)?;
-    let eval = evaluate(&cr.current.cr, &cr.current.digest, &decisions, &policy);
+    let eval = evaluate_in(&cr.current.cr, &cr.current.digest, &decisions, &book);
     // The requester gets the requester rule's refusal, not a question about roles.
     let role = if who.principal.id == cr.current.cr.requester {
         args.role.clone().unwrap_or_default()
@@ -190,7 +187,7 @@ pub fn run(
         rationale: "(pending)",
         ticks: &ticks,
     };
-    check_decision(&cr.current.cr, &eval, &policy, &probe)
+    check_decision(&cr.current.cr, &eval, book.policy(), &probe)
         .map_err(|r| CliError::refused(format!("refused: {r}")))?;
 
     let what = format!(
@@ -205,7 +202,7 @@ pub fn run(
         ticks,
         expect_digest: args.digest.clone(),
     };
-    let entry = match super::outbox_cmd::outbox_for(paths) {
+    let appended = match super::outbox_cmd::outbox_for(paths) {
         // Against a team server the decision goes through the outbox: written first, then
         // delivered; if the server is unreachable it stays there and is delivered later.
         Some(outbox) => {
@@ -216,7 +213,7 @@ pub fn run(
                 Utc::now(),
             );
             outbox.put(&pending).map_err(CliError::environment)?;
-            match outbox.deliver(&store, &policy, &policy_digest, &who, &mut pending) {
+            match outbox.deliver(&store, &book, &who, &mut pending) {
                 crate::outbox::Delivery::Delivered(e) => e,
                 crate::outbox::Delivery::Failed(why) => return Err(CliError::refused(why)),
                 crate::outbox::Delivery::Later(why) => {
@@ -226,21 +223,29 @@ pub fn run(
                 }
             }
         }
-        None => sign_decision(&store, &policy, &policy_digest, &who, &request, Utc::now())
-            .map_err(|e| match e {
-                DecideError::Refused(_) | DecideError::Stale { .. } | DecideError::NotFound(_) => {
-                    CliError::refused(e.to_string())
-                }
-                other => CliError::environment(other.to_string()),
-            })?,
+        None => sign_decision(&store, &book, &who, &request, Utc::now()).map_err(|e| match e {
+            DecideError::Refused(_) | DecideError::Stale { .. } | DecideError::NotFound(_) => {
+                CliError::refused(e.to_string())
+            }
+            other => CliError::environment(other.to_string()),
+        })?,
     };
-    if args.json {
-        return write_out(out, &to_json(&entry)?);
+    if let Some(adoption) = &appended.adoption {
+        super::policy_cmds::write_adopted(paths, adoption)?;
     }
+    if args.json {
+        return write_out(out, &to_json(&appended)?);
+    }
+    let entry = &appended.decision;
     let after = store.decisions(&args.id)?;
+    let book = match &appended.adoption {
+        // The completed change request is still judged by the policy it replaced.
+        Some(_) => super::policy_cmds::load_book(paths)?,
+        None => book,
+    };
     let progress = store
         .get(&args.id)?
-        .map(|c| evaluate(&c.current.cr, &c.current.digest, &after, &policy))
+        .map(|c| evaluate_in(&c.current.cr, &c.current.digest, &after, &book))
         .map(|e| {
             format!(
                 "; sign-offs {}/{}, status {}",
@@ -250,10 +255,28 @@ pub fn run(
             )
         })
         .unwrap_or_default();
+    let adopted = appended
+        .adoption
+        .as_ref()
+        .map(|a| {
+            format!(
+                "{} adopted: policy version {} is in force from log entry {} ({}){}\n",
+                args.id,
+                book.current().version,
+                a.seq,
+                a.hash,
+                if paths.remote.is_none() {
+                    format!("; {} rewritten with it", paths.policy.display())
+                } else {
+                    String::new()
+                }
+            )
+        })
+        .unwrap_or_default();
     write_out(
         out,
         &format!(
-            "{}: {} as {} by {} — signed with {}, log entry {} ({}){progress}\n",
+            "{}: {} as {} by {} — signed with {}, log entry {} ({}){progress}\n{adopted}",
             args.id,
             verdict,
             role,

@@ -2,12 +2,12 @@
 
 use super::args::RollbackArgs;
 use super::{CliError, to_json, write_out};
-use crate::audit::canonical::sha256_digest;
 use crate::config::Paths;
 use crate::domain::emergency::{Exception, ExceptionState, SubjectState, countdown, subjects};
-use crate::domain::status::evaluate;
+use crate::domain::policy_book::PolicyBook;
+use crate::domain::status::evaluate_in;
 use crate::domain::text::sanitize;
-use crate::identity::{KeyChoice, identify};
+use crate::identity::KeyChoice;
 use crate::store::{DecideError, Store};
 use crate::workflow::{
     ReviewRequest, RollbackRequest, authorise_rollback, exceptions, record_review, record_rollback,
@@ -26,22 +26,19 @@ fn decide_error(e: DecideError) -> CliError {
 }
 
 /// Subjects known from the store's CRs, most recent first.
-pub fn known_subjects(
-    store: &dyn Store,
-    policy: &crate::domain::policy::Policy,
-) -> Result<Vec<SubjectState>, CliError> {
+pub fn known_subjects(store: &dyn Store, book: &PolicyBook) -> Result<Vec<SubjectState>, CliError> {
     let decisions = store.all_decisions()?;
     let crs = store.list()?;
     let statuses: Vec<_> = crs
         .iter()
-        .map(|c| {
+        .filter_map(|c| {
             let mine = decisions
                 .get(&c.current.cr.id)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
             SubjectState::from_cr(
                 &c.current.cr,
-                evaluate(&c.current.cr, &c.current.digest, mine, policy).status,
+                evaluate_in(&c.current.cr, &c.current.digest, mine, book).status,
             )
         })
         .collect();
@@ -56,12 +53,11 @@ pub fn rollback(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let (policy, policy_text) = super::policy_and_text(paths)?;
+    let (book, who) = super::policy_cmds::book_for_signing(paths, keys, now)?;
     let store = super::open_store(paths)?;
-    let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
-    crate::domain::emergency::check_on_call(&policy, &who.principal)
+    crate::domain::emergency::check_on_call(book.policy(), &who.principal)
         .map_err(|r| CliError::refused(format!("refused: {r}")))?;
-    let known = known_subjects(&store, &policy)?;
+    let known = known_subjects(&store, &book)?;
     let subject = known
         .iter()
         .find(|s| s.name == args.subject && s.environment == args.environment);
@@ -98,15 +94,7 @@ pub fn rollback(
         incident: args.incident.clone(),
         reason: args.reason.clone(),
     };
-    let auth = authorise_rollback(
-        &store,
-        &policy,
-        &sha256_digest(policy_text.as_bytes()),
-        &who,
-        &request,
-        now,
-    )
-    .map_err(decide_error)?;
+    let auth = authorise_rollback(&store, &book, &who, &request, now).map_err(decide_error)?;
     let ex = exceptions(&store)
         .map_err(CliError::environment)?
         .into_iter()
@@ -139,7 +127,7 @@ pub fn rollback(
         ));
     }
     write_out(out, &msg)?;
-    let Some((argv, timeout)) = rollback_invocation(&policy, &request) else {
+    let Some((argv, timeout)) = rollback_invocation(book.policy(), &request) else {
         return write_out(
             out,
             "no rollback command in the policy for this subject: the operator performs the rollback\n",
@@ -166,6 +154,7 @@ pub fn rollback(
     });
     let entry = record_rollback(
         &store,
+        &book,
         &who,
         &auth.hash,
         &request.incident,
@@ -280,10 +269,9 @@ pub fn review(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policy = super::policy_for(paths)?;
+    let (book, who) = super::policy_cmds::book_for_signing(paths, keys, now)?;
     let store = super::open_store(paths)?;
-    let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
-    let entry = record_review(&store, &policy, &who, req, now).map_err(decide_error)?;
+    let entry = record_review(&store, &book, &who, req, now).map_err(decide_error)?;
     write_out(
         out,
         &format!(

@@ -33,12 +33,12 @@ pub fn history(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policy = super::policy_for(paths)?;
+    let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
     let started = Instant::now();
-    let chain = verify_log(&store, &policy, None)?;
+    let chain = verify_log(&store, &super::verify_options(&book))?;
     let millis = started.elapsed().as_millis();
-    let data = load(&store, &policy, now).map_err(CliError::environment)?;
+    let data = load(&store, &book, now).map_err(CliError::environment)?;
     let filter = Filter {
         principal: args.principal.clone(),
         subject: args.subject.as_ref().map(|s| s.to_lowercase()),
@@ -138,9 +138,9 @@ pub fn health_cmd(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policy = super::policy_for(paths)?;
+    let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
-    let data = load(&store, &policy, now).map_err(CliError::environment)?;
+    let data = load(&store, &book, now).map_err(CliError::environment)?;
     let filter = Filter {
         since,
         until,
@@ -222,12 +222,12 @@ pub fn export(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policy = super::policy_for(paths)?;
+    let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
-    let chain = verify_log(&store, &policy, None)?;
+    let chain = verify_log(&store, &super::verify_options(&book))?;
     let exceptions = crate::workflow::exceptions(&store).map_err(CliError::environment)?;
     let report =
-        build(&store, &policy, selection, &chain, &exceptions, now).map_err(CliError::refused)?;
+        build(&store, &book, selection, &chain, &exceptions, now).map_err(CliError::refused)?;
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::environment(format!("cannot create {}: {e}", dir.display())))?;
     write_file(dir, "report.md", report.markdown.as_bytes())?;
@@ -240,6 +240,21 @@ pub fn export(
     }
     write_file(dir, "entries.jsonl", lines.as_bytes())?;
     write_file(dir, "allowed_signers", report.allowed_signers.as_bytes())?;
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies)
+        .map_err(|e| CliError::environment(format!("cannot create {}: {e}", policies.display())))?;
+    for p in &report.policies {
+        write_file(
+            &policies,
+            &format!("v{}.toml", p.version),
+            p.text.as_bytes(),
+        )?;
+        write_file(
+            &policies,
+            &format!("v{}.allowed_signers", p.version),
+            p.allowed_signers.as_bytes(),
+        )?;
+    }
     write_file(dir, "verify.sh", VERIFY_SCRIPT.as_bytes())?;
     #[cfg(unix)]
     {
@@ -252,9 +267,10 @@ pub fn export(
     write_out(
         out,
         &format!(
-            "wrote {}: report.md, report.json, entries.jsonl ({} entries), allowed_signers, verify.sh\n{}\n",
+            "wrote {}: report.md, report.json, entries.jsonl ({} entries), allowed_signers, policies/ ({} version(s)), verify.sh\n{}\n",
             dir.display(),
             report.entries.len(),
+            report.policies.len(),
             match &chain.first_bad {
                 None => "audit log verified".to_string(),
                 Some(b) => format!(

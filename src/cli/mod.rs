@@ -6,15 +6,16 @@ mod decide;
 mod emergency;
 mod history_cmds;
 mod outbox_cmd;
+mod policy_cmds;
 mod render;
 mod views;
 
 use crate::config::{self, Paths};
 use crate::demo;
-use crate::domain::change_request::parse_document;
+use crate::domain::change_request::{Gate, parse_document};
 use crate::domain::decision::Verdict;
-use crate::domain::policy::{Policy, parse_policy};
-use crate::domain::status::{Evaluation, evaluate};
+use crate::domain::policy_book::PolicyBook;
+use crate::domain::status::{Evaluation, evaluate_in};
 use crate::domain::text::{sanitize, sanitize_with};
 use crate::identity::KeyChoice;
 use crate::store::local::LocalStore;
@@ -162,6 +163,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             emergency::rollback(&p, &keys, &a, now, out)?;
             rollback_source(&p, &a, out)
         }
+        Some(Command::Migrate) => policy_cmds::migrate(&local_only("migrate")?, &keys, now, out),
         Some(Command::History(a)) => history_cmds::history(&paths()?, &a, now, out),
         Some(Command::Health { since, until, json }) => {
             history_cmds::health_cmd(&paths()?, since, until, json, now, out)
@@ -203,31 +205,68 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             emergency::review(&paths()?, &keys, &req, now, out)
         }
         Some(Command::Whoami) => audit_cmds::whoami(&paths()?, &keys, out),
-        Some(Command::Verify { expect_head, json }) => {
-            audit_cmds::verify(&paths()?, expect_head.as_deref(), json, out)
-        }
+        Some(Command::Verify {
+            expect_head,
+            expect_genesis,
+            json,
+        }) => audit_cmds::verify(
+            &paths()?,
+            crate::store::VerifyOptions {
+                expect_head: expect_head.as_deref(),
+                expect_genesis: expect_genesis.as_deref(),
+                unmigrated_policy: None,
+            },
+            json,
+            out,
+        ),
         Some(Command::Log(LogCommand::Export { output })) => {
             audit_cmds::export_log(&paths()?, output.as_deref(), out)
         }
         Some(Command::Policy(PolicyCommand::AllowedSigners)) => {
-            audit_cmds::export_allowed_signers(&paths()?, out)
+            policy_cmds::allowed_signers(&paths()?, out)
         }
         Some(Command::Policy(PolicyCommand::Check { file })) => {
             let file = match file {
                 Some(f) => f,
                 None => paths()?.policy,
             };
-            policy_check(&file, out)
+            policy_cmds::check(&file, out)
         }
+        Some(Command::Policy(PolicyCommand::Show { json, text })) => {
+            policy_cmds::show(&paths()?, json, text, out)
+        }
+        Some(Command::Policy(PolicyCommand::History { json })) => {
+            policy_cmds::history(&paths()?, json, out)
+        }
+        Some(Command::Policy(PolicyCommand::Propose {
+            file,
+            rationale,
+            revise,
+        })) => policy_cmds::propose(
+            &paths()?,
+            &keys,
+            &file,
+            rationale.as_deref(),
+            revise.as_deref(),
+            now,
+            out,
+        ),
         Some(Command::Init { replace_policy }) => {
             local_only("init")?;
             // With init, --policy names the file to install, not the one to use.
             let target = config::resolve(cli.store.clone(), None)?;
-            init(&target, cli.policy.as_deref(), replace_policy, out)
+            policy_cmds::init(
+                &target,
+                cli.policy.as_deref(),
+                replace_policy,
+                &keys,
+                now,
+                out,
+            )
         }
-        Some(Command::Demo) => {
+        Some(Command::Demo { reset }) => {
             let paths = local_only("demo")?;
-            demo_store(&paths, now, out)?;
+            demo_store(&paths, reset, now, out)?;
             if interactive() {
                 let mut keys = keys;
                 if keys.key.is_none() && keys.as_principal.is_none() {
@@ -238,7 +277,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             list(&paths, &ListArgs::default(), now, out)?;
             write_out(
                 out,
-                "\nnext: `tollgate show CR-1042` to review one; sign as a demo reviewer with\n  tollgate --as devi approve CR-1042 --tick privacy --tick rollback --rationale \"...\"\n  (demo principals: priya jonas amara kai devi marco lena sofia; `tollgate verify` checks the log)\n",
+                &format!(
+                    "\nnext: `tollgate show CR-1042` to review one; sign as a demo reviewer with\n  tollgate --as devi approve CR-1042 --tick privacy --tick rollback --rationale \"...\"\n  (demo principals: {}; `tollgate verify` checks the log, `tollgate policy show` the policy in force)\n",
+                    demo::PRINCIPALS.join(" ")
+                ),
             )
         }
         Some(Command::Submit { files, json }) => submit(&paths()?, &files, json, now, out),
@@ -304,7 +346,7 @@ fn push_source(paths: &Paths, only: Option<&str>, out: &mut dyn Write) -> Result
     };
     let url = &source.url;
     let store = open_store(paths)?;
-    let (policy, _) = policy_and_text(paths)?;
+    let book = policy_cmds::load_book(paths)?;
     let client = mlflow::Client::new(url).map_err(|e| CliError::environment(e.to_string()))?;
     let conv = &source.convention;
     let ids: Vec<String> = match only {
@@ -317,7 +359,7 @@ fn push_source(paths: &Paths, only: Option<&str>, out: &mut dyn Write) -> Result
     };
     let mut failures = Vec::new();
     for id in &ids {
-        match mlflow::push(&client, store.as_ref(), &policy, conv, id) {
+        match mlflow::push(&client, store.as_ref(), &book, conv, id) {
             Ok(None) => {}
             Ok(Some(mlflow::Pushed::Unchanged)) => {
                 if only.is_none() {
@@ -515,10 +557,27 @@ fn interactive() -> bool {
 fn tui(paths: Paths, keys: KeyChoice, config: Option<PathBuf>) -> Result<(), CliError> {
     // The store must exist before the screen opens, with a message that says how to make one.
     open_store(&paths)?;
+    let mut book = policy_cmds::load_book(&paths)?;
+    let mut notice = policy_cmds::file_notice(&book, &paths.policy);
+    if book.is_provisional() && paths.remote.is_none() {
+        // A store from before policy entries is migrated by whoever can sign it; anyone
+        // else reviews read-only.
+        match policy_cmds::migrate_store(&paths, &keys, config::now().map_err(CliError::refused)?) {
+            Ok(b) => book = b,
+            Err(e) => {
+                notice = Some(format!(
+                    "read-only: this store predates policy entries and could not be migrated ({})",
+                    e.message
+                ))
+            }
+        }
+    }
     crate::tui::run(crate::tui::Options {
         paths,
         keys,
         config,
+        book,
+        notice,
     })
     .map_err(CliError::refused)
 }
@@ -549,6 +608,15 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
         .map_err(|e| CliError::environment(format!("cannot encode JSON output: {e}")))
 }
 
+/// Verification options for a store judged by `book`: the file stands in only while the
+/// log has adopted no policy.
+fn verify_options(book: &PolicyBook) -> crate::store::VerifyOptions<'_> {
+    crate::store::VerifyOptions {
+        unmigrated_policy: book.is_provisional().then(|| book.policy()),
+        ..Default::default()
+    }
+}
+
 /// Opens the store the invocation works on: the team server with `--remote`, else the
 /// local SQLite file.
 pub fn open_store(paths: &Paths) -> Result<Box<dyn Store>, CliError> {
@@ -558,176 +626,6 @@ pub fn open_store(paths: &Paths) -> Result<Box<dyn Store>, CliError> {
         )?)),
         None => Ok(Box::new(LocalStore::open(&paths.store)?)),
     }
-}
-
-/// The policy in force and its text: the server's with `--remote`, else the file.
-pub fn policy_and_text(paths: &Paths) -> Result<(Policy, String), CliError> {
-    match &paths.remote {
-        Some(r) => {
-            // The server's policy is cached beside the outbox, so decisions can still be
-            // checked and queued while the server is unreachable.
-            let cache = crate::outbox::Outbox::for_server(&paths.store, &r.url).policy_cache();
-            let text =
-                match crate::store::remote::RemoteStore::connect(&r.url, &r.token)?.policy_text() {
-                    Ok(text) => {
-                        if let Some(dir) = cache.parent() {
-                            let _ = std::fs::create_dir_all(dir);
-                        }
-                        let _ = std::fs::write(&cache, &text);
-                        text
-                    }
-                    Err(e @ StoreError::Unreachable { .. }) => {
-                        std::fs::read_to_string(&cache).map_err(|_| CliError::from(e))?
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-            let policy = parse_loaded_policy(Path::new(&r.url), &text)?;
-            Ok((policy, text))
-        }
-        None => {
-            let text = load_policy_text(&paths.policy)?;
-            Ok((parse_loaded_policy(&paths.policy, &text)?, text))
-        }
-    }
-}
-
-/// The policy in force.
-pub fn policy_for(paths: &Paths) -> Result<Policy, CliError> {
-    policy_and_text(paths).map(|(p, _)| p)
-}
-
-/// Reads and validates the policy file, turning every problem into one message.
-pub fn load_policy(path: &Path) -> Result<Policy, CliError> {
-    let text = load_policy_text(path)?;
-    parse_loaded_policy(path, &text)
-}
-
-/// Reads the policy file's text (its digest goes into every signed decision).
-pub fn load_policy_text(path: &Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            CliError::refused(format!(
-                "no policy at {}; install one with `tollgate init --policy FILE` (or `tollgate demo`), or pass --policy FILE",
-                path.display()
-            ))
-        } else {
-            CliError::environment(format!("cannot read policy {}: {e}", path.display()))
-        }
-    })
-}
-
-/// Validates policy text read from `path`.
-pub fn parse_loaded_policy(path: &Path, text: &str) -> Result<Policy, CliError> {
-    parse_policy(text).map(|(p, _)| p).map_err(|report| {
-        let lines: Vec<String> = report
-            .errors
-            .iter()
-            .map(|p| format!("{}: {p}", path.display()))
-            .collect();
-        CliError::refused(format!(
-            "the policy is invalid; fix it and run `tollgate policy check`:\n{}",
-            lines.join("\n")
-        ))
-    })
-}
-
-fn policy_check(file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| CliError::refused(format!("cannot read policy {}: {e}", file.display())))?;
-    match parse_policy(&text) {
-        Ok((policy, warnings)) => {
-            let mut msg = String::new();
-            for w in &warnings {
-                msg.push_str(&format!("{}: warning: {w}\n", file.display()));
-            }
-            msg.push_str(&format!(
-                "{}: policy OK (version {}, {} principals, {} checklist items)\n",
-                file.display(),
-                policy.version,
-                policy.principals.len(),
-                policy.checklist.len()
-            ));
-            write_out(out, &msg)
-        }
-        Err(report) => {
-            let mut lines: Vec<String> = report
-                .errors
-                .iter()
-                .map(|p| format!("{}: error: {p}", file.display()))
-                .collect();
-            lines.extend(
-                report
-                    .warnings
-                    .iter()
-                    .map(|p| format!("{}: warning: {p}", file.display())),
-            );
-            lines.push(format!(
-                "{} error(s); the policy cannot be used until they are fixed",
-                report.errors.len()
-            ));
-            Err(CliError::refused(lines.join("\n")))
-        }
-    }
-}
-
-fn init(
-    paths: &Paths,
-    source: Option<&Path>,
-    replace: bool,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    let (text, origin) = match source {
-        Some(src) => {
-            let text = std::fs::read_to_string(src).map_err(|e| {
-                CliError::refused(format!("cannot read policy {}: {e}", src.display()))
-            })?;
-            (text, src.display().to_string())
-        }
-        None => (
-            demo::POLICY_TOML.to_string(),
-            "the starter policy".to_string(),
-        ),
-    };
-    if let Err(report) = parse_policy(&text) {
-        let lines: Vec<String> = report
-            .errors
-            .iter()
-            .map(|p| format!("{origin}: {p}"))
-            .collect();
-        return Err(CliError::refused(format!(
-            "not initialising: the policy is invalid\n{}",
-            lines.join("\n")
-        )));
-    }
-    let existing = std::fs::read_to_string(&paths.policy).ok();
-    let write_policy = match &existing {
-        None => true,
-        Some(old) if *old == text => false,
-        Some(_) if replace => true,
-        Some(_) => {
-            return Err(CliError::refused(format!(
-                "a different policy already sits at {}; edit it in place, or pass --replace-policy to overwrite it with {origin}",
-                paths.policy.display()
-            )));
-        }
-    };
-    let store = LocalStore::create(&paths.store)?;
-    let mut msg = format!(
-        "store ready at {} (schema version {})\n",
-        store.path().display(),
-        store.schema_version()?
-    );
-    if write_policy {
-        write_atomically(&paths.policy, &text)?;
-        msg.push_str(&format!(
-            "installed {origin} at {}\n",
-            paths.policy.display()
-        ));
-    } else {
-        msg.push_str(&format!("policy unchanged at {}\n", paths.policy.display()));
-    }
-    msg.push_str("next: `tollgate submit CR.json` to add change requests, `tollgate list` to see the queue\n");
-    write_out(out, &msg)
 }
 
 /// Writes `text` to `path` through a temporary file and a rename, so a crash never leaves
@@ -772,6 +670,9 @@ fn read_batch(files: &[PathBuf]) -> Result<Vec<Submission>, CliError> {
             }
         };
         match parse_document(&bytes) {
+            Ok((cr, _)) if cr.gate == Gate::Policy => problems.push(format!(
+                "{name}: $.gate: a policy change is not submitted: propose the new policy file with `tollgate policy propose FILE`"
+            )),
             Ok((cr, document)) => {
                 if let Some((first, _)) = batch.iter().find(|(_, s)| s.cr.id == cr.id) {
                     problems.push(format!(
@@ -825,7 +726,7 @@ fn submit(
 
 fn evaluate_all(
     store: &dyn Store,
-    policy: &Policy,
+    book: &PolicyBook,
 ) -> Result<Vec<(StoredCr, Evaluation)>, CliError> {
     let decisions = store.all_decisions()?;
     Ok(store
@@ -836,7 +737,7 @@ fn evaluate_all(
                 .get(&cr.current.cr.id)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            let e = evaluate(&cr.current.cr, &cr.current.digest, mine, policy);
+            let e = evaluate_in(&cr.current.cr, &cr.current.digest, mine, book);
             (cr, e)
         })
         .collect())
@@ -849,8 +750,8 @@ fn list(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let store = open_store(paths)?;
-    let policy = policy_for(paths)?;
-    let rows: Vec<(StoredCr, Evaluation)> = evaluate_all(&store, &policy)?
+    let book = policy_cmds::load_book(paths)?;
+    let rows: Vec<(StoredCr, Evaluation)> = evaluate_all(&store, &book)?
         .into_iter()
         .filter(|(cr, e)| {
             args.status.is_none_or(|s| e.status == s)
@@ -887,7 +788,7 @@ fn show(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let store = open_store(paths)?;
-    let policy = policy_for(paths)?;
+    let book = policy_cmds::load_book(paths)?;
     let safe_id = crate::domain::reader::quote(id);
     let Some(cr) = store.get(id)? else {
         return Err(CliError::refused(format!(
@@ -907,12 +808,23 @@ fn show(
     };
     let is_current = rev.revision == cr.current.revision;
     let decisions = store.decisions(id)?;
-    let e = evaluate(&rev.cr, &rev.digest, &decisions, &policy);
+    let e = evaluate_in(&rev.cr, &rev.digest, &decisions, &book);
+    let changes = policy_cmds::proposal_changes(&book, &rev.cr);
     if json {
-        let detail = views::Detail::new(&rev, cr.first_submitted_at, is_current, &revisions, &e);
+        let mut detail =
+            views::Detail::new(&rev, cr.first_submitted_at, is_current, &revisions, &e);
+        detail.policy_change = changes.as_deref().map(|c| views::PolicyChangeView {
+            in_force_version: book.current().version,
+            in_force_digest: &book.current().digest,
+            changes: c,
+        });
         return write_out(out, &to_json(&detail)?);
     }
-    write_out(out, &render::detail(&rev, is_current, &revisions, &e, now))
+    let mut text = render::detail(&rev, is_current, &revisions, &e, now);
+    if let Some(changes) = &changes {
+        text.push_str(&render::policy_changes(changes, book.current()));
+    }
+    write_out(out, &text)
 }
 
 /// Creates a key for every demo principal beside the store and returns the demo policy
@@ -936,16 +848,76 @@ fn demo_identities(store: &Path) -> Result<String, CliError> {
     }))
 }
 
-fn demo_store(paths: &Paths, now: DateTime<Utc>, out: &mut dyn Write) -> Result<(), CliError> {
-    let store = LocalStore::create(&paths.store)?;
+fn demo_store(
+    paths: &Paths,
+    reset: bool,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let mut notes = String::new();
-    if !paths.policy.exists() {
+    if reset {
+        let beside = |suffix: &str| {
+            let mut name = paths.store.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        for file in [
+            paths.store.clone(),
+            beside("-wal"),
+            beside("-shm"),
+            paths.policy.clone(),
+        ] {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(CliError::environment(format!(
+                        "cannot remove {}: {e}",
+                        file.display()
+                    )));
+                }
+            }
+        }
+        notes.push_str(&format!(
+            "removed the demo store at {} and its policy\n",
+            paths.store.display()
+        ));
+    }
+    let existed = paths.store.exists();
+    let store = LocalStore::create(&paths.store)?;
+    if store.policy_entries(0)?.is_empty() {
+        if existed && store.recorded_head()?.seq > 0 {
+            return Err(CliError::refused(format!(
+                "the demo store at {} was made by an earlier tollgate: its log has no policy yet. Start it afresh with `tollgate demo --reset` (its decisions are lost), or keep it with `tollgate migrate --as lena`",
+                paths.store.display()
+            )));
+        }
+        // A new demo: the playbook policy with a key for every principal, adopted as the
+        // genesis by the demo lead.
         let policy = demo_identities(&paths.store)?;
         write_atomically(&paths.policy, &policy)?;
-        notes.push_str(&format!(
-            "installed the demo policy at {} with a key for every principal (act as one with --as ID, e.g. --as devi)\n",
-            paths.policy.display()
-        ));
+        let lead = KeyChoice {
+            key: None,
+            as_principal: Some(demo::GENESIS_SIGNER.into()),
+        };
+        let (_, parsed) = policy_cmds::read_policy_file(&paths.policy)?;
+        let who = crate::identity::identify(&lead, &paths.store, &parsed)
+            .map_err(policy_cmds::identity_error)?;
+        let genesis = crate::workflow::adopt_genesis(&store, &policy, &who, now)
+            .map_err(|e| CliError::environment(format!("the demo policy was not adopted: {e}")))?;
+        if let crate::workflow::GenesisOutcome::Adopted(g) = genesis {
+            notes.push_str(&format!(
+                "installed the demo policy at {} with a key for every principal (act as one with --as ID, e.g. --as devi); {} adopted it as the genesis, entry {} ({})\n",
+                paths.policy.display(),
+                demo::GENESIS_SIGNER,
+                g.seq,
+                g.hash
+            ));
+        }
+    } else if !paths.policy.exists() {
+        // The file is a copy of the policy in force; put it back.
+        let book = policy_cmds::local_book(&store, paths)?;
+        write_atomically(&paths.policy, &book.current().text)?;
     }
     let mut batch = Vec::new();
     for (name, text) in demo::FIXTURES {

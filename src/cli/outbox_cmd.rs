@@ -1,9 +1,8 @@
 //! `tollgate outbox`: decisions waiting for the team server, and delivering them.
 
 use super::{CliError, write_out};
-use crate::audit::canonical::sha256_digest;
 use crate::config::Paths;
-use crate::identity::{KeyChoice, identify};
+use crate::identity::{KeyChoice, identify_in_force};
 use crate::outbox::{Delivery, Outbox};
 use std::io::Write;
 
@@ -24,16 +23,23 @@ pub fn flush(paths: &Paths, keys: &KeyChoice) -> Result<Vec<String>, CliError> {
     if items.is_empty() {
         return Ok(vec![]);
     }
-    let (policy, text) = super::policy_and_text(paths)?;
+    let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
-    let who = identify(keys, &paths.store, &policy).map_err(|e| CliError::refused(e.0))?;
-    let digest = sha256_digest(text.as_bytes());
+    let who = identify_in_force(keys, &paths.store, &book, &paths.policy)
+        .map_err(super::policy_cmds::identity_error)?;
     let mut lines = Vec::new();
     for p in items.iter_mut().filter(|p| p.principal == who.principal.id) {
-        lines.push(match outbox.deliver(&store, &policy, &digest, &who, p) {
+        lines.push(match outbox.deliver(&store, &book, &who, p) {
             Delivery::Delivered(e) => format!(
-                "delivered: {} {} as {} (log entry {})",
-                p.verdict, p.cr_id, p.role, e.seq
+                "delivered: {} {} as {} (log entry {}){}",
+                p.verdict,
+                p.cr_id,
+                p.role,
+                e.decision.seq,
+                e.adoption
+                    .as_ref()
+                    .map(|a| format!("; it completed {}, adopted at entry {}", p.cr_id, a.seq))
+                    .unwrap_or_default()
             ),
             Delivery::Failed(why) => format!(
                 "NOT delivered, moved to failed/: {} {}: {why}",

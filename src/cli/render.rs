@@ -386,3 +386,23 @@ mod tests {
         assert_eq!(check_summary(&CheckCounts::default()), "-");
     }
 }
+
+/// What a policy change request changes, against the policy in force.
+pub fn policy_changes(
+    changes: &[crate::domain::policy_diff::PolicyChange],
+    in_force: &crate::domain::policy_book::PolicyVersion,
+) -> String {
+    let mut out = format!(
+        "\nPolicy change against version {} in force ({}): {} change(s)\n",
+        in_force.version,
+        in_force.digest,
+        changes.len()
+    );
+    for c in changes {
+        let _ = writeln!(out, "  {}", clean(&c.to_string()));
+    }
+    if changes.is_empty() {
+        out.push_str("  (none: it reads the same as the policy in force)\n");
+    }
+    out
+}

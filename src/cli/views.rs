@@ -56,8 +56,11 @@ pub struct QueueEntry<'a> {
     pub blocked: bool,
     /// Whether blocking CI evidence is still pending or missing.
     pub awaiting_evidence: bool,
-    /// Every blocking automated item that prevents approval now.
+    /// Every blocking automated item that prevents approval now (and any missing required
+    /// artifact, and a stale policy proposal).
     pub blockers: &'a [String],
+    /// Artifact kinds the policy requires at this gate and risk that the CR does not link.
+    pub missing_artifacts: &'a [String],
 }
 
 impl<'a> QueueEntry<'a> {
@@ -92,6 +95,7 @@ impl<'a> QueueEntry<'a> {
             blocked: e.blocked,
             awaiting_evidence: e.awaiting_evidence,
             blockers: &e.blockers,
+            missing_artifacts: &e.missing_artifacts,
         }
     }
 }
@@ -118,6 +122,20 @@ pub struct Detail<'a> {
     pub discounted_decisions: &'a [Discounted],
     /// The document exactly as stored (unknown fields included).
     pub document: &'a Value,
+    /// For a `policy`-gate CR: what it changes against the policy in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_change: Option<PolicyChangeView<'a>>,
+}
+
+/// What a policy change request changes, against the policy in force.
+#[derive(Debug, Serialize)]
+pub struct PolicyChangeView<'a> {
+    /// The version in force now.
+    pub in_force_version: u32,
+    /// Its digest.
+    pub in_force_digest: &'a str,
+    /// Every difference, principals first.
+    pub changes: &'a [crate::domain::policy_diff::PolicyChange],
 }
 
 impl<'a> Detail<'a> {
@@ -139,6 +157,7 @@ impl<'a> Detail<'a> {
             decisions: &e.counted,
             discounted_decisions: &e.discounted,
             document: &rev.document,
+            policy_change: None,
         }
     }
 }

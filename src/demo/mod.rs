@@ -38,9 +38,12 @@ pub fn change_requests() -> Vec<ChangeRequest> {
 }
 
 /// The demo principals, in policy order.
-pub const PRINCIPALS: [&str; 8] = [
-    "priya", "jonas", "amara", "kai", "devi", "marco", "lena", "sofia",
+pub const PRINCIPALS: [&str; 10] = [
+    "priya", "jonas", "amara", "kai", "devi", "marco", "lena", "sofia", "noor", "ci",
 ];
+
+/// The demo lead who signs the demo store's genesis policy.
+pub const GENESIS_SIGNER: &str = "lena";
 
 /// A reproducible key for a demo principal (seeded by its position), for screenshots,
 /// benchmarks and tests. Never a real identity: the seed is public.
@@ -69,6 +72,37 @@ pub fn seeded_policy_text() -> String {
             .map(|s| s.public_key_line())
             .unwrap_or_default()
     })
+}
+
+/// The seeded demo identity of `who` (see [`seeded_signer`]) as a signer of the seeded
+/// demo policy: for tests, benchmarks and screenshots that sign without key files.
+pub fn seeded_identity(who: &str) -> Option<crate::identity::Identity> {
+    let policy = match parse_policy(&seeded_policy_text()) {
+        Ok((p, _)) => p,
+        Err(report) => panic!("built-in demo policy is invalid:\n{report}"),
+    };
+    Some(crate::identity::Identity {
+        signer: seeded_signer(who)?,
+        principal: policy.principal(who)?.clone(),
+        key_path: format!("seeded:{who}").into(),
+    })
+}
+
+/// Adopts `text` (the seeded demo policy, perhaps with tables added) as the genesis of
+/// `store`, signed by the demo lead's seeded key, and returns the policy history: for
+/// tests, benchmarks and screenshots.
+pub fn seeded_genesis(
+    store: &crate::store::local::LocalStore,
+    text: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::domain::policy_book::PolicyBook, String> {
+    use crate::store::Store;
+    let lead = seeded_identity(GENESIS_SIGNER).ok_or("no seeded demo lead")?;
+    crate::workflow::adopt_genesis(store, text, &lead, at).map_err(|e| e.to_string())?;
+    let entries = store.policy_entries(0).map_err(|e| e.to_string())?;
+    crate::audit::policy_log::extend_book(None, &entries)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the genesis was not recorded".to_string())
 }
 
 /// The fixtures as submissions, ready for `Store::submit`.

@@ -23,6 +23,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 pub const MAX_LIST_LEN: usize = 200;
 /// Longest URL accepted in an artifact or check.
 pub const MAX_URL_CHARS: usize = 2048;
+/// Longest policy text a `policy`-gate CR may propose, in characters.
+pub const MAX_POLICY_CHARS: usize = 512 * 1024;
 
 /// The gate a change passes; decides the checklist and the required sign-offs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -36,16 +38,24 @@ pub enum Gate {
     Deployment,
     /// Hotfix or rollback under an incident.
     Emergency,
+    /// A change to the governance policy itself (`tollgate policy propose`): always high
+    /// risk, signed off by the roles of the policy in force's `[signoffs.policy]`.
+    Policy,
 }
 
 impl Gate {
     /// All gates with their document spelling, for parsing and messages.
-    pub const ALL: [(&'static str, Gate); 4] = [
+    pub const ALL: [(&'static str, Gate); 5] = [
         ("data", Gate::Data),
         ("model", Gate::Model),
         ("deployment", Gate::Deployment),
         ("emergency", Gate::Emergency),
+        ("policy", Gate::Policy),
     ];
+
+    /// The gates a CI pipeline submits change requests to (not `policy`, which only
+    /// `tollgate policy propose` creates).
+    pub const REVIEWED: [Gate; 3] = [Gate::Data, Gate::Model, Gate::Deployment];
 
     /// The spelling used in documents and on screen.
     pub fn as_str(self) -> &'static str {
@@ -54,6 +64,7 @@ impl Gate {
             Gate::Model => "model",
             Gate::Deployment => "deployment",
             Gate::Emergency => "emergency",
+            Gate::Policy => "policy",
         }
     }
 
@@ -204,6 +215,17 @@ pub struct Plan {
     pub rollback_tested: bool,
 }
 
+/// What a `policy`-gate CR proposes (its document's `policy` object).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyProposal {
+    /// The proposed policy file, verbatim (comments kept): once adopted, it is what the
+    /// log records and what is written beside the store.
+    pub text: String,
+    /// Digest of the policy in force when it was proposed. The proposal can be adopted
+    /// only while that policy is still in force; after another adoption it is stale.
+    pub base_digest: String,
+}
+
 /// Exact code / data / config versions, for reproducibility and audit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Versions {
@@ -254,6 +276,8 @@ pub struct ChangeRequest {
     pub plan: Plan,
     /// Code / data / config versions.
     pub versions: Versions,
+    /// For the `policy` gate: the proposed policy (required there, ignored elsewhere).
+    pub policy: Option<PolicyProposal>,
 }
 
 impl ChangeRequest {
@@ -415,6 +439,13 @@ fn read_cr(r: &mut Reader, value: &Value) -> Option<ChangeRequest> {
     let versions = r
         .required(obj, ROOT, "versions")
         .and_then(|v| read_versions(r, v));
+    let policy = match gate {
+        Some(Gate::Policy) => r
+            .required(obj, ROOT, "policy")
+            .and_then(|v| read_policy_proposal(r, v))
+            .map(Some),
+        _ => Some(None),
+    };
     Some(ChangeRequest {
         id: id?,
         gate: gate?,
@@ -433,6 +464,38 @@ fn read_cr(r: &mut Reader, value: &Value) -> Option<ChangeRequest> {
         checks: checks?,
         plan: plan?,
         versions: versions?,
+        policy: policy?,
+    })
+}
+
+fn read_policy_proposal(r: &mut Reader, v: &Value) -> Option<PolicyProposal> {
+    let path = child(ROOT, "policy");
+    let obj = r.as_object(v, &path)?;
+    r.deny_unknown(obj, &path, &["text", "base_digest"]);
+    let text = r.text(
+        obj,
+        &path,
+        "text",
+        TextRule {
+            max_chars: MAX_POLICY_CHARS,
+            allow_empty: false,
+        },
+    );
+    let base_digest = r.text(obj, &path, "base_digest", SHORT_TEXT);
+    if let Some(d) = &base_digest
+        && !(d.starts_with("sha256:")
+            && d.len() == 71
+            && d[7..].bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        r.problem(
+            child(&path, "base_digest"),
+            format!("expected a sha256:HEX digest, found {}", quote(d)),
+        );
+        return None;
+    }
+    Some(PolicyProposal {
+        text: text?,
+        base_digest: base_digest?,
     })
 }
 

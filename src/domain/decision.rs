@@ -63,4 +63,8 @@ pub struct Decision {
     pub principal: String,
     /// When (UTC).
     pub at: DateTime<Utc>,
+    /// Digest of the policy in force when it was signed: the policy that judges whether
+    /// the signer held the role (empty for decisions read from older servers).
+    #[serde(default)]
+    pub policy_digest: String,
 }

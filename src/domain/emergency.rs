@@ -35,10 +35,14 @@ pub struct SubjectState {
 }
 
 impl SubjectState {
-    /// What one CR says about its subject.
-    pub fn from_cr(cr: &ChangeRequest, status: Status) -> SubjectState {
+    /// What one CR says about its subject; nothing for a policy change, which deploys
+    /// nothing and is never rolled back through the emergency gate.
+    pub fn from_cr(cr: &ChangeRequest, status: Status) -> Option<SubjectState> {
+        if cr.gate == crate::domain::change_request::Gate::Policy {
+            return None;
+        }
         let s = &cr.subject;
-        SubjectState {
+        Some(SubjectState {
             name: s.name.clone(),
             environment: s.environment.as_str().to_string(),
             current: s.to_version.clone(),
@@ -46,7 +50,7 @@ impl SubjectState {
             latest_cr: cr.id.clone(),
             latest_status: status,
             updated_at: cr.created_at,
-        }
+        })
     }
 }
 
@@ -332,7 +336,7 @@ mod tests {
         let crs = demo::change_requests();
         let list = subjects(
             crs.iter()
-                .map(|c| SubjectState::from_cr(c, Status::Pending)),
+                .filter_map(|c| SubjectState::from_cr(c, Status::Pending)),
         );
         assert_eq!(list[0].name, "recommender");
         assert_eq!(list[0].current, "8");

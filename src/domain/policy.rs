@@ -177,11 +177,44 @@ pub struct Policy {
     pub checklist: Vec<ChecklistItem>,
     /// Emergency gate rules.
     pub emergency: EmergencyPolicy,
+    /// Artifact kinds a CR must link, per gate and effective risk (`[artifacts.GATE]`);
+    /// a gate or level without a list requires none.
+    pub artifacts: BTreeMap<Gate, PerLevel<Vec<String>>>,
+    /// Keys that must no longer be trusted, and from when (`[[revoked_keys]]`).
+    pub revoked_keys: Vec<RevokedKey>,
+}
+
+/// A key declared compromised: entries it signed from `since` on are flagged by `verify`.
+///
+/// Rotation (a policy change that replaces a key) keeps earlier signatures valid;
+/// revocation is the explicit statement that they may not be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevokedKey {
+    /// The OpenSSH public key line.
+    pub key: String,
+    /// From when entries signed by it are untrusted.
+    pub since: RevokedSince,
+    /// Why, for the record.
+    pub reason: String,
+}
+
+/// The point from which a revoked key's signatures are untrusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokedSince {
+    /// Entries signed at or after this time (the entry's own `at`).
+    Time(chrono::DateTime<chrono::Utc>),
+    /// Entries at or after this log position.
+    Entry(u64),
 }
 
 /// Role required by default for each emergency sign-off when the policy has no
 /// `[signoffs.emergency]` table.
 pub const DEFAULT_EMERGENCY_ROLE: &str = "on-call";
+
+/// Sign-offs a policy change needs when the policy has no `[signoffs.policy]` table: two
+/// distinct leads (the proposer never counts).
+pub const DEFAULT_POLICY_SIGNOFFS: [&str; 2] = ["lead", "lead"];
 
 impl Policy {
     /// The principal with `id`.
@@ -191,10 +224,28 @@ impl Policy {
 
     /// Roles that must sign off a CR of `gate` at `risk`.
     pub fn required_signoffs(&self, gate: Gate, risk: RiskLevel) -> Vec<String> {
-        match self.signoffs.get(&gate) {
-            Some(table) => table.get(risk).clone(),
-            None => vec![DEFAULT_EMERGENCY_ROLE.to_string()],
+        match (self.signoffs.get(&gate), gate) {
+            (Some(table), _) => table.get(risk).clone(),
+            (None, Gate::Policy) => DEFAULT_POLICY_SIGNOFFS.map(String::from).to_vec(),
+            (None, _) => vec![DEFAULT_EMERGENCY_ROLE.to_string()],
         }
+    }
+
+    /// Artifact kinds a CR of `gate` at `risk` must link.
+    pub fn required_artifacts(&self, gate: Gate, risk: RiskLevel) -> &[String] {
+        self.artifacts
+            .get(&gate)
+            .map(|t| t.get(risk).as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// Principals holding at least one key: the only ones who can sign anything.
+    pub fn signing_principals(&self) -> Vec<Principal> {
+        self.principals
+            .iter()
+            .filter(|p| !p.keys.is_empty())
+            .cloned()
+            .collect()
     }
 
     /// Checklist items that apply to `gate`, in policy order.
@@ -276,14 +327,16 @@ pub fn parse_policy(text: &str) -> Result<(Policy, Vec<Problem>), PolicyReport> 
     }
 }
 
-const TOP_KEYS: [&str; 7] = [
+const TOP_KEYS: [&str; 9] = [
     "version",
     "principals",
     "risk",
     "signoffs",
+    "artifacts",
     "observation_hours",
     "checklist",
     "emergency",
+    "revoked_keys",
 ];
 
 fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Option<Policy> {
@@ -317,6 +370,26 @@ fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Opt
     let emergency = r
         .required(obj, "", "emergency")
         .and_then(|v| read_emergency(r, v, &roles, principals.as_deref().unwrap_or(&[]), warnings));
+    let artifacts = match obj.get("artifacts") {
+        None => Some(BTreeMap::new()),
+        Some(v) => read_artifacts(r, v),
+    };
+    let revoked_keys = match obj.get("revoked_keys") {
+        None => Some(Vec::new()),
+        Some(v) => read_revoked_keys(r, v, principals.as_deref().unwrap_or(&[])),
+    };
+    if signoffs
+        .as_ref()
+        .is_some_and(|s| !s.contains_key(&Gate::Policy))
+    {
+        warnings.push(Problem {
+            path: "signoffs.policy".into(),
+            message: format!(
+                "no [signoffs.policy] table: a change to this policy needs {} (the proposer never counts); add the table to say so explicitly",
+                DEFAULT_POLICY_SIGNOFFS.join(" + ")
+            ),
+        });
+    }
     Some(Policy {
         version: version?,
         principals: principals?,
@@ -325,7 +398,118 @@ fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Opt
         observation_hours: observation_hours?,
         checklist: checklist?,
         emergency: emergency?,
+        artifacts: artifacts?,
+        revoked_keys: revoked_keys?,
     })
+}
+
+/// `[artifacts.GATE]`: per effective risk, the artifact kinds a CR must link.
+fn read_artifacts(r: &mut Reader, v: &Value) -> Option<BTreeMap<Gate, PerLevel<Vec<String>>>> {
+    let obj = r.as_object(v, "artifacts")?;
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (key, table) in obj {
+        let path = child("artifacts", key);
+        let gate = match Gate::parse(key) {
+            Some(g) if Gate::REVIEWED.contains(&g) => g,
+            _ => {
+                r.problem(
+                    path,
+                    "unknown gate; required artifacts apply to data, model and deployment",
+                );
+                ok = false;
+                continue;
+            }
+        };
+        let Some(levels) = r.as_object(table, &path) else {
+            ok = false;
+            continue;
+        };
+        r.deny_unknown(levels, &path, &["low", "medium", "high"]);
+        let mut read = |level: &str| match levels.get(level) {
+            None => Some(Vec::new()),
+            Some(_) => r.identifier_list(levels, &path, level, 50),
+        };
+        match (read("low"), read("medium"), read("high")) {
+            (Some(low), Some(medium), Some(high)) => {
+                out.insert(gate, PerLevel { low, medium, high });
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// `[[revoked_keys]]`: `key`, exactly one of `since` (RFC 3339) or `since_entry` (a log
+/// position), and a `reason`.
+fn read_revoked_keys(
+    r: &mut Reader,
+    v: &Value,
+    principals: &[Principal],
+) -> Option<Vec<RevokedKey>> {
+    let items = r.array_value(v, "revoked_keys", 1_000)?;
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let path = index("revoked_keys", i);
+        let Some(obj) = r.as_object(item, &path) else {
+            ok = false;
+            continue;
+        };
+        r.deny_unknown(obj, &path, &["key", "since", "since_entry", "reason"]);
+        let key = r
+            .required(obj, &path, "key")
+            .and_then(|k| read_key_line(r, k, &child(&path, "key")));
+        let reason = r.text(obj, &path, "reason", SHORT_TEXT);
+        let since = match (obj.get("since"), obj.get("since_entry")) {
+            (Some(_), None) => r.text(obj, &path, "since", SHORT_TEXT).and_then(|t| {
+                match chrono::DateTime::parse_from_rfc3339(&t) {
+                    Ok(at) => Some(RevokedSince::Time(at.with_timezone(&chrono::Utc))),
+                    Err(_) => {
+                        r.problem(
+                            child(&path, "since"),
+                            format!(
+                                "expected an RFC 3339 time such as 2026-11-20T00:00:00Z, found {}",
+                                quote(&t)
+                            ),
+                        );
+                        None
+                    }
+                }
+            }),
+            (None, Some(_)) => r
+                .integer(obj, &path, "since_entry", 1, i64::MAX)
+                .map(|n| RevokedSince::Entry(n as u64)),
+            _ => {
+                r.problem(
+                    &path,
+                    "expected exactly one of since = \"RFC 3339 time\" or since_entry = LOG POSITION: from when the key is untrusted",
+                );
+                None
+            }
+        };
+        if let Some(k) = &key {
+            let blob = k.split_whitespace().nth(1);
+            if let Some(owner) = principals
+                .iter()
+                .find(|p| p.keys.iter().any(|pk| pk.split_whitespace().nth(1) == blob))
+            {
+                r.problem(
+                    child(&path, "key"),
+                    format!(
+                        "this key is revoked but still listed for {}; remove it from their keys",
+                        owner.id
+                    ),
+                );
+                ok = false;
+            }
+        }
+        match (key, since, reason) {
+            (Some(key), Some(since), Some(reason)) => out.push(RevokedKey { key, since, reason }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 fn read_principals(
@@ -394,36 +578,39 @@ fn read_keys(r: &mut Reader, v: &Value, path: &str) -> Option<Vec<String>> {
     let mut out = Vec::new();
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
-        let p = index(path, i);
-        let Some(line) = r.text_value(
-            item,
-            &p,
-            crate::domain::reader::TextRule {
-                max_chars: 1000,
-                allow_empty: false,
-            },
-        ) else {
-            ok = false;
-            continue;
-        };
-        let mut parts = line.split_whitespace();
-        let (algo, blob) = (parts.next(), parts.next());
-        let blob_ok = blob.is_some_and(|b| {
-            b.len() >= 16
-                && b.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
-        });
-        if algo != Some("ssh-ed25519") || !blob_ok {
-            r.problem(
-                p,
-                "expected an OpenSSH ed25519 public key line such as \"ssh-ed25519 AAAAC3Nza... name@host\" (the .pub file's content)",
-            );
-            ok = false;
-            continue;
+        match read_key_line(r, item, &index(path, i)) {
+            Some(line) => out.push(line),
+            None => ok = false,
         }
-        out.push(line);
     }
     ok.then_some(out)
+}
+
+/// One OpenSSH ed25519 public key line.
+fn read_key_line(r: &mut Reader, item: &Value, path: &str) -> Option<String> {
+    let line = r.text_value(
+        item,
+        path,
+        crate::domain::reader::TextRule {
+            max_chars: 1000,
+            allow_empty: false,
+        },
+    )?;
+    let mut parts = line.split_whitespace();
+    let (algo, blob) = (parts.next(), parts.next());
+    let blob_ok = blob.is_some_and(|b| {
+        b.len() >= 16
+            && b.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+    });
+    if algo != Some("ssh-ed25519") || !blob_ok {
+        r.problem(
+            path,
+            "expected an OpenSSH ed25519 public key line such as \"ssh-ed25519 AAAAC3Nza... name@host\" (the .pub file's content)",
+        );
+        return None;
+    }
+    Some(line)
 }
 
 fn read_risk(r: &mut Reader, v: &Value) -> Option<RiskPolicy> {
@@ -508,7 +695,7 @@ fn read_signoffs(
         let Some(gate) = Gate::parse(key) else {
             r.problem(
                 path,
-                "unknown gate; expected one of data, model, deployment, emergency",
+                "unknown gate; expected one of data, model, deployment, emergency, policy",
             );
             ok = false;
             continue;
@@ -850,7 +1037,16 @@ mod tests {
     #[test]
     fn the_playbook_policy_reads_cleanly() {
         let (p, warnings) = parse_policy(demo::POLICY_TOML).unwrap();
-        assert_eq!(p.principals.len(), 8);
+        assert_eq!(p.principals.len(), 10);
+        assert_eq!(
+            p.required_signoffs(Gate::Policy, RiskLevel::High),
+            ["lead", "lead"]
+        );
+        assert_eq!(
+            p.required_artifacts(Gate::Model, RiskLevel::Medium),
+            ["model_card", "validation_report"]
+        );
+        assert!(p.required_artifacts(Gate::Model, RiskLevel::Low).is_empty());
         assert_eq!(
             p.required_signoffs(Gate::Model, RiskLevel::High),
             ["data-reviewer", "risk-reviewer", "ops-reviewer", "approver"]

@@ -135,6 +135,9 @@ pub fn level_for_shift(pct: Option<f64>, policy: &RiskPolicy) -> RiskLevel {
     }
 }
 
+/// The factor that rates every `policy`-gate CR high.
+pub const POLICY_CHANGE_FLAG: &str = "policy_change";
+
 /// Computes the rating of `cr` under `policy`.
 pub fn assess(cr: &ChangeRequest, policy: &RiskPolicy) -> RiskAssessment {
     let mut factors: Vec<RiskReason> = Vec::new();
@@ -150,6 +153,13 @@ pub fn assess(cr: &ChangeRequest, policy: &RiskPolicy) -> RiskAssessment {
             shift_pct: shift,
             improved,
             level: level_for_shift(shift, policy),
+        });
+    }
+    if cr.gate == crate::domain::change_request::Gate::Policy {
+        // Changing who may sign what is always high risk, whatever the proposal declares.
+        factors.push(RiskReason::Flag {
+            flag: POLICY_CHANGE_FLAG.into(),
+            level: RiskLevel::High,
         });
     }
     for flag in &cr.risk.flags {

@@ -168,6 +168,32 @@ pub fn check_decision(
             )
         };
     }
+    if let Some(why) = &eval.stale_proposal {
+        return refuse(
+            "policy-proposal-stale",
+            format!("{} cannot be adopted: {why}", cr.id),
+            format!(
+                "the proposer runs `tollgate policy propose FILE --revise {}` against the policy in force",
+                cr.id
+            ),
+        );
+    }
+    if !eval.missing_artifacts.is_empty() {
+        return refuse(
+            "missing-artifacts",
+            format!(
+                "{} ({} gate, {} risk) must link {}; it does not link {}",
+                cr.id,
+                cr.gate,
+                eval.risk.effective,
+                policy
+                    .required_artifacts(cr.gate, eval.risk.effective)
+                    .join(", "),
+                eval.missing_artifacts.join(", ")
+            ),
+            "the requester links them in the CR's artifacts and submits a new revision; rejecting or requesting changes is still possible",
+        );
+    }
     let evidence: Vec<String> = eval
         .checklist
         .blocking_evidence()
@@ -266,6 +292,7 @@ mod tests {
             ticks: vec![tick("privacy"), tick("rollback")],
             principal: who.into(),
             at: Utc::now(),
+            policy_digest: String::new(),
         }
     }
 

@@ -8,6 +8,7 @@ use crate::domain::change_request::ChangeRequest;
 use crate::domain::checklist::{CheckCounts, Checklist, ItemState, Tick};
 use crate::domain::decision::{Decision, Verdict};
 use crate::domain::policy::Policy;
+use crate::domain::policy_book::PolicyBook;
 use crate::domain::risk::{RiskAssessment, assess};
 use crate::domain::signoff::{SignoffProgress, fill_slots};
 use serde::Serialize;
@@ -86,19 +87,62 @@ pub struct Evaluation {
     /// approval waits for CI.
     pub awaiting_evidence: bool,
     /// Every blocking automated item that prevents approval right now (failing, pending or
-    /// missing), e.g. `backward-compat: fail (ltv reads txn_hour_raw directly)`.
+    /// missing), e.g. `backward-compat: fail (ltv reads txn_hour_raw directly)`, then any
+    /// missing required artifact and a stale policy proposal.
     pub blockers: Vec<String>,
+    /// Artifact kinds the policy requires at this gate and risk that the CR does not link.
+    /// Missing evidence blocks approval.
+    pub missing_artifacts: Vec<String>,
+    /// For a `policy`-gate CR proposed against a policy no longer in force: why it can no
+    /// longer be adopted (it must be proposed again).
+    pub stale_proposal: Option<String>,
     /// Canary observation window for the effective risk, in hours.
     pub observation_hours: i64,
 }
 
 /// Evaluates `cr` (whose canonical digest is `digest`) given the decisions recorded for
-/// it, in log order.
+/// it, in log order, with every decision judged by `policy`.
 pub fn evaluate(
     cr: &ChangeRequest,
     digest: &str,
     decisions: &[Decision],
     policy: &Policy,
+) -> Evaluation {
+    evaluate_with(cr, digest, decisions, policy, None, &|_| policy)
+}
+
+/// Evaluates `cr` under the policy in force in `book`; each decision is judged (did the
+/// signer hold the role?) by the version it was signed under, so a reviewer who has since
+/// left, or a role since rotated, does not undo a sign-off that was valid when given.
+pub fn evaluate_in(
+    cr: &ChangeRequest,
+    digest: &str,
+    decisions: &[Decision],
+    book: &PolicyBook,
+) -> Evaluation {
+    let in_force = (!book.is_provisional()).then(|| book.current().digest.as_str());
+    // A policy change is held to the rules of the policy it proposes to replace, also
+    // once it has replaced it.
+    let rules = cr
+        .policy
+        .as_ref()
+        .and_then(|p| book.by_digest(&p.base_digest))
+        .map_or(book.policy(), |v| &*v.policy);
+    evaluate_with(cr, digest, decisions, rules, in_force, &|d| {
+        book.judge_of(&d.policy_digest)
+    })
+}
+
+/// The evaluation proper: `policy` sets what is required now; `judge` names the policy a
+/// past decision is held to; `in_force` is the digest of the policy in force, when known,
+/// to tell whether a policy proposal is stale.
+fn evaluate_with<'p>(
+    cr: &ChangeRequest,
+    digest: &str,
+    decisions: &[Decision],
+    policy: &'p Policy,
+    in_force: Option<&str>,
+    judge: &dyn Fn(&Decision) -> &'p Policy,
 ) -> Evaluation {
     let risk = assess(cr, &policy.risk);
     let mut counted: Vec<Decision> = Vec::new();
@@ -109,7 +153,7 @@ pub fn evaluate(
         } else if d.principal == cr.requester {
             Some("the requester cannot sign off their own change".to_string())
         } else {
-            match policy.principal(&d.principal) {
+            match judge(d).principal(&d.principal) {
                 None => Some(format!("{} is not a principal in the policy", d.principal)),
                 Some(p) if !p.has_role(&d.role) => {
                     Some(format!("{} does not hold the {} role", d.principal, d.role))
@@ -160,9 +204,27 @@ pub fn evaluate(
     };
 
     let unsatisfied: Vec<_> = checklist.blocking_evidence().collect();
-    let blocked = unsatisfied.iter().any(|i| i.state == ItemState::Fail);
+    let missing_artifacts: Vec<String> = policy
+        .required_artifacts(cr.gate, risk.effective)
+        .iter()
+        .filter(|kind| !cr.artifacts.iter().any(|a| &a.kind == *kind))
+        .cloned()
+        .collect();
+    let stale_proposal = match (&cr.policy, in_force) {
+        (Some(p), Some(now)) if p.base_digest != now && status != Status::Approved => {
+            Some(format!(
+                "stale: proposed against policy {}, but {} is in force now; propose it again",
+                short_digest(&p.base_digest),
+                short_digest(now)
+            ))
+        }
+        _ => None,
+    };
+    let blocked = unsatisfied.iter().any(|i| i.state == ItemState::Fail)
+        || !missing_artifacts.is_empty()
+        || stale_proposal.is_some();
     let awaiting_evidence = unsatisfied.iter().any(|i| i.state != ItemState::Fail);
-    let blockers: Vec<String> = unsatisfied
+    let mut blockers: Vec<String> = unsatisfied
         .iter()
         .map(|i| {
             let detail = i
@@ -173,6 +235,13 @@ pub fn evaluate(
             format!("{}: {}{detail}", i.id, i.state.as_str())
         })
         .collect();
+    if !missing_artifacts.is_empty() {
+        blockers.push(format!(
+            "artifacts: missing {}",
+            missing_artifacts.join(", ")
+        ));
+    }
+    blockers.extend(stale_proposal.clone());
     Evaluation {
         status,
         checks: checklist.counts(),
@@ -185,6 +254,16 @@ pub fn evaluate(
         signoffs,
         counted,
         discounted,
+        missing_artifacts,
+        stale_proposal,
+    }
+}
+
+/// `sha256:0123456789ab…`: enough of a digest to tell two policies apart on one line.
+pub fn short_digest(digest: &str) -> String {
+    match digest.get(..19) {
+        Some(head) if digest.len() > 19 => format!("{head}…"),
+        _ => digest.to_string(),
     }
 }
 
@@ -219,6 +298,7 @@ mod tests {
             ticks: vec![],
             principal: who.into(),
             at: Utc.with_ymd_and_hms(2026, 11, 24, 10, minute, 0).unwrap(),
+            policy_digest: String::new(),
         }
     }
 

@@ -2,23 +2,29 @@
 //!
 //! Every request but `/v1/health` carries a bearer token mapped to a principal. The
 //! server trusts no client: each signed entry's signature is re-verified against the
-//! policy's keyring, the signer must be the token's principal, and every policy rule is
-//! re-applied inside the store's write transaction before anything is appended.
+//! keyring of the policy in force (the latest `policy-adopted` entry of its log, never the
+//! file beside it), the signer must be the token's principal, and every policy rule is
+//! re-applied inside the store's write transaction before anything is appended. A policy
+//! adoption a client signs with the approval completing a policy change is rebuilt by the
+//! server and must match it field for field.
 //! Appends are idempotent on the entry's content (its body without `seq` and `prev`), so
 //! a client that retries after a lost response never records a decision twice.
 
 pub mod tokens;
 
 use crate::audit::canonical::{sha256_digest, to_canonical_string};
-use crate::audit::keys::Keyring;
+use crate::audit::keys::{Keyring, SignatureError};
 use crate::audit::log::{DecisionRecord, EntryKind, LogEntry};
-use crate::domain::change_request::parse_document;
-use crate::domain::policy::{Policy, parse_policy};
+use crate::audit::policy_log::{AdoptionRecord, extend_book};
+use crate::domain::change_request::{Gate, parse_document};
+use crate::domain::policy_book::PolicyBook;
 use crate::domain::rules::{Proposal, Refusal, check_decision};
-use crate::domain::status::evaluate;
+use crate::domain::status::evaluate_in;
 use crate::store::local::LocalStore;
 use crate::store::wire::{WireContext, WireCr, WireError, WireRevision, WireSignedEntry};
-use crate::store::{DecideError, NewEntry, Store, StoreError, Submission};
+use crate::store::{
+    Appended, DecideError, DecisionEntries, NewEntry, Store, StoreError, Submission,
+};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -37,6 +43,7 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/health"),
     ("get", "/v1/policy"),
+    ("get", "/v1/policy/history"),
     ("get", "/v1/head"),
     ("get", "/v1/change-requests"),
     ("post", "/v1/change-requests"),
@@ -56,42 +63,94 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/emergency"),
 ];
 
+/// The policy in force as the server last read it from its log, with its keys.
+struct InForce {
+    book: Arc<PolicyBook>,
+    keyring: Arc<Keyring>,
+}
+
 /// What the server needs.
 pub struct ServerState {
     store: Arc<LocalStore>,
-    policy: Policy,
-    policy_text: String,
-    keyring: Keyring,
+    /// The policy history, kept up with the log (another process may adopt too).
+    in_force: std::sync::RwLock<Arc<InForce>>,
+    /// The file beside the store: rewritten when a policy is adopted, and read only to
+    /// explain a refusal (a key listed there but not in force), never to grant anything.
+    policy_file: PathBuf,
     tokens: tokens::Tokens,
     access_log: bool,
 }
 
 impl ServerState {
-    /// Opens the store, reads the policy beside it and the tokens file.
+    /// Opens the store, reads the policy in force from its log, and the tokens file.
     pub fn load(
         store: PathBuf,
-        policy: PathBuf,
+        policy_file: PathBuf,
         tokens_file: PathBuf,
     ) -> Result<ServerState, String> {
         let store = Arc::new(LocalStore::open(&store).map_err(|e| e.to_string())?);
-        let policy_text = std::fs::read_to_string(&policy)
-            .map_err(|e| format!("cannot read the policy {}: {e}", policy.display()))?;
-        let (policy_parsed, _) = parse_policy(&policy_text).map_err(|r| {
-            format!(
-                "the policy {} is invalid; run `tollgate policy check`:\n{r}",
-                policy.display()
-            )
-        })?;
-        let keyring = Keyring::from_policy(&policy_parsed)?;
+        let entries = store.policy_entries(0).map_err(|e| e.to_string())?;
+        let book = extend_book(None, &entries)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "the store at {} has no policy in its log (it predates policy entries); run `tollgate migrate` on this machine first",
+                    store.path().display()
+                )
+            })?;
+        let keyring = Keyring::from_policy(book.policy())?;
         let tokens = tokens::Tokens::load(&tokens_file)?;
         Ok(ServerState {
             store,
-            policy: policy_parsed,
-            policy_text,
-            keyring,
+            in_force: std::sync::RwLock::new(Arc::new(InForce {
+                book: Arc::new(book),
+                keyring: Arc::new(keyring),
+            })),
+            policy_file,
             tokens,
             access_log: false,
         })
+    }
+
+    /// The policy in force now: the cached history, extended with any adoption appended
+    /// since (one indexed query when there is none). Blocking.
+    fn in_force(&self) -> ApiResult<Arc<InForce>> {
+        let cached = self
+            .in_force
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        let newer = self.store.policy_entries(cached.book.current().seq)?;
+        if newer.is_empty() {
+            return Ok(cached);
+        }
+        let internal = |m: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m);
+        let book = extend_book(Some((*cached.book).clone()), &newer)
+            .map_err(|e| internal(e.to_string()))?
+            .ok_or_else(|| internal("the policy history vanished".into()))?;
+        let keyring = Keyring::from_policy(book.policy()).map_err(internal)?;
+        let fresh = Arc::new(InForce {
+            book: Arc::new(book),
+            keyring: Arc::new(keyring),
+        });
+        match self.in_force.write() {
+            Ok(mut g) => *g = fresh.clone(),
+            Err(p) => *p.into_inner() = fresh.clone(),
+        }
+        Ok(fresh)
+    }
+
+    /// After an adoption: the file beside the store gets the adopted text verbatim.
+    fn write_policy_file(&self, text: &str) {
+        let tmp = self.policy_file.with_extension("toml.tmp");
+        let written =
+            std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &self.policy_file));
+        if let Err(e) = written {
+            eprintln!(
+                "warning: the policy was adopted in the log, but {} could not be rewritten: {e}",
+                self.policy_file.display()
+            );
+        }
     }
 }
 
@@ -160,6 +219,9 @@ impl From<DecideError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
             }
             DecideError::Remote(m) => ApiError::new(StatusCode::BAD_GATEWAY, "internal", m),
+            DecideError::PolicyChanged { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "policy-changed", e.to_string())
+            }
             DecideError::Store(s) => s.into(),
         }
     }
@@ -229,6 +291,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/policy", get(policy))
+        .route("/v1/policy/history", get(policy_history))
         .route("/v1/head", get(head))
         .route("/v1/change-requests", get(list).post(submit))
         .route("/v1/change-requests/{id}", get(get_cr))
@@ -294,11 +357,30 @@ async fn health(State(s): State<Shared>) -> ApiResult<impl IntoResponse> {
     Ok(axum::Json(json!({ "status": "ok", "head": head })))
 }
 
+/// The policy in force: its text, digest, version and the entry that adopted it.
 async fn policy(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers)?;
-    Ok(axum::Json(
-        json!({ "text": s.policy_text, "digest": sha256_digest(s.policy_text.as_bytes()) }),
-    ))
+    blocking(move || {
+        let in_force = s.in_force()?;
+        let v = in_force.book.current();
+        let genesis = in_force.book.genesis();
+        Ok(axum::Json(json!({
+            "text": v.text, "digest": v.digest, "version": v.version,
+            "seq": v.seq, "hash": v.hash, "adopted_at": v.adopted_at, "adopted_by": v.adopted_by,
+            "cr_id": v.cr_id, "genesis": { "seq": genesis.seq, "hash": genesis.hash },
+        })))
+    })
+    .await
+}
+
+/// Every `policy-adopted` entry after a log position, in order.
+async fn policy_history(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(p): Query<SeqPage>,
+) -> ApiResult<impl IntoResponse> {
+    principal(&s, &headers)?;
+    blocking(move || Ok(axum::Json(s.store.policy_entries(p.after.unwrap_or(0))?))).await
 }
 
 async fn head(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
@@ -360,6 +442,7 @@ async fn queue(
         if unchanged {
             return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
         }
+        let in_force = s.in_force()?;
         let decisions = s.store.all_decisions()?;
         let mut rows = Vec::new();
         let mut after = q.after.clone();
@@ -373,7 +456,7 @@ async fn queue(
             for cr in &page {
                 let c = &cr.current.cr;
                 let mine = decisions.get(&c.id).map(Vec::as_slice).unwrap_or(&[]);
-                let e = evaluate(c, &cr.current.digest, mine, &s.policy);
+                let e = evaluate_in(c, &cr.current.digest, mine, &in_force.book);
                 let keep = q.status.as_deref().is_none_or(|x| e.status.as_str() == x)
                     && q.gate.as_deref().is_none_or(|x| c.gate.as_str() == x)
                     && q.risk.as_deref().is_none_or(|x| e.risk.effective.as_str() == x);
@@ -384,6 +467,7 @@ async fn queue(
                         "created_at": c.created_at, "status": e.status, "risk": e.risk,
                         "signoffs": { "required": e.signoffs.required(), "obtained": e.signoffs.obtained() },
                         "checks": e.checks, "blocked": e.blocked, "awaiting_evidence": e.awaiting_evidence,
+                        "missing_artifacts": e.missing_artifacts,
                     }));
                     if rows.len() == limit {
                         next = Some(c.id.clone());
@@ -398,7 +482,7 @@ async fn queue(
 }
 
 async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    principal(&s, &headers)?;
+    let who = principal(&s, &headers)?;
     let bytes = read_body(body).await?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
@@ -434,6 +518,25 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiR
         return Err(err);
     }
     let outcomes = blocking(move || {
+        // A policy change is checked as a proposal by the token's principal, against the
+        // policy in force: the server builds nothing on the client's word.
+        if batch.iter().any(|b| b.cr.gate == Gate::Policy) {
+            let in_force = s.in_force()?;
+            for b in batch.iter().filter(|b| b.cr.gate == Gate::Policy) {
+                crate::domain::policy_change::check_proposal(&b.cr, &who, &in_force.book)
+                    .map_err(|r| ApiError::refused(r))?;
+                crate::workflow::check_proposal_target(s.store.as_ref(), &in_force.book, &b.cr)
+                    .map_err(|e| match e {
+                        crate::workflow::ProposeError::Refused(r) => ApiError::refused(r),
+                        crate::workflow::ProposeError::Store(e) => e.into(),
+                        crate::workflow::ProposeError::NoOutcome => ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            e.to_string(),
+                        ),
+                    })?;
+            }
+        }
         let now = crate::config::now().unwrap_or_else(|_| chrono::Utc::now());
         Ok(s.store.submit(&batch, now)?)
     })
@@ -504,10 +607,20 @@ async fn context(
             )
         })?;
         let entries = s.store.decision_entries(&id)?;
+        let policy_head = s
+            .store
+            .policy_entries(0)?
+            .last()
+            .map(|e| crate::store::Head {
+                seq: e.seq,
+                hash: Some(e.hash.clone()),
+            })
+            .unwrap_or_else(crate::store::Head::empty);
         Ok(axum::Json(WireContext {
             head,
             current: (&cr.current).into(),
             decisions: entries,
+            policy_head,
         }))
     })
     .await
@@ -612,8 +725,14 @@ fn find_duplicate<'a>(existing: &'a [LogEntry], body: &str) -> Option<&'a LogEnt
 }
 
 /// Checks what every signed entry must satisfy before any rule: the signer is the token's
-/// principal and the signature verifies against the policy's keyring.
-fn check_signed(s: &ServerState, who: &str, entry: &WireSignedEntry) -> ApiResult<()> {
+/// principal, a principal of the policy in force, and the signature verifies against that
+/// policy's keys. A key listed only in the file beside the store is refused by name.
+fn check_signed(
+    s: &ServerState,
+    in_force: &InForce,
+    who: &str,
+    entry: &WireSignedEntry,
+) -> ApiResult<()> {
     if entry.principal != who {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -641,16 +760,34 @@ fn check_signed(s: &ServerState, who: &str, entry: &WireSignedEntry) -> ApiResul
             "the body must be canonical JSON naming the same kind and principal as the request",
         ));
     }
-    let fingerprint = s
+    let fingerprint = match in_force
         .keyring
         .verify(who, entry.body.as_bytes(), &entry.signature)
-        .map_err(|e| {
-            ApiError::new(
+    {
+        Ok(fp) => fp,
+        Err(e @ SignatureError::UnknownKey(_)) => {
+            let refusal = crate::identity::unknown_key_refusal(
+                who,
+                &e.to_string(),
+                in_force.book.current(),
+                &s.policy_file,
+                |file_policy| {
+                    Keyring::from_policy(file_policy).is_ok_and(|k| {
+                        k.verify(who, entry.body.as_bytes(), &entry.signature)
+                            .is_ok()
+                    })
+                },
+            );
+            return Err(ApiError::refused(refusal));
+        }
+        Err(e) => {
+            return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("signature refused: {e}"),
-            )
-        })?;
+            ));
+        }
+    };
     if body["key_fingerprint"].as_str() != Some(fingerprint.as_str()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -671,6 +808,46 @@ fn parse_entry(bytes: &[u8]) -> ApiResult<WireSignedEntry> {
     })
 }
 
+fn refusal(rule: &'static str, message: String, remedy: &str) -> DecideError {
+    DecideError::Refused(Refusal {
+        rule,
+        message,
+        remedy: remedy.into(),
+    })
+}
+
+/// The principal of the policy in force behind `who`, or a refusal naming the version.
+fn principal_in_force(
+    in_force: &InForce,
+    who: &str,
+) -> ApiResult<crate::domain::policy::Principal> {
+    in_force
+        .book
+        .policy()
+        .principal(who)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::refused(Refusal {
+                rule: "not-a-principal",
+                message: format!(
+                    "{who} is not a principal of the policy in force (version {})",
+                    in_force.book.current().version
+                ),
+                remedy: "a policy change adding them must be proposed and adopted first".into(),
+            })
+        })
+}
+
+/// The entry right after `e`, when it is the adoption its approval made due (a retried
+/// delivery then gets the whole answer).
+fn adoption_after(s: &ServerState, e: &LogEntry) -> Result<Option<LogEntry>, StoreError> {
+    Ok(s.store
+        .log_entries(e.seq, 1)?
+        .into_iter()
+        .next()
+        .filter(|n| n.kind == EntryKind::PolicyAdopted.as_str() && n.cr_id == e.cr_id))
+}
+
 async fn post_decision(
     State(s): State<Shared>,
     headers: HeaderMap,
@@ -686,24 +863,39 @@ async fn post_decision(
             "this endpoint takes decisions; emergencies go to /v1/emergency",
         ));
     }
-    check_signed(&s, &who, &entry)?;
     let record = DecisionRecord::parse(&entry.body)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e))?;
     blocking(move || {
+        let in_force = s.in_force()?;
+        check_signed(&s, &in_force, &who, &entry)?;
+        if let Some(a) = &entry.adoption {
+            if a.kind != EntryKind::PolicyAdopted.as_str() {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid",
+                    "only a policy-adopted entry may accompany a decision",
+                ));
+            }
+            check_signed(&s, &in_force, &who, a)?;
+        }
         // Idempotent: the same decision delivered again (e.g. from an outbox, or a retry
         // after a lost response) returns the entry already recorded.
         let existing = s.store.decision_entries(&record.cr_id)?;
         if let Some(done) = find_duplicate(&existing, &entry.body) {
-            return Ok((StatusCode::OK, axum::Json(done.clone())).into_response());
+            let appended = Appended {
+                adoption: adoption_after(&s, done)?,
+                decision: done.clone(),
+            };
+            return Ok((StatusCode::OK, axum::Json(appended)).into_response());
         }
-        let principal = s.policy.principal(&who).cloned().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("{who} is not a principal in the policy"),
-            )
-        })?;
+        let principal = principal_in_force(&in_force, &who)?;
+        let book = &in_force.book;
         let appended = s.store.decide(&record.cr_id, &mut |ctx| {
+            if ctx.policy_head.seq != book.current().seq {
+                return Err(DecideError::PolicyChanged {
+                    policy: ctx.policy_head.clone(),
+                });
+            }
             if record.seq != ctx.head.seq + 1 || record.prev != ctx.head.hash {
                 return Err(DecideError::HeadMoved {
                     head: ctx.head.clone(),
@@ -717,13 +909,20 @@ async fn post_decision(
                     current: ctx.current.digest.clone(),
                 });
             }
+            if record.policy_digest != book.current().digest {
+                return Err(refusal(
+                    "policy-digest",
+                    format!(
+                        "the decision was signed under policy {}, but version {} ({}) is in force",
+                        record.policy_digest,
+                        book.current().version,
+                        book.current().digest
+                    ),
+                    "read the policy in force (`tollgate policy show`) and sign again",
+                ));
+            }
             let decision = record.to_decision().map_err(DecideError::Chain)?;
-            let eval = evaluate(
-                &ctx.current.cr,
-                &ctx.current.digest,
-                &ctx.decisions,
-                &s.policy,
-            );
+            let eval = evaluate_in(&ctx.current.cr, &ctx.current.digest, &ctx.decisions, book);
             let proposal = Proposal {
                 principal: &principal,
                 role: &record.role,
@@ -731,14 +930,67 @@ async fn post_decision(
                 rationale: &record.rationale,
                 ticks: &decision.ticks,
             };
-            check_decision(&ctx.current.cr, &eval, &s.policy, &proposal)
+            check_decision(&ctx.current.cr, &eval, book.policy(), &proposal)
                 .map_err(DecideError::Refused)?;
-            Ok(NewEntry {
-                body: entry.body.clone(),
-                signature: entry.signature.clone(),
-                principal: who.clone(),
+            // The adoption this approval makes due is rebuilt here; the client's must be
+            // exactly it.
+            let expected = crate::workflow::expected_adoption(ctx, book, &record)?;
+            let adoption = match (expected, &entry.adoption) {
+                (None, None) => None,
+                (Some(want), Some(sent)) => {
+                    let got = AdoptionRecord::parse(&sent.body).map_err(DecideError::Chain)?;
+                    if got != want {
+                        return Err(refusal(
+                            "adoption-mismatch",
+                            format!(
+                                "the adoption sent with this approval of {} is not the one it makes due (version {}, the text of revision {})",
+                                record.cr_id, want.version, ctx.current.revision
+                            ),
+                            "sign the adoption tollgate builds; do not edit it",
+                        ));
+                    }
+                    Some(NewEntry {
+                        body: sent.body.clone(),
+                        signature: sent.signature.clone(),
+                        principal: who.clone(),
+                    })
+                }
+                (Some(want), None) => {
+                    return Err(refusal(
+                        "adoption-required",
+                        format!(
+                            "this approval completes {}: the adoption of policy version {} must be signed with it",
+                            record.cr_id, want.version
+                        ),
+                        "approve with a tollgate that signs the adoption too",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(refusal(
+                        "adoption-not-due",
+                        format!(
+                            "this decision does not complete a policy change on {}: nothing may be adopted with it",
+                            record.cr_id
+                        ),
+                        "send the decision alone",
+                    ));
+                }
+            };
+            Ok(DecisionEntries {
+                decision: NewEntry {
+                    body: entry.body.clone(),
+                    signature: entry.signature.clone(),
+                    principal: who.clone(),
+                },
+                adoption,
             })
         })?;
+        if let Some(a) = &appended.adoption
+            && let Ok(r) = AdoptionRecord::parse(&a.body)
+        {
+            s.write_policy_file(&r.policy_text);
+            s.in_force()?;
+        }
         Ok((StatusCode::CREATED, axum::Json(appended)).into_response())
     })
     .await
@@ -761,21 +1013,23 @@ async fn post_emergency(
                 format!("{:?} is not an emergency entry kind", entry.kind),
             )
         })?;
-    check_signed(&s, &who, &entry)?;
     blocking(move || {
+        let in_force = s.in_force()?;
+        check_signed(&s, &in_force, &who, &entry)?;
         let existing = s.store.emergency_entries()?;
         if let Some(done) = find_duplicate(&existing, &entry.body) {
             return Ok((StatusCode::OK, axum::Json(done.clone())).into_response());
         }
-        let principal = s.policy.principal(&who).cloned().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("{who} is not a principal in the policy"),
-            )
-        })?;
+        let principal = principal_in_force(&in_force, &who)?;
+        let book = &in_force.book;
         let body: Value = serde_json::from_str(&entry.body).unwrap_or(Value::Null);
-        let appended = s.store.append_emergency(&mut |head, _| {
+        let appended = s.store.append_emergency(&mut |ctx| {
+            if ctx.policy_head.seq != book.current().seq {
+                return Err(DecideError::PolicyChanged {
+                    policy: ctx.policy_head.clone(),
+                });
+            }
+            let head = &ctx.head;
             if body["seq"].as_u64() != Some(head.seq + 1)
                 || body["prev"].as_str() != head.hash.as_deref()
             {
@@ -783,11 +1037,25 @@ async fn post_emergency(
             }
             let allowed = match kind {
                 EntryKind::PostIncidentReview => {
-                    crate::domain::emergency::check_reviewer(&s.policy, &principal)
+                    crate::domain::emergency::check_reviewer(book.policy(), &principal)
                 }
-                _ => crate::domain::emergency::check_on_call(&s.policy, &principal),
+                _ => crate::domain::emergency::check_on_call(book.policy(), &principal),
             };
             allowed.map_err(DecideError::Refused)?;
+            if kind == EntryKind::EmergencyAuthorised
+                && body["policy_digest"].as_str() != Some(book.current().digest.as_str())
+            {
+                return Err(refusal(
+                    "policy-digest",
+                    format!(
+                        "the authorisation names policy {}, but version {} ({}) is in force",
+                        body["policy_digest"].as_str().unwrap_or("none"),
+                        book.current().version,
+                        book.current().digest
+                    ),
+                    "read the policy in force (`tollgate policy show`) and sign again",
+                ));
+            }
             Ok((
                 kind,
                 NewEntry {

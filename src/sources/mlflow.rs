@@ -224,8 +224,25 @@ pub fn to_document(
     let mut metrics: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut checks: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut versions = Map::new();
+    // `artifact.<kind>` = URL: evidence the policy may require by kind (model_card, ...).
+    let mut linked: Vec<Value> = Vec::new();
     for (key, value) in &t.map {
         let value = value.trim();
+        if let Some(kind) = key.strip_prefix("artifact.") {
+            let web = value.starts_with("https://") || value.starts_with("http://");
+            if crate::domain::reader::check_identifier(kind).is_err() {
+                t.problems.push(format!(
+                    "tag {key}: the artifact kind must be a short identifier such as artifact.model_card"
+                ));
+            } else if !web || value.chars().any(char::is_whitespace) {
+                t.problems.push(format!(
+                    "tag {key}: expected an http:// or https:// URL, found {value:?}"
+                ));
+            } else {
+                linked.push(json!({"kind": kind, "title": kind.replace('_', " "), "url": value}));
+            }
+            continue;
+        }
         if let Some(rest) = key.strip_prefix("metric.") {
             let Some((name, field)) = rest.rsplit_once('.') else {
                 continue;
@@ -324,6 +341,7 @@ pub fn to_document(
     if let Some(src) = v.source.as_deref().filter(|s| web(s)) {
         artifacts.push(json!({"kind": "model_artifact", "title": "model files", "url": src}));
     }
+    artifacts.extend(linked);
 
     if !t.problems.is_empty() {
         return Err(t.problems);
@@ -937,7 +955,7 @@ const TAG_TEXT: usize = 4_000;
 pub fn push(
     client: &Client,
     store: &dyn Store,
-    policy: &crate::domain::policy::Policy,
+    book: &crate::domain::policy_book::PolicyBook,
     conv: &Convention,
     cr_id: &str,
 ) -> Result<Option<Pushed>, PushError> {
@@ -969,7 +987,7 @@ pub fn push(
         return Ok(None);
     };
     let eval =
-        crate::domain::status::evaluate(&cr.current.cr, &cr.current.digest, &decisions, policy);
+        crate::domain::status::evaluate_in(&cr.current.cr, &cr.current.digest, &decisions, book);
     let status = eval.status.as_str().to_string();
     let entry_ref = |seq: u64, hash: &str| format!("{seq} {hash}");
     let ours = |value: &str| entries.iter().any(|e| entry_ref(e.seq, &e.hash) == value);

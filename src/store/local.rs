@@ -9,8 +9,9 @@
 
 use super::migrations::{LATEST, MIGRATIONS};
 use super::{
-    DecideError, DecisionContext, Head, LogEntry, NewEntry, RevisionInfo, Store, StoreError,
-    StoredCr, StoredRevision, Submission, SubmitOutcome, typed_view,
+    Appended, DecideError, DecisionBuilder, DecisionContext, EmergencyContext, Head, LogEntry,
+    NewEntry, RevisionInfo, Store, StoreError, StoredCr, StoredRevision, Submission, SubmitOutcome,
+    typed_view,
 };
 use crate::audit::canonical::{digest, to_canonical_string};
 use crate::audit::log::{DecisionRecord, EntryKind, entry_hash, submission_body};
@@ -290,6 +291,22 @@ fn backfill_log(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         append_submission(tx, kind, &cr_id, revision, &digest, at)?;
     }
     Ok(())
+}
+
+/// The latest `policy-adopted` entry's position and hash (seq 0 when there is none).
+fn read_policy_head(conn: &Connection) -> rusqlite::Result<Head> {
+    conn.query_row(
+        "SELECT seq, hash FROM log WHERE kind = 'policy-adopted' ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| {
+            Ok(Head {
+                seq: r.get(0)?,
+                hash: r.get(1)?,
+            })
+        },
+    )
+    .optional()
+    .map(|h| h.unwrap_or_else(Head::empty))
 }
 
 fn emergency_rows(conn: &Connection) -> rusqlite::Result<Vec<LogEntry>> {
@@ -610,8 +627,8 @@ impl Store for LocalStore {
     fn decide(
         &self,
         cr_id: &str,
-        build: &mut dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError>,
-    ) -> Result<LogEntry, DecideError> {
+        build: &mut DecisionBuilder<'_>,
+    ) -> Result<Appended, DecideError> {
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -623,9 +640,11 @@ impl Store for LocalStore {
             head: read_head(&tx).map_err(self.sql_err("reading the log head"))?,
             decisions: self.decisions_in(&tx, cr_id)?,
             current,
+            policy_head: read_policy_head(&tx)
+                .map_err(self.sql_err("reading the policy in force"))?,
         };
-        let entry = build(&context)?;
-        let record = DecisionRecord::parse(&entry.body).map_err(DecideError::Chain)?;
+        let entries = build(&context)?;
+        let record = DecisionRecord::parse(&entries.decision.body).map_err(DecideError::Chain)?;
         if record.seq != context.head.seq + 1
             || record.prev != context.head.hash
             || record.cr_id != cr_id
@@ -635,18 +654,45 @@ impl Store for LocalStore {
                 record.seq, record.prev, record.cr_id, context.head.seq, context.head.hash
             )));
         }
-        let appended = append_entry(
+        let decision = append_entry(
             &tx,
             EntryKind::Decision,
             Some(cr_id),
-            Some(&entry.principal),
-            &entry.body,
-            Some(&entry.signature),
+            Some(&entries.decision.principal),
+            &entries.decision.body,
+            Some(&entries.decision.signature),
         )
         .map_err(self.sql_err(format!("appending the decision on {cr_id}")))?;
+        let adoption = match &entries.adoption {
+            None => None,
+            Some(a) => {
+                let r = crate::audit::policy_log::AdoptionRecord::parse(&a.body)
+                    .map_err(DecideError::Chain)?;
+                if r.seq != decision.seq + 1
+                    || r.prev.as_deref() != Some(decision.hash.as_str())
+                    || r.cr_id.as_deref() != Some(cr_id)
+                {
+                    return Err(DecideError::Chain(format!(
+                        "the adoption must follow the decision on {cr_id} at entry {}",
+                        decision.seq
+                    )));
+                }
+                Some(
+                    append_entry(
+                        &tx,
+                        EntryKind::PolicyAdopted,
+                        Some(cr_id),
+                        Some(&a.principal),
+                        &a.body,
+                        Some(&a.signature),
+                    )
+                    .map_err(self.sql_err(format!("adopting the policy of {cr_id}")))?,
+                )
+            }
+        };
         tx.commit()
             .map_err(self.sql_err("committing the decision"))?;
-        Ok(appended)
+        Ok(Appended { decision, adoption })
     }
 
     fn log_entries(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
@@ -768,9 +814,14 @@ impl Store for LocalStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql_err("starting the emergency entry"))?;
-        let head = read_head(&tx).map_err(self.sql_err("reading the log head"))?;
-        let existing = emergency_rows(&tx).map_err(self.sql_err("reading emergency entries"))?;
-        let (kind, entry) = build(&head, &existing)?;
+        let context = EmergencyContext {
+            head: read_head(&tx).map_err(self.sql_err("reading the log head"))?,
+            existing: emergency_rows(&tx).map_err(self.sql_err("reading emergency entries"))?,
+            policy_head: read_policy_head(&tx)
+                .map_err(self.sql_err("reading the policy in force"))?,
+        };
+        let head = &context.head;
+        let (kind, entry) = build(&context)?;
         let body: Value =
             serde_json::from_str(&entry.body).map_err(|e| DecideError::Chain(e.to_string()))?;
         if !EntryKind::EMERGENCY.contains(&kind)
@@ -819,6 +870,64 @@ impl Store for LocalStore {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect())
+    }
+
+    fn policy_entries(&self, after: u64) -> Result<Vec<LogEntry>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, kind, cr_id, principal, body, hash, signature FROM log
+                 WHERE kind = 'policy-adopted' AND seq > ?1 ORDER BY seq",
+            )
+            .map_err(self.sql_err("reading the policy history"))?;
+        stmt.query_map(params![after], log_row)
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("reading the policy history"))
+    }
+}
+
+impl LocalStore {
+    /// Appends the genesis `policy-adopted` entry built by `build` from the log head,
+    /// inside one write transaction, unless the log already adopted a policy (then
+    /// `Ok(None)`: the first writer won, nothing is appended twice). Local only: `init`,
+    /// `demo` and the migration of a store from before policy entries.
+    pub fn adopt_genesis(
+        &self,
+        build: &mut dyn FnMut(&Head) -> Result<NewEntry, DecideError>,
+    ) -> Result<Option<LogEntry>, DecideError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql_err("starting the policy adoption"))?;
+        if read_policy_head(&tx)
+            .map_err(self.sql_err("reading the policy in force"))?
+            .seq
+            > 0
+        {
+            return Ok(None);
+        }
+        let head = read_head(&tx).map_err(self.sql_err("reading the log head"))?;
+        let entry = build(&head)?;
+        let r = crate::audit::policy_log::AdoptionRecord::parse(&entry.body)
+            .map_err(DecideError::Chain)?;
+        if r.seq != head.seq + 1 || r.prev != head.hash || r.cr_id.is_some() {
+            return Err(DecideError::Chain(format!(
+                "the genesis must follow entry {} and name no change request",
+                head.seq
+            )));
+        }
+        let appended = append_entry(
+            &tx,
+            EntryKind::PolicyAdopted,
+            None,
+            Some(&entry.principal),
+            &entry.body,
+            Some(&entry.signature),
+        )
+        .map_err(self.sql_err("adopting the genesis policy"))?;
+        tx.commit()
+            .map_err(self.sql_err("committing the policy adoption"))?;
+        Ok(Some(appended))
     }
 }
 
@@ -890,7 +999,12 @@ mod tests {
         assert_eq!(log.len(), 1);
         assert_eq!(log[0].kind, "cr-submitted");
         assert!(log[0].body.contains("\"cr_id\":\"CR-1044\""));
-        let report = crate::store::verify_log(&store, &demo::policy(), None).unwrap();
+        let policy = demo::policy();
+        let opts = crate::store::VerifyOptions {
+            unmigrated_policy: Some(&policy),
+            ..Default::default()
+        };
+        let report = crate::store::verify_log(&store, &opts).unwrap();
         assert!(report.ok(), "{:?}", report.first_bad);
         assert_eq!(store.recorded_head().unwrap().seq, 1);
     }

@@ -187,6 +187,51 @@ pub struct DecisionContext {
     pub current: StoredRevision,
     /// Decisions already recorded for the CR, in log order.
     pub decisions: Vec<Decision>,
+    /// The latest `policy-adopted` entry (seq 0 when the log adopted none): the builder
+    /// signs only under the policy in force, and this says which one that is.
+    pub policy_head: Head,
+}
+
+/// What `Store::decide` appends: the decision and, when it completes the sign-offs of a
+/// policy change, the adoption signed with it (both in one transaction, adoption second).
+#[derive(Debug, Clone)]
+pub struct DecisionEntries {
+    /// The decision.
+    pub decision: NewEntry,
+    /// The `policy-adopted` entry it makes due.
+    pub adoption: Option<NewEntry>,
+}
+
+impl From<NewEntry> for DecisionEntries {
+    fn from(decision: NewEntry) -> Self {
+        DecisionEntries {
+            decision,
+            adoption: None,
+        }
+    }
+}
+
+/// What `Store::decide` appended. On the wire it is the decision entry itself, with the
+/// adoption (if any) beside its fields, so clients that know only decisions still read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    /// The decision entry.
+    #[serde(flatten)]
+    pub decision: LogEntry,
+    /// The adoption entry, when the decision completed a policy change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adoption: Option<LogEntry>,
+}
+
+/// What an emergency entry is built against, read inside the write transaction.
+#[derive(Debug, Clone)]
+pub struct EmergencyContext {
+    /// The log head the new entry will follow.
+    pub head: Head,
+    /// Every emergency entry so far, in log order.
+    pub existing: Vec<LogEntry>,
+    /// The latest `policy-adopted` entry (seq 0 when none).
+    pub policy_head: Head,
 }
 
 /// A signed entry ready to append (built by the caller from a [`DecisionContext`]).
@@ -241,6 +286,15 @@ pub enum DecideError {
     /// The entry does not continue the chain (a bug in the caller).
     #[error("internal error: the new entry does not continue the log ({0})")]
     Chain(String),
+    /// A new policy was adopted since the caller read the policy in force.
+    #[error(
+        "the policy in force changed (entry {} adopted a new version) since this was prepared; run the command again to decide under it",
+        policy.seq
+    )]
+    PolicyChanged {
+        /// The adoption now in force.
+        policy: Head,
+    },
 }
 
 /// One decision as the history lists it.
@@ -266,9 +320,13 @@ pub struct DecisionSummary {
     pub principal: String,
 }
 
-/// Builds a signed emergency entry from the log head and the emergency entries so far.
-pub type EmergencyBuilder<'a> = dyn FnMut(&Head, &[LogEntry]) -> Result<(crate::audit::log::EntryKind, NewEntry), DecideError>
+/// Builds a signed emergency entry from what it follows.
+pub type EmergencyBuilder<'a> = dyn FnMut(&EmergencyContext) -> Result<(crate::audit::log::EntryKind, NewEntry), DecideError>
     + 'a;
+
+/// Builds a signed decision (and any adoption it makes due) from its context.
+pub type DecisionBuilder<'a> =
+    dyn FnMut(&DecisionContext) -> Result<DecisionEntries, DecideError> + 'a;
 
 /// The operations every store offers.
 pub trait Store: Send + Sync {
@@ -303,12 +361,9 @@ pub trait Store: Send + Sync {
     fn all_decisions(&self) -> Result<HashMap<String, Vec<Decision>>, StoreError>;
 
     /// Records a decision on `cr_id`: inside one write transaction, reads the context,
-    /// lets `build` check the rules and sign, and appends the entry it returns.
-    fn decide(
-        &self,
-        cr_id: &str,
-        build: &mut dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError>,
-    ) -> Result<LogEntry, DecideError>;
+    /// lets `build` check the rules and sign, and appends the entries it returns.
+    fn decide(&self, cr_id: &str, build: &mut DecisionBuilder<'_>)
+    -> Result<Appended, DecideError>;
 
     /// Up to `limit` decisions after log position `after`, in log order, read without
     /// parsing whole bodies: what the history for leads lists.
@@ -339,6 +394,10 @@ pub trait Store: Send + Sync {
 
     /// Requester of every stored revision, keyed by `(cr id, digest)`, for verification.
     fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError>;
+
+    /// The `policy-adopted` entries after log position `after`, in order: the policy
+    /// history (read incrementally, so keeping up with it costs one indexed query).
+    fn policy_entries(&self, after: u64) -> Result<Vec<LogEntry>, StoreError>;
 }
 
 /// A boxed store is a store: the faces pick local or remote at run time.
@@ -374,8 +433,8 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn decide(
         &self,
         cr_id: &str,
-        build: &mut dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError>,
-    ) -> Result<LogEntry, DecideError> {
+        build: &mut DecisionBuilder<'_>,
+    ) -> Result<Appended, DecideError> {
         (**self).decide(cr_id, build)
     }
     fn decision_summaries(
@@ -406,6 +465,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError> {
         (**self).requesters()
     }
+    fn policy_entries(&self, after: u64) -> Result<Vec<LogEntry>, StoreError> {
+        (**self).policy_entries(after)
+    }
 }
 
 /// Re-validates a stored document; a failure means the file was altered outside tollgate.
@@ -416,32 +478,76 @@ pub(crate) fn typed_view(doc: &Value) -> Result<ChangeRequest, DocumentError> {
 /// Entries read per page while verifying.
 const VERIFY_PAGE: usize = 10_000;
 
-/// Verifies the whole log of `store` against the policy's keyring and rules, page by page,
-/// stopping at the first bad entry; then checks the recorded head (and `expect_head`, a
-/// head an auditor noted earlier).
+/// What `verify` is asked to check beyond the log itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyOptions<'a> {
+    /// A head an auditor noted earlier (`--expect-head`).
+    pub expect_head: Option<&'a str>,
+    /// The genesis entry hash, shipped out of band (`--expect-genesis`).
+    pub expect_genesis: Option<&'a str>,
+    /// For a store whose log adopted no policy yet (from before policy entries): the
+    /// policy file that judges it until it is migrated. Ignored once the log has a policy.
+    pub unmigrated_policy: Option<&'a crate::domain::policy::Policy>,
+}
+
+/// Verifies the whole log of `store`, page by page, stopping at the first bad entry:
+/// every entry against the policy in force when it was appended (rebuilt from the log's
+/// own `policy-adopted` entries), then the recorded head, the noted head and genesis, and
+/// finally keys revoked by any adopted policy.
 pub fn verify_log(
     store: &dyn Store,
-    policy: &crate::domain::policy::Policy,
-    expect_head: Option<&str>,
+    opts: &VerifyOptions<'_>,
 ) -> Result<crate::audit::log::VerifyReport, VerifyError> {
-    let keyring = crate::audit::keys::Keyring::from_policy(policy).map_err(VerifyError::Keyring)?;
+    use crate::audit::verify::{Judge, Lookups, Start};
+    // Which policy judges the entries before the first adoption: a migration genesis
+    // (checked in its turn by the walk), or the file of a store never migrated.
+    let first_adoption = store.policy_entries(0)?.into_iter().next();
+    let before_genesis = match first_adoption {
+        Some(e) if e.seq > 1 => crate::audit::policy_log::version_from_entry(&e)
+            .ok()
+            .map(Judge::adopted)
+            .transpose()
+            .map_err(VerifyError::Keyring)?,
+        Some(_) => None,
+        None => match opts.unmigrated_policy {
+            Some(p) => Some(Judge::file(p.clone()).map_err(VerifyError::Keyring)?),
+            None => return Err(VerifyError::NoPolicy),
+        },
+    };
     let requesters = store.requesters()?;
-    let lookup = |cr: &str, digest: &str| {
+    let requester_of = |cr: &str, digest: &str| {
         requesters
             .get(&(cr.to_string(), digest.to_string()))
             .cloned()
     };
-    let mut verifier =
-        crate::audit::log::Verifier::new(&keyring, policy, &lookup).expecting(expect_head);
+    let policy_cr = |cr: &str, revision: u32| {
+        store
+            .revision(cr, revision)
+            .ok()
+            .flatten()
+            .map(|r| (r.digest, r.cr))
+    };
+    let mut verifier = crate::audit::log::Verifier::new(
+        Start {
+            before_genesis,
+            expect_genesis: opts.expect_genesis.map(str::to_string),
+            expect_head: opts.expect_head.map(str::to_string),
+        },
+        Lookups {
+            requester_of: &requester_of,
+            policy_cr: &policy_cr,
+        },
+    );
     let mut after = 0;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     while verifier.healthy() {
         let page = store.log_entries(after, VERIFY_PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        // Signatures are independent of each other: check them on every core, then walk
-        // the chain in order.
-        let checks = parallel_signature_checks(&keyring, &page, threads);
+        // Signatures are independent of each other: check them on every core, each with
+        // the keys of the policy in force at its position, then walk the chain in order.
+        let keyrings = verifier.keyrings_for(&page);
+        let checks = parallel_signature_checks(&keyrings, &page, threads);
         for (e, check) in page.iter().zip(checks) {
             verifier.push_checked(e, check);
         }
@@ -449,14 +555,19 @@ pub fn verify_log(
     Ok(verifier.finish(&store.recorded_head()?))
 }
 
-/// Checks the signature of every decision in `page`, spread over `threads` threads.
+/// Checks the signature of every signed entry in `page` against the keyring beside it,
+/// spread over `threads` threads.
 fn parallel_signature_checks(
-    keyring: &crate::audit::keys::Keyring,
+    keyrings: &[Option<std::sync::Arc<crate::audit::keys::Keyring>>],
     page: &[LogEntry],
     threads: usize,
 ) -> Vec<Option<crate::audit::log::SignatureCheck>> {
     use crate::audit::log::{EntryKind, check_signature};
-    let check = |e: &LogEntry| {
+    let check = |(e, keyring): (
+        &LogEntry,
+        &Option<std::sync::Arc<crate::audit::keys::Keyring>>,
+    )| {
+        let keyring = keyring.as_ref()?;
         EntryKind::parse(&e.kind)
             .is_some_and(EntryKind::is_signed)
             .then(|| check_signature(keyring, e))
@@ -465,7 +576,10 @@ fn parallel_signature_checks(
     std::thread::scope(|scope| {
         let handles: Vec<_> = page
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(check).collect::<Vec<_>>()))
+            .zip(keyrings.chunks(chunk))
+            .map(|(part, rings)| {
+                scope.spawn(move || part.iter().zip(rings).map(check).collect::<Vec<_>>())
+            })
             .collect();
         handles
             .into_iter()
@@ -487,4 +601,9 @@ pub enum VerifyError {
     /// A policy key does not parse.
     #[error("the policy's keys cannot be used: {0}")]
     Keyring(String),
+    /// The log adopted no policy and no policy file was given to judge it by.
+    #[error(
+        "the log holds no policy-adopted entry and no policy file was given; migrate the store with `tollgate migrate`"
+    )]
+    NoPolicy,
 }

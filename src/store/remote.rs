@@ -8,8 +8,9 @@
 
 use super::wire::{WireContext, WireCr, WireError, WireRevision, WireSignedEntry};
 use super::{
-    DecideError, DecisionContext, DecisionSummary, EmergencyBuilder, Head, LogEntry, NewEntry,
-    RevisionInfo, Store, StoreError, StoredCr, StoredRevision, Submission, SubmitOutcome,
+    Appended, DecideError, DecisionBuilder, DecisionContext, DecisionSummary, EmergencyBuilder,
+    EmergencyContext, Head, LogEntry, NewEntry, RevisionInfo, Store, StoreError, StoredCr,
+    StoredRevision, Submission, SubmitOutcome,
 };
 use crate::audit::log::{DecisionRecord, EntryKind};
 use crate::domain::decision::Decision;
@@ -179,20 +180,34 @@ impl RemoteStore {
             .ok_or_else(|| self.unreachable("the server sent no policy text"))
     }
 
-    /// Posts a signed entry; `Ok(Err(head))` when the log moved on and it must be re-signed.
-    fn post_entry(
+    /// Position and hash of the server's latest `policy-adopted` entry.
+    fn policy_head(&self) -> Result<Head, StoreError> {
+        let v: Value = self.get("/v1/policy")?;
+        Ok(Head {
+            seq: v["seq"].as_u64().unwrap_or(0),
+            hash: v["hash"].as_str().map(str::to_string),
+        })
+    }
+
+    /// Posts a signed entry (with the adoption it makes due, if any); `Ok(Err(head))` when
+    /// the log moved on and it must be re-signed.
+    fn post_entry<T: DeserializeOwned>(
         &self,
         path: &str,
         kind: EntryKind,
         entry: &NewEntry,
-    ) -> Result<Result<LogEntry, Head>, DecideError> {
+        adoption: Option<&NewEntry>,
+    ) -> Result<Result<T, Head>, DecideError> {
         let url = format!("{}{path}", self.base);
-        let wire = WireSignedEntry {
+        let signed = |kind: EntryKind, e: &NewEntry| WireSignedEntry {
             kind: kind.as_str().into(),
-            body: entry.body.clone(),
-            signature: entry.signature.clone(),
-            principal: entry.principal.clone(),
+            body: e.body.clone(),
+            signature: e.signature.clone(),
+            principal: e.principal.clone(),
+            adoption: None,
         };
+        let mut wire = signed(kind, entry);
+        wire.adoption = adoption.map(|a| Box::new(signed(EntryKind::PolicyAdopted, a)));
         let r = self.send(|c| c.post(&url).json(&wire))?;
         let status = r.status();
         if status.is_success() {
@@ -300,8 +315,8 @@ impl Store for RemoteStore {
     fn decide(
         &self,
         cr_id: &str,
-        build: &mut dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError>,
-    ) -> Result<LogEntry, DecideError> {
+        build: &mut DecisionBuilder<'_>,
+    ) -> Result<Appended, DecideError> {
         for attempt in 0..RESIGN_ATTEMPTS {
             if attempt > 0 {
                 contention_backoff(attempt);
@@ -315,9 +330,15 @@ impl Store for RemoteStore {
                 head: ctx.head,
                 current: ctx.current.into_stored(&self.base)?,
                 decisions: to_decisions(&ctx.decisions)?,
+                policy_head: ctx.policy_head,
             };
-            let entry = build(&context)?;
-            match self.post_entry("/v1/decisions", EntryKind::Decision, &entry)? {
+            let entries = build(&context)?;
+            match self.post_entry(
+                "/v1/decisions",
+                EntryKind::Decision,
+                &entries.decision,
+                entries.adoption.as_ref(),
+            )? {
                 Ok(done) => return Ok(done),
                 Err(_moved) => continue,
             }
@@ -336,10 +357,13 @@ impl Store for RemoteStore {
             if attempt > 0 {
                 contention_backoff(attempt);
             }
-            let head = self.recorded_head()?;
-            let existing = self.emergency_entries()?;
-            let (kind, entry) = build(&head, &existing)?;
-            match self.post_entry("/v1/emergency", kind, &entry)? {
+            let context = EmergencyContext {
+                head: self.recorded_head()?,
+                existing: self.emergency_entries()?,
+                policy_head: self.policy_head()?,
+            };
+            let (kind, entry) = build(&context)?;
+            match self.post_entry("/v1/emergency", kind, &entry, None)? {
                 Ok(done) => return Ok(done),
                 Err(_moved) => continue,
             }
@@ -385,6 +409,10 @@ impl Store for RemoteStore {
             .into_iter()
             .map(|(cr, d, who)| ((cr, d), who))
             .collect())
+    }
+
+    fn policy_entries(&self, after: u64) -> Result<Vec<LogEntry>, StoreError> {
+        self.get(&format!("/v1/policy/history?after={after}"))
     }
 }
 

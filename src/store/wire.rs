@@ -40,6 +40,9 @@ pub struct WireContext {
     pub current: WireRevision,
     /// Decision entries on the CR so far.
     pub decisions: Vec<LogEntry>,
+    /// The latest `policy-adopted` entry (seq 0 when none).
+    #[serde(default = "Head::empty")]
+    pub policy_head: Head,
 }
 
 /// A signed entry a client asks the server to append.
@@ -53,6 +56,10 @@ pub struct WireSignedEntry {
     pub signature: String,
     /// Signer.
     pub principal: String,
+    /// With a decision that completes a policy change: the `policy-adopted` entry signed
+    /// with it, appended right after it in the same transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adoption: Option<Box<WireSignedEntry>>,
 }
 
 /// An error body: what went wrong and what to do.
@@ -135,6 +142,7 @@ impl WireContext {
             head: ctx.head.clone(),
             current: (&ctx.current).into(),
             decisions: entries,
+            policy_head: ctx.policy_head.clone(),
         }
     }
 }

@@ -575,6 +575,8 @@ pub enum Msg {
     Integrity(u64, Result<(crate::audit::log::VerifyReport, u128), String>),
     /// A signed record for the History screen.
     Record(u64, Result<RecordView, String>),
+    /// A new policy came into force: the policy, its version and the entry adopting it.
+    Policy(Arc<Policy>, u32, u64),
 }
 
 /// The whole UI state.
@@ -1109,6 +1111,24 @@ impl App {
             }
             Msg::Notice(level, text) => {
                 self.say(level, text);
+                vec![]
+            }
+            Msg::Policy(policy, version, seq) => {
+                self.policy = policy;
+                if let Signer::Principal { principal, .. } = &mut self.signer {
+                    match self.policy.principal(&principal.id) {
+                        Some(p) => *principal = p.clone(),
+                        None => {
+                            self.signer = Signer::ReadOnly(format!(
+                                "your principal is not in policy version {version}: read-only"
+                            ));
+                        }
+                    }
+                }
+                self.say(
+                    Level::Info,
+                    format!("policy version {version} is now in force (log entry {seq})"),
+                );
                 vec![]
             }
             Msg::Mouse(m) => self.mouse(m),

@@ -3,14 +3,14 @@
 //! Rows are built once per load with every CR string already sanitised, so drawing never
 //! touches untrusted text and filtering does not re-sanitise on each keystroke.
 
-use crate::audit::keys::Keyring;
 use crate::domain::change_request::Gate;
 use crate::domain::checklist::CheckCounts;
 use crate::domain::decision::{Decision, Verdict};
 use crate::domain::emergency::{Exception, SubjectState, subjects};
-use crate::domain::policy::{Policy, Principal};
+use crate::domain::policy::Principal;
+use crate::domain::policy_book::PolicyBook;
 use crate::domain::risk::RiskLevel;
-use crate::domain::status::{Evaluation, Status, evaluate};
+use crate::domain::status::{Evaluation, Status, evaluate_in};
 use crate::domain::text::sanitize;
 use crate::store::{RevisionInfo, Store, StoredCr};
 use chrono::{DateTime, Utc};
@@ -135,7 +135,7 @@ pub struct QueueData {
 /// held in memory whole, evaluating each page on every core.
 pub fn load_queue(
     store: &dyn Store,
-    policy: &Policy,
+    book: &PolicyBook,
     me: Option<&Principal>,
     now: DateTime<Utc>,
 ) -> Result<QueueData, String> {
@@ -154,7 +154,7 @@ pub fn load_queue(
         let Some(last) = page.last() else { break };
         after = Some(last.current.cr.id.clone());
         let chunk = page.len().div_ceil(threads).max(1);
-        let evaluated: Vec<Vec<(QueueRow, SubjectState)>> = std::thread::scope(|scope| {
+        let evaluated: Vec<Vec<(QueueRow, Option<SubjectState>)>> = std::thread::scope(|scope| {
             let handles: Vec<_> = page
                 .chunks(chunk)
                 .map(|part| {
@@ -166,7 +166,7 @@ pub fn load_queue(
                                     .get(&cr.current.cr.id)
                                     .map(Vec::as_slice)
                                     .unwrap_or(&[]);
-                                let e = evaluate(&cr.current.cr, &cr.current.digest, mine, policy);
+                                let e = evaluate_in(&cr.current.cr, &cr.current.digest, mine, book);
                                 (
                                     row(cr, &e, me, today),
                                     SubjectState::from_cr(&cr.current.cr, e.status),
@@ -191,7 +191,7 @@ pub fn load_queue(
     }
     Ok(QueueData {
         rows,
-        subjects: subjects(per_cr),
+        subjects: subjects(per_cr.into_iter().flatten()),
         exceptions: crate::workflow::exceptions(store)?,
         head,
     })
@@ -219,26 +219,34 @@ pub struct DetailData {
     pub revisions: Vec<RevisionInfo>,
     /// Every decision on it (any revision), with signature status.
     pub decisions: Vec<SignedDecision>,
+    /// For a policy change request: what it changes against the policy in force.
+    pub policy_changes: Option<Vec<crate::domain::policy_diff::PolicyChange>>,
 }
 
 /// Loads one CR with its evaluation and the signature status of its decisions.
-pub fn load_detail(store: &dyn Store, policy: &Policy, id: &str) -> Result<DetailData, String> {
+pub fn load_detail(store: &dyn Store, book: &PolicyBook, id: &str) -> Result<DetailData, String> {
     let cr = store
         .get(id)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{} is no longer in the store", sanitize(id)))?;
     let decisions = store.decisions(id).map_err(|e| e.to_string())?;
-    let eval = evaluate(&cr.current.cr, &cr.current.digest, &decisions, policy);
+    let eval = evaluate_in(&cr.current.cr, &cr.current.digest, &decisions, book);
     let revisions = store.revisions(id).map_err(|e| e.to_string())?;
-    let keyring = Keyring::from_policy(policy).unwrap_or_default();
+    // Each signature is checked with the keys in force when it was made.
+    let keyrings = crate::audit::policy_log::Keyrings::new(book);
     let entries = store.decision_entries(id).map_err(|e| e.to_string())?;
+    let policy_changes = cr.current.cr.policy.as_ref().and_then(|p| {
+        crate::domain::policy::parse_policy(&p.text)
+            .ok()
+            .map(|(new, _)| crate::domain::policy_diff::diff(book.policy(), &new))
+    });
     let decisions = entries
         .iter()
         .zip(decisions)
         .map(|(entry, decision)| SignedDecision {
             signature: match (&entry.principal, &entry.signature) {
-                (Some(who), Some(sig)) => keyring
-                    .verify(who, entry.body.as_bytes(), sig)
+                (Some(_), Some(_)) => keyrings
+                    .verify(entry)
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
                 _ => Err("unsigned".into()),
@@ -252,5 +260,6 @@ pub fn load_detail(store: &dyn Store, policy: &Policy, id: &str) -> Result<Detai
         eval,
         revisions,
         decisions,
+        policy_changes,
     })
 }

@@ -14,10 +14,9 @@ pub mod settings;
 pub mod theme;
 pub mod views;
 
-use crate::audit::canonical::sha256_digest;
 use crate::config::Paths;
-use crate::domain::policy::{Policy, parse_policy};
-use crate::identity::{Identity, KeyChoice, identify};
+use crate::domain::policy_book::PolicyBook;
+use crate::identity::{Identity, KeyChoice, identify_in_force};
 use crate::store::Store;
 use crate::store::local::LocalStore;
 use app::{App, Effect, Msg, Signer};
@@ -46,16 +45,19 @@ pub struct Options {
     pub keys: KeyChoice,
     /// The config file (theme, keys, mouse).
     pub config: Option<PathBuf>,
+    /// The policy history of the store, as the CLI read it.
+    pub book: PolicyBook,
+    /// Something to say in the status bar at start (e.g. the policy file differs from the
+    /// policy in force).
+    pub notice: Option<String>,
 }
 
 /// Everything background work shares: the store, the policy and who signs.
 pub struct Shared {
     /// The store.
     pub store: Arc<dyn Store>,
-    /// The policy in force.
-    pub policy: Arc<Policy>,
-    /// Digest of the policy text (recorded in each decision).
-    pub policy_digest: String,
+    /// The policy history read from the store's log; its latest version is in force.
+    book: std::sync::RwLock<Arc<PolicyBook>>,
     /// The signing identity, if the key maps to a principal.
     pub identity: Option<Arc<Identity>>,
     /// With a team server: decisions waiting to be delivered.
@@ -72,23 +74,71 @@ fn flush_outbox(shared: &Shared) -> usize {
     let (Some(outbox), Ok(who)) = (&shared.outbox, shared.signer()) else {
         return shared.outbox.as_ref().map_or(0, |o| o.pending().len());
     };
+    let book = shared.book();
     for mut p in outbox
         .pending()
         .into_iter()
         .filter(|p| p.principal == who.principal.id)
     {
-        let _ = outbox.deliver(
-            shared.store.as_ref(),
-            &shared.policy,
-            &shared.policy_digest,
-            who,
-            &mut p,
-        );
+        let _ = outbox.deliver(shared.store.as_ref(), &book, who, &mut p);
     }
     outbox.pending().len()
 }
 
 impl Shared {
+    /// What background work shares.
+    pub fn new(
+        store: Arc<dyn Store>,
+        book: PolicyBook,
+        identity: Option<Arc<Identity>>,
+        outbox: Option<crate::outbox::Outbox>,
+        mlflow: Option<(
+            crate::sources::mlflow::Client,
+            crate::sources::mlflow::Convention,
+        )>,
+    ) -> Shared {
+        Shared {
+            store,
+            book: std::sync::RwLock::new(Arc::new(book)),
+            identity,
+            outbox,
+            mlflow,
+        }
+    }
+
+    /// The policy history as last read (its latest version is in force).
+    pub fn book(&self) -> Arc<PolicyBook> {
+        match self.book.read() {
+            Ok(b) => b.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads the adoptions appended since the book was read; returns the new book when
+    /// a new policy came into force (someone completed a policy change).
+    pub fn refresh_book(&self) -> Option<Arc<PolicyBook>> {
+        let book = self.book();
+        let after = if book.is_provisional() {
+            0
+        } else {
+            book.current().seq
+        };
+        let newer = self.store.policy_entries(after).ok()?;
+        if newer.is_empty() {
+            return None;
+        }
+        let fresh = Arc::new(
+            crate::audit::policy_log::extend_book(Some((*book).clone()), &newer)
+                .ok()
+                .flatten()?,
+        );
+        match self.book.write() {
+            Ok(mut b) => *b = fresh.clone(),
+            Err(poisoned) => *poisoned.into_inner() = fresh.clone(),
+        }
+        Some(fresh)
+    }
+
     /// The signing identity, or why there is none.
     fn signer(&self) -> Result<&Identity, String> {
         self.identity
@@ -109,11 +159,17 @@ fn load_record(shared: &Shared, seq: u64) -> Result<app::RecordView, String> {
         .ok_or_else(|| format!("log entry {seq} is missing"))?;
     let body: serde_json::Value =
         serde_json::from_str(&entry.body).map_err(|e| format!("entry {seq}: {e}"))?;
-    let keyring = crate::audit::keys::Keyring::from_policy(&shared.policy).unwrap_or_default();
+    let book = shared.book();
+    let keyrings = crate::audit::policy_log::Keyrings::new(&book);
     let signature = match (&entry.principal, &entry.signature) {
-        (Some(who), Some(sig)) => keyring
-            .verify(who, entry.body.as_bytes(), sig)
-            .map(|fp| format!("valid SSHSIG by {who} ({fp})"))
+        (Some(who), Some(_)) => keyrings
+            .verify(&entry)
+            .map(|fp| {
+                format!(
+                    "valid SSHSIG by {who} ({fp}) under policy version {}",
+                    book.in_force_at(entry.seq).version
+                )
+            })
             .map_err(|e| e.to_string()),
         _ => Err("unsigned".into()),
     };
@@ -168,8 +224,8 @@ pub fn run_rollback(
         Ok(who) => who,
         Err(e) => return Msg::RollbackDone(id, Err(e)),
     };
-    let Some((argv, timeout)) = crate::workflow::rollback_invocation(&shared.policy, request)
-    else {
+    let book = shared.book();
+    let Some((argv, timeout)) = crate::workflow::rollback_invocation(book.policy(), request) else {
         return Msg::RollbackDone(id, Ok("no rollback command in the policy".into()));
     };
     on_line(format!("$ {}", argv.join(" ")));
@@ -178,6 +234,7 @@ pub fn run_rollback(
     let finished = now + chrono::Duration::from_std(outcome.duration).unwrap_or_default();
     let recorded = crate::workflow::record_rollback(
         shared.store.as_ref(),
+        &book,
         who,
         authorisation,
         &request.incident,
@@ -240,22 +297,16 @@ pub fn answer(
 ) -> Vec<Msg> {
     let one = match effect {
         Effect::Authorise(id, request) => {
+            let book = shared.book();
             let result = shared.signer().and_then(|who| {
-                crate::workflow::authorise_rollback(
-                    shared.store.as_ref(),
-                    &shared.policy,
-                    &shared.policy_digest,
-                    who,
-                    request,
-                    now,
-                )
-                .map(|entry| {
-                    (
-                        entry.hash,
-                        crate::workflow::rollback_invocation(&shared.policy, request).is_some(),
-                    )
-                })
-                .map_err(|e| e.to_string())
+                crate::workflow::authorise_rollback(shared.store.as_ref(), &book, who, request, now)
+                    .map(|entry| {
+                        (
+                            entry.hash,
+                            crate::workflow::rollback_invocation(book.policy(), request).is_some(),
+                        )
+                    })
+                    .map_err(|e| e.to_string())
             });
             // With an MLflow source, the serving alias goes back at once.
             if let (Ok(_), Some((client, conv))) = (&result, &shared.mlflow) {
@@ -284,15 +335,21 @@ pub fn answer(
             return lines;
         }
         Effect::LoadQueue(id) => {
+            // A policy adopted meanwhile (by anyone) applies from now on.
+            let changed = shared.refresh_book().map(|b| {
+                let v = b.current();
+                Msg::Policy(v.policy.clone(), v.version, v.seq)
+            });
+            let book = shared.book();
             // The unsent count is news even when the queue cannot be loaded (offline).
             let unsent = flush_outbox(shared);
-            return vec![
-                Msg::Unsent(unsent),
-                Msg::Queue(
-                    *id,
-                    data::load_queue(shared.store.as_ref(), &shared.policy, me, now),
-                ),
-            ];
+            let mut msgs: Vec<Msg> = changed.into_iter().collect();
+            msgs.push(Msg::Unsent(unsent));
+            msgs.push(Msg::Queue(
+                *id,
+                data::load_queue(shared.store.as_ref(), &book, me, now),
+            ));
+            return msgs;
         }
         Effect::CheckHead(id) => Some(Msg::Head(
             *id,
@@ -300,54 +357,52 @@ pub fn answer(
         )),
         Effect::LoadDetail(id, cr) => Some(Msg::Detail(
             *id,
-            data::load_detail(shared.store.as_ref(), &shared.policy, cr).map(Box::new),
+            data::load_detail(shared.store.as_ref(), &shared.book(), cr).map(Box::new),
         )),
         Effect::Sign(id, request) => {
-            // The log position it was recorded at, or `None` when it waits in the outbox.
+            let book = shared.book();
+            // What was recorded, or `None` when it waits in the outbox.
             let recorded = shared.signer().and_then(|who| match &shared.outbox {
                 Some(outbox) => {
                     let mut pending =
                         crate::outbox::Pending::new("", &who.principal.id, request, now);
                     outbox.put(&pending)?;
-                    match outbox.deliver(
-                        shared.store.as_ref(),
-                        &shared.policy,
-                        &shared.policy_digest,
-                        who,
-                        &mut pending,
-                    ) {
-                        crate::outbox::Delivery::Delivered(entry) => Ok(Some(entry.seq)),
+                    match outbox.deliver(shared.store.as_ref(), &book, who, &mut pending) {
+                        crate::outbox::Delivery::Delivered(appended) => Ok(Some(appended)),
                         crate::outbox::Delivery::Failed(why) => Err(why),
                         crate::outbox::Delivery::Later(_) => Ok(None),
                     }
                 }
-                None => crate::workflow::sign_decision(
-                    shared.store.as_ref(),
-                    &shared.policy,
-                    &shared.policy_digest,
-                    who,
-                    request,
-                    now,
-                )
-                .map(|entry| Some(entry.seq))
-                .map_err(|e| e.to_string()),
+                None => {
+                    crate::workflow::sign_decision(shared.store.as_ref(), &book, who, request, now)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
             });
-            let result = recorded.map(|seq| match seq {
+            let mut adopted = None;
+            let result = recorded.map(|appended| match appended {
                 None => format!(
                     "UNSENT: {} {} kept in the outbox — delivered when the server is back",
                     request.verdict, request.cr_id
                 ),
-                Some(seq) => {
-                    let signed = format!(
-                        "signed: {} {} as {} — log entry {seq}",
-                        request.verdict, request.cr_id, request.role
+                Some(appended) => {
+                    let mut signed = format!(
+                        "signed: {} {} as {} — log entry {}",
+                        request.verdict, request.cr_id, request.role, appended.decision.seq
                     );
+                    if let Some(a) = &appended.adoption {
+                        signed.push_str(&format!(
+                            "; {} adopted at entry {}: the new policy is in force",
+                            request.cr_id, a.seq
+                        ));
+                        adopted = Some(a.clone());
+                    }
                     match &shared.mlflow {
                         Some((client, conv)) => {
                             let pushed = crate::sources::mlflow::push(
                                 client,
                                 shared.store.as_ref(),
-                                &shared.policy,
+                                &book,
                                 conv,
                                 &request.cr_id,
                             );
@@ -357,6 +412,13 @@ pub fn answer(
                     }
                 }
             });
+            if adopted.is_some()
+                && let Some(b) = shared.refresh_book()
+            {
+                let v = b.current();
+                let policy = Msg::Policy(v.policy.clone(), v.version, v.seq);
+                return vec![policy, Msg::Signed(*id, result)];
+            }
             if let Some(outbox) = &shared.outbox {
                 return vec![
                     Msg::Unsent(outbox.pending().len()),
@@ -367,11 +429,16 @@ pub fn answer(
         }
         Effect::LoadHistory(id) => Some(Msg::History(
             *id,
-            crate::history::load(shared.store.as_ref(), &shared.policy, now),
+            crate::history::load(shared.store.as_ref(), &shared.book(), now),
         )),
         Effect::VerifyLog(id) => {
             let started = std::time::Instant::now();
-            let result = crate::store::verify_log(shared.store.as_ref(), &shared.policy, None)
+            let book = shared.book();
+            let opts = crate::store::VerifyOptions {
+                unmigrated_policy: book.is_provisional().then(|| book.policy()),
+                ..Default::default()
+            };
+            let result = crate::store::verify_log(shared.store.as_ref(), &opts)
                 .map(|report| (report, started.elapsed().as_millis()))
                 .map_err(|e| e.to_string());
             Some(Msg::Integrity(*id, result))
@@ -414,50 +481,39 @@ pub fn run(opts: Options) -> Result<(), String> {
             .as_deref(),
         settings::no_color(),
     )?;
-    let (store, policy_text, label, outbox): (Arc<dyn Store>, String, String, _) = match &opts
-        .paths
-        .remote
-    {
+    let (store, label, outbox): (Arc<dyn Store>, String, _) = match &opts.paths.remote {
         Some(r) => {
             let remote = crate::store::remote::RemoteStore::connect(&r.url, &r.token)
                 .map_err(|e| e.to_string())?;
-            let text = remote.policy_text().map_err(|e| e.to_string())?;
             let outbox = crate::outbox::Outbox::for_server(&opts.paths.store, &r.url);
-            (Arc::new(remote), text, r.url.clone(), Some(outbox))
+            (Arc::new(remote), r.url.clone(), Some(outbox))
         }
         None => {
-            let text = std::fs::read_to_string(&opts.paths.policy).map_err(|e| {
-                format!(
-                    "cannot read the policy {}: {e}; `tollgate demo` or `tollgate init` creates one",
-                    opts.paths.policy.display()
-                )
-            })?;
             let store = LocalStore::open(&opts.paths.store).map_err(|e| e.to_string())?;
-            (Arc::new(store), text, short_path(&opts.paths.store), None)
+            (Arc::new(store), short_path(&opts.paths.store), None)
         }
     };
-    let (policy, _) = parse_policy(&policy_text).map_err(|r| {
-        format!("the policy ({label}) is invalid; run `tollgate policy check`:\n{r}")
-    })?;
+    let book = opts.book;
     // Identify before the screen opens: a passphrase prompt needs a normal terminal.
-    let (identity, signer) = match identify(&opts.keys, &opts.paths.store, &policy) {
-        Ok(id) => {
-            let signer = Signer::Principal {
-                principal: id.principal.clone(),
-                fingerprint: id.signer.fingerprint().to_string(),
-            };
-            (Some(Arc::new(id)), signer)
-        }
-        Err(e) => {
-            let demo = crate::config::demo_keys_dir(&opts.paths.store);
-            let hint = if demo.is_dir() {
-                " (demo store: start with --as devi, or another demo principal)"
-            } else {
-                ""
-            };
-            (None, Signer::ReadOnly(format!("{}{hint}", e.0)))
-        }
-    };
+    let (identity, signer) =
+        match identify_in_force(&opts.keys, &opts.paths.store, &book, &opts.paths.policy) {
+            Ok(id) => {
+                let signer = Signer::Principal {
+                    principal: id.principal.clone(),
+                    fingerprint: id.signer.fingerprint().to_string(),
+                };
+                (Some(Arc::new(id)), signer)
+            }
+            Err(e) => {
+                let demo = crate::config::demo_keys_dir(&opts.paths.store);
+                let hint = if demo.is_dir() {
+                    " (demo store: start with --as devi, or another demo principal)"
+                } else {
+                    ""
+                };
+                (None, Signer::ReadOnly(format!("{e}{hint}")))
+            }
+        };
     let mlflow = match &opts.paths.mlflow {
         Some(m) => Some((
             crate::sources::mlflow::Client::new(&m.url).map_err(|e| e.to_string())?,
@@ -465,23 +521,14 @@ pub fn run(opts: Options) -> Result<(), String> {
         )),
         None => None,
     };
-    let shared = Arc::new(Shared {
-        store,
-        policy: Arc::new(policy),
-        policy_digest: sha256_digest(policy_text.as_bytes()),
-        identity,
-        outbox,
-        mlflow,
-    });
-    let mut app = App::new(
-        settings,
-        shared.policy.clone(),
-        signer,
-        label,
-        crate::config::now()?,
-    );
+    let policy = book.current().policy.clone();
+    let shared = Arc::new(Shared::new(store, book, identity, outbox, mlflow));
+    let mut app = App::new(settings, policy, signer, label, crate::config::now()?);
     if shared.outbox.is_some() {
         app.connection = "remote".into();
+    }
+    if let Some(notice) = opts.notice {
+        app.update(Msg::Notice(app::Level::Error, notice));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -136,6 +136,55 @@ impl Home {
     }
 }
 
+/// Entries of a fresh demo store's log: the genesis policy and the five sample CRs.
+pub const DEMO_ENTRIES: u64 = 1 + 5;
+
+/// Entries a policy change adds: its submission, two lead approvals, the adoption.
+pub const POLICY_CHANGE_ENTRIES: u64 = 4;
+
+impl Home {
+    /// Changes the demo store's policy the governed way: marco proposes `text`, leads lena
+    /// and sofia approve, and the adoption makes it the policy in force. Returns the
+    /// proposal's id.
+    pub fn adopt_policy(&self, text: &str, rationale: &str) -> String {
+        let file = self.write("proposed.policy.toml", text.as_bytes());
+        let run = self
+            .run(&[
+                "--as",
+                "marco",
+                "policy",
+                "propose",
+                &file,
+                "--rationale",
+                rationale,
+            ])
+            .ok();
+        let id = run
+            .stdout
+            .split(':')
+            .next()
+            .expect("the proposal's id")
+            .to_string();
+        for lead in ["lena", "sofia"] {
+            self.decide(
+                lead,
+                "approve",
+                &id,
+                &["--role", "lead", "--rationale", "agreed"],
+            )
+            .ok();
+        }
+        let shown = self.run(&["policy", "show", "--json"]).ok().json();
+        assert_eq!(shown["cr_id"], id.as_str(), "{shown}");
+        id
+    }
+
+    /// The text of the policy in force.
+    pub fn policy_text(&self) -> String {
+        self.run(&["policy", "show", "--text"]).ok().stdout
+    }
+}
+
 impl Home {
     /// Runs a decision command as a demo identity.
     pub fn decide(&self, who: &str, verb: &str, id: &str, extra: &[&str]) -> Run {

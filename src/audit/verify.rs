@@ -1,0 +1,825 @@
+//! Verification of the log: every link, every signature, and every rule, each entry held
+//! to the policy in force when it was appended.
+//!
+//! The verifier trusts nothing stored beside the log. It rebuilds the policy history from
+//! the `policy-adopted` entries as it walks: the genesis must be signed by a principal of
+//! the policy it adopts (and may be pinned with `--expect-genesis`); every later adoption
+//! must be signed by the approver whose sign-off completed a `policy`-gate CR, under the
+//! rules of the policy it replaces. Keys revoked by a later policy are checked last, once
+//! the whole history is known: entries they signed after their revocation point are named.
+
+use super::canonical::to_canonical_string;
+use super::keys::{Keyring, SignatureError, fingerprint_of_line};
+use super::log::{DecisionRecord, EntryKind, Head, LogEntry, entry_hash};
+use super::policy_log::{AdoptionRecord, version_from_entry};
+use crate::domain::change_request::ChangeRequest;
+use crate::domain::decision::{Decision, Verdict};
+use crate::domain::policy::{Policy, RevokedSince};
+use crate::domain::policy_book::PolicyVersion;
+use crate::domain::status::{Status, evaluate};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The first entry that failed verification, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BadEntry {
+    /// Its position (for a cut tail: the first missing position).
+    pub seq: u64,
+    /// Its kind, when known.
+    pub kind: Option<String>,
+    /// The CR it concerns, when known.
+    pub cr_id: Option<String>,
+    /// Short machine-readable reason: `altered`, `broken-link`, `reordered`, `missing`,
+    /// `bad-signature`, `unknown-key`, `unsigned`, `malformed`, `policy-violation`,
+    /// `no-policy`, `genesis-mismatch`, `revoked-key`, `truncated`, `head-mismatch`.
+    pub problem: String,
+    /// Explanation for a person.
+    pub detail: String,
+}
+
+/// One adopted policy version, as verification found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicySummary {
+    /// Version number.
+    pub version: u32,
+    /// Log position of its adoption.
+    pub seq: u64,
+    /// Hash of that entry (pin the genesis's with `--expect-genesis`).
+    pub hash: String,
+    /// Digest of the policy text.
+    pub digest: String,
+    /// The policy CR it came from.
+    pub cr_id: Option<String>,
+    /// Adopted at migration (the entries before it are judged by it).
+    pub migration: bool,
+}
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Entries checked before stopping.
+    pub entries: u64,
+    /// Signatures checked.
+    pub signatures: u64,
+    /// The last good entry.
+    pub head: Head,
+    /// The first bad entry, if any.
+    pub first_bad: Option<BadEntry>,
+    /// Every entry signed by a revoked key after its revocation point (the first of them
+    /// is also `first_bad` when nothing else failed earlier).
+    pub revoked: Vec<BadEntry>,
+    /// The policy versions the log adopted, in order.
+    pub policies: Vec<PolicySummary>,
+    /// True when the log holds no policy yet and was judged by the policy file (a store
+    /// from before policy entries, not migrated).
+    pub unmigrated: bool,
+}
+
+impl VerifyReport {
+    /// True when every entry verified.
+    pub fn ok(&self) -> bool {
+        self.first_bad.is_none() && self.revoked.is_empty()
+    }
+}
+
+/// The first 8 bytes of a `sha256:` hash as a number (0 for anything else).
+fn hash_key(hash: &str) -> u64 {
+    hash.strip_prefix("sha256:")
+        .and_then(|h| h.get(..16))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
+/// The outcome of checking one entry's signature: the signing key's fingerprint.
+pub type SignatureCheck = Result<String, SignatureError>;
+
+/// Verifies a signed entry's signature as made by the principal named in the entry (the
+/// verifier separately checks that the body names the same principal). Independent of
+/// every other entry, so it can run on several cores.
+pub fn check_signature(keyring: &Keyring, e: &LogEntry) -> SignatureCheck {
+    match (&e.principal, &e.signature) {
+        (Some(who), Some(sig)) => keyring.verify(who, e.body.as_bytes(), sig),
+        _ => Err(SignatureError::Malformed(
+            "no signature or principal".into(),
+        )),
+    }
+}
+
+/// A policy an entry is judged by, with its parsed keys.
+#[derive(Debug, Clone)]
+pub struct Judge {
+    /// The policy.
+    pub policy: Arc<Policy>,
+    /// Its keyring.
+    pub keyring: Arc<Keyring>,
+    /// The adopted version (`None` for the policy file of an unmigrated store).
+    pub version: Option<Arc<PolicyVersion>>,
+}
+
+impl Judge {
+    /// A judge for an adopted version.
+    pub fn adopted(v: PolicyVersion) -> Result<Judge, String> {
+        let keyring = Keyring::from_policy(&v.policy)?;
+        Ok(Judge {
+            policy: v.policy.clone(),
+            keyring: Arc::new(keyring),
+            version: Some(Arc::new(v)),
+        })
+    }
+
+    /// The policy file of a store that has no policy in its log.
+    pub fn file(policy: Policy) -> Result<Judge, String> {
+        let keyring = Keyring::from_policy(&policy)?;
+        Ok(Judge {
+            policy: Arc::new(policy),
+            keyring: Arc::new(keyring),
+            version: None,
+        })
+    }
+}
+
+/// What the verifier needs from the store beside the log: who requested each CR
+/// revision, and the `policy`-gate revisions adoptions name.
+pub struct Lookups<'a> {
+    /// Requester of the revision `(cr_id, digest)`.
+    pub requester_of: &'a dyn Fn(&str, &str) -> Option<String>,
+    /// The revision `(cr_id, revision)` of a policy CR: its digest and typed view.
+    pub policy_cr: &'a dyn Fn(&str, u32) -> Option<(String, ChangeRequest)>,
+}
+
+/// How verification starts.
+pub struct Start {
+    /// The policy that judges entries before the first adoption: a migration genesis
+    /// (prescanned; it is verified when the walk reaches it) or an unmigrated store's file.
+    /// `None` when the log must begin with its genesis.
+    pub before_genesis: Option<Judge>,
+    /// A genesis entry hash noted out of band (`--expect-genesis`).
+    pub expect_genesis: Option<String>,
+    /// An entry hash noted at an earlier audit (`--expect-head`).
+    pub expect_head: Option<String>,
+}
+
+/// Who signed what, kept to check revocations once every policy is known.
+#[derive(Debug, Clone, Copy)]
+struct Signed {
+    seq: u64,
+    at: Option<DateTime<Utc>>,
+    kind: EntryKind,
+}
+
+/// The last decision seen, to check that an adoption follows the approval completing it.
+#[derive(Debug, Clone)]
+struct LastDecision {
+    seq: u64,
+    cr_id: String,
+    cr_digest: String,
+    principal: String,
+    verdict: Verdict,
+}
+
+/// Checks a log entry by entry; feed entries in order with [`Verifier::push`], then call
+/// [`Verifier::finish`] with the recorded head.
+pub struct Verifier<'a> {
+    lookups: Lookups<'a>,
+    /// The policy in force for the next entry.
+    judge: Option<Judge>,
+    /// True while the judge is a migration genesis not yet reached (its digest is not the
+    /// policy decisions before it were signed under).
+    before_genesis: bool,
+    /// Every version adopted so far, verified.
+    adopted: Vec<Arc<PolicyVersion>>,
+    /// Decisions on policy CRs (`POL-*`), to check each adoption's sign-offs.
+    policy_decisions: HashMap<String, Vec<Decision>>,
+    last_decision: Option<LastDecision>,
+    /// Signed entries by key fingerprint.
+    signed_by: HashMap<String, Vec<Signed>>,
+    last: Head,
+    /// Positions by the first 8 bytes of their hash: enough to say which entry a
+    /// misplaced link points at, at 16 bytes an entry instead of a whole hash.
+    seen: HashMap<u64, u64>,
+    /// A head an auditor noted earlier, and whether the log still holds it.
+    expected: Option<(String, bool)>,
+    expect_genesis: Option<String>,
+    entries: u64,
+    signatures: u64,
+    bad: Option<BadEntry>,
+}
+
+type Failure = (&'static str, String);
+
+impl<'a> Verifier<'a> {
+    /// Starts a verification.
+    pub fn new(start: Start, lookups: Lookups<'a>) -> Self {
+        Verifier {
+            lookups,
+            before_genesis: start
+                .before_genesis
+                .as_ref()
+                .is_some_and(|j| j.version.is_some()),
+            judge: start.before_genesis,
+            adopted: Vec::new(),
+            policy_decisions: HashMap::new(),
+            last_decision: None,
+            signed_by: HashMap::new(),
+            last: Head::empty(),
+            seen: HashMap::new(),
+            expected: start.expect_head.map(|h| (h, false)),
+            expect_genesis: start.expect_genesis,
+            entries: 0,
+            signatures: 0,
+            bad: None,
+        }
+    }
+
+    /// False once a bad entry was found: later entries cannot be trusted, stop feeding.
+    pub fn healthy(&self) -> bool {
+        self.bad.is_none()
+    }
+
+    /// The keyring each entry of `page` (the next entries, in order) will be checked
+    /// against, so signatures can be checked in parallel before the walk: the policy in
+    /// force, switching after each adoption in the page (a genesis is checked against its
+    /// own keys).
+    pub fn keyrings_for(&self, page: &[LogEntry]) -> Vec<Option<Arc<Keyring>>> {
+        let mut current = self.judge.as_ref().map(|j| j.keyring.clone());
+        let mut genesis_pending = self.adopted.is_empty();
+        page.iter()
+            .map(|e| {
+                if e.kind != EntryKind::PolicyAdopted.as_str() {
+                    return current.clone();
+                }
+                let own = version_from_entry(e)
+                    .ok()
+                    .and_then(|v| Keyring::from_policy(&v.policy).ok())
+                    .map(Arc::new);
+                let this = if genesis_pending {
+                    own.clone()
+                } else {
+                    current.clone()
+                };
+                genesis_pending = false;
+                if own.is_some() {
+                    current = own;
+                }
+                this
+            })
+            .collect()
+    }
+
+    fn fail(&mut self, e: &LogEntry, problem: &str, detail: String) {
+        self.bad = Some(BadEntry {
+            seq: e.seq,
+            kind: Some(e.kind.clone()),
+            cr_id: e.cr_id.clone(),
+            problem: problem.into(),
+            detail,
+        });
+    }
+
+    /// Checks the next entry.
+    pub fn push(&mut self, e: &LogEntry) {
+        self.push_checked(e, None);
+    }
+
+    /// Checks the next entry, using a signature check already done for it (in parallel,
+    /// by [`check_signature`] with the keyring [`Verifier::keyrings_for`] named) when given.
+    pub fn push_checked(&mut self, e: &LogEntry, signature: Option<SignatureCheck>) {
+        if self.bad.is_some() {
+            return;
+        }
+        let expected_seq = self.last.seq + 1;
+        if e.seq != expected_seq {
+            // Name the missing position, not the entry after it.
+            self.bad = Some(BadEntry {
+                seq: expected_seq,
+                kind: None,
+                cr_id: None,
+                problem: "missing".into(),
+                detail: format!(
+                    "entry {expected_seq} is missing: the next stored entry is {} (entries were deleted)",
+                    e.seq
+                ),
+            });
+            return;
+        }
+        if let Err((problem, detail)) = self.check_entry(e, signature) {
+            return self.fail(e, problem, detail);
+        }
+        self.seen.insert(hash_key(&e.hash), e.seq);
+        if let Some((want, found)) = self.expected.as_mut()
+            && *want == e.hash
+        {
+            *found = true;
+        }
+        self.entries += 1;
+        self.last = Head {
+            seq: e.seq,
+            hash: Some(e.hash.clone()),
+        };
+    }
+
+    /// Chain, form and (for signed entries) signature and rules of one entry.
+    fn check_entry(
+        &mut self,
+        e: &LogEntry,
+        signature: Option<SignatureCheck>,
+    ) -> Result<(), Failure> {
+        let actual = entry_hash(&e.body);
+        if actual != e.hash {
+            return Err((
+                "altered",
+                format!(
+                    "the stored content does not match its hash {} (content was altered)",
+                    e.hash
+                ),
+            ));
+        }
+        let body: Value = serde_json::from_str(&e.body)
+            .map_err(|err| ("malformed", format!("body is not JSON: {err}")))?;
+        if to_canonical_string(&body) != e.body {
+            return Err(("malformed", "body is not in canonical form".into()));
+        }
+        let body_seq = body["seq"].as_u64();
+        if body_seq != Some(e.seq) {
+            return Err((
+                "reordered",
+                format!(
+                    "stored at position {} but its signed content says position {}: entries were reordered",
+                    e.seq,
+                    body_seq.map_or("?".into(), |s| s.to_string())
+                ),
+            ));
+        }
+        let prev = body["prev"].as_str();
+        if prev != self.last.hash.as_deref() {
+            let detail = match prev.and_then(|p| self.seen.get(&hash_key(p))) {
+                Some(other) => format!(
+                    "links to entry {other} instead of entry {}: entries were reordered",
+                    self.last.seq
+                ),
+                None => format!(
+                    "links to {} but the previous entry's hash is {}",
+                    prev.unwrap_or("nothing"),
+                    self.last
+                        .hash
+                        .as_deref()
+                        .unwrap_or("nothing (this is the first entry)")
+                ),
+            };
+            return Err(("broken-link", detail));
+        }
+        if body["type"].as_str() != Some(e.kind.as_str())
+            || body["cr_id"].as_str() != e.cr_id.as_deref()
+        {
+            return Err((
+                "altered",
+                "stored kind or CR id differs from the signed content".into(),
+            ));
+        }
+        let kind = EntryKind::parse(&e.kind)
+            .ok_or_else(|| ("malformed", format!("unknown entry kind {:?}", e.kind)))?;
+        if kind.is_signed() {
+            self.check_signed(kind, e, &body, signature)?;
+        } else if self.judge.is_none() {
+            return Err(no_policy(e));
+        }
+        Ok(())
+    }
+
+    /// Checks a signed entry: the signer is a principal of the policy in force, the
+    /// signature is theirs over the exact body, the body names the key used, and that
+    /// policy allowed them to sign it.
+    fn check_signed(
+        &mut self,
+        kind: EntryKind,
+        e: &LogEntry,
+        body: &Value,
+        signature: Option<SignatureCheck>,
+    ) -> Result<(), Failure> {
+        let field = |name: &str| body[name].as_str().map(str::to_string);
+        let (Some(who), Some(key_fingerprint)) = (field("principal"), field("key_fingerprint"))
+        else {
+            return Err((
+                "malformed",
+                "a signed entry must name its principal and key".into(),
+            ));
+        };
+        if e.principal.as_deref() != Some(who.as_str()) {
+            return Err((
+                "altered",
+                "stored principal differs from the signed content".into(),
+            ));
+        }
+        if e.signature.is_none() {
+            return Err((
+                "unsigned",
+                format!("a {} entry without a signature", kind.as_str()),
+            ));
+        }
+        // A genesis is judged by the policy it adopts; everything else by the one in force.
+        let genesis = kind == EntryKind::PolicyAdopted && self.adopted.is_empty();
+        let judge = if genesis {
+            let v = version_from_entry(e).map_err(|x| ("malformed", x.detail))?;
+            Judge::adopted(v).map_err(|x| ("malformed", x))?
+        } else {
+            self.judge.clone().ok_or_else(|| no_policy(e))?
+        };
+        let version_name = judge
+            .version
+            .as_ref()
+            .map_or("the policy file".to_string(), |v| {
+                format!("policy version {}", v.version)
+            });
+        let principal = judge.policy.principal(&who).cloned().ok_or_else(|| {
+            (
+                "unknown-key",
+                format!("signed by {who}, who is not a principal of {version_name} (in force at this entry)"),
+            )
+        })?;
+        let checked = match signature {
+            Some(done) => done,
+            None => check_signature(&judge.keyring, e),
+        };
+        let fingerprint = checked.map_err(|err| match err {
+            SignatureError::UnknownKey(_) => (
+                "unknown-key",
+                format!("{err} (keys of {version_name}, in force at this entry)"),
+            ),
+            _ => ("bad-signature", err.to_string()),
+        })?;
+        self.signatures += 1;
+        if fingerprint != key_fingerprint {
+            return Err((
+                "bad-signature",
+                format!("record names key {key_fingerprint} but was signed by {fingerprint}"),
+            ));
+        }
+        let at = field("at")
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        self.signed_by.entry(fingerprint).or_default().push(Signed {
+            seq: e.seq,
+            at,
+            kind,
+        });
+        let violation = |detail: String| Err(("policy-violation", detail));
+        // Decisions and authorisations name the policy they were made under; after the
+        // genesis it must be the one in force (before a migration genesis, files were
+        // never recorded, so there is nothing to compare).
+        let in_force_digest = judge
+            .version
+            .as_ref()
+            .filter(|_| !self.before_genesis)
+            .map(|v| v.digest.clone());
+        let check_digest = |named: Option<&str>| -> Result<(), Failure> {
+            match (&in_force_digest, named) {
+                (Some(want), Some(got)) if want != got => Err((
+                    "policy-violation",
+                    format!("signed under policy {got}, but {version_name} ({want}) was in force"),
+                )),
+                (Some(_), None) => Err(("malformed", "the record names no policy_digest".into())),
+                _ => Ok(()),
+            }
+        };
+        match kind {
+            EntryKind::Decision => {
+                let record = DecisionRecord::parse(&e.body).map_err(|d| ("malformed", d))?;
+                if !principal.has_role(&record.role) {
+                    return violation(format!(
+                        "{who} signed as {} but does not hold that role in {version_name}",
+                        record.role
+                    ));
+                }
+                if (self.lookups.requester_of)(&record.cr_id, &record.cr_digest).as_deref()
+                    == Some(who.as_str())
+                {
+                    return violation(format!(
+                        "{who} decided on their own change request {}",
+                        record.cr_id
+                    ));
+                }
+                check_digest(Some(&record.policy_digest))?;
+                let decision = record.to_decision().map_err(|d| ("malformed", d))?;
+                self.last_decision = Some(LastDecision {
+                    seq: e.seq,
+                    cr_id: record.cr_id.clone(),
+                    cr_digest: record.cr_digest.clone(),
+                    principal: who.clone(),
+                    verdict: decision.verdict,
+                });
+                if record
+                    .cr_id
+                    .starts_with(crate::domain::policy_change::ID_PREFIX)
+                {
+                    self.policy_decisions
+                        .entry(record.cr_id.clone())
+                        .or_default()
+                        .push(decision);
+                }
+            }
+            EntryKind::EmergencyAuthorised | EntryKind::RollbackExecuted => {
+                if crate::domain::emergency::check_on_call(&judge.policy, &principal).is_err() {
+                    return violation(format!(
+                        "{who} authorised an emergency but is not on the on-call roster of {version_name}"
+                    ));
+                }
+                if kind == EntryKind::EmergencyAuthorised {
+                    check_digest(body["policy_digest"].as_str())?;
+                }
+            }
+            EntryKind::PostIncidentReview => {
+                if crate::domain::emergency::check_reviewer(&judge.policy, &principal).is_err() {
+                    return violation(format!(
+                        "{who} signed a post-incident review without a review role in {version_name}"
+                    ));
+                }
+            }
+            EntryKind::PolicyAdopted => {
+                let adopted = if genesis {
+                    self.check_genesis(e)?
+                } else {
+                    self.check_change(e, &judge, &who)?
+                };
+                self.adopt(adopted)?;
+            }
+            EntryKind::CrSubmitted | EntryKind::CrRevised => {}
+        }
+        Ok(())
+    }
+
+    /// The first adoption: version 1, replacing nothing, and (when it is not the first
+    /// entry) marked as adopted at migration.
+    fn check_genesis(&self, e: &LogEntry) -> Result<PolicyVersion, Failure> {
+        let r = AdoptionRecord::parse(&e.body).map_err(|d| ("malformed", d))?;
+        if let Some(want) = &self.expect_genesis
+            && *want != e.hash
+        {
+            return Err((
+                "genesis-mismatch",
+                format!(
+                    "the genesis policy entry is {}, not the expected {want}: the policy history was replaced",
+                    e.hash
+                ),
+            ));
+        }
+        if r.version != 1 || r.previous_digest.is_some() || r.cr_id.is_some() {
+            return Err((
+                "policy-violation",
+                "the first policy adopted must be a genesis: version 1, replacing nothing, from no change request".into(),
+            ));
+        }
+        if r.migration != (e.seq > 1) {
+            return Err((
+                "policy-violation",
+                if r.migration {
+                    "a genesis marked as adopted at migration must follow the entries it migrates"
+                        .into()
+                } else {
+                    "entries come before this genesis, so it must be marked as adopted at migration"
+                        .into()
+                },
+            ));
+        }
+        let v = version_from_entry(e).map_err(|x| ("malformed", x.detail))?;
+        crate::domain::policy_change::check_governable(&v.policy)
+            .map_err(|r| ("policy-violation", r.message))?;
+        Ok(v)
+    }
+
+    /// A change: the next version, replacing the policy in force, adopting exactly the
+    /// text of a `policy`-gate CR revision proposed against it, signed by the approver
+    /// whose approval (the entry just before) completed its sign-offs under that policy.
+    fn check_change(
+        &self,
+        e: &LogEntry,
+        judge: &Judge,
+        who: &str,
+    ) -> Result<PolicyVersion, Failure> {
+        let r = AdoptionRecord::parse(&e.body).map_err(|d| ("malformed", d))?;
+        let violation = |d: String| ("policy-violation", d);
+        let current = judge
+            .version
+            .as_ref()
+            .ok_or_else(|| violation("no policy in force to change".into()))?;
+        if r.version != current.version + 1 || r.previous_digest.as_deref() != Some(&current.digest)
+        {
+            return Err(violation(format!(
+                "adopts version {} replacing {}, but version {} ({}) is in force",
+                r.version,
+                r.previous_digest.as_deref().unwrap_or("nothing"),
+                current.version,
+                current.digest
+            )));
+        }
+        if r.migration {
+            return Err(violation("only a genesis is adopted at migration".into()));
+        }
+        let (Some(cr_id), Some(revision), Some(cr_digest)) =
+            (&r.cr_id, r.cr_revision, &r.cr_digest)
+        else {
+            return Err(violation(
+                "a policy change must name the change request (id, revision, digest) it adopts"
+                    .into(),
+            ));
+        };
+        let Some((digest, cr)) = (self.lookups.policy_cr)(cr_id, revision) else {
+            return Err(violation(format!(
+                "{cr_id} revision {revision} is not in the store"
+            )));
+        };
+        if &digest != cr_digest {
+            return Err(violation(format!(
+                "{cr_id} revision {revision} has digest {digest}, not the {cr_digest} adopted"
+            )));
+        }
+        let Some(proposal) = cr
+            .policy
+            .as_ref()
+            .filter(|_| cr.gate == crate::domain::change_request::Gate::Policy)
+        else {
+            return Err(violation(format!("{cr_id} is not a policy change request")));
+        };
+        if proposal.text != r.policy_text {
+            return Err(violation(format!(
+                "the adopted text differs from what {cr_id} revision {revision} proposed"
+            )));
+        }
+        if proposal.base_digest != current.digest {
+            return Err(violation(format!(
+                "{cr_id} was proposed against {}, not the policy in force ({})",
+                proposal.base_digest, current.digest
+            )));
+        }
+        match &self.last_decision {
+            Some(d)
+                if d.seq + 1 == e.seq
+                    && d.cr_id == *cr_id
+                    && d.cr_digest == *cr_digest
+                    && d.principal == who
+                    && d.verdict == Verdict::Approve => {}
+            _ => {
+                return Err(violation(format!(
+                    "an adoption must directly follow the approval of {cr_id} by its signer ({who}) that completed it"
+                )));
+            }
+        }
+        let decisions = self
+            .policy_decisions
+            .get(cr_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let eval = evaluate(&cr, cr_digest, decisions, &current.policy);
+        if eval.status != Status::Approved {
+            return Err(violation(format!(
+                "{cr_id}'s sign-offs are not complete under version {}: {}/{} (still needs {})",
+                current.version,
+                eval.signoffs.obtained(),
+                eval.signoffs.required(),
+                eval.signoffs.missing_roles().join(", ")
+            )));
+        }
+        let v = version_from_entry(e).map_err(|x| ("malformed", x.detail))?;
+        crate::domain::policy_change::check_governable(&v.policy)
+            .map_err(|r| violation(r.message))?;
+        Ok(v)
+    }
+
+    fn adopt(&mut self, v: PolicyVersion) -> Result<(), Failure> {
+        let judge = Judge::adopted(v).map_err(|x| ("malformed", x))?;
+        if let Some(v) = &judge.version {
+            self.adopted.push(v.clone());
+        }
+        self.judge = Some(judge);
+        self.before_genesis = false;
+        Ok(())
+    }
+
+    /// Entries signed by keys a verified policy revoked, from their revocation point on.
+    fn revoked_entries(&self) -> Vec<BadEntry> {
+        let mut out = Vec::new();
+        for v in &self.adopted {
+            for r in &v.policy.revoked_keys {
+                let Ok(fp) = fingerprint_of_line(&r.key) else {
+                    continue;
+                };
+                for s in self.signed_by.get(&fp).map(Vec::as_slice).unwrap_or(&[]) {
+                    let after = match &r.since {
+                        RevokedSince::Entry(n) => s.seq >= *n,
+                        RevokedSince::Time(t) => s.at.is_none_or(|at| at >= *t),
+                    };
+                    if after && !out.iter().any(|b: &BadEntry| b.seq == s.seq) {
+                        let since = match &r.since {
+                            RevokedSince::Entry(n) => format!("from entry {n}"),
+                            RevokedSince::Time(t) => format!("from {}", t.to_rfc3339()),
+                        };
+                        out.push(BadEntry {
+                            seq: s.seq,
+                            kind: Some(s.kind.as_str().to_string()),
+                            cr_id: None,
+                            problem: "revoked-key".into(),
+                            detail: format!(
+                                "signed with {fp}, which policy version {} (entry {}) revoked {since}: {}",
+                                v.version, v.seq, r.reason
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|b| b.seq);
+        out
+    }
+
+    /// Ends verification against the head recorded by the store (and the auditor's noted
+    /// head, if one was given).
+    pub fn finish(mut self, recorded: &Head) -> VerifyReport {
+        if self.bad.is_none() {
+            let bad = |seq: u64, problem: &str, detail: String| BadEntry {
+                seq,
+                kind: None,
+                cr_id: None,
+                problem: problem.into(),
+                detail,
+            };
+            if recorded.seq > self.last.seq {
+                self.bad = Some(bad(
+                    self.last.seq + 1,
+                    "truncated",
+                    format!(
+                        "the recorded head is entry {} ({}), but the log ends at entry {}: entries were cut from the end",
+                        recorded.seq,
+                        recorded.hash.as_deref().unwrap_or("-"),
+                        self.last.seq
+                    ),
+                ));
+            } else if recorded != &self.last {
+                self.bad = Some(bad(
+                    self.last.seq,
+                    "head-mismatch",
+                    format!(
+                        "the recorded head (entry {}, {}) does not match the last entry ({})",
+                        recorded.seq,
+                        recorded.hash.as_deref().unwrap_or("-"),
+                        self.last.hash.as_deref().unwrap_or("-")
+                    ),
+                ));
+            } else if let Some((want, false)) = &self.expected {
+                self.bad = Some(bad(
+                    self.last.seq,
+                    "truncated",
+                    format!("the expected head {want} is not in the log: it was cut or rewritten"),
+                ));
+            } else if let Some(want) = &self.expect_genesis
+                && self.adopted.is_empty()
+            {
+                self.bad = Some(bad(
+                    self.last.seq,
+                    "genesis-mismatch",
+                    format!("the log adopts no policy, but genesis {want} was expected"),
+                ));
+            }
+        }
+        let revoked = if self.bad.is_none() {
+            self.revoked_entries()
+        } else {
+            Vec::new()
+        };
+        if self.bad.is_none() {
+            self.bad = revoked.first().cloned();
+        }
+        VerifyReport {
+            entries: self.entries,
+            signatures: self.signatures,
+            head: self.last,
+            first_bad: self.bad,
+            revoked,
+            unmigrated: self.adopted.is_empty()
+                && self.judge.as_ref().is_some_and(|j| j.version.is_none()),
+            policies: self
+                .adopted
+                .iter()
+                .map(|v| PolicySummary {
+                    version: v.version,
+                    seq: v.seq,
+                    hash: v.hash.clone(),
+                    digest: v.digest.clone(),
+                    cr_id: v.cr_id.clone(),
+                    migration: v.migration,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn no_policy(e: &LogEntry) -> Failure {
+    (
+        "no-policy",
+        format!(
+            "entry {} comes before any policy was adopted: a log starts with its genesis policy-adopted entry (or, for a store from before policy entries, is migrated with `tollgate migrate`)",
+            e.seq
+        ),
+    )
+}

@@ -1,0 +1,284 @@
+//! The emergency gate: an on-call approver's signed bypass, the rollback outcome, and the
+//! post-incident review that closes the exception.
+
+use super::runner::CommandOutcome;
+use super::{check_in_force, refused, sign};
+use crate::audit::log::{BODY_FORMAT, EntryKind, LogEntry, time_text};
+use crate::domain::policy::Policy;
+use crate::domain::policy_book::PolicyBook;
+use crate::identity::Identity;
+use crate::store::{DecideError, NewEntry, Store};
+use chrono::{DateTime, Utc};
+
+/// An emergency rollback an on-call approver asked to authorise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackRequest {
+    /// Subject name.
+    pub subject: String,
+    /// Environment.
+    pub environment: String,
+    /// Version being rolled back (live now).
+    pub from_version: String,
+    /// Version to roll back to.
+    pub to_version: String,
+    /// Incident ticket id.
+    pub incident: String,
+    /// One-line reason.
+    pub reason: String,
+}
+
+/// The policy's rollback command for `req`, placeholders filled in, with its timeout.
+pub fn rollback_invocation(
+    policy: &Policy,
+    req: &RollbackRequest,
+) -> Option<(Vec<String>, std::time::Duration)> {
+    let command = policy.rollback_command(&req.subject, &req.environment)?;
+    let argv = command.render(&[
+        ("subject", &req.subject),
+        ("environment", &req.environment),
+        ("from_version", &req.from_version),
+        ("to_version", &req.to_version),
+        ("incident", &req.incident),
+    ]);
+    Some((
+        argv,
+        std::time::Duration::from_secs(command.timeout_seconds.max(1) as u64),
+    ))
+}
+
+/// Checks and signs an emergency bypass. Inside the store's transaction it finds the
+/// incident's exception: an active one is linked to; an expired one is never reused, so
+/// a new exception opens with fresh terms.
+pub fn authorise_rollback(
+    store: &dyn Store,
+    book: &PolicyBook,
+    who: &Identity,
+    req: &RollbackRequest,
+    now: DateTime<Utc>,
+) -> Result<LogEntry, DecideError> {
+    use crate::audit::emergency::{AuthorisationRecord, ExceptionTerms, exceptions_from_log};
+    use crate::domain::emergency::{ExceptionState, check_on_call, exception_terms};
+    let policy = book.policy();
+    check_on_call(policy, &who.principal).map_err(DecideError::Refused)?;
+    if let Err(e) = crate::domain::reader::check_identifier(&req.incident) {
+        return Err(refused(
+            "incident-id",
+            format!("incident id: {e}"),
+            "use the ticket id, e.g. INC-2291",
+        ));
+    }
+    if req.reason.trim().is_empty() {
+        return Err(refused(
+            "reason-required",
+            "an emergency needs a one-line reason".into(),
+            "say what is hurting users",
+        ));
+    }
+    if req.to_version.trim().is_empty() || req.to_version == req.from_version {
+        return Err(refused(
+            "rollback-target",
+            format!(
+                "rolling back {} needs a target version other than {}",
+                req.subject, req.from_version
+            ),
+            "name the last good version",
+        ));
+    }
+    store.append_emergency(&mut |ctx| {
+        check_in_force(book, &ctx.policy_head)?;
+        let (head, existing) = (&ctx.head, &ctx.existing);
+        let exceptions = exceptions_from_log(existing).map_err(DecideError::Chain)?;
+        let active = exceptions
+            .iter()
+            .rev()
+            .find(|x| x.incident == req.incident && x.state(now) == ExceptionState::Active);
+        let terms = match active {
+            Some(x) => ExceptionTerms {
+                id: Some(x.id.clone()),
+                opened_at: time_text(x.opened_at),
+                expires_at: time_text(x.expires_at),
+                review_due: time_text(x.review_due),
+            },
+            None => {
+                let (expires_at, review_due) = exception_terms(policy, now);
+                ExceptionTerms {
+                    id: None,
+                    opened_at: time_text(now),
+                    expires_at: time_text(expires_at),
+                    review_due: time_text(review_due),
+                }
+            }
+        };
+        let linked = existing
+            .iter()
+            .rev()
+            .find(|e| {
+                serde_json::from_str::<serde_json::Value>(&e.body)
+                    .is_ok_and(|b| b["incident"] == req.incident.as_str())
+            })
+            .map(|e| e.hash.clone());
+        let record = AuthorisationRecord {
+            kind: EntryKind::EmergencyAuthorised.as_str().into(),
+            format: BODY_FORMAT,
+            seq: head.seq + 1,
+            prev: head.hash.clone(),
+            incident: req.incident.clone(),
+            subject: req.subject.clone(),
+            environment: req.environment.clone(),
+            from_version: req.from_version.clone(),
+            to_version: req.to_version.clone(),
+            reason: req.reason.trim().into(),
+            exception: terms,
+            linked,
+            principal: who.principal.id.clone(),
+            key_fingerprint: who.signer.fingerprint().into(),
+            policy_digest: book.current().digest.clone(),
+            at: time_text(now),
+        };
+        signed(EntryKind::EmergencyAuthorised, record.body(), who)
+    })
+}
+
+fn signed(
+    kind: EntryKind,
+    body: String,
+    who: &Identity,
+) -> Result<(EntryKind, NewEntry), DecideError> {
+    Ok((kind, sign(body, who)?))
+}
+
+/// Records what the rollback command did, signed by the authoriser.
+pub fn record_rollback(
+    store: &dyn Store,
+    book: &PolicyBook,
+    who: &Identity,
+    authorisation: &str,
+    incident: &str,
+    command: &[String],
+    outcome: &CommandOutcome,
+    now: DateTime<Utc>,
+) -> Result<LogEntry, DecideError> {
+    use crate::audit::emergency::RollbackRecord;
+    let tail: String = {
+        let lines: Vec<&str> = outcome.output.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    };
+    store.append_emergency(&mut |ctx| {
+        check_in_force(book, &ctx.policy_head)?;
+        crate::domain::emergency::check_on_call(book.policy(), &who.principal)
+            .map_err(DecideError::Refused)?;
+        let head = &ctx.head;
+        let record = RollbackRecord {
+            kind: EntryKind::RollbackExecuted.as_str().into(),
+            format: BODY_FORMAT,
+            seq: head.seq + 1,
+            prev: head.hash.clone(),
+            incident: incident.into(),
+            authorisation: authorisation.to_string(),
+            command: command.to_vec(),
+            exit_status: outcome.exit_status,
+            timed_out: outcome.timed_out,
+            duration_ms: outcome.duration.as_millis() as u64,
+            output_digest: crate::audit::canonical::sha256_digest(outcome.output.as_bytes()),
+            output_tail: crate::domain::text::truncate(&tail, 4000),
+            principal: who.principal.id.clone(),
+            key_fingerprint: who.signer.fingerprint().into(),
+            at: time_text(now),
+        };
+        signed(EntryKind::RollbackExecuted, record.body(), who)
+    })
+}
+
+/// A lead's post-incident review, which closes every open exception of the incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewRequest {
+    /// Incident ticket.
+    pub incident: String,
+    /// Root cause.
+    pub root_cause: String,
+    /// Follow-up actions.
+    pub follow_ups: String,
+    /// Policy changes decided.
+    pub policy_changes: String,
+}
+
+/// Checks and signs a post-incident review.
+pub fn record_review(
+    store: &dyn Store,
+    book: &PolicyBook,
+    who: &Identity,
+    req: &ReviewRequest,
+    now: DateTime<Utc>,
+) -> Result<LogEntry, DecideError> {
+    use crate::audit::emergency::{ReviewRecord, exceptions_from_log};
+    crate::domain::emergency::check_reviewer(book.policy(), &who.principal)
+        .map_err(DecideError::Refused)?;
+    for (field, text) in [
+        ("root cause", &req.root_cause),
+        ("follow-ups", &req.follow_ups),
+    ] {
+        if text.trim().is_empty() {
+            return Err(refused(
+                "review-incomplete",
+                format!("a post-incident review needs the {field}"),
+                "fill in root cause and follow-ups (policy changes may be \"none\")",
+            ));
+        }
+    }
+    store.append_emergency(&mut |ctx| {
+        check_in_force(book, &ctx.policy_head)?;
+        let head = &ctx.head;
+        let open: Vec<crate::domain::emergency::Exception> = exceptions_from_log(&ctx.existing)
+            .map_err(DecideError::Chain)?
+            .into_iter()
+            .filter(|x| x.incident == req.incident && x.review.is_none())
+            .collect();
+        // Segregation of duties: whoever bypassed review does not review their own bypass.
+        if let Some(x) = open
+            .iter()
+            .find(|x| x.rollbacks.iter().any(|r| r.principal == who.principal.id))
+        {
+            return Err(refused(
+                "independent-review",
+                format!(
+                    "{} authorised a rollback under {} and cannot review it",
+                    who.principal.id, x.incident
+                ),
+                "ask another lead to review the incident",
+            ));
+        }
+        let open: Vec<String> = open.into_iter().map(|x| x.id).collect();
+        if open.is_empty() {
+            return Err(refused(
+                "no-open-exception",
+                format!("incident {} has no exception awaiting review", req.incident),
+                "check the incident id with `tollgate exceptions`",
+            ));
+        }
+        let record = ReviewRecord {
+            kind: EntryKind::PostIncidentReview.as_str().into(),
+            format: BODY_FORMAT,
+            seq: head.seq + 1,
+            prev: head.hash.clone(),
+            incident: req.incident.clone(),
+            exceptions: open,
+            root_cause: req.root_cause.trim().into(),
+            follow_ups: req.follow_ups.trim().into(),
+            policy_changes: if req.policy_changes.trim().is_empty() {
+                "none".into()
+            } else {
+                req.policy_changes.trim().into()
+            },
+            principal: who.principal.id.clone(),
+            key_fingerprint: who.signer.fingerprint().into(),
+            at: time_text(now),
+        };
+        signed(EntryKind::PostIncidentReview, record.body(), who)
+    })
+}
+
+/// The exceptions recorded in the store.
+pub fn exceptions(store: &dyn Store) -> Result<Vec<crate::domain::emergency::Exception>, String> {
+    let entries = store.emergency_entries().map_err(|e| e.to_string())?;
+    crate::audit::emergency::exceptions_from_log(&entries)
+}
