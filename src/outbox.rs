@@ -100,7 +100,7 @@ pub struct Outbox {
 pub enum Delivery {
     /// Recorded by the server (now, or by an earlier attempt whose answer was lost), with
     /// the policy adoption it completed, if any.
-    Delivered(Appended),
+    Delivered(Box<Appended>),
     /// The server refused it for good (stale CR, a rule); moved to `failed/`.
     Failed(String),
     /// Not reachable now; kept for later.
@@ -283,7 +283,7 @@ impl Outbox {
             sign_with_adoption(ctx, book, who, &record)
         });
         match result {
-            Ok(entry) => Delivery::Delivered(entry),
+            Ok(entry) => Delivery::Delivered(Box::new(entry)),
             Err(DecideError::Store(e)) if later(&e) => Delivery::Later(e.to_string()),
             Err(e) => Delivery::Failed(e.to_string()),
         }

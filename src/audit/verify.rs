@@ -141,13 +141,16 @@ impl Judge {
     }
 }
 
+/// Finds the revision `(cr_id, revision)` of a CR: its digest and typed view.
+pub type RevisionLookup<'a> = dyn Fn(&str, u32) -> Option<(String, ChangeRequest)> + 'a;
+
 /// What the verifier needs from the store beside the log: who requested each CR
 /// revision, and the `policy`-gate revisions adoptions name.
 pub struct Lookups<'a> {
     /// Requester of the revision `(cr_id, digest)`.
     pub requester_of: &'a dyn Fn(&str, &str) -> Option<String>,
-    /// The revision `(cr_id, revision)` of a policy CR: its digest and typed view.
-    pub policy_cr: &'a dyn Fn(&str, u32) -> Option<(String, ChangeRequest)>,
+    /// The revisions of policy CRs that adoptions name.
+    pub policy_cr: &'a RevisionLookup<'a>,
 }
 
 /// How verification starts.

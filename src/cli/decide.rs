@@ -214,7 +214,7 @@ pub fn run(
             );
             outbox.put(&pending).map_err(CliError::environment)?;
             match outbox.deliver(&store, &book, &who, &mut pending) {
-                crate::outbox::Delivery::Delivered(e) => e,
+                crate::outbox::Delivery::Delivered(e) => *e,
                 crate::outbox::Delivery::Failed(why) => return Err(CliError::refused(why)),
                 crate::outbox::Delivery::Later(why) => {
                     return Err(CliError::environment(format!(

@@ -156,10 +156,12 @@ pub fn rollback(
         &store,
         &book,
         &who,
-        &auth.hash,
-        &request.incident,
-        &argv,
-        &outcome,
+        crate::workflow::RollbackRun {
+            authorisation: &auth.hash,
+            incident: &request.incident,
+            command: &argv,
+            outcome: &outcome,
+        },
         crate::config::now().unwrap_or(now),
     )
     .map_err(decide_error)?;

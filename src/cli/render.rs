@@ -370,23 +370,6 @@ fn round_delta(d: f64) -> f64 {
     (d * 1e9).round() / 1e9
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn check_summary_leaves_out_zeros() {
-        let c = CheckCounts {
-            pass: 1,
-            fail: 1,
-            pending: 1,
-            missing: 0,
-        };
-        assert_eq!(check_summary(&c), "✓1 ✗1 …1");
-        assert_eq!(check_summary(&CheckCounts::default()), "-");
-    }
-}
-
 /// What a policy change request changes, against the policy in force.
 pub fn policy_changes(
     changes: &[crate::domain::policy_diff::PolicyChange],
@@ -405,4 +388,21 @@ pub fn policy_changes(
         out.push_str("  (none: it reads the same as the policy in force)\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_summary_leaves_out_zeros() {
+        let c = CheckCounts {
+            pass: 1,
+            fail: 1,
+            pending: 1,
+            missing: 0,
+        };
+        assert_eq!(check_summary(&c), "✓1 ✗1 …1");
+        assert_eq!(check_summary(&CheckCounts::default()), "-");
+    }
 }

@@ -61,6 +61,9 @@ pub struct QueueEntry<'a> {
     pub blockers: &'a [String],
     /// Artifact kinds the policy requires at this gate and risk that the CR does not link.
     pub missing_artifacts: &'a [String],
+    /// For a policy change proposed against a policy no longer in force: why it can no
+    /// longer be adopted (null otherwise).
+    pub stale_proposal: Option<&'a str>,
 }
 
 impl<'a> QueueEntry<'a> {
@@ -96,6 +99,7 @@ impl<'a> QueueEntry<'a> {
             awaiting_evidence: e.awaiting_evidence,
             blockers: &e.blockers,
             missing_artifacts: &e.missing_artifacts,
+            stale_proposal: e.stale_proposal.as_deref(),
         }
     }
 }

@@ -524,7 +524,7 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiR
             let in_force = s.in_force()?;
             for b in batch.iter().filter(|b| b.cr.gate == Gate::Policy) {
                 crate::domain::policy_change::check_proposal(&b.cr, &who, &in_force.book)
-                    .map_err(|r| ApiError::refused(r))?;
+                    .map_err(ApiError::refused)?;
                 crate::workflow::check_proposal_target(s.store.as_ref(), &in_force.book, &b.cr)
                     .map_err(|e| match e {
                         crate::workflow::ProposeError::Refused(r) => ApiError::refused(r),

@@ -236,10 +236,12 @@ pub fn run_rollback(
         shared.store.as_ref(),
         &book,
         who,
-        authorisation,
-        &request.incident,
-        &argv,
-        &outcome,
+        crate::workflow::RollbackRun {
+            authorisation,
+            incident: &request.incident,
+            command: &argv,
+            outcome: &outcome,
+        },
         finished,
     );
     let result = match (recorded, outcome.exit_status, outcome.timed_out) {
@@ -368,7 +370,7 @@ pub fn answer(
                         crate::outbox::Pending::new("", &who.principal.id, request, now);
                     outbox.put(&pending)?;
                     match outbox.deliver(shared.store.as_ref(), &book, who, &mut pending) {
-                        crate::outbox::Delivery::Delivered(appended) => Ok(Some(appended)),
+                        crate::outbox::Delivery::Delivered(appended) => Ok(Some(*appended)),
                         crate::outbox::Delivery::Failed(why) => Err(why),
                         crate::outbox::Delivery::Later(_) => Ok(None),
                     }

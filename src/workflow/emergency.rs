@@ -147,18 +147,34 @@ fn signed(
     Ok((kind, sign(body, who)?))
 }
 
+/// A rollback command that ran under an authorisation: what its signed outcome records.
+#[derive(Debug, Clone, Copy)]
+pub struct RollbackRun<'a> {
+    /// Hash of the authorisation it executes.
+    pub authorisation: &'a str,
+    /// Incident ticket.
+    pub incident: &'a str,
+    /// The argument vector that ran.
+    pub command: &'a [String],
+    /// What it did.
+    pub outcome: &'a CommandOutcome,
+}
+
 /// Records what the rollback command did, signed by the authoriser.
 pub fn record_rollback(
     store: &dyn Store,
     book: &PolicyBook,
     who: &Identity,
-    authorisation: &str,
-    incident: &str,
-    command: &[String],
-    outcome: &CommandOutcome,
+    run: RollbackRun<'_>,
     now: DateTime<Utc>,
 ) -> Result<LogEntry, DecideError> {
     use crate::audit::emergency::RollbackRecord;
+    let RollbackRun {
+        authorisation,
+        incident,
+        command,
+        outcome,
+    } = run;
     let tail: String = {
         let lines: Vec<&str> = outcome.output.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")

@@ -15,8 +15,8 @@ pub use decide::{
     sign_decision, sign_with_adoption,
 };
 pub use emergency::{
-    ReviewRequest, RollbackRequest, authorise_rollback, exceptions, record_review, record_rollback,
-    rollback_invocation,
+    ReviewRequest, RollbackRequest, RollbackRun, authorise_rollback, exceptions, record_review,
+    record_rollback, rollback_invocation,
 };
 pub use policy::{
     GenesisOutcome, ProposeError, Proposed, adopt_genesis, check_proposal_target, migrate,

@@ -305,3 +305,71 @@ impl Home {
             .into()
     }
 }
+
+/// Signs `body` with `ssh-keygen -Y sign -n tollgate` and the private key at `key`, as an
+/// adversary with a correct key and a hand-made client would; returns the armored SSHSIG.
+pub fn ssh_sign(key: &Path, body: &str) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("body");
+    std::fs::write(&file, body).unwrap();
+    let out = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "tollgate", "-f"])
+        .arg(key)
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh-keygen is installed (.ci/run installs openssh-client)");
+    assert!(
+        out.status.success(),
+        "ssh-keygen -Y sign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(dir.path().join("body.sig")).unwrap()
+}
+
+impl Home {
+    /// Appends an entry straight into the store's SQLite file, past every check, as an
+    /// attacker with write access to the file would (it continues the chain, so only
+    /// `verify`'s rules can catch it). Returns its position.
+    pub fn force_append(
+        &self,
+        kind: &str,
+        cr_id: Option<&str>,
+        principal: &str,
+        body: &str,
+        signature: &str,
+    ) -> u64 {
+        let c = rusqlite::Connection::open(self.store()).unwrap();
+        let (seq, _): (u64, Option<String>) = c
+            .query_row("SELECT seq, hash FROM log_head WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        let hash = tollgate::audit::log::entry_hash(body);
+        c.execute(
+            "INSERT INTO log (seq, kind, cr_id, principal, body, hash, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![seq + 1, kind, cr_id, principal, body, hash, signature],
+        )
+        .unwrap();
+        c.execute(
+            "UPDATE log_head SET seq = ?1, hash = ?2 WHERE id = 1",
+            rusqlite::params![seq + 1, hash],
+        )
+        .unwrap();
+        seq + 1
+    }
+
+    /// The log head: its position and hash.
+    pub fn head(&self) -> (u64, Option<String>) {
+        let c = rusqlite::Connection::open(self.store()).unwrap();
+        c.query_row("SELECT seq, hash FROM log_head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    }
+
+    /// A demo principal's private key file.
+    pub fn demo_key(&self, who: &str) -> PathBuf {
+        self.path(&format!("tollgate.demo-keys/{who}"))
+    }
+}

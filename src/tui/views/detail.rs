@@ -300,8 +300,60 @@ fn checklist_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
             ),
         ]));
     }
+    if !d.eval.missing_artifacts.is_empty() {
+        lines.push(Line::from(vec![
+            Span::styled("[A]", theme.muted()),
+            Span::styled("● ", theme.warning()),
+            Span::styled(format!("{:<11}", "✗ MISSING"), theme.fail()),
+            Span::styled(
+                format!(
+                    "required artifacts: {}",
+                    d.eval.missing_artifacts.join(", ")
+                ),
+                theme.text(),
+            ),
+        ]));
+    }
+    if let Some(why) = &d.eval.stale_proposal {
+        lines.push(Line::from(vec![
+            Span::styled("     ", theme.muted()),
+            Span::styled(format!("{:<11}", "✗ STALE"), theme.fail()),
+            Span::styled(why.clone(), theme.text()),
+        ]));
+    }
     lines.push(Line::default());
 
+    lines
+}
+
+/// For a policy change request: what it changes against the policy in force.
+fn policy_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+    let Some(changes) = &d.policy_changes else {
+        return Vec::new();
+    };
+    let theme = &app.settings.theme;
+    let mut lines = vec![heading(
+        &format!(
+            "Policy change  {} change(s) against the policy in force",
+            changes.len()
+        ),
+        theme,
+    )];
+    for c in changes {
+        let style = match c.kind {
+            crate::domain::policy_diff::ChangeKind::Added => theme.pass(),
+            crate::domain::policy_diff::ChangeKind::Removed => theme.fail(),
+            crate::domain::policy_diff::ChangeKind::Changed => theme.warning(),
+        };
+        lines.push(Line::from(Span::styled(sanitize(&c.to_string()), style)));
+    }
+    if changes.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "none: it reads the same as the policy in force",
+            theme.muted(),
+        )));
+    }
+    lines.push(Line::default());
     lines
 }
 
@@ -493,7 +545,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             Paragraph::new(compose(
                 d,
                 app,
-                &[checklist_lines, signoff_lines, artifact_lines],
+                &[policy_lines, checklist_lines, signoff_lines, artifact_lines],
             ))
             .wrap(Wrap { trim: false })
             .scroll(scroll),
@@ -506,6 +558,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             app,
             &[
                 identity_lines,
+                policy_lines,
                 risk_lines,
                 metrics_lines,
                 checklist_lines,
