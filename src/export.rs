@@ -56,47 +56,54 @@ pub struct PolicyFiles {
     pub allowed_signers: String,
 }
 
-/// The script an auditor runs in the export directory (needs jq, sha256sum, cmp, grep and
+/// The script an auditor runs in the export directory (needs jq, sha256sum, cmp and
 /// ssh-keygen). Each signed entry is checked against the keys of the policy version in
-/// force at its position, which the script follows through the `policy-adopted` entries.
+/// force at its position, which the script reads from the signed `policy-adopted` entries.
 pub const VERIFY_SCRIPT: &str = r#"#!/bin/sh
 # Checks every entry in entries.jsonl:
 #  - the body hashes to the entry's hash;
-#  - each policy-adopted entry adopts exactly policies/vN.toml, and every key trusted in
-#    policies/vN.allowed_signers is listed in that text;
-#  - each signed entry's SSHSIG verifies for its principal against the allowed_signers of
-#    the policy version in force at that entry (namespace tollgate): an adoption is signed
-#    under the version it replaces, the genesis under itself.
-# Needs jq, sha256sum, cmp, grep and ssh-keygen. Exit status 0 only if everything checks out.
+#  - each signed entry's SSHSIG verifies for its principal (namespace tollgate) against the
+#    keys of the policy version in force at that entry, taken from the signed
+#    policy-adopted entries themselves (an adoption is signed under the version it
+#    replaces, the genesis under itself; entries before a migration genesis under it);
+#  - policies/vN.toml and policies/vN.allowed_signers are exactly what version N's
+#    policy-adopted entry recorded.
+# Needs jq, sha256sum, cmp and ssh-keygen. Exit status 0 only if everything checks out.
 set -u
+cd "$(dirname "$0")" || exit 1
 fail=0
+work=$(mktemp -d) || exit 1
+trap 'rm -rf "$work"' EXIT
+# The version in force before the first adoption: the genesis (a store migrated from
+# before policy entries), or the policy file of a store never migrated.
+first=$(jq -c 'select(.kind == "policy-adopted")' entries.jsonl | head -n 1)
+if [ -n "$first" ]; then
+  printf '%s' "$first" | jq -r .body | jq -j .allowed_signers > "$work/signers.1"
+else
+  cp policies/v1.allowed_signers "$work/signers.1"
+fi
 ver=1
 while IFS= read -r line; do
   seq=$(printf '%s' "$line" | jq -r .seq)
   kind=$(printf '%s' "$line" | jq -r .kind)
-  printf '%s' "$line" | jq -j .body > body
-  [ "sha256:$(sha256sum body | cut -c1-64)" = "$(printf '%s' "$line" | jq -r .hash)" ] || { echo "entry $seq: hash mismatch"; fail=1; }
+  printf '%s' "$line" | jq -j .body > "$work/body"
+  [ "sha256:$(sha256sum "$work/body" | cut -c1-64)" = "$(printf '%s' "$line" | jq -r .hash)" ] || { echo "entry $seq: hash mismatch"; fail=1; }
   new=$ver
   if [ "$kind" = policy-adopted ]; then
-    new=$(jq -r .version body)
+    new=$(jq -r .version "$work/body")
     [ "$new" = 1 ] && ver=1
-    jq -j .policy_text body > adopted.toml
-    if cmp -s adopted.toml "policies/v$new.toml"; then
-      while read -r who opts algo blob; do
-        grep -qF "$blob" "policies/v$new.toml" || { echo "policies/v$new.allowed_signers: a key of $who is not in policies/v$new.toml"; fail=1; }
-      done < "policies/v$new.allowed_signers"
-    else
-      echo "entry $seq: policies/v$new.toml is not the policy this entry adopted"; fail=1
-    fi
+    jq -j .allowed_signers "$work/body" > "$work/signers.$new"
+    jq -j .policy_text "$work/body" > "$work/adopted.toml"
+    cmp -s "$work/adopted.toml" "policies/v$new.toml" || { echo "entry $seq: policies/v$new.toml is not the policy this entry adopted"; fail=1; }
+    cmp -s "$work/signers.$new" "policies/v$new.allowed_signers" || { echo "entry $seq: policies/v$new.allowed_signers are not the keys this entry adopted"; fail=1; }
   fi
   if [ "$(printf '%s' "$line" | jq -r .signature)" != null ]; then
-    printf '%s' "$line" | jq -j .signature > body.sig
-    ssh-keygen -Y verify -f "policies/v$ver.allowed_signers" -I "$(printf '%s' "$line" | jq -r .principal)" -n tollgate -s body.sig < body > /dev/null \
+    printf '%s' "$line" | jq -j .signature > "$work/body.sig"
+    ssh-keygen -Y verify -f "$work/signers.$ver" -I "$(printf '%s' "$line" | jq -r .principal)" -n tollgate -s "$work/body.sig" < "$work/body" > /dev/null \
       || { echo "entry $seq: bad signature under policy version $ver"; fail=1; }
   fi
   ver=$new
 done < entries.jsonl
-rm -f body body.sig adopted.toml
 [ $fail = 0 ] && echo "all entries verified"
 exit $fail
 "#;

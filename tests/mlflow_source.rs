@@ -211,6 +211,74 @@ const REVIEWABLE: &[(&str, &str)] = &[
 ];
 
 #[test]
+fn artifact_tags_supply_the_evidence_a_risk_level_requires() {
+    let mlflow = Mlflow::start();
+    mlflow.post(
+        "registered-models/create",
+        json!({"name": "churn-predictor"}),
+    );
+    let mut tags = REVIEWABLE.to_vec();
+    tags.retain(|(k, _)| *k != "tollgate.risk.declared");
+    tags.push(("tollgate.risk.declared", "medium"));
+    tags.push(("tollgate.plan.rollback", "keep serving the previous model"));
+    let version = mlflow.register("churn-predictor", &tags);
+    let home = Home::demo();
+    let source = format!("mlflow={}", mlflow.url);
+    let id = format!("MLF-churn-predictor-v{version}");
+    // Medium risk at the model gate needs a model card and a validation report.
+    let rows = home
+        .run(&["--source", &source, "list", "--json"])
+        .ok()
+        .json();
+    let row = listed(&rows, &id);
+    assert_eq!(row["blocked"], true);
+    assert_eq!(
+        row["missing_artifacts"],
+        json!(["model_card", "validation_report"])
+    );
+    // Tagged on the version, they become the CR's artifacts and the block lifts.
+    for (kind, url) in [
+        ("model_card", "https://docs.example.com/churn/card"),
+        (
+            "validation_report",
+            "https://ci.example.com/churn/validation/42",
+        ),
+    ] {
+        mlflow.post(
+            "model-versions/set-tag",
+            json!({"name": "churn-predictor", "version": version, "key": format!("artifact.{kind}"), "value": url}),
+        );
+    }
+    let shown = home
+        .run(&["--source", &source, "show", &id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["missing_artifacts"], json!([]));
+    let kinds: Vec<&str> = shown["document"]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"model_card") && kinds.contains(&"validation_report"),
+        "{kinds:?}"
+    );
+    // A link that is not http(s) is named, and the version is skipped until it is fixed.
+    mlflow.post(
+        "model-versions/set-tag",
+        json!({"name": "churn-predictor", "version": version, "key": "artifact.data_sheet", "value": "file:///etc/passwd"}),
+    );
+    let run = home.run(&["--source", &source, "list"]).ok();
+    assert!(
+        run.stderr
+            .contains("tag artifact.data_sheet: expected an http:// or https:// URL"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn pending_versions_become_crs_that_are_reviewed_as_usual() {
     let mlflow = Mlflow::start();
     mlflow.post(

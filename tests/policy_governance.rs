@@ -560,6 +560,7 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
             "seq": serde_json::from_str::<Value>(&body).unwrap()["seq"].as_u64().unwrap() + 1,
             "prev": decision_hash, "version": 2, "policy_text": text,
             "policy_digest": tollgate::audit::canonical::sha256_digest(text.as_bytes()),
+            "allowed_signers": signers(text),
             "previous_digest": in_force, "cr_id": "POL-2", "cr_revision": 1,
             "cr_digest": home.run(&["show", "POL-2", "--json"]).ok().json()["digest"],
             "migration": false, "principal": "sofia", "key_fingerprint": fp,
@@ -643,6 +644,7 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
     let body = tollgate::audit::canonical::to_canonical_string(&json!({
         "type": "policy-adopted", "format": 1, "seq": seq + 1, "prev": prev, "version": 2,
         "policy_text": text, "policy_digest": tollgate::audit::canonical::sha256_digest(text.as_bytes()),
+        "allowed_signers": signers(&text),
         "previous_digest": in_force_of(&home), "cr_id": "POL-2", "cr_revision": 1,
         "cr_digest": home.run(&["show", "POL-2", "--json"]).ok().json()["digest"],
         "migration": false, "principal": "lena", "key_fingerprint": lena_fp,
@@ -683,6 +685,11 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
             "signed under policy sha256:0000",
         ],
     );
+}
+
+/// The allowed_signers an adoption of `text` records.
+fn signers(text: &str) -> String {
+    tollgate::audit::keys::allowed_signers(&tollgate::domain::policy::parse_policy(text).unwrap().0)
 }
 
 fn in_force_of(home: &Home) -> String {
@@ -1004,28 +1011,54 @@ fn an_export_spanning_a_policy_change_is_checked_by_its_own_script() {
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["policies"].as_array().unwrap().len(), 2);
-    // Each version's keys judge only their own entries: with version 1's keys in place of
-    // version 2's, the entry signed with the new key fails.
+    // The keys come from the signed adoptions, not from files beside them: a shipped
+    // allowed_signers that differs is named, and cannot change what verifies.
     std::fs::copy(
         dir.join("policies/v1.allowed_signers"),
         dir.join("policies/v2.allowed_signers"),
     )
     .unwrap();
+    std::fs::write(dir.join("policies/v2.toml"), "version = 1\n").unwrap();
     let out = script(&dir);
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("bad signature under policy version 2"),
+        stdout.contains("policies/v2.allowed_signers are not the keys this entry adopted"),
         "{stdout}"
     );
-    // A policy file that is not what the log adopted is caught too.
-    std::fs::write(dir.join("policies/v2.toml"), "version = 1\n").unwrap();
-    let out = script(&dir);
     assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("policies/v2.toml is not the policy this entry adopted"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        stdout.contains("policies/v2.toml is not the policy this entry adopted"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("bad signature"), "{stdout}");
+    // Each version's keys judge only their own entries: the entry signed with devi's new
+    // key, put where version 1 was in force, fails.
+    let entries = std::fs::read_to_string(dir.join("entries.jsonl")).unwrap();
+    let lines: Vec<&str> = entries.lines().collect();
+    let adoption = lines
+        .iter()
+        .rposition(|l| l.contains("\"kind\":\"policy-adopted\""))
+        .unwrap();
+    let mut moved: Vec<&str> = lines.clone();
+    let last = moved.remove(lines.len() - 1);
+    moved.insert(adoption, last);
+    std::fs::write(dir.join("entries.jsonl"), moved.join("\n") + "\n").unwrap();
+    let out = script(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("bad signature under policy version 1"),
+        "{stdout}"
+    );
+    // Run from another directory, it checks its own files all the same.
+    let out = std::process::Command::new("sh")
+        .arg(dir.join("verify.sh"))
+        .current_dir(home.path(""))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("bad signature under policy version 1"),
+        "{stdout}"
     );
 }
 

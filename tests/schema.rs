@@ -62,6 +62,17 @@ fn cases_refused() -> Vec<(&'static str, Mutation)> {
             let m = v["metrics"][0].clone();
             v["metrics"] = Value::Array(vec![m; 201]);
         }),
+        ("policy gate without its policy", |v| {
+            v["gate"] = json!("policy")
+        }),
+        ("policy with a bad base digest", |v| {
+            v["gate"] = json!("policy");
+            v["policy"] = json!({"text": "version = 1", "base_digest": "md5:abc"});
+        }),
+        ("policy with an unknown field", |v| {
+            v["gate"] = json!("policy");
+            v["policy"] = json!({"text": "version = 1", "base_digest": format!("sha256:{}", "a".repeat(64)), "by": "me"});
+        }),
     ]
 }
 
@@ -79,6 +90,13 @@ fn cases_accepted() -> Vec<(&'static str, Mutation)> {
             v["checks"][0]["url"] = json!("https://ci.example.com/runs/1");
         }),
         ("no metrics", |v| v["metrics"] = json!([])),
+        ("a policy change", |v| {
+            v["gate"] = json!("policy");
+            v["policy"] = json!({"text": "version = 1\n", "base_digest": format!("sha256:{}", "a".repeat(64))});
+        }),
+        ("a policy object on another gate", |v| {
+            v["policy"] = json!({"anything": 1})
+        }),
     ]
 }
 

@@ -76,17 +76,31 @@ fn tollgate_records_verify_with_ssh_keygen_and_sha256sum() {
         &["--rationale", "p99 over SLO"],
     )
     .ok();
-    let signers = home.path("allowed_signers");
-    std::fs::write(
-        &signers,
-        home.run(&["policy", "allowed-signers"]).ok().stdout,
-    )
-    .unwrap();
     let export = home.path("log.jsonl");
     home.run(&["log", "export", "--output", export.to_str().unwrap()])
         .ok();
+    // The keys come from the log itself: the signed genesis records its allowed_signers
+    // (the same file `policy allowed-signers` prints).
+    let genesis: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&export)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(genesis["kind"], "policy-adopted");
+    let genesis_body: serde_json::Value =
+        serde_json::from_str(genesis["body"].as_str().unwrap()).unwrap();
+    let recorded = genesis_body["allowed_signers"].as_str().unwrap();
+    assert_eq!(
+        recorded,
+        home.run(&["policy", "allowed-signers"]).ok().stdout
+    );
+    let signers = home.path("allowed_signers");
+    std::fs::write(&signers, recorded).unwrap();
 
-    let mut decisions = 0;
+    let mut signed = 0;
     let mut prev: Option<String> = None;
     for line in std::fs::read_to_string(&export).unwrap().lines() {
         let e: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -103,10 +117,10 @@ fn tollgate_records_verify_with_ssh_keygen_and_sha256sum() {
         let parsed: serde_json::Value = serde_json::from_str(e["body"].as_str().unwrap()).unwrap();
         assert_eq!(parsed["prev"].as_str().map(String::from), prev);
         prev = Some(e["hash"].as_str().unwrap().to_string());
-        if e["kind"] != "decision" {
+        if e["signature"].is_null() {
             continue;
         }
-        decisions += 1;
+        signed += 1;
         let sig = home.path("body.sig");
         std::fs::write(&sig, e["signature"].as_str().unwrap()).unwrap();
         let who = e["principal"].as_str().unwrap();
@@ -128,13 +142,14 @@ fn tollgate_records_verify_with_ssh_keygen_and_sha256sum() {
                 .as_str()
                 .unwrap()
                 .replacen("reject", "approv", 1)
-                .replacen("request-changes", "approve-changes", 1),
+                .replacen("request-changes", "approve-changes", 1)
+                .replacen("\"version\":1", "\"version\":2", 1),
         )
         .unwrap();
         let out = ssh_verify(&signers, who, &sig, &body);
         assert!(!out.status.success(), "ssh-keygen accepted altered content");
     }
-    assert_eq!(decisions, 2);
+    assert_eq!(signed, 3, "the genesis and two decisions");
 }
 
 #[test]

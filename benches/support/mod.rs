@@ -358,6 +358,11 @@ pub fn store_with_policy_changes(
             version: book.current().version + 1,
             policy_text: text.clone(),
             policy_digest: sha256_digest(text.as_bytes()),
+            allowed_signers: AdoptionRecord::signers_of(
+                &tollgate::domain::policy::parse_policy(&text)
+                    .expect("policy")
+                    .0,
+            ),
             previous_digest: Some(book.current().digest.clone()),
             cr_id: Some(id.clone()),
             cr_revision: Some(1),

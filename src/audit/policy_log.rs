@@ -33,6 +33,10 @@ pub struct AdoptionRecord {
     pub policy_text: String,
     /// `sha256:` of `policy_text`: what decisions record as `policy_digest`.
     pub policy_digest: String,
+    /// The policy's keys as an OpenSSH `allowed_signers` file (derived from
+    /// `policy_text`; `verify` checks they agree), so an auditor can check every entry
+    /// signed under this version with `ssh-keygen -Y verify` and the log alone.
+    pub allowed_signers: String,
     /// Digest of the policy it replaces (`None` for the genesis).
     pub previous_digest: Option<String>,
     /// The `policy`-gate CR adopted (`None` for the genesis).
@@ -52,6 +56,11 @@ pub struct AdoptionRecord {
 }
 
 impl AdoptionRecord {
+    /// The `allowed_signers` an adoption of `policy` records.
+    pub fn signers_of(policy: &crate::domain::policy::Policy) -> String {
+        super::keys::allowed_signers(policy)
+    }
+
     /// The canonical body bytes to hash and sign.
     pub fn body(&self) -> String {
         // A struct of strings, integers and options always serialises.

@@ -151,6 +151,7 @@ pub fn expected_adoption(
         version: current.version + 1,
         policy_text: proposal.text.clone(),
         policy_digest: sha256_digest(proposal.text.as_bytes()),
+        allowed_signers: signers_of(&proposal.text)?,
         previous_digest: Some(current.digest.clone()),
         cr_id: Some(rev.cr.id.clone()),
         cr_revision: Some(rev.revision),
@@ -160,6 +161,22 @@ pub fn expected_adoption(
         key_fingerprint: decision.key_fingerprint.clone(),
         at: decision.at.clone(),
     }))
+}
+
+/// The `allowed_signers` an adoption of this policy text records.
+fn signers_of(text: &str) -> Result<String, DecideError> {
+    crate::domain::policy::parse_policy(text)
+        .map(|(p, _)| AdoptionRecord::signers_of(&p))
+        .map_err(|r| {
+            DecideError::Refused(crate::domain::rules::Refusal {
+                rule: "policy-invalid",
+                message: format!(
+                    "the proposed policy no longer reads: {}",
+                    r.to_string().trim()
+                ),
+                remedy: "propose a corrected policy".into(),
+            })
+        })
 }
 
 /// Signs a decision record and, when it completes a policy change, the adoption due.

@@ -59,6 +59,7 @@ pub fn adopt_genesis(
             version: 1,
             policy_text: text.to_string(),
             policy_digest: sha256_digest(text.as_bytes()),
+            allowed_signers: AdoptionRecord::signers_of(&policy),
             previous_digest: None,
             cr_id: None,
             cr_revision: None,
