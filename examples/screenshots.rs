@@ -232,4 +232,48 @@ fn main() {
     oncall.text("conversion -10% since recommender v8 reached 25% of traffic");
     oncall.key("enter");
     oncall.shot("emergency");
+
+    // A policy change awaiting its second lead: marco proposed the December rotation and
+    // lena approved; sofia opens it.
+    let mut lead = build_scene("sofia", now, dir.path());
+    let book = lead.shared.book();
+    let rotated = book
+        .current()
+        .text
+        .replace("on_call = [\"marco\", \"lena\"]", "on_call = [\"lena\", \"sofia\"]")
+        .replace(
+            "roles = [\"approver\", \"lead\"]",
+            "roles = [\"approver\", \"lead\", \"on-call\"]",
+        );
+    tollgate::workflow::propose_policy(
+        lead.shared.store.as_ref(),
+        &book,
+        "marco",
+        &rotated,
+        "December on-call rotation: marco is on leave, sofia covers",
+        None,
+        now,
+    )
+    .expect("proposal");
+    let lena = tollgate::demo::seeded_identity("lena").expect("lena");
+    tollgate::workflow::sign_decision(
+        lead.shared.store.as_ref(),
+        &book,
+        &lena,
+        &tollgate::workflow::DecisionRequest {
+            cr_id: "POL-2".into(),
+            verdict: tollgate::domain::decision::Verdict::Approve,
+            role: "lead".into(),
+            rationale: "Matches the December rota.".into(),
+            ticks: vec![],
+            expect_digest: None,
+        },
+        now,
+    )
+    .expect("lena's approval");
+    let reload = lead.app.load_queue();
+    lead.pump(vec![reload]);
+    lead.key("G");
+    lead.key("enter");
+    lead.shot("policy");
 }

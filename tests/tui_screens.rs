@@ -688,3 +688,61 @@ fn unsent_decisions_show_in_the_status_bar_until_delivered() {
         "{screen}"
     );
 }
+
+#[test]
+fn a_lead_reviews_and_completes_a_policy_change_at_the_keyboard() {
+    use tollgate::domain::decision::Verdict::Approve;
+    let mut rig = Rig::new(Some("sofia"));
+    let book = rig.shared.book();
+    let proposed = book.current().text.replace(
+        "on_call = [\"marco\", \"lena\"]",
+        "on_call = [\"lena\"]",
+    );
+    tollgate::workflow::propose_policy(
+        rig.shared.store.as_ref(),
+        &book,
+        "marco",
+        &proposed,
+        "December rotation",
+        None,
+        now(),
+    )
+    .unwrap();
+    sign(&rig, "lena", "POL-2", Approve, "lead", &[]);
+    let reload = rig.app.load_queue();
+    rig.pump(vec![reload]);
+    // The newest change request: last in the queue, which is sorted by age.
+    rig.keys(&["G", "enter"]);
+    assert_eq!(rig.app.screen, Screen::Detail);
+    let screen = rig.screen_text(120, 40);
+    for want in [
+        "POL-2",
+        "policy gate",
+        "Policy change  1 change(s) vs the policy in force",
+        "- on-call marco",
+        "Sign-offs 1/2",
+    ] {
+        assert!(screen.contains(want), "{want:?} missing:\n{screen}");
+    }
+    insta::assert_snapshot!("policy_change_detail", rig.render(120, 40).backend());
+    // sofia's approval completes it: the new policy is in force at once.
+    rig.key("a");
+    assert_eq!(rig.app.screen, Screen::Decide);
+    rig.type_text("The rota says lena covers December.");
+    rig.key("ctrl-s");
+    assert_eq!(rig.app.screen, Screen::Confirm);
+    assert!(rig.screen_text(120, 40).contains("lead"));
+    rig.key("y");
+    let (_, message) = rig.app.message.clone().unwrap();
+    assert!(
+        message.contains("POL-2 adopted at entry") || message.contains("policy version 2"),
+        "{message}"
+    );
+    assert_eq!(rig.shared.book().current().version, 2);
+    assert_eq!(rig.app.policy.emergency.on_call, ["lena"]);
+    assert!(
+        tollgate::store::verify_log(rig.shared.store.as_ref(), &Default::default())
+            .unwrap()
+            .ok()
+    );
+}

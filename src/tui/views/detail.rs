@@ -200,10 +200,11 @@ fn plan_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
             "Rollback plan ",
             theme.title().add_modifier(Modifier::UNDERLINED),
         ),
-        if c.plan.rollback_tested {
-            Span::styled("✓ tested", theme.pass())
-        } else {
-            Span::styled("✗ NOT tested", theme.fail())
+        match (c.gate, c.plan.rollback_tested) {
+            // A policy is "rolled back" by adopting the previous version: nothing to test.
+            (crate::domain::change_request::Gate::Policy, _) => Span::raw(""),
+            (_, true) => Span::styled("✓ tested", theme.pass()),
+            (_, false) => Span::styled("✗ NOT tested", theme.fail()),
         },
     ]));
     for l in sanitize_with(&c.plan.rollback, true).lines() {
@@ -237,6 +238,15 @@ fn versions_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
 fn checklist_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let mut lines = Vec::new();
+    let e = &d.eval;
+    if e.checklist.items.is_empty()
+        && e.checklist.other_evidence.is_empty()
+        && e.missing_artifacts.is_empty()
+        && e.stale_proposal.is_none()
+    {
+        // A gate without a checklist (a policy change): nothing to show.
+        return lines;
+    }
     lines.push(heading(
         "Checklist  [A] from CI · [M] manual · ● blocking",
         theme,
@@ -334,7 +344,7 @@ fn policy_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let mut lines = vec![heading(
         &format!(
-            "Policy change  {} change(s) against the policy in force",
+            "Policy change  {} change(s) vs the policy in force",
             changes.len()
         ),
         theme,
