@@ -240,7 +240,10 @@ fn main() {
     let rotated = book
         .current()
         .text
-        .replace("on_call = [\"marco\", \"lena\"]", "on_call = [\"lena\", \"sofia\"]")
+        .replace(
+            "on_call = [\"marco\", \"lena\"]",
+            "on_call = [\"lena\", \"sofia\"]",
+        )
         .replace(
             "roles = [\"approver\", \"lead\"]",
             "roles = [\"approver\", \"lead\", \"on-call\"]",

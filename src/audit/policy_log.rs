@@ -180,7 +180,7 @@ impl<'a> Keyrings<'a> {
     }
 
     /// Checks a signed entry's signature with the keys in force at its position.
-    pub fn verify(&self, e: &LogEntry) -> super::verify::SignatureCheck {
-        super::verify::check_signature(self.at(e.seq), e)
+    pub fn verify(&self, e: &LogEntry) -> super::log::SignatureCheck {
+        super::log::check_signature(self.at(e.seq), e)
     }
 }

@@ -11,6 +11,7 @@
 use super::canonical::to_canonical_string;
 use super::keys::{Keyring, SignatureError, fingerprint_of_line};
 use super::log::{DecisionRecord, EntryKind, Head, LogEntry, entry_hash};
+pub use super::log::{SignatureCheck, check_signature};
 use super::policy_log::{AdoptionRecord, version_from_entry};
 use crate::domain::change_request::ChangeRequest;
 use crate::domain::decision::{Decision, Verdict};
@@ -91,21 +92,6 @@ fn hash_key(hash: &str) -> u64 {
         .and_then(|h| h.get(..16))
         .and_then(|h| u64::from_str_radix(h, 16).ok())
         .unwrap_or(0)
-}
-
-/// The outcome of checking one entry's signature: the signing key's fingerprint.
-pub type SignatureCheck = Result<String, SignatureError>;
-
-/// Verifies a signed entry's signature as made by the principal named in the entry (the
-/// verifier separately checks that the body names the same principal). Independent of
-/// every other entry, so it can run on several cores.
-pub fn check_signature(keyring: &Keyring, e: &LogEntry) -> SignatureCheck {
-    match (&e.principal, &e.signature) {
-        (Some(who), Some(sig)) => keyring.verify(who, e.body.as_bytes(), sig),
-        _ => Err(SignatureError::Malformed(
-            "no signature or principal".into(),
-        )),
-    }
 }
 
 /// A policy an entry is judged by, with its parsed keys.

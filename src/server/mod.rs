@@ -1167,18 +1167,3 @@ pub fn start_in_background(opts: ServeOptions) -> Result<std::net::SocketAddr, S
     rx.recv()
         .map_err(|_| "the server stopped before it listened".to_string())?
 }
-
-/// Maps a wire error back to what the client should do.
-pub fn describe(status: u16, e: &WireError) -> String {
-    let mut text = format!("server refused ({status} {}): {}", e.error, e.message);
-    if let Some(rule) = &e.rule {
-        text.push_str(&format!(" [{rule}]"));
-    }
-    if let Some(remedy) = &e.remedy {
-        text.push_str(&format!("; {remedy}"));
-    }
-    for p in &e.problems {
-        text.push_str(&format!("\n  {p}"));
-    }
-    text
-}

@@ -147,7 +147,7 @@ impl RemoteStore {
     fn error(&self, r: Response) -> StoreError {
         let status = r.status().as_u16();
         let detail = match r.json::<WireError>() {
-            Ok(e) => crate::server::describe(status, &e),
+            Ok(e) => super::wire::describe(status, &e),
             Err(_) => format!("server answered HTTP {status}"),
         };
         StoreError::Remote { status, detail }
@@ -221,9 +221,9 @@ impl RemoteStore {
             .map_err(|_| DecideError::Remote(format!("server answered HTTP {code}")))?;
         match (code, e.error.as_str(), e.head.clone()) {
             (409, "conflict", Some(head)) => Ok(Err(head)),
-            (409, "stale", _) => Err(DecideError::Remote(crate::server::describe(code, &e))),
+            (409, "stale", _) => Err(DecideError::Remote(super::wire::describe(code, &e))),
             (404, _, _) => Err(DecideError::NotFound(e.message)),
-            _ => Err(DecideError::Remote(crate::server::describe(code, &e))),
+            _ => Err(DecideError::Remote(super::wire::describe(code, &e))),
         }
     }
 }
