@@ -32,12 +32,7 @@ fn sign_and_append(n: usize) {
     let signer = devi();
     let (store, book) = setup(dir.path());
     let policy_digest = book.current().digest.clone();
-    let digest = store
-        .get("CR-1044")
-        .expect("get")
-        .expect("CR")
-        .current
-        .digest;
+    let digest = support::cr_1044_digest(&store);
     let started = Instant::now();
     for i in 0..n {
         store

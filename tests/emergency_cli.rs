@@ -26,25 +26,7 @@ fn home_with_rollback(script: &str, timeout: u32) -> Home {
 }
 
 fn rollback(home: &Home, who: &str, incident: &str, now: Option<&str>) -> common::Run {
-    let mut c = home.command(&[
-        "--as",
-        who,
-        "rollback",
-        "recommender",
-        "--env",
-        "prod",
-        "--incident",
-        incident,
-        "--reason",
-        "conversion -10% since v8 reached 25% of traffic",
-    ]);
-    if let Some(t) = now {
-        c.env("TOLLGATE_NOW", t);
-    }
-    c.stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
-        .into()
+    home.rollback(who, incident, now)
 }
 
 fn exceptions(home: &Home, now: &str) -> serde_json::Value {

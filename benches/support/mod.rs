@@ -32,6 +32,16 @@ pub fn setup(dir: &std::path::Path) -> (LocalStore, PolicyBook) {
     (store, book)
 }
 
+/// The digest of CR-1044's current revision: the CR the benchmarks decide on.
+pub fn cr_1044_digest(store: &dyn Store) -> String {
+    store
+        .get("CR-1044")
+        .expect("get")
+        .expect("CR-1044 is a demo CR")
+        .current
+        .digest
+}
+
 /// A request-changes decision by devi on CR-1044 (revision digest `digest`), signed under
 /// the policy with digest `policy_digest`.
 pub fn record(
@@ -227,12 +237,7 @@ pub fn peak_rss_mib() -> f64 {
 /// again): its path and the seconds the log took to build.
 pub fn store_with_signed_log(dir: &std::path::Path, n: usize) -> (std::path::PathBuf, f64) {
     let (store, book) = setup(dir);
-    let digest = store
-        .get("CR-1044")
-        .expect("get")
-        .expect("CR")
-        .current
-        .digest;
+    let digest = cr_1044_digest(&store);
     let path = store.path().to_path_buf();
     drop(store);
     let built = std::time::Instant::now();
@@ -262,12 +267,7 @@ pub fn store_with_policy_changes(
     use tollgate::audit::policy_log::AdoptionRecord;
     use tollgate::domain::policy_change::{ProposalInput, proposal_document};
     let (store, mut book) = setup(dir);
-    let digest = store
-        .get("CR-1044")
-        .expect("get")
-        .expect("CR")
-        .current
-        .digest;
+    let digest = cr_1044_digest(&store);
     let path = store.path().to_path_buf();
     drop(store);
     let built = std::time::Instant::now();

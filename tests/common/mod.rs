@@ -186,6 +186,37 @@ impl Home {
 }
 
 impl Home {
+    /// `tollgate rollback recommender --env prod` as a demo identity, for `incident`, at
+    /// `now` (RFC 3339; the real clock when `None`).
+    pub fn rollback(&self, who: &str, incident: &str, now: Option<&str>) -> Run {
+        let mut c = self.command(&[
+            "--as",
+            who,
+            "rollback",
+            "recommender",
+            "--env",
+            "prod",
+            "--incident",
+            incident,
+            "--reason",
+            "conversion -10% since v8 reached 25% of traffic",
+        ]);
+        if let Some(t) = now {
+            c.env("TOLLGATE_NOW", t);
+        }
+        c.stdin(Stdio::null()).output().unwrap().into()
+    }
+
+    /// Runs an audit export's `verify.sh` from `cwd` (it checks the files beside it).
+    pub fn verify_sh(dir: &Path, cwd: &Path) -> Run {
+        Command::new("sh")
+            .arg(dir.join("verify.sh"))
+            .current_dir(cwd)
+            .output()
+            .unwrap()
+            .into()
+    }
+
     /// Runs a decision command as a demo identity.
     pub fn decide(&self, who: &str, verb: &str, id: &str, extra: &[&str]) -> Run {
         let mut args = vec!["--as", who, verb, id];
