@@ -1118,3 +1118,31 @@ fn required_artifacts_block_approval_until_the_cr_links_them() {
     let shown = home.run(&["show", "CR-3001", "--json"]).ok().json();
     assert_eq!(shown["missing_artifacts"], json!([]));
 }
+
+#[test]
+fn a_submission_migrates_an_old_store_when_its_submitter_can_sign() {
+    let home = previous_release_store();
+    let mut doc = common::fixture_json("CR-1045");
+    doc["id"] = json!("CR-3002");
+    let file = home.write_json("cr.json", &doc);
+    // No key at hand: stored all the same, unmigrated, and said.
+    let run = home.run(&["submit", &file]).ok();
+    assert!(run.stdout.contains("CR-3002: created"), "{}", run.stdout);
+    assert!(run.stderr.contains("was not migrated"), "{}", run.stderr);
+    assert_eq!(
+        home.run(&["verify", "--json"]).ok().json()["unmigrated"],
+        true
+    );
+    // With a key of the policy: migrated first.
+    doc["id"] = json!("CR-3003");
+    let file = home.write_json("cr.json", &doc);
+    let run = home.run(&["--as", "jonas", "submit", &file]).ok();
+    assert!(
+        run.stderr.contains("recorded as the genesis policy"),
+        "{}",
+        run.stderr
+    );
+    let v = home.run(&["verify", "--json"]).ok().json();
+    assert_eq!(v["unmigrated"], false);
+    assert_eq!(v["policies"][0]["migration"], true);
+}

@@ -388,15 +388,15 @@ impl<'a> Verifier<'a> {
         body: &Value,
         signature: Option<SignatureCheck>,
     ) -> Result<(), Failure> {
-        let field = |name: &str| body[name].as_str().map(str::to_string);
-        let (Some(who), Some(key_fingerprint)) = (field("principal"), field("key_fingerprint"))
+        let (Some(who), Some(key_fingerprint)) =
+            (body["principal"].as_str(), body["key_fingerprint"].as_str())
         else {
             return Err((
                 "malformed",
                 "a signed entry must name its principal and key".into(),
             ));
         };
-        if e.principal.as_deref() != Some(who.as_str()) {
+        if e.principal.as_deref() != Some(who) {
             return Err((
                 "altered",
                 "stored principal differs from the signed content".into(),
@@ -416,18 +416,24 @@ impl<'a> Verifier<'a> {
         } else {
             self.judge.clone().ok_or_else(|| no_policy(e))?
         };
-        let version_name = judge
-            .version
-            .as_ref()
-            .map_or("the policy file".to_string(), |v| {
-                format!("policy version {}", v.version)
-            });
-        let principal = judge.policy.principal(&who).cloned().ok_or_else(|| {
-            (
+        // Named in messages only, so only formatted on a failure.
+        let version_name = || {
+            judge
+                .version
+                .as_ref()
+                .map_or("the policy file".to_string(), |v| {
+                    format!("policy version {}", v.version)
+                })
+        };
+        let Some(principal) = judge.policy.principal(who) else {
+            return Err((
                 "unknown-key",
-                format!("signed by {who}, who is not a principal of {version_name} (in force at this entry)"),
-            )
-        })?;
+                format!(
+                    "signed by {who}, who is not a principal of {} (in force at this entry)",
+                    version_name()
+                ),
+            ));
+        };
         let checked = match signature {
             Some(done) => done,
             None => check_signature(&judge.keyring, e),
@@ -435,7 +441,7 @@ impl<'a> Verifier<'a> {
         let fingerprint = checked.map_err(|err| match err {
             SignatureError::UnknownKey(_) => (
                 "unknown-key",
-                format!("{err} (keys of {version_name}, in force at this entry)"),
+                format!("{err} (keys of {}, in force at this entry)", version_name()),
             ),
             _ => ("bad-signature", err.to_string()),
         })?;
@@ -446,8 +452,9 @@ impl<'a> Verifier<'a> {
                 format!("record names key {key_fingerprint} but was signed by {fingerprint}"),
             ));
         }
-        let at = field("at")
-            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        let at = body["at"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
         self.signed_by.entry(fingerprint).or_default().push(Signed {
             seq: e.seq,
@@ -462,12 +469,15 @@ impl<'a> Verifier<'a> {
             .version
             .as_ref()
             .filter(|_| !self.before_genesis)
-            .map(|v| v.digest.clone());
+            .map(|v| v.digest.as_str());
         let check_digest = |named: Option<&str>| -> Result<(), Failure> {
-            match (&in_force_digest, named) {
+            match (in_force_digest, named) {
                 (Some(want), Some(got)) if want != got => Err((
                     "policy-violation",
-                    format!("signed under policy {got}, but {version_name} ({want}) was in force"),
+                    format!(
+                        "signed under policy {got}, but {} ({want}) was in force",
+                        version_name()
+                    ),
                 )),
                 (Some(_), None) => Err(("malformed", "the record names no policy_digest".into())),
                 _ => Ok(()),
@@ -478,12 +488,13 @@ impl<'a> Verifier<'a> {
                 let record = DecisionRecord::parse(&e.body).map_err(|d| ("malformed", d))?;
                 if !principal.has_role(&record.role) {
                     return violation(format!(
-                        "{who} signed as {} but does not hold that role in {version_name}",
-                        record.role
+                        "{who} signed as {} but does not hold that role in {}",
+                        record.role,
+                        version_name()
                     ));
                 }
                 if (self.lookups.requester_of)(&record.cr_id, &record.cr_digest).as_deref()
-                    == Some(who.as_str())
+                    == Some(who)
                 {
                     return violation(format!(
                         "{who} decided on their own change request {}",
@@ -491,28 +502,30 @@ impl<'a> Verifier<'a> {
                     ));
                 }
                 check_digest(Some(&record.policy_digest))?;
-                let decision = record.to_decision().map_err(|d| ("malformed", d))?;
-                self.last_decision = Some(LastDecision {
-                    seq: e.seq,
-                    cr_id: record.cr_id.clone(),
-                    cr_digest: record.cr_digest.clone(),
-                    principal: who.clone(),
-                    verdict: decision.verdict,
-                });
+                // Only decisions on policy CRs can back an adoption: only they are kept.
                 if record
                     .cr_id
                     .starts_with(crate::domain::policy_change::ID_PREFIX)
                 {
+                    let decision = record.to_decision().map_err(|d| ("malformed", d))?;
+                    self.last_decision = Some(LastDecision {
+                        seq: e.seq,
+                        cr_id: record.cr_id.clone(),
+                        cr_digest: record.cr_digest.clone(),
+                        principal: who.to_string(),
+                        verdict: decision.verdict,
+                    });
                     self.policy_decisions
-                        .entry(record.cr_id.clone())
+                        .entry(record.cr_id)
                         .or_default()
                         .push(decision);
                 }
             }
             EntryKind::EmergencyAuthorised | EntryKind::RollbackExecuted => {
-                if crate::domain::emergency::check_on_call(&judge.policy, &principal).is_err() {
+                if crate::domain::emergency::check_on_call(&judge.policy, principal).is_err() {
                     return violation(format!(
-                        "{who} authorised an emergency but is not on the on-call roster of {version_name}"
+                        "{who} authorised an emergency but is not on the on-call roster of {}",
+                        version_name()
                     ));
                 }
                 if kind == EntryKind::EmergencyAuthorised {
@@ -520,9 +533,10 @@ impl<'a> Verifier<'a> {
                 }
             }
             EntryKind::PostIncidentReview => {
-                if crate::domain::emergency::check_reviewer(&judge.policy, &principal).is_err() {
+                if crate::domain::emergency::check_reviewer(&judge.policy, principal).is_err() {
                     return violation(format!(
-                        "{who} signed a post-incident review without a review role in {version_name}"
+                        "{who} signed a post-incident review without a review role in {}",
+                        version_name()
                     ));
                 }
             }
@@ -530,7 +544,7 @@ impl<'a> Verifier<'a> {
                 let adopted = if genesis {
                     self.check_genesis(e)?
                 } else {
-                    self.check_change(e, &judge, &who)?
+                    self.check_change(e, &judge, who)?
                 };
                 self.adopt(adopted)?;
             }

@@ -283,7 +283,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 ),
             )
         }
-        Some(Command::Submit { files, json }) => submit(&paths()?, &files, json, now, out),
+        Some(Command::Submit { files, json }) => submit(&paths()?, &keys, &files, json, now, out),
         Some(Command::List(args)) => list(&synced()?, &args, now, out),
         Some(Command::Show { id, revision, json }) => {
             show(&synced()?, &id, revision, json, now, out)
@@ -698,6 +698,7 @@ fn read_batch(files: &[PathBuf]) -> Result<Vec<Submission>, CliError> {
 
 fn submit(
     paths: &Paths,
+    keys: &KeyChoice,
     files: &[PathBuf],
     json: bool,
     now: DateTime<Utc>,
@@ -705,6 +706,18 @@ fn submit(
 ) -> Result<(), CliError> {
     let batch = read_batch(files)?;
     let store = open_store(paths)?;
+    // The first command that writes migrates a store from before policy entries, when
+    // whoever runs it can sign; a submission is unsigned, so it is stored either way.
+    if paths.remote.is_none()
+        && store.policy_entries(0)?.is_empty()
+        && let Err(e) = policy_cmds::migrate_store(paths, keys, now)
+    {
+        eprintln!(
+            "note: {} was not migrated ({}); the submission is stored all the same",
+            paths.store.display(),
+            e.message
+        );
+    }
     let outcomes = store.submit(&batch, now)?;
     if json {
         return write_out(out, &to_json(&outcomes)?);
