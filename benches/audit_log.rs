@@ -9,7 +9,8 @@
 //!    `store::verify_log` exactly as `tollgate verify` does;
 //! 3. the same with a policy change every 10,000 entries (a `policy`-gate CR, two lead
 //!    approvals and the adoption, then every later entry judged by the new version), to
-//!    compare the rates (`TOLLGATE_BENCH_POLICY_EVERY` changes the interval);
+//!    compare the rates: both logs verified in turns, three rounds each, medians compared
+//!    (`TOLLGATE_BENCH_POLICY_EVERY` changes the interval, `TOLLGATE_BENCH_ROUNDS` the rounds);
 //! 4. the raw ed25519 verify rate (ed25519-dalek) on this machine in the same run, for scale.
 
 mod support;
@@ -66,7 +67,7 @@ fn sign_and_append(n: usize) {
 }
 
 /// Verifies the store at `path` as `tollgate verify` does; returns the entries per second.
-fn verify_store(path: &std::path::Path, label: &str, build: String) -> f64 {
+fn verify_store(path: &std::path::Path, label: &str, note: &str) -> f64 {
     let store = LocalStore::open(path).expect("reopen");
     let started = Instant::now();
     let report = verify_log(&store, &VerifyOptions::default()).expect("verify");
@@ -74,7 +75,7 @@ fn verify_store(path: &std::path::Path, label: &str, build: String) -> f64 {
     assert!(report.ok(), "{:?}", report.first_bad);
     let rate = report.entries as f64 / secs;
     println!(
-        "{label:<12} {:>9} entries    {secs:>8.2} s  {rate:>10.0} entries/s    ({} signatures, {} policy version(s); {build})",
+        "{label:<12} {:>9} entries    {secs:>8.2} s  {rate:>10.0} entries/s    ({} signatures, {} policy version(s){note})",
         report.entries,
         report.signatures,
         report.policies.len()
@@ -82,26 +83,31 @@ fn verify_store(path: &std::path::Path, label: &str, build: String) -> f64 {
     rate
 }
 
-fn verify(n: usize) -> f64 {
+/// Verification of a log of `n` entries without and with a policy change every `every`
+/// entries. Both logs are built first, then verified in turns (`rounds` each), so noise
+/// on this machine falls on both alike; returns the median rates.
+fn verify_both(n: usize, every: usize, rounds: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (path, build_secs) = store_with_signed_log(dir.path(), n);
-    verify_store(
-        &path,
-        "verify",
-        format!("building the log took {build_secs:.1} s"),
-    )
-}
-
-fn verify_with_policy_changes(n: usize, every: usize) -> f64 {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (path, changes, build_secs) = store_with_policy_changes(dir.path(), n, every);
-    verify_store(
-        &path,
-        "verify+pol",
-        format!(
-            "a policy change every {every} entries, {changes} in all; building took {build_secs:.1} s"
-        ),
-    )
+    let plain_dir = dir.path().join("plain");
+    let pol_dir = dir.path().join("pol");
+    std::fs::create_dir_all(&plain_dir).expect("dir");
+    std::fs::create_dir_all(&pol_dir).expect("dir");
+    let (plain, plain_secs) = store_with_signed_log(&plain_dir, n);
+    let (changing, changes, pol_secs) = store_with_policy_changes(&pol_dir, n, every);
+    println!(
+        "built {n} signed entries in {plain_secs:.1} s; with a policy change every {every} entries ({changes} in all) in {pol_secs:.1} s"
+    );
+    let mut rates = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let note = format!(", round {round} of {rounds}");
+        rates.0.push(verify_store(&plain, "verify", &note));
+        rates.1.push(verify_store(&changing, "verify+pol", &note));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(rates.0), median(rates.1))
 }
 
 fn raw_ed25519(n: usize) {
@@ -133,11 +139,15 @@ fn main() {
         .first()
         .copied()
         .unwrap_or(10_000);
+    let rounds = env_list("TOLLGATE_BENCH_ROUNDS", &[3])
+        .first()
+        .copied()
+        .unwrap_or(3)
+        .max(1);
     for n in env_list("TOLLGATE_BENCH_VERIFY", &[100_000, 1_000_000]) {
-        let plain = verify(n);
-        let changing = verify_with_policy_changes(n, every);
+        let (plain, changing) = verify_both(n, every, rounds);
         println!(
-            "             with policy changes: {:+.1} % of the rate without",
+            "median of {rounds}: {plain:.0} entries/s without, {changing:.0} with policy changes: {:+.1} %",
             (changing / plain - 1.0) * 100.0
         );
     }
