@@ -114,7 +114,7 @@ pub fn identify(
     let key_path = key_path(choice, store)?;
     let signer = Signer::load(&key_path, || passphrase(&key_path))
         .map_err(|e| IdentityError::Key(e.to_string()))?;
-    let keyring = Keyring::from_policy(policy).map_err(IdentityError::Key)?;
+    let keyring = Keyring::from_policy(policy).map_err(|e| IdentityError::Key(e.to_string()))?;
     let Some(id) = keyring.principal_of(signer.public_key()) else {
         return Err(IdentityError::UnknownKey {
             fingerprint: signer.fingerprint().to_string(),

@@ -81,42 +81,19 @@ fn a_roster_rotation_is_proposed_approved_by_two_leads_and_keeps_history_valid()
     );
 
     // The proposer never counts; a non-lead cannot fill a lead's slot.
-    let own = home.decide(
-        "marco",
-        "approve",
-        "POL-2",
-        &["--role", "lead", "--rationale", "x"],
-    );
+    let own = home.approve_as_lead("marco", "POL-2");
     assert_refusal(&own, &["[requester-cannot-sign]"]);
-    let devi = home.decide(
-        "devi",
-        "approve",
-        "POL-2",
-        &["--role", "lead", "--rationale", "x"],
-    );
+    let devi = home.approve_as_lead("devi", "POL-2");
     assert_refusal(&devi, &["[role-not-held]", "sign for a role you hold"]);
 
     // One lead: still version 1.
-    home.decide(
-        "lena",
-        "approve",
-        "POL-2",
-        &["--role", "lead", "--rationale", "matches the rota"],
-    )
-    .ok();
+    home.approve_as_lead("lena", "POL-2").ok();
     assert_eq!(
         home.run(&["policy", "show", "--json"]).ok().json()["version"],
         1
     );
     // The second completes it: adopted in the same breath, the file rewritten.
-    let done = home
-        .decide(
-            "sofia",
-            "approve",
-            "POL-2",
-            &["--role", "lead", "--rationale", "agreed"],
-        )
-        .ok();
+    let done = home.approve_as_lead("sofia", "POL-2").ok();
     assert!(
         done.stdout
             .contains("POL-2 adopted: policy version 2 is in force"),
@@ -175,28 +152,11 @@ fn a_roster_rotation_is_proposed_approved_by_two_leads_and_keeps_history_valid()
     let id = proposal_id(&run);
     assert_eq!(id, "POL-3");
     assert_refusal(
-        &home.decide(
-            "lena",
-            "approve",
-            &id,
-            &["--role", "lead", "--rationale", "x"],
-        ),
+        &home.approve_as_lead("lena", &id),
         &["[requester-cannot-sign]"],
     );
-    home.decide(
-        "sofia",
-        "approve",
-        &id,
-        &["--role", "lead", "--rationale", "ok"],
-    )
-    .ok();
-    home.decide(
-        "noor",
-        "approve",
-        &id,
-        &["--role", "lead", "--rationale", "ok"],
-    )
-    .ok();
+    home.approve_as_lead("sofia", &id).ok();
+    home.approve_as_lead("noor", &id).ok();
     rollback(&home, "marco", "INC-2293").ok();
     let history = home.run(&["policy", "history", "--json"]).ok().json();
     let versions: Vec<(u64, Value)> = history
@@ -236,13 +196,7 @@ fn a_proposal_overtaken_by_another_adoption_is_stale_until_revised() {
             ])
             .ok(),
     );
-    home.decide(
-        "lena",
-        "approve",
-        &pol2,
-        &["--role", "lead", "--rationale", "ok"],
-    )
-    .ok();
+    home.approve_as_lead("lena", &pol2).ok();
     // Another change is adopted first.
     home.adopt_policy(&without_marco_on_call(&home), "rotation");
     let row = home.run(&["show", &pol2, "--json"]).ok().json();
@@ -254,12 +208,7 @@ fn a_proposal_overtaken_by_another_adoption_is_stale_until_revised() {
             .contains("propose it again"),
         "{row}"
     );
-    let refused = home.decide(
-        "noor",
-        "approve",
-        &pol2,
-        &["--role", "lead", "--rationale", "ok"],
-    );
+    let refused = home.approve_as_lead("noor", &pol2);
     assert_refusal(
         &refused,
         &["[policy-proposal-stale]", &format!("--revise {pol2}")],
@@ -286,20 +235,8 @@ fn a_proposal_overtaken_by_another_adoption_is_stale_until_revised() {
         "--as", "lena", "policy", "propose", &rebased, "--revise", &pol2,
     ]);
     assert_refusal(&theirs, &["[not-your-proposal]"]);
-    home.decide(
-        "noor",
-        "approve",
-        &pol2,
-        &["--role", "lead", "--rationale", "ok"],
-    )
-    .ok();
-    home.decide(
-        "sofia",
-        "approve",
-        &pol2,
-        &["--role", "lead", "--rationale", "ok"],
-    )
-    .ok();
+    home.approve_as_lead("noor", &pol2).ok();
+    home.approve_as_lead("sofia", &pol2).ok();
     let shown = home.run(&["policy", "show", "--json"]).ok().json();
     assert_eq!(shown["version"], 3);
     assert_eq!(shown["policy"]["observation_hours"]["high"], 48);
@@ -514,13 +451,7 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
     let file = home.write("rotation.toml", without_marco_on_call(&home).as_bytes());
     home.run(&["--as", "marco", "policy", "propose", &file])
         .ok();
-    home.decide(
-        "lena",
-        "approve",
-        "POL-2",
-        &["--role", "lead", "--rationale", "ok"],
-    )
-    .ok();
+    home.approve_as_lead("lena", "POL-2").ok();
     let sofia = home.token("sofia");
     let devi = home.token("devi");
     let server = home.serve("127.0.0.1:0");
@@ -604,13 +535,7 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
         &home.write("r.toml", without_marco_on_call(&home).as_bytes()),
     ])
     .ok();
-    home.decide(
-        "lena",
-        "approve",
-        "POL-2",
-        &["--role", "lead", "--rationale", "ok"],
-    )
-    .ok();
+    home.approve_as_lead("lena", "POL-2").ok();
     let (seq, prev) = home.head();
     let text = without_marco_on_call(&home);
     let lena_fp = serde_json::from_str::<Value>(
@@ -822,6 +747,53 @@ fn a_revoked_key_is_named_for_every_entry_it_signed_after_its_revocation() {
         "signed with the new key",
     ])
     .ok();
+}
+
+#[test]
+fn a_key_revoked_from_a_time_is_named_for_what_it_signed_after_that_time() {
+    let home = Home::demo();
+    let at = |time: &str, cr: &str| -> common::Run {
+        home.command(&["--as", "marco", "request-changes", cr, "--rationale", "p99"])
+            .env("TOLLGATE_NOW", time)
+            .output()
+            .unwrap()
+            .into()
+    };
+    at("2026-11-26T09:00:00Z", "CR-1046").ok();
+    at("2026-11-26T13:00:00Z", "CR-1042").ok();
+    let after = home.head().0;
+    let old = std::fs::read_to_string(home.path("tollgate.demo-keys/marco.pub")).unwrap();
+    // The key is dropped (marco stays a principal without it) and revoked from 11:00.
+    let text = home
+        .policy_text()
+        .replace(&format!("keys = [\"{}\"]\n", old.trim()), "")
+        + &format!(
+            "\n[[revoked_keys]]\nkey = \"{}\"\nsince = \"2026-11-26T11:00:00Z\"\nreason = \"key found in a public repository\"\n",
+            old.trim()
+        );
+    home.adopt_policy(&text, "revoke marco's leaked key");
+    let v = home.run(&["verify", "--json"]).json();
+    assert_eq!(v["ok"], false);
+    let named: Vec<u64> = v["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(named, [after], "only what it signed after 11:00");
+    // A revoked key that is not a valid OpenSSH key cannot be adopted: it could never be
+    // checked.
+    let broken = home
+        .policy_text()
+        .replace(old.trim(), "ssh-ed25519 AAAAAAAAAAAAAAAAAAAAAAAA");
+    let file = home.write("broken.toml", broken.as_bytes());
+    assert_refusal(
+        &home.run(&["--as", "lena", "policy", "propose", &file]),
+        &[
+            "[policy-invalid]",
+            "revoked key 0: not a valid OpenSSH public key",
+        ],
+    );
 }
 
 /// A copy of the store committed as made by the release before policy entries.

@@ -225,6 +225,17 @@ pub enum SignatureError {
     Bad,
 }
 
+/// A key line of a policy that the policy parser let through (it checks the shape only)
+/// but that is not a valid OpenSSH public key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{which}: not a valid OpenSSH public key ({detail})")]
+pub struct KeyLineError {
+    /// Where it is, e.g. `principal devi key 0` or `revoked key 1`.
+    pub which: String,
+    /// What the OpenSSH parser said.
+    pub detail: String,
+}
+
 /// The public keys the policy lists, parsed once, per principal.
 #[derive(Debug, Clone, Default)]
 pub struct Keyring {
@@ -234,16 +245,11 @@ pub struct Keyring {
 impl Keyring {
     /// Parses every key in the policy. Keys were format-checked by the policy parser;
     /// one that still fails to parse is reported as a problem with its principal.
-    pub fn from_policy(policy: &Policy) -> Result<Keyring, String> {
+    pub fn from_policy(policy: &Policy) -> Result<Keyring, KeyLineError> {
         let mut keys = Vec::new();
         for p in &policy.principals {
             for (i, line) in p.keys.iter().enumerate() {
-                let key = PublicKey::from_openssh(line).map_err(|e| {
-                    format!(
-                        "principal {} key {i}: not a valid OpenSSH public key ({e})",
-                        p.id
-                    )
-                })?;
+                let key = parse_line(line, || format!("principal {} key {i}", p.id))?;
                 keys.push((p.id.clone(), key));
             }
         }
@@ -307,11 +313,31 @@ impl Keyring {
     }
 }
 
-/// The `SHA256:...` fingerprint of an OpenSSH public key line.
-pub fn fingerprint_of_line(line: &str) -> Result<String, String> {
-    PublicKey::from_openssh(line)
-        .map(|k| k.fingerprint(HashAlg::Sha256).to_string())
-        .map_err(|e| format!("not a valid OpenSSH public key ({e})"))
+fn parse_line(line: &str, which: impl FnOnce() -> String) -> Result<PublicKey, KeyLineError> {
+    PublicKey::from_openssh(line).map_err(|e| KeyLineError {
+        which: which(),
+        detail: e.to_string(),
+    })
+}
+
+/// The `SHA256:...` fingerprint of each of the policy's revoked keys, in order.
+pub fn revoked_fingerprints(policy: &Policy) -> Result<Vec<String>, KeyLineError> {
+    policy
+        .revoked_keys
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            parse_line(&r.key, || format!("revoked key {i}"))
+                .map(|k| k.fingerprint(HashAlg::Sha256).to_string())
+        })
+        .collect()
+}
+
+/// Every key line of a policy parses as an OpenSSH public key: what a writer checks
+/// before adopting a policy (the policy parser checks the lines' shape only).
+pub fn check_policy_keys(policy: &Policy) -> Result<(), KeyLineError> {
+    Keyring::from_policy(policy)?;
+    revoked_fingerprints(policy).map(|_| ())
 }
 
 /// The base64 payload of an armored signature, whatever its line width.

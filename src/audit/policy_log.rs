@@ -68,10 +68,15 @@ impl AdoptionRecord {
     }
 
     /// Parses an adoption body (unknown fields are refused: an adoption says exactly this).
-    pub fn parse(body: &str) -> Result<AdoptionRecord, String> {
-        serde_json::from_str(body).map_err(|e| format!("not a policy adoption: {e}"))
+    pub fn parse(body: &str) -> Result<AdoptionRecord, RecordError> {
+        serde_json::from_str(body).map_err(RecordError)
     }
 }
+
+/// A body that is not a `policy-adopted` record.
+#[derive(Debug, thiserror::Error)]
+#[error("not a policy adoption: {0}")]
+pub struct RecordError(#[source] serde_json::Error);
 
 /// Why the stored adoptions do not make a usable policy history.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,7 +93,7 @@ pub struct BookError {
 /// was *allowed* are `verify`'s and the writer's; this is what every reader relies on.)
 pub fn version_from_entry(e: &LogEntry) -> Result<PolicyVersion, BookError> {
     let fail = |detail: String| BookError { seq: e.seq, detail };
-    let r = AdoptionRecord::parse(&e.body).map_err(fail)?;
+    let r = AdoptionRecord::parse(&e.body).map_err(|x| fail(x.to_string()))?;
     let digest = sha256_digest(r.policy_text.as_bytes());
     if digest != r.policy_digest {
         return Err(fail(format!(

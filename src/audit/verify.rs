@@ -9,7 +9,7 @@
 //! the whole history is known: entries they signed after their revocation point are named.
 
 use super::canonical::to_canonical_string;
-use super::keys::{Keyring, SignatureError, fingerprint_of_line};
+use super::keys::{KeyLineError, Keyring, SignatureError, revoked_fingerprints};
 use super::log::{DecisionRecord, EntryKind, Head, LogEntry, entry_hash};
 pub use super::log::{SignatureCheck, check_signature};
 use super::policy_log::{AdoptionRecord, version_from_entry};
@@ -107,7 +107,7 @@ pub struct Judge {
 
 impl Judge {
     /// A judge for an adopted version.
-    pub fn adopted(v: PolicyVersion) -> Result<Judge, String> {
+    pub fn adopted(v: PolicyVersion) -> Result<Judge, KeyLineError> {
         let keyring = Keyring::from_policy(&v.policy)?;
         Ok(Judge {
             policy: v.policy.clone(),
@@ -117,7 +117,7 @@ impl Judge {
     }
 
     /// The policy file of a store that has no policy in its log.
-    pub fn file(policy: Policy) -> Result<Judge, String> {
+    pub fn file(policy: Policy) -> Result<Judge, KeyLineError> {
         let keyring = Keyring::from_policy(&policy)?;
         Ok(Judge {
             policy: Arc::new(policy),
@@ -159,6 +159,17 @@ struct Signed {
     kind: EntryKind,
 }
 
+/// A key an adopted policy revoked.
+#[derive(Debug, Clone)]
+struct Revocation {
+    fingerprint: String,
+    since: RevokedSince,
+    reason: String,
+    /// The version that revoked it, and the entry adopting that version.
+    version: u32,
+    seq: u64,
+}
+
 /// The last decision seen, to check that an adoption follows the approval completing it.
 #[derive(Debug, Clone)]
 struct LastDecision {
@@ -185,6 +196,8 @@ pub struct Verifier<'a> {
     last_decision: Option<LastDecision>,
     /// Signed entries by key fingerprint.
     signed_by: HashMap<String, Vec<Signed>>,
+    /// Keys revoked by the versions adopted so far.
+    revocations: Vec<Revocation>,
     last: Head,
     /// Positions by the first 8 bytes of their hash: enough to say which entry a
     /// misplaced link points at, at 16 bytes an entry instead of a whole hash.
@@ -213,6 +226,7 @@ impl<'a> Verifier<'a> {
             policy_decisions: HashMap::new(),
             last_decision: None,
             signed_by: HashMap::new(),
+            revocations: Vec::new(),
             last: Head::empty(),
             seen: HashMap::new(),
             expected: start.expect_head.map(|h| (h, false)),
@@ -412,7 +426,7 @@ impl<'a> Verifier<'a> {
         let genesis = kind == EntryKind::PolicyAdopted && self.adopted.is_empty();
         let judge = if genesis {
             let v = version_from_entry(e).map_err(|x| ("malformed", x.detail))?;
-            Judge::adopted(v).map_err(|x| ("malformed", x))?
+            Judge::adopted(v).map_err(|x| ("malformed", x.to_string()))?
         } else {
             self.judge.clone().ok_or_else(|| no_policy(e))?
         };
@@ -556,7 +570,7 @@ impl<'a> Verifier<'a> {
     /// The first adoption: version 1, replacing nothing, and (when it is not the first
     /// entry) marked as adopted at migration.
     fn check_genesis(&self, e: &LogEntry) -> Result<PolicyVersion, Failure> {
-        let r = AdoptionRecord::parse(&e.body).map_err(|d| ("malformed", d))?;
+        let r = AdoptionRecord::parse(&e.body).map_err(|d| ("malformed", d.to_string()))?;
         if let Some(want) = &self.expect_genesis
             && *want != e.hash
         {
@@ -601,7 +615,7 @@ impl<'a> Verifier<'a> {
         judge: &Judge,
         who: &str,
     ) -> Result<PolicyVersion, Failure> {
-        let r = AdoptionRecord::parse(&e.body).map_err(|d| ("malformed", d))?;
+        let r = AdoptionRecord::parse(&e.body).map_err(|d| ("malformed", d.to_string()))?;
         let violation = |d: String| ("policy-violation", d);
         let current = judge
             .version
@@ -691,7 +705,19 @@ impl<'a> Verifier<'a> {
     }
 
     fn adopt(&mut self, v: PolicyVersion) -> Result<(), Failure> {
-        let judge = Judge::adopted(v).map_err(|x| ("malformed", x))?;
+        // A revocation that cannot be checked is a policy that cannot be trusted.
+        let fingerprints =
+            revoked_fingerprints(&v.policy).map_err(|x| ("malformed", x.to_string()))?;
+        for (fingerprint, revoked) in fingerprints.into_iter().zip(&v.policy.revoked_keys) {
+            self.revocations.push(Revocation {
+                fingerprint,
+                since: revoked.since.clone(),
+                reason: revoked.reason.clone(),
+                version: v.version,
+                seq: v.seq,
+            });
+        }
+        let judge = Judge::adopted(v).map_err(|x| ("malformed", x.to_string()))?;
         if let Some(v) = &judge.version {
             self.adopted.push(v.clone());
         }
@@ -702,33 +728,33 @@ impl<'a> Verifier<'a> {
 
     /// Entries signed by keys a verified policy revoked, from their revocation point on.
     fn revoked_entries(&self) -> Vec<BadEntry> {
-        let mut out = Vec::new();
-        for v in &self.adopted {
-            for r in &v.policy.revoked_keys {
-                let Ok(fp) = fingerprint_of_line(&r.key) else {
-                    continue;
+        let mut out: Vec<BadEntry> = Vec::new();
+        for r in &self.revocations {
+            for s in self
+                .signed_by
+                .get(&r.fingerprint)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
+                let after = match &r.since {
+                    RevokedSince::Entry(n) => s.seq >= *n,
+                    RevokedSince::Time(t) => s.at.is_none_or(|at| at >= *t),
                 };
-                for s in self.signed_by.get(&fp).map(Vec::as_slice).unwrap_or(&[]) {
-                    let after = match &r.since {
-                        RevokedSince::Entry(n) => s.seq >= *n,
-                        RevokedSince::Time(t) => s.at.is_none_or(|at| at >= *t),
+                if after && !out.iter().any(|b| b.seq == s.seq) {
+                    let since = match &r.since {
+                        RevokedSince::Entry(n) => format!("from entry {n}"),
+                        RevokedSince::Time(t) => format!("from {}", t.to_rfc3339()),
                     };
-                    if after && !out.iter().any(|b: &BadEntry| b.seq == s.seq) {
-                        let since = match &r.since {
-                            RevokedSince::Entry(n) => format!("from entry {n}"),
-                            RevokedSince::Time(t) => format!("from {}", t.to_rfc3339()),
-                        };
-                        out.push(BadEntry {
-                            seq: s.seq,
-                            kind: Some(s.kind.as_str().to_string()),
-                            cr_id: None,
-                            problem: "revoked-key".into(),
-                            detail: format!(
-                                "signed with {fp}, which policy version {} (entry {}) revoked {since}: {}",
-                                v.version, v.seq, r.reason
-                            ),
-                        });
-                    }
+                    out.push(BadEntry {
+                        seq: s.seq,
+                        kind: Some(s.kind.as_str().to_string()),
+                        cr_id: None,
+                        problem: "revoked-key".into(),
+                        detail: format!(
+                            "signed with {}, which policy version {} (entry {}) revoked {since}: {}",
+                            r.fingerprint, r.version, r.seq, r.reason
+                        ),
+                    });
                 }
             }
         }

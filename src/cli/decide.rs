@@ -10,7 +10,7 @@ use crate::domain::status::{Evaluation, evaluate_in};
 use crate::identity::{Identity, KeyChoice};
 use crate::store::{DecideError, Store, StoreError};
 use crate::workflow::{DecisionRequest, eligible_roles, sign_decision};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::io::{IsTerminal, Read, Write};
 
 /// Parses `--tick ITEM[=NOTE]` values.
@@ -146,10 +146,11 @@ pub fn run(
     keys: &KeyChoice,
     verdict: Verdict,
     args: &DecideArgs,
+    now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let ticks = parse_ticks(&args.ticks)?;
-    let (book, who) = super::policy_cmds::book_for_signing(paths, keys, Utc::now())?;
+    let (book, who) = super::policy_cmds::book_for_signing(paths, keys, now)?;
     let store = super::open_store(paths)?;
     // Earlier unsent decisions go first, in order.
     for line in super::outbox_cmd::flush(paths, keys).unwrap_or_default() {
@@ -210,7 +211,7 @@ pub fn run(
                 &outbox_server(paths),
                 &who.principal.id,
                 &request,
-                Utc::now(),
+                now,
             );
             outbox.put(&pending).map_err(CliError::environment)?;
             match outbox.deliver(&store, &book, &who, &mut pending) {
@@ -223,7 +224,7 @@ pub fn run(
                 }
             }
         }
-        None => sign_decision(&store, &book, &who, &request, Utc::now()).map_err(|e| match e {
+        None => sign_decision(&store, &book, &who, &request, now).map_err(|e| match e {
             DecideError::Refused(_) | DecideError::Stale { .. } | DecideError::NotFound(_) => {
                 CliError::refused(e.to_string())
             }

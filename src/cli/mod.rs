@@ -111,7 +111,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let sign_and_write_back =
         |verdict: Verdict, a: &crate::cli::args::DecideArgs, out: &mut dyn Write| {
             let p = synced()?;
-            decide::run(&p, &keys, verdict, a, out)?;
+            decide::run(&p, &keys, verdict, a, now, out)?;
             push_source(&p, Some(&a.id), out)
         };
     // Commands that only make sense on the store's own machine: refused with an explicit

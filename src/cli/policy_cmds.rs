@@ -693,6 +693,6 @@ pub fn write_adopted(paths: &Paths, adoption: &LogEntry) -> Result<(), CliError>
         return Ok(());
     }
     let record = crate::audit::policy_log::AdoptionRecord::parse(&adoption.body)
-        .map_err(CliError::environment)?;
+        .map_err(|e| CliError::environment(e.to_string()))?;
     super::write_atomically(&paths.policy, &record.policy_text)
 }

@@ -95,14 +95,29 @@ pub fn seeded_genesis(
     store: &crate::store::local::LocalStore,
     text: &str,
     at: chrono::DateTime<chrono::Utc>,
-) -> Result<crate::domain::policy_book::PolicyBook, String> {
+) -> Result<crate::domain::policy_book::PolicyBook, SeededGenesisError> {
     use crate::store::Store;
-    let lead = seeded_identity(GENESIS_SIGNER).ok_or("no seeded demo lead")?;
-    crate::workflow::adopt_genesis(store, text, &lead, at).map_err(|e| e.to_string())?;
-    let entries = store.policy_entries(0).map_err(|e| e.to_string())?;
-    crate::audit::policy_log::extend_book(None, &entries)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| "the genesis was not recorded".to_string())
+    let lead = seeded_identity(GENESIS_SIGNER).ok_or(SeededGenesisError::NotRecorded)?;
+    crate::workflow::adopt_genesis(store, text, &lead, at)?;
+    let entries = store.policy_entries(0)?;
+    crate::audit::policy_log::extend_book(None, &entries)?.ok_or(SeededGenesisError::NotRecorded)
+}
+
+/// Why [`seeded_genesis`] failed (a test or benchmark set-up error).
+#[derive(Debug, thiserror::Error)]
+pub enum SeededGenesisError {
+    /// The adoption was refused or could not be appended.
+    #[error(transparent)]
+    Adopt(#[from] crate::store::DecideError),
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The recorded genesis does not read.
+    #[error(transparent)]
+    Book(#[from] crate::audit::policy_log::BookError),
+    /// No genesis ended up in the log.
+    #[error("the demo genesis was not recorded")]
+    NotRecorded,
 }
 
 /// The fixtures as submissions, ready for `Store::submit`.

@@ -98,7 +98,7 @@ impl ServerState {
                     store.path().display()
                 )
             })?;
-        let keyring = Keyring::from_policy(book.policy())?;
+        let keyring = Keyring::from_policy(book.policy()).map_err(|e| e.to_string())?;
         let tokens = tokens::Tokens::load(&tokens_file)?;
         Ok(ServerState {
             store,
@@ -128,7 +128,7 @@ impl ServerState {
         let book = extend_book(Some((*cached.book).clone()), &newer)
             .map_err(|e| internal(e.to_string()))?
             .ok_or_else(|| internal("the policy history vanished".into()))?;
-        let keyring = Keyring::from_policy(book.policy()).map_err(internal)?;
+        let keyring = Keyring::from_policy(book.policy()).map_err(|e| internal(e.to_string()))?;
         let fresh = Arc::new(InForce {
             book: Arc::new(book),
             keyring: Arc::new(keyring),
@@ -938,7 +938,8 @@ async fn post_decision(
             let adoption = match (expected, &entry.adoption) {
                 (None, None) => None,
                 (Some(want), Some(sent)) => {
-                    let got = AdoptionRecord::parse(&sent.body).map_err(DecideError::Chain)?;
+                    let got = AdoptionRecord::parse(&sent.body)
+                        .map_err(|e| DecideError::Chain(e.to_string()))?;
                     if got != want {
                         return Err(refusal(
                             "adoption-mismatch",

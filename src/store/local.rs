@@ -667,7 +667,7 @@ impl Store for LocalStore {
             None => None,
             Some(a) => {
                 let r = crate::audit::policy_log::AdoptionRecord::parse(&a.body)
-                    .map_err(DecideError::Chain)?;
+                    .map_err(|e| DecideError::Chain(e.to_string()))?;
                 if r.seq != decision.seq + 1
                     || r.prev.as_deref() != Some(decision.hash.as_str())
                     || r.cr_id.as_deref() != Some(cr_id)
@@ -909,7 +909,7 @@ impl LocalStore {
         let head = read_head(&tx).map_err(self.sql_err("reading the log head"))?;
         let entry = build(&head)?;
         let r = crate::audit::policy_log::AdoptionRecord::parse(&entry.body)
-            .map_err(DecideError::Chain)?;
+            .map_err(|e| DecideError::Chain(e.to_string()))?;
         if r.seq != head.seq + 1 || r.prev != head.hash || r.cr_id.is_some() {
             return Err(DecideError::Chain(format!(
                 "the genesis must follow entry {} and name no change request",

@@ -600,7 +600,7 @@ pub enum VerifyError {
     Store(#[from] StoreError),
     /// A policy key does not parse.
     #[error("the policy's keys cannot be used: {0}")]
-    Keyring(String),
+    Keyring(#[from] crate::audit::keys::KeyLineError),
     /// The log adopted no policy and no policy file was given to judge it by.
     #[error(
         "the log holds no policy-adopted entry and no policy file was given; migrate the store with `tollgate migrate`"

@@ -3,7 +3,7 @@
 
 use super::sign;
 use crate::audit::canonical::sha256_digest;
-use crate::audit::keys::Keyring;
+use crate::audit::keys::{KeyLineError, Keyring, check_policy_keys};
 use crate::audit::log::{BODY_FORMAT, EntryKind, LogEntry, time_text};
 use crate::audit::policy_log::AdoptionRecord;
 use crate::domain::change_request::{Gate, from_value};
@@ -38,7 +38,9 @@ pub fn adopt_genesis(
     now: DateTime<Utc>,
 ) -> Result<GenesisOutcome, DecideError> {
     let policy = check_adoptable(text).map_err(DecideError::Refused)?;
-    let keyring = Keyring::from_policy(&policy).map_err(DecideError::Signing)?;
+    let keyring =
+        Keyring::from_policy(&policy).map_err(|e| DecideError::Refused(invalid_key(&e)))?;
+    check_policy_keys(&policy).map_err(|e| DecideError::Refused(invalid_key(&e)))?;
     if keyring.principal_of(who.signer.public_key()) != Some(who.principal.id.as_str()) {
         return Err(DecideError::Refused(Refusal {
             rule: "genesis-signer",
@@ -75,6 +77,17 @@ pub fn adopt_genesis(
         Some(e) => GenesisOutcome::Adopted(e),
         None => GenesisOutcome::AlreadyAdopted,
     })
+}
+
+/// A policy key the policy parser let through but OpenSSH cannot read.
+fn invalid_key(e: &KeyLineError) -> Refusal {
+    Refusal {
+        rule: "policy-invalid",
+        message: format!("the policy's keys cannot be used: {e}"),
+        remedy:
+            "paste the key line from the `.pub` file exactly (`ssh-keygen -y -f KEY` prints it)"
+                .into(),
+    }
 }
 
 /// Migrates a store from before policy entries: its policy file becomes the genesis,
@@ -128,6 +141,11 @@ pub fn check_proposal_target(
             remedy: remedy.into(),
         }))
     };
+    if let Some(p) = &cr.policy
+        && let Ok((policy, _)) = crate::domain::policy::parse_policy(&p.text)
+    {
+        check_policy_keys(&policy).map_err(|e| ProposeError::Refused(invalid_key(&e)))?;
+    }
     if crate::domain::policy_change::proposal_number(&cr.id).is_none() {
         return refuse(
             "policy-change-id",

@@ -179,6 +179,16 @@ impl Home {
         id
     }
 
+    /// `approve ID --role lead` as the demo lead `who`, with a rationale.
+    pub fn approve_as_lead(&self, who: &str, id: &str) -> Run {
+        self.decide(
+            who,
+            "approve",
+            id,
+            &["--role", "lead", "--rationale", "reviewed the change"],
+        )
+    }
+
     /// The text of the policy in force.
     pub fn policy_text(&self) -> String {
         self.run(&["policy", "show", "--text"]).ok().stdout
