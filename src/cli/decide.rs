@@ -8,7 +8,7 @@ use crate::domain::decision::Verdict;
 use crate::domain::rules::{Proposal, check_decision};
 use crate::domain::status::{Evaluation, evaluate_in};
 use crate::identity::{Identity, KeyChoice};
-use crate::store::{DecideError, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::workflow::{DecisionRequest, eligible_roles, sign_decision};
 use chrono::{DateTime, Utc};
 use std::io::{IsTerminal, Read, Write};
@@ -224,12 +224,7 @@ pub fn run(
                 }
             }
         }
-        None => sign_decision(&store, &book, &who, &request, now).map_err(|e| match e {
-            DecideError::Refused(_) | DecideError::Stale { .. } | DecideError::NotFound(_) => {
-                CliError::refused(e.to_string())
-            }
-            other => CliError::environment(other.to_string()),
-        })?,
+        None => sign_decision(&store, &book, &who, &request, now)?,
     };
     if let Some(adoption) = &appended.adoption {
         super::policy_cmds::write_adopted(paths, adoption)?;

@@ -8,22 +8,13 @@ use crate::domain::policy_book::PolicyBook;
 use crate::domain::status::evaluate_in;
 use crate::domain::text::sanitize;
 use crate::identity::KeyChoice;
-use crate::store::{DecideError, Store};
+use crate::store::Store;
 use crate::workflow::{
     ReviewRequest, RollbackRequest, authorise_rollback, exceptions, record_review, record_rollback,
     rollback_invocation, run_command,
 };
 use chrono::{DateTime, Utc};
 use std::io::Write;
-
-fn decide_error(e: DecideError) -> CliError {
-    match e {
-        DecideError::Refused(_) | DecideError::Stale { .. } | DecideError::NotFound(_) => {
-            CliError::refused(e.to_string())
-        }
-        other => CliError::environment(other.to_string()),
-    }
-}
 
 /// Subjects known from the store's CRs, most recent first.
 pub fn known_subjects(store: &dyn Store, book: &PolicyBook) -> Result<Vec<SubjectState>, CliError> {
@@ -94,7 +85,7 @@ pub fn rollback(
         incident: args.incident.clone(),
         reason: args.reason.clone(),
     };
-    let auth = authorise_rollback(&store, &book, &who, &request, now).map_err(decide_error)?;
+    let auth = authorise_rollback(&store, &book, &who, &request, now).map_err(CliError::from)?;
     let ex = exceptions(&store)
         .map_err(CliError::environment)?
         .into_iter()
@@ -164,7 +155,7 @@ pub fn rollback(
         },
         crate::config::now().unwrap_or(now),
     )
-    .map_err(decide_error)?;
+    .map_err(CliError::from)?;
     let summary = format!(
         "{} after {:.1} s (log entry {})",
         match (outcome.exit_status, outcome.timed_out) {
@@ -273,7 +264,7 @@ pub fn review(
 ) -> Result<(), CliError> {
     let (book, who) = super::policy_cmds::book_for_signing(paths, keys, now)?;
     let store = super::open_store(paths)?;
-    let entry = record_review(&store, &book, &who, req, now).map_err(decide_error)?;
+    let entry = record_review(&store, &book, &who, req, now).map_err(CliError::from)?;
     write_out(
         out,
         &format!(

@@ -64,6 +64,20 @@ impl From<StoreError> for CliError {
     }
 }
 
+/// A rule refused it (or the CR changed or is gone): refused; anything else is the
+/// store's or the signer's trouble.
+impl From<crate::store::DecideError> for CliError {
+    fn from(e: crate::store::DecideError) -> Self {
+        use crate::store::DecideError;
+        match e {
+            DecideError::Refused(_) | DecideError::Stale { .. } | DecideError::NotFound(_) => {
+                CliError::refused(e.to_string())
+            }
+            other => CliError::environment(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::store::VerifyError> for CliError {
     fn from(e: crate::store::VerifyError) -> Self {
         match e {

@@ -180,15 +180,6 @@ pub fn book_for_signing(
     Ok((book, who))
 }
 
-fn decide_error(e: DecideError) -> CliError {
-    match e {
-        DecideError::Refused(_) | DecideError::Stale { .. } | DecideError::NotFound(_) => {
-            CliError::refused(e.to_string())
-        }
-        other => CliError::environment(other.to_string()),
-    }
-}
-
 /// Records the policy file of an unmigrated store as its genesis; returns the new book.
 pub fn migrate_store(
     paths: &Paths,
@@ -208,7 +199,7 @@ pub fn migrate_store(
         DecideError::Refused(r) => {
             CliError::refused(format!("cannot migrate {}: {r}", paths.store.display()))
         }
-        other => decide_error(other),
+        other => CliError::from(other),
     })? {
         GenesisOutcome::Adopted(e) => eprintln!(
             "migrated {}: {} recorded as the genesis policy at entry {} ({}), adopted at migration; the {} entries before it are judged by it",
@@ -340,7 +331,7 @@ pub fn init(
         store.schema_version()?
     );
     let genesis = match crate::workflow::adopt_genesis(&store, &text, &who, now)
-        .map_err(decide_error)?
+        .map_err(CliError::from)?
     {
         GenesisOutcome::Adopted(e) => e,
         GenesisOutcome::AlreadyAdopted => {

@@ -607,15 +607,11 @@ async fn context(
             )
         })?;
         let entries = s.store.decision_entries(&id)?;
-        let policy_head = s
-            .store
-            .policy_entries(0)?
-            .last()
-            .map(|e| crate::store::Head {
-                seq: e.seq,
-                hash: Some(e.hash.clone()),
-            })
-            .unwrap_or_else(crate::store::Head::empty);
+        let in_force = s.in_force()?;
+        let policy_head = crate::store::Head {
+            seq: in_force.book.current().seq,
+            hash: Some(in_force.book.current().hash.clone()),
+        };
         Ok(axum::Json(WireContext {
             head,
             current: (&cr.current).into(),
