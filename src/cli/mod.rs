@@ -836,7 +836,7 @@ fn show(
     let is_current = rev.revision == cr.current.revision;
     let decisions = store.decisions(id)?;
     let e = evaluate_in(&rev.cr, &rev.digest, &decisions, &book);
-    let changes = policy_cmds::proposal_changes(&book, &rev.cr);
+    let changes = crate::domain::policy_diff::proposal_changes(book.policy(), &rev.cr);
     if json {
         let mut detail =
             views::Detail::new(&rev, cr.first_submitted_at, is_current, &revisions, &e);

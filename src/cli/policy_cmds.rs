@@ -620,8 +620,7 @@ pub fn propose(
         ProposeError::Store(e) => e.into(),
         ProposeError::NoOutcome => CliError::environment(e.to_string()),
     })?;
-    let (new, _) = parse_policy(&text).map_err(|_| CliError::refused("the policy is invalid"))?;
-    let changes = diff(book.policy(), &new);
+    let changes = &proposed.changes;
     let what = match &proposed.outcome {
         crate::store::SubmitOutcome::Created {
             revision, digest, ..
@@ -643,7 +642,7 @@ pub fn propose(
         changes.len(),
         book.current().version
     );
-    for c in &changes {
+    for c in changes {
         s.push_str(&format!("  {}\n", sanitize(&c.to_string())));
     }
     s.push_str(&format!(
@@ -666,16 +665,6 @@ pub fn propose(
 pub fn allowed_signers(paths: &Paths, out: &mut dyn Write) -> Result<(), CliError> {
     let book = load_book(paths)?;
     write_out(out, &crate::audit::keys::allowed_signers(book.policy()))
-}
-
-/// For `show POL-N`: what the proposal changes against the policy in force.
-pub fn proposal_changes(
-    book: &PolicyBook,
-    cr: &crate::domain::change_request::ChangeRequest,
-) -> Option<Vec<PolicyChange>> {
-    let proposal = cr.policy.as_ref()?;
-    let (new, _) = parse_policy(&proposal.text).ok()?;
-    Some(diff(book.policy(), &new))
 }
 
 /// Rewrites the policy file beside a local store after an adoption.

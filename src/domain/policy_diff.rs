@@ -354,6 +354,17 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<PolicyChange> {
     d.0
 }
 
+/// What a `policy`-gate CR proposes against `current`; `None` for any other CR (or a
+/// proposal whose text no longer reads).
+pub fn proposal_changes(
+    current: &Policy,
+    cr: &crate::domain::change_request::ChangeRequest,
+) -> Option<Vec<PolicyChange>> {
+    let proposal = cr.policy.as_ref()?;
+    let (new, _) = crate::domain::policy::parse_policy(&proposal.text).ok()?;
+    Some(diff(current, &new))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -235,11 +235,8 @@ pub fn load_detail(store: &dyn Store, book: &PolicyBook, id: &str) -> Result<Det
     // Each signature is checked with the keys in force when it was made.
     let keyrings = crate::audit::policy_log::Keyrings::new(book);
     let entries = store.decision_entries(id).map_err(|e| e.to_string())?;
-    let policy_changes = cr.current.cr.policy.as_ref().and_then(|p| {
-        crate::domain::policy::parse_policy(&p.text)
-            .ok()
-            .map(|(new, _)| crate::domain::policy_diff::diff(book.policy(), &new))
-    });
+    let policy_changes =
+        crate::domain::policy_diff::proposal_changes(book.policy(), &cr.current.cr);
     let decisions = entries
         .iter()
         .zip(decisions)

@@ -108,6 +108,8 @@ pub struct Proposed {
     pub id: String,
     /// What the store did (created, revised, unchanged).
     pub outcome: SubmitOutcome,
+    /// What it changes against the policy in force.
+    pub changes: Vec<crate::domain::policy_diff::PolicyChange>,
 }
 
 /// Why a proposal was not stored.
@@ -217,17 +219,15 @@ pub fn propose_policy(
                     .into(),
         })
     })?;
-    let changes: Vec<String> = crate::domain::policy_diff::diff(book.policy(), &proposed)
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
+    let changes = crate::domain::policy_diff::diff(book.policy(), &proposed);
+    let lines: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
     let document = proposal_document(
         &ProposalInput {
             id: &id,
             proposer,
             text,
             rationale,
-            changes: &changes,
+            changes: &lines,
             at: now,
         },
         book,
@@ -246,7 +246,11 @@ pub fn propose_policy(
         .into_iter()
         .next()
         .ok_or(ProposeError::NoOutcome)?;
-    Ok(Proposed { id, outcome })
+    Ok(Proposed {
+        id,
+        outcome,
+        changes,
+    })
 }
 
 /// The first free `POL-N` (numbering starts at 2: the genesis is version 1).
