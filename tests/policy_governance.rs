@@ -1118,3 +1118,41 @@ fn a_submission_migrates_an_old_store_when_its_submitter_can_sign() {
     assert_eq!(v["unmigrated"], false);
     assert_eq!(v["policies"][0]["migration"], true);
 }
+
+#[test]
+fn a_reviewer_who_leaves_keeps_the_sign_offs_they_gave() {
+    let home = Home::demo();
+    home.decide(
+        "devi",
+        "approve",
+        "CR-1042",
+        &[
+            "--tick",
+            "privacy",
+            "--tick",
+            "rollback",
+            "--rationale",
+            "shifts explained",
+        ],
+    )
+    .ok();
+    // devi leaves: her principal is removed from the policy, noor takes over her role.
+    let text = home.policy_text();
+    let start = text.find("[[principals]]\nid = \"devi\"").unwrap();
+    let end = start + 1 + text[start + 1..].find("[[principals]]").unwrap();
+    let without_devi = format!("{}{}", &text[..start], &text[end..]).replace(
+        "roles = [\"lead\"]",
+        "roles = [\"lead\", \"risk-reviewer\"]",
+    );
+    home.adopt_policy(&without_devi, "devi left the company");
+    let shown = home.run(&["show", "CR-1042", "--json"]).ok().json();
+    assert_eq!(shown["signoffs"]["obtained"], 1, "{shown}");
+    assert_eq!(shown["decisions"][0]["principal"], "devi");
+    assert!(shown["discounted_decisions"].as_array().unwrap().is_empty());
+    home.verified_entries();
+    // ...and she can no longer sign.
+    assert_refusal(
+        &home.decide("devi", "reject", "CR-1044", &["--rationale", "x"]),
+        &["is not in the policy"],
+    );
+}
