@@ -75,7 +75,8 @@ impl Rig {
             "~/.local/share/tollgate/tollgate.db".into(),
             now(),
         );
-        let shared = Shared::new(Arc::new(store), book, identity, None, None);
+        let shared = Shared::new(Arc::new(store), book, identity, None, None)
+            .with_policy_file(dir.path().join("t.policy.toml"));
         let mut rig = Rig {
             _dir: dir,
             shared,
@@ -740,6 +741,11 @@ fn a_lead_reviews_and_completes_a_policy_change_at_the_keyboard() {
     );
     assert_eq!(rig.shared.book().current().version, 2);
     assert_eq!(rig.app.policy.emergency.on_call, ["lena"]);
+    assert_eq!(
+        std::fs::read_to_string(rig._dir.path().join("t.policy.toml")).unwrap(),
+        proposed,
+        "the file beside the store is the adopted text"
+    );
     assert!(
         tollgate::store::verify_log(rig.shared.store.as_ref(), &Default::default())
             .unwrap()

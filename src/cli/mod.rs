@@ -645,16 +645,8 @@ pub fn open_store(paths: &Paths) -> Result<Box<dyn Store>, CliError> {
 /// Writes `text` to `path` through a temporary file and a rename, so a crash never leaves
 /// a half-written policy behind.
 fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
-    let tmp = path.with_extension("toml.tmp");
-    let fail =
-        |e: std::io::Error| CliError::environment(format!("cannot write {}: {e}", path.display()));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
-    f.write_all(text.as_bytes()).map_err(fail)?;
-    f.sync_all().map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    crate::workflow::write_policy_file(path, text)
+        .map_err(|e| CliError::environment(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Reads, validates and checks a batch; returns the submissions or every problem found.

@@ -672,7 +672,10 @@ pub fn write_adopted(paths: &Paths, adoption: &LogEntry) -> Result<(), CliError>
     if paths.remote.is_some() {
         return Ok(());
     }
-    let record = crate::audit::policy_log::AdoptionRecord::parse(&adoption.body)
-        .map_err(|e| CliError::environment(e.to_string()))?;
-    super::write_atomically(&paths.policy, &record.policy_text)
+    crate::workflow::write_adopted_policy(&paths.policy, adoption).map_err(|e| {
+        CliError::environment(format!(
+            "the policy was adopted in the log, but {} could not be rewritten: {e}",
+            paths.policy.display()
+        ))
+    })
 }

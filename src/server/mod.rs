@@ -141,11 +141,8 @@ impl ServerState {
     }
 
     /// After an adoption: the file beside the store gets the adopted text verbatim.
-    fn write_policy_file(&self, text: &str) {
-        let tmp = self.policy_file.with_extension("toml.tmp");
-        let written =
-            std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &self.policy_file));
-        if let Err(e) = written {
+    fn write_policy_file(&self, adoption: &LogEntry) {
+        if let Err(e) = crate::workflow::write_adopted_policy(&self.policy_file, adoption) {
             eprintln!(
                 "warning: the policy was adopted in the log, but {} could not be rewritten: {e}",
                 self.policy_file.display()
@@ -982,10 +979,8 @@ async fn post_decision(
                 adoption,
             })
         })?;
-        if let Some(a) = &appended.adoption
-            && let Ok(r) = AdoptionRecord::parse(&a.body)
-        {
-            s.write_policy_file(&r.policy_text);
+        if let Some(a) = &appended.adoption {
+            s.write_policy_file(a);
             s.in_force()?;
         }
         Ok((StatusCode::CREATED, axum::Json(appended)).into_response())

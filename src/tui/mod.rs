@@ -58,6 +58,9 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// The policy history read from the store's log; its latest version is in force.
     book: std::sync::RwLock<Arc<PolicyBook>>,
+    /// The policy file beside a local store, rewritten when this TUI completes a policy
+    /// change (`None` with a team server, which rewrites its own).
+    policy_file: Option<PathBuf>,
     /// The signing identity, if the key maps to a principal.
     pub identity: Option<Arc<Identity>>,
     /// With a team server: decisions waiting to be delivered.
@@ -100,10 +103,17 @@ impl Shared {
         Shared {
             store,
             book: std::sync::RwLock::new(Arc::new(book)),
+            policy_file: None,
             identity,
             outbox,
             mlflow,
         }
+    }
+
+    /// Keeps the policy file beside a local store in step with the policy in force.
+    pub fn with_policy_file(mut self, path: PathBuf) -> Shared {
+        self.policy_file = Some(path);
+        self
     }
 
     /// The policy history as last read (its latest version is in force).
@@ -397,6 +407,11 @@ pub fn answer(
                             "; {} adopted at entry {}: the new policy is in force",
                             request.cr_id, a.seq
                         ));
+                        if let Some(file) = &shared.policy_file
+                            && let Err(e) = crate::workflow::write_adopted_policy(file, a)
+                        {
+                            signed.push_str(&format!("; ⚠ {} not rewritten: {e}", file.display()));
+                        }
                         adopted = Some(a.clone());
                     }
                     match &shared.mlflow {
@@ -524,7 +539,11 @@ pub fn run(opts: Options) -> Result<(), String> {
         None => None,
     };
     let policy = book.current().policy.clone();
-    let shared = Arc::new(Shared::new(store, book, identity, outbox, mlflow));
+    let mut shared = Shared::new(store, book, identity, outbox, mlflow);
+    if opts.paths.remote.is_none() {
+        shared = shared.with_policy_file(opts.paths.policy.clone());
+    }
+    let shared = Arc::new(shared);
     let mut app = App::new(settings, policy, signer, label, crate::config::now()?);
     if shared.outbox.is_some() {
         app.connection = "remote".into();

@@ -20,7 +20,7 @@ pub use emergency::{
 };
 pub use policy::{
     GenesisOutcome, ProposeError, Proposed, adopt_genesis, check_proposal_target, migrate,
-    propose_policy,
+    propose_policy, write_adopted_policy, write_policy_file,
 };
 pub use runner::{CommandOutcome, run_command};
 

@@ -18,6 +18,27 @@ use crate::store::local::LocalStore;
 use crate::store::{DecideError, Store, StoreError, Submission, SubmitOutcome};
 use chrono::{DateTime, Utc};
 
+/// Writes a policy file through a temporary file, an fsync and a rename, so a crash never
+/// leaves a half-written policy behind.
+pub fn write_policy_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("toml.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// After an adoption, the file beside the store is rewritten with the adopted text,
+/// verbatim: every face (CLI, TUI, server) keeps the copy in step this way.
+pub fn write_adopted_policy(path: &std::path::Path, adoption: &LogEntry) -> std::io::Result<()> {
+    let record = AdoptionRecord::parse(&adoption.body).map_err(std::io::Error::other)?;
+    write_policy_file(path, &record.policy_text)
+}
+
 /// What recording a genesis did.
 #[derive(Debug)]
 pub enum GenesisOutcome {
