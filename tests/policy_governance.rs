@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{DEMO_ENTRIES, Home, POLICY_CHANGE_ENTRIES, assert_refusal, ssh_sign};
+use common::{
+    DEMO_ENTRIES, Home, POLICY_CHANGE_ENTRIES, assert_refusal, ssh_fingerprint, ssh_sign,
+};
 use serde_json::{Value, json};
 
 /// The demo policy in force with marco off the on-call roster.
@@ -349,19 +351,7 @@ fn an_edited_policy_file_grants_nothing_locally_or_on_the_server() {
         .json()
         .unwrap();
     let digest = home.run(&["policy", "show", "--json"]).ok().json()["digest"].clone();
-    let fingerprint = String::from_utf8(
-        std::process::Command::new("ssh-keygen")
-            .args(["-l", "-E", "sha256", "-f"])
-            .arg(home.path("mallory.pub"))
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .split_whitespace()
-    .nth(1)
-    .unwrap()
-    .to_string();
+    let fingerprint = ssh_fingerprint(&home.path("mallory.pub"));
     let body = tollgate::audit::canonical::to_canonical_string(&json!({
         "type": "decision", "format": 1,
         "seq": ctx["head"]["seq"].as_u64().unwrap() + 1, "prev": ctx["head"]["hash"],
@@ -417,19 +407,7 @@ fn hand_signed_decision(
     let (seq, prev) = home.head();
     let shown = home.run(&["show", cr, "--json"]).ok().json();
     let key = home.demo_key(who);
-    let fp = String::from_utf8(
-        std::process::Command::new("ssh-keygen")
-            .args(["-l", "-E", "sha256", "-f"])
-            .arg(&key)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .split_whitespace()
-    .nth(1)
-    .unwrap()
-    .to_string();
+    let fp = ssh_fingerprint(&key);
     let body = tollgate::audit::canonical::to_canonical_string(&json!({
         "type": "decision", "format": 1, "seq": seq + 1, "prev": prev,
         "cr_id": cr, "cr_revision": shown["revision"], "cr_digest": shown["digest"],

@@ -368,6 +368,27 @@ pub fn ssh_sign(key: &Path, body: &str) -> String {
     std::fs::read_to_string(dir.path().join("body.sig")).unwrap()
 }
 
+/// The `SHA256:…` fingerprint `ssh-keygen -l` prints for a key (private or public file),
+/// as an auditor would compute it.
+pub fn ssh_fingerprint(key: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(key)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh-keygen is installed (.ci/run installs openssh-client)");
+    assert!(
+        out.status.success(),
+        "ssh-keygen -l: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("ssh-keygen -l prints bits, fingerprint, comment")
+        .to_string()
+}
+
 impl Home {
     /// Appends an entry straight into the store's SQLite file, past every check, as an
     /// attacker with write access to the file would (it continues the chain, so only
