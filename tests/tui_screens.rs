@@ -50,7 +50,7 @@ impl Rig {
         let mut batch = tollgate::demo::submissions();
         for doc in extra {
             let (cr, document) = parse_document(doc.to_string().as_bytes()).unwrap();
-            batch.push(Submission { cr, document });
+            batch.push(Submission::new(cr, document));
         }
         store.submit(&batch, now()).unwrap();
         let policy = book.current().policy.clone();

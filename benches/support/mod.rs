@@ -25,7 +25,7 @@ pub fn setup(dir: &std::path::Path) -> (LocalStore, PolicyBook) {
         .iter()
         .map(|(_, t)| {
             let (cr, document) = parse_document(t.as_bytes()).expect("fixture");
-            Submission { cr, document }
+            Submission::new(cr, document)
         })
         .collect();
     store.submit(&batch, Utc::now()).expect("submit");
@@ -190,7 +190,7 @@ pub fn submit_synthetic(store: &LocalStore, n: usize, now: chrono::DateTime<Utc>
                     (now - chrono::Duration::minutes((i % 20_000) as i64)).to_rfc3339()
                 );
                 let (cr, document) = parse_document(doc.to_string().as_bytes()).expect("valid");
-                Submission { cr, document }
+                Submission::new(cr, document)
             })
             .collect();
         store.submit(&batch, now).expect("submit");

@@ -58,7 +58,9 @@ impl CliError {
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotInitialised { .. } => CliError::refused(e.to_string()),
+            StoreError::NotInitialised { .. } | StoreError::Moved { .. } => {
+                CliError::refused(e.to_string())
+            }
             other => CliError::environment(other.to_string()),
         }
     }
@@ -687,7 +689,7 @@ fn read_batch(files: &[PathBuf]) -> Result<Vec<Submission>, CliError> {
                     ));
                     continue;
                 }
-                batch.push((name, Submission { cr, document }));
+                batch.push((name, Submission::new(cr, document)));
             }
             Err(e) => problems.extend(e.problems.iter().map(|p| format!("{name}: {p}"))),
         }
@@ -944,7 +946,7 @@ fn demo_store(
             CliError::environment(format!("built-in sample {name} is invalid: {e}"))
         })?;
         if store.get(&cr.id)?.is_none() {
-            batch.push(Submission { cr, document });
+            batch.push(Submission::new(cr, document));
         }
     }
     let added = store.submit(&batch, now)?.len();

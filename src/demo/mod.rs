@@ -125,7 +125,7 @@ pub fn submissions() -> Vec<crate::store::Submission> {
     FIXTURES
         .iter()
         .map(|(name, text)| match parse_document(text.as_bytes()) {
-            Ok((cr, document)) => crate::store::Submission { cr, document },
+            Ok((cr, document)) => crate::store::Submission::new(cr, document),
             Err(e) => panic!("built-in fixture {name} is invalid:\n{e}"),
         })
         .collect()

@@ -187,7 +187,10 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        match e {
+            StoreError::Moved { .. } => ApiError::new(StatusCode::CONFLICT, "moved", e.to_string()),
+            e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
     }
 }
 
@@ -500,7 +503,7 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiR
                 if batch.iter().any(|b| b.cr.id == cr.id) {
                     problems.push(format!("[{i}] $.id: {} appears twice in the batch", cr.id));
                 }
-                batch.push(Submission { cr, document });
+                batch.push(Submission::new(cr, document));
             }
             Err(e) => problems.extend(e.problems.iter().map(|p| format!("[{i}] {p}"))),
         }
@@ -515,23 +518,26 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiR
         return Err(err);
     }
     let outcomes = blocking(move || {
+        let mut batch = batch;
         // A policy change is checked as a proposal by the token's principal, against the
         // policy in force: the server builds nothing on the client's word.
         if batch.iter().any(|b| b.cr.gate == Gate::Policy) {
             let in_force = s.in_force()?;
-            for b in batch.iter().filter(|b| b.cr.gate == Gate::Policy) {
+            for b in batch.iter_mut().filter(|b| b.cr.gate == Gate::Policy) {
                 crate::domain::policy_change::check_proposal(&b.cr, &who, &in_force.book)
                     .map_err(ApiError::refused)?;
-                crate::workflow::check_proposal_target(s.store.as_ref(), &in_force.book, &b.cr)
-                    .map_err(|e| match e {
-                        crate::workflow::ProposeError::Refused(r) => ApiError::refused(r),
-                        crate::workflow::ProposeError::Store(e) => e.into(),
-                        crate::workflow::ProposeError::NoOutcome => ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "internal",
-                            e.to_string(),
-                        ),
-                    })?;
+                let expected =
+                    crate::workflow::check_proposal_target(s.store.as_ref(), &in_force.book, &b.cr)
+                        .map_err(|e| match e {
+                            crate::workflow::ProposeError::Refused(r) => ApiError::refused(r),
+                            crate::workflow::ProposeError::Store(e) => e.into(),
+                            crate::workflow::ProposeError::NoOutcome => ApiError::new(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "internal",
+                                e.to_string(),
+                            ),
+                        })?;
+                b.expect_revision = Some(expected);
             }
         }
         let now = crate::config::now().unwrap_or_else(|_| chrono::Utc::now());

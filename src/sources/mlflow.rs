@@ -678,7 +678,7 @@ pub fn sync(
             }
         };
         match parse_document(doc.to_string().as_bytes()) {
-            Ok((cr, document)) => batch.push(Submission { cr, document }),
+            Ok((cr, document)) => batch.push(Submission::new(cr, document)),
             Err(e) => report.skipped.push((
                 v.label(),
                 e.problems.iter().map(|p| p.to_string()).collect(),

@@ -436,6 +436,16 @@ impl Store for LocalStore {
                 )
                 .optional()
                 .map_err(self.sql_err(format!("reading {id}")))?;
+            if let Some(expected) = s.expect_revision {
+                let found = current.as_ref().map_or(0, |(revision, _)| *revision);
+                if found != expected {
+                    return Err(StoreError::Moved {
+                        id: id.clone(),
+                        expected,
+                        found,
+                    });
+                }
+            }
             let outcome = match current {
                 Some((revision, old)) if old == new_digest => SubmitOutcome::Unchanged {
                     id: id.clone(),
@@ -939,7 +949,7 @@ mod tests {
 
     fn submission(i: usize) -> Submission {
         let (cr, document) = parse_document(demo::FIXTURES[i].1.as_bytes()).unwrap();
-        Submission { cr, document }
+        Submission::new(cr, document)
     }
 
     #[test]
@@ -1080,5 +1090,50 @@ mod tests {
             store.list().unwrap().is_empty(),
             "CR-1042 must not be stored alone"
         );
+    }
+
+    /// Two writers checked "POL-3 is free" (or "still at revision 1") at the same time: the
+    /// store, not the check, decides which one lands, and the other stores nothing.
+    #[test]
+    fn a_submission_overtaken_by_another_writer_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::create(&dir.path().join("t.db")).unwrap();
+        store
+            .submit(&[submission(0).expecting(0)], Utc::now())
+            .unwrap();
+        let head = store.recorded_head().unwrap();
+
+        let mut revised = submission(0);
+        revised.document["title"] = "someone else's".into();
+        let err = store
+            .submit(&[submission(1), revised.clone().expecting(0)], Utc::now())
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Moved { id, expected: 0, found: 1 } if id == "CR-1042"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("nothing was stored"), "{err}");
+        assert_eq!(store.recorded_head().unwrap(), head, "the log did not move");
+        assert!(
+            store.get("CR-1043").unwrap().is_none(),
+            "the batch rolled back"
+        );
+        assert_eq!(store.revisions("CR-1042").unwrap().len(), 1);
+
+        let landed = store
+            .submit(&[revised.clone().expecting(1)], Utc::now())
+            .unwrap();
+        assert!(matches!(
+            landed[0],
+            SubmitOutcome::Revised { revision: 2, .. }
+        ));
+        assert!(matches!(
+            store.submit(&[revised.expecting(1)], Utc::now()),
+            Err(StoreError::Moved {
+                expected: 1,
+                found: 2,
+                ..
+            })
+        ));
     }
 }

@@ -24,6 +24,27 @@ pub struct Submission {
     pub cr: ChangeRequest,
     /// The whole document, unknown fields included.
     pub document: Value,
+    /// The revision the submitter checked against (0: the id must be new). Checked in the
+    /// store's write transaction, so a check made before it (e.g. "POL-3 is free", "POL-3
+    /// is mine and still open") cannot be overtaken by a concurrent writer.
+    pub expect_revision: Option<u32>,
+}
+
+impl Submission {
+    /// A submission stored whatever the CR's current revision is (sources resubmit freely).
+    pub fn new(cr: ChangeRequest, document: Value) -> Self {
+        Submission {
+            cr,
+            document,
+            expect_revision: None,
+        }
+    }
+
+    /// Only if the CR is still at `revision` (0: does not exist yet).
+    pub fn expecting(mut self, revision: u32) -> Self {
+        self.expect_revision = Some(revision);
+        self
+    }
 }
 
 /// One stored revision of a CR.
@@ -160,6 +181,18 @@ pub enum StoreError {
         status: u16,
         /// The server's explanation.
         detail: String,
+    },
+    /// A submission's expected revision was overtaken by another writer: nothing was stored.
+    #[error(
+        "{id} is at revision {found}, not {expected}: someone changed it meanwhile; nothing was stored, look again and retry"
+    )]
+    Moved {
+        /// CR id.
+        id: String,
+        /// The revision the submitter expected (0: none).
+        expected: u32,
+        /// The revision found (0: none).
+        found: u32,
     },
     /// Stored content no longer reads as a valid document (the file was edited outside tollgate).
     #[error(

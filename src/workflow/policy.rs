@@ -151,12 +151,14 @@ pub enum ProposeError {
 
 /// Whether `cr` may be stored as a proposal: a new `POL-N`, or a new revision of an open
 /// proposal by the same proposer (never of one already adopted, never of another kind of
-/// CR). The local writer and the server both ask.
+/// CR). The local writer and the server both ask. Returns the revision the check was made
+/// against (0: a new id), for `Submission::expecting`, so the store refuses the proposal
+/// if another writer got there between this check and the write.
 pub fn check_proposal_target(
     store: &dyn Store,
     book: &PolicyBook,
     cr: &crate::domain::change_request::ChangeRequest,
-) -> Result<(), ProposeError> {
+) -> Result<u32, ProposeError> {
     let refuse = |rule: &'static str, message: String, remedy: &str| {
         Err(ProposeError::Refused(Refusal {
             rule,
@@ -177,7 +179,7 @@ pub fn check_proposal_target(
         );
     }
     let Some(existing) = store.get(&cr.id)? else {
-        return Ok(());
+        return Ok(0);
     };
     let old = &existing.current.cr;
     if old.gate != Gate::Policy {
@@ -209,7 +211,7 @@ pub fn check_proposal_target(
             "propose a new change",
         );
     }
-    Ok(())
+    Ok(existing.current.revision)
 }
 
 /// Proposes `text` as the next policy: validates it (valid, governable, a change),
@@ -224,10 +226,36 @@ pub fn propose_policy(
     revise: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Proposed, ProposeError> {
-    let id = match revise {
-        Some(id) => id.to_string(),
-        None => next_id(store)?,
-    };
+    /// Two proposers may pick the same free number at once; the store refuses the later
+    /// one (`Moved`), which then takes the next free number. Bounded, not a spin.
+    const ATTEMPTS: usize = 3;
+    let mut attempt = 1;
+    loop {
+        let id = match revise {
+            Some(id) => id.to_string(),
+            None => next_id(store)?,
+        };
+        match propose_as(store, book, &id, proposer, text, rationale, now) {
+            Err(ProposeError::Store(StoreError::Moved { .. }))
+                if revise.is_none() && attempt < ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One attempt of `propose_policy` under a chosen id.
+fn propose_as(
+    store: &dyn Store,
+    book: &PolicyBook,
+    id: &str,
+    proposer: &str,
+    text: &str,
+    rationale: &str,
+    now: DateTime<Utc>,
+) -> Result<Proposed, ProposeError> {
     let (proposed, _) = crate::domain::policy::parse_policy(text).map_err(|report| {
         ProposeError::Refused(Refusal {
             rule: "policy-invalid",
@@ -244,7 +272,7 @@ pub fn propose_policy(
     let lines: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
     let document = proposal_document(
         &ProposalInput {
-            id: &id,
+            id,
             proposer,
             text,
             rationale,
@@ -261,14 +289,14 @@ pub fn propose_policy(
         })
     })?;
     check_proposal(&cr, proposer, book).map_err(ProposeError::Refused)?;
-    check_proposal_target(store, book, &cr)?;
+    let expected = check_proposal_target(store, book, &cr)?;
     let outcome = store
-        .submit(&[Submission { cr, document }], now)?
+        .submit(&[Submission::new(cr, document).expecting(expected)], now)?
         .into_iter()
         .next()
         .ok_or(ProposeError::NoOutcome)?;
     Ok(Proposed {
-        id,
+        id: id.to_string(),
         outcome,
         changes,
     })
