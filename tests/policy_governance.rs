@@ -297,19 +297,12 @@ fn proposals_that_break_governance_are_refused_with_the_rule_and_the_remedy() {
 fn an_edited_policy_file_grants_nothing_locally_or_on_the_server() {
     let home = Home::demo();
     // An attacker with write access to the file adds themselves as a reviewer.
-    let key = home.path("mallory");
-    let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "mallory", "-f"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let line = std::fs::read_to_string(home.path("mallory.pub")).unwrap();
+    let (key, line) = home.ssh_keygen("mallory");
     let policy = home.path("tollgate.policy.toml");
     let mut text = std::fs::read_to_string(&policy).unwrap();
     text.push_str(&format!(
         "\n[[principals]]\nid = \"mallory\"\nname = \"Mallory\"\nroles = [\"risk-reviewer\", \"approver\"]\nkeys = [\"{}\"]\n",
-        line.trim()
+        line
     ));
     std::fs::write(&policy, &text).unwrap();
     home.run(&["policy", "check"]).ok();
@@ -558,6 +551,56 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
         ],
     );
 
+    // Forced into a store: sofia's genuine approval completing POL-2, then an adoption of
+    // its exact text whose allowed_signers slip in a key the text does not list (what an
+    // auditor checking with stock tools would trust).
+    let home = Home::demo();
+    let text = without_marco_on_call(&home);
+    home.run(&[
+        "--as",
+        "marco",
+        "policy",
+        "propose",
+        &home.write("r.toml", text.as_bytes()),
+    ])
+    .ok();
+    home.approve_as_lead("lena", "POL-2").ok();
+    let in_force = in_force_of(&home);
+    let (approval, approval_sig) =
+        hand_signed_decision(&home, "sofia", "POL-2", "approve", "lead", &in_force);
+    home.force_append("decision", Some("POL-2"), "sofia", &approval, &approval_sig);
+    let (seq, prev) = home.head();
+    let (_, mallory) = home.ssh_keygen("mallory");
+    let (algo_and_key, _comment) = mallory.rsplit_once(' ').unwrap();
+    let slipped = format!(
+        "{}mallory namespaces=\"tollgate\" {algo_and_key}\n",
+        signers(&text)
+    );
+    let body = tollgate::audit::canonical::to_canonical_string(&json!({
+        "type": "policy-adopted", "format": 1, "seq": seq + 1, "prev": prev, "version": 2,
+        "policy_text": text, "policy_digest": tollgate::audit::canonical::sha256_digest(text.as_bytes()),
+        "allowed_signers": slipped,
+        "previous_digest": in_force, "cr_id": "POL-2", "cr_revision": 1,
+        "cr_digest": home.run(&["show", "POL-2", "--json"]).ok().json()["digest"],
+        "migration": false, "principal": "sofia",
+        "key_fingerprint": ssh_fingerprint(&home.demo_key("sofia")),
+        "at": "2026-11-27T10:00:00.000000Z",
+    }));
+    let forced = home.force_append(
+        "policy-adopted",
+        Some("POL-2"),
+        "sofia",
+        &body,
+        &ssh_sign(&home.demo_key("sofia"), &body),
+    );
+    assert_refusal(
+        &home.run(&["verify"]),
+        &[
+            &format!("FAILED at entry {forced} (policy-adopted on POL-2)"),
+            "allowed_signers are not the keys of the policy it adopts",
+        ],
+    );
+
     // Forced into a store: a decision signed under a policy that was not in force.
     let home = Home::demo();
     let (body, sig) = hand_signed_decision(
@@ -681,15 +724,8 @@ fn a_revoked_key_is_named_for_every_entry_it_signed_after_its_revocation() {
     // devi's key leaked: the change replaces it and revokes the old one from the entry
     // where the leak began.
     let old = std::fs::read_to_string(home.path("tollgate.demo-keys/devi.pub")).unwrap();
-    let new_key = home.path("devi-new");
-    let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "devi-new", "-f"])
-        .arg(&new_key)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let new_line = std::fs::read_to_string(home.path("devi-new.pub")).unwrap();
-    let text = home.policy_text().replace(old.trim(), new_line.trim())
+    let (new_key, new_line) = home.ssh_keygen("devi-new");
+    let text = home.policy_text().replace(old.trim(), &new_line)
         + &format!(
             "\n[[revoked_keys]]\nkey = \"{}\"\nsince_entry = {leaked_at}\nreason = \"laptop stolen\"\n",
             old.trim()
@@ -899,18 +935,9 @@ fn an_export_spanning_a_policy_change_is_checked_by_its_own_script() {
     .ok();
     // devi rotates to a new key through a policy change, then signs with it.
     let old = std::fs::read_to_string(home.path("tollgate.demo-keys/devi.pub")).unwrap();
-    let new_key = home.path("devi-new");
-    assert!(
-        std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "devi-new", "-f"])
-            .arg(&new_key)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let new_line = std::fs::read_to_string(home.path("devi-new.pub")).unwrap();
+    let (new_key, new_line) = home.ssh_keygen("devi-new");
     home.adopt_policy(
-        &home.policy_text().replace(old.trim(), new_line.trim()),
+        &home.policy_text().replace(old.trim(), &new_line),
         "devi rotates her key",
     );
     home.run(&[

@@ -89,7 +89,7 @@ pub struct BookError {
 }
 
 /// Reads one adoption entry into a policy version: the body parses, its text is a valid
-/// policy and hashes to the digest it names. (The rules that decide whether the adoption
+/// policy, hashes to the digest it names, and its `allowed_signers` are that policy's keys. (The rules that decide whether the adoption
 /// was *allowed* are `verify`'s and the writer's; this is what every reader relies on.)
 pub fn version_from_entry(e: &LogEntry) -> Result<PolicyVersion, BookError> {
     let fail = |detail: String| BookError { seq: e.seq, detail };
@@ -107,6 +107,13 @@ pub fn version_from_entry(e: &LogEntry) -> Result<PolicyVersion, BookError> {
             report.to_string().trim()
         ))
     })?;
+    // Auditors check signatures with these lines and stock tools alone, so they must be
+    // exactly the keys of the text adopted, not keys the signer slipped in beside it.
+    if r.allowed_signers != super::keys::allowed_signers(&policy) {
+        return Err(fail(
+            "its allowed_signers are not the keys of the policy it adopts".into(),
+        ));
+    }
     let at = DateTime::parse_from_rfc3339(&r.at)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|x| fail(format!("bad time {:?}: {x}", r.at)))?;

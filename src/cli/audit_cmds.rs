@@ -71,13 +71,13 @@ pub fn verify(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
+    let unmigrated = super::policy_cmds::book_for_verify(paths, store.as_ref())?;
     let started = Instant::now();
     let report = crate::store::verify_log(
         &store,
         &crate::store::VerifyOptions {
-            unmigrated_policy: book.is_provisional().then(|| book.policy()),
+            unmigrated_policy: unmigrated.as_ref().map(|b| b.policy()),
             ..opts
         },
     )?;

@@ -70,6 +70,23 @@ pub fn load_book(paths: &Paths) -> Result<PolicyBook, CliError> {
     local_book(&store, paths)
 }
 
+/// What `verify` needs besides the log: nothing when the log adopted a policy (verify
+/// rebuilds the history itself and names an adoption that does not read, which loading
+/// the book would refuse before verify could say where), else the file that judges an
+/// unmigrated store.
+pub fn book_for_verify(paths: &Paths, store: &dyn Store) -> Result<Option<PolicyBook>, CliError> {
+    let entries = store.policy_entries(0)?;
+    if entries.is_empty() {
+        return load_book(paths).map(Some);
+    }
+    if paths.remote.is_none()
+        && let Ok(Some(book)) = extend_book(None, &entries)
+    {
+        compare_file(&book, &paths.policy);
+    }
+    Ok(None)
+}
+
 fn book_error(e: crate::audit::policy_log::BookError) -> CliError {
     CliError::environment(e.to_string())
 }

@@ -368,6 +368,27 @@ pub fn ssh_sign(key: &Path, body: &str) -> String {
     std::fs::read_to_string(dir.path().join("body.sig")).unwrap()
 }
 
+impl Home {
+    /// A new passphrase-less ed25519 key made by `ssh-keygen` in the home, commented with
+    /// `name`: its path and its public key line.
+    pub fn ssh_keygen(&self, name: &str) -> (PathBuf, String) {
+        let key = self.path(name);
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&key)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh-keygen is installed (.ci/run installs openssh-client)");
+        assert!(
+            out.status.success(),
+            "ssh-keygen -t ed25519: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = std::fs::read_to_string(self.path(&format!("{name}.pub"))).unwrap();
+        (key, line.trim().to_string())
+    }
+}
+
 /// The `SHA256:…` fingerprint `ssh-keygen -l` prints for a key (private or public file),
 /// as an auditor would compute it.
 pub fn ssh_fingerprint(key: &Path) -> String {
