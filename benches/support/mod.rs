@@ -358,7 +358,7 @@ pub fn store_with_policy_changes(
             version: book.current().version + 1,
             policy_text: text.clone(),
             policy_digest: sha256_digest(text.as_bytes()),
-            allowed_signers: AdoptionRecord::signers_of(
+            allowed_signers: tollgate::audit::keys::allowed_signers(
                 &tollgate::domain::policy::parse_policy(&text)
                     .expect("policy")
                     .0,

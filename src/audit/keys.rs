@@ -333,11 +333,13 @@ pub fn revoked_fingerprints(policy: &Policy) -> Result<Vec<String>, KeyLineError
         .collect()
 }
 
-/// Every key line of a policy parses as an OpenSSH public key: what a writer checks
-/// before adopting a policy (the policy parser checks the lines' shape only).
-pub fn check_policy_keys(policy: &Policy) -> Result<(), KeyLineError> {
-    Keyring::from_policy(policy)?;
-    revoked_fingerprints(policy).map(|_| ())
+/// Every key line of a policy, revoked ones included, parses as an OpenSSH public key:
+/// what a writer checks before adopting a policy (the policy parser checks the lines'
+/// shape only). Returns the policy's keyring.
+pub fn check_policy_keys(policy: &Policy) -> Result<Keyring, KeyLineError> {
+    let keyring = Keyring::from_policy(policy)?;
+    revoked_fingerprints(policy)?;
+    Ok(keyring)
 }
 
 /// The base64 payload of an armored signature, whatever its line width.

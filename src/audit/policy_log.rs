@@ -56,11 +56,6 @@ pub struct AdoptionRecord {
 }
 
 impl AdoptionRecord {
-    /// The `allowed_signers` an adoption of `policy` records.
-    pub fn signers_of(policy: &crate::domain::policy::Policy) -> String {
-        super::keys::allowed_signers(policy)
-    }
-
     /// The canonical body bytes to hash and sign.
     pub fn body(&self) -> String {
         // A struct of strings, integers and options always serialises.
@@ -181,14 +176,7 @@ impl<'a> Keyrings<'a> {
 
     /// The keyring in force at log position `seq`.
     pub fn at(&self, seq: u64) -> &super::keys::Keyring {
-        let version = self.book.in_force_at(seq);
-        let i = self
-            .book
-            .versions()
-            .iter()
-            .position(|v| v.seq == version.seq)
-            .unwrap_or(0);
-        &self.rings[i]
+        &self.rings[self.book.index_in_force_at(seq)]
     }
 
     /// Checks a signed entry's signature with the keys in force at its position.

@@ -555,11 +555,19 @@ impl<'a> Verifier<'a> {
                 }
             }
             EntryKind::PolicyAdopted => {
+                let record =
+                    AdoptionRecord::parse(&e.body).map_err(|d| ("malformed", d.to_string()))?;
                 let adopted = if genesis {
-                    self.check_genesis(e)?
+                    // Already read from this very entry to judge it.
+                    self.check_genesis(e, &record)?;
+                    judge
                 } else {
-                    self.check_change(e, &judge, who)?
+                    self.check_change(e, &record, &judge, who)?;
+                    let v = version_from_entry(e).map_err(|x| ("malformed", x.detail))?;
+                    Judge::adopted(v).map_err(|x| ("malformed", x.to_string()))?
                 };
+                crate::domain::policy_change::check_governable(&adopted.policy)
+                    .map_err(|r| ("policy-violation", r.message))?;
                 self.adopt(adopted)?;
             }
             EntryKind::CrSubmitted | EntryKind::CrRevised => {}
@@ -569,8 +577,7 @@ impl<'a> Verifier<'a> {
 
     /// The first adoption: version 1, replacing nothing, and (when it is not the first
     /// entry) marked as adopted at migration.
-    fn check_genesis(&self, e: &LogEntry) -> Result<PolicyVersion, Failure> {
-        let r = AdoptionRecord::parse(&e.body).map_err(|d| ("malformed", d.to_string()))?;
+    fn check_genesis(&self, e: &LogEntry, r: &AdoptionRecord) -> Result<(), Failure> {
         if let Some(want) = &self.expect_genesis
             && *want != e.hash
         {
@@ -600,10 +607,7 @@ impl<'a> Verifier<'a> {
                 },
             ));
         }
-        let v = version_from_entry(e).map_err(|x| ("malformed", x.detail))?;
-        crate::domain::policy_change::check_governable(&v.policy)
-            .map_err(|r| ("policy-violation", r.message))?;
-        Ok(v)
+        Ok(())
     }
 
     /// A change: the next version, replacing the policy in force, adopting exactly the
@@ -612,10 +616,10 @@ impl<'a> Verifier<'a> {
     fn check_change(
         &self,
         e: &LogEntry,
+        r: &AdoptionRecord,
         judge: &Judge,
         who: &str,
-    ) -> Result<PolicyVersion, Failure> {
-        let r = AdoptionRecord::parse(&e.body).map_err(|d| ("malformed", d.to_string()))?;
+    ) -> Result<(), Failure> {
         let violation = |d: String| ("policy-violation", d);
         let current = judge
             .version
@@ -698,13 +702,14 @@ impl<'a> Verifier<'a> {
                 eval.signoffs.missing_roles().join(", ")
             )));
         }
-        let v = version_from_entry(e).map_err(|x| ("malformed", x.detail))?;
-        crate::domain::policy_change::check_governable(&v.policy)
-            .map_err(|r| violation(r.message))?;
-        Ok(v)
+        Ok(())
     }
 
-    fn adopt(&mut self, v: PolicyVersion) -> Result<(), Failure> {
+    /// Puts a verified adoption in force for the entries after it.
+    fn adopt(&mut self, judge: Judge) -> Result<(), Failure> {
+        let Some(v) = judge.version.clone() else {
+            return Err(("malformed", "an adoption must adopt a version".into()));
+        };
         // A revocation that cannot be checked is a policy that cannot be trusted.
         let fingerprints =
             revoked_fingerprints(&v.policy).map_err(|x| ("malformed", x.to_string()))?;
@@ -717,10 +722,7 @@ impl<'a> Verifier<'a> {
                 seq: v.seq,
             });
         }
-        let judge = Judge::adopted(v).map_err(|x| ("malformed", x.to_string()))?;
-        if let Some(v) = &judge.version {
-            self.adopted.push(v.clone());
-        }
+        self.adopted.push(v);
         self.judge = Some(judge);
         self.before_genesis = false;
         Ok(())

@@ -105,8 +105,15 @@ impl PolicyBook {
     /// The version that judges an entry appended at log position `seq`: the latest one
     /// adopted before it (entries before a migration genesis are judged by the genesis).
     pub fn in_force_at(&self, seq: u64) -> &PolicyVersion {
-        let after = self.versions.partition_point(|v| v.seq < seq);
-        &self.versions[after.saturating_sub(1)]
+        &self.versions[self.index_in_force_at(seq)]
+    }
+
+    /// The index in [`PolicyBook::versions`] of the version in force at `seq`, for data
+    /// kept beside each version (e.g. its parsed keys).
+    pub fn index_in_force_at(&self, seq: u64) -> usize {
+        self.versions
+            .partition_point(|v| v.seq < seq)
+            .saturating_sub(1)
     }
 
     /// The version with this text digest.

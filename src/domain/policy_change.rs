@@ -71,8 +71,8 @@ pub fn check_governable(policy: &Policy) -> Result<(), Refusal> {
     )
 }
 
-/// Every problem of a policy text as one refusal.
-fn invalid(report: &PolicyReport) -> Refusal {
+/// Every problem of a proposed policy text as one refusal.
+pub fn invalid_policy(report: &PolicyReport) -> Refusal {
     Refusal {
         rule: "policy-invalid",
         message: format!(
@@ -87,7 +87,7 @@ fn invalid(report: &PolicyReport) -> Refusal {
 /// Parses a policy that is to be adopted (proposed, installed by `init`, or recorded
 /// at a migration): valid, and able to govern its own changes.
 pub fn check_adoptable(text: &str) -> Result<Policy, Refusal> {
-    let (policy, _) = parse_policy(text).map_err(|r| invalid(&r))?;
+    let (policy, _) = parse_policy(text).map_err(|r| invalid_policy(&r))?;
     check_governable(&policy)?;
     Ok(policy)
 }

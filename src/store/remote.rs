@@ -171,15 +171,6 @@ impl RemoteStore {
         }
     }
 
-    /// The policy text the server enforces.
-    pub fn policy_text(&self) -> Result<String, StoreError> {
-        let v: Value = self.get("/v1/policy")?;
-        v["text"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| self.unreachable("the server sent no policy text"))
-    }
-
     /// Position and hash of the server's latest `policy-adopted` entry.
     fn policy_head(&self) -> Result<Head, StoreError> {
         let v: Value = self.get("/v1/policy")?;

@@ -166,7 +166,7 @@ pub fn expected_adoption(
 /// The `allowed_signers` an adoption of this policy text records.
 fn signers_of(text: &str) -> Result<String, DecideError> {
     crate::domain::policy::parse_policy(text)
-        .map(|(p, _)| AdoptionRecord::signers_of(&p))
+        .map(|(p, _)| crate::audit::keys::allowed_signers(&p))
         .map_err(|r| {
             DecideError::Refused(crate::domain::rules::Refusal {
                 rule: "policy-invalid",

@@ -3,13 +3,13 @@
 
 use super::sign;
 use crate::audit::canonical::sha256_digest;
-use crate::audit::keys::{KeyLineError, Keyring, check_policy_keys};
+use crate::audit::keys::{KeyLineError, allowed_signers, check_policy_keys};
 use crate::audit::log::{BODY_FORMAT, EntryKind, LogEntry, time_text};
 use crate::audit::policy_log::AdoptionRecord;
 use crate::domain::change_request::{Gate, from_value};
 use crate::domain::policy_book::PolicyBook;
 use crate::domain::policy_change::{
-    ID_PREFIX, ProposalInput, check_adoptable, check_proposal, proposal_document,
+    ID_PREFIX, ProposalInput, check_adoptable, check_proposal, invalid_policy, proposal_document,
 };
 use crate::domain::rules::Refusal;
 use crate::domain::status::{Status, evaluate_in};
@@ -59,9 +59,7 @@ pub fn adopt_genesis(
     now: DateTime<Utc>,
 ) -> Result<GenesisOutcome, DecideError> {
     let policy = check_adoptable(text).map_err(DecideError::Refused)?;
-    let keyring =
-        Keyring::from_policy(&policy).map_err(|e| DecideError::Refused(invalid_key(&e)))?;
-    check_policy_keys(&policy).map_err(|e| DecideError::Refused(invalid_key(&e)))?;
+    let keyring = check_policy_keys(&policy).map_err(|e| DecideError::Refused(invalid_key(&e)))?;
     if keyring.principal_of(who.signer.public_key()) != Some(who.principal.id.as_str()) {
         return Err(DecideError::Refused(Refusal {
             rule: "genesis-signer",
@@ -82,7 +80,7 @@ pub fn adopt_genesis(
             version: 1,
             policy_text: text.to_string(),
             policy_digest: sha256_digest(text.as_bytes()),
-            allowed_signers: AdoptionRecord::signers_of(&policy),
+            allowed_signers: allowed_signers(&policy),
             previous_digest: None,
             cr_id: None,
             cr_revision: None,
@@ -256,18 +254,8 @@ fn propose_as(
     rationale: &str,
     now: DateTime<Utc>,
 ) -> Result<Proposed, ProposeError> {
-    let (proposed, _) = crate::domain::policy::parse_policy(text).map_err(|report| {
-        ProposeError::Refused(Refusal {
-            rule: "policy-invalid",
-            message: format!(
-                "the proposed policy is invalid:\n{}",
-                report.to_string().trim_end()
-            ),
-            remedy:
-                "fix it (`tollgate policy check FILE` lists every problem) and propose it again"
-                    .into(),
-        })
-    })?;
+    let (proposed, _) = crate::domain::policy::parse_policy(text)
+        .map_err(|report| ProposeError::Refused(invalid_policy(&report)))?;
     let changes = crate::domain::policy_diff::diff(book.policy(), &proposed);
     let lines: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
     let document = proposal_document(
