@@ -7,7 +7,7 @@ use crate::audit::keys::allowed_signers;
 use crate::audit::log::{EntryKind, LogEntry, VerifyReport};
 use crate::audit::policy_log::Keyrings;
 use crate::domain::emergency::Exception;
-use crate::domain::policy_book::PolicyBook;
+use crate::domain::policy_book::{PolicyBook, PolicyVersion};
 use crate::domain::status::{Evaluation, evaluate_in};
 use crate::store::{Store, StoredCr};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -468,10 +468,15 @@ pub fn build(
     entries.extend(adoptions.into_iter().filter(|a| a.seq <= last));
     entries.sort_by_key(|e| e.seq);
     entries.dedup_by_key(|e| e.seq);
-    let policies: Vec<PolicyFiles> = book
+    // The versions in force up to the last entry exported (at least the genesis).
+    let judged_by: Vec<&PolicyVersion> = book
         .versions()
         .iter()
         .filter(|v| v.seq <= last.max(book.genesis().seq))
+        .map(|v| &**v)
+        .collect();
+    let policies: Vec<PolicyFiles> = judged_by
+        .iter()
         .map(|v| PolicyFiles {
             version: v.version.max(1),
             text: v.text.clone(),
@@ -494,11 +499,7 @@ the text version N adopted; `policies/vN.allowed_signers` its keys.
         "| Version | Adopted at entry | By | From | Digest |"
     );
     let _ = writeln!(md_out, "|---|---|---|---|---|");
-    for v in book
-        .versions()
-        .iter()
-        .filter(|v| v.seq <= last.max(book.genesis().seq))
-    {
+    for v in &judged_by {
         let _ = writeln!(
             md_out,
             "| {} | {} | {} | {} | `{}` |",
@@ -541,7 +542,7 @@ the text version N adopted; `policies/vN.allowed_signers` its keys.
         "change_requests": json_crs,
         "exceptions": wanted,
         "entries": entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        "policies": book.versions().iter().filter(|v| v.seq <= last.max(book.genesis().seq)).map(|v| json!({
+        "policies": judged_by.iter().map(|v| json!({
             "version": v.version, "seq": v.seq, "hash": v.hash, "digest": v.digest,
             "adopted_by": v.adopted_by, "cr_id": v.cr_id, "migration": v.migration,
             "file": format!("policies/v{}.toml", v.version.max(1)),

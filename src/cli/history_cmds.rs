@@ -7,7 +7,7 @@ use crate::config::Paths;
 use crate::domain::text::{sanitize, truncate};
 use crate::export::{Selection, VERIFY_SCRIPT, build};
 use crate::history::{Filter, HistoryEntry, health, human_duration, load, to_csv};
-use crate::store::verify_log;
+use crate::store::{VerifyOptions, verify_log};
 use chrono::{DateTime, Utc};
 use std::io::Write;
 use std::path::Path;
@@ -36,7 +36,7 @@ pub fn history(
     let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
     let started = Instant::now();
-    let chain = verify_log(&store, &super::verify_options(&book))?;
+    let chain = verify_log(&store, &VerifyOptions::for_book(&book))?;
     let millis = started.elapsed().as_millis();
     let data = load(&store, &book, now).map_err(CliError::environment)?;
     let filter = Filter {
@@ -224,7 +224,7 @@ pub fn export(
 ) -> Result<(), CliError> {
     let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
-    let chain = verify_log(&store, &super::verify_options(&book))?;
+    let chain = verify_log(&store, &VerifyOptions::for_book(&book))?;
     let exceptions = crate::workflow::exceptions(&store).map_err(CliError::environment)?;
     let report =
         build(&store, &book, selection, &chain, &exceptions, now).map_err(CliError::refused)?;

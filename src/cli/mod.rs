@@ -624,15 +624,6 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
         .map_err(|e| CliError::environment(format!("cannot encode JSON output: {e}")))
 }
 
-/// Verification options for a store judged by `book`: the file stands in only while the
-/// log has adopted no policy.
-fn verify_options(book: &PolicyBook) -> crate::store::VerifyOptions<'_> {
-    crate::store::VerifyOptions {
-        unmigrated_policy: book.is_provisional().then(|| book.policy()),
-        ..Default::default()
-    }
-}
-
 /// Opens the store the invocation works on: the team server with `--remote`, else the
 /// local SQLite file.
 pub fn open_store(paths: &Paths) -> Result<Box<dyn Store>, CliError> {
@@ -921,7 +912,9 @@ fn demo_store(
             key: None,
             as_principal: Some(demo::GENESIS_SIGNER.into()),
         };
-        let (_, parsed) = policy_cmds::read_policy_file(&paths.policy)?;
+        let (parsed, _) = crate::domain::policy::parse_policy(&policy).map_err(|r| {
+            CliError::environment(format!("the built-in demo policy is invalid:\n{r}"))
+        })?;
         let who = crate::identity::identify(&lead, &paths.store, &parsed)
             .map_err(policy_cmds::identity_error)?;
         let genesis = crate::workflow::adopt_genesis(&store, &policy, &who, now)

@@ -126,13 +126,8 @@ pub fn file_notice(book: &PolicyBook, file: &Path) -> Option<String> {
     if book.is_provisional() {
         return None;
     }
-    let text = std::fs::read_to_string(file).ok()?;
     let current = book.current();
-    let differs = match parse_policy(&text) {
-        Ok((p, _)) => p != *current.policy,
-        Err(_) => true,
-    };
-    differs.then(|| {
+    (!file_reads_as_in_force(book, file)?).then(|| {
         format!(
             "{} differs from the policy in force (version {}, entry {}); propose it with `tollgate policy propose {}`, or restore it with `tollgate policy show --text > {}`. The policy in force applies.",
             file.display(),
@@ -450,14 +445,17 @@ struct FileState {
 }
 
 fn file_state(book: &PolicyBook, file: &Path) -> FileState {
-    let matches = std::fs::read_to_string(file)
-        .ok()
-        .and_then(|t| parse_policy(&t).ok())
-        .is_some_and(|(p, _)| p == *book.policy());
     FileState {
         path: file.display().to_string(),
-        matches,
+        matches: file_reads_as_in_force(book, file).unwrap_or(false),
     }
+}
+
+/// Whether the policy file reads the same as the policy in force (comments aside; a
+/// file that does not parse reads differently); `None` when there is no file to read.
+fn file_reads_as_in_force(book: &PolicyBook, file: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(file).ok()?;
+    Some(parse_policy(&text).is_ok_and(|(p, _)| p == *book.policy()))
 }
 
 /// `tollgate policy show [--json] [--text]`.
@@ -662,18 +660,15 @@ pub fn propose(
     for c in changes {
         s.push_str(&format!("  {}\n", sanitize(&c.to_string())));
     }
+    let signoffs = book
+        .policy()
+        .required_signoffs(Gate::Policy, RiskLevel::High);
     s.push_str(&format!(
         "needs sign-offs: {} (never {}, the proposer); each approves with\n  tollgate approve {} --role {} --rationale \"...\"\n",
-        book.policy()
-            .required_signoffs(Gate::Policy, RiskLevel::High)
-            .join(" + "),
+        signoffs.join(" + "),
         who.principal.id,
         proposed.id,
-        book.policy()
-            .required_signoffs(Gate::Policy, RiskLevel::High)
-            .first()
-            .cloned()
-            .unwrap_or_default()
+        signoffs.first().map_or("", String::as_str)
     ));
     write_out(out, &s)
 }

@@ -194,6 +194,19 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::workflow::ProposeError> for ApiError {
+    fn from(e: crate::workflow::ProposeError) -> Self {
+        use crate::workflow::ProposeError;
+        match e {
+            ProposeError::Refused(r) => ApiError::refused(r),
+            ProposeError::Store(e) => e.into(),
+            ProposeError::NoOutcome => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            }
+        }
+    }
+}
+
 impl From<DecideError> for ApiError {
     fn from(e: DecideError) -> Self {
         match e {
@@ -526,17 +539,11 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiR
             for b in batch.iter_mut().filter(|b| b.cr.gate == Gate::Policy) {
                 crate::domain::policy_change::check_proposal(&b.cr, &who, &in_force.book)
                     .map_err(ApiError::refused)?;
-                let expected =
-                    crate::workflow::check_proposal_target(s.store.as_ref(), &in_force.book, &b.cr)
-                        .map_err(|e| match e {
-                            crate::workflow::ProposeError::Refused(r) => ApiError::refused(r),
-                            crate::workflow::ProposeError::Store(e) => e.into(),
-                            crate::workflow::ProposeError::NoOutcome => ApiError::new(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                "internal",
-                                e.to_string(),
-                            ),
-                        })?;
+                let expected = crate::workflow::check_proposal_target(
+                    s.store.as_ref(),
+                    &in_force.book,
+                    &b.cr,
+                )?;
                 b.expect_revision = Some(expected);
             }
         }
@@ -890,11 +897,7 @@ async fn post_decision(
         let principal = principal_in_force(&in_force, &who)?;
         let book = &in_force.book;
         let appended = s.store.decide(&record.cr_id, &mut |ctx| {
-            if ctx.policy_head.seq != book.current().seq {
-                return Err(DecideError::PolicyChanged {
-                    policy: ctx.policy_head.clone(),
-                });
-            }
+            crate::workflow::check_in_force(book, &ctx.policy_head)?;
             if record.seq != ctx.head.seq + 1 || record.prev != ctx.head.hash {
                 return Err(DecideError::HeadMoved {
                     head: ctx.head.clone(),
@@ -1022,11 +1025,7 @@ async fn post_emergency(
         let book = &in_force.book;
         let body: Value = serde_json::from_str(&entry.body).unwrap_or(Value::Null);
         let appended = s.store.append_emergency(&mut |ctx| {
-            if ctx.policy_head.seq != book.current().seq {
-                return Err(DecideError::PolicyChanged {
-                    policy: ctx.policy_head.clone(),
-                });
-            }
+            crate::workflow::check_in_force(book, &ctx.policy_head)?;
             let head = &ctx.head;
             if body["seq"].as_u64() != Some(head.seq + 1)
                 || body["prev"].as_str() != head.hash.as_deref()

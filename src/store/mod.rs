@@ -523,6 +523,17 @@ pub struct VerifyOptions<'a> {
     pub unmigrated_policy: Option<&'a crate::domain::policy::Policy>,
 }
 
+impl<'a> VerifyOptions<'a> {
+    /// Options for a store whose policy history is `book`: its file stands in only while
+    /// the log has adopted no policy.
+    pub fn for_book(book: &'a crate::domain::policy_book::PolicyBook) -> Self {
+        VerifyOptions {
+            unmigrated_policy: book.is_provisional().then(|| book.policy()),
+            ..Default::default()
+        }
+    }
+}
+
 /// Verifies the whole log of `store`, page by page, stopping at the first bad entry:
 /// every entry against the policy in force when it was appended (rebuilt from the log's
 /// own `policy-adopted` entries), then the recorded head, the noted head and genesis, and

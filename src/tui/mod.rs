@@ -72,6 +72,14 @@ pub struct Shared {
     )>,
 }
 
+/// The policy that came into force since the book was last read (someone completed a
+/// policy change), as news for the screen.
+fn policy_news(shared: &Shared) -> Option<Msg> {
+    let book = shared.refresh_book()?;
+    let v = book.current();
+    Some(Msg::Policy(v.policy.clone(), v.version, v.seq))
+}
+
 /// Delivers what the outbox holds (if there is one); returns how many are still unsent.
 fn flush_outbox(shared: &Shared) -> usize {
     let (Some(outbox), Ok(who)) = (&shared.outbox, shared.signer()) else {
@@ -348,14 +356,10 @@ pub fn answer(
         }
         Effect::LoadQueue(id) => {
             // A policy adopted meanwhile (by anyone) applies from now on.
-            let changed = shared.refresh_book().map(|b| {
-                let v = b.current();
-                Msg::Policy(v.policy.clone(), v.version, v.seq)
-            });
+            let mut msgs: Vec<Msg> = policy_news(shared).into_iter().collect();
             let book = shared.book();
             // The unsent count is news even when the queue cannot be loaded (offline).
             let unsent = flush_outbox(shared);
-            let mut msgs: Vec<Msg> = changed.into_iter().collect();
             msgs.push(Msg::Unsent(unsent));
             msgs.push(Msg::Queue(
                 *id,
@@ -391,7 +395,7 @@ pub fn answer(
                         .map_err(|e| e.to_string())
                 }
             });
-            let mut adopted = None;
+            let mut adopted = false;
             let result = recorded.map(|appended| match appended {
                 None => format!(
                     "UNSENT: {} {} kept in the outbox — delivered when the server is back",
@@ -412,7 +416,7 @@ pub fn answer(
                         {
                             signed.push_str(&format!("; ⚠ {} not rewritten: {e}", file.display()));
                         }
-                        adopted = Some(a.clone());
+                        adopted = true;
                     }
                     match &shared.mlflow {
                         Some((client, conv)) => {
@@ -429,20 +433,15 @@ pub fn answer(
                     }
                 }
             });
-            if adopted.is_some()
-                && let Some(b) = shared.refresh_book()
-            {
-                let v = b.current();
-                let policy = Msg::Policy(v.policy.clone(), v.version, v.seq);
-                return vec![policy, Msg::Signed(*id, result)];
+            let mut msgs: Vec<Msg> = Vec::new();
+            if adopted {
+                msgs.extend(policy_news(shared));
             }
             if let Some(outbox) = &shared.outbox {
-                return vec![
-                    Msg::Unsent(outbox.pending().len()),
-                    Msg::Signed(*id, result),
-                ];
+                msgs.push(Msg::Unsent(outbox.pending().len()));
             }
-            Some(Msg::Signed(*id, result))
+            msgs.push(Msg::Signed(*id, result));
+            return msgs;
         }
         Effect::LoadHistory(id) => Some(Msg::History(
             *id,
@@ -451,10 +450,7 @@ pub fn answer(
         Effect::VerifyLog(id) => {
             let started = std::time::Instant::now();
             let book = shared.book();
-            let opts = crate::store::VerifyOptions {
-                unmigrated_policy: book.is_provisional().then(|| book.policy()),
-                ..Default::default()
-            };
+            let opts = crate::store::VerifyOptions::for_book(&book);
             let result = crate::store::verify_log(shared.store.as_ref(), &opts)
                 .map(|report| (report, started.elapsed().as_millis()))
                 .map_err(|e| e.to_string());

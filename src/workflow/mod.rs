@@ -29,8 +29,9 @@ use crate::domain::rules::Refusal;
 use crate::store::{DecideError, Head};
 
 /// Confirms, inside the store's transaction, that `book` still holds the policy in force
-/// (`policy_head` is the latest adoption the store has).
-fn check_in_force(book: &PolicyBook, policy_head: &Head) -> Result<(), DecideError> {
+/// (`policy_head` is the latest adoption the store has). The server asks the same before
+/// it appends what a client signed.
+pub fn check_in_force(book: &PolicyBook, policy_head: &Head) -> Result<(), DecideError> {
     if book.is_provisional() {
         return Err(refused(
             "store-unmigrated",

@@ -496,8 +496,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     };
     let c = &d.cr.current.cr;
     let [head, body] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(area);
-    let digest = &d.cr.current.digest;
-    let short_digest: String = digest.chars().take(19).collect();
+    let short_digest = crate::domain::status::short_digest(&d.cr.current.digest);
     f.render_widget(
         Paragraph::new(vec![
             Line::from(vec![
@@ -509,7 +508,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                 status_line(&d.eval, theme),
                 Span::styled(
                     format!(
-                        " · revision {} of {} · {short_digest}…",
+                        " · revision {} of {} · {short_digest}",
                         d.cr.current.revision,
                         d.revisions.len()
                     ),
