@@ -444,19 +444,18 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
     let decision_hash = tollgate::audit::log::entry_hash(&body);
     let forged_text =
         format!("{}\n# and mallory\n", home.policy_text()).replace("high = 24", "high = 1");
+    let decision_seq = serde_json::from_str::<Value>(&body).unwrap()["seq"]
+        .as_u64()
+        .unwrap();
     let adoption = |text: &str| {
-        let fp = serde_json::from_str::<Value>(&body).unwrap()["key_fingerprint"].clone();
-        tollgate::audit::canonical::to_canonical_string(&json!({
-            "type": "policy-adopted", "format": 1,
-            "seq": serde_json::from_str::<Value>(&body).unwrap()["seq"].as_u64().unwrap() + 1,
-            "prev": decision_hash, "version": 2, "policy_text": text,
-            "policy_digest": tollgate::audit::canonical::sha256_digest(text.as_bytes()),
-            "allowed_signers": signers(text),
-            "previous_digest": in_force, "cr_id": "POL-2", "cr_revision": 1,
-            "cr_digest": home.run(&["show", "POL-2", "--json"]).ok().json()["digest"],
-            "migration": false, "principal": "sofia", "key_fingerprint": fp,
-            "at": "2026-11-27T10:00:00.000000Z",
-        }))
+        hand_made_adoption(
+            &home,
+            "sofia",
+            (decision_seq, Some(decision_hash.clone())),
+            text,
+            &signers(text),
+            &in_force,
+        )
     };
     let bad = adoption(&forged_text);
     let r = post(
@@ -507,34 +506,15 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
     ])
     .ok();
     home.approve_as_lead("lena", "POL-2").ok();
-    let (seq, prev) = home.head();
     let text = without_marco_on_call(&home);
-    let lena_fp = serde_json::from_str::<Value>(
-        &home
-            .run(&["log", "export"])
-            .ok()
-            .stdout
-            .lines()
-            .last()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["body"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .unwrap(),
-    )
-    .unwrap()["key_fingerprint"]
-        .clone();
-    let body = tollgate::audit::canonical::to_canonical_string(&json!({
-        "type": "policy-adopted", "format": 1, "seq": seq + 1, "prev": prev, "version": 2,
-        "policy_text": text, "policy_digest": tollgate::audit::canonical::sha256_digest(text.as_bytes()),
-        "allowed_signers": signers(&text),
-        "previous_digest": in_force_of(&home), "cr_id": "POL-2", "cr_revision": 1,
-        "cr_digest": home.run(&["show", "POL-2", "--json"]).ok().json()["digest"],
-        "migration": false, "principal": "lena", "key_fingerprint": lena_fp,
-        "at": "2026-11-27T10:00:00.000000Z",
-    }));
+    let body = hand_made_adoption(
+        &home,
+        "lena",
+        home.head(),
+        &text,
+        &signers(&text),
+        &in_force_of(&home),
+    );
     let forced = home.force_append(
         "policy-adopted",
         Some("POL-2"),
@@ -569,23 +549,13 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
     let (approval, approval_sig) =
         hand_signed_decision(&home, "sofia", "POL-2", "approve", "lead", &in_force);
     home.force_append("decision", Some("POL-2"), "sofia", &approval, &approval_sig);
-    let (seq, prev) = home.head();
     let (_, mallory) = home.ssh_keygen("mallory");
     let (algo_and_key, _comment) = mallory.rsplit_once(' ').unwrap();
     let slipped = format!(
         "{}mallory namespaces=\"tollgate\" {algo_and_key}\n",
         signers(&text)
     );
-    let body = tollgate::audit::canonical::to_canonical_string(&json!({
-        "type": "policy-adopted", "format": 1, "seq": seq + 1, "prev": prev, "version": 2,
-        "policy_text": text, "policy_digest": tollgate::audit::canonical::sha256_digest(text.as_bytes()),
-        "allowed_signers": slipped,
-        "previous_digest": in_force, "cr_id": "POL-2", "cr_revision": 1,
-        "cr_digest": home.run(&["show", "POL-2", "--json"]).ok().json()["digest"],
-        "migration": false, "principal": "sofia",
-        "key_fingerprint": ssh_fingerprint(&home.demo_key("sofia")),
-        "at": "2026-11-27T10:00:00.000000Z",
-    }));
+    let body = hand_made_adoption(&home, "sofia", home.head(), &text, &slipped, &in_force);
     let forced = home.force_append(
         "policy-adopted",
         Some("POL-2"),
@@ -620,6 +590,30 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
             "signed under policy sha256:0000",
         ],
     );
+}
+
+/// A `policy-adopted` body, hand-made as JSON, adopting `text` from POL-2 revision 1 as
+/// version 2 in place of `previous_digest`: by `who` (with their demo key's fingerprint),
+/// as the entry after `after` (its position and hash), recording `allowed_signers`.
+fn hand_made_adoption(
+    home: &Home,
+    who: &str,
+    after: (u64, Option<String>),
+    text: &str,
+    allowed_signers: &str,
+    previous_digest: &str,
+) -> String {
+    let (seq, prev) = after;
+    tollgate::audit::canonical::to_canonical_string(&json!({
+        "type": "policy-adopted", "format": 1, "seq": seq + 1, "prev": prev, "version": 2,
+        "policy_text": text, "policy_digest": tollgate::audit::canonical::sha256_digest(text.as_bytes()),
+        "allowed_signers": allowed_signers,
+        "previous_digest": previous_digest, "cr_id": "POL-2", "cr_revision": 1,
+        "cr_digest": home.run(&["show", "POL-2", "--json"]).ok().json()["digest"],
+        "migration": false, "principal": who,
+        "key_fingerprint": ssh_fingerprint(&home.demo_key(who)),
+        "at": "2026-11-27T10:00:00.000000Z",
+    }))
 }
 
 /// The allowed_signers an adoption of `text` records.
