@@ -61,6 +61,8 @@ pub struct PolicyFiles {
 /// force at its position, which the script reads from the signed `policy-adopted` entries.
 pub const VERIFY_SCRIPT: &str = r#"#!/bin/sh
 # Checks every entry in entries.jsonl:
+#  - the chain: positions 1, 2, 3... without a gap, each body's seq its position and its
+#    prev the hash of the entry before; count, first and last hash as report.json says;
 #  - the body hashes to the entry's hash;
 #  - each signed entry's SSHSIG verifies for its principal (namespace tollgate) against the
 #    keys of the policy version in force at that entry, taken from the signed
@@ -70,7 +72,13 @@ pub const VERIFY_SCRIPT: &str = r#"#!/bin/sh
 #    policy-adopted entry recorded.
 # Needs jq, sha256sum, cmp and ssh-keygen. Exit status 0 only if everything checks out.
 set -u
-cd "$(dirname "$0")" || exit 1
+cd "$(dirname "$0")" || { echo "cannot enter the directory of $0"; exit 1; }
+for f in entries.jsonl report.json policies; do
+  [ -e "$f" ] || { echo "$f is missing: run verify.sh inside a complete export"; exit 1; }
+done
+for tool in jq sha256sum cmp ssh-keygen; do
+  command -v "$tool" > /dev/null 2>&1 || { echo "$tool is needed and not installed"; exit 1; }
+done
 fail=0
 work=$(mktemp -d) || exit 1
 trap 'rm -rf "$work"' EXIT
@@ -80,14 +88,27 @@ first=$(jq -c 'select(.kind == "policy-adopted")' entries.jsonl | head -n 1)
 if [ -n "$first" ]; then
   printf '%s' "$first" | jq -r .body | jq -j .allowed_signers > "$work/signers.1"
 else
-  cp policies/v1.allowed_signers "$work/signers.1"
+  cp policies/v1.allowed_signers "$work/signers.1" || exit 1
 fi
 ver=1
+want=1
+prev=null
+count=0
+first_hash=
 while IFS= read -r line; do
   seq=$(printf '%s' "$line" | jq -r .seq)
   kind=$(printf '%s' "$line" | jq -r .kind)
+  hash=$(printf '%s' "$line" | jq -r .hash)
   printf '%s' "$line" | jq -j .body > "$work/body"
-  [ "sha256:$(sha256sum "$work/body" | cut -c1-64)" = "$(printf '%s' "$line" | jq -r .hash)" ] || { echo "entry $seq: hash mismatch"; fail=1; }
+  [ "sha256:$(sha256sum "$work/body" | cut -c1-64)" = "$hash" ] || { echo "entry $seq: hash mismatch"; fail=1; }
+  # The chain: positions without gaps, each entry linking to the one before it.
+  body_seq=$(jq -r .seq "$work/body")
+  [ "$seq" = "$want" ] && [ "$body_seq" = "$want" ] || { echo "entry $want: missing or out of place (found entry $seq, signed as $body_seq)"; fail=1; }
+  [ "$(jq -r .prev "$work/body")" = "$prev" ] || { echo "entry $seq: does not link to the entry before it (broken chain)"; fail=1; }
+  want=$((seq + 1))
+  prev=$hash
+  count=$((count + 1))
+  [ -n "$first_hash" ] || first_hash=$hash
   new=$ver
   if [ "$kind" = policy-adopted ]; then
     new=$(jq -r .version "$work/body")
@@ -104,7 +125,11 @@ while IFS= read -r line; do
   fi
   ver=$new
 done < entries.jsonl
-[ $fail = 0 ] && echo "all entries verified"
+# The chain as report.json states it: nothing cut, nothing added.
+[ "$count" = "$(jq -r .chain.count report.json)" ] || { echo "entries.jsonl holds $count entries, report.json says $(jq -r .chain.count report.json)"; fail=1; }
+[ "$first_hash" = "$(jq -r '.chain.first_hash // ""' report.json)" ] || { echo "the first entry is not the one report.json names"; fail=1; }
+[ "$prev" = "$(jq -r '.chain.last_hash // "null"' report.json)" ] || { echo "the last entry is not the one report.json names"; fail=1; }
+[ $fail = 0 ] && echo "all $count entries verified, chain intact"
 exit $fail
 "#;
 
@@ -468,6 +493,13 @@ pub fn build(
     entries.extend(adoptions.into_iter().filter(|a| a.seq <= last));
     entries.sort_by_key(|e| e.seq);
     entries.dedup_by_key(|e| e.seq);
+    // The entries the report is about; entries.jsonl holds the whole chain from the first
+    // entry up to the last of them, so an auditor checks every link and that nothing is
+    // missing, with nothing but the files.
+    let relevant: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+    let entries = store
+        .log_entries(0, usize::try_from(last).unwrap_or(usize::MAX))
+        .map_err(err)?;
     // The versions in force up to the last entry exported (at least the genesis).
     let judged_by: Vec<&PolicyVersion> = book
         .versions()
@@ -520,14 +552,17 @@ the text version N adopted; `policies/vN.allowed_signers` its keys.
         md_out,
         "## Verifying this report independently\n\n\
          The files beside this report are everything needed, with no tollgate installed:\n\n\
-         - `entries.jsonl`: the {} log entries behind this report; each `body` is the exact signed text.\n\
+         - `entries.jsonl`: the log from entry 1 to the last of the {} entries behind this report ({} entries); each `body` is the exact signed text.\n\
          - `allowed_signers`: the public keys of the policy in force now, scoped to the `tollgate` namespace.\n\
          - `policies/`: each policy version the entries were judged by (`vN.toml`, `vN.allowed_signers`).\n\
-         - `verify.sh`: checks each entry's hash with `sha256sum` and each signature with\n  \
+         - `verify.sh`: checks every link of the chain (each entry's `seq` follows the one before\n  \
+         and its `prev` is that entry's hash), the count and first/last hashes against\n  \
+         `report.json`, each entry's hash with `sha256sum` and each signature with\n  \
          `ssh-keygen -Y verify -f policies/vN.allowed_signers -I PRINCIPAL -n tollgate -s body.sig < body`,\n  \
          N being the policy version in force at that entry.\n\n\
-         To check the chain itself (every link from the first entry), export the whole log with\n\
-         `tollgate log export` and follow docs/audit-log.md.\n",
+         A chain that verifies may still have been cut after its last entry: compare the last\n\
+         hash with a head noted elsewhere (`tollgate verify --expect-head`).\n",
+        relevant.len(),
         entries.len()
     );
 
@@ -541,7 +576,13 @@ the text version N adopted; `policies/vN.allowed_signers` its keys.
         "audit_log": chain,
         "change_requests": json_crs,
         "exceptions": wanted,
-        "entries": entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        "entries": relevant,
+        "chain": {
+            "count": entries.len(),
+            "first_hash": entries.first().map(|e| e.hash.clone()),
+            "last_seq": entries.last().map(|e| e.seq),
+            "last_hash": entries.last().map(|e| e.hash.clone()),
+        },
         "policies": judged_by.iter().map(|v| json!({
             "version": v.version, "seq": v.seq, "hash": v.hash, "digest": v.digest,
             "adopted_by": v.adopted_by, "cr_id": v.cr_id, "migration": v.migration,

@@ -78,6 +78,8 @@ pub struct History {
     pub entries: Vec<HistoryEntry>,
     /// Pending CRs with how long they have waited.
     pub waiting: Vec<Waiting>,
+    /// Decision entries left out because they name what the store does not hold.
+    pub untrusted: Vec<crate::audit::log::Untrusted>,
 }
 
 /// What the history shows about one revision, shared by every decision on it.
@@ -111,6 +113,7 @@ pub fn load(store: &dyn Store, book: &PolicyBook, now: DateTime<Utc>) -> Result<
         }
     };
     let mut entries = Vec::new();
+    let mut untrusted = Vec::new();
     let mut after = 0;
     loop {
         let page = store
@@ -126,15 +129,20 @@ pub fn load(store: &dyn Store, book: &PolicyBook, now: DateTime<Utc>) -> Result<
             let ctx = match known {
                 Some(ctx) => ctx,
                 None => {
-                    let rev = store
+                    let Some(rev) = store
                         .revision(&s.cr_id, s.cr_revision)
                         .map_err(|e| e.to_string())?
-                        .ok_or_else(|| {
-                            format!(
-                                "log entry {} decides on {} revision {}, which is not in the store",
-                                s.seq, s.cr_id, s.cr_revision
-                            )
-                        })?;
+                    else {
+                        // One bad entry never stops the history: it is left out, named.
+                        untrusted.push(crate::audit::log::Untrusted {
+                            seq: s.seq,
+                            problem: format!(
+                                "decides on {} revision {}, which is not in the store",
+                                s.cr_id, s.cr_revision
+                            ),
+                        });
+                        continue;
+                    };
                     let c = &rev.cr;
                     let ctx = RevisionContext {
                         cr_id: Arc::from(c.id.as_str()),
@@ -152,11 +160,17 @@ pub fn load(store: &dyn Store, book: &PolicyBook, now: DateTime<Utc>) -> Result<
                     ctx
                 }
             };
-            let verdict = Verdict::ALL
+            let Some(verdict) = Verdict::ALL
                 .iter()
                 .find(|(n, _)| *n == s.verdict)
                 .map(|(_, v)| *v)
-                .ok_or_else(|| format!("log entry {}: unknown verdict {:?}", s.seq, s.verdict))?;
+            else {
+                untrusted.push(crate::audit::log::Untrusted {
+                    seq: s.seq,
+                    problem: format!("unknown verdict {:?}", s.verdict),
+                });
+                continue;
+            };
             let submitted_at = submitted.get(&s.cr_id).copied();
             entries.push(HistoryEntry {
                 lead_time: submitted_at.map(|t| (s.at - t).max(Duration::zero())),
@@ -206,7 +220,11 @@ pub fn load(store: &dyn Store, book: &PolicyBook, now: DateTime<Utc>) -> Result<
             }
         }
     }
-    Ok(History { entries, waiting })
+    Ok(History {
+        entries,
+        waiting,
+        untrusted,
+    })
 }
 
 /// A filter over the history: structured terms plus free text.

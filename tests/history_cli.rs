@@ -161,7 +161,9 @@ fn the_audit_export_answers_the_self_check_and_verifies_with_standard_tools() {
         .run(&["export", "--cr", "CR-1042", "--out", dir.to_str().unwrap()])
         .ok();
     assert!(
-        run.stdout.contains("entries.jsonl (4 entries)"),
+        run.stdout.contains(
+            "entries.jsonl (4 entries about this report, in the chain of 8 from entry 1)"
+        ),
         "{}",
         run.stdout
     );
@@ -192,34 +194,79 @@ fn the_audit_export_answers_the_self_check_and_verifies_with_standard_tools() {
     assert_eq!(cr["decisions"][0]["principal"], "devi");
     assert_eq!(cr["plan"]["rollback_tested"], true);
     assert_eq!(json["audit_log"]["first_bad"], serde_json::Value::Null);
-    let entries = std::fs::read_to_string(dir.join("entries.jsonl")).unwrap();
-    let kinds: Vec<String> = entries
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+    let about: Vec<u64> = json["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
         .collect();
+    let entries = std::fs::read_to_string(dir.join("entries.jsonl")).unwrap();
+    let lines: Vec<&str> = entries.lines().collect();
+    let kind_of = |seq: u64| {
+        serde_json::from_str::<serde_json::Value>(lines[seq as usize - 1]).unwrap()["kind"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(
-        kinds,
+        about.iter().map(|s| kind_of(*s)).collect::<Vec<_>>(),
         ["policy-adopted", "cr-submitted", "decision", "decision"],
         "the genesis tells the auditor's script which keys were in force"
     );
-    // The auditor's script, with jq, sha256sum and ssh-keygen only (.ci/run installs jq).
-    let out = Home::verify_sh(&dir, &dir).ok();
+    assert_eq!(lines.len(), 8, "the whole chain up to the last of them");
+    assert_eq!(json["chain"]["count"], 8);
+
+    // The auditor's script, with jq, sha256sum and ssh-keygen only (.ci/run installs jq),
+    // run from another directory.
+    let elsewhere = home.path("");
+    let out = Home::verify_sh(&dir, &elsewhere).ok();
     assert!(
-        out.stdout.contains("all entries verified"),
+        out.stdout.contains("all 8 entries verified, chain intact"),
         "{}",
         out.stdout
     );
-    // ... and it notices an altered entry.
-    let tampered = entries.replace("lineage checked", "lineage ignored");
-    std::fs::write(dir.join("entries.jsonl"), tampered).unwrap();
-    let out = Home::verify_sh(&dir, &dir);
+    let broken = |name: &str, text: String, says: &str| {
+        std::fs::write(dir.join("entries.jsonl"), text).unwrap();
+        let out = Home::verify_sh(&dir, &elsewhere);
+        assert_eq!(out.code, 1, "{name}: {}", out.stdout);
+        assert!(out.stdout.contains(says), "{name}: {}", out.stdout);
+        assert!(!out.stdout.contains("verified"), "{name}: {}", out.stdout);
+    };
+    // A line deleted, two lines swapped, the last line cut, one entry altered.
+    let without = |skip: usize| {
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, l)| format!("{l}\n"))
+            .collect::<String>()
+    };
+    broken("deleted", without(4), "entry 5: missing or out of place");
+    let mut swapped = lines.clone();
+    swapped.swap(5, 6);
+    broken(
+        "swapped",
+        swapped.join("\n") + "\n",
+        "entry 6: missing or out of place",
+    );
+    broken(
+        "cut",
+        without(7),
+        "entries.jsonl holds 7 entries, report.json says 8",
+    );
+    broken(
+        "altered",
+        entries.replace("lineage checked", "lineage ignored"),
+        "hash mismatch",
+    );
+    std::fs::remove_file(dir.join("entries.jsonl")).unwrap();
+    let out = Home::verify_sh(&dir, &elsewhere);
     assert_eq!(out.code, 1);
-    assert!(out.stdout.contains("hash mismatch"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("entries.jsonl is missing"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

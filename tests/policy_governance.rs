@@ -351,7 +351,7 @@ fn an_edited_policy_file_grants_nothing_locally_or_on_the_server() {
         "cr_id": "CR-1045", "cr_revision": 1, "cr_digest": ctx["current"]["digest"],
         "verdict": "reject", "role": "risk-reviewer", "rationale": "mine now",
         "ticks": [], "checklist": [], "principal": "mallory", "key_fingerprint": fingerprint,
-        "policy_digest": digest, "at": "2026-11-27T10:00:00.000000Z",
+        "policy_digest": digest, "at": common::now_text(),
     }));
     let r = http()
         .post(format!("{}/v1/decisions", server.url))
@@ -405,8 +405,8 @@ fn hand_signed_decision(
         "type": "decision", "format": 1, "seq": seq + 1, "prev": prev,
         "cr_id": cr, "cr_revision": shown["revision"], "cr_digest": shown["digest"],
         "verdict": verdict, "role": role, "rationale": "hand-made",
-        "ticks": [], "checklist": [], "principal": who, "key_fingerprint": fp,
-        "policy_digest": policy_digest, "at": "2026-11-27T10:00:00.000000Z",
+        "ticks": [], "checklist": common::checklist_of(&shown), "principal": who, "key_fingerprint": fp,
+        "policy_digest": policy_digest, "at": common::now_text(),
     }));
     let sig = ssh_sign(&key, &body);
     (body, sig)
@@ -455,6 +455,9 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
             text,
             &signers(text),
             &in_force,
+            serde_json::from_str::<Value>(&body).unwrap()["at"]
+                .as_str()
+                .unwrap(),
         )
     };
     let bad = adoption(&forged_text);
@@ -514,6 +517,7 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
         &text,
         &signers(&text),
         &in_force_of(&home),
+        &common::now_text(),
     );
     let forced = home.force_append(
         "policy-adopted",
@@ -555,7 +559,15 @@ fn adoptions_the_rules_do_not_back_are_refused_by_the_server_and_named_by_verify
         "{}mallory namespaces=\"tollgate\" {algo_and_key}\n",
         signers(&text)
     );
-    let body = hand_made_adoption(&home, "sofia", home.head(), &text, &slipped, &in_force);
+    let body = hand_made_adoption(
+        &home,
+        "sofia",
+        home.head(),
+        &text,
+        &slipped,
+        &in_force,
+        &common::now_text(),
+    );
     let forced = home.force_append(
         "policy-adopted",
         Some("POL-2"),
@@ -602,6 +614,7 @@ fn hand_made_adoption(
     text: &str,
     allowed_signers: &str,
     previous_digest: &str,
+    at: &str,
 ) -> String {
     let (seq, prev) = after;
     tollgate::audit::canonical::to_canonical_string(&json!({
@@ -612,7 +625,7 @@ fn hand_made_adoption(
         "cr_digest": home.run(&["show", "POL-2", "--json"]).ok().json()["digest"],
         "migration": false, "principal": who,
         "key_fingerprint": ssh_fingerprint(&home.demo_key(who)),
-        "at": "2026-11-27T10:00:00.000000Z",
+        "at": at,
     }))
 }
 
@@ -759,7 +772,12 @@ fn a_revoked_key_is_named_for_every_entry_it_signed_after_its_revocation() {
 
 #[test]
 fn a_key_revoked_from_a_time_is_named_for_what_it_signed_after_that_time() {
-    let home = Home::demo();
+    // The store is set up before the signing times the test plays out.
+    let home = Home::new();
+    home.command(&["demo"])
+        .env("TOLLGATE_NOW", "2026-11-26T08:00:00Z")
+        .output()
+        .unwrap();
     let at = |time: &str, cr: &str| -> common::Run {
         home.command(&["--as", "marco", "request-changes", cr, "--rationale", "p99"])
             .env("TOLLGATE_NOW", time)
@@ -956,7 +974,7 @@ fn an_export_spanning_a_policy_change_is_checked_by_its_own_script() {
     let script = |dir: &std::path::Path| Home::verify_sh(dir, dir);
     let out = script(&dir).ok();
     assert!(
-        out.stdout.contains("all entries verified"),
+        out.stdout.contains("entries verified, chain intact"),
         "{}",
         out.stdout
     );

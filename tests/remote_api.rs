@@ -192,11 +192,24 @@ fn signed_decision(
                 note: None,
             })
             .collect(),
-        checklist: vec![],
+        // The checklist as tollgate evaluates it, with this decision's ticks.
+        checklist: common::checklist_of(&home.run(&["show", cr, "--json"]).ok().json())
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| tollgate::audit::log::ItemSnapshot {
+                id: i["id"].as_str().unwrap().into(),
+                state: if ticks.contains(&i["id"].as_str().unwrap()) {
+                    "ticked".into()
+                } else {
+                    i["state"].as_str().unwrap().into()
+                },
+            })
+            .collect(),
         principal: who.into(),
         key_fingerprint: signer.fingerprint().into(),
         policy_digest: policy["digest"].as_str().unwrap().into(),
-        at: "2026-11-25T10:00:00.000000Z".into(),
+        at: common::now_text(),
     };
     let body = record.body();
     json!({ "kind": "decision", "signature": signer.sign(body.as_bytes()).unwrap(), "principal": who, "body": body })

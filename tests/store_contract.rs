@@ -287,7 +287,7 @@ fn emergencies_open_exceptions() {
             now,
         );
         assert!(refused.unwrap_err().to_string().contains("on-call"));
-        let ex = exceptions(store.as_ref()).unwrap();
+        let ex = exceptions(store.as_ref()).unwrap().exceptions;
         assert_eq!(ex.len(), 1);
         assert_eq!(ex[0].incident, "INC-2291");
         assert!(f.verified(store.as_ref()));

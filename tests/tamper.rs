@@ -77,7 +77,13 @@ fn every_byte_of_every_stored_field_of_a_decision_is_protected() {
     let store = LocalStore::open(&home.store()).unwrap();
     let requesters = store.requesters().unwrap();
     let lookup = |cr: &str, d: &str| requesters.get(&(cr.to_string(), d.to_string())).cloned();
-    let no_policy_crs = |_: &str, _: u32| None;
+    let revision = |cr: &str, rev: u32| {
+        store
+            .revision(cr, rev)
+            .ok()
+            .flatten()
+            .map(|r| (r.digest, r.cr))
+    };
     let entries = store.log_entries(0, 100).unwrap();
     let head = store.recorded_head().unwrap();
     let target = 8; // devi's approval, with ticks and notes
@@ -88,10 +94,11 @@ fn every_byte_of_every_stored_field_of_a_decision_is_protected() {
                 before_genesis: None,
                 expect_genesis: None,
                 expect_head: None,
+                now: chrono::Utc::now(),
             },
             Lookups {
                 requester_of: &lookup,
-                policy_cr: &no_policy_crs,
+                revision: &revision,
             },
         );
         for e in &entries {

@@ -8,12 +8,16 @@
 
 use super::canonical::to_canonical_string;
 use super::log::{EntryKind, LogEntry};
-use crate::domain::emergency::{Exception, Review, RollbackOutcome, RollbackSummary};
+use crate::domain::emergency::{
+    Authorisation, Claim, Exception, Outcome, Review, ReviewClaim, RollbackOutcome, apply,
+    check_link,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The exception an authorisation runs under.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExceptionTerms {
     /// Hash of the authorisation that opened the exception; `None` when this one opens it.
     pub id: Option<String>,
@@ -27,6 +31,7 @@ pub struct ExceptionTerms {
 
 /// The signed body of an `emergency-authorised` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthorisationRecord {
     /// Always `emergency-authorised`.
     #[serde(rename = "type")]
@@ -65,6 +70,7 @@ pub struct AuthorisationRecord {
 
 /// The signed body of a `rollback-executed` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RollbackRecord {
     /// Always `rollback-executed`.
     #[serde(rename = "type")]
@@ -101,6 +107,7 @@ pub struct RollbackRecord {
 
 /// The signed body of a `post-incident-review` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReviewRecord {
     /// Always `post-incident-review`.
     #[serde(rename = "type")]
@@ -143,80 +150,141 @@ body_fn!(AuthorisationRecord);
 body_fn!(RollbackRecord);
 body_fn!(ReviewRecord);
 
-fn time(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("bad time {s:?}: {e}"))
+/// An emergency entry whose body does not read as its kind's record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid {kind} record: {detail}")]
+pub struct MalformedRecord {
+    /// The entry kind it claims to be.
+    pub kind: &'static str,
+    /// What is wrong.
+    pub detail: String,
 }
 
-/// Rebuilds the exceptions from the emergency entries, in log order.
-pub fn exceptions_from_log(entries: &[LogEntry]) -> Result<Vec<Exception>, String> {
-    let mut out: Vec<Exception> = Vec::new();
+fn time(kind: EntryKind, field: &str, s: &str) -> Result<DateTime<Utc>, MalformedRecord> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| MalformedRecord {
+            kind: kind.as_str(),
+            detail: format!("{field}: bad time {s:?}: {e}"),
+        })
+}
+
+fn typed<T: serde::de::DeserializeOwned>(
+    kind: EntryKind,
+    body: &str,
+) -> Result<T, MalformedRecord> {
+    let malformed = |detail: String| MalformedRecord {
+        kind: kind.as_str(),
+        detail,
+    };
+    crate::domain::reader::check_no_duplicate_names(body).map_err(|e| malformed(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| malformed(e.to_string()))?;
+    if value["type"].as_str() != Some(kind.as_str()) {
+        return Err(malformed(format!(
+            "its type is {}, not {}",
+            value["type"],
+            kind.as_str()
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| malformed(e.to_string()))
+}
+
+/// Reads an emergency entry's body as the claim the rules judge: the same typed parser for
+/// the server (before anything is appended), `verify` and every reader.
+pub fn claim_of(kind: EntryKind, body: &str) -> Result<Claim, MalformedRecord> {
+    match kind {
+        EntryKind::EmergencyAuthorised => {
+            let r: AuthorisationRecord = typed(kind, body)?;
+            Ok(Claim::Authorise(Authorisation {
+                at: time(kind, "at", &r.at)?,
+                opened_at: time(kind, "exception.opened_at", &r.exception.opened_at)?,
+                expires_at: time(kind, "exception.expires_at", &r.exception.expires_at)?,
+                review_due: time(kind, "exception.review_due", &r.exception.review_due)?,
+                principal: r.principal,
+                incident: r.incident,
+                subject: r.subject,
+                environment: r.environment,
+                from_version: r.from_version,
+                to_version: r.to_version,
+                reason: r.reason,
+                exception: r.exception.id,
+            }))
+        }
+        EntryKind::RollbackExecuted => {
+            let r: RollbackRecord = typed(kind, body)?;
+            Ok(Claim::Rollback(Outcome {
+                at: time(kind, "at", &r.at)?,
+                principal: r.principal,
+                incident: r.incident,
+                authorisation: r.authorisation,
+                outcome: RollbackOutcome {
+                    exit_status: r.exit_status,
+                    timed_out: r.timed_out,
+                    duration_ms: r.duration_ms,
+                },
+            }))
+        }
+        EntryKind::PostIncidentReview => {
+            let r: ReviewRecord = typed(kind, body)?;
+            Ok(Claim::Review(ReviewClaim {
+                incident: r.incident,
+                exceptions: r.exceptions,
+                review: Review {
+                    at: time(kind, "at", &r.at)?,
+                    principal: r.principal,
+                    root_cause: r.root_cause,
+                    follow_ups: r.follow_ups,
+                    policy_changes: r.policy_changes,
+                },
+            }))
+        }
+        _ => Err(MalformedRecord {
+            kind: kind.as_str(),
+            detail: "not an emergency entry kind".into(),
+        }),
+    }
+}
+
+pub use super::log::Untrusted;
+
+/// The exceptions the emergency entries make up, and the entries left out as untrusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Derived {
+    /// The exceptions, in the order they opened.
+    pub exceptions: Vec<Exception>,
+    /// Entries that do not read or break the link rules; `verify` names them too.
+    pub untrusted: Vec<Untrusted>,
+}
+
+/// Rebuilds the exceptions from the emergency entries, in log order. One bad entry never
+/// stops a reader: it is left out and listed as untrusted, and the rest carry on.
+pub fn derive_exceptions(entries: &[LogEntry]) -> Derived {
+    let mut out = Derived::default();
     for e in entries {
-        let context = |err: String| format!("log entry {}: {err}", e.seq);
-        match EntryKind::parse(&e.kind) {
-            Some(EntryKind::EmergencyAuthorised) => {
-                let r: AuthorisationRecord =
-                    serde_json::from_str(&e.body).map_err(|x| context(x.to_string()))?;
-                let summary = RollbackSummary {
-                    authorisation: e.hash.clone(),
-                    principal: r.principal.clone(),
-                    subject: r.subject.clone(),
-                    environment: r.environment.clone(),
-                    from_version: r.from_version.clone(),
-                    to_version: r.to_version.clone(),
-                    at: time(&r.at).map_err(context)?,
-                    outcome: None,
-                };
-                match &r.exception.id {
-                    Some(id) => match out.iter_mut().find(|x| &x.id == id) {
-                        Some(ex) => ex.rollbacks.push(summary),
-                        None => return Err(context(format!("links to unknown exception {id}"))),
-                    },
-                    None => out.push(Exception {
-                        id: e.hash.clone(),
-                        incident: r.incident.clone(),
-                        opened_by: r.principal.clone(),
-                        reason: r.reason.clone(),
-                        opened_at: time(&r.exception.opened_at).map_err(context)?,
-                        expires_at: time(&r.exception.expires_at).map_err(context)?,
-                        review_due: time(&r.exception.review_due).map_err(context)?,
-                        rollbacks: vec![summary],
-                        review: None,
-                    }),
-                }
-            }
-            Some(EntryKind::RollbackExecuted) => {
-                let r: RollbackRecord =
-                    serde_json::from_str(&e.body).map_err(|x| context(x.to_string()))?;
-                let rollback = out
-                    .iter_mut()
-                    .flat_map(|x| x.rollbacks.iter_mut())
-                    .find(|s| s.authorisation == r.authorisation);
-                if let Some(s) = rollback {
-                    s.outcome = Some(RollbackOutcome {
-                        exit_status: r.exit_status,
-                        timed_out: r.timed_out,
-                        duration_ms: r.duration_ms,
-                    });
-                }
-            }
-            Some(EntryKind::PostIncidentReview) => {
-                let r: ReviewRecord =
-                    serde_json::from_str(&e.body).map_err(|x| context(x.to_string()))?;
-                let review = Review {
-                    principal: r.principal.clone(),
-                    at: time(&r.at).map_err(context)?,
-                    root_cause: r.root_cause.clone(),
-                    follow_ups: r.follow_ups.clone(),
-                    policy_changes: r.policy_changes.clone(),
-                };
-                for ex in out.iter_mut().filter(|x| r.exceptions.contains(&x.id)) {
-                    ex.review = Some(review.clone());
-                }
-            }
-            _ => {}
+        let Some(kind) = EntryKind::parse(&e.kind).filter(|k| EntryKind::EMERGENCY.contains(k))
+        else {
+            continue;
+        };
+        let claim = claim_of(kind, &e.body)
+            .map_err(|m| m.to_string())
+            .and_then(|c| {
+                check_link(&out.exceptions, &c)
+                    .map(|()| c)
+                    .map_err(|r| r.to_string())
+            });
+        match claim {
+            Ok(c) => apply(&mut out.exceptions, &e.hash, c),
+            Err(problem) => out.untrusted.push(Untrusted {
+                seq: e.seq,
+                problem,
+            }),
         }
     }
-    Ok(out)
+    out
+}
+
+/// The exceptions of [`derive_exceptions`], untrusted entries left out.
+pub fn exceptions_from_log(entries: &[LogEntry]) -> Vec<Exception> {
+    derive_exceptions(entries).exceptions
 }

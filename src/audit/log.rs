@@ -101,6 +101,16 @@ pub struct LogEntry {
     pub cr_id: Option<String>,
 }
 
+/// An entry a reader could not take into account, and why: readers leave it out and
+/// carry on (`verify` names it as the first bad entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Untrusted {
+    /// Its log position.
+    pub seq: u64,
+    /// Why it was left out.
+    pub problem: String,
+}
+
 /// The last entry of the log as recorded separately, to detect a cut tail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
@@ -151,6 +161,7 @@ pub fn submission_body(
 
 /// One checklist item's state as it stood when a decision was signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ItemSnapshot {
     /// Checklist item id.
     pub id: String,
@@ -160,6 +171,7 @@ pub struct ItemSnapshot {
 
 /// The signed content of a decision entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DecisionRecord {
     /// Always `decision`.
     #[serde(rename = "type")]
@@ -198,6 +210,7 @@ pub struct DecisionRecord {
 
 /// A tick as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TickRecord {
     /// Item id.
     pub item: String,
@@ -214,6 +227,8 @@ impl DecisionRecord {
 
     /// Parses a decision body.
     pub fn parse(body: &str) -> Result<DecisionRecord, String> {
+        crate::domain::reader::check_no_duplicate_names(body)
+            .map_err(|e| format!("not a decision record: {e}"))?;
         serde_json::from_str(body).map_err(|e| format!("not a decision record: {e}"))
     }
 

@@ -5,4 +5,5 @@ pub mod emergency;
 pub mod keys;
 pub mod log;
 pub mod policy_log;
+pub mod record_rules;
 pub mod verify;

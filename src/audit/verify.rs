@@ -135,8 +135,8 @@ pub type RevisionLookup<'a> = dyn Fn(&str, u32) -> Option<(String, ChangeRequest
 pub struct Lookups<'a> {
     /// Requester of the revision `(cr_id, digest)`.
     pub requester_of: &'a dyn Fn(&str, &str) -> Option<String>,
-    /// The revisions of policy CRs that adoptions name.
-    pub policy_cr: &'a RevisionLookup<'a>,
+    /// A stored CR revision: what adoptions adopt, and what decisions are evaluated on.
+    pub revision: &'a RevisionLookup<'a>,
 }
 
 /// How verification starts.
@@ -149,6 +149,9 @@ pub struct Start {
     pub expect_genesis: Option<String>,
     /// An entry hash noted at an earlier audit (`--expect-head`).
     pub expect_head: Option<String>,
+    /// The auditor's clock: no entry may claim to be signed later than this (plus the
+    /// allowed skew).
+    pub now: DateTime<Utc>,
 }
 
 /// Who signed what, kept to check revocations once every policy is known.
@@ -191,8 +194,17 @@ pub struct Verifier<'a> {
     before_genesis: bool,
     /// Every version adopted so far, verified.
     adopted: Vec<Arc<PolicyVersion>>,
-    /// Decisions on policy CRs (`POL-*`), to check each adoption's sign-offs.
-    policy_decisions: HashMap<String, Vec<Decision>>,
+    /// Decisions so far, by CR: each decision's checklist is re-derived from the ones
+    /// before it, and each adoption's sign-offs from the decisions on its policy CR.
+    decisions: HashMap<String, Vec<Decision>>,
+    /// The versions adopted so far as a book (what the workflow evaluated against).
+    book: Option<crate::domain::policy_book::PolicyBook>,
+    /// Submitted revisions from the log's own submission entries: `(CR, revision)` →
+    /// digest and submission time.
+    submissions: HashMap<(String, u32), (String, DateTime<Utc>)>,
+    /// Exceptions derived from the emergency entries verified so far.
+    exceptions: Vec<crate::domain::emergency::Exception>,
+    now: DateTime<Utc>,
     last_decision: Option<LastDecision>,
     /// Signed entries by key fingerprint.
     signed_by: HashMap<String, Vec<Signed>>,
@@ -223,7 +235,11 @@ impl<'a> Verifier<'a> {
                 .is_some_and(|j| j.version.is_some()),
             judge: start.before_genesis,
             adopted: Vec::new(),
-            policy_decisions: HashMap::new(),
+            decisions: HashMap::new(),
+            book: None,
+            submissions: HashMap::new(),
+            exceptions: Vec::new(),
+            now: start.now,
             last_decision: None,
             signed_by: HashMap::new(),
             revocations: Vec::new(),
@@ -389,6 +405,27 @@ impl<'a> Verifier<'a> {
         } else if self.judge.is_none() {
             return Err(no_policy(e));
         }
+        if matches!(kind, EntryKind::CrSubmitted | EntryKind::CrRevised) {
+            let (Some(cr_id), Some(revision), Some(digest), Some(at)) = (
+                body["cr_id"].as_str(),
+                body["revision"]
+                    .as_u64()
+                    .and_then(|r| u32::try_from(r).ok()),
+                body["digest"].as_str(),
+                body["at"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok()),
+            ) else {
+                return Err((
+                    "malformed",
+                    "a submission must name its CR, revision, digest and time".into(),
+                ));
+            };
+            self.submissions.insert(
+                (cr_id.to_string(), revision),
+                (digest.to_string(), at.with_timezone(&Utc)),
+            );
+        }
         Ok(())
     }
 
@@ -516,12 +553,12 @@ impl<'a> Verifier<'a> {
                     ));
                 }
                 check_digest(Some(&record.policy_digest))?;
-                // Only decisions on policy CRs can back an adoption: only they are kept.
+                let decision = record.to_decision().map_err(|d| ("malformed", d))?;
+                self.check_decision_facts(&record, &decision)?;
                 if record
                     .cr_id
                     .starts_with(crate::domain::policy_change::ID_PREFIX)
                 {
-                    let decision = record.to_decision().map_err(|d| ("malformed", d))?;
                     self.last_decision = Some(LastDecision {
                         seq: e.seq,
                         cr_id: record.cr_id.clone(),
@@ -529,30 +566,34 @@ impl<'a> Verifier<'a> {
                         principal: who.to_string(),
                         verdict: decision.verdict,
                     });
-                    self.policy_decisions
-                        .entry(record.cr_id)
-                        .or_default()
-                        .push(decision);
                 }
+                self.decisions
+                    .entry(record.cr_id)
+                    .or_default()
+                    .push(decision);
             }
-            EntryKind::EmergencyAuthorised | EntryKind::RollbackExecuted => {
-                if crate::domain::emergency::check_on_call(&judge.policy, principal).is_err() {
-                    return violation(format!(
-                        "{who} authorised an emergency but is not on the on-call roster of {}",
-                        version_name()
-                    ));
-                }
+            EntryKind::EmergencyAuthorised
+            | EntryKind::RollbackExecuted
+            | EntryKind::PostIncidentReview => {
+                let claim = crate::audit::emergency::claim_of(kind, &e.body)
+                    .map_err(|m| ("malformed", m.to_string()))?;
+                crate::domain::emergency::check_claim(
+                    &judge.policy,
+                    principal,
+                    &self.exceptions,
+                    &claim,
+                    self.now,
+                )
+                .map_err(|r| {
+                    (
+                        "policy-violation",
+                        format!("{r} (under {})", version_name()),
+                    )
+                })?;
                 if kind == EntryKind::EmergencyAuthorised {
                     check_digest(body["policy_digest"].as_str())?;
                 }
-            }
-            EntryKind::PostIncidentReview => {
-                if crate::domain::emergency::check_reviewer(&judge.policy, principal).is_err() {
-                    return violation(format!(
-                        "{who} signed a post-incident review without a review role in {}",
-                        version_name()
-                    ));
-                }
+                crate::domain::emergency::apply(&mut self.exceptions, &e.hash, claim);
             }
             EntryKind::PolicyAdopted => {
                 let record =
@@ -573,6 +614,44 @@ impl<'a> Verifier<'a> {
             EntryKind::CrSubmitted | EntryKind::CrRevised => {}
         }
         Ok(())
+    }
+
+    /// A decision's revision, signing time and checklist, re-derived from the log.
+    fn check_decision_facts(
+        &self,
+        record: &DecisionRecord,
+        decision: &Decision,
+    ) -> Result<(), Failure> {
+        let facts = self
+            .submissions
+            .get(&(record.cr_id.clone(), record.cr_revision))
+            .map(|(digest, at)| crate::audit::record_rules::RevisionFacts {
+                revision: record.cr_revision,
+                digest,
+                submitted_at: *at,
+            });
+        // The checklist is re-derived under the policy history adopted so far; before a
+        // migration genesis the policy files in force were never recorded.
+        let before: &[Decision] = self
+            .decisions
+            .get(&record.cr_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let eval = match (&self.book, self.before_genesis) {
+            (Some(book), false) => (self.lookups.revision)(&record.cr_id, record.cr_revision)
+                .filter(|(digest, _)| *digest == record.cr_digest)
+                .map(|(digest, cr)| crate::domain::status::evaluate_in(&cr, &digest, before, book)),
+            _ => None,
+        };
+        crate::audit::record_rules::check_decision_record(
+            record,
+            decision.at,
+            facts,
+            eval.as_ref(),
+            &decision.ticks,
+            self.now,
+        )
+        .map_err(|r| ("policy-violation", r.to_string()))
     }
 
     /// The first adoption: version 1, replacing nothing, and (when it is not the first
@@ -646,7 +725,7 @@ impl<'a> Verifier<'a> {
                     .into(),
             ));
         };
-        let Some((digest, cr)) = (self.lookups.policy_cr)(cr_id, revision) else {
+        let Some((digest, cr)) = (self.lookups.revision)(cr_id, revision) else {
             return Err(violation(format!(
                 "{cr_id} revision {revision} is not in the store"
             )));
@@ -687,11 +766,7 @@ impl<'a> Verifier<'a> {
                 )));
             }
         }
-        let decisions = self
-            .policy_decisions
-            .get(cr_id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let decisions = self.decisions.get(cr_id).map(Vec::as_slice).unwrap_or(&[]);
         let eval = evaluate(&cr, cr_digest, decisions, &current.policy);
         if eval.status != Status::Approved {
             return Err(violation(format!(
@@ -721,6 +796,13 @@ impl<'a> Verifier<'a> {
                 version: v.version,
                 seq: v.seq,
             });
+        }
+        match &mut self.book {
+            Some(book) => book.push((*v).clone()),
+            None => {
+                self.book =
+                    crate::domain::policy_book::PolicyBook::from_versions(vec![(*v).clone()])
+            }
         }
         self.adopted.push(v);
         self.judge = Some(judge);

@@ -86,8 +86,8 @@ pub fn rollback(
         reason: args.reason.clone(),
     };
     let auth = authorise_rollback(&store, &book, &who, &request, now).map_err(CliError::from)?;
-    let ex = exceptions(&store)
-        .map_err(CliError::environment)?
+    let ex = exceptions(&store)?
+        .exceptions
         .into_iter()
         .find(|x| x.rollbacks.iter().any(|r| r.authorisation == auth.hash));
     let mut msg = format!(
@@ -193,7 +193,11 @@ pub fn list_exceptions(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let store = super::open_store(paths)?;
-    let mut list: Vec<Exception> = exceptions(&store).map_err(CliError::environment)?;
+    let derived = exceptions(&store)?;
+    if let Some(line) = untrusted_line(&derived.untrusted) {
+        eprintln!("{line}");
+    }
+    let mut list: Vec<Exception> = derived.exceptions;
     list.retain(|x| all || x.state(now) != ExceptionState::Closed);
     list.sort_by_key(|x| (x.state(now) != ExceptionState::ReviewOverdue, x.review_due));
     if json {
@@ -276,10 +280,11 @@ pub fn review(
 
 /// A warning line for overdue reviews, or nothing.
 pub fn overdue_banner(store: &dyn Store, now: DateTime<Utc>) -> Result<Option<String>, CliError> {
-    let list = exceptions(store).map_err(CliError::environment)?;
-    let overdue = crate::domain::emergency::overdue(&list, now);
+    let derived = exceptions(store)?;
+    let untrusted = untrusted_line(&derived.untrusted);
+    let overdue = crate::domain::emergency::overdue(&derived.exceptions, now);
     if overdue.is_empty() {
-        return Ok(None);
+        return Ok(untrusted);
     }
     let items: Vec<String> = overdue
         .iter()
@@ -291,8 +296,24 @@ pub fn overdue_banner(store: &dyn Store, now: DateTime<Utc>) -> Result<Option<St
             )
         })
         .collect();
-    Ok(Some(format!(
+    let line = format!(
         "⚠ post-incident review overdue: {} — record it with `tollgate review INCIDENT --root-cause ... --follow-ups ...`",
         items.join(", ")
-    )))
+    );
+    Ok(Some(match untrusted {
+        Some(u) => format!("{line}\n{u}"),
+        None => line,
+    }))
+}
+
+/// A warning naming emergency entries left out as untrusted, or nothing.
+pub fn untrusted_line(untrusted: &[crate::audit::emergency::Untrusted]) -> Option<String> {
+    let first = untrusted.first()?;
+    Some(format!(
+        "⚠ {} emergency log entr{} left out as untrusted (entry {}: {}) — run `tollgate verify`",
+        untrusted.len(),
+        if untrusted.len() == 1 { "y" } else { "ies" },
+        first.seq,
+        sanitize(&first.problem)
+    ))
 }

@@ -26,6 +26,19 @@ fn chain_line(report: &VerifyReport, millis: u128) -> String {
     }
 }
 
+/// Names the decision entries the history left out (on stderr, so JSON stays clean).
+fn warn_untrusted(untrusted: &[crate::audit::log::Untrusted]) {
+    if let Some(first) = untrusted.first() {
+        eprintln!(
+            "⚠ {} decision entr{} left out as untrusted (entry {}: {}) — run `tollgate verify`",
+            untrusted.len(),
+            if untrusted.len() == 1 { "y" } else { "ies" },
+            first.seq,
+            crate::domain::text::sanitize(&first.problem)
+        );
+    }
+}
+
 /// `tollgate history`.
 pub fn history(
     paths: &Paths,
@@ -36,9 +49,16 @@ pub fn history(
     let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
     let started = Instant::now();
-    let chain = verify_log(&store, &VerifyOptions::for_book(&book))?;
+    let chain = verify_log(
+        &store,
+        &VerifyOptions {
+            now: Some(now),
+            ..VerifyOptions::for_book(&book)
+        },
+    )?;
     let millis = started.elapsed().as_millis();
     let data = load(&store, &book, now).map_err(CliError::environment)?;
+    warn_untrusted(&data.untrusted);
     let filter = Filter {
         principal: args.principal.clone(),
         subject: args.subject.as_ref().map(|s| s.to_lowercase()),
@@ -141,13 +161,18 @@ pub fn health_cmd(
     let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
     let data = load(&store, &book, now).map_err(CliError::environment)?;
+    warn_untrusted(&data.untrusted);
     let filter = Filter {
         since,
         until,
         ..Filter::default()
     };
     let shown: Vec<&HistoryEntry> = data.entries.iter().filter(|e| filter.matches(e)).collect();
-    let exceptions = crate::workflow::exceptions(&store).map_err(CliError::environment)?;
+    let derived = crate::workflow::exceptions(&store)?;
+    if let Some(line) = super::emergency::untrusted_line(&derived.untrusted) {
+        eprintln!("{line}");
+    }
+    let exceptions = derived.exceptions;
     let h = health(&shown, &data.waiting, &exceptions, now);
     if json {
         return write_out(out, &to_json(&h)?);
@@ -224,8 +249,14 @@ pub fn export(
 ) -> Result<(), CliError> {
     let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
-    let chain = verify_log(&store, &VerifyOptions::for_book(&book))?;
-    let exceptions = crate::workflow::exceptions(&store).map_err(CliError::environment)?;
+    let chain = verify_log(
+        &store,
+        &VerifyOptions {
+            now: Some(now),
+            ..VerifyOptions::for_book(&book)
+        },
+    )?;
+    let exceptions = crate::workflow::exceptions(&store)?.exceptions;
     let report =
         build(&store, &book, selection, &chain, &exceptions, now).map_err(CliError::refused)?;
     std::fs::create_dir_all(dir)
@@ -267,8 +298,9 @@ pub fn export(
     write_out(
         out,
         &format!(
-            "wrote {}: report.md, report.json, entries.jsonl ({} entries), allowed_signers, policies/ ({} version(s)), verify.sh\n{}\n",
+            "wrote {}: report.md, report.json, entries.jsonl ({} entries about this report, in the chain of {} from entry 1), allowed_signers, policies/ ({} version(s)), verify.sh\n{}\n",
             dir.display(),
+            report.json["entries"].as_array().map_or(0, Vec::len),
             report.entries.len(),
             report.policies.len(),
             match &chain.first_bad {

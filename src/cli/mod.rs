@@ -231,6 +231,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 expect_head: expect_head.as_deref(),
                 expect_genesis: expect_genesis.as_deref(),
                 unmigrated_policy: None,
+                now: Some(now),
             },
             json,
             out,

@@ -332,6 +332,15 @@ pub fn parse_document(bytes: &[u8]) -> Result<(ChangeRequest, Value), DocumentEr
     })?;
     let value: Value =
         serde_json::from_str(text).map_err(|e| single("$", json_syntax_message(text, &e)))?;
+    crate::domain::reader::check_no_duplicate_names(text).map_err(|d| {
+        single(
+            &d.path,
+            format!(
+                "the name appears twice in one object (line {}); each member name must be unique, remove one",
+                d.line
+            ),
+        )
+    })?;
     let cr = from_value(&value)?;
     Ok((cr, value))
 }
@@ -561,6 +570,26 @@ fn read_subject(r: &mut Reader, v: &Value) -> Option<Subject> {
     let from_version = r.opt_text(obj, &path, "from_version", SHORT_TEXT);
     let to_version = r.text(obj, &path, "to_version", SHORT_TEXT);
     let environment = r.choice(obj, &path, "environment", &Environment::ALL);
+    // Subject and versions reach rollback commands as arguments: refuse what a command
+    // could read as an option or a placeholder.
+    if let Some(name) = &name
+        && let Err(e) = crate::domain::reader::check_argument(name)
+    {
+        r.problem(child(&path, "name"), e);
+    }
+    for (key, value) in [
+        (
+            "from_version",
+            from_version.as_ref().and_then(|v| v.as_deref()),
+        ),
+        ("to_version", to_version.as_deref()),
+    ] {
+        if let Some(v) = value
+            && let Err(e) = crate::domain::reader::check_version(v)
+        {
+            r.problem(child(&path, key), e);
+        }
+    }
     Some(Subject {
         kind: kind?,
         name: name?,

@@ -81,6 +81,153 @@ pub fn check_identifier(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest version label accepted.
+pub const MAX_VERSION_CHARS: usize = 128;
+
+/// Checks a value that may end up as one argument of a command tollgate runs (a subject,
+/// an environment): it must not read as an option (a leading `-`) or hold a placeholder
+/// (`{`, `}`) or a control character.
+pub fn check_argument(value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err("expected a non-empty value".into());
+    }
+    if value.starts_with('-') {
+        return Err(format!(
+            "{} starts with '-', so a command would read it as an option",
+            quote(value)
+        ));
+    }
+    if value.chars().any(|c| {
+        c.is_control() || c == '{' || c == '}' || crate::domain::text::is_invisible_format(c)
+    }) {
+        return Err(format!(
+            "{} holds a brace or a control character, which are not allowed",
+            quote(value)
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a version label (`7`, `3.4`, `v2.1.0-rc.1`, `git:4f2c9e1`): it reaches rollback
+/// commands as an argument, so only a conservative alphabet is allowed — ASCII letters,
+/// digits, `.`, `_`, `-`, `+`, `:`, `@`, starting with a letter or digit.
+pub fn check_version(value: &str) -> Result<(), String> {
+    let first_ok = value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | ':' | '@'));
+    if !first_ok || !rest_ok || value.len() > MAX_VERSION_CHARS {
+        return Err(format!(
+            "expected a version of at most {MAX_VERSION_CHARS} ASCII letters, digits, '.', '_', '-', '+', ':' or '@' starting with a letter or digit, found {}",
+            quote(value)
+        ));
+    }
+    Ok(())
+}
+
+/// A JSON object that names one member twice.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{path}: the name appears twice in one object (line {line}, column {column}); each member name must be unique (RFC 7493)"
+)]
+pub struct DuplicateName {
+    /// Where, as `$.subject.name`.
+    pub path: String,
+    /// Line of the second occurrence's value.
+    pub line: usize,
+    /// Column there.
+    pub column: usize,
+}
+
+/// Refuses a JSON text that gives one object the same member name twice, naming the path
+/// (`$.subject.name`). serde_json keeps the last of them while a person reading the raw
+/// file may see the first; I-JSON (RFC 7493) forbids them, and so does tollgate for every
+/// document it accepts or signs. Syntax errors are left to the caller's parser.
+pub fn check_no_duplicate_names(text: &str) -> Result<(), DuplicateName> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+    struct Walk<'f> {
+        path: String,
+        found: &'f RefCell<Option<String>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while seq
+                .next_element_seed(Walk {
+                    path: index(&self.path, i),
+                    found: self.found,
+                })?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = child(&self.path, &key);
+                if !seen.insert(key) {
+                    *self.found.borrow_mut() = Some(path);
+                    return Err(serde::de::Error::custom("duplicate member name"));
+                }
+                map.next_value_seed(Walk {
+                    path,
+                    found: self.found,
+                })?;
+            }
+            Ok(())
+        }
+    }
+    let found = RefCell::new(None);
+    let mut d = serde_json::Deserializer::from_str(text);
+    let result = Walk {
+        path: "$".into(),
+        found: &found,
+    }
+    .deserialize(&mut d);
+    match (result, found.into_inner()) {
+        (Err(e), Some(path)) => Err(DuplicateName {
+            path,
+            line: e.line(),
+            column: e.column(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Quotes untrusted text for an error message: JSON-style escaping keeps control
 /// characters and escape sequences out of the terminal, and long values are shortened.
 pub fn quote(s: &str) -> String {

@@ -12,6 +12,10 @@ use crate::domain::status::Evaluation;
 use serde::Serialize;
 use std::fmt;
 
+/// How far a signing time may run ahead of the clock of whoever receives the entry
+/// (the server, or the auditor running `verify`), in seconds.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+
 /// Longest rationale accepted, in characters.
 pub const MAX_RATIONALE_CHARS: usize = 8_000;
 

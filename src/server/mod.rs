@@ -16,6 +16,7 @@ use crate::audit::canonical::{sha256_digest, to_canonical_string};
 use crate::audit::keys::{Keyring, SignatureError};
 use crate::audit::log::{DecisionRecord, EntryKind, LogEntry};
 use crate::audit::policy_log::{AdoptionRecord, extend_book};
+use crate::audit::record_rules::RevisionFacts;
 use crate::domain::change_request::{Gate, parse_document};
 use crate::domain::policy_book::PolicyBook;
 use crate::domain::rules::{Proposal, Refusal, check_decision};
@@ -504,6 +505,16 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiR
             format!("the body is not JSON: {e}"),
         )
     })?;
+    // Re-serialising below would silently keep one of two same-named members.
+    if let Err(d) =
+        crate::domain::reader::check_no_duplicate_names(&String::from_utf8_lossy(&bytes))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            d.to_string(),
+        ));
+    }
     let docs = match value {
         Value::Array(items) => items,
         other => vec![other],
@@ -749,6 +760,8 @@ fn check_signed(
             ),
         ));
     }
+    crate::domain::reader::check_no_duplicate_names(&entry.body)
+        .map_err(|d| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", d.to_string()))?;
     let body: Value = serde_json::from_str(&entry.body).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -871,6 +884,7 @@ async fn post_decision(
     }
     let record = DecisionRecord::parse(&entry.body)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e))?;
+    let received = crate::config::now().unwrap_or_else(|_| chrono::Utc::now());
     blocking(move || {
         let in_force = s.in_force()?;
         check_signed(&s, &in_force, &who, &entry)?;
@@ -934,6 +948,19 @@ async fn post_decision(
             };
             check_decision(&ctx.current.cr, &eval, book.policy(), &proposal)
                 .map_err(DecideError::Refused)?;
+            crate::audit::record_rules::check_decision_record(
+                &record,
+                decision.at,
+                Some(RevisionFacts {
+                    revision: ctx.current.revision,
+                    digest: &ctx.current.digest,
+                    submitted_at: ctx.current.submitted_at,
+                }),
+                Some(&eval),
+                &decision.ticks,
+                received,
+            )
+            .map_err(DecideError::Refused)?;
             // The adoption this approval makes due is rebuilt here; the client's must be
             // exactly it.
             let expected = crate::workflow::expected_adoption(ctx, book, &record)?;
@@ -1014,6 +1041,16 @@ async fn post_emergency(
                 format!("{:?} is not an emergency entry kind", entry.kind),
             )
         })?;
+    // Structure first, with the typed parser `verify` uses: a body that does not read as
+    // its kind's record never reaches the log.
+    let claim = crate::audit::emergency::claim_of(kind, &entry.body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("{e}; nothing was recorded"),
+        )
+    })?;
+    let received = crate::config::now().unwrap_or_else(|_| chrono::Utc::now());
     blocking(move || {
         let in_force = s.in_force()?;
         check_signed(&s, &in_force, &who, &entry)?;
@@ -1032,13 +1069,6 @@ async fn post_emergency(
             {
                 return Err(DecideError::HeadMoved { head: head.clone() });
             }
-            let allowed = match kind {
-                EntryKind::PostIncidentReview => {
-                    crate::domain::emergency::check_reviewer(book.policy(), &principal)
-                }
-                _ => crate::domain::emergency::check_on_call(book.policy(), &principal),
-            };
-            allowed.map_err(DecideError::Refused)?;
             if kind == EntryKind::EmergencyAuthorised
                 && body["policy_digest"].as_str() != Some(book.current().digest.as_str())
             {
@@ -1053,6 +1083,17 @@ async fn post_emergency(
                     "read the policy in force (`tollgate policy show`) and sign again",
                 ));
             }
+            // The same rules the workflow applied before signing, against the exceptions
+            // this store derives and the server's own clock: nothing is taken on trust.
+            let exceptions = crate::audit::emergency::exceptions_from_log(&ctx.existing);
+            crate::domain::emergency::check_claim(
+                book.policy(),
+                &principal,
+                &exceptions,
+                &claim,
+                received,
+            )
+            .map_err(DecideError::Refused)?;
             Ok((
                 kind,
                 NewEntry {

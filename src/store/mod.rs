@@ -521,6 +521,9 @@ pub struct VerifyOptions<'a> {
     /// For a store whose log adopted no policy yet (from before policy entries): the
     /// policy file that judges it until it is migrated. Ignored once the log has a policy.
     pub unmigrated_policy: Option<&'a crate::domain::policy::Policy>,
+    /// The auditor's clock (`TOLLGATE_NOW` or the real one when `None`): no entry may
+    /// claim a signing time after it.
+    pub now: Option<DateTime<Utc>>,
 }
 
 impl<'a> VerifyOptions<'a> {
@@ -564,7 +567,7 @@ pub fn verify_log(
             .get(&(cr.to_string(), digest.to_string()))
             .cloned()
     };
-    let policy_cr = |cr: &str, revision: u32| {
+    let revision = |cr: &str, revision: u32| {
         store
             .revision(cr, revision)
             .ok()
@@ -576,10 +579,11 @@ pub fn verify_log(
             before_genesis,
             expect_genesis: opts.expect_genesis.map(str::to_string),
             expect_head: opts.expect_head.map(str::to_string),
+            now: opts.now.unwrap_or_else(Utc::now),
         },
         Lookups {
             requester_of: &requester_of,
-            policy_cr: &policy_cr,
+            revision: &revision,
         },
     );
     let mut after = 0;

@@ -192,7 +192,9 @@ pub fn load_queue(
     Ok(QueueData {
         rows,
         subjects: subjects(per_cr.into_iter().flatten()),
-        exceptions: crate::workflow::exceptions(store)?,
+        exceptions: crate::workflow::exceptions(store)
+            .map_err(|e| e.to_string())?
+            .exceptions,
         head,
     })
 }

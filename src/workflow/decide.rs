@@ -5,9 +5,10 @@
 use super::{check_in_force, sign};
 use crate::audit::canonical::sha256_digest;
 use crate::audit::log::{
-    BODY_FORMAT, DecisionRecord, EntryKind, ItemSnapshot, TickRecord, entry_hash, time_text,
+    BODY_FORMAT, DecisionRecord, EntryKind, TickRecord, entry_hash, time_text,
 };
 use crate::audit::policy_log::AdoptionRecord;
+pub use crate::audit::record_rules::checklist_snapshot;
 use crate::domain::change_request::Gate;
 use crate::domain::checklist::Tick;
 use crate::domain::decision::Verdict;
@@ -60,22 +61,6 @@ pub fn eligible_roles(who: &Principal, verdict: Verdict, eval: &Evaluation) -> V
         eligible = held.clone();
     }
     eligible
-}
-
-/// The checklist states recorded in a decision: the evaluation plus the ticks being signed.
-pub fn checklist_snapshot(eval: &Evaluation, ticks: &[Tick]) -> Vec<ItemSnapshot> {
-    eval.checklist
-        .items
-        .iter()
-        .map(|i| ItemSnapshot {
-            id: i.id.clone(),
-            state: if ticks.iter().any(|t| t.item == i.id) {
-                "ticked".into()
-            } else {
-                i.state.as_str().into()
-            },
-        })
-        .collect()
 }
 
 /// The record that would be signed for `req` on revision `rev`, as the entry after `after`.
@@ -227,6 +212,20 @@ fn build_entry(
     };
     check_decision(&rev.cr, &eval, book.policy(), &proposal).map_err(DecideError::Refused)?;
     let record = decision_record(who, req, rev, &eval, &book.current().digest, &ctx.head, at);
+    // The same facts the server and `verify` will hold the record to.
+    crate::audit::record_rules::check_decision_record(
+        &record,
+        at,
+        Some(crate::audit::record_rules::RevisionFacts {
+            revision: rev.revision,
+            digest: &rev.digest,
+            submitted_at: rev.submitted_at,
+        }),
+        Some(&eval),
+        &req.ticks,
+        at,
+    )
+    .map_err(DecideError::Refused)?;
     sign_with_adoption(ctx, book, who, &record)
 }
 

@@ -4,6 +4,7 @@
 use super::runner::CommandOutcome;
 use super::{check_in_force, refused, sign};
 use crate::audit::log::{BODY_FORMAT, EntryKind, LogEntry, time_text};
+use crate::domain::emergency::check_claim;
 use crate::domain::policy::Policy;
 use crate::domain::policy_book::PolicyBook;
 use crate::identity::Identity;
@@ -59,35 +60,12 @@ pub fn authorise_rollback(
     use crate::audit::emergency::{AuthorisationRecord, ExceptionTerms, exceptions_from_log};
     use crate::domain::emergency::{ExceptionState, check_on_call, exception_terms};
     let policy = book.policy();
+    // Asked first, so a refusal comes before anything else is read.
     check_on_call(policy, &who.principal).map_err(DecideError::Refused)?;
-    if let Err(e) = crate::domain::reader::check_identifier(&req.incident) {
-        return Err(refused(
-            "incident-id",
-            format!("incident id: {e}"),
-            "use the ticket id, e.g. INC-2291",
-        ));
-    }
-    if req.reason.trim().is_empty() {
-        return Err(refused(
-            "reason-required",
-            "an emergency needs a one-line reason".into(),
-            "say what is hurting users",
-        ));
-    }
-    if req.to_version.trim().is_empty() || req.to_version == req.from_version {
-        return Err(refused(
-            "rollback-target",
-            format!(
-                "rolling back {} needs a target version other than {}",
-                req.subject, req.from_version
-            ),
-            "name the last good version",
-        ));
-    }
     store.append_emergency(&mut |ctx| {
         check_in_force(book, &ctx.policy_head)?;
         let (head, existing) = (&ctx.head, &ctx.existing);
-        let exceptions = exceptions_from_log(existing).map_err(DecideError::Chain)?;
+        let exceptions = exceptions_from_log(existing);
         let active = exceptions
             .iter()
             .rev()
@@ -135,15 +113,31 @@ pub fn authorise_rollback(
             policy_digest: book.current().digest.clone(),
             at: time_text(now),
         };
-        signed(EntryKind::EmergencyAuthorised, record.body(), who)
+        checked_and_signed(
+            book,
+            who,
+            &exceptions,
+            EntryKind::EmergencyAuthorised,
+            record.body(),
+            now,
+        )
     })
 }
 
-fn signed(
+/// Reads `body` back with the parser the server and `verify` use, holds it to the same
+/// rules ([`check_claim`]) and signs it: what is signed here is what they will accept.
+fn checked_and_signed(
+    book: &PolicyBook,
+    who: &Identity,
+    exceptions: &[crate::domain::emergency::Exception],
     kind: EntryKind,
     body: String,
-    who: &Identity,
+    now: DateTime<Utc>,
 ) -> Result<(EntryKind, NewEntry), DecideError> {
+    let claim = crate::audit::emergency::claim_of(kind, &body)
+        .map_err(|e| DecideError::Chain(e.to_string()))?;
+    check_claim(book.policy(), &who.principal, exceptions, &claim, now)
+        .map_err(DecideError::Refused)?;
     Ok((kind, sign(body, who)?))
 }
 
@@ -168,7 +162,7 @@ pub fn record_rollback(
     run: RollbackRun<'_>,
     now: DateTime<Utc>,
 ) -> Result<LogEntry, DecideError> {
-    use crate::audit::emergency::RollbackRecord;
+    use crate::audit::emergency::{RollbackRecord, exceptions_from_log};
     let RollbackRun {
         authorisation,
         incident,
@@ -181,8 +175,6 @@ pub fn record_rollback(
     };
     store.append_emergency(&mut |ctx| {
         check_in_force(book, &ctx.policy_head)?;
-        crate::domain::emergency::check_on_call(book.policy(), &who.principal)
-            .map_err(DecideError::Refused)?;
         let head = &ctx.head;
         let record = RollbackRecord {
             kind: EntryKind::RollbackExecuted.as_str().into(),
@@ -201,7 +193,15 @@ pub fn record_rollback(
             key_fingerprint: who.signer.fingerprint().into(),
             at: time_text(now),
         };
-        signed(EntryKind::RollbackExecuted, record.body(), who)
+        let exceptions = exceptions_from_log(&ctx.existing);
+        checked_and_signed(
+            book,
+            who,
+            &exceptions,
+            EntryKind::RollbackExecuted,
+            record.body(),
+            now,
+        )
     })
 }
 
@@ -244,26 +244,12 @@ pub fn record_review(
     store.append_emergency(&mut |ctx| {
         check_in_force(book, &ctx.policy_head)?;
         let head = &ctx.head;
-        let open: Vec<crate::domain::emergency::Exception> = exceptions_from_log(&ctx.existing)
-            .map_err(DecideError::Chain)?
-            .into_iter()
-            .filter(|x| x.incident == req.incident && x.review.is_none())
-            .collect();
-        // Segregation of duties: whoever bypassed review does not review their own bypass.
-        if let Some(x) = open
+        let exceptions = exceptions_from_log(&ctx.existing);
+        let open: Vec<String> = exceptions
             .iter()
-            .find(|x| x.rollbacks.iter().any(|r| r.principal == who.principal.id))
-        {
-            return Err(refused(
-                "independent-review",
-                format!(
-                    "{} authorised a rollback under {} and cannot review it",
-                    who.principal.id, x.incident
-                ),
-                "ask another lead to review the incident",
-            ));
-        }
-        let open: Vec<String> = open.into_iter().map(|x| x.id).collect();
+            .filter(|x| x.incident == req.incident && x.review.is_none())
+            .map(|x| x.id.clone())
+            .collect();
         if open.is_empty() {
             return Err(refused(
                 "no-open-exception",
@@ -289,12 +275,21 @@ pub fn record_review(
             key_fingerprint: who.signer.fingerprint().into(),
             at: time_text(now),
         };
-        signed(EntryKind::PostIncidentReview, record.body(), who)
+        checked_and_signed(
+            book,
+            who,
+            &exceptions,
+            EntryKind::PostIncidentReview,
+            record.body(),
+            now,
+        )
     })
 }
 
 /// The exceptions recorded in the store.
-pub fn exceptions(store: &dyn Store) -> Result<Vec<crate::domain::emergency::Exception>, String> {
-    let entries = store.emergency_entries().map_err(|e| e.to_string())?;
-    crate::audit::emergency::exceptions_from_log(&entries)
+pub fn exceptions(
+    store: &dyn Store,
+) -> Result<crate::audit::emergency::Derived, crate::store::StoreError> {
+    let entries = store.emergency_entries()?;
+    Ok(crate::audit::emergency::derive_exceptions(&entries))
 }

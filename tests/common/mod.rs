@@ -456,3 +456,22 @@ impl Home {
         self.path(&format!("tollgate.demo-keys/{who}"))
     }
 }
+
+/// The current time as bodies hold it (RFC 3339, UTC, microseconds): what a hand-made
+/// client signing now would write.
+pub fn now_text() -> String {
+    tollgate::audit::log::time_text(chrono::Utc::now())
+}
+
+/// The checklist a decision on the CR `shown` (the output of `show --json`) records: each
+/// item's id and state, as tollgate evaluates it.
+pub fn checklist_of(shown: &Value) -> Value {
+    Value::Array(
+        shown["checklist"]["items"]
+            .as_array()
+            .expect("show --json lists checklist items")
+            .iter()
+            .map(|i| serde_json::json!({"id": i["id"], "state": i["state"]}))
+            .collect(),
+    )
+}

@@ -8,6 +8,12 @@
 //! needs a new authorisation. A post-incident review signed by a lead closes it. Overdue
 //! reviews are loud everywhere.
 
+mod rules;
+
+pub use rules::{
+    Authorisation, Claim, Outcome, ReviewClaim, apply, check_claim, check_link, check_signing_time,
+};
+
 use crate::domain::change_request::ChangeRequest;
 use crate::domain::policy::{Policy, Principal};
 use crate::domain::rules::Refusal;

@@ -1,0 +1,342 @@
+//! Trust nothing a client says: correctly signed entries (made with `ssh-keygen -Y sign -n
+//! tollgate`) that break a rule are refused by the server with the rule named, and when
+//! forced straight into a store, `verify` names them — while every reader carries on.
+
+mod common;
+
+use common::{Home, assert_refusal, checklist_of, now_text, ssh_fingerprint, ssh_sign};
+use serde_json::{Value, json};
+use tollgate::audit::canonical::to_canonical_string;
+
+fn http() -> reqwest::blocking::Client {
+    tollgate::tls::install_crypto_provider();
+    reqwest::blocking::Client::new()
+}
+
+/// A demo home with its server and a token per principal it needs.
+struct Site {
+    home: Home,
+    server: common::Server,
+    tokens: std::collections::HashMap<&'static str, String>,
+}
+
+impl Site {
+    fn new() -> Site {
+        let home = Home::demo();
+        let tokens = ["lena", "marco", "sofia"]
+            .into_iter()
+            .map(|who| (who, home.token(who)))
+            .collect();
+        let server = home.serve("127.0.0.1:0");
+        Site {
+            home,
+            server,
+            tokens,
+        }
+    }
+
+    /// Posts `body` signed by `who` (their demo key, via ssh-keygen) to `path`, with a
+    /// token of theirs; the status and the JSON answer.
+    fn post(&self, path: &str, kind: &str, who: &str, body: &str) -> (u16, Value) {
+        let token = &self.tokens[who];
+        let sig = ssh_sign(&self.home.demo_key(who), body);
+        let r = http()
+            .post(format!("{}{path}", self.server.url))
+            .bearer_auth(token)
+            .json(&json!({"kind": kind, "principal": who, "body": body, "signature": sig}))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// Forces `body`, signed by `who`, into the store past every check; its position.
+    fn force(&self, kind: &str, cr: Option<&str>, who: &str, body: &str) -> u64 {
+        let sig = ssh_sign(&self.home.demo_key(who), body);
+        self.home.force_append(kind, cr, who, body, &sig)
+    }
+
+    fn in_force(&self) -> String {
+        self.home.run(&["policy", "show", "--json"]).ok().json()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// An `emergency-authorised` body by `who` as the next entry, with the policy's terms
+/// for a bypass signed now (4 h lifetime, review due in 48 h), then `edit` applied.
+fn authorisation(site: &Site, who: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let (seq, prev) = site.home.head();
+    let now = chrono::Utc::now();
+    let t = tollgate::audit::log::time_text;
+    let mut v = json!({
+        "type": "emergency-authorised", "format": 1, "seq": seq + 1, "prev": prev,
+        "incident": "INC-7", "subject": "recommender", "environment": "prod",
+        "from_version": "8", "to_version": "7", "reason": "conversion -10%",
+        "exception": {"id": null, "opened_at": t(now), "expires_at": t(now + chrono::Duration::hours(4)),
+                      "review_due": t(now + chrono::Duration::hours(48))},
+        "linked": null, "principal": who,
+        "key_fingerprint": ssh_fingerprint(&site.home.demo_key(who)),
+        "policy_digest": site.in_force(), "at": t(now),
+    });
+    edit(&mut v);
+    to_canonical_string(&v)
+}
+
+fn outcome(site: &Site, who: &str, authorisation: &str) -> String {
+    let (seq, prev) = site.home.head();
+    to_canonical_string(&json!({
+        "type": "rollback-executed", "format": 1, "seq": seq + 1, "prev": prev,
+        "incident": "INC-7", "authorisation": authorisation, "command": ["true"],
+        "exit_status": 0, "timed_out": false, "duration_ms": 5,
+        "output_digest": tollgate::audit::canonical::sha256_digest(b""), "output_tail": "",
+        "principal": who, "key_fingerprint": ssh_fingerprint(&site.home.demo_key(who)),
+        "at": now_text(),
+    }))
+}
+
+fn review(site: &Site, who: &str, exception: &str) -> String {
+    let (seq, prev) = site.home.head();
+    to_canonical_string(&json!({
+        "type": "post-incident-review", "format": 1, "seq": seq + 1, "prev": prev,
+        "incident": "INC-7", "exceptions": [exception],
+        "root_cause": "my own bypass was fine", "follow_ups": "none needed",
+        "policy_changes": "none",
+        "principal": who, "key_fingerprint": ssh_fingerprint(&site.home.demo_key(who)),
+        "at": now_text(),
+    }))
+}
+
+fn assert_refused(answer: &(u16, Value), status: u16, rule: &str) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    assert_eq!(answer.1["rule"], rule, "{}", answer.1);
+}
+
+#[test]
+fn an_authorisation_with_the_clients_own_terms_is_refused_and_named() {
+    let site = Site::new();
+    let never_due = authorisation(&site, "lena", |v| {
+        v["exception"]["expires_at"] = json!("2099-01-01T00:00:00.000000Z");
+        v["exception"]["review_due"] = json!("2099-01-01T00:00:00.000000Z");
+    });
+    let answer = site.post("/v1/emergency", "emergency-authorised", "lena", &never_due);
+    assert_refused(&answer, 403, "exception-terms");
+    let entries = site.home.verified_entries();
+
+    let seq = site.force("emergency-authorised", None, "lena", &never_due);
+    assert_eq!(seq, entries + 1);
+    assert_refusal(
+        &site.home.run(&["verify"]),
+        &[&format!("FAILED at entry {seq}"), "[exception-terms]"],
+    );
+}
+
+#[test]
+fn an_authorisation_without_a_subject_never_reaches_the_log_and_readers_survive_a_forced_one() {
+    let site = Site::new();
+    let broken = authorisation(&site, "lena", |v| {
+        v.as_object_mut().unwrap().remove("subject");
+    });
+    let answer = site.post("/v1/emergency", "emergency-authorised", "lena", &broken);
+    assert_eq!(answer.0, 422, "{}", answer.1);
+    assert!(
+        answer.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `subject`"),
+        "{}",
+        answer.1
+    );
+    let seq = site.force("emergency-authorised", None, "lena", &broken);
+    assert_refusal(
+        &site.home.run(&["verify"]),
+        &[&format!("FAILED at entry {seq}"), "malformed", "subject"],
+    );
+    // Every reader carries on, saying which entry it left out; history shows the whole
+    // table and marks what follows the bad entry, exiting 1 as for any broken log.
+    let history = site.home.run(&["history"]);
+    assert_eq!(history.code, 1, "{}", history.stderr);
+    assert!(
+        history.stdout.contains("decisions shown"),
+        "{}",
+        history.stdout
+    );
+    assert!(
+        history
+            .stderr
+            .contains(&format!("AUDIT LOG BROKEN at entry {seq}"))
+    );
+    for args in [
+        &["list"][..],
+        &["exceptions"],
+        &["health"],
+        &["list", "--json"],
+    ] {
+        let run = site.home.run(args).ok();
+        assert!(
+            run.stderr.contains(&format!(
+                "1 emergency log entry left out as untrusted (entry {seq}"
+            )) || run.stdout.contains(&format!("(entry {seq}")),
+            "{args:?}: {}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn outcomes_and_reviews_belong_to_the_people_the_rules_say() {
+    let site = Site::new();
+    let auth = authorisation(&site, "lena", |_| {});
+    let answer = site.post("/v1/emergency", "emergency-authorised", "lena", &auth);
+    assert_eq!(answer.0, 201, "{}", answer.1);
+    let auth_hash = answer.1["hash"].as_str().unwrap().to_string();
+
+    // marco is on call too, but did not authorise this rollback.
+    let not_his = outcome(&site, "marco", &auth_hash);
+    assert_refused(
+        &site.post("/v1/emergency", "rollback-executed", "marco", &not_his),
+        403,
+        "rollback-not-authoriser",
+    );
+    let nowhere = outcome(&site, "lena", "sha256:0000");
+    assert_refused(
+        &site.post("/v1/emergency", "rollback-executed", "lena", &nowhere),
+        403,
+        "rollback-authorisation",
+    );
+    // lena holds the lead role, but reviewing her own bypass closes her own exception.
+    let own = review(&site, "lena", &auth_hash);
+    assert_refused(
+        &site.post("/v1/emergency", "post-incident-review", "lena", &own),
+        403,
+        "independent-review",
+    );
+    let good = outcome(&site, "lena", &auth_hash);
+    assert_eq!(
+        site.post("/v1/emergency", "rollback-executed", "lena", &good)
+            .0,
+        201
+    );
+
+    // Forced into the store, verify names the self-review.
+    let seq = site.force(
+        "post-incident-review",
+        None,
+        "lena",
+        &review(&site, "lena", &auth_hash),
+    );
+    assert_refusal(
+        &site.home.run(&["verify"]),
+        &[&format!("FAILED at entry {seq}"), "[independent-review]"],
+    );
+    // ...and the exception stays open for everyone reading it.
+    let ex = site.home.run(&["exceptions", "--json"]).ok().json();
+    assert_eq!(ex[0]["state"], "active", "{ex}");
+}
+
+/// A decision on `cr` by `who`, correct in every field (the revision shown, the checklist
+/// tollgate evaluates, the policy in force, signed now), then `edit` applied.
+fn decision(site: &Site, who: &str, cr: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let (seq, prev) = site.home.head();
+    let shown = site.home.run(&["show", cr, "--json"]).ok().json();
+    let mut v = json!({
+        "type": "decision", "format": 1, "seq": seq + 1, "prev": prev,
+        "cr_id": cr, "cr_revision": shown["revision"], "cr_digest": shown["digest"],
+        "verdict": "request-changes", "role": "ops-reviewer", "rationale": "p99 latency",
+        "ticks": [], "checklist": checklist_of(&shown), "principal": who,
+        "key_fingerprint": ssh_fingerprint(&site.home.demo_key(who)),
+        "policy_digest": site.in_force(), "at": now_text(),
+    });
+    edit(&mut v);
+    to_canonical_string(&v)
+}
+
+#[test]
+fn a_decision_stating_false_facts_is_refused_and_named() {
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit); 5] = [
+        ("decision-revision", |v| v["cr_revision"] = json!(99)),
+        ("signed-before-submission", |v| {
+            v["at"] = json!("2020-01-01T00:00:00.000000Z")
+        }),
+        ("signed-in-future", |v| {
+            v["at"] = json!("2999-01-01T00:00:00.000000Z")
+        }),
+        ("checklist-mismatch", |v| {
+            v["checklist"][4]["state"] = json!("pass")
+        }),
+        ("policy-digest", |v| v["policy_digest"] = json!("sha256:00")),
+    ];
+    for (rule, edit) in cases {
+        let site = Site::new();
+        let good = decision(&site, "marco", "CR-1045", |_| {});
+        let bad = decision(&site, "marco", "CR-1045", edit);
+        assert_ne!(good, bad);
+        let answer = site.post("/v1/decisions", "decision", "marco", &bad);
+        assert_refused(&answer, 403, rule);
+        let seq = site.force("decision", Some("CR-1045"), "marco", &bad);
+        let verify = site.home.run(&["verify"]);
+        assert_refusal(
+            &verify,
+            &[&format!("FAILED at entry {seq}"), "policy-violation"],
+        );
+        if rule != "policy-digest" {
+            assert!(verify.stderr.contains(rule), "{rule}: {}", verify.stderr);
+        }
+        // Readers carry on: history lists every decision, marking what follows the bad
+        // entry as unverified (or leaving out, named, one that names no stored revision);
+        // health and show work as before.
+        let history = site.home.run(&["history"]);
+        let marked =
+            history.stdout.contains(&format!("{seq:<6}")) && history.stdout.contains("UNVERIFIED");
+        let left_out = history
+            .stderr
+            .contains(&format!("left out as untrusted (entry {seq}"));
+        assert!(
+            history.stdout.contains("decisions shown") && (marked || left_out),
+            "{rule}: {}{}",
+            history.stdout,
+            history.stderr
+        );
+        for args in [&["health"][..], &["show", "CR-1045"]] {
+            let run = site.home.run(args);
+            assert_eq!(run.code, 0, "{rule} {args:?}: {}{}", run.stdout, run.stderr);
+        }
+    }
+}
+
+#[test]
+fn json_with_a_member_named_twice_is_refused_wherever_it_is_read() {
+    let site = Site::new();
+    let good = decision(&site, "marco", "CR-1045", |_| {});
+    // The same body with "rationale" given twice: a reader of the raw text may see either.
+    let twice = good.replacen(
+        "\"rationale\":\"p99 latency\"",
+        "\"rationale\":\"looks fine\",\"rationale\":\"p99 latency\"",
+        1,
+    );
+    assert_ne!(good, twice);
+    let answer = site.post("/v1/decisions", "decision", "marco", &twice);
+    assert_eq!(answer.0, 422, "{}", answer.1);
+    assert!(
+        answer.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("$.rationale: the name appears twice"),
+        "{}",
+        answer.1
+    );
+    // A change request document, from a file.
+    let mut doc = common::fixture_json("CR-1045");
+    doc["id"] = json!("CR-2001");
+    let text = serde_json::to_string_pretty(&doc).unwrap().replacen(
+        "\n  \"title\":",
+        "\n  \"title\": \"harmless\",\n  \"title\":",
+        1,
+    );
+    let file = site.home.write("twice.json", text.as_bytes());
+    let run = site.home.run(&["submit", &file]);
+    assert_refusal(&run, &["twice.json", "$.title", "appears twice"]);
+}
