@@ -283,3 +283,187 @@ fn without_a_command_the_authorisation_is_recorded_for_the_operator() {
     );
     assert_eq!(home.verified_entries(), DEMO_ENTRIES + 1);
 }
+
+/// Whether process `pid` is still running (a killed process waiting to be reaped by
+/// init, a zombie, is not).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+        .ok()
+        .and_then(|stat| {
+            // pid (comm) STATE ...: the state follows the last ')'.
+            stat.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
+#[test]
+fn output_that_is_not_utf8_is_read_to_the_end_and_recorded() {
+    let home = home_with_rollback(
+        "printf 'scaling \\377\\376 down\\n'; i=0; while [ $i -lt 2000 ]; do echo \"step $i\"; i=$((i+1)); done; echo 'rollback complete'",
+        30,
+    );
+    let run = rollback(&home, "lena", "INC-2291", Some(T0)).ok();
+    assert!(
+        run.stdout.contains("│ scaling \u{fffd}\u{fffd} down"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("│ rollback complete"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("rollback command finished: exit status 0"),
+        "{}",
+        run.stdout
+    );
+    let log = home.run(&["log", "export"]).ok().stdout;
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    let body: serde_json::Value = serde_json::from_str(last["body"].as_str().unwrap()).unwrap();
+    assert!(
+        body["output_tail"]
+            .as_str()
+            .unwrap()
+            .ends_with("step 1999\nrollback complete"),
+        "{body}"
+    );
+    assert_eq!(home.verified_entries(), SET_UP + 2);
+}
+
+#[test]
+fn processes_a_rollback_leaves_behind_are_stopped_with_it() {
+    // A background child keeps the output pipe open after the script exits.
+    let home = home_with_rollback(
+        &format!("sleep 25 & echo $! > {}; echo 'rolled back'", "bg.pid"),
+        30,
+    );
+    let run = home
+        .command(&[
+            "--as",
+            "lena",
+            "rollback",
+            "--yes",
+            "recommender",
+            "--env",
+            "prod",
+            "--incident",
+            "INC-5",
+            "--reason",
+            "conversion -10%",
+        ])
+        .env("TOLLGATE_NOW", T0)
+        .current_dir(home.path(""))
+        .output()
+        .unwrap();
+    let run: common::Run = run.into();
+    let run = run.ok();
+    assert!(
+        run.stdout
+            .contains("rollback command finished: exit status 0"),
+        "{}",
+        run.stdout
+    );
+    let pid = std::fs::read_to_string(home.path("bg.pid")).unwrap();
+    assert!(!alive(&pid), "the background sleep {pid} was left running");
+
+    // On timeout the whole group goes, grandchildren included.
+    let home = home_with_rollback(&format!("sleep 30 & echo $! > {}; sleep 30", "bg.pid"), 1);
+    let run: common::Run = home
+        .command(&[
+            "--as",
+            "lena",
+            "rollback",
+            "--yes",
+            "recommender",
+            "--env",
+            "prod",
+            "--incident",
+            "INC-6",
+            "--reason",
+            "conversion -10%",
+        ])
+        .env("TOLLGATE_NOW", T0)
+        .current_dir(home.path(""))
+        .output()
+        .unwrap()
+        .into();
+    assert_refusal(&run, &["timed out after 1 s"]);
+    let pid = std::fs::read_to_string(home.path("bg.pid")).unwrap();
+    assert!(!alive(&pid), "the grandchild {pid} outlived the timeout");
+}
+
+#[test]
+fn versions_that_would_read_as_options_never_reach_the_command() {
+    let home = home_with_rollback("echo \"ran with $*\" > ran.txt", 30);
+    for (flag, value) in [
+        ("--from", "--post-renderer=evil.sh"),
+        ("--to", "-rf"),
+        ("--to", "{incident}"),
+    ] {
+        let run = home.run(&[
+            "--as",
+            "lena",
+            "rollback",
+            "--yes",
+            "recommender",
+            "--env",
+            "prod",
+            &format!("{flag}={value}"),
+            "--incident",
+            "INC-9",
+            "--reason",
+            "conversion -10%",
+        ]);
+        assert_refusal(&run, &["[rollback-target]", "version"]);
+        assert!(
+            !home.path("ran.txt").exists(),
+            "{flag}={value} ran the command"
+        );
+    }
+    assert_eq!(home.verified_entries(), SET_UP, "nothing signed");
+    // A change request cannot smuggle one in either.
+    let mut doc = common::fixture_json("CR-1045");
+    doc["id"] = serde_json::json!("CR-2002");
+    doc["subject"]["from_version"] = serde_json::json!("--post-renderer=evil.sh");
+    let file = home.write_json("evil.json", &doc);
+    assert_refusal(
+        &home.run(&["submit", &file]),
+        &["$.subject.from_version", "starting with a letter or digit"],
+    );
+}
+
+#[test]
+fn the_exact_command_is_shown_and_without_a_terminal_nothing_happens_until_yes() {
+    let home = home_with_rollback("echo \"rolled back $*\"", 30);
+    let run: common::Run = home
+        .command(&[
+            "--as",
+            "lena",
+            "rollback",
+            "recommender",
+            "--env",
+            "prod",
+            "--incident",
+            "INC-2291",
+            "--reason",
+            "conversion -10%",
+        ])
+        .env("TOLLGATE_NOW", T0)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    let script = home.path("rollback.sh");
+    assert!(
+        run.stdout.contains(&format!(
+            "then run (no shell, timeout 30 s): {} recommender prod 7 INC-2291",
+            script.display()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_refusal(&run, &["no terminal to confirm at", "pass --yes"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(home.verified_entries(), SET_UP, "nothing signed");
+    assert!(!run.stdout.contains("rolled back"), "nothing ran");
+}

@@ -276,6 +276,7 @@ fn a_period_export_includes_the_emergencies_opened_in_it() {
         "--as",
         "lena",
         "rollback",
+        "--yes",
         "recommender",
         "--env",
         "prod",

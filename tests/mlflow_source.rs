@@ -467,6 +467,7 @@ fn an_approval_moves_the_alias_and_a_rollback_moves_it_back() {
             "--as",
             "marco",
             "rollback",
+            "--yes",
             "churn-predictor",
             "--env",
             "prod",

@@ -365,6 +365,10 @@ pub struct RollbackArgs {
     /// Record the authorisation only; do not run the policy's rollback command.
     #[arg(long)]
     pub no_run: bool,
+    /// Do not ask for confirmation (needed without a terminal). The exact command is
+    /// printed either way.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// Arguments shared by approve, reject and request-changes.

@@ -11,7 +11,7 @@ use crate::identity::KeyChoice;
 use crate::store::Store;
 use crate::workflow::{
     ReviewRequest, RollbackRequest, authorise_rollback, exceptions, record_review, record_rollback,
-    rollback_invocation, run_command,
+    rollback_invocation, run_command, shown_argv,
 };
 use chrono::{DateTime, Utc};
 use std::io::Write;
@@ -85,6 +85,36 @@ pub fn rollback(
         incident: args.incident.clone(),
         reason: args.reason.clone(),
     };
+    request
+        .check()
+        .map_err(|r| CliError::refused(format!("refused: {r}")))?;
+    // What will be signed and run, shown before anything is: the exact argument vector.
+    let invocation = rollback_invocation(book.policy(), &request);
+    let plan = format!(
+        "about to authorise, as {}: roll back {}@{} {} → {} for {}\n{}\n",
+        who.principal.id,
+        sanitize(&request.subject),
+        sanitize(&request.environment),
+        sanitize(&request.from_version),
+        sanitize(&request.to_version),
+        request.incident,
+        match (&invocation, args.no_run) {
+            (Some((argv, timeout)), false) => format!(
+                "then run (no shell, timeout {} s): {}",
+                timeout.as_secs(),
+                shown_argv(argv)
+            ),
+            (Some((argv, _)), true) => format!("and not run (--no-run): {}", shown_argv(argv)),
+            (None, _) => {
+                "no rollback command in the policy for this subject: the operator performs it"
+                    .to_string()
+            }
+        }
+    );
+    write_out(out, &plan)?;
+    if !args.yes {
+        confirm(out)?;
+    }
     let auth = authorise_rollback(&store, &book, &who, &request, now).map_err(CliError::from)?;
     let ex = exceptions(&store)?
         .exceptions
@@ -118,7 +148,7 @@ pub fn rollback(
         ));
     }
     write_out(out, &msg)?;
-    let Some((argv, timeout)) = rollback_invocation(book.policy(), &request) else {
+    let Some((argv, timeout)) = invocation else {
         return write_out(
             out,
             "no rollback command in the policy for this subject: the operator performs the rollback\n",
@@ -127,19 +157,10 @@ pub fn rollback(
     if args.no_run {
         return write_out(
             out,
-            &format!("not running (--no-run): {}\n", argv.join(" ")),
+            &format!("not running (--no-run): {}\n", shown_argv(&argv)),
         );
     }
-    write_out(
-        out,
-        &format!(
-            "running: {}\n",
-            argv.iter()
-                .map(|a| sanitize(a))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-    )?;
+    write_out(out, &format!("running: {}\n", shown_argv(&argv)))?;
     let outcome = run_command(&argv, timeout, &mut |line| {
         let _ = writeln!(out, "│ {}", sanitize(line));
     });
@@ -157,14 +178,19 @@ pub fn rollback(
     )
     .map_err(CliError::from)?;
     let summary = format!(
-        "{} after {:.1} s (log entry {})",
+        "{} after {:.1} s (log entry {}){}",
         match (outcome.exit_status, outcome.timed_out) {
             (_, true) => format!("timed out after {} s", timeout.as_secs()),
             (Some(code), _) => format!("exit status {code}"),
             (None, _) => "did not run".to_string(),
         },
         outcome.duration.as_secs_f64(),
-        entry.seq
+        entry.seq,
+        if outcome.killed_leftovers && !outcome.timed_out {
+            "; processes it left running were stopped"
+        } else {
+            ""
+        }
     );
     if outcome.exit_status == Some(0) && !outcome.timed_out {
         write_out(out, &format!("rollback command finished: {summary}\n"))
@@ -172,6 +198,31 @@ pub fn rollback(
         Err(CliError::refused(format!(
             "the rollback command failed: {summary}; the authorisation is recorded, the operator must complete the rollback"
         )))
+    }
+}
+
+/// Asks at the terminal before an emergency is signed; without one, refuses and says to
+/// pass `--yes`.
+fn confirm(out: &mut dyn Write) -> Result<(), CliError> {
+    use std::io::{BufRead, IsTerminal};
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::refused(
+            "refused: no terminal to confirm at; check the command above and pass --yes to authorise without asking",
+        ));
+    }
+    write_out(out, "sign and go ahead? [y/N] ")?;
+    let _ = out.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::environment(format!("cannot read the answer: {e}")))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::refused(
+            "not authorised: nothing was signed or run",
+        ))
     }
 }
 

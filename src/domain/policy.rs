@@ -148,15 +148,40 @@ impl RollbackCommand {
     pub fn render(&self, values: &[(&str, &str)]) -> Vec<String> {
         self.command
             .iter()
-            .map(|arg| {
-                let mut out = arg.clone();
-                for (k, v) in values {
-                    out = out.replace(&format!("{{{k}}}"), v);
-                }
-                out
-            })
+            .map(|arg| expand_once(arg, values))
             .collect()
     }
+}
+
+/// Fills `{name}` placeholders in one left-to-right pass: text a value brings in is never
+/// expanded again, so a CR field holding `{incident}` stays literal. Unknown names stay
+/// as written.
+fn expand_once(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let filled = after.find('}').and_then(|close| {
+            let name = &after[..close];
+            values
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v, close))
+        });
+        match filled {
+            Some((value, close)) => {
+                out.push_str(value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A validated policy.
@@ -1209,6 +1234,20 @@ mod tests {
         assert!(
             has("emergency.on_call[1]: unknown principal \"lina\""),
             "{errors:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod render_tests {
+    use super::expand_once;
+
+    #[test]
+    fn placeholders_are_filled_once_and_values_stay_literal() {
+        let values = [("subject", "{incident}"), ("incident", "INC-1")];
+        assert_eq!(
+            expand_once("--name={subject} {incident} {unknown} {", &values),
+            "--name={incident} INC-1 {unknown} {"
         );
     }
 }

@@ -321,6 +321,9 @@ pub struct EmergencyForm {
     pub focus: EmergencyField,
     /// Why the user may not proceed (not on call), or why the store refused.
     pub refusal: Option<String>,
+    /// Why the details cannot be confirmed as typed (e.g. a version a command would read
+    /// as an option).
+    pub problem: Option<String>,
     /// Rollback command output so far.
     pub output: Vec<String>,
     /// Final line: what was recorded.
@@ -1052,6 +1055,10 @@ impl App {
             }
             Msg::RollbackOutput(line) => {
                 if let Some(form) = self.emergency.as_mut() {
+                    // Bounded like the runner's own tail.
+                    if form.output.len() >= crate::workflow::TAIL_LINES {
+                        form.output.remove(0);
+                    }
                     form.output.push(crate::domain::text::sanitize(&line));
                 }
                 vec![]
@@ -1836,6 +1843,7 @@ impl App {
             target: String::new(),
             focus: EmergencyField::Incident,
             refusal,
+            problem: None,
             output: Vec::new(),
             result: None,
             busy: false,
@@ -1913,7 +1921,11 @@ impl App {
                             form.focus = EmergencyField::Reason;
                         } else if form.target.trim().is_empty() {
                             form.focus = EmergencyField::Target;
+                        } else if let Some(Err(refusal)) = form.request().map(|r| r.check()) {
+                            // Refused before the confirmation shows a command to run.
+                            form.problem = Some(refusal.to_string());
                         } else {
+                            form.problem = None;
                             form.step = EmergencyStep::Confirm;
                         }
                     }

@@ -28,6 +28,42 @@ pub struct RollbackRequest {
     pub reason: String,
 }
 
+impl RollbackRequest {
+    /// Checks what the request names before anything is shown for confirmation, signed
+    /// or run (the same rule the server and `verify` apply to the signed authorisation).
+    pub fn check(&self) -> Result<(), crate::domain::rules::Refusal> {
+        crate::domain::emergency::check_rollback_fields(
+            &self.incident,
+            &self.subject,
+            &self.environment,
+            &self.from_version,
+            &self.to_version,
+            &self.reason,
+        )
+    }
+}
+
+/// An argument vector as a person should read it before it runs: one shell-quoted word
+/// per argument (so `a b` as one argument is told from two), control characters removed.
+pub fn shown_argv(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let a = crate::domain::text::sanitize(a);
+            let plain = !a.is_empty()
+                && a.chars().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, '.' | '_' | '-' | '/' | '=' | ':' | '@' | '+' | ',')
+                });
+            if plain {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The policy's rollback command for `req`, placeholders filled in, with its timeout.
 pub fn rollback_invocation(
     policy: &Policy,
@@ -62,6 +98,7 @@ pub fn authorise_rollback(
     let policy = book.policy();
     // Asked first, so a refusal comes before anything else is read.
     check_on_call(policy, &who.principal).map_err(DecideError::Refused)?;
+    req.check().map_err(DecideError::Refused)?;
     store.append_emergency(&mut |ctx| {
         check_in_force(book, &ctx.policy_head)?;
         let (head, existing) = (&ctx.head, &ctx.existing);
@@ -170,7 +207,7 @@ pub fn record_rollback(
         outcome,
     } = run;
     let tail: String = {
-        let lines: Vec<&str> = outcome.output.lines().collect();
+        let lines: Vec<&str> = outcome.output_tail.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     };
     store.append_emergency(&mut |ctx| {
@@ -187,7 +224,7 @@ pub fn record_rollback(
             exit_status: outcome.exit_status,
             timed_out: outcome.timed_out,
             duration_ms: outcome.duration.as_millis() as u64,
-            output_digest: crate::audit::canonical::sha256_digest(outcome.output.as_bytes()),
+            output_digest: outcome.output_digest.clone(),
             output_tail: crate::domain::text::truncate(&tail, 4000),
             principal: who.principal.id.clone(),
             key_fingerprint: who.signer.fingerprint().into(),

@@ -16,13 +16,13 @@ pub use decide::{
 };
 pub use emergency::{
     ReviewRequest, RollbackRequest, RollbackRun, authorise_rollback, exceptions, record_review,
-    record_rollback, rollback_invocation,
+    record_rollback, rollback_invocation, shown_argv,
 };
 pub use policy::{
     GenesisOutcome, ProposeError, Proposed, adopt_genesis, check_proposal_target, migrate,
     propose_policy, write_adopted_policy, write_policy_file,
 };
-pub use runner::{CommandOutcome, run_command};
+pub use runner::{CommandOutcome, TAIL_LINES, run_command};
 
 use crate::domain::policy_book::PolicyBook;
 use crate::domain::rules::Refusal;

@@ -203,6 +203,7 @@ impl Home {
             "--as",
             who,
             "rollback",
+            "--yes",
             "recommender",
             "--env",
             "prod",

@@ -11,7 +11,8 @@
 mod rules;
 
 pub use rules::{
-    Authorisation, Claim, Outcome, ReviewClaim, apply, check_claim, check_link, check_signing_time,
+    Authorisation, Claim, Outcome, ReviewClaim, apply, check_claim, check_link,
+    check_rollback_fields, check_signing_time,
 };
 
 use crate::domain::change_request::ChangeRequest;

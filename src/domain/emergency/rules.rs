@@ -132,13 +132,6 @@ pub fn check_claim(
     match claim {
         Claim::Authorise(a) => {
             super::check_on_call(policy, who)?;
-            if a.reason.trim().is_empty() {
-                return refuse(
-                    "reason-required",
-                    "an emergency needs a one-line reason".into(),
-                    "say what is hurting users",
-                );
-            }
             if a.exception.is_none() {
                 let (expires_at, review_due) = super::exception_terms(policy, a.at);
                 if a.opened_at != a.at || a.expires_at != expires_at || a.review_due != review_due {
@@ -203,15 +196,32 @@ pub fn check_link(exceptions: &[Exception], claim: &Claim) -> Result<(), Refusal
     }
 }
 
-fn check_authorisation(exceptions: &[Exception], a: &Authorisation) -> Result<(), Refusal> {
-    if let Err(e) = crate::domain::reader::check_identifier(&a.incident) {
+/// What an emergency rollback names, checked before anything is signed or run: the
+/// incident is a ticket id, there is a reason, and subject, environment and versions are
+/// safe as command arguments (a version such as `--post-renderer=evil.sh` is refused).
+pub fn check_rollback_fields(
+    incident: &str,
+    subject: &str,
+    environment: &str,
+    from_version: &str,
+    to_version: &str,
+    reason: &str,
+) -> Result<(), Refusal> {
+    if let Err(e) = crate::domain::reader::check_identifier(incident) {
         return refuse(
             "incident-id",
             format!("incident id: {e}"),
             "use the ticket id, e.g. INC-2291",
         );
     }
-    for (field, value) in [("subject", &a.subject), ("environment", &a.environment)] {
+    if reason.trim().is_empty() {
+        return refuse(
+            "reason-required",
+            "an emergency needs a one-line reason".into(),
+            "say what is hurting users",
+        );
+    }
+    for (field, value) in [("subject", subject), ("environment", environment)] {
         if let Err(e) = check_argument(value) {
             return refuse(
                 "rollback-target",
@@ -220,10 +230,7 @@ fn check_authorisation(exceptions: &[Exception], a: &Authorisation) -> Result<()
             );
         }
     }
-    for (field, value) in [
-        ("from_version", &a.from_version),
-        ("to_version", &a.to_version),
-    ] {
+    for (field, value) in [("from_version", from_version), ("to_version", to_version)] {
         if let Err(e) = check_version(value) {
             return refuse(
                 "rollback-target",
@@ -232,16 +239,25 @@ fn check_authorisation(exceptions: &[Exception], a: &Authorisation) -> Result<()
             );
         }
     }
-    if a.to_version == a.from_version {
+    if to_version == from_version {
         return refuse(
             "rollback-target",
-            format!(
-                "rolling back {} needs a target version other than {}",
-                a.subject, a.from_version
-            ),
+            format!("rolling back {subject} needs a target version other than {from_version}"),
             "name the last good version",
         );
     }
+    Ok(())
+}
+
+fn check_authorisation(exceptions: &[Exception], a: &Authorisation) -> Result<(), Refusal> {
+    check_rollback_fields(
+        &a.incident,
+        &a.subject,
+        &a.environment,
+        &a.from_version,
+        &a.to_version,
+        &a.reason,
+    )?;
     let active = exceptions
         .iter()
         .rev()

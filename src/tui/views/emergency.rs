@@ -145,6 +145,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
             ));
             lines.push(Line::default());
             if form.step == EmergencyStep::Details {
+                if let Some(problem) = &form.problem {
+                    lines.push(Line::from(Span::styled(sanitize(problem), theme.error())));
+                }
                 lines.push(Line::from(Span::styled(
                     "tab next field · enter review · esc back",
                     theme.muted(),
@@ -181,7 +184,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
                     match invocation {
                         Some((argv, timeout)) => format!(
                             "  then runs: {} (timeout {} s)",
-                            argv.iter().map(|a| sanitize(a)).collect::<Vec<_>>().join(" "),
+                            crate::workflow::shown_argv(&argv),
                             timeout.as_secs()
                         ),
                         None => "  no rollback command in the policy: the operator acts on the authorisation".into(),
