@@ -418,6 +418,18 @@ pub enum TokenCommand {
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// List the tokens: id, principal, label, when created (never the tokens themselves).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (from `token list`; at least 8 characters). A running
+    /// server refuses it from its next request.
+    Revoke {
+        /// The token id, or enough of its start to name one token.
+        id: String,
+    },
 }
 
 /// Filters and format for `list`.

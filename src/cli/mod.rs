@@ -146,10 +146,65 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             tls_cert,
             tls_key,
         }) => serve(&local_only("serve")?, listen, tls_cert.zip(tls_key), out),
+        Some(Command::Token(TokenCommand::List { json })) => {
+            let file = crate::server::tokens::tokens_beside(&local_only("token list")?.store);
+            let tokens = match crate::server::tokens::Tokens::load(&file) {
+                Ok(t) => t,
+                Err(crate::server::tokens::TokenError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    crate::server::tokens::Tokens::default()
+                }
+                Err(e) => return Err(CliError::refused(e.to_string())),
+            };
+            if json {
+                return write_out(out, &to_json(&tokens.entries())?);
+            }
+            let mut text = format!("{:<13} {:<12} {:<25} LABEL\n", "ID", "PRINCIPAL", "CREATED");
+            for e in tokens.entries() {
+                text.push_str(&format!(
+                    "{:<13} {:<12} {:<25} {}\n",
+                    e.id,
+                    e.principal,
+                    e.created.as_deref().unwrap_or("—"),
+                    crate::domain::text::sanitize(&e.label)
+                ));
+            }
+            text.push_str(&format!(
+                "{} token(s) in {}\n",
+                tokens.entries().len(),
+                file.display()
+            ));
+            write_out(out, &text)
+        }
+        Some(Command::Token(TokenCommand::Revoke { id })) => {
+            let file = crate::server::tokens::tokens_beside(&local_only("token revoke")?.store);
+            let gone = crate::server::tokens::revoke(&file, &id).map_err(|e| match e {
+                crate::server::tokens::TokenError::Write { .. } => {
+                    CliError::environment(e.to_string())
+                }
+                _ => CliError::refused(e.to_string()),
+            })?;
+            write_out(
+                out,
+                &format!(
+                    "revoked token {} of {} ({}); a running server refuses it from its next request\n",
+                    gone.id,
+                    gone.principal,
+                    crate::domain::text::sanitize(&gone.label)
+                ),
+            )
+        }
         Some(Command::Token(TokenCommand::Add { principal, label })) => {
             let file = crate::server::tokens::tokens_beside(&local_only("token add")?.store);
-            let token =
-                crate::server::tokens::add(&file, &principal, &label).map_err(CliError::refused)?;
+            let (token, _) = crate::server::tokens::add(&file, &principal, &label, now).map_err(
+                |e| match e {
+                    crate::server::tokens::TokenError::Write { .. } => {
+                        CliError::environment(e.to_string())
+                    }
+                    _ => CliError::refused(e.to_string()),
+                },
+            )?;
             write_out(
                 out,
                 &format!(

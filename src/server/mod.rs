@@ -78,7 +78,7 @@ pub struct ServerState {
     /// The file beside the store: rewritten when a policy is adopted, and read only to
     /// explain a refusal (a key listed there but not in force), never to grant anything.
     policy_file: PathBuf,
-    tokens: tokens::Tokens,
+    tokens: tokens::LiveTokens,
     access_log: bool,
 }
 
@@ -100,7 +100,7 @@ impl ServerState {
                 )
             })?;
         let keyring = Keyring::from_policy(book.policy()).map_err(|e| e.to_string())?;
-        let tokens = tokens::Tokens::load(&tokens_file)?;
+        let tokens = tokens::LiveTokens::open(&tokens_file).map_err(|e| e.to_string())?;
         Ok(ServerState {
             store,
             in_force: std::sync::RwLock::new(Arc::new(InForce {
@@ -265,17 +265,22 @@ fn principal(state: &ServerState, headers: &HeaderMap) -> ApiResult<String> {
                 "send Authorization: Bearer <token> (tollgate token add PRINCIPAL)",
             )
         })?;
-    state
-        .tokens
-        .principal(token)
-        .map(str::to_string)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "unknown or revoked token",
-            )
-        })
+    match state.tokens.principal(token) {
+        Ok(Some(who)) => Ok(who),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown or revoked token",
+        )),
+        Err(e) => {
+            eprintln!("tollgate serve: {e}");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "tokens-unreadable",
+                "the server cannot read its tokens file; no token is accepted until it is fixed",
+            ))
+        }
+    }
 }
 
 async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
