@@ -44,7 +44,7 @@ fn every_listed_route_is_really_routed() {
     let policy = dir.path().join("t.policy.toml");
     std::fs::write(&policy, &text).unwrap();
     let tokens = dir.path().join("t.tokens.toml");
-    tollgate::server::tokens::add(&tokens, "ci", "").unwrap();
+    tollgate::server::tokens::add(&tokens, "ci", "", chrono::Utc::now()).unwrap();
     let opts = tollgate::server::ServeOptions {
         listen: "127.0.0.1:0".into(),
         store,
