@@ -192,7 +192,8 @@ fn main() {
 
     let store = home.join("tollgate.db");
     let tokens = home.join("tollgate.tokens.toml");
-    let token = tollgate::server::tokens::add(&tokens, "devi", "bench").expect("token");
+    let (token, _) =
+        tollgate::server::tokens::add(&tokens, "devi", "bench", chrono::Utc::now()).expect("token");
     let addr = tollgate::server::start_in_background(tollgate::server::ServeOptions {
         listen: "127.0.0.1:0".into(),
         store: store.clone(),

@@ -91,7 +91,9 @@ fn main() {
     let policy_path = dir.path().join("bench.policy.toml");
     std::fs::write(&policy_path, &book.current().text).expect("policy");
     let tokens_path = dir.path().join("bench.tokens.toml");
-    let token = tollgate::server::tokens::add(&tokens_path, "devi", "bench").expect("token");
+    let (token, _) =
+        tollgate::server::tokens::add(&tokens_path, "devi", "bench", chrono::Utc::now())
+            .expect("token");
     let opts = tollgate::server::ServeOptions {
         listen: "127.0.0.1:0".into(),
         store: path.clone(),

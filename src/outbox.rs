@@ -50,6 +50,10 @@ pub struct Pending {
     pub attempts: u32,
     /// Why the last attempt did not get through.
     pub last_error: Option<String>,
+    /// Set when the CR moved on from the revision the reviewer saw: never delivered, kept
+    /// so the reviewer learns of it (`tollgate outbox`), dropped with `outbox --drop`.
+    #[serde(default)]
+    pub stale: Option<String>,
 }
 
 impl Pending {
@@ -74,6 +78,7 @@ impl Pending {
             content: None,
             attempts: 0,
             last_error: None,
+            stale: None,
         }
     }
 
@@ -101,8 +106,10 @@ pub enum Delivery {
     /// Recorded by the server (now, or by an earlier attempt whose answer was lost), with
     /// the policy adoption it completed, if any.
     Delivered(Box<Appended>),
-    /// The server refused it for good (stale CR, a rule); moved to `failed/`.
+    /// The server refused it for good (a rule); moved to `failed/`.
     Failed(String),
+    /// The CR moved on from the revision it was made on: kept, marked stale, never sent.
+    Stale(String),
     /// Not reachable now; kept for later.
     Later(String),
 }
@@ -196,12 +203,56 @@ impl Outbox {
                 let _ = self.put(p);
                 self.fail(p);
             }
+            Delivery::Stale(why) => {
+                p.last_error = Some(why.clone());
+                p.stale = Some(why.clone());
+                let _ = self.put(p);
+            }
             Delivery::Later(why) => {
                 p.last_error = Some(why.clone());
                 let _ = self.put(p);
             }
         }
         outcome
+    }
+
+    /// Removes an item by id (e.g. a stale one the reviewer has dealt with).
+    pub fn drop_item(&self, id: &str) -> Result<Pending, String> {
+        let item = self
+            .pending()
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| format!("no unsent decision {id}; `tollgate outbox` lists them"))?;
+        std::fs::remove_file(self.dir.join(format!("{}.json", item.id)))
+            .map_err(|e| format!("cannot remove {id} from the outbox: {e}"))?;
+        Ok(item)
+    }
+
+    /// Where the digest of each CR last shown from this server is noted, so a decision
+    /// made while it is unreachable binds to the revision the reviewer actually saw.
+    fn seen_file(&self, cr_id: &str) -> Option<PathBuf> {
+        crate::domain::reader::check_identifier(cr_id)
+            .ok()
+            .map(|()| self.dir.join("seen").join(cr_id))
+    }
+
+    /// Notes that `digest` of `cr_id` was shown to the reviewer.
+    pub fn note_seen(&self, cr_id: &str, digest: &str) {
+        if let Some(path) = self.seen_file(cr_id)
+            && let Some(dir) = path.parent()
+            && std::fs::create_dir_all(dir).is_ok()
+        {
+            let _ = std::fs::write(path, digest);
+        }
+    }
+
+    /// The digest of `cr_id` last shown from this server, if any.
+    pub fn seen(&self, cr_id: &str) -> Option<String> {
+        let path = self.seen_file(cr_id)?;
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| s.starts_with("sha256:"))
     }
 
     fn try_deliver(
@@ -220,12 +271,20 @@ impl Outbox {
                 Err(e) if later(&e) => return Delivery::Later(e.to_string()),
                 Err(e) => return Delivery::Failed(e.to_string()),
             };
-            if let Some(seen) = &p.expect_digest
-                && *seen != cr.current.digest
-            {
-                return Delivery::Failed(format!(
-                    "{} changed since it was reviewed (now revision {}); review it again",
-                    p.cr_id, cr.current.revision
+            // Bound to what the reviewer saw: a decision never lands on a revision they did
+            // not review.
+            let Some(seen) = &p.expect_digest else {
+                return Delivery::Stale(format!(
+                    "{} was decided without naming the revision reviewed; review it again",
+                    p.cr_id
+                ));
+            };
+            if *seen != cr.current.digest {
+                return Delivery::Stale(format!(
+                    "{} changed since it was reviewed (you saw {}, it is now revision {}); review it again and decide anew",
+                    p.cr_id,
+                    crate::domain::status::short_digest(seen),
+                    cr.current.revision
                 ));
             }
             let decisions = match store.decisions(&p.cr_id) {
@@ -285,6 +344,7 @@ impl Outbox {
         match result {
             Ok(entry) => Delivery::Delivered(Box::new(entry)),
             Err(DecideError::Store(e)) if later(&e) => Delivery::Later(e.to_string()),
+            Err(e @ DecideError::Stale { .. }) => Delivery::Stale(e.to_string()),
             Err(e) => Delivery::Failed(e.to_string()),
         }
     }

@@ -490,6 +490,8 @@ fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_re
 
     let server = home.serve(&listen);
     decide("CR-1044").ok();
+    // The reviewer reads CR-1045 while the server is up; the decision binds to that.
+    client.remote(&url, &devi, &["show", "CR-1045"]).ok();
     drop(server); // killed
 
     let run = decide("CR-1045");
@@ -549,6 +551,96 @@ fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_re
         "offline review of CR-1045"
     );
     assert_eq!(home.verified_entries(), common::DEMO_ENTRIES + 2);
+}
+
+#[test]
+fn an_offline_decision_never_lands_on_a_revision_the_reviewer_did_not_see() {
+    let home = Home::demo();
+    let devi = home.token("devi");
+    let listen = common::free_listen();
+    let url = format!("http://{listen}");
+    let key = home.path("tollgate.demo-keys/devi");
+    let client = Home::new();
+    let approve = |cr: &str| {
+        client.remote(
+            &url,
+            &devi,
+            &[
+                "--key",
+                key.to_str().unwrap(),
+                "request-changes",
+                cr,
+                "--role",
+                "risk-reviewer",
+                "--rationale",
+                "read revision 1 on the train",
+            ],
+        )
+    };
+    let server = home.serve(&listen);
+    client.remote(&url, &devi, &["show", "CR-1045"]).ok();
+    drop(server);
+
+    // Without having seen it, an offline decision is not even queued.
+    let blind = approve("CR-1044");
+    assert_refusal(
+        &blind,
+        &["nothing says which revision of \"CR-1044\" you reviewed"],
+    );
+    let queued = approve("CR-1045");
+    assert!(queued.stderr.contains("UNSENT"), "{}", queued.stderr);
+
+    // Meanwhile the requester submits revision 2.
+    let mut doc = common::fixture_json("CR-1045");
+    doc["summary"] = json!("revision 2: the latency fix is in");
+    let file = home.write_json("rev2.json", &doc);
+    home.run(&["submit", &file]).ok();
+
+    let _server = home.serve(&listen);
+    let flushed = client
+        .remote(
+            &url,
+            &devi,
+            &["--key", key.to_str().unwrap(), "outbox", "--flush"],
+        )
+        .ok();
+    assert!(
+        flushed
+            .stdout
+            .contains("STALE, not sent: request-changes CR-1045")
+            && flushed.stdout.contains("it is now revision 2"),
+        "{}",
+        flushed.stdout
+    );
+    let shown = home.run(&["show", "CR-1045", "--json"]).ok().json();
+    assert_eq!(shown["revision"], 2);
+    assert!(shown["decisions"].as_array().unwrap().is_empty(), "{shown}");
+    // Kept, marked, and said again on every flush until dropped.
+    let listed = client.remote(&url, &devi, &["outbox"]).ok();
+    assert!(listed.stdout.contains("STALE "), "{}", listed.stdout);
+    let again = client
+        .remote(
+            &url,
+            &devi,
+            &["--key", key.to_str().unwrap(), "outbox", "--flush"],
+        )
+        .ok();
+    assert!(again.stdout.contains("STALE, not sent"), "{}", again.stdout);
+    let id = again
+        .stdout
+        .split("--drop ")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+        .unwrap()
+        .to_string();
+    client.remote(&url, &devi, &["outbox", "--drop", &id]).ok();
+    let empty = client.remote(&url, &devi, &["outbox"]).ok();
+    assert!(
+        empty.stdout.contains("no unsent decisions"),
+        "{}",
+        empty.stdout
+    );
+    assert_eq!(home.verified_entries(), common::DEMO_ENTRIES + 1);
 }
 
 #[test]
@@ -622,11 +714,23 @@ fn killing_the_server_mid_run_loses_nothing_and_the_outboxes_drain() {
     let listen = common::free_listen();
     let url = format!("http://{listen}");
     let key = home.path("tollgate.demo-keys/devi");
+    // What each reviewer read before deciding: the digest their decision binds to.
+    let digests: std::collections::HashMap<String, String> = (0..30)
+        .map(|i| {
+            let cr = format!("CR-9{i:03}");
+            let d = home.run(&["show", &cr, "--json"]).ok().json()["digest"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (cr, d)
+        })
+        .collect();
     let server = home.serve(&listen);
     // Five reviewers, six decisions each, one process per decision.
     let workers: Vec<_> = (0..5)
         .map(|w| {
             let (url, devi, key) = (url.clone(), devi.clone(), key.clone());
+            let digests = digests.clone();
             let client_home = home.path(&format!("reviewer-{w}"));
             std::thread::spawn(move || {
                 for j in 0..6 {
@@ -638,6 +742,8 @@ fn killing_the_server_mid_run_loses_nothing_and_the_outboxes_drain() {
                             "--key",
                             key.to_str().unwrap(),
                             "request-changes",
+                            "--digest",
+                            &digests[&cr],
                             &cr,
                             "--role",
                             "risk-reviewer",

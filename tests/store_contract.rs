@@ -44,7 +44,9 @@ impl Fixture {
                 .map(|p| {
                     (
                         p.to_string(),
-                        tollgate::server::tokens::add(&tokens_path, p, "test").unwrap(),
+                        tollgate::server::tokens::add(&tokens_path, p, "test", chrono::Utc::now())
+                            .unwrap()
+                            .0,
                     )
                 })
                 .collect();

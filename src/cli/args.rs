@@ -245,8 +245,12 @@ pub enum Command {
     /// Decisions made while the team server was unreachable, waiting to be delivered.
     Outbox {
         /// Try to deliver them now.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "drop")]
         flush: bool,
+        /// Remove one item (by the id `tollgate outbox` lists), e.g. a stale decision
+        /// after deciding anew.
+        #[arg(long, value_name = "ID")]
+        drop: Option<String>,
     },
 
     /// Every decision with its context and verification status, for leads and auditors.

@@ -110,6 +110,14 @@ fn queue_offline(
             "the server is unreachable; to queue the decision anyway, say which role you sign for (--role)",
         ));
     };
+    // Bound to the revision the reviewer saw: named with --digest, or noted when `show`
+    // last displayed it from this server.
+    let Some(seen) = args.digest.clone().or_else(|| outbox.seen(&args.id)) else {
+        return Err(CliError::refused(format!(
+            "the server is unreachable and nothing says which revision of {} you reviewed; show it when the server is back, or pass --digest (from `tollgate show`) to queue the decision",
+            crate::domain::reader::quote(&args.id),
+        )));
+    };
     let rationale = rationale(args, &format!("{verdict} {} as {role}", args.id))?;
     let request = DecisionRequest {
         cr_id: args.id.clone(),
@@ -117,7 +125,7 @@ fn queue_offline(
         role,
         rationale,
         ticks,
-        expect_digest: args.digest.clone(),
+        expect_digest: Some(seen),
     };
     let pending = crate::outbox::Pending::new(
         &outbox_server(paths),
@@ -155,6 +163,9 @@ pub fn run(
     // Earlier unsent decisions go first, in order.
     for line in super::outbox_cmd::flush(paths, keys).unwrap_or_default() {
         write_out(out, &format!("{line}\n"))?;
+    }
+    if paths.remote.is_some() && !store.reachable() {
+        return queue_offline(paths, args, verdict, &who, ticks, out);
     }
 
     // A first check before asking for a rationale, so nobody writes a paragraph for a
@@ -201,7 +212,8 @@ pub fn run(
         role: role.clone(),
         rationale: rationale(args, &what)?,
         ticks,
-        expect_digest: args.digest.clone(),
+        // What the reviewer is deciding on: the revision just read, unless named.
+        expect_digest: Some(args.digest.clone().unwrap_or(cr.current.digest.clone())),
     };
     let appended = match super::outbox_cmd::outbox_for(paths) {
         // Against a team server the decision goes through the outbox: written first, then
@@ -217,6 +229,11 @@ pub fn run(
             match outbox.deliver(&store, &book, &who, &mut pending) {
                 crate::outbox::Delivery::Delivered(e) => *e,
                 crate::outbox::Delivery::Failed(why) => return Err(CliError::refused(why)),
+                crate::outbox::Delivery::Stale(why) => {
+                    return Err(CliError::refused(format!(
+                        "STALE, kept in the outbox and not sent: {why}"
+                    )));
+                }
                 crate::outbox::Delivery::Later(why) => {
                     return Err(CliError::environment(format!(
                         "UNSENT: {why}\nthe decision is kept in the outbox and will be delivered exactly once when the server is back (`tollgate outbox --flush`)"

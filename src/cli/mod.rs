@@ -213,8 +213,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 ),
             )
         }
-        Some(Command::Outbox { flush }) => {
-            crate::cli::outbox_cmd::run(&paths()?, &keys, flush, out)
+        Some(Command::Outbox { flush, drop }) => {
+            crate::cli::outbox_cmd::run(&paths()?, &keys, flush, drop.as_deref(), out)
         }
         Some(Command::Approve(a)) => sign_and_write_back(Verdict::Approve, &a, out),
         Some(Command::Reject(a)) => sign_and_write_back(Verdict::Reject, &a, out),
@@ -875,6 +875,11 @@ fn show(
         })?,
     };
     let is_current = rev.revision == cr.current.revision;
+    if is_current && let Some(outbox) = outbox_cmd::outbox_for(paths) {
+        // What the reviewer saw: a decision made later while the server is unreachable
+        // binds to it.
+        outbox.note_seen(&rev.cr.id, &rev.digest);
+    }
     let decisions = store.decisions(id)?;
     let e = evaluate_in(&rev.cr, &rev.digest, &decisions, &book);
     let changes = crate::domain::policy_diff::proposal_changes(book.policy(), &rev.cr);

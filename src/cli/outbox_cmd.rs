@@ -23,11 +23,33 @@ pub fn flush(paths: &Paths, keys: &KeyChoice) -> Result<Vec<String>, CliError> {
     if items.is_empty() {
         return Ok(vec![]);
     }
-    let book = super::policy_cmds::load_book(paths)?;
+    let mut lines: Vec<String> = items
+        .iter()
+        .filter_map(|p| {
+            p.stale.as_ref().map(|why| {
+                format!(
+                    "STALE, not sent: {} {} ({}): {why} — drop it with `tollgate outbox --drop {}`",
+                    p.verdict, p.cr_id, p.id, p.id
+                )
+            })
+        })
+        .collect();
+    items.retain(|p| p.stale.is_none());
+    if items.is_empty() {
+        return Ok(lines);
+    }
     let store = super::open_store(paths)?;
+    // One quick probe: an unreachable server costs a second, not a retry per item.
+    if !store.reachable() {
+        lines.push(format!(
+            "still unsent: {} decision(s); the server does not answer (`tollgate outbox --flush` when it is back)",
+            items.len()
+        ));
+        return Ok(lines);
+    }
+    let book = super::policy_cmds::load_book(paths)?;
     let who = identify_in_force(keys, &paths.store, &book, &paths.policy)
         .map_err(super::policy_cmds::identity_error)?;
-    let mut lines = Vec::new();
     for p in items.iter_mut().filter(|p| p.principal == who.principal.id) {
         lines.push(match outbox.deliver(&store, &book, &who, p) {
             Delivery::Delivered(e) => format!(
@@ -45,6 +67,10 @@ pub fn flush(paths: &Paths, keys: &KeyChoice) -> Result<Vec<String>, CliError> {
                 "NOT delivered, moved to failed/: {} {}: {why}",
                 p.verdict, p.cr_id
             ),
+            Delivery::Stale(why) => format!(
+                "STALE, not sent: {} {} ({}): {why} — drop it with `tollgate outbox --drop {}`",
+                p.verdict, p.cr_id, p.id, p.id
+            ),
             Delivery::Later(why) => format!("still unsent: {} {}: {why}", p.verdict, p.cr_id),
         });
     }
@@ -56,6 +82,7 @@ pub fn run(
     paths: &Paths,
     keys: &KeyChoice,
     do_flush: bool,
+    drop: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let Some(outbox) = outbox_for(paths) else {
@@ -63,6 +90,16 @@ pub fn run(
             "the outbox holds decisions for a team server: use it with --remote URL",
         ));
     };
+    if let Some(id) = drop {
+        let gone = outbox.drop_item(id).map_err(CliError::refused)?;
+        return write_out(
+            out,
+            &format!(
+                "dropped {}: {} {} as {} (never sent)\n",
+                gone.id, gone.verdict, gone.cr_id, gone.role
+            ),
+        );
+    }
     if do_flush {
         let lines = flush(paths, keys)?;
         return write_out(
@@ -82,7 +119,9 @@ pub fn run(
     let mut text = format!("{} unsent decision(s):\n", items.len());
     for p in &items {
         text.push_str(&format!(
-            "  {} {} {} as {} by {} — {} attempt(s){}\n",
+            "  {}{} {} {} {} as {} by {} — {} attempt(s){}\n",
+            if p.stale.is_some() { "STALE " } else { "" },
+            p.id,
             p.created_at.format("%Y-%m-%d %H:%M"),
             p.verdict,
             p.cr_id,

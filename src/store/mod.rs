@@ -431,6 +431,12 @@ pub trait Store: Send + Sync {
     /// The `policy-adopted` entries after log position `after`, in order: the policy
     /// history (read incrementally, so keeping up with it costs one indexed query).
     fn policy_entries(&self, after: u64) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// Whether the store answers now, asked once and quickly (≤ 1 s, no retries): what a
+    /// command checks before delivering its outbox. A local store always does.
+    fn reachable(&self) -> bool {
+        true
+    }
 }
 
 /// A boxed store is a store: the faces pick local or remote at run time.
@@ -500,6 +506,10 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn policy_entries(&self, after: u64) -> Result<Vec<LogEntry>, StoreError> {
         (**self).policy_entries(after)
+    }
+
+    fn reachable(&self) -> bool {
+        (**self).reachable()
     }
 }
 

@@ -394,6 +394,14 @@ impl Store for RemoteStore {
         self.get("/v1/head")
     }
 
+    fn reachable(&self) -> bool {
+        self.client
+            .get(format!("{}/v1/health", self.base))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    }
+
     fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError> {
         let rows: Vec<(String, String, String)> = self.get("/v1/requesters")?;
         Ok(rows

@@ -86,12 +86,16 @@ fn flush_outbox(shared: &Shared) -> usize {
         return shared.outbox.as_ref().map_or(0, |o| o.pending().len());
     };
     let book = shared.book();
-    for mut p in outbox
+    let waiting: Vec<_> = outbox
         .pending()
         .into_iter()
-        .filter(|p| p.principal == who.principal.id)
-    {
-        let _ = outbox.deliver(shared.store.as_ref(), &book, who, &mut p);
+        .filter(|p| p.principal == who.principal.id && p.stale.is_none())
+        .collect();
+    // One quick probe; the items are tried only when the server answers.
+    if !waiting.is_empty() && shared.store.reachable() {
+        for mut p in waiting {
+            let _ = outbox.deliver(shared.store.as_ref(), &book, who, &mut p);
+        }
     }
     outbox.pending().len()
 }
@@ -386,6 +390,9 @@ pub fn answer(
                     match outbox.deliver(shared.store.as_ref(), &book, who, &mut pending) {
                         crate::outbox::Delivery::Delivered(appended) => Ok(Some(*appended)),
                         crate::outbox::Delivery::Failed(why) => Err(why),
+                        crate::outbox::Delivery::Stale(why) => {
+                            Err(format!("STALE, kept in the outbox and not sent: {why}"))
+                        }
                         crate::outbox::Delivery::Later(_) => Ok(None),
                     }
                 }
