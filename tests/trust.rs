@@ -340,3 +340,45 @@ fn json_with_a_member_named_twice_is_refused_wherever_it_is_read() {
     let run = site.home.run(&["submit", &file]);
     assert_refusal(&run, &["twice.json", "$.title", "appears twice"]);
 }
+
+#[test]
+fn one_key_under_two_principals_is_refused_wherever_a_policy_is_read() {
+    let home = Home::demo();
+    let key_of = |who: &str| {
+        std::fs::read_to_string(home.path(&format!("tollgate.demo-keys/{who}.pub")))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    // devi's key also listed for marco (with another comment): one person, two sign-offs.
+    let devi = key_of("devi");
+    let marco = key_of("marco");
+    let text = home
+        .policy_text()
+        .replace(&marco, &devi.replace("devi@tollgate-demo", "marco@laptop"));
+    assert_ne!(text, home.policy_text());
+    let file = home.write("twice.toml", text.as_bytes());
+    assert_refusal(
+        &home.run(&["policy", "check", &file]),
+        &["keys[0]", "the same public key is already devi's"],
+    );
+    assert_refusal(
+        &home.run(&[
+            "--as",
+            "lena",
+            "policy",
+            "propose",
+            &file,
+            "--rationale",
+            "x",
+        ]),
+        &["the same public key is already devi's"],
+    );
+    // A fresh store cannot start from it either.
+    let fresh = Home::new();
+    let key = home.demo_key("lena");
+    let policy = fresh.write("tollgate.policy.toml", text.as_bytes());
+    let run = fresh.run(&["--policy", &policy, "--key", key.to_str().unwrap(), "init"]);
+    assert_refusal(&run, &["the same public key is already devi's"]);
+    assert!(!fresh.store().exists(), "no store is created");
+}

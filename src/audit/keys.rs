@@ -250,6 +250,19 @@ impl Keyring {
         for p in &policy.principals {
             for (i, line) in p.keys.iter().enumerate() {
                 let key = parse_line(line, || format!("principal {} key {i}", p.id))?;
+                // One key, one principal (the policy parser says so too; this also
+                // catches one key written two ways).
+                if let Some((owner, _)) = keys
+                    .iter()
+                    .find(|(_, k): &&(String, PublicKey)| k.key_data() == key.key_data())
+                {
+                    return Err(KeyLineError {
+                        which: format!("principal {} key {i}", p.id),
+                        detail: format!(
+                            "the same key is listed for {owner}; each key belongs to one principal"
+                        ),
+                    });
+                }
                 keys.push((p.id.clone(), key));
             }
         }

@@ -577,6 +577,33 @@ fn read_principals(
                 ),
             );
         }
+        // One key, one principal: a key listed twice would let one person fill two
+        // sign-offs (and its signatures could not say whose they are).
+        if let Some(keys) = &keys {
+            for (k, line) in keys.iter().enumerate() {
+                let material = key_material(line);
+                let earlier = out.iter().find_map(|q| {
+                    q.keys
+                        .iter()
+                        .position(|l| key_material(l) == material)
+                        .map(|j| (q.id.clone(), j))
+                });
+                let same_principal = keys[..k].iter().position(|l| key_material(l) == material);
+                if let Some((other, j)) = earlier {
+                    r.problem(
+                        index(&child(&path, "keys"), k),
+                        format!(
+                            "the same public key is already {other}'s (keys[{j}]); each key belongs to one principal — give each person their own key"
+                        ),
+                    );
+                } else if let Some(j) = same_principal {
+                    r.problem(
+                        index(&child(&path, "keys"), k),
+                        format!("the same public key as keys[{j}]; list it once"),
+                    );
+                }
+            }
+        }
         match (id, name, roles, keys) {
             (Some(id), Some(name), Some(roles), Some(keys)) => {
                 if keys.is_empty() {
@@ -596,6 +623,14 @@ fn read_principals(
         }
     }
     ok.then_some(out)
+}
+
+/// The key itself (algorithm and base64 blob), without the comment.
+fn key_material(line: &str) -> String {
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn read_keys(r: &mut Reader, v: &Value, path: &str) -> Option<Vec<String>> {
