@@ -201,6 +201,7 @@ fn main() {
         tokens,
         tls: None,
         access_log: false,
+        limits: Default::default(),
     })
     .expect("tollgate serve");
     let remote = format!("http://{addr}");

@@ -101,6 +101,7 @@ fn main() {
         tokens: tokens_path,
         tls: None,
         access_log: false,
+        limits: Default::default(),
     };
     let url = format!(
         "http://{}",

@@ -52,6 +52,7 @@ fn every_listed_route_is_really_routed() {
         tokens,
         tls: None,
         access_log: false,
+        limits: Default::default(),
     };
     let addr = tollgate::server::start_in_background(opts).unwrap();
     tollgate::tls::install_crypto_provider();

@@ -431,7 +431,12 @@ fn fifty_concurrent_clients_lose_and_duplicate_nothing() {
         home.run(&["submit", &f]).ok();
     }
     let devi = home.token("devi");
-    let server = home.serve("127.0.0.1:0");
+    // Fifty processes share one token here: the rate limit (tested on its own in
+    // server_limits.rs) is raised so this measures concurrency, not the limiter.
+    let server = home.serve_with(
+        "127.0.0.1:0",
+        &["--rate-limit", "100000", "--rate-burst", "100000"],
+    );
     let key = home.path("tollgate.demo-keys/devi");
     let clients: Vec<_> = (0..50)
         .map(|i| {

@@ -57,6 +57,7 @@ impl Fixture {
                 tokens: tokens_path,
                 tls: None,
                 access_log: false,
+                limits: Default::default(),
             };
             let addr = tollgate::server::start_in_background(opts).unwrap();
             (format!("http://{addr}"), tokens)

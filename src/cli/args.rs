@@ -229,6 +229,9 @@ pub enum Command {
         /// PEM private key for HTTPS.
         #[arg(long, requires = "tls_cert", value_name = "FILE")]
         tls_key: Option<PathBuf>,
+        /// Connection, time and rate limits.
+        #[command(flatten, next_help_heading = "Limits")]
+        limits: ServeLimits,
     },
 
     /// Manage the team server's bearer tokens.
@@ -409,6 +412,44 @@ pub enum LogCommand {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+}
+
+/// What keeps hostile or broken clients from locking others out of `tollgate serve`.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct ServeLimits {
+    /// Seconds a client has to send a whole request head (line and headers).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// Seconds a client has to send a whole request body.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+    /// Seconds a connection may stay without a byte read or written.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Open connections at most; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Requests per second one token may make, sustained (429 with Retry-After beyond).
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_limit: u64,
+    /// Requests one token may make in a burst.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_burst: u64,
+}
+
+impl ServeLimits {
+    /// The server's limits these flags set.
+    pub fn limits(self) -> crate::server::limits::Limits {
+        use std::time::Duration;
+        crate::server::limits::Limits {
+            header_timeout: Duration::from_secs(self.header_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            rate_per_sec: self.rate_limit as f64,
+            burst: self.rate_burst as f64,
+        }
+    }
 }
 
 /// `token` subcommands.

@@ -145,7 +145,14 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             listen,
             tls_cert,
             tls_key,
-        }) => serve(&local_only("serve")?, listen, tls_cert.zip(tls_key), out),
+            limits,
+        }) => serve(
+            &local_only("serve")?,
+            listen,
+            tls_cert.zip(tls_key),
+            limits.limits(),
+            out,
+        ),
         Some(Command::Token(TokenCommand::List { json })) => {
             let file = crate::server::tokens::tokens_beside(&local_only("token list")?.store);
             let tokens = match crate::server::tokens::Tokens::load(&file) {
@@ -594,6 +601,7 @@ fn serve(
     paths: &Paths,
     listen: String,
     tls: Option<(PathBuf, PathBuf)>,
+    limits: crate::server::limits::Limits,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     LocalStore::open(&paths.store)?;
@@ -604,6 +612,7 @@ fn serve(
         tokens: crate::server::tokens::tokens_beside(&paths.store),
         tls,
         access_log: true,
+        limits,
     };
 
     let scheme = if opts.tls.is_some() { "https" } else { "http" };

@@ -10,6 +10,7 @@
 //! Appends are idempotent on the entry's content (its body without `seq` and `prev`), so
 //! a client that retries after a lost response never records a decision twice.
 
+pub mod limits;
 pub mod tokens;
 
 use crate::audit::canonical::{sha256_digest, to_canonical_string};
@@ -80,6 +81,10 @@ pub struct ServerState {
     policy_file: PathBuf,
     tokens: tokens::LiveTokens,
     access_log: bool,
+    /// Per-token request rate.
+    limiter: limits::RateLimiter,
+    /// How long a request body may take to arrive.
+    body_timeout: std::time::Duration,
 }
 
 impl ServerState {
@@ -110,6 +115,11 @@ impl ServerState {
             policy_file,
             tokens,
             access_log: false,
+            limiter: limits::RateLimiter::new(
+                limits::Limits::default().rate_per_sec,
+                limits::Limits::default().burst,
+            ),
+            body_timeout: limits::Limits::default().body_timeout,
         })
     }
 
@@ -283,8 +293,20 @@ fn principal(state: &ServerState, headers: &HeaderMap) -> ApiResult<String> {
     }
 }
 
-async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+async fn read_body(s: &ServerState, body: Body) -> ApiResult<axum::body::Bytes> {
+    // The whole body within the deadline: a client sending a byte at a time is cut off.
+    let read = tokio::time::timeout(s.body_timeout, axum::body::to_bytes(body, MAX_BODY_BYTES));
+    let Ok(read) = read.await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                s.body_timeout.as_secs()
+            ),
+        ));
+    };
+    read.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-large",
@@ -337,9 +359,42 @@ pub fn router(state: Shared) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            rate_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             access_log,
         ))
         .with_state(state)
+}
+
+/// Refuses a token's request beyond its rate with 429 and `Retry-After` (whole seconds,
+/// rounded up). Requests without a token are left to the token check.
+async fn rate_limit(
+    State(s): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let key = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| sha256_digest(v.as_bytes()));
+    if let Some(key) = key
+        && let Err(wait) = s.limiter.take(&key, std::time::Instant::now())
+    {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!("too many requests for this token; retry in {secs} s"),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
+    next.run(request).await
 }
 
 /// One line per request on stderr for the operator: time, method, path, status, the
@@ -502,7 +557,7 @@ async fn queue(
 
 async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let who = principal(&s, &headers)?;
-    let bytes = read_body(body).await?;
+    let bytes = read_body(&s, body).await?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -878,7 +933,7 @@ async fn post_decision(
     body: Body,
 ) -> ApiResult<Response> {
     let who = principal(&s, &headers)?;
-    let bytes = read_body(body).await?;
+    let bytes = read_body(&s, body).await?;
     let entry = parse_entry(&bytes)?;
     if entry.kind != EntryKind::Decision.as_str() {
         return Err(ApiError::new(
@@ -1035,7 +1090,7 @@ async fn post_emergency(
     body: Body,
 ) -> ApiResult<Response> {
     let who = principal(&s, &headers)?;
-    let bytes = read_body(body).await?;
+    let bytes = read_body(&s, body).await?;
     let entry = parse_entry(&bytes)?;
     let kind = EntryKind::parse(&entry.kind)
         .filter(|k| EntryKind::EMERGENCY.contains(k))
@@ -1128,6 +1183,8 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Write an access log line per request to stderr.
     pub access_log: bool,
+    /// Connection, time and rate limits.
+    pub limits: limits::Limits,
 }
 
 /// Serves until the process is stopped; `ready` receives the bound address.
@@ -1138,6 +1195,8 @@ pub async fn serve(
     let mut state =
         ServerState::load(opts.store.clone(), opts.policy.clone(), opts.tokens.clone())?;
     state.access_log = opts.access_log;
+    state.limiter = limits::RateLimiter::new(opts.limits.rate_per_sec, opts.limits.burst);
+    state.body_timeout = opts.limits.body_timeout;
     let state = Arc::new(state);
     let app = router(state);
     let addr: std::net::SocketAddr = opts.listen.parse().map_err(|e| {
@@ -1146,20 +1205,11 @@ pub async fn serve(
             opts.listen
         )
     })?;
-    match opts.tls {
-        None => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            let bound = listener.local_addr().map_err(|e| e.to_string())?;
-            ready(bound);
-            axum::serve(listener, app)
-                .await
-                .map_err(|e| format!("server stopped: {e}"))
-        }
+    let tls = match &opts.tls {
+        None => None,
         Some((cert, key)) => {
             crate::tls::install_crypto_provider();
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .map_err(|e| {
                     format!(
@@ -1168,19 +1218,74 @@ pub async fn serve(
                         key.display()
                     )
                 })?;
-            let listener = std::net::TcpListener::bind(addr)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            listener
-                .set_nonblocking(true)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            let bound = listener.local_addr().map_err(|e| e.to_string())?;
-            ready(bound);
-            axum_server::from_tcp_rustls(listener, config)
-                .map_err(|e| format!("cannot serve on {addr}: {e}"))?
-                .serve(app.into_make_service())
-                .await
-                .map_err(|e| format!("server stopped: {e}"))
+            Some(
+                axum_server::tls_rustls::RustlsAcceptor::new(config)
+                    .handshake_timeout(opts.limits.header_timeout),
+            )
         }
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    ready(bound);
+    accept_loop(listener, app, tls, opts.limits).await
+}
+
+/// Accepts connections up to the limit (one more is closed at once), each served with
+/// the head deadline and the idle timeout, over TLS when configured.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<axum_server::tls_rustls::RustlsAcceptor>,
+    limits: limits::Limits,
+) -> Result<(), String> {
+    use axum_server::accept::Accept;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            // Out of descriptors or a connection reset before it was accepted: wait a
+            // moment rather than spin, and keep serving.
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let io = limits::IdleTimeout::new(tcp, limits.idle_timeout);
+        let service = TowerToHyperService::new(app.clone());
+        let (builder, tls) = (builder.clone(), tls.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => {
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(io), service)
+                        .await;
+                }
+                Some(acceptor) => {
+                    if let Ok((stream, ())) = acceptor.accept(io, ()).await {
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            }
+        });
     }
 }
 

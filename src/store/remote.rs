@@ -135,6 +135,19 @@ impl RemoteStore {
             }
             match build(&self.client).bearer_auth(&self.token).send() {
                 Ok(r) if transient(r.status()) => last = format!("HTTP {}", r.status()),
+                // Over the token's rate: wait as long as the server says (bounded), then
+                // try again.
+                Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS && attempt < RETRIES => {
+                    let secs = r
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(1)
+                        .clamp(1, 10);
+                    last = format!("HTTP 429, retry after {secs} s");
+                    wait = Duration::from_secs(secs);
+                }
                 Ok(r) => return Ok(r),
                 // Any transport failure is worth another try: every write the server takes
                 // is idempotent (identical CRs are unchanged, entries dedup on content).

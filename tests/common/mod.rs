@@ -314,9 +314,16 @@ impl Home {
 
     /// Starts `tollgate serve` on `listen` (use port 0 for any) and waits until it listens.
     pub fn serve(&self, listen: &str) -> Server {
+        self.serve_with(listen, &[])
+    }
+
+    /// Starts `tollgate serve` on `listen` with `extra` flags (e.g. limits).
+    pub fn serve_with(&self, listen: &str, extra: &[&str]) -> Server {
         use std::io::BufRead;
+        let mut args = vec!["serve", "--listen", listen];
+        args.extend_from_slice(extra);
         let mut child = self
-            .command(&["serve", "--listen", listen])
+            .command(&args)
             .stdout(Stdio::piped())
             .stderr(self.server_log())
             .spawn()
