@@ -58,9 +58,9 @@ impl CliError {
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotInitialised { .. } | StoreError::Moved { .. } => {
-                CliError::refused(e.to_string())
-            }
+            StoreError::NotInitialised { .. }
+            | StoreError::NotAStore { .. }
+            | StoreError::Moved { .. } => CliError::refused(e.to_string()),
             other => CliError::environment(other.to_string()),
         }
     }

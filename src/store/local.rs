@@ -49,7 +49,65 @@ impl LocalStore {
         if !path.exists() {
             return Err(StoreError::NotInitialised { path: path.into() });
         }
-        Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        // Never give a schema to a file `init` did not create: an empty file or another
+        // program's data stays as it is.
+        check_is_sqlite(path)?;
+        match Self::connect_existing(path) {
+            // Read-only media or a directory the user cannot write (no room for SQLite's
+            // shared-memory file): open it read-only, so it can still be read and verified.
+            Err(StoreError::Sqlite { source, .. }) if cannot_write(&source) => {
+                Self::connect_read_only(path)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens a store that cannot be written, as an immutable file: reading and
+    /// verification work; any write fails saying the store is read-only.
+    fn connect_read_only(path: &Path) -> Result<Self, StoreError> {
+        let err = |context: &'static str| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Sqlite {
+                path,
+                context: context.into(),
+                source,
+            }
+        };
+        let text = path.to_string_lossy();
+        let uri = format!(
+            "file:{}?immutable=1",
+            text.replace('%', "%25")
+                .replace('?', "%3f")
+                .replace('#', "%23")
+        );
+        let conn = Connection::open_with_flags(
+            uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err("opening the database read-only"))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err("reading the schema version"))?;
+        if version != LATEST {
+            return Err(StoreError::ReadOnly {
+                path: path.into(),
+                detail: if version > LATEST {
+                    format!(
+                        "it has schema version {version}, newer than this tollgate understands ({LATEST}); upgrade tollgate"
+                    )
+                } else {
+                    format!(
+                        "its schema (version {version}) needs an upgrade to version {LATEST}, which must write; open it once with write access"
+                    )
+                },
+            });
+        }
+        Ok(LocalStore {
+            path: path.into(),
+            conn: Mutex::new(conn),
+        })
     }
 
     /// Opens the store at `path`, creating the file (and its directory) if needed.
@@ -72,6 +130,35 @@ impl LocalStore {
         &self.path
     }
 
+    /// Opens an existing store read-write; a database without tollgate's schema is
+    /// refused before anything is written to it.
+    fn connect_existing(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Sqlite {
+            path: path.into(),
+            context: "opening the database".into(),
+            source,
+        })?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|source| StoreError::Sqlite {
+                path: path.into(),
+                context: "reading the schema version".into(),
+                source,
+            })?;
+        if version == 0 {
+            return Err(StoreError::NotAStore {
+                path: path.into(),
+                why: "it is an SQLite database without tollgate's schema".into(),
+            });
+        }
+        drop(conn);
+        Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+    }
+
     fn connect(path: &Path, flags: OpenFlags) -> Result<Self, StoreError> {
         let err = |context: &str| {
             let path = path.to_path_buf();
@@ -87,7 +174,7 @@ impl LocalStore {
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(err("setting the busy timeout"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err("switching to WAL (is this a tollgate store?)"))?;
+            .map_err(err("switching to WAL journal mode"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err("setting synchronous mode"))?;
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -199,6 +286,64 @@ impl LocalStore {
             submitted_at: parse_time(&submitted_at).map_err(corrupt)?,
         })
     }
+}
+
+/// Whether SQLite failed because the file or its directory cannot be written.
+fn cannot_write(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
+}
+
+/// Refuses an existing file that is not a tollgate store: empty, not SQLite, or SQLite
+/// without tollgate's schema (the first 16 bytes and the header's user version say so).
+/// While a write-ahead log sits beside it, the file may not hold its pages yet (another
+/// process has the store open): then the schema version is checked once connected.
+fn check_is_sqlite(path: &Path) -> Result<(), StoreError> {
+    use std::io::Read;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if Path::new(&wal).exists() {
+        return Ok(());
+    }
+    let not_a_store = |why: &str| StoreError::NotAStore {
+        path: path.into(),
+        why: why.into(),
+    };
+    let mut header = [0u8; 100];
+    let mut file = std::fs::File::open(path).map_err(|source| StoreError::Io {
+        path: path.into(),
+        context: "opening the store".into(),
+        source,
+    })?;
+    let mut read = 0;
+    while read < header.len() {
+        match file.read(&mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: path.into(),
+                    context: "reading the store's header".into(),
+                    source,
+                });
+            }
+        }
+    }
+    if read == 0 {
+        return Err(not_a_store("the file is empty"));
+    }
+    if read < header.len() || &header[..16] != b"SQLite format 3\0" {
+        return Err(not_a_store("it is not an SQLite database"));
+    }
+    // The user version lives at offset 60 of the header; tollgate's schema starts at 1.
+    if header[60..64] == [0, 0, 0, 0] {
+        return Err(not_a_store(
+            "it is an SQLite database without tollgate's schema",
+        ));
+    }
+    Ok(())
 }
 
 fn time_text(t: DateTime<Utc>) -> String {

@@ -131,6 +131,26 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// The store was written by a newer tollgate.
+    /// An existing file that is not a tollgate store (empty, not SQLite, or another
+    /// program's database): refused untouched.
+    #[error(
+        "{path} is not a tollgate store ({why}); nothing was changed. Create a store with `tollgate init` (or `tollgate demo`), or point --store / TOLLGATE_STORE at the right file"
+    )]
+    NotAStore {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        why: String,
+    },
+    /// The store cannot be written (read-only media or permissions) and this needs to.
+    #[error("the store at {path} is read-only: {detail}")]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+        /// What needed writing.
+        detail: String,
+    },
+    /// The store was written by a newer tollgate.
     #[error(
         "the store at {path} has schema version {found}, newer than this tollgate understands ({supported}); upgrade tollgate"
     )]
