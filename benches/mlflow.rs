@@ -202,6 +202,7 @@ fn main() {
         tls: None,
         access_log: false,
         limits: Default::default(),
+        server_key: None,
     })
     .expect("tollgate serve");
     let remote = format!("http://{addr}");

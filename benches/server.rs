@@ -102,6 +102,7 @@ fn main() {
         tls: None,
         access_log: false,
         limits: Default::default(),
+        server_key: None,
     };
     let url = format!(
         "http://{}",

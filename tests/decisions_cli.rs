@@ -313,7 +313,7 @@ fn a_revision_makes_earlier_signoffs_stale() {
         .unwrap()
         .push(json!({"id": "latency", "status": "pass", "detail": "batch job, no online latency"}));
     let f = home.write_json("revised.json", &revised);
-    home.run(&["submit", &f]).ok();
+    home.run(&["--as", "ci", "submit", &f]).ok();
 
     let after = home.run(&["show", "CR-1045", "--json"]).ok().json();
     assert_eq!(

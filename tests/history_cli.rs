@@ -44,7 +44,7 @@ fn history_lists_every_decision_with_context_and_verification() {
     let run = home.run(&["history"]).ok();
     assert!(
         run.stdout
-            .starts_with("audit log verified: 10 entries, 5 signatures"),
+            .starts_with("audit log verified: 10 entries, 10 signatures"),
         "{}",
         run.stdout
     );
@@ -170,7 +170,7 @@ fn the_audit_export_answers_the_self_check_and_verifies_with_standard_tools() {
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     for want in [
         "# tollgate audit report",
-        "Audit log: verified — 10 entries, 5 signatures",
+        "Audit log: verified — 10 entries, 10 signatures",
         "## CR-1042 — Promote fraud-detector v13 to production",
         "Effective **high** (computed high, declared medium)",
         "| devi | risk-reviewer | approve | 1 | yes | valid (SHA256:",

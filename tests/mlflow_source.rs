@@ -349,7 +349,25 @@ fn pending_versions_become_crs_that_are_reviewed_as_usual() {
         "{}",
         revised.stderr
     );
-    assert_eq!(revised.json()["revision"], 2);
+    let shown = revised.json();
+    assert_eq!(shown["revision"], 2);
+    // Submitted by the registry, not by whoever ran the sync; the demo policy does not
+    // trust it as CI, so its checks are self-reported and wait for CI.
+    let performance = shown["checklist"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "performance")
+        .unwrap()
+        .clone();
+    assert_eq!(performance["state"], "pending", "{performance}");
+    assert!(
+        performance["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("self-reported pass by mlflow:{}", mlflow.url)),
+        "{performance}"
+    );
 
     // And it is reviewed like any CR: a signed decision in the verified log.
     home.run(&[
@@ -385,6 +403,15 @@ fn mlflow_down_or_a_bad_source_is_explained() {
 }
 
 /// Tags for a version every blocking automated item of the model gate has evidence for.
+/// A demo home whose policy (changed by two leads) counts the MLflow registry's checks as
+/// CI evidence (`[evidence] sources = ["mlflow"]`).
+fn home_trusting_mlflow() -> Home {
+    let home = Home::demo();
+    let text = home.policy_text() + "\n[evidence]\nsources = [\"mlflow\"]\n";
+    home.adopt_policy(&text, "the registry's checks come from our CI");
+    home
+}
+
 fn approvable() -> Vec<(&'static str, &'static str)> {
     let mut tags = REVIEWABLE.to_vec();
     tags.extend([("check.fairness", "pass"), ("check.latency", "pass")]);
@@ -407,7 +434,7 @@ fn an_approval_moves_the_alias_and_a_rollback_moves_it_back() {
     let mlflow = Mlflow::start();
     let candidate = model_with_candidate(&mlflow, "churn-predictor");
     assert_eq!(candidate, "2");
-    let home = Home::demo();
+    let home = home_trusting_mlflow();
     let source = format!("mlflow={}", mlflow.url);
     let id = "MLF-churn-predictor-v2";
     let approved = home
@@ -635,7 +662,7 @@ fn the_config_file_names_the_source_and_its_convention_and_the_tui_writes_back()
         })
         .collect();
     let candidate = mlflow.register("recommender", &tags);
-    let home = Home::demo();
+    let home = home_trusting_mlflow();
     std::fs::write(
         home.path("config.toml"),
         format!(

@@ -53,6 +53,7 @@ fn every_listed_route_is_really_routed() {
         tls: None,
         access_log: false,
         limits: Default::default(),
+        server_key: None,
     };
     let addr = tollgate::server::start_in_background(opts).unwrap();
     tollgate::tls::install_crypto_provider();

@@ -1043,7 +1043,7 @@ fn required_artifacts_block_approval_until_the_cr_links_them() {
         .collect();
     doc["artifacts"] = json!(artifacts);
     let f = home.write_json("cr-3001.json", &doc);
-    home.run(&["submit", &f]).ok();
+    home.run(&["--as", "ci", "submit", &f]).ok();
     let list = home.run(&["list", "--json"]).ok().json();
     let row = list
         .as_array()
@@ -1103,7 +1103,7 @@ fn required_artifacts_block_approval_until_the_cr_links_them() {
     // With the card linked, a new revision no longer blocks on it.
     doc["artifacts"] = common::fixture_json("CR-1042")["artifacts"].clone();
     let f = home.write_json("cr-3001.json", &doc);
-    home.run(&["submit", &f]).ok();
+    home.run(&["--as", "ci", "submit", &f]).ok();
     let shown = home.run(&["show", "CR-3001", "--json"]).ok().json();
     assert_eq!(shown["missing_artifacts"], json!([]));
 }

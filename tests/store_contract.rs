@@ -58,6 +58,7 @@ impl Fixture {
                 tls: None,
                 access_log: false,
                 limits: Default::default(),
+                server_key: None,
             };
             let addr = tollgate::server::start_in_background(opts).unwrap();
             (format!("http://{addr}"), tokens)

@@ -22,11 +22,13 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
+        Site::with_tokens(&["lena", "marco", "sofia"])
+    }
+
+    /// A demo site whose server accepts a token for each of `who`.
+    fn with_tokens(who: &[&'static str]) -> Site {
         let home = Home::demo();
-        let tokens = ["lena", "marco", "sofia"]
-            .into_iter()
-            .map(|who| (who, home.token(who)))
-            .collect();
+        let tokens = who.iter().map(|who| (*who, home.token(who))).collect();
         let server = home.serve("127.0.0.1:0");
         Site {
             home,
@@ -381,4 +383,182 @@ fn one_key_under_two_principals_is_refused_wherever_a_policy_is_read() {
     let run = fresh.run(&["--policy", &policy, "--key", key.to_str().unwrap(), "init"]);
     assert_refusal(&run, &["the same public key is already devi's"]);
     assert!(!fresh.store().exists(), "no store is created");
+}
+
+/// Submits `doc` to the site's server with `who`'s token.
+fn submit_remote(site: &Site, who: &str, doc: &Value) -> (u16, Value) {
+    let r = http()
+        .post(format!("{}/v1/change-requests", site.server.url))
+        .bearer_auth(&site.tokens[who])
+        .json(doc)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+fn item<'a>(shown: &'a Value, id: &str) -> &'a Value {
+    shown["checklist"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap_or_else(|| panic!("no item {id}: {shown}"))
+}
+
+#[test]
+fn the_submitter_counts_as_requester_whatever_the_document_names() {
+    let site = Site::with_tokens(&["jonas", "marco"]);
+    // jonas's token, a document naming priya as requester.
+    let mut doc = common::fixture_json("CR-1043");
+    doc["id"] = json!("CR-2100");
+    doc["requester"] = json!("priya");
+    let (status, answer) = submit_remote(&site, "jonas", &doc);
+    assert_eq!(status, 201, "{answer}");
+    // jonas holds data-reviewer, the role CR-2100's data gate needs; he still cannot
+    // decide on what he submitted.
+    let own = decision(&site, "jonas", "CR-2100", |v| {
+        v["role"] = json!("data-reviewer");
+        v["verdict"] = json!("reject");
+    });
+    let answer = site.post("/v1/decisions", "decision", "jonas", &own);
+    assert_refused(&answer, 403, "requester-cannot-sign");
+    assert!(
+        answer.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("jonas submitted this revision of CR-2100"),
+        "{}",
+        answer.1
+    );
+    let cli = site
+        .home
+        .run(&["--as", "jonas", "reject", "CR-2100", "--rationale", "mine"]);
+    assert_refusal(&cli, &["[requester-cannot-sign]"]);
+    // Forced into the store, verify names it.
+    let seq = site.force("decision", Some("CR-2100"), "jonas", &own);
+    assert_refusal(
+        &site.home.run(&["verify"]),
+        &[
+            &format!("FAILED at entry {seq}"),
+            "jonas decided on their own change request CR-2100",
+        ],
+    );
+}
+
+#[test]
+fn checks_only_count_from_ci_and_a_requester_cannot_flip_a_failure() {
+    let site = Site::with_tokens(&["jonas", "ci", "devi"]);
+    let before = site.home.run(&["show", "CR-1043", "--json"]).ok().json();
+    assert_eq!(item(&before, "backward-compat")["state"], "fail");
+    assert_eq!(before["status"], "pending", "{}", before["status"]);
+    // jonas resubmits CR-1043 with its failing check set to pass.
+    let mut doc = common::fixture_json("CR-1043");
+    for c in doc["checks"].as_array_mut().unwrap() {
+        if c["id"] == "backward_compatibility" {
+            c["status"] = json!("pass");
+        }
+    }
+    let (status, answer) = submit_remote(&site, "jonas", &doc);
+    assert_eq!(status, 201, "{answer}");
+    let after = site.home.run(&["show", "CR-1043", "--json"]).ok().json();
+    assert_eq!(after["revision"], 2);
+    let bc = item(&after, "backward-compat");
+    assert_eq!(
+        bc["state"], "pending",
+        "not satisfied on jonas's word: {bc}"
+    );
+    assert!(
+        bc["detail"]
+            .as_str()
+            .unwrap()
+            .contains("self-reported pass by jonas; awaiting CI"),
+        "{bc}"
+    );
+    // Every check of his revision waits for CI, even the ones that passed before.
+    assert_eq!(item(&after, "reproducibility")["state"], "pending");
+
+    // CI attests on the exact revision; a reviewer cannot.
+    let devi = site.home.run(&[
+        "--as",
+        "devi",
+        "evidence",
+        "CR-1043",
+        "backward_compatibility",
+        "pass",
+    ]);
+    assert_refusal(&devi, &["[ci-only]", "principals holding ci: ci"]);
+    site.home
+        .run(&[
+            "--as",
+            "ci",
+            "evidence",
+            "CR-1043",
+            "backward_compatibility",
+            "fail",
+            "--detail",
+            "column txn_hour_raw still read by 2 consumers",
+        ])
+        .ok();
+    let attested = site.home.run(&["show", "CR-1043", "--json"]).ok().json();
+    let bc = item(&attested, "backward-compat");
+    assert_eq!(bc["state"], "fail", "{bc}");
+    assert!(
+        bc["detail"].as_str().unwrap().contains("attested by ci"),
+        "{bc}"
+    );
+
+    // A hand-signed attestation by someone without the ci role, posted and forced.
+    let (seq, prev) = site.home.head();
+    let body = to_canonical_string(&json!({
+        "type": "evidence", "format": 1, "seq": seq + 1, "prev": prev,
+        "cr_id": "CR-1043", "cr_revision": 2, "cr_digest": attested["digest"],
+        "check": "backward_compatibility", "status": "pass", "detail": null, "url": null,
+        "principal": "devi", "key_fingerprint": ssh_fingerprint(&site.home.demo_key("devi")),
+        "at": now_text(),
+    }));
+    assert_refused(
+        &site.post("/v1/evidence", "evidence", "devi", &body),
+        403,
+        "ci-only",
+    );
+    let forced = site.force("evidence", Some("CR-1043"), "devi", &body);
+    assert_refusal(
+        &site.home.run(&["verify"]),
+        &[
+            &format!("FAILED at entry {forced}"),
+            "devi attested evidence but does not hold the ci role",
+        ],
+    );
+}
+
+#[test]
+fn a_local_submission_without_a_key_is_unsigned_and_its_checks_wait_for_ci() {
+    let home = Home::demo();
+    let mut doc = common::fixture_json("CR-1045");
+    doc["id"] = json!("CR-2200");
+    let file = home.write_json("cr.json", &doc);
+    let run = home.run(&["submit", &file]).ok();
+    assert!(
+        run.stderr.contains("submitted unsigned, submitter unknown"),
+        "{}",
+        run.stderr
+    );
+    let shown = home.run(&["show", "CR-2200", "--json"]).ok().json();
+    assert!(
+        item(&shown, "performance")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("self-reported pass by unknown"),
+        "{shown}"
+    );
+    let v = home.run(&["verify", "--json"]).ok().json();
+    assert_eq!(v["unsigned"], 1, "{v}");
+    // Submitted with a key, it is signed and names its submitter.
+    doc["id"] = json!("CR-2201");
+    let file = home.write_json("cr.json", &doc);
+    home.run(&["--as", "ci", "submit", &file]).ok();
+    let shown = home.run(&["show", "CR-2201", "--json"]).ok().json();
+    assert_eq!(item(&shown, "performance")["state"], "pass");
+    assert_eq!(home.run(&["verify", "--json"]).ok().json()["unsigned"], 1);
 }

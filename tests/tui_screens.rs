@@ -565,7 +565,7 @@ fn history_shows_every_decision_with_integrity_and_the_signed_record() {
     assert_eq!(rig.app.screen, Screen::History);
     let screen = rig.screen_text(120, 40);
     assert!(
-        screen.contains("✓ audit log verified: 10 entries, 5 signatures, every link intact"),
+        screen.contains("✓ audit log verified: 10 entries, 10 signatures, every link intact"),
         "{screen}"
     );
     assert!(screen.contains("Decisions 4"), "{screen}");

@@ -21,14 +21,10 @@ pub fn setup(dir: &std::path::Path) -> (LocalStore, PolicyBook) {
     let book =
         tollgate::demo::seeded_genesis(&store, &tollgate::demo::seeded_policy_text(), Utc::now())
             .expect("genesis");
-    let batch: Vec<Submission> = tollgate::demo::FIXTURES
-        .iter()
-        .map(|(_, t)| {
-            let (cr, document) = parse_document(t.as_bytes()).expect("fixture");
-            Submission::new(cr, document)
-        })
-        .collect();
-    store.submit(&batch, Utc::now()).expect("submit");
+    // Submitted by CI, as the demo does.
+    store
+        .submit(&tollgate::demo::submissions(), Utc::now())
+        .expect("submit");
     (store, book)
 }
 
@@ -40,6 +36,22 @@ pub fn cr_1044_digest(store: &dyn Store) -> String {
         .expect("CR-1044 is a demo CR")
         .current
         .digest
+}
+
+/// The checklist a decision without ticks on demo CR-1044 records (what `verify`
+/// re-derives), computed once.
+fn cr_1044_checklist() -> Vec<tollgate::audit::log::ItemSnapshot> {
+    static ONCE: std::sync::OnceLock<Vec<tollgate::audit::log::ItemSnapshot>> =
+        std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let cr = tollgate::demo::change_requests()
+            .into_iter()
+            .find(|c| c.id == "CR-1044")
+            .expect("CR-1044 is a demo CR");
+        let eval = tollgate::domain::status::evaluate(&cr, "", &[], &tollgate::demo::policy());
+        tollgate::audit::record_rules::checklist_snapshot(&eval, &[])
+    })
+    .clone()
 }
 
 /// A request-changes decision by devi on CR-1044 (revision digest `digest`), signed under
@@ -64,7 +76,7 @@ pub fn record(
         role: "risk-reviewer".into(),
         rationale: format!("benchmark decision {i}: per-language FPR report still missing"),
         ticks: vec![],
-        checklist: vec![],
+        checklist: cr_1044_checklist(),
         principal: "devi".into(),
         key_fingerprint: signer.fingerprint().into(),
         policy_digest: policy_digest.into(),
@@ -321,12 +333,22 @@ pub fn store_with_policy_changes(
             EntryKind::CrSubmitted,
             bulk.seq + 1,
             bulk.prev.as_deref(),
-            &id,
-            1,
-            &cr_digest,
-            now,
+            tollgate::audit::log::SubmissionFacts {
+                cr_id: &id,
+                revision: 1,
+                digest: &cr_digest,
+                at: now,
+                submitter: Some("unknown"),
+                signed_by: None,
+            },
         );
         bulk.append("cr-submitted", Some(&id), None, &body, None);
+        // The checklist `verify` re-derives for these approvals (no ticks).
+        let typed = tollgate::domain::change_request::from_value(&document).expect("proposal");
+        let checklist = tollgate::audit::record_rules::checklist_snapshot(
+            &tollgate::domain::status::evaluate_in(&typed, &cr_digest, &[], &book),
+            &[],
+        );
         for (who, signer) in [("lena", &lena), ("sofia", &sofia)] {
             let record = DecisionRecord {
                 kind: "decision".into(),
@@ -340,7 +362,7 @@ pub fn store_with_policy_changes(
                 role: "lead".into(),
                 rationale: "benchmark policy change".into(),
                 ticks: vec![],
-                checklist: vec![],
+                checklist: checklist.clone(),
                 principal: who.into(),
                 key_fingerprint: signer.fingerprint().into(),
                 policy_digest: book.current().digest.clone(),

@@ -74,6 +74,7 @@ pub enum KeyError {
 }
 
 /// A decrypted ed25519 key ready to sign.
+#[derive(Clone)]
 pub struct Signer {
     key: PrivateKey,
     fingerprint: String,

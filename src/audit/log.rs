@@ -38,6 +38,8 @@ pub enum EntryKind {
     /// A policy becomes the policy in force: the genesis (`init`, `demo`, migration) or a
     /// `policy`-gate CR whose sign-offs were just completed.
     PolicyAdopted,
+    /// A `ci` principal's signed result of one check on one exact revision.
+    Evidence,
 }
 
 impl EntryKind {
@@ -51,6 +53,7 @@ impl EntryKind {
             EntryKind::RollbackExecuted => "rollback-executed",
             EntryKind::PostIncidentReview => "post-incident-review",
             EntryKind::PolicyAdopted => "policy-adopted",
+            EntryKind::Evidence => "evidence",
         }
     }
 
@@ -76,6 +79,7 @@ impl EntryKind {
             EntryKind::RollbackExecuted,
             EntryKind::PostIncidentReview,
             EntryKind::PolicyAdopted,
+            EntryKind::Evidence,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -137,26 +141,48 @@ pub fn entry_hash(body: &str) -> String {
     sha256_digest(body.as_bytes())
 }
 
+/// What a submission entry says about one revision.
+#[derive(Debug, Clone, Copy)]
+pub struct SubmissionFacts<'a> {
+    /// The CR.
+    pub cr_id: &'a str,
+    /// Its revision number.
+    pub revision: u32,
+    /// The revision's content digest.
+    pub digest: &'a str,
+    /// When it was stored.
+    pub at: DateTime<Utc>,
+    /// Who submitted it (`None` only for entries backfilled from before submitters).
+    pub submitter: Option<&'a str>,
+    /// The signer's principal and key fingerprint, when the entry is signed.
+    pub signed_by: Option<(&'a str, &'a str)>,
+}
+
 /// Body of a `cr-submitted` / `cr-revised` entry.
 pub fn submission_body(
     kind: EntryKind,
     seq: u64,
     prev: Option<&str>,
-    cr_id: &str,
-    revision: u32,
-    digest: &str,
-    at: DateTime<Utc>,
+    f: SubmissionFacts<'_>,
 ) -> String {
-    to_canonical_string(&json!({
+    let mut body = json!({
         "type": kind.as_str(),
         "format": BODY_FORMAT,
         "seq": seq,
         "prev": prev,
-        "cr_id": cr_id,
-        "revision": revision,
-        "digest": digest,
-        "at": time_text(at),
-    }))
+        "cr_id": f.cr_id,
+        "revision": f.revision,
+        "digest": f.digest,
+        "at": time_text(f.at),
+    });
+    if let Some(submitter) = f.submitter {
+        body["submitter"] = json!(submitter);
+    }
+    if let Some((principal, fingerprint)) = f.signed_by {
+        body["principal"] = json!(principal);
+        body["key_fingerprint"] = json!(fingerprint);
+    }
+    to_canonical_string(&body)
 }
 
 /// One checklist item's state as it stood when a decision was signed.

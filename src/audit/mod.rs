@@ -2,6 +2,7 @@
 
 pub mod canonical;
 pub mod emergency;
+pub mod evidence;
 pub mod keys;
 pub mod log;
 pub mod policy_log;

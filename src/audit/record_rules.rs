@@ -109,3 +109,72 @@ pub fn check_decision_record(
     }
     Ok(())
 }
+
+/// Checks a signed evidence entry by `who` against the revision it attests (`rev`) and
+/// the policy in force: only a `ci` principal attests, the check is one the CR reports or
+/// the checklist reads, and the signing time is after the revision's submission and not
+/// after `received`.
+pub fn check_evidence_record(
+    record: &super::evidence::EvidenceRecord,
+    who: &crate::domain::policy::Principal,
+    policy: &crate::domain::policy::Policy,
+    rev: &crate::domain::change_request::ChangeRequest,
+    submitted_at: DateTime<Utc>,
+    received: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    use crate::domain::policy::ItemMode;
+    use crate::domain::provenance::CI_ROLE;
+    if !who.has_role(CI_ROLE) {
+        let ci: Vec<&str> = policy
+            .principals
+            .iter()
+            .filter(|p| p.has_role(CI_ROLE))
+            .map(|p| p.id.as_str())
+            .collect();
+        return refuse(
+            "ci-only",
+            format!(
+                "{} does not hold the {CI_ROLE} role: only CI attests automated evidence",
+                who.id
+            ),
+            &format!(
+                "have CI report it (principals holding {CI_ROLE}: {})",
+                if ci.is_empty() {
+                    "none".to_string()
+                } else {
+                    ci.join(", ")
+                }
+            ),
+        );
+    }
+    let known = rev.checks.iter().any(|c| c.id == record.check)
+        || policy.checklist_for(rev.gate).any(
+            |i| matches!(&i.mode, ItemMode::Automated { evidence } if *evidence == record.check),
+        );
+    if !known {
+        return refuse(
+            "unknown-check",
+            format!(
+                "{} neither reports a check {:?} nor does its checklist read one",
+                rev.id, record.check
+            ),
+            "name a check id as in the CR's checks (e.g. backward_compatibility)",
+        );
+    }
+    let at = record.time().map_err(|e| Refusal {
+        rule: "malformed",
+        message: e.to_string(),
+        remedy: "sign the record tollgate builds".into(),
+    })?;
+    if at < submitted_at {
+        return refuse(
+            "signed-before-submission",
+            format!(
+                "the evidence says it was signed at {at}, before revision {} of {} was submitted ({submitted_at})",
+                record.cr_revision, record.cr_id
+            ),
+            "check the signer's clock and sign again",
+        );
+    }
+    check_signing_time(at, received)
+}

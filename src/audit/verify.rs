@@ -65,6 +65,9 @@ pub struct VerifyReport {
     pub entries: u64,
     /// Signatures checked.
     pub signatures: u64,
+    /// Entries without a signature: submissions by a local user who had no key (anyone
+    /// with write access to the file could have made or removed those).
+    pub unsigned: u64,
     /// The last good entry.
     pub head: Head,
     /// The first bad entry, if any.
@@ -204,6 +207,11 @@ pub struct Verifier<'a> {
     submissions: HashMap<(String, u32), (String, DateTime<Utc>)>,
     /// Exceptions derived from the emergency entries verified so far.
     exceptions: Vec<crate::domain::emergency::Exception>,
+    /// The principal who submitted each revision `(CR, digest)`, when one did.
+    submitters: HashMap<(String, String), Option<String>>,
+    /// Evidence attested so far per revision `(CR, digest)`: a decision's checklist is
+    /// re-derived with what was attested before it, not after.
+    attested: HashMap<(String, String), Vec<crate::domain::provenance::Attested>>,
     now: DateTime<Utc>,
     last_decision: Option<LastDecision>,
     /// Signed entries by key fingerprint.
@@ -219,6 +227,7 @@ pub struct Verifier<'a> {
     expect_genesis: Option<String>,
     entries: u64,
     signatures: u64,
+    unsigned: u64,
     bad: Option<BadEntry>,
 }
 
@@ -239,6 +248,8 @@ impl<'a> Verifier<'a> {
             book: None,
             submissions: HashMap::new(),
             exceptions: Vec::new(),
+            submitters: HashMap::new(),
+            attested: HashMap::new(),
             now: start.now,
             last_decision: None,
             signed_by: HashMap::new(),
@@ -249,6 +260,7 @@ impl<'a> Verifier<'a> {
             expect_genesis: start.expect_genesis,
             entries: 0,
             signatures: 0,
+            unsigned: 0,
             bad: None,
         }
     }
@@ -400,10 +412,14 @@ impl<'a> Verifier<'a> {
         }
         let kind = EntryKind::parse(&e.kind)
             .ok_or_else(|| ("malformed", format!("unknown entry kind {:?}", e.kind)))?;
-        if kind.is_signed() {
+        // Submissions are signed when their submitter (or the server relaying them) had a
+        // key; the rest are counted as unsigned.
+        if kind.is_signed() || e.signature.is_some() || body.get("principal").is_some() {
             self.check_signed(kind, e, &body, signature)?;
         } else if self.judge.is_none() {
             return Err(no_policy(e));
+        } else {
+            self.unsigned += 1;
         }
         if matches!(kind, EntryKind::CrSubmitted | EntryKind::CrRevised) {
             let (Some(cr_id), Some(revision), Some(digest), Some(at)) = (
@@ -421,9 +437,25 @@ impl<'a> Verifier<'a> {
                     "a submission must name its CR, revision, digest and time".into(),
                 ));
             };
+            // The stored revision must still be the content this entry recorded.
+            let stored = (self.lookups.revision)(cr_id, revision);
+            if stored.as_ref().map(|(d, _)| d.as_str()) != Some(digest) {
+                return Err((
+                    "altered",
+                    format!(
+                        "{cr_id} revision {revision} as stored is not the content this entry recorded ({digest}): it was rewritten or removed"
+                    ),
+                ));
+            }
             self.submissions.insert(
                 (cr_id.to_string(), revision),
                 (digest.to_string(), at.with_timezone(&Utc)),
+            );
+            let submitter =
+                crate::domain::provenance::Submitter::from_recorded(body["submitter"].as_str());
+            self.submitters.insert(
+                (cr_id.to_string(), digest.to_string()),
+                submitter.principal().map(str::to_string),
             );
         }
         Ok(())
@@ -544,8 +576,13 @@ impl<'a> Verifier<'a> {
                         version_name()
                     ));
                 }
+                let submitter = self
+                    .submitters
+                    .get(&(record.cr_id.clone(), record.cr_digest.clone()))
+                    .and_then(|s| s.as_deref());
                 if (self.lookups.requester_of)(&record.cr_id, &record.cr_digest).as_deref()
                     == Some(who)
+                    || submitter == Some(who)
                 {
                     return violation(format!(
                         "{who} decided on their own change request {}",
@@ -611,7 +648,57 @@ impl<'a> Verifier<'a> {
                     .map_err(|r| ("policy-violation", r.message))?;
                 self.adopt(adopted)?;
             }
-            EntryKind::CrSubmitted | EntryKind::CrRevised => {}
+            EntryKind::CrSubmitted | EntryKind::CrRevised => {
+                // Signed by the submitter it names, by the server relaying a token
+                // holder's submission, or by whoever relayed a source's (a sync).
+                let submitter =
+                    crate::domain::provenance::Submitter::from_recorded(body["submitter"].as_str());
+                let relayed = principal.has_role(crate::domain::provenance::SERVER_ROLE)
+                    || matches!(submitter, crate::domain::provenance::Submitter::Source(_));
+                if submitter.principal() != Some(who) && !relayed {
+                    return violation(format!(
+                        "{who} signed a submission naming {} as its submitter, and holds no server role in {}",
+                        submitter.label(),
+                        version_name()
+                    ));
+                }
+            }
+            EntryKind::Evidence => {
+                let record = crate::audit::evidence::EvidenceRecord::parse(&e.body)
+                    .map_err(|m| ("malformed", m.to_string()))?;
+                if !principal.has_role(crate::domain::provenance::CI_ROLE) {
+                    return violation(format!(
+                        "{who} attested evidence but does not hold the ci role in {}",
+                        version_name()
+                    ));
+                }
+                let at = record.time().map_err(|m| ("malformed", m.to_string()))?;
+                let facts = self
+                    .submissions
+                    .get(&(record.cr_id.clone(), record.cr_revision))
+                    .filter(|(digest, _)| *digest == record.cr_digest);
+                let Some((_, submitted_at)) = facts else {
+                    return violation(format!(
+                        "the evidence names revision {} of {} ({}), which the log does not hold",
+                        record.cr_revision, record.cr_id, record.cr_digest
+                    ));
+                };
+                if at < *submitted_at {
+                    return violation(format!(
+                        "the evidence is dated {at}, before revision {} of {} was submitted",
+                        record.cr_revision, record.cr_id
+                    ));
+                }
+                crate::domain::emergency::check_signing_time(at, self.now)
+                    .map_err(|r| ("policy-violation", r.to_string()))?;
+                let attested = record
+                    .attested()
+                    .map_err(|m| ("malformed", m.to_string()))?;
+                self.attested
+                    .entry((record.cr_id.clone(), record.cr_digest.clone()))
+                    .or_default()
+                    .push(attested);
+            }
         }
         Ok(())
     }
@@ -640,7 +727,14 @@ impl<'a> Verifier<'a> {
         let eval = match (&self.book, self.before_genesis) {
             (Some(book), false) => (self.lookups.revision)(&record.cr_id, record.cr_revision)
                 .filter(|(digest, _)| *digest == record.cr_digest)
-                .map(|(digest, cr)| crate::domain::status::evaluate_in(&cr, &digest, before, book)),
+                .map(|(digest, mut cr)| {
+                    cr.provenance.attested = self
+                        .attested
+                        .get(&(record.cr_id.clone(), digest.clone()))
+                        .cloned()
+                        .unwrap_or_default();
+                    crate::domain::status::evaluate_in(&cr, &digest, before, book)
+                }),
             _ => None,
         };
         crate::audit::record_rules::check_decision_record(
@@ -906,6 +1000,7 @@ impl<'a> Verifier<'a> {
         VerifyReport {
             entries: self.entries,
             signatures: self.signatures,
+            unsigned: self.unsigned,
             head: self.last,
             first_bad: self.bad,
             revoked,

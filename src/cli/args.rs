@@ -229,6 +229,11 @@ pub enum Command {
         /// PEM private key for HTTPS.
         #[arg(long, requires = "tls_cert", value_name = "FILE")]
         tls_key: Option<PathBuf>,
+        /// The server's own private key (no passphrase; its principal holds role
+        /// `server` in the policy): signs the submissions it records for token holders.
+        /// Give every replica the same file. Without it they are recorded unsigned.
+        #[arg(long, value_name = "FILE", env = "TOLLGATE_SERVER_KEY")]
+        server_key: Option<PathBuf>,
         /// Connection, time and rate limits.
         #[command(flatten, next_help_heading = "Limits")]
         limits: ServeLimits,
@@ -244,6 +249,28 @@ pub enum Command {
     /// decision, writes the latest decision and status to the version's tags and moves the
     /// serving alias for completed approvals. Safe to repeat; retries what failed before.
     Sync,
+
+    /// Attest one automated check on a CR's current revision, as CI (a principal holding
+    /// the policy's `ci` role): signed, bound to the revision's digest, and counted as
+    /// evidence over whatever the CR's own `checks` say.
+    Evidence {
+        /// The change request id.
+        id: String,
+        /// The check id, as in the CR's `checks` (e.g. backward_compatibility).
+        check: String,
+        /// The result.
+        #[arg(value_parser = ["pass", "fail", "pending"])]
+        status: String,
+        /// What was measured.
+        #[arg(long)]
+        detail: Option<String>,
+        /// Link to the CI run or report.
+        #[arg(long)]
+        url: Option<String>,
+        /// Refuse if the CR's current digest is not this (the revision CI ran against).
+        #[arg(long, value_name = "DIGEST")]
+        digest: Option<String>,
+    },
 
     /// Decisions made while the team server was unreachable, waiting to be delivered.
     Outbox {

@@ -145,12 +145,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             listen,
             tls_cert,
             tls_key,
+            server_key,
             limits,
         }) => serve(
             &local_only("serve")?,
             listen,
             tls_cert.zip(tls_key),
-            limits.limits(),
+            (limits.limits(), server_key),
             out,
         ),
         Some(Command::Token(TokenCommand::List { json })) => {
@@ -222,6 +223,42 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         }
         Some(Command::Outbox { flush, drop }) => {
             crate::cli::outbox_cmd::run(&paths()?, &keys, flush, drop.as_deref(), out)
+        }
+        Some(Command::Evidence {
+            id,
+            check,
+            status,
+            detail,
+            url,
+            digest,
+        }) => {
+            let paths = paths()?;
+            let (book, who) = policy_cmds::book_for_signing(&paths, &keys, now)?;
+            let store = open_store(&paths)?;
+            let req = crate::workflow::EvidenceRequest {
+                cr_id: id,
+                check,
+                status: match status.as_str() {
+                    "pass" => crate::domain::change_request::CheckStatus::Pass,
+                    "fail" => crate::domain::change_request::CheckStatus::Fail,
+                    _ => crate::domain::change_request::CheckStatus::Pending,
+                },
+                detail,
+                url,
+                expect_digest: digest,
+            };
+            let entry = crate::workflow::attest_evidence(&store, &book, &who, &req, now)?;
+            write_out(
+                out,
+                &format!(
+                    "attested: {} {} on {} by {} (log entry {})\n",
+                    crate::domain::text::sanitize(&req.check),
+                    status,
+                    req.cr_id,
+                    who.principal.id,
+                    entry.seq
+                ),
+            )
         }
         Some(Command::Approve(a)) => sign_and_write_back(Verdict::Approve, &a, out),
         Some(Command::Reject(a)) => sign_and_write_back(Verdict::Reject, &a, out),
@@ -601,7 +638,7 @@ fn serve(
     paths: &Paths,
     listen: String,
     tls: Option<(PathBuf, PathBuf)>,
-    limits: crate::server::limits::Limits,
+    (limits, server_key): (crate::server::limits::Limits, Option<PathBuf>),
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     LocalStore::open(&paths.store)?;
@@ -613,6 +650,7 @@ fn serve(
         tls,
         access_log: true,
         limits,
+        server_key,
     };
 
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
@@ -782,6 +820,27 @@ fn submit(
             e.message
         );
     }
+    // Locally the submitter is whoever's key signs the entries; without a key the
+    // submission is recorded unsigned, its submitter unknown (its checks wait for CI).
+    // A team server records the token's principal itself.
+    let batch = if paths.remote.is_none() {
+        let by = match policy_cmds::load_book(paths).and_then(|book| {
+            crate::identity::identify_in_force(keys, &paths.store, &book, &paths.policy)
+                .map_err(policy_cmds::identity_error)
+        }) {
+            Ok(who) => crate::store::SubmittedBy::principal(&who.principal.id, who.signer),
+            Err(e) => {
+                eprintln!(
+                    "note: submitted unsigned, submitter unknown ({}); its checks count only once CI attests them",
+                    e.message.lines().next().unwrap_or("no key")
+                );
+                crate::store::SubmittedBy::default()
+            }
+        };
+        batch.into_iter().map(|s| s.by(by.clone())).collect()
+    } else {
+        batch
+    };
     let outcomes = store.submit(&batch, now)?;
     if json {
         return write_out(out, &to_json(&outcomes)?);
@@ -1011,6 +1070,21 @@ fn demo_store(
         if store.get(&cr.id)?.is_none() {
             batch.push(Submission::new(cr, document));
         }
+    }
+    if !batch.is_empty() {
+        // The samples come from CI, signed with its demo key, so their checks count.
+        let book = policy_cmds::local_book(&store, paths)?;
+        let ci = crate::identity::identify(
+            &KeyChoice {
+                key: None,
+                as_principal: Some(demo::SUBMITTER.into()),
+            },
+            &paths.store,
+            book.policy(),
+        )
+        .map_err(policy_cmds::identity_error)?;
+        let by = crate::store::SubmittedBy::principal(demo::SUBMITTER, ci.signer);
+        batch = batch.into_iter().map(|s| s.by(by.clone())).collect();
     }
     let added = store.submit(&batch, now)?.len();
     notes.push_str(&format!(

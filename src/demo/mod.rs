@@ -26,12 +26,17 @@ pub fn policy() -> Policy {
     }
 }
 
-/// The demo change requests, parsed (see [`policy`] on why a failure panics).
+/// The demo change requests, parsed (see [`policy`] on why a failure panics), as stored
+/// by the demo: submitted by CI.
 pub fn change_requests() -> Vec<ChangeRequest> {
     FIXTURES
         .iter()
         .map(|(name, text)| match parse_document(text.as_bytes()) {
-            Ok((cr, _)) => cr,
+            Ok((mut cr, _)) => {
+                cr.provenance.submitter =
+                    crate::domain::provenance::Submitter::Principal(SUBMITTER.into());
+                cr
+            }
             Err(e) => panic!("built-in fixture {name} is invalid:\n{e}"),
         })
         .collect()
@@ -120,12 +125,21 @@ pub enum SeededGenesisError {
     NotRecorded,
 }
 
-/// The fixtures as submissions, ready for `Store::submit`.
+/// The principal the demo's sample change requests are submitted as: CI, so their
+/// checks count as evidence (the fixtures README's blocked / awaiting-CI table holds).
+pub const SUBMITTER: &str = "ci";
+
+/// The fixtures as submissions, ready for `Store::submit`: submitted by CI, each entry
+/// signed with its seeded key (matching [`seeded_policy_text`]).
 pub fn submissions() -> Vec<crate::store::Submission> {
+    let by = match seeded_signer(SUBMITTER) {
+        Some(key) => crate::store::SubmittedBy::principal(SUBMITTER, key),
+        None => crate::store::SubmittedBy::default(),
+    };
     FIXTURES
         .iter()
         .map(|(name, text)| match parse_document(text.as_bytes()) {
-            Ok((cr, document)) => crate::store::Submission::new(cr, document),
+            Ok((cr, document)) => crate::store::Submission::new(cr, document).by(by.clone()),
             Err(e) => panic!("built-in fixture {name} is invalid:\n{e}"),
         })
         .collect()

@@ -120,7 +120,7 @@ pub enum Direction {
 }
 
 /// Result of one automated check as reported by CI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
     /// The check ran and passed.
@@ -278,6 +278,9 @@ pub struct ChangeRequest {
     pub versions: Versions,
     /// For the `policy` gate: the proposed policy (required there, ignored elsewhere).
     pub policy: Option<PolicyProposal>,
+    /// Who submitted this revision and what CI attested for it: not part of the
+    /// document, filled in by the store from the log (unknown until then).
+    pub provenance: crate::domain::provenance::Provenance,
 }
 
 impl ChangeRequest {
@@ -474,6 +477,7 @@ fn read_cr(r: &mut Reader, value: &Value) -> Option<ChangeRequest> {
         plan: plan?,
         versions: versions?,
         policy: policy?,
+        provenance: Default::default(),
     })
 }
 

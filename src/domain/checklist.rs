@@ -115,21 +115,22 @@ impl Checklist {
             .map(|item| match &item.mode {
                 ItemMode::Automated { evidence } => {
                     used.push(evidence);
-                    let check = cr.check(evidence);
+                    // What counts is decided by who reported it (see domain::provenance).
+                    let check = cr.provenance.counted(evidence, cr.check(evidence), policy);
                     ChecklistEntry {
                         id: item.id.clone(),
                         label: item.label.clone(),
                         automated: true,
                         evidence: Some(evidence.clone()),
                         blocking: item.blocking,
-                        state: match check.map(|c| c.status) {
+                        state: match check.as_ref().map(|c| c.status) {
                             Some(CheckStatus::Pass) => ItemState::Pass,
                             Some(CheckStatus::Fail) => ItemState::Fail,
                             Some(CheckStatus::Pending) => ItemState::Pending,
                             None => ItemState::Missing,
                         },
-                        detail: check.and_then(|c| c.detail.clone()),
-                        url: check.and_then(|c| c.url.clone()),
+                        detail: check.as_ref().and_then(|c| c.detail.clone()),
+                        url: check.and_then(|c| c.url),
                         ticked_by: vec![],
                     }
                 }

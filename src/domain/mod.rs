@@ -11,6 +11,7 @@ pub mod policy;
 pub mod policy_book;
 pub mod policy_change;
 pub mod policy_diff;
+pub mod provenance;
 pub mod reader;
 pub mod risk;
 pub mod rules;

@@ -207,6 +207,9 @@ pub struct Policy {
     pub artifacts: BTreeMap<Gate, PerLevel<Vec<String>>>,
     /// Keys that must no longer be trusted, and from when (`[[revoked_keys]]`).
     pub revoked_keys: Vec<RevokedKey>,
+    /// Sources (by name, e.g. `mlflow`) whose reported checks count as CI evidence
+    /// (`[evidence] sources`); checks from anyone else count only from a `ci` principal.
+    pub evidence_sources: Vec<String>,
 }
 
 /// A key declared compromised: entries it signed from `since` on are flagged by `verify`.
@@ -352,7 +355,7 @@ pub fn parse_policy(text: &str) -> Result<(Policy, Vec<Problem>), PolicyReport> 
     }
 }
 
-const TOP_KEYS: [&str; 9] = [
+const TOP_KEYS: [&str; 10] = [
     "version",
     "principals",
     "risk",
@@ -362,6 +365,7 @@ const TOP_KEYS: [&str; 9] = [
     "checklist",
     "emergency",
     "revoked_keys",
+    "evidence",
 ];
 
 fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Option<Policy> {
@@ -403,6 +407,16 @@ fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Opt
         None => Some(Vec::new()),
         Some(v) => read_revoked_keys(r, v, principals.as_deref().unwrap_or(&[])),
     };
+    let evidence_sources = match obj.get("evidence") {
+        None => Some(Vec::new()),
+        Some(v) => r.as_object(v, "evidence").and_then(|e| {
+            r.deny_unknown(e, "evidence", &["sources"]);
+            match e.get("sources") {
+                None => Some(Vec::new()),
+                Some(_) => r.identifier_list(e, "evidence", "sources", 20),
+            }
+        }),
+    };
     if signoffs
         .as_ref()
         .is_some_and(|s| !s.contains_key(&Gate::Policy))
@@ -425,6 +439,7 @@ fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Opt
         emergency: emergency?,
         artifacts: artifacts?,
         revoked_keys: revoked_keys?,
+        evidence_sources: evidence_sources?,
     })
 }
 

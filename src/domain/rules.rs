@@ -89,6 +89,17 @@ pub fn check_decision(
             "ask a reviewer who holds one of the required roles",
         );
     }
+    // Whoever submitted the revision counts as requester too, whatever the document names.
+    if cr.provenance.submitter.principal() == Some(who.as_str()) {
+        return refuse(
+            "requester-cannot-sign",
+            format!(
+                "{who} submitted this revision of {} and cannot decide on it",
+                cr.id
+            ),
+            "ask a reviewer who holds one of the required roles",
+        );
+    }
     if !p.principal.has_role(p.role) {
         return refuse(
             "role-not-held",

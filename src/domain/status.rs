@@ -150,7 +150,9 @@ fn evaluate_with<'p>(
     for d in decisions {
         let why = if d.cr_digest != digest {
             Some("stale: made on an earlier revision of the CR".to_string())
-        } else if d.principal == cr.requester {
+        } else if d.principal == cr.requester
+            || cr.provenance.submitter.principal() == Some(d.principal.as_str())
+        {
             Some("the requester cannot sign off their own change".to_string())
         } else {
             match judge(d).principal(&d.principal) {

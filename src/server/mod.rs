@@ -32,7 +32,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -63,6 +63,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/log"),
     ("get", "/v1/emergency"),
     ("post", "/v1/emergency"),
+    ("post", "/v1/evidence"),
 ];
 
 /// The policy in force as the server last read it from its log, with its keys.
@@ -85,6 +86,9 @@ pub struct ServerState {
     limiter: limits::RateLimiter,
     /// How long a request body may take to arrive.
     body_timeout: std::time::Duration,
+    /// The server's own principal and key (`serve --server-key`): signs the submissions
+    /// it relays. `None`: they are recorded unsigned.
+    server_key: Option<Arc<crate::store::EntrySigner>>,
 }
 
 impl ServerState {
@@ -120,6 +124,40 @@ impl ServerState {
                 limits::Limits::default().burst,
             ),
             body_timeout: limits::Limits::default().body_timeout,
+            server_key: None,
+        })
+    }
+
+    /// Loads the server's key from `file` and finds the principal of the policy in force
+    /// it belongs to, which must hold the `server` role.
+    fn server_signer(&self, file: &std::path::Path) -> Result<crate::store::EntrySigner, String> {
+        let key = crate::audit::keys::Signer::load(file, || {
+            Err("the server key must not have a passphrase (it is read unattended)".into())
+        })
+        .map_err(|e| format!("--server-key {}: {e}", file.display()))?;
+        let in_force = self.in_force().map_err(|e| e.1.message.clone())?;
+        let policy = in_force.book.policy();
+        let owner = in_force
+            .keyring
+            .principal_of(key.public_key())
+            .and_then(|id| policy.principal(id))
+            .ok_or_else(|| {
+                format!(
+                    "--server-key {}: this key ({}) belongs to no principal of the policy in force; add the server as a principal with role server and this key (`tollgate init --server-principal ID` does it for a new store)",
+                    file.display(),
+                    key.fingerprint()
+                )
+            })?;
+        if !owner.has_role(crate::domain::provenance::SERVER_ROLE) {
+            return Err(format!(
+                "--server-key {}: the key is {}'s, who does not hold the server role in the policy in force",
+                file.display(),
+                owner.id
+            ));
+        }
+        Ok(crate::store::EntrySigner {
+            principal: owner.id.clone(),
+            key,
         })
     }
 
@@ -350,6 +388,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/requesters", get(requesters))
         .route("/v1/log", get(log))
         .route("/v1/emergency", get(emergency).post(post_emergency))
+        .route("/v1/evidence", post(post_evidence))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -618,6 +657,13 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiR
                 b.expect_revision = Some(expected);
             }
         }
+        // The submitter is the token's principal, whatever the document says; the entry
+        // is signed with the server's key when one is configured.
+        let by = crate::store::SubmittedBy {
+            submitter: crate::domain::provenance::Submitter::Principal(who.clone()),
+            signer: s.server_key.clone(),
+        };
+        let batch: Vec<Submission> = batch.into_iter().map(|b| b.by(by.clone())).collect();
         let now = crate::config::now().unwrap_or_else(|_| chrono::Utc::now());
         Ok(s.store.submit(&batch, now)?)
     })
@@ -1168,6 +1214,72 @@ async fn post_emergency(
     .await
 }
 
+/// CI's signed evidence on a CR's current revision: the signer must hold `ci`, the
+/// record must name the revision the server holds, and its time must be plausible.
+async fn post_evidence(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let who = principal(&s, &headers)?;
+    let bytes = read_body(&s, body).await?;
+    let entry = parse_entry(&bytes)?;
+    if entry.kind != EntryKind::Evidence.as_str() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "this endpoint takes evidence entries",
+        ));
+    }
+    let record = crate::audit::evidence::EvidenceRecord::parse(&entry.body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("{e}; nothing was recorded"),
+        )
+    })?;
+    let received = crate::config::now().unwrap_or_else(|_| chrono::Utc::now());
+    blocking(move || {
+        let in_force = s.in_force()?;
+        check_signed(&s, &in_force, &who, &entry)?;
+        let principal = principal_in_force(&in_force, &who)?;
+        let book = &in_force.book;
+        let appended = s.store.append_evidence(&record.cr_id, &mut |ctx| {
+            crate::workflow::check_in_force(book, &ctx.policy_head)?;
+            if record.seq != ctx.head.seq + 1 || record.prev != ctx.head.hash {
+                return Err(DecideError::HeadMoved {
+                    head: ctx.head.clone(),
+                });
+            }
+            if record.cr_digest != ctx.current.digest || record.cr_revision != ctx.current.revision
+            {
+                return Err(DecideError::Stale {
+                    id: record.cr_id.clone(),
+                    seen: record.cr_digest.clone(),
+                    revision: ctx.current.revision,
+                    current: ctx.current.digest.clone(),
+                });
+            }
+            crate::audit::record_rules::check_evidence_record(
+                &record,
+                &principal,
+                book.policy(),
+                &ctx.current.cr,
+                ctx.current.submitted_at,
+                received,
+            )
+            .map_err(DecideError::Refused)?;
+            Ok(NewEntry {
+                body: entry.body.clone(),
+                signature: entry.signature.clone(),
+                principal: who.clone(),
+            })
+        })?;
+        Ok((StatusCode::CREATED, axum::Json(appended)).into_response())
+    })
+    .await
+}
+
 /// How to run the server.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -1185,6 +1297,9 @@ pub struct ServeOptions {
     pub access_log: bool,
     /// Connection, time and rate limits.
     pub limits: limits::Limits,
+    /// The server's own key (its principal holds role `server`): signs relayed
+    /// submissions. Given to every replica; never generated per process.
+    pub server_key: Option<PathBuf>,
 }
 
 /// Serves until the process is stopped; `ready` receives the bound address.
@@ -1197,6 +1312,9 @@ pub async fn serve(
     state.access_log = opts.access_log;
     state.limiter = limits::RateLimiter::new(opts.limits.rate_per_sec, opts.limits.burst);
     state.body_timeout = opts.limits.body_timeout;
+    if let Some(file) = &opts.server_key {
+        state.server_key = Some(Arc::new(state.server_signer(file)?));
+    }
     let state = Arc::new(state);
     let app = router(state);
     let addr: std::net::SocketAddr = opts.listen.parse().map_err(|e| {

@@ -665,6 +665,12 @@ pub fn sync(
     let mut live: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut report = SyncReport::default();
     let mut batch = Vec::new();
+    // Submitted by the registry, never by whoever ran the sync: its checks count only
+    // where the policy trusts the source (`[evidence] sources = ["mlflow"]`).
+    let by = crate::store::SubmittedBy {
+        submitter: crate::domain::provenance::Submitter::Source(format!("mlflow:{}", client.url())),
+        signer: None,
+    };
     for v in &versions {
         if !live.contains_key(&v.name) {
             live.insert(v.name.clone(), client.alias(&v.name, &conv.alias)?);
@@ -678,7 +684,7 @@ pub fn sync(
             }
         };
         match parse_document(doc.to_string().as_bytes()) {
-            Ok((cr, document)) => batch.push(Submission::new(cr, document)),
+            Ok((cr, document)) => batch.push(Submission::new(cr, document).by(by.clone())),
             Err(e) => report.skipped.push((
                 v.label(),
                 e.problems.iter().map(|p| p.to_string()).collect(),

@@ -9,12 +9,12 @@
 
 use super::migrations::{LATEST, MIGRATIONS};
 use super::{
-    Appended, DecideError, DecisionBuilder, DecisionContext, EmergencyContext, Head, LogEntry,
-    NewEntry, RevisionInfo, Store, StoreError, StoredCr, StoredRevision, Submission, SubmitOutcome,
-    typed_view,
+    Appended, DecideError, DecisionBuilder, DecisionContext, EmergencyContext, EvidenceBuilder,
+    Head, LogEntry, NewEntry, RevisionInfo, Store, StoreError, StoredCr, StoredRevision,
+    Submission, SubmitOutcome, typed_view,
 };
 use crate::audit::canonical::{digest, to_canonical_string};
-use crate::audit::log::{DecisionRecord, EntryKind, entry_hash, submission_body};
+use crate::audit::log::{DecisionRecord, EntryKind, SubmissionFacts, entry_hash, submission_body};
 use crate::domain::decision::Decision;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{
@@ -255,14 +255,20 @@ impl LocalStore {
             .map_err(self.sql_err("reading the schema version"))
     }
 
-    fn read_revision(
-        &self,
-        id: String,
-        revision: u32,
-        digest_text: String,
-        document: String,
-        submitted_at: String,
-    ) -> Result<StoredRevision, StoreError> {
+    /// A stored revision, re-validated: its document must still hash to the digest its
+    /// log entry recorded (a rewritten row is refused, not shown), and its provenance is
+    /// read from that entry and the evidence entries on the CR.
+    fn read_revision(&self, row: RevisionRow) -> Result<StoredRevision, StoreError> {
+        let RevisionRow {
+            id,
+            revision,
+            digest: digest_text,
+            document,
+            submitted_at,
+            entry,
+            evidence,
+            ..
+        } = row;
         let corrupt = |detail: String| StoreError::Corrupt {
             path: self.path.clone(),
             id: id.clone(),
@@ -271,13 +277,39 @@ impl LocalStore {
         };
         let value: Value =
             serde_json::from_str(&document).map_err(|e| corrupt(format!("not JSON: {e}")))?;
-        let cr = typed_view(&value).map_err(|e| corrupt(e.to_string()))?;
+        let actual = digest(&value);
+        let entry: Value = entry
+            .as_deref()
+            .and_then(|b| serde_json::from_str(b).ok())
+            .ok_or_else(|| corrupt("no log entry records this revision".into()))?;
+        if actual != digest_text || entry["digest"].as_str() != Some(actual.as_str()) {
+            return Err(corrupt(format!(
+                "its content hashes to {actual}, but its log entry recorded {}: the stored revision was rewritten",
+                entry["digest"].as_str().unwrap_or("nothing")
+            )));
+        }
+        let mut cr = typed_view(&value).map_err(|e| corrupt(e.to_string()))?;
         if cr.id != id {
             return Err(corrupt(format!(
                 "document id {} differs from its row",
                 cr.id
             )));
         }
+        let attested = evidence
+            .as_deref()
+            .and_then(|a| serde_json::from_str::<Vec<String>>(a).ok())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|body| crate::audit::evidence::EvidenceRecord::parse(body).ok())
+            .filter(|r| r.cr_digest == actual)
+            .filter_map(|r| r.attested().ok())
+            .collect();
+        cr.provenance = crate::domain::provenance::Provenance {
+            submitter: crate::domain::provenance::Submitter::from_recorded(
+                entry["submitter"].as_str(),
+            ),
+            attested,
+        };
         Ok(StoredRevision {
             cr,
             document: value,
@@ -397,25 +429,75 @@ fn append_entry(
     })
 }
 
+/// Appends the log entry for a stored revision, naming its submitter and, when `by` has a
+/// key, signed by it.
 fn append_submission(
     tx: &Transaction<'_>,
     kind: EntryKind,
-    cr_id: &str,
-    revision: u32,
-    digest: &str,
+    revision: (&str, u32, &str),
     at: DateTime<Utc>,
-) -> rusqlite::Result<LogEntry> {
+    by: Option<&super::SubmittedBy>,
+) -> Result<LogEntry, SubmissionError> {
+    let (cr_id, revision, digest) = revision;
     let head = read_head(tx)?;
+    let submitter = by.and_then(|b| b.submitter.recorded());
+    let signer = by.and_then(|b| b.signer.as_deref());
     let body = submission_body(
         kind,
         head.seq + 1,
         head.hash.as_deref(),
-        cr_id,
-        revision,
-        digest,
-        at,
+        SubmissionFacts {
+            cr_id,
+            revision,
+            digest,
+            at,
+            submitter: submitter.as_deref(),
+            signed_by: signer.map(|s| (s.principal.as_str(), s.key.fingerprint())),
+        },
     );
-    append_entry(tx, kind, Some(cr_id), None, &body, None)
+    let signature = match signer {
+        Some(s) => Some(
+            s.key
+                .sign(body.as_bytes())
+                .map_err(|e| SubmissionError::Signing(e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(append_entry(
+        tx,
+        kind,
+        Some(cr_id),
+        signer.map(|s| s.principal.as_str()),
+        &body,
+        signature.as_deref(),
+    )?)
+}
+
+/// Why a submission entry could not be appended.
+#[derive(Debug, thiserror::Error)]
+enum SubmissionError {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error("signing the submission: {0}")]
+    Signing(String),
+}
+
+impl LocalStore {
+    fn submission_err(&self, context: String) -> impl FnOnce(SubmissionError) -> StoreError {
+        let path = self.path.clone();
+        move |e| match e {
+            SubmissionError::Sql(source) => StoreError::Sqlite {
+                path,
+                context,
+                source,
+            },
+            SubmissionError::Signing(detail) => StoreError::Io {
+                path,
+                context,
+                source: std::io::Error::other(detail),
+            },
+        }
+    }
 }
 
 /// Enters revisions stored before the log existed (schema 1) into the log, oldest first.
@@ -433,7 +515,15 @@ fn backfill_log(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         } else {
             EntryKind::CrRevised
         };
-        append_submission(tx, kind, &cr_id, revision, &digest, at)?;
+        append_submission(tx, kind, (&cr_id, revision, &digest), at, None).map_err(
+            |e| match e {
+                SubmissionError::Sql(e) => e,
+                // Backfilled entries are never signed.
+                SubmissionError::Signing(d) => {
+                    rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(d)))
+                }
+            },
+        )?;
     }
     Ok(())
 }
@@ -475,23 +565,48 @@ fn log_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
 }
 
 /// Row shape shared by the current-revision queries.
-type RevisionRow = (String, u32, String, String, String, u32, String);
+/// One stored revision as read: the row, and from the log its submission entry and the
+/// evidence entries on its CR (a JSON array of bodies).
+struct RevisionRow {
+    id: String,
+    revision: u32,
+    digest: String,
+    document: String,
+    submitted_at: String,
+    count: u32,
+    first_submitted_at: String,
+    entry: Option<String>,
+    evidence: Option<String>,
+}
 
-const CURRENT_SELECT: &str = "SELECT c.id, r.revision, r.digest, r.document, r.submitted_at,
-        (SELECT COUNT(*) FROM revisions x WHERE x.cr_id = c.id), c.first_submitted_at
+/// The log entries a revision's provenance comes from, selected beside its row.
+const PROVENANCE_COLUMNS: &str = "(SELECT l.body FROM log l WHERE l.cr_id = r.cr_id
+            AND l.kind IN ('cr-submitted', 'cr-revised')
+            AND json_extract(l.body, '$.revision') = r.revision ORDER BY l.seq DESC LIMIT 1),
+        (SELECT json_group_array(l.body) FROM log l WHERE l.cr_id = r.cr_id AND l.kind = 'evidence')";
+
+fn current_select() -> String {
+    format!(
+        "SELECT c.id, r.revision, r.digest, r.document, r.submitted_at,
+        (SELECT COUNT(*) FROM revisions x WHERE x.cr_id = c.id), c.first_submitted_at,
+        {PROVENANCE_COLUMNS}
      FROM change_requests c
-     JOIN revisions r ON r.cr_id = c.id AND r.revision = c.current_revision";
+     JOIN revisions r ON r.cr_id = c.id AND r.revision = c.current_revision"
+    )
+}
 
 fn revision_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RevisionRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-    ))
+    Ok(RevisionRow {
+        id: row.get(0)?,
+        revision: row.get(1)?,
+        digest: row.get(2)?,
+        document: row.get(3)?,
+        submitted_at: row.get(4)?,
+        count: row.get(5)?,
+        first_submitted_at: row.get(6)?,
+        entry: row.get(7)?,
+        evidence: row.get(8)?,
+    })
 }
 
 impl LocalStore {
@@ -513,7 +628,7 @@ impl LocalStore {
     ) -> Result<Option<StoredRevision>, StoreError> {
         let row: Option<RevisionRow> = conn
             .query_row(
-                &format!("{CURRENT_SELECT} WHERE c.id = ?1"),
+                &format!("{} WHERE c.id = ?1", current_select()),
                 params![id],
                 revision_row,
             )
@@ -540,15 +655,16 @@ impl LocalStore {
     }
 
     fn stored_cr(&self, row: RevisionRow) -> Result<StoredCr, StoreError> {
-        let (id, revision, digest_text, document, submitted_at, count, first) = row;
-        let first_submitted_at = parse_time(&first).map_err(|detail| StoreError::Corrupt {
-            path: self.path.clone(),
-            id: id.clone(),
-            revision,
-            detail,
-        })?;
+        let first_submitted_at =
+            parse_time(&row.first_submitted_at).map_err(|detail| StoreError::Corrupt {
+                path: self.path.clone(),
+                id: row.id.clone(),
+                revision: row.revision,
+                detail,
+            })?;
+        let count = row.count;
         Ok(StoredCr {
-            current: self.read_revision(id, revision, digest_text, document, submitted_at)?,
+            current: self.read_revision(row)?,
             revision_count: count,
             first_submitted_at,
         })
@@ -609,8 +725,14 @@ impl Store for LocalStore {
                         params![id, next],
                     )
                     .map_err(self.sql_err(format!("advancing {id}")))?;
-                    append_submission(&tx, EntryKind::CrRevised, id, next, &new_digest, at)
-                        .map_err(self.sql_err(format!("logging {id} revision {next}")))?;
+                    append_submission(
+                        &tx,
+                        EntryKind::CrRevised,
+                        (id, next, &new_digest),
+                        at,
+                        Some(&s.by),
+                    )
+                    .map_err(self.submission_err(format!("logging {id} revision {next}")))?;
                     SubmitOutcome::Revised {
                         id: id.clone(),
                         revision: next,
@@ -629,8 +751,14 @@ impl Store for LocalStore {
                         params![id, new_digest, canonical, now],
                     )
                     .map_err(self.sql_err(format!("storing {id} revision 1")))?;
-                    append_submission(&tx, EntryKind::CrSubmitted, id, 1, &new_digest, at)
-                        .map_err(self.sql_err(format!("logging {id}")))?;
+                    append_submission(
+                        &tx,
+                        EntryKind::CrSubmitted,
+                        (id, 1, &new_digest),
+                        at,
+                        Some(&s.by),
+                    )
+                    .map_err(self.submission_err(format!("logging {id}")))?;
                     SubmitOutcome::Created {
                         id: id.clone(),
                         revision: 1,
@@ -663,7 +791,8 @@ impl Store for LocalStore {
             let conn = self.lock();
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "{CURRENT_SELECT} WHERE c.id > ?1 ORDER BY c.id LIMIT ?2"
+                    "{} WHERE c.id > ?1 ORDER BY c.id LIMIT ?2",
+                    current_select()
                 ))
                 .map_err(self.sql_err("listing change requests"))?;
             stmt.query_map(params![after.unwrap_or(""), limit as i64], revision_row)
@@ -705,7 +834,7 @@ impl Store for LocalStore {
         let row: Option<RevisionRow> = {
             let conn = self.lock();
             conn.query_row(
-                &format!("{CURRENT_SELECT} WHERE c.id = ?1"),
+                &format!("{} WHERE c.id = ?1", current_select()),
                 params![id],
                 revision_row,
             )
@@ -716,18 +845,21 @@ impl Store for LocalStore {
     }
 
     fn revision(&self, id: &str, revision: u32) -> Result<Option<StoredRevision>, StoreError> {
-        let row: Option<(String, String, String)> = {
+        let row: Option<RevisionRow> = {
             let conn = self.lock();
             conn.query_row(
-                "SELECT digest, document, submitted_at FROM revisions WHERE cr_id = ?1 AND revision = ?2",
+                &format!(
+                    "SELECT r.cr_id, r.revision, r.digest, r.document, r.submitted_at, 0, r.submitted_at,
+                        {PROVENANCE_COLUMNS}
+                     FROM revisions r WHERE r.cr_id = ?1 AND r.revision = ?2"
+                ),
                 params![id, revision],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                revision_row,
             )
             .optional()
             .map_err(self.sql_err(format!("reading {id} revision {revision}")))?
         };
-        row.map(|(d, doc, at)| self.read_revision(id.to_string(), revision, d, doc, at))
-            .transpose()
+        row.map(|r| self.read_revision(r)).transpose()
     }
 
     fn revisions(&self, id: &str) -> Result<Vec<RevisionInfo>, StoreError> {
@@ -777,6 +909,51 @@ impl Store for LocalStore {
             out.entry(d.cr_id.clone()).or_default().push(d);
         }
         Ok(out)
+    }
+
+    fn append_evidence(
+        &self,
+        cr_id: &str,
+        build: &mut EvidenceBuilder<'_>,
+    ) -> Result<LogEntry, DecideError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql_err("starting the evidence"))?;
+        let current = self
+            .current_revision(&tx, cr_id)?
+            .ok_or_else(|| DecideError::NotFound(cr_id.to_string()))?;
+        let context = DecisionContext {
+            head: read_head(&tx).map_err(self.sql_err("reading the log head"))?,
+            decisions: self.decisions_in(&tx, cr_id)?,
+            current,
+            policy_head: read_policy_head(&tx)
+                .map_err(self.sql_err("reading the policy in force"))?,
+        };
+        let entry = build(&context)?;
+        let record = crate::audit::evidence::EvidenceRecord::parse(&entry.body)
+            .map_err(|e| DecideError::Chain(e.to_string()))?;
+        if record.seq != context.head.seq + 1
+            || record.prev != context.head.hash
+            || record.cr_id != cr_id
+        {
+            return Err(DecideError::Chain(format!(
+                "entry says seq {} after {:?} on {}, head is {} {:?}",
+                record.seq, record.prev, record.cr_id, context.head.seq, context.head.hash
+            )));
+        }
+        let appended = append_entry(
+            &tx,
+            EntryKind::Evidence,
+            Some(cr_id),
+            Some(&entry.principal),
+            &entry.body,
+            Some(&entry.signature),
+        )
+        .map_err(self.sql_err(format!("appending evidence on {cr_id}")))?;
+        tx.commit()
+            .map_err(self.sql_err("committing the evidence"))?;
+        Ok(appended)
     }
 
     fn decide(
@@ -1210,7 +1387,7 @@ mod tests {
         let err = store.list().unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("CR-1043 revision 1 is damaged"), "{msg}");
-        assert!(msg.contains("$.gate"), "{msg}");
+        assert!(msg.contains("the stored revision was rewritten"), "{msg}");
     }
 
     #[test]

@@ -28,6 +28,40 @@ pub struct Submission {
     /// store's write transaction, so a check made before it (e.g. "POL-3 is free", "POL-3
     /// is mine and still open") cannot be overtaken by a concurrent writer.
     pub expect_revision: Option<u32>,
+    /// Who submits it, and the key that signs its log entry.
+    pub by: SubmittedBy,
+}
+
+/// Who submits a revision (recorded in its log entry), and the key that signs the entry:
+/// the submitter's own locally, the server's when it relays a token holder's submission.
+#[derive(Debug, Clone, Default)]
+pub struct SubmittedBy {
+    /// Recorded as the entry's `submitter`.
+    pub submitter: crate::domain::provenance::Submitter,
+    /// Signs the entry; `None` leaves it unsigned (a local user without a key).
+    pub signer: Option<std::sync::Arc<EntrySigner>>,
+}
+
+impl SubmittedBy {
+    /// Submitted by `principal`, the entry signed with their `key`.
+    pub fn principal(principal: &str, key: crate::audit::keys::Signer) -> SubmittedBy {
+        SubmittedBy {
+            submitter: crate::domain::provenance::Submitter::Principal(principal.into()),
+            signer: Some(std::sync::Arc::new(EntrySigner {
+                principal: principal.into(),
+                key,
+            })),
+        }
+    }
+}
+
+/// A principal's key, signing log entries in their name.
+#[derive(Debug)]
+pub struct EntrySigner {
+    /// The principal.
+    pub principal: String,
+    /// Their key.
+    pub key: crate::audit::keys::Signer,
 }
 
 impl Submission {
@@ -37,7 +71,14 @@ impl Submission {
             cr,
             document,
             expect_revision: None,
+            by: SubmittedBy::default(),
         }
+    }
+
+    /// Records who submits it and signs its entry with their key.
+    pub fn by(mut self, by: SubmittedBy) -> Self {
+        self.by = by;
+        self
     }
 
     /// Only if the CR is still at `revision` (0: does not exist yet).
@@ -377,6 +418,10 @@ pub struct DecisionSummary {
 pub type EmergencyBuilder<'a> = dyn FnMut(&EmergencyContext) -> Result<(crate::audit::log::EntryKind, NewEntry), DecideError>
     + 'a;
 
+/// Builds a signed evidence entry against the context read inside the write
+/// transaction (the CR's current revision and the log head).
+pub type EvidenceBuilder<'a> = dyn FnMut(&DecisionContext) -> Result<NewEntry, DecideError> + 'a;
+
 /// Builds a signed decision (and any adoption it makes due) from its context.
 pub type DecisionBuilder<'a> =
     dyn FnMut(&DecisionContext) -> Result<DecisionEntries, DecideError> + 'a;
@@ -438,6 +483,14 @@ pub trait Store: Send + Sync {
     /// Appends one signed emergency entry: inside one write transaction, `build` sees the
     /// log head and the emergency entries so far, checks the rules and signs.
     fn append_emergency(&self, build: &mut EmergencyBuilder<'_>) -> Result<LogEntry, DecideError>;
+
+    /// Appends a signed `evidence` entry on `cr_id`, built against its current revision
+    /// inside the write transaction.
+    fn append_evidence(
+        &self,
+        cr_id: &str,
+        build: &mut EvidenceBuilder<'_>,
+    ) -> Result<LogEntry, DecideError>;
 
     /// Up to `limit` log entries after position `after`, in order.
     fn log_entries(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError>;
@@ -514,6 +567,14 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn append_emergency(&self, build: &mut EmergencyBuilder<'_>) -> Result<LogEntry, DecideError> {
         (**self).append_emergency(build)
+    }
+
+    fn append_evidence(
+        &self,
+        cr_id: &str,
+        build: &mut EvidenceBuilder<'_>,
+    ) -> Result<LogEntry, DecideError> {
+        (**self).append_evidence(cr_id, build)
     }
     fn log_entries(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
         (**self).log_entries(after, limit)

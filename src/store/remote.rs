@@ -9,8 +9,8 @@
 use super::wire::{WireContext, WireCr, WireError, WireRevision, WireSignedEntry};
 use super::{
     Appended, DecideError, DecisionBuilder, DecisionContext, DecisionSummary, EmergencyBuilder,
-    EmergencyContext, Head, LogEntry, NewEntry, RevisionInfo, Store, StoreError, StoredCr,
-    StoredRevision, Submission, SubmitOutcome,
+    EmergencyContext, EvidenceBuilder, Head, LogEntry, NewEntry, RevisionInfo, Store, StoreError,
+    StoredCr, StoredRevision, Submission, SubmitOutcome,
 };
 use crate::audit::log::{DecisionRecord, EntryKind};
 use crate::domain::decision::Decision;
@@ -368,6 +368,37 @@ impl Store for RemoteStore {
             };
             let (kind, entry) = build(&context)?;
             match self.post_entry("/v1/emergency", kind, &entry, None)? {
+                Ok(done) => return Ok(done),
+                Err(_moved) => continue,
+            }
+        }
+        Err(DecideError::Remote(format!(
+            "the audit log kept moving; gave up after {RESIGN_ATTEMPTS} attempts — try again"
+        )))
+    }
+
+    fn append_evidence(
+        &self,
+        cr_id: &str,
+        build: &mut EvidenceBuilder<'_>,
+    ) -> Result<LogEntry, DecideError> {
+        for attempt in 0..RESIGN_ATTEMPTS {
+            if attempt > 0 {
+                contention_backoff(attempt);
+            }
+            let Some(ctx): Option<WireContext> =
+                self.get_opt(&format!("/v1/change-requests/{}/context", urlencode(cr_id)))?
+            else {
+                return Err(DecideError::NotFound(cr_id.to_string()));
+            };
+            let context = DecisionContext {
+                head: ctx.head,
+                current: ctx.current.into_stored(&self.base)?,
+                decisions: to_decisions(&ctx.decisions)?,
+                policy_head: ctx.policy_head,
+            };
+            let entry = build(&context)?;
+            match self.post_entry("/v1/evidence", EntryKind::Evidence, &entry, None)? {
                 Ok(done) => return Ok(done),
                 Err(_moved) => continue,
             }

@@ -18,6 +18,9 @@ pub struct WireRevision {
     pub digest: String,
     /// When it was stored.
     pub submitted_at: DateTime<Utc>,
+    /// Who submitted it and what CI attested, as the server's log records it.
+    #[serde(default)]
+    pub provenance: crate::domain::provenance::Provenance,
 }
 
 /// A CR at its current revision on the wire.
@@ -91,6 +94,7 @@ impl From<&StoredRevision> for WireRevision {
             revision: r.revision,
             digest: r.digest.clone(),
             submitted_at: r.submitted_at,
+            provenance: r.cr.provenance.clone(),
         }
     }
 }
@@ -108,12 +112,13 @@ impl From<&StoredCr> for WireCr {
 impl WireRevision {
     /// Back to a stored revision, re-validating the document.
     pub fn into_stored(self, source: &str) -> Result<StoredRevision, StoreError> {
-        let cr = typed_view(&self.document).map_err(|e| StoreError::Corrupt {
+        let mut cr = typed_view(&self.document).map_err(|e| StoreError::Corrupt {
             path: source.into(),
             id: self.document["id"].as_str().unwrap_or("?").to_string(),
             revision: self.revision,
             detail: e.to_string(),
         })?;
+        cr.provenance = self.provenance;
         Ok(StoredRevision {
             cr,
             document: self.document,

@@ -353,7 +353,7 @@ pub enum Integrity {
     /// Verification is running in the background.
     Verifying,
     /// Finished: the report and how long it took.
-    Done(crate::audit::log::VerifyReport, u128),
+    Done(Box<crate::audit::log::VerifyReport>, u128),
     /// Could not run.
     Failed(String),
 }
@@ -1098,7 +1098,7 @@ impl App {
                 }
                 if let Some(h) = self.history.as_mut() {
                     h.integrity = match result {
-                        Ok((report, ms)) => Integrity::Done(report, ms),
+                        Ok((report, ms)) => Integrity::Done(Box::new(report), ms),
                         Err(e) => Integrity::Failed(e),
                     };
                 }

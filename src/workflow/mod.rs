@@ -7,6 +7,7 @@
 
 mod decide;
 mod emergency;
+mod evidence;
 mod policy;
 mod runner;
 
@@ -18,6 +19,7 @@ pub use emergency::{
     ReviewRequest, RollbackRequest, RollbackRun, authorise_rollback, exceptions, record_review,
     record_rollback, rollback_invocation, shown_argv,
 };
+pub use evidence::{EvidenceRequest, attest_evidence};
 pub use policy::{
     GenesisOutcome, ProposeError, Proposed, adopt_genesis, check_proposal_target, migrate,
     propose_policy, write_adopted_policy, write_policy_file,
