@@ -450,3 +450,64 @@ fn verify_catches_an_emergency_bypass_signed_by_someone_off_the_roster() {
         ],
     );
 }
+
+#[test]
+fn deleting_every_signed_entry_and_rechaining_the_rest_does_not_pass() {
+    let home = home_with_decisions();
+    // What an auditor pins (`policy show` prints it).
+    let genesis = home.run(&["policy", "show", "--json"]).ok().json()["genesis"]["hash"]
+        .as_str()
+        .expect("policy show names the genesis hash")
+        .to_string();
+    // One submission without a key: the only unsigned entry there is.
+    let mut doc = common::fixture_json("CR-1045");
+    doc["id"] = serde_json::json!("CR-2400");
+    let file = home.write_json("cr.json", &doc);
+    home.run(&["submit", &file]).ok();
+    assert_eq!(home.run(&["verify", "--json"]).ok().json()["unsigned"], 1);
+    // The attacker drops every signed entry and re-chains what is left.
+    let c = raw(&home);
+    c.execute("DELETE FROM log WHERE signature IS NOT NULL", [])
+        .unwrap();
+    let rows: Vec<(i64, String)> = {
+        let mut stmt = c.prepare("SELECT seq, body FROM log ORDER BY seq").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(rows.len(), 1, "only the unsigned submission is left");
+    let mut prev: Option<String> = None;
+    for (i, (seq, body)) in rows.iter().enumerate() {
+        let mut v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["seq"] = serde_json::json!(i + 1);
+        v["prev"] = serde_json::json!(prev);
+        let body = tollgate::audit::canonical::to_canonical_string(&v);
+        let hash = tollgate::audit::log::entry_hash(&body);
+        c.execute(
+            "UPDATE log SET seq = ?1, body = ?2, hash = ?3 WHERE seq = ?4",
+            rusqlite::params![i as i64 + 1, body, hash, seq],
+        )
+        .unwrap();
+        prev = Some(hash);
+    }
+    c.execute(
+        "UPDATE log_head SET seq = ?1, hash = ?2",
+        rusqlite::params![rows.len() as i64, prev],
+    )
+    .unwrap();
+    drop(c);
+    // Read alone, the file cannot tell it from a store made before policies were logged:
+    // verify says how little it proves...
+    let run = home.run(&["verify"]).ok();
+    assert!(
+        run.stdout.contains("0 signatures")
+            && run.stdout.contains("WARNING: no policy in the log")
+            && run.stdout.contains("WARNING: 1 unsigned entry"),
+        "{}",
+        run.stdout
+    );
+    // ...and the genesis an auditor pinned catches it.
+    let pinned = home.run(&["verify", "--expect-genesis", &genesis]);
+    assert_refusal(&pinned, &["genesis-mismatch", &genesis]);
+}

@@ -562,3 +562,156 @@ fn a_local_submission_without_a_key_is_unsigned_and_its_checks_wait_for_ci() {
     assert_eq!(item(&shown, "performance")["state"], "pass");
     assert_eq!(home.run(&["verify", "--json"]).ok().json()["unsigned"], 1);
 }
+
+#[test]
+fn the_server_signs_what_it_records_with_its_own_principals_key() {
+    let home = Home::new();
+    let (lead_key, lead_line) = home.ssh_keygen("lena-key");
+    let (_, other_lead) = home.ssh_keygen("sofia-key");
+    // Two leads with keys, so the policy can be changed later.
+    let text = tollgate::demo::POLICY_TOML
+        .replacen(
+            "id = \"lena\"\n",
+            &format!("id = \"lena\"\nkeys = [\"{lead_line}\"]\n"),
+            1,
+        )
+        .replacen(
+            "id = \"sofia\"\n",
+            &format!("id = \"sofia\"\nkeys = [\"{other_lead}\"]\n"),
+            1,
+        );
+    let policy = home.write("starter.toml", text.as_bytes());
+    let run = home
+        .run(&[
+            "--policy",
+            &policy,
+            "--key",
+            lead_key.to_str().unwrap(),
+            "init",
+            "--server-principal",
+            "tollgate-server",
+        ])
+        .ok();
+    let server_key = home.path("tollgate.server-key");
+    assert!(
+        run.stdout.contains(&format!(
+            "tollgate serve --server-key {}",
+            server_key.display()
+        )),
+        "{}",
+        run.stdout
+    );
+    let shown = home.run(&["policy", "show", "--json"]).ok().json();
+    assert!(shown.to_string().contains("tollgate-server"), "{shown}");
+
+    let token = home.token("jonas");
+    // A key that is not the server principal's is refused at start.
+    let wrong = home
+        .command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--server-key",
+            lead_key.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let wrong: common::Run = wrong.into();
+    assert_ne!(wrong.code, 0);
+    assert!(
+        wrong
+            .stderr
+            .contains("is lena's, who does not hold the server role"),
+        "{}",
+        wrong.stderr
+    );
+
+    let server = home.serve_with(
+        "127.0.0.1:0",
+        &["--server-key", server_key.to_str().unwrap()],
+    );
+    let mut doc = common::fixture_json("CR-1045");
+    doc["id"] = json!("CR-2300");
+    let file = home.write_json("cr.json", &doc);
+    home.remote(&server.url, &token, &["submit", &file]).ok();
+    let log = home.run(&["log", "export"]).ok().stdout;
+    let last: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    let body: Value = serde_json::from_str(last["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["submitter"], "jonas", "{body}");
+    assert_eq!(body["principal"], "tollgate-server", "{body}");
+    assert_eq!(
+        body["key_fingerprint"].as_str().unwrap(),
+        ssh_fingerprint(&home.path("tollgate.server-key.pub"))
+    );
+    // An auditor checks the server's signature with ssh-keygen and the allowed_signers.
+    let signers = home.write(
+        "allowed_signers",
+        home.run(&["policy", "allowed-signers"])
+            .ok()
+            .stdout
+            .as_bytes(),
+    );
+    let body_file = home.write("body", last["body"].as_str().unwrap().as_bytes());
+    let sig_file = home.write("body.sig", last["signature"].as_str().unwrap().as_bytes());
+    let verified = std::process::Command::new("ssh-keygen")
+        .args([
+            "-Y",
+            "verify",
+            "-f",
+            &signers,
+            "-I",
+            "tollgate-server",
+            "-n",
+            "tollgate",
+            "-s",
+        ])
+        .arg(&sig_file)
+        .stdin(std::fs::File::open(&body_file).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let v = home.run(&["verify", "--json"]).ok().json();
+    assert_eq!(v["unsigned"], 0, "{v}");
+
+    // The signed tree head: what a monitor publishes elsewhere.
+    let sth: Value = http()
+        .get(format!("{}/v1/head/signed", server.url))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let sth_body = home.write("sth", sth["body"].as_str().unwrap().as_bytes());
+    let sth_sig = home.write("sth.sig", sth["signature"].as_str().unwrap().as_bytes());
+    let verified = std::process::Command::new("ssh-keygen")
+        .args([
+            "-Y",
+            "verify",
+            "-f",
+            &signers,
+            "-I",
+            "tollgate-server",
+            "-n",
+            "tollgate",
+            "-s",
+        ])
+        .arg(&sth_sig)
+        .stdin(std::fs::File::open(&sth_body).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let signed: Value = serde_json::from_str(sth["body"].as_str().unwrap()).unwrap();
+    assert_eq!(signed["seq"], v["head"]["seq"]);
+    assert_eq!(signed["hash"], v["head"]["hash"]);
+    // Later, the noted head must still be in the log.
+    home.run(&["verify", "--expect-head", signed["hash"].as_str().unwrap()])
+        .ok();
+}

@@ -81,6 +81,12 @@ pub enum Command {
         /// Replace a policy that already sits beside the store.
         #[arg(long)]
         replace_policy: bool,
+        /// Name the team server's own principal (role `server`): a key is made for it
+        /// beside the store (`tollgate.server-key`, no passphrase, mode 0600) and the
+        /// principal added to the policy adopted as the genesis. Give that file to every
+        /// replica: `tollgate serve --server-key FILE`.
+        #[arg(long, value_name = "ID")]
+        server_principal: Option<String>,
     },
 
     /// Validate change-request documents and store them, all or nothing.

@@ -150,10 +150,23 @@ pub fn verify(
 
 /// The policy versions verification walked through, for the success message.
 fn policy_lines(report: &VerifyReport) -> String {
+    // What an unsigned entry proves: nothing but its place in the chain. Say so.
+    let unsigned = if report.unsigned > 0 {
+        format!(
+            "WARNING: {} unsigned entr{} (submissions by someone without a key): anyone with write access to the store could have written or removed {}; sign submissions (a key, or a team server with --server-key)\n",
+            report.unsigned,
+            if report.unsigned == 1 { "y" } else { "ies" },
+            if report.unsigned == 1 { "it" } else { "them" }
+        )
+    } else {
+        String::new()
+    };
     if report.unmigrated {
-        return "no policy in the log yet: judged by the policy file (run `tollgate migrate` to record it)\n".into();
+        return format!(
+            "WARNING: no policy in the log: judged by the policy file, and a log without its signed genesis proves little — if this store ever had one, it was removed; pin the genesis with `verify --expect-genesis HASH` (run `tollgate migrate` to record a policy)\n{unsigned}"
+        );
     }
-    let mut out = String::new();
+    let mut out = unsigned;
     if let Some(g) = report.policies.first() {
         out.push_str(&format!(
             "genesis policy at entry {} {}{}\n",

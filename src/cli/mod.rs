@@ -367,14 +367,20 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             now,
             out,
         ),
-        Some(Command::Init { replace_policy }) => {
+        Some(Command::Init {
+            replace_policy,
+            server_principal,
+        }) => {
             local_only("init")?;
             // With init, --policy names the file to install, not the one to use.
             let target = config::resolve(cli.store.clone(), None)?;
             policy_cmds::init(
                 &target,
-                cli.policy.as_deref(),
-                replace_policy,
+                policy_cmds::InitOptions {
+                    source: cli.policy.as_deref(),
+                    replace: replace_policy,
+                    server_principal: server_principal.as_deref(),
+                },
                 &keys,
                 now,
                 out,

@@ -260,14 +260,38 @@ pub fn migrate(
 
 /// `tollgate init`: creates the store and records the genesis policy, signed by one of
 /// its principals. Nothing is created when anything is refused.
+/// What `tollgate init` is asked to set up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InitOptions<'a> {
+    /// The policy file to install (`--policy`); the starter policy when `None`.
+    pub source: Option<&'a Path>,
+    /// Replace a different policy file already beside the store.
+    pub replace: bool,
+    /// The team server's principal to add (role `server`), with a key made for it.
+    pub server_principal: Option<&'a str>,
+}
+
+/// The file `init --server-principal` writes the server's key to, beside the store.
+pub fn server_key_beside(store: &Path) -> std::path::PathBuf {
+    let stem = store
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tollgate".into());
+    store.with_file_name(format!("{stem}.server-key"))
+}
+
 pub fn init(
     paths: &Paths,
-    source: Option<&Path>,
-    replace: bool,
+    opts: InitOptions<'_>,
     keys: &KeyChoice,
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
+    let InitOptions {
+        source,
+        replace,
+        server_principal,
+    } = opts;
     let (text, origin) = match source {
         Some(src) => {
             let text = std::fs::read_to_string(src).map_err(|e| {
@@ -278,6 +302,33 @@ pub fn init(
         None => (
             crate::demo::POLICY_TOML.to_string(),
             "the starter policy".to_string(),
+        ),
+    };
+    // The server's principal joins the genesis policy with a key made for it now; the
+    // key file is written only once the genesis is adopted.
+    let server_key = match server_principal {
+        None => None,
+        Some(id) => {
+            crate::domain::reader::check_identifier(id)
+                .map_err(|e| CliError::refused(format!("--server-principal: {e}")))?;
+            let file = server_key_beside(&paths.store);
+            if file.exists() {
+                return Err(CliError::refused(format!(
+                    "--server-principal: {} already exists; move it away, or add the server to the policy yourself",
+                    file.display()
+                )));
+            }
+            let key = crate::audit::keys::Signer::generate(&format!("{id}@tollgate-server"))
+                .map_err(|e| CliError::environment(e.to_string()))?;
+            Some((id, key, file))
+        }
+    };
+    let text = match &server_key {
+        None => text,
+        Some((id, key, _)) => format!(
+            "{}\n# The team server's own principal: signs the submissions it records for token holders\n# (`tollgate serve --server-key FILE`; every replica gets the same file).\n[[principals]]\nid = \"{id}\"\nname = \"tollgate server\"\nroles = [\"server\"]\nkeys = [\"{}\"]\n",
+            text.trim_end(),
+            key.public_key_line()
         ),
     };
     let policy = match parse_policy(&text) {
@@ -352,6 +403,15 @@ pub fn init(
             ));
         }
     };
+    if let Some((id, key, file)) = &server_key {
+        key.write(file)
+            .map_err(|e| CliError::environment(e.to_string()))?;
+        msg.push_str(&format!(
+            "server principal {id} (role server) is in the policy; its key is {} — give it to every replica: tollgate serve --server-key {}\n",
+            file.display(),
+            file.display()
+        ));
+    }
     if write_policy {
         super::write_atomically(&paths.policy, &text)?;
         msg.push_str(&format!(

@@ -47,6 +47,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/policy"),
     ("get", "/v1/policy/history"),
     ("get", "/v1/head"),
+    ("get", "/v1/head/signed"),
     ("get", "/v1/change-requests"),
     ("post", "/v1/change-requests"),
     ("get", "/v1/change-requests/{id}"),
@@ -372,6 +373,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/policy", get(policy))
         .route("/v1/policy/history", get(policy_history))
         .route("/v1/head", get(head))
+        .route("/v1/head/signed", get(signed_head))
         .route("/v1/change-requests", get(list).post(submit))
         .route("/v1/change-requests/{id}", get(get_cr))
         .route("/v1/change-requests/{id}/revisions", get(revisions))
@@ -500,6 +502,47 @@ async fn head(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl Int
     principal(&s, &headers)?;
     let head = blocking(move || Ok(s.store.recorded_head()?)).await?;
     Ok(axum::Json(head))
+}
+
+/// The log head signed with the server's key (a signed tree head, as transparency logs
+/// publish): a monitor stores it elsewhere, and `verify --expect-head HASH` later proves
+/// the log still holds that entry, which a same-file check cannot.
+async fn signed_head(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
+    principal(&s, &headers)?;
+    let Some(key) = s.server_key.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no-server-key",
+            "this server runs without --server-key, so it cannot sign its head",
+        ));
+    };
+    let head = blocking({
+        let s = s.clone();
+        move || Ok(s.store.recorded_head()?)
+    })
+    .await?;
+    let at = crate::config::now().unwrap_or_else(|_| chrono::Utc::now());
+    let body = to_canonical_string(&json!({
+        "type": "tree-head",
+        "seq": head.seq,
+        "hash": head.hash,
+        "at": crate::audit::log::time_text(at),
+        "principal": key.principal,
+        "key_fingerprint": key.key.fingerprint(),
+    }));
+    let signature = key.key.sign(body.as_bytes()).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("signing the head: {e}"),
+        )
+    })?;
+    Ok(axum::Json(json!({
+        "principal": key.principal,
+        "body": body,
+        "signature": signature,
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]
