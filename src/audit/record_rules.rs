@@ -26,15 +26,28 @@ pub struct RevisionFacts<'a> {
 
 /// The checklist states a decision records: the evaluation plus the ticks being signed.
 pub fn checklist_snapshot(eval: &Evaluation, ticks: &[Tick]) -> Vec<ItemSnapshot> {
-    eval.checklist
+    let before: Vec<ItemSnapshot> = eval
+        .checklist
         .items
+        .iter()
+        .map(|i| ItemSnapshot {
+            id: i.id.clone(),
+            state: i.state.as_str().into(),
+        })
+        .collect();
+    with_ticks(&before, ticks)
+}
+
+/// The states `before` a decision with its own `ticks` applied.
+pub fn with_ticks(before: &[ItemSnapshot], ticks: &[Tick]) -> Vec<ItemSnapshot> {
+    before
         .iter()
         .map(|i| ItemSnapshot {
             id: i.id.clone(),
             state: if ticks.iter().any(|t| t.item == i.id) {
                 "ticked".into()
             } else {
-                i.state.as_str().into()
+                i.state.clone()
             },
         })
         .collect()
@@ -57,6 +70,19 @@ pub fn check_decision_record(
     revision: Option<RevisionFacts<'_>>,
     eval: Option<&Evaluation>,
     ticks: &[Tick],
+    received: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    let want = eval.map(|e| checklist_snapshot(e, ticks));
+    check_decision_facts(record, at, revision, want.as_deref(), received)
+}
+
+/// [`check_decision_record`] with the expected checklist already derived (the states
+/// before the decision, with its own ticks applied).
+pub fn check_decision_facts(
+    record: &DecisionRecord,
+    at: DateTime<Utc>,
+    revision: Option<RevisionFacts<'_>>,
+    expected_checklist: Option<&[ItemSnapshot]>,
     received: DateTime<Utc>,
 ) -> Result<(), Refusal> {
     let Some(rev) =
@@ -82,30 +108,29 @@ pub fn check_decision_record(
         );
     }
     check_signing_time(at, received)?;
-    if let Some(eval) = eval {
-        let want = checklist_snapshot(eval, ticks);
-        if want != record.checklist {
-            let differs = want
-                .iter()
-                .find(|w| !record.checklist.contains(w))
-                .map(|w| format!("{} is {}", w.id, w.state))
-                .or_else(|| {
-                    record
-                        .checklist
-                        .iter()
-                        .find(|g| !want.contains(g))
-                        .map(|g| format!("{} is not {}", g.id, g.state))
-                })
-                .unwrap_or_else(|| "the items differ".into());
-            return refuse(
-                "checklist-mismatch",
-                format!(
-                    "the checklist the decision records is not the checklist of revision {} of {} ({differs})",
-                    rev.revision, record.cr_id
-                ),
-                "record the checklist tollgate evaluates; do not edit it",
-            );
-        }
+    if let Some(want) = expected_checklist
+        && want != record.checklist.as_slice()
+    {
+        let differs = want
+            .iter()
+            .find(|w| !record.checklist.contains(w))
+            .map(|w| format!("{} is {}", w.id, w.state))
+            .or_else(|| {
+                record
+                    .checklist
+                    .iter()
+                    .find(|g| !want.contains(g))
+                    .map(|g| format!("{} is not {}", g.id, g.state))
+            })
+            .unwrap_or_else(|| "the items differ".into());
+        return refuse(
+            "checklist-mismatch",
+            format!(
+                "the checklist the decision records is not the checklist of revision {} of {} ({differs})",
+                rev.revision, record.cr_id
+            ),
+            "record the checklist tollgate evaluates; do not edit it",
+        );
     }
     Ok(())
 }

@@ -209,6 +209,10 @@ pub struct Verifier<'a> {
     exceptions: Vec<crate::domain::emergency::Exception>,
     /// The principal who submitted each revision `(CR, digest)`, when one did.
     submitters: HashMap<(String, String), Option<String>>,
+    /// The checklist states before the next decision, per revision `(CR, digest)`.
+    checklists: HashMap<(String, String), Vec<super::log::ItemSnapshot>>,
+    /// Who ticked items on a revision `(CR, digest, principal)`.
+    tickers: std::collections::HashSet<(String, String, String)>,
     /// Evidence attested so far per revision `(CR, digest)`: a decision's checklist is
     /// re-derived with what was attested before it, not after.
     attested: HashMap<(String, String), Vec<crate::domain::provenance::Attested>>,
@@ -250,6 +254,8 @@ impl<'a> Verifier<'a> {
             exceptions: Vec::new(),
             submitters: HashMap::new(),
             attested: HashMap::new(),
+            checklists: HashMap::new(),
+            tickers: std::collections::HashSet::new(),
             now: start.now,
             last_decision: None,
             signed_by: HashMap::new(),
@@ -694,6 +700,8 @@ impl<'a> Verifier<'a> {
                 let attested = record
                     .attested()
                     .map_err(|m| ("malformed", m.to_string()))?;
+                self.checklists
+                    .remove(&(record.cr_id.clone(), record.cr_digest.clone()));
                 self.attested
                     .entry((record.cr_id.clone(), record.cr_digest.clone()))
                     .or_default()
@@ -705,7 +713,7 @@ impl<'a> Verifier<'a> {
 
     /// A decision's revision, signing time and checklist, re-derived from the log.
     fn check_decision_facts(
-        &self,
+        &mut self,
         record: &DecisionRecord,
         decision: &Decision,
     ) -> Result<(), Failure> {
@@ -718,31 +726,53 @@ impl<'a> Verifier<'a> {
                 submitted_at: *at,
             });
         // The checklist is re-derived under the policy history adopted so far; before a
-        // migration genesis the policy files in force were never recorded.
-        let before: &[Decision] = self
-            .decisions
-            .get(&record.cr_id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let eval = match (&self.book, self.before_genesis) {
-            (Some(book), false) => (self.lookups.revision)(&record.cr_id, record.cr_revision)
-                .filter(|(digest, _)| *digest == record.cr_digest)
-                .map(|(digest, mut cr)| {
-                    cr.provenance.attested = self
-                        .attested
-                        .get(&(record.cr_id.clone(), digest.clone()))
-                        .cloned()
-                        .unwrap_or_default();
-                    crate::domain::status::evaluate_in(&cr, &digest, before, book)
-                }),
+        // migration genesis the policy files in force were never recorded. Deriving it is
+        // the costly part, so the states before a decision are kept per revision until a
+        // decision, evidence or adoption could change them.
+        let key = (record.cr_id.clone(), record.cr_digest.clone());
+        let before = match (&self.book, self.before_genesis) {
+            (Some(book), false) => match self.checklists.get(&key) {
+                Some(cached) => Some(cached.clone()),
+                None => {
+                    let decisions: &[Decision] = self
+                        .decisions
+                        .get(&record.cr_id)
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]);
+                    let derived = (self.lookups.revision)(&record.cr_id, record.cr_revision)
+                        .filter(|(digest, _)| *digest == record.cr_digest)
+                        .map(|(digest, mut cr)| {
+                            cr.provenance.attested =
+                                self.attested.get(&key).cloned().unwrap_or_default();
+                            let eval =
+                                crate::domain::status::evaluate_in(&cr, &digest, decisions, book);
+                            crate::audit::record_rules::checklist_snapshot(&eval, &[])
+                        });
+                    if let Some(d) = &derived {
+                        self.checklists.insert(key.clone(), d.clone());
+                    }
+                    derived
+                }
+            },
             _ => None,
         };
-        crate::audit::record_rules::check_decision_record(
+        // A decision that ticks, or by someone whose earlier ticks it supersedes, changes
+        // what the next decision sees.
+        let ticker = (key.0.clone(), key.1.clone(), decision.principal.clone());
+        if !decision.ticks.is_empty() || self.tickers.contains(&ticker) {
+            self.checklists.remove(&key);
+        }
+        if !decision.ticks.is_empty() {
+            self.tickers.insert(ticker);
+        }
+        let expected = before
+            .as_deref()
+            .map(|b| crate::audit::record_rules::with_ticks(b, &decision.ticks));
+        crate::audit::record_rules::check_decision_facts(
             record,
             decision.at,
             facts,
-            eval.as_ref(),
-            &decision.ticks,
+            expected.as_deref(),
             self.now,
         )
         .map_err(|r| ("policy-violation", r.to_string()))
@@ -900,6 +930,8 @@ impl<'a> Verifier<'a> {
         }
         self.adopted.push(v);
         self.judge = Some(judge);
+        // Another policy may read the checklists differently.
+        self.checklists.clear();
         self.before_genesis = false;
         Ok(())
     }
