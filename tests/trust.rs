@@ -651,29 +651,7 @@ fn the_server_signs_what_it_records_with_its_own_principals_key() {
             .stdout
             .as_bytes(),
     );
-    let body_file = home.write("body", last["body"].as_str().unwrap().as_bytes());
-    let sig_file = home.write("body.sig", last["signature"].as_str().unwrap().as_bytes());
-    let verified = std::process::Command::new("ssh-keygen")
-        .args([
-            "-Y",
-            "verify",
-            "-f",
-            &signers,
-            "-I",
-            "tollgate-server",
-            "-n",
-            "tollgate",
-            "-s",
-        ])
-        .arg(&sig_file)
-        .stdin(std::fs::File::open(&body_file).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stderr)
-    );
+    assert_server_signed(&home, &signers, &last);
     let v = home.run(&["verify", "--json"]).ok().json();
     assert_eq!(v["unsigned"], 0, "{v}");
 
@@ -685,33 +663,42 @@ fn the_server_signs_what_it_records_with_its_own_principals_key() {
         .unwrap()
         .json()
         .unwrap();
-    let sth_body = home.write("sth", sth["body"].as_str().unwrap().as_bytes());
-    let sth_sig = home.write("sth.sig", sth["signature"].as_str().unwrap().as_bytes());
-    let verified = std::process::Command::new("ssh-keygen")
-        .args([
-            "-Y",
-            "verify",
-            "-f",
-            &signers,
-            "-I",
-            "tollgate-server",
-            "-n",
-            "tollgate",
-            "-s",
-        ])
-        .arg(&sth_sig)
-        .stdin(std::fs::File::open(&sth_body).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stderr)
-    );
+    assert_server_signed(&home, &signers, &sth);
     let signed: Value = serde_json::from_str(sth["body"].as_str().unwrap()).unwrap();
     assert_eq!(signed["seq"], v["head"]["seq"]);
     assert_eq!(signed["hash"], v["head"]["hash"]);
     // Later, the noted head must still be in the log.
     home.run(&["verify", "--expect-head", signed["hash"].as_str().unwrap()])
         .ok();
+}
+
+/// Asserts that `signed` (`{body, signature}`) verifies with `ssh-keygen -Y verify` as
+/// `tollgate-server` against the `allowed_signers` file `signers`, as an auditor checks it.
+fn assert_server_signed(home: &Home, signers: &str, signed: &Value) {
+    let body = home.write("signed.body", signed["body"].as_str().unwrap().as_bytes());
+    let sig = home.write(
+        "signed.sig",
+        signed["signature"].as_str().unwrap().as_bytes(),
+    );
+    let out = std::process::Command::new("ssh-keygen")
+        .args([
+            "-Y",
+            "verify",
+            "-f",
+            signers,
+            "-I",
+            "tollgate-server",
+            "-n",
+            "tollgate",
+            "-s",
+        ])
+        .arg(&sig)
+        .stdin(std::fs::File::open(&body).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -638,6 +638,24 @@ impl LocalStore {
             .transpose()
     }
 
+    /// What an entry on `cr_id` is built against, read inside the write transaction.
+    fn decision_context(
+        &self,
+        conn: &Connection,
+        cr_id: &str,
+    ) -> Result<DecisionContext, DecideError> {
+        let current = self
+            .current_revision(conn, cr_id)?
+            .ok_or_else(|| DecideError::NotFound(cr_id.to_string()))?;
+        Ok(DecisionContext {
+            head: read_head(conn).map_err(self.sql_err("reading the log head"))?,
+            decisions: self.decisions_in(conn, cr_id)?,
+            current,
+            policy_head: read_policy_head(conn)
+                .map_err(self.sql_err("reading the policy in force"))?,
+        })
+    }
+
     fn decisions_in(&self, conn: &Connection, cr_id: &str) -> Result<Vec<Decision>, StoreError> {
         let rows: Vec<(u64, String)> = {
             let mut stmt = conn
@@ -920,16 +938,7 @@ impl Store for LocalStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql_err("starting the evidence"))?;
-        let current = self
-            .current_revision(&tx, cr_id)?
-            .ok_or_else(|| DecideError::NotFound(cr_id.to_string()))?;
-        let context = DecisionContext {
-            head: read_head(&tx).map_err(self.sql_err("reading the log head"))?,
-            decisions: self.decisions_in(&tx, cr_id)?,
-            current,
-            policy_head: read_policy_head(&tx)
-                .map_err(self.sql_err("reading the policy in force"))?,
-        };
+        let context = self.decision_context(&tx, cr_id)?;
         let entry = build(&context)?;
         let record = crate::audit::evidence::EvidenceRecord::parse(&entry.body)
             .map_err(|e| DecideError::Chain(e.to_string()))?;
@@ -965,16 +974,7 @@ impl Store for LocalStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql_err("starting the decision"))?;
-        let current = self
-            .current_revision(&tx, cr_id)?
-            .ok_or_else(|| DecideError::NotFound(cr_id.to_string()))?;
-        let context = DecisionContext {
-            head: read_head(&tx).map_err(self.sql_err("reading the log head"))?,
-            decisions: self.decisions_in(&tx, cr_id)?,
-            current,
-            policy_head: read_policy_head(&tx)
-                .map_err(self.sql_err("reading the policy in force"))?,
-        };
+        let context = self.decision_context(&tx, cr_id)?;
         let entries = build(&context)?;
         let record = DecisionRecord::parse(&entries.decision.body).map_err(DecideError::Chain)?;
         if record.seq != context.head.seq + 1

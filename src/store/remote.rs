@@ -121,6 +121,21 @@ impl RemoteStore {
         }
     }
 
+    /// What an entry on `cr_id` is built against, as the server has it now.
+    fn decision_context(&self, cr_id: &str) -> Result<DecisionContext, DecideError> {
+        let Some(ctx): Option<WireContext> =
+            self.get_opt(&format!("/v1/change-requests/{}/context", urlencode(cr_id)))?
+        else {
+            return Err(DecideError::NotFound(cr_id.to_string()));
+        };
+        Ok(DecisionContext {
+            head: ctx.head,
+            current: ctx.current.into_stored(&self.base)?,
+            decisions: to_decisions(&ctx.decisions)?,
+            policy_head: ctx.policy_head,
+        })
+    }
+
     /// Sends a request, retrying transient failures with exponential backoff.
     fn send(
         &self,
@@ -325,17 +340,7 @@ impl Store for RemoteStore {
             if attempt > 0 {
                 contention_backoff(attempt);
             }
-            let Some(ctx): Option<WireContext> =
-                self.get_opt(&format!("/v1/change-requests/{}/context", urlencode(cr_id)))?
-            else {
-                return Err(DecideError::NotFound(cr_id.to_string()));
-            };
-            let context = DecisionContext {
-                head: ctx.head,
-                current: ctx.current.into_stored(&self.base)?,
-                decisions: to_decisions(&ctx.decisions)?,
-                policy_head: ctx.policy_head,
-            };
+            let context = self.decision_context(cr_id)?;
             let entries = build(&context)?;
             match self.post_entry(
                 "/v1/decisions",
@@ -386,17 +391,7 @@ impl Store for RemoteStore {
             if attempt > 0 {
                 contention_backoff(attempt);
             }
-            let Some(ctx): Option<WireContext> =
-                self.get_opt(&format!("/v1/change-requests/{}/context", urlencode(cr_id)))?
-            else {
-                return Err(DecideError::NotFound(cr_id.to_string()));
-            };
-            let context = DecisionContext {
-                head: ctx.head,
-                current: ctx.current.into_stored(&self.base)?,
-                decisions: to_decisions(&ctx.decisions)?,
-                policy_head: ctx.policy_head,
-            };
+            let context = self.decision_context(cr_id)?;
             let entry = build(&context)?;
             match self.post_entry("/v1/evidence", EntryKind::Evidence, &entry, None)? {
                 Ok(done) => return Ok(done),
