@@ -518,6 +518,22 @@ fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_re
         listed.stdout
     );
 
+    // With the server still down, a flush asks once and says so; nothing is tried item
+    // by item.
+    let down = client
+        .remote(
+            &url,
+            &devi,
+            &["--key", key.to_str().unwrap(), "outbox", "--flush"],
+        )
+        .ok();
+    assert!(
+        down.stdout
+            .contains("still unsent: 1 decision(s); the server does not answer"),
+        "{}",
+        down.stdout
+    );
+
     let _server = home.serve(&listen); // restarted
     let flushed = client
         .remote(

@@ -511,3 +511,36 @@ fn deleting_every_signed_entry_and_rechaining_the_rest_does_not_pass() {
     let pinned = home.run(&["verify", "--expect-genesis", &genesis]);
     assert_refusal(&pinned, &["genesis-mismatch", &genesis]);
 }
+
+#[test]
+fn a_rewritten_revision_is_refused_on_read_and_named_by_verify() {
+    let home = home_with_decisions();
+    let c = raw(&home);
+    c.execute_batch(
+        "DROP TRIGGER revisions_are_immutable;
+         UPDATE revisions SET document = replace(document, 'two new velocity features', 'no new features') WHERE cr_id = 'CR-1042';",
+    )
+    .unwrap();
+    let edited: String = c
+        .query_row(
+            "SELECT document FROM revisions WHERE cr_id = 'CR-1042'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(edited.contains("no new features"), "the edit must land");
+    drop(c);
+    let shown = home.run(&["show", "CR-1042"]);
+    assert_eq!(shown.code, 3, "{}", shown.stdout);
+    assert!(
+        shown.stderr.contains("CR-1042 revision 1 is damaged")
+            && shown.stderr.contains("the stored revision was rewritten"),
+        "{}",
+        shown.stderr
+    );
+    let run = home.run(&["verify"]);
+    assert_refusal(
+        &run,
+        &["altered", "CR-1042 revision 1 as stored is not the content"],
+    );
+}
