@@ -702,3 +702,30 @@ fn assert_server_signed(home: &Home, signers: &str, signed: &Value) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_signing_time_after_the_stores_receipt_is_named_even_by_a_later_audit() {
+    let site = Site::new();
+    let now = chrono::Utc::now();
+    let tomorrow = tollgate::audit::log::time_text(now + chrono::Duration::days(1));
+    let early = decision(&site, "marco", "CR-1045", |v| v["at"] = json!(tomorrow));
+    // Forced in now: the store notes its receipt beside it, as for its own appends.
+    let seq = site.force("decision", Some("CR-1045"), "marco", &early);
+    // A week later the auditor's clock alone would not catch it; the receipt does.
+    let later = tollgate::audit::log::time_text(now + chrono::Duration::days(7));
+    let run: common::Run = site
+        .home
+        .command(&["verify"])
+        .env("TOLLGATE_NOW", &later)
+        .output()
+        .unwrap()
+        .into();
+    assert_refusal(
+        &run,
+        &[&format!("FAILED at entry {seq}"), "[signed-in-future]"],
+    );
+    // Entries tollgate appends carry their receipt time in the export.
+    let log = site.home.run(&["log", "export"]).ok().stdout;
+    let first: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert!(first["received_at"].is_string(), "{first}");
+}

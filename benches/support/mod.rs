@@ -411,6 +411,7 @@ pub fn store_with_policy_changes(
             signature: Some(sig),
             principal: Some("sofia".into()),
             cr_id: Some(id),
+            received_at: None,
         };
         book = tollgate::audit::policy_log::extend_book(Some(book), &[entry])
             .expect("adoption reads")

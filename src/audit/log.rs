@@ -103,6 +103,10 @@ pub struct LogEntry {
     pub principal: Option<String>,
     /// The CR concerned (also inside the body).
     pub cr_id: Option<String>,
+    /// When the store received it (RFC 3339; beside the entry, not signed; `None` for
+    /// entries from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<String>,
 }
 
 /// An entry a reader could not take into account, and why: readers leave it out and

@@ -545,6 +545,17 @@ impl<'a> Verifier<'a> {
             .as_str()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
+        // A signing time later than the store's receipt of the entry, beyond the skew.
+        if let (Some(at), Some(received)) = (
+            at,
+            e.received_at
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc)),
+        ) {
+            crate::domain::emergency::check_signing_time(at, received)
+                .map_err(|r| ("policy-violation", r.to_string()))?;
+        }
         self.signed_by.entry(fingerprint).or_default().push(Signed {
             seq: e.seq,
             at,

@@ -410,10 +410,20 @@ fn append_entry(
     let head = read_head(tx)?;
     let seq = head.seq + 1;
     let hash = entry_hash(body);
-    tx.execute(
-        "INSERT INTO log (seq, kind, cr_id, principal, body, hash, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![seq, kind.as_str(), cr_id, principal, body, hash, signature],
-    )?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    // Entries backfilled while upgrading an old store are appended before the column
+    // exists (migration 4); they keep no receipt time.
+    let received_at = (version >= 4).then(|| time_text(Utc::now()));
+    match &received_at {
+        Some(at) => tx.execute(
+            "INSERT INTO log (seq, kind, cr_id, principal, body, hash, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![seq, kind.as_str(), cr_id, principal, body, hash, signature, at],
+        )?,
+        None => tx.execute(
+            "INSERT INTO log (seq, kind, cr_id, principal, body, hash, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![seq, kind.as_str(), cr_id, principal, body, hash, signature],
+        )?,
+    };
     tx.execute(
         "UPDATE log_head SET seq = ?1, hash = ?2 WHERE id = 1",
         params![seq, hash],
@@ -426,6 +436,7 @@ fn append_entry(
         signature: signature.map(Into::into),
         principal: principal.map(Into::into),
         cr_id: cr_id.map(Into::into),
+        received_at,
     })
 }
 
@@ -546,7 +557,7 @@ fn read_policy_head(conn: &Connection) -> rusqlite::Result<Head> {
 
 fn emergency_rows(conn: &Connection) -> rusqlite::Result<Vec<LogEntry>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, kind, cr_id, principal, body, hash, signature FROM log
+        "SELECT seq, kind, cr_id, principal, body, hash, signature, received_at FROM log
          WHERE kind IN ('emergency-authorised', 'rollback-executed', 'post-incident-review') ORDER BY seq",
     )?;
     stmt.query_map([], log_row)?.collect()
@@ -561,6 +572,7 @@ fn log_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
         body: r.get(4)?,
         hash: r.get(5)?,
         signature: r.get(6)?,
+        received_at: r.get(7)?,
     })
 }
 
@@ -1031,7 +1043,7 @@ impl Store for LocalStore {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT seq, kind, cr_id, principal, body, hash, signature FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                "SELECT seq, kind, cr_id, principal, body, hash, signature, received_at FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )
             .map_err(self.sql_err("reading the log"))?;
         stmt.query_map(params![after, limit as i64], log_row)
@@ -1125,7 +1137,7 @@ impl Store for LocalStore {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT seq, kind, cr_id, principal, body, hash, signature FROM log WHERE cr_id = ?1 AND kind = 'decision' ORDER BY seq",
+                "SELECT seq, kind, cr_id, principal, body, hash, signature, received_at FROM log WHERE cr_id = ?1 AND kind = 'decision' ORDER BY seq",
             )
             .map_err(self.sql_err(format!("reading decisions on {cr_id}")))?;
         stmt.query_map(params![cr_id], log_row)
@@ -1208,7 +1220,7 @@ impl Store for LocalStore {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT seq, kind, cr_id, principal, body, hash, signature FROM log
+                "SELECT seq, kind, cr_id, principal, body, hash, signature, received_at FROM log
                  WHERE kind = 'policy-adopted' AND seq > ?1 ORDER BY seq",
             )
             .map_err(self.sql_err("reading the policy history"))?;

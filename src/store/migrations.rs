@@ -49,6 +49,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     BEGIN SELECT RAISE(ABORT, 'log entries are never deleted'); END;",
     // 3: find emergency entries (exceptions) without scanning every decision.
     "CREATE INDEX log_by_kind ON log (kind, seq);",
+    // 4: when the store received each entry (beside it, not signed): a signing time later
+    // than this, beyond the allowed skew, is named by `verify`. NULL for older entries.
+    "ALTER TABLE log ADD COLUMN received_at TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -437,9 +437,11 @@ impl Home {
             })
             .unwrap();
         let hash = tollgate::audit::log::entry_hash(body);
+        // Received now, as the store records for what it appends itself.
+        let received_at = tollgate::audit::log::time_text(chrono::Utc::now());
         c.execute(
-            "INSERT INTO log (seq, kind, cr_id, principal, body, hash, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            rusqlite::params![seq + 1, kind, cr_id, principal, body, hash, signature],
+            "INSERT INTO log (seq, kind, cr_id, principal, body, hash, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![seq + 1, kind, cr_id, principal, body, hash, signature, received_at],
         )
         .unwrap();
         c.execute(
