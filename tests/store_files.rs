@@ -125,3 +125,47 @@ fn a_store_that_cannot_be_written_is_still_read_and_verified() {
     assert!(!write.stderr.contains("is this a tollgate store"));
     assert_eq!(sha(&home.store()), before);
 }
+
+#[test]
+fn a_write_the_disk_refuses_says_what_failed_and_loses_nothing() {
+    // A file-size limit (ulimit -f, SIGXFSZ ignored) stands in for a full disk: writes past
+    // it fail with EFBIG, as they would with ENOSPC.
+    let home = Home::demo();
+    let mut refused = None;
+    for blocks in (16..=512).step_by(16) {
+        let before = home.verified_entries();
+        let script = format!(
+            "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" --as devi request-changes CR-1045 --rationale 'p99 {blocks}'"
+        );
+        let out: common::Run = Command::new("sh")
+            .args(["-c", &script, env!("CARGO_BIN_EXE_tollgate")])
+            .env("TOLLGATE_HOME", home.path(""))
+            .env_remove("TOLLGATE_STORE")
+            .env_remove("TOLLGATE_REMOTE")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+            .into();
+        if out.code != 0 {
+            assert_eq!(out.code, 3, "{}", out.stderr);
+            assert!(
+                out.stderr.contains("disk I/O error") || out.stderr.contains("disk is full"),
+                "{}",
+                out.stderr
+            );
+            assert!(
+                !out.stderr.contains("is this a tollgate store"),
+                "{}",
+                out.stderr
+            );
+            assert_eq!(home.verified_entries(), before, "nothing half-written");
+            refused = Some(blocks);
+            break;
+        }
+    }
+    assert!(
+        refused.is_some(),
+        "no file-size limit up to 256 KiB stopped a write"
+    );
+}

@@ -77,13 +77,22 @@ fn every_byte_of_every_stored_field_of_a_decision_is_protected() {
     let store = LocalStore::open(&home.store()).unwrap();
     let requesters = store.requesters().unwrap();
     let lookup = |cr: &str, d: &str| requesters.get(&(cr.to_string(), d.to_string())).cloned();
-    let revision = |cr: &str, rev: u32| {
-        store
-            .revision(cr, rev)
-            .ok()
-            .flatten()
-            .map(|r| (r.digest, r.cr))
-    };
+    // Every stored revision, read once: the walk below runs once per mutated byte.
+    let stored: std::collections::HashMap<
+        (String, u32),
+        (String, tollgate::domain::change_request::ChangeRequest),
+    > = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            (
+                (c.current.cr.id.clone(), c.current.revision),
+                (c.current.digest.clone(), c.current.cr),
+            )
+        })
+        .collect();
+    let revision = |cr: &str, rev: u32| stored.get(&(cr.to_string(), rev)).cloned();
     let entries = store.log_entries(0, 100).unwrap();
     let head = store.recorded_head().unwrap();
     let target = 8; // devi's approval, with ticks and notes
