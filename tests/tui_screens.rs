@@ -523,15 +523,26 @@ fn sign(
 }
 
 /// The screen with the verification time masked (it varies run to run).
+/// The screen with the verification time masked (and its line padded to a fixed width,
+/// so a 1- or 3-digit time does not move what follows).
 fn masked_ms(screen: String) -> String {
-    match screen.find("intact (") {
-        Some(i) => {
-            let start = i + "intact (".len();
-            let end = start + screen[start..].find(" ms)").unwrap_or(0);
-            format!("{}<t>{}", &screen[..start], &screen[end..])
-        }
-        None => screen,
-    }
+    screen
+        .lines()
+        .map(|line| match line.find("intact (") {
+            Some(i) => {
+                let start = i + "intact (".len();
+                let end = start + line[start..].find(" ms)").unwrap_or(0);
+                let masked = format!("{}<t>{}", &line[..start], &line[end..]);
+                format!(
+                    "{:<width$}",
+                    masked.trim_end(),
+                    width = line.chars().count()
+                )
+            }
+            None => line.to_string(),
+        })
+        .map(|line| line + "\n")
+        .collect()
 }
 
 fn rig_with_history() -> Rig {
