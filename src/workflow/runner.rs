@@ -88,7 +88,7 @@ impl Output {
 
 /// Reads `stream` to its end as raw lines (each with its `\n`, the last maybe without),
 /// long lines cut into pieces, sending each; stops when the receiver is gone.
-fn pump(mut stream: impl Read, tx: mpsc::Sender<Vec<u8>>) {
+fn pump(mut stream: impl Read, tx: mpsc::SyncSender<Vec<u8>>) {
     let mut buf = [0u8; 8192];
     let mut line: Vec<u8> = Vec::new();
     loop {
@@ -139,7 +139,9 @@ pub fn run_command(
             return output.finish((None, false), started, false);
         }
     };
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    // Bounded: a command printing faster than we can show it waits for us (its pipe
+    // fills), instead of its output piling up in memory.
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(256);
     let mut open_pipes = 0;
     if let Some(s) = child.stdout.take() {
         let tx = tx.clone();
