@@ -4,16 +4,16 @@
 
 mod common;
 
-use common::{Home, shared_fixtures};
+use common::{Home, fixtures};
 
 fn shared_policy() -> String {
-    std::fs::read_to_string(shared_fixtures().join("policy.toml")).unwrap()
+    std::fs::read_to_string(fixtures().join("policy.toml")).unwrap()
 }
 
 #[test]
 fn policy_check_accepts_the_playbook_policy() {
     let home = Home::new();
-    let file = shared_fixtures().join("policy.toml");
+    let file = fixtures().join("policy.toml");
     let run = home.run(&["policy", "check", file.to_str().unwrap()]).ok();
     assert!(
         run.stdout
@@ -128,7 +128,7 @@ fn init_adopts_the_genesis_signed_by_one_of_its_principals() {
 fn init_refuses_a_policy_nobody_in_it_can_sign_and_creates_nothing() {
     let home = Home::new();
     // The shared fixture lists no keys: the genesis would have no signer.
-    let src = shared_fixtures().join("policy.toml");
+    let src = fixtures().join("policy.toml");
     let (_, keys) = keyed_policy(&home, &["lena"]);
     let run = home.run(&[
         "init",

@@ -1,27 +1,21 @@
 //! Helpers shared by the integration tests: run the real binary against a private
-//! TOLLGATE_HOME, and reach the shared acceptance fixtures.
+//! TOLLGATE_HOME, and reach the acceptance fixtures the repository keeps.
 #![allow(dead_code)]
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// The acceptance fixtures shipped beside the repository (`../shared/fixtures`).
-pub fn shared_fixtures() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
-    assert!(
-        dir.is_dir(),
-        "the shared fixtures are expected at {}; clone the project with ../shared beside it",
-        dir.display()
-    );
-    dir
+/// The acceptance fixtures, as the repository keeps them (`src/demo/fixtures`: the sample
+/// CRs, the playbook policy and its README). Tests never read `../shared`; one test
+/// (`fixtures_readme.rs`) checks these copies agree with it when it is there.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/demo/fixtures")
 }
 
 /// One fixture CR as a JSON tree.
 pub fn fixture_json(id: &str) -> Value {
-    let path = shared_fixtures()
-        .join("change-requests")
-        .join(format!("{id}.json"));
+    let path = fixtures().join(format!("{id}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("fixture is JSON")
 }
