@@ -324,3 +324,28 @@ fn submitting_without_a_store_explains_how_to_create_one() {
         "a failed submit must not create a store"
     );
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let run = Home::new().run(&["--version"]).ok();
+    assert!(
+        run.stdout
+            .starts_with(&format!("tollgate {}", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        run.stdout
+    );
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git is installed");
+    if head.status.success() {
+        // Built from this checkout: the commit is named.
+        let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+        assert!(
+            run.stdout.contains(&format!("(commit {head}")),
+            "{} (HEAD {head})",
+            run.stdout
+        );
+    }
+}

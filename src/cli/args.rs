@@ -12,7 +12,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "tollgate",
-    version,
+    version = env!("TOLLGATE_VERSION"),
     about,
     after_help = "Start here:\n  tollgate demo          create a store with sample change requests and show the queue\n  tollgate list          the queue of change requests\n  tollgate show CR-1042  everything a reviewer needs to decide\n\nExit status: 0 success, 1 input refused or rule violated, 2 usage error, 3 store or file system failure."
 )]
