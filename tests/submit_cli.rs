@@ -349,3 +349,38 @@ fn version_names_the_commit_it_was_built_from() {
         );
     }
 }
+
+#[test]
+fn completions_and_the_manual_cover_every_command() {
+    let home = Home::new();
+    let bash = home.run(&["completions", "bash"]).ok().stdout;
+    let script = home.write("tollgate.bash", bash.as_bytes());
+    let syntax = std::process::Command::new("bash")
+        .args(["-n", &script])
+        .output()
+        .unwrap();
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    for shell_marker in [
+        ("zsh", "#compdef tollgate"),
+        ("fish", "complete -c tollgate"),
+    ] {
+        let out = home.run(&["completions", shell_marker.0]).ok().stdout;
+        assert!(out.contains(shell_marker.1), "{}: {out}", shell_marker.0);
+    }
+    let man = home.run(&["man"]).ok().stdout;
+    assert!(man.contains(".TH tollgate 1"), "{man}");
+    for command in [
+        "approve", "rollback", "evidence", "verify", "serve", "token",
+    ] {
+        assert!(bash.contains(command), "bash completion lacks {command}");
+        assert!(man.contains(command), "the manual lacks {command}");
+    }
+    // An unknown shell is a usage error naming the choices.
+    let bad = home.run(&["completions", "tcsh"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("possible values"), "{}", bad.stderr);
+}

@@ -245,6 +245,16 @@ pub enum Command {
         limits: ServeLimits,
     },
 
+    /// Print a shell completion script: `tollgate completions bash > ~/.local/share/bash-completion/completions/tollgate`
+    /// (zsh: into a directory on $fpath as `_tollgate`; fish: `~/.config/fish/completions/tollgate.fish`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff): `tollgate man > ~/.local/share/man/man1/tollgate.1`.
+    Man,
+
     /// Manage the team server's bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),

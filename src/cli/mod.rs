@@ -224,6 +224,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Some(Command::Outbox { flush, drop }) => {
             crate::cli::outbox_cmd::run(&paths()?, &keys, flush, drop.as_deref(), out)
         }
+        Some(Command::Completions { shell }) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut command, "tollgate", &mut buf);
+            write_out(out, &String::from_utf8_lossy(&buf))
+        }
+        Some(Command::Man) => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut buf)
+                .map_err(|e| CliError::environment(format!("cannot render the manual: {e}")))?;
+            write_out(out, &String::from_utf8_lossy(&buf))
+        }
         Some(Command::Evidence {
             id,
             check,
