@@ -142,8 +142,20 @@ pub fn file_notice(book: &PolicyBook, file: &Path) -> Option<String> {
 fn remote_book(paths: &Paths, r: &crate::config::Remote) -> Result<PolicyBook, CliError> {
     let cache = crate::outbox::Outbox::for_server(&paths.store, &r.url).policy_cache();
     let remote = crate::store::remote::RemoteStore::connect(&r.url, &r.token)?;
-    let entries: Vec<LogEntry> = match remote.policy_entries(0) {
-        Ok(entries) => {
+    let cached = || -> Option<Vec<LogEntry>> {
+        std::fs::read_to_string(&cache)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+    };
+    // A server that does not answer one quick probe is not retried with backoff when the
+    // policy it had is cached: deciding offline stays quick.
+    let fetched = if cache.exists() && !remote.reachable() {
+        cached().ok_or_else(|| StoreError::Unreachable {
+            url: r.url.clone(),
+            detail: "no answer, and the cached policy does not read".into(),
+        })
+    } else {
+        remote.policy_entries(0).map(|entries| {
             if let Some(dir) = cache.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
@@ -151,11 +163,11 @@ fn remote_book(paths: &Paths, r: &crate::config::Remote) -> Result<PolicyBook, C
                 let _ = std::fs::write(&cache, json);
             }
             entries
-        }
-        Err(e @ StoreError::Unreachable { .. }) => std::fs::read_to_string(&cache)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| CliError::from(e))?,
+        })
+    };
+    let entries: Vec<LogEntry> = match fetched {
+        Ok(entries) => entries,
+        Err(e @ StoreError::Unreachable { .. }) => cached().ok_or_else(|| CliError::from(e))?,
         Err(e) => return Err(e.into()),
     };
     extend_book(None, &entries)
