@@ -155,14 +155,13 @@ fn remote_book(paths: &Paths, r: &crate::config::Remote) -> Result<PolicyBook, C
             detail: "no answer, and the cached policy does not read".into(),
         })
     } else {
-        remote.policy_entries(0).map(|entries| {
+        remote.policy_entries(0).inspect(|entries| {
             if let Some(dir) = cache.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            if let Ok(json) = serde_json::to_string(&entries) {
+            if let Ok(json) = serde_json::to_string(entries) {
                 let _ = std::fs::write(&cache, json);
             }
-            entries
         })
     };
     let entries: Vec<LogEntry> = match fetched {
