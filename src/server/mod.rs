@@ -521,7 +521,7 @@ async fn signed_head(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<R
         move || Ok(s.store.recorded_head()?)
     })
     .await?;
-    let at = crate::config::now().unwrap_or_else(|_| chrono::Utc::now());
+    let at = server_now();
     let body = to_canonical_string(&json!({
         "type": "tree-head",
         "seq": head.seq,
@@ -707,7 +707,7 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiR
             signer: s.server_key.clone(),
         };
         let batch: Vec<Submission> = batch.into_iter().map(|b| b.by(by.clone())).collect();
-        let now = crate::config::now().unwrap_or_else(|_| chrono::Utc::now());
+        let now = server_now();
         Ok(s.store.submit(&batch, now)?)
     })
     .await?;
@@ -966,6 +966,23 @@ fn check_signed(
     Ok(())
 }
 
+/// The server's clock: what receipt times are judged by (`TOLLGATE_NOW` for drills).
+fn server_now() -> chrono::DateTime<chrono::Utc> {
+    crate::config::now().unwrap_or_else(|_| chrono::Utc::now())
+}
+
+/// The token's principal and the signed entry a POST carries: what every endpoint that
+/// appends a client's entry reads first.
+async fn signed_entry(
+    s: &ServerState,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<(String, WireSignedEntry)> {
+    let who = principal(s, headers)?;
+    let bytes = read_body(s, body).await?;
+    Ok((who, parse_entry(&bytes)?))
+}
+
 fn parse_entry(bytes: &[u8]) -> ApiResult<WireSignedEntry> {
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
@@ -1021,9 +1038,7 @@ async fn post_decision(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let who = principal(&s, &headers)?;
-    let bytes = read_body(&s, body).await?;
-    let entry = parse_entry(&bytes)?;
+    let (who, entry) = signed_entry(&s, &headers, body).await?;
     if entry.kind != EntryKind::Decision.as_str() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1033,7 +1048,7 @@ async fn post_decision(
     }
     let record = DecisionRecord::parse(&entry.body)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e))?;
-    let received = crate::config::now().unwrap_or_else(|_| chrono::Utc::now());
+    let received = server_now();
     blocking(move || {
         let in_force = s.in_force()?;
         check_signed(&s, &in_force, &who, &entry)?;
@@ -1178,9 +1193,7 @@ async fn post_emergency(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let who = principal(&s, &headers)?;
-    let bytes = read_body(&s, body).await?;
-    let entry = parse_entry(&bytes)?;
+    let (who, entry) = signed_entry(&s, &headers, body).await?;
     let kind = EntryKind::parse(&entry.kind)
         .filter(|k| EntryKind::EMERGENCY.contains(k))
         .ok_or_else(|| {
@@ -1199,7 +1212,7 @@ async fn post_emergency(
             format!("{e}; nothing was recorded"),
         )
     })?;
-    let received = crate::config::now().unwrap_or_else(|_| chrono::Utc::now());
+    let received = server_now();
     blocking(move || {
         let in_force = s.in_force()?;
         check_signed(&s, &in_force, &who, &entry)?;
@@ -1264,9 +1277,7 @@ async fn post_evidence(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let who = principal(&s, &headers)?;
-    let bytes = read_body(&s, body).await?;
-    let entry = parse_entry(&bytes)?;
+    let (who, entry) = signed_entry(&s, &headers, body).await?;
     if entry.kind != EntryKind::Evidence.as_str() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1281,7 +1292,7 @@ async fn post_evidence(
             format!("{e}; nothing was recorded"),
         )
     })?;
-    let received = crate::config::now().unwrap_or_else(|_| chrono::Utc::now());
+    let received = server_now();
     blocking(move || {
         let in_force = s.in_force()?;
         check_signed(&s, &in_force, &who, &entry)?;

@@ -320,6 +320,23 @@ impl LocalStore {
     }
 }
 
+/// Refuses an entry on `cr_id` that does not name the next position after `head`.
+fn continues(
+    head: &Head,
+    seq: u64,
+    prev: &Option<String>,
+    entry_cr: &str,
+    cr_id: &str,
+) -> Result<(), DecideError> {
+    if seq != head.seq + 1 || *prev != head.hash || entry_cr != cr_id {
+        return Err(DecideError::Chain(format!(
+            "entry says seq {seq} after {prev:?} on {entry_cr}, head is {} {:?}",
+            head.seq, head.hash
+        )));
+    }
+    Ok(())
+}
+
 /// Whether SQLite failed because the file or its directory cannot be written.
 fn cannot_write(e: &rusqlite::Error) -> bool {
     matches!(
@@ -954,15 +971,13 @@ impl Store for LocalStore {
         let entry = build(&context)?;
         let record = crate::audit::evidence::EvidenceRecord::parse(&entry.body)
             .map_err(|e| DecideError::Chain(e.to_string()))?;
-        if record.seq != context.head.seq + 1
-            || record.prev != context.head.hash
-            || record.cr_id != cr_id
-        {
-            return Err(DecideError::Chain(format!(
-                "entry says seq {} after {:?} on {}, head is {} {:?}",
-                record.seq, record.prev, record.cr_id, context.head.seq, context.head.hash
-            )));
-        }
+        continues(
+            &context.head,
+            record.seq,
+            &record.prev,
+            &record.cr_id,
+            cr_id,
+        )?;
         let appended = append_entry(
             &tx,
             EntryKind::Evidence,
@@ -989,15 +1004,13 @@ impl Store for LocalStore {
         let context = self.decision_context(&tx, cr_id)?;
         let entries = build(&context)?;
         let record = DecisionRecord::parse(&entries.decision.body).map_err(DecideError::Chain)?;
-        if record.seq != context.head.seq + 1
-            || record.prev != context.head.hash
-            || record.cr_id != cr_id
-        {
-            return Err(DecideError::Chain(format!(
-                "entry says seq {} after {:?} on {}, head is {} {:?}",
-                record.seq, record.prev, record.cr_id, context.head.seq, context.head.hash
-            )));
-        }
+        continues(
+            &context.head,
+            record.seq,
+            &record.prev,
+            &record.cr_id,
+            cr_id,
+        )?;
         let decision = append_entry(
             &tx,
             EntryKind::Decision,

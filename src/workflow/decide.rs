@@ -2,7 +2,7 @@
 //! sign, append — and when an approval completes a policy change, adopt it in the same
 //! transaction.
 
-use super::{check_in_force, sign};
+use super::{check_in_force, check_seen, sign};
 use crate::audit::canonical::sha256_digest;
 use crate::audit::log::{
     BODY_FORMAT, DecisionRecord, EntryKind, TickRecord, entry_hash, time_text,
@@ -192,16 +192,7 @@ fn build_entry(
 ) -> Result<DecisionEntries, DecideError> {
     check_in_force(book, &ctx.policy_head)?;
     let rev = &ctx.current;
-    if let Some(seen) = &req.expect_digest
-        && *seen != rev.digest
-    {
-        return Err(DecideError::Stale {
-            id: rev.cr.id.clone(),
-            seen: seen.clone(),
-            revision: rev.revision,
-            current: rev.digest.clone(),
-        });
-    }
+    check_seen(req.expect_digest.as_ref(), rev)?;
     let eval = evaluate_in(&rev.cr, &rev.digest, &ctx.decisions, book);
     let proposal = Proposal {
         principal: &who.principal,

@@ -1,6 +1,6 @@
 //! CI's signed evidence: one check's result on one exact revision of a CR.
 
-use super::{check_in_force, sign};
+use super::{check_in_force, check_seen, sign};
 use crate::audit::evidence::EvidenceRecord;
 use crate::audit::log::{BODY_FORMAT, EntryKind, LogEntry, time_text};
 use crate::domain::change_request::CheckStatus;
@@ -37,16 +37,7 @@ pub fn attest_evidence(
     store.append_evidence(&req.cr_id, &mut |ctx| {
         check_in_force(book, &ctx.policy_head)?;
         let rev = &ctx.current;
-        if let Some(seen) = &req.expect_digest
-            && *seen != rev.digest
-        {
-            return Err(DecideError::Stale {
-                id: rev.cr.id.clone(),
-                seen: seen.clone(),
-                revision: rev.revision,
-                current: rev.digest.clone(),
-            });
-        }
+        check_seen(req.expect_digest.as_ref(), rev)?;
         let record = EvidenceRecord {
             kind: EntryKind::Evidence.as_str().into(),
             format: BODY_FORMAT,

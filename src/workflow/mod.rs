@@ -49,6 +49,22 @@ pub fn check_in_force(book: &PolicyBook, policy_head: &Head) -> Result<(), Decid
     Ok(())
 }
 
+/// Refuses to build on `rev` when the signer saw another revision (`seen`).
+fn check_seen(
+    seen: Option<&String>,
+    rev: &crate::store::StoredRevision,
+) -> Result<(), DecideError> {
+    match seen {
+        Some(seen) if *seen != rev.digest => Err(DecideError::Stale {
+            id: rev.cr.id.clone(),
+            seen: seen.clone(),
+            revision: rev.revision,
+            current: rev.digest.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn refused(rule: &'static str, message: String, remedy: &str) -> DecideError {
     DecideError::Refused(Refusal {
         rule,
