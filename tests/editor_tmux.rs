@@ -22,7 +22,7 @@ fn run_in_tmux(name: &str, cmd: &str) -> String {
             cmd,
         ])
         .status()
-        .expect("tmux is installed (.ci/run installs it)");
+        .expect("tmux is installed (scripts/test installs it)");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -184,11 +184,56 @@ fn blocked_fixtures_name_the_failing_check_and_pending_evidence_is_counted() {
     assert_eq!(row("CR-1046")["signoffs"]["required"], 3);
 }
 
+/// Where the team's playbook fixtures are: `TOLLGATE_SHARED_FIXTURES` (set by `.ci/run`,
+/// which tests a clone with nothing beside it), else `../shared/fixtures` beside the
+/// checkout. The one place that names ../shared.
+fn shared_fixtures() -> std::path::PathBuf {
+    std::env::var_os("TOLLGATE_SHARED_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+        })
+}
+
+/// What the demo policy must keep of the team's: every top-level table's entries and
+/// every `[[principals]]` / `[[checklist]]` element, identical; the demo may add more
+/// (tables later features need).
+fn policy_disagreements(shared: &toml::Table, demo: &toml::Table) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, want) in shared {
+        let Some(have) = demo.get(name) else {
+            out.push(format!("[{name}] is missing from the demo policy"));
+            continue;
+        };
+        match (want, have) {
+            (toml::Value::Table(want), toml::Value::Table(have)) => {
+                for (key, value) in want {
+                    if have.get(key) != Some(value) {
+                        out.push(format!("[{name}] {key} differs"));
+                    }
+                }
+            }
+            (toml::Value::Array(want), toml::Value::Array(have)) => {
+                for element in want {
+                    if !have.contains(element) {
+                        let id = element
+                            .get("id")
+                            .or_else(|| element.get("name"))
+                            .map_or_else(|| element.to_string(), ToString::to_string);
+                        out.push(format!("[[{name}]] {id} is missing or differs"));
+                    }
+                }
+            }
+            _ if want != have => out.push(format!("{name} differs")),
+            _ => {}
+        }
+    }
+    out
+}
+
 #[test]
-fn built_in_demo_data_is_identical_to_the_shared_fixtures() {
-    // The one place that names ../shared: the team's playbook fixtures, beside the clone
-    // in CI. A clone alone has its own copies and skips this check, saying so.
-    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+fn built_in_demo_data_agrees_with_the_shared_fixtures() {
+    let shared = shared_fixtures();
     if !shared.is_dir() {
         println!(
             "skipped: {} is not there (a clone alone); the repository's copies in src/demo/fixtures are used",
@@ -197,28 +242,73 @@ fn built_in_demo_data_is_identical_to_the_shared_fixtures() {
         return;
     }
     let embedded = fixtures();
-    for name in [
-        "CR-1042.json",
-        "CR-1043.json",
-        "CR-1044.json",
-        "CR-1045.json",
-        "CR-1046.json",
-    ] {
-        let a = std::fs::read(shared.join("change-requests").join(name)).unwrap();
-        let b = std::fs::read(embedded.join(name)).unwrap();
+    let mut samples: Vec<String> = std::fs::read_dir(shared.join("change-requests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    samples.sort();
+    assert!(!samples.is_empty(), "the team's fixtures hold sample CRs");
+    for name in samples.iter().map(String::as_str).chain(["README.md"]) {
+        let from = if name == "README.md" {
+            shared.join(name)
+        } else {
+            shared.join("change-requests").join(name)
+        };
+        let a = std::fs::read(&from).unwrap();
+        let b = std::fs::read(embedded.join(name)).unwrap_or_default();
         assert!(
             a == b,
-            "{name}: src/demo/fixtures differs from ../shared/fixtures; copy it again"
+            "{name}: src/demo/fixtures differs from {}; copy it again",
+            from.display()
         );
     }
-    for name in ["policy.toml", "README.md"] {
-        let a = std::fs::read(shared.join(name)).unwrap();
-        let b = std::fs::read(embedded.join(name)).unwrap();
-        assert!(
-            a == b,
-            "{name}: src/demo/fixtures differs from ../shared/fixtures; copy it again"
-        );
+    let read = |p: std::path::PathBuf| -> toml::Table {
+        toml::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+    };
+    let problems = policy_disagreements(
+        &read(shared.join("policy.toml")),
+        &read(embedded.join("policy.toml")),
+    );
+    assert!(
+        problems.is_empty(),
+        "the demo policy does not keep the team's: {problems:?}"
+    );
+}
+
+#[test]
+fn the_policy_agreement_check_names_what_the_demo_changed_or_lost() {
+    let shared: toml::Table =
+        toml::from_str(&std::fs::read_to_string(fixtures().join("policy.toml")).unwrap()).unwrap();
+    assert!(policy_disagreements(&shared, &shared).is_empty());
+    // More is fine: a table a later feature adds, one more principal.
+    let mut more = shared.clone();
+    more.insert("rollout".into(), toml::Value::Table(toml::Table::new()));
+    if let Some(toml::Value::Array(p)) = more.get_mut("principals") {
+        let mut extra = p[0].clone();
+        extra
+            .as_table_mut()
+            .unwrap()
+            .insert("id".into(), "newcomer".into());
+        p.push(extra);
     }
+    assert!(policy_disagreements(&shared, &more).is_empty());
+    // A changed value, a lost table, a changed principal are each named.
+    let mut changed = shared.clone();
+    changed
+        .get_mut("risk")
+        .and_then(toml::Value::as_table_mut)
+        .unwrap()
+        .insert("low_max_shift_pct".into(), 99.0.into());
+    changed.remove("emergency");
+    if let Some(toml::Value::Array(p)) = changed.get_mut("principals") {
+        p[0].as_table_mut()
+            .unwrap()
+            .insert("roles".into(), toml::Value::Array(vec![]));
+    }
+    let problems = policy_disagreements(&shared, &changed);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems.iter().any(|p| p.starts_with("[emergency]")));
+    assert!(problems.iter().any(|p| p.starts_with("[[principals]]")));
 }
 
 #[test]

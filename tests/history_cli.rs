@@ -216,7 +216,7 @@ fn the_audit_export_answers_the_self_check_and_verifies_with_standard_tools() {
     assert_eq!(lines.len(), 8, "the whole chain up to the last of them");
     assert_eq!(json["chain"]["count"], 8);
 
-    // The auditor's script, with jq, sha256sum and ssh-keygen only (.ci/run installs jq),
+    // The auditor's script, with jq, sha256sum and ssh-keygen only (scripts/test installs jq),
     // run from another directory.
     let elsewhere = home.path("");
     let out = Home::verify_sh(&dir, &elsewhere).ok();

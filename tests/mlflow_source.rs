@@ -3,7 +3,7 @@
 //! REST API, read by `tollgate --source mlflow=URL`, and reviewed as ordinary CRs.
 //!
 //! MLflow comes from `TOLLGATE_MLFLOW` (path of the `mlflow` executable), else
-//! `~/.cache/tollgate/mlflow-venv/bin/mlflow` (where `.ci/run` installs it), else `PATH`.
+//! `~/.cache/tollgate/mlflow-venv/bin/mlflow` (where `scripts/test` installs it), else `PATH`.
 
 mod common;
 
@@ -36,7 +36,7 @@ fn mlflow_executable() -> PathBuf {
     });
     found.unwrap_or_else(|| {
         panic!(
-            "these tests need MLflow: run .ci/run, or\n  python3 -m venv ~/.cache/tollgate/mlflow-venv && ~/.cache/tollgate/mlflow-venv/bin/pip install mlflow==3.17.2\n(or set TOLLGATE_MLFLOW to an mlflow executable)"
+            "these tests need MLflow: run the tests with scripts/test (it installs MLflow on first use), or\n  python3 -m venv ~/.cache/tollgate/mlflow-venv && ~/.cache/tollgate/mlflow-venv/bin/pip install mlflow==3.17.2\n(or set TOLLGATE_MLFLOW to an mlflow executable)"
         )
     })
 }

@@ -18,7 +18,7 @@ fn ssh_keygen(args: &[&str], stdin: Option<&Path>) -> std::process::Output {
         c.stdin(Stdio::null());
     }
     c.output()
-        .expect("ssh-keygen is installed (.ci/run installs openssh-client)")
+        .expect("ssh-keygen is installed (scripts/test installs openssh-client)")
 }
 
 /// `ssh-keygen -Y verify` of `body` against `sig` for `who` in namespace `tollgate`:

@@ -39,7 +39,7 @@ impl Session {
                 &cmd,
             ])
             .status()
-            .expect("tmux is installed (.ci/run installs it)")
+            .expect("tmux is installed (scripts/test installs it)")
             .success();
         assert!(ok, "tmux new-session failed");
         Session { name }

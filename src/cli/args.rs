@@ -449,7 +449,7 @@ pub struct DecideArgs {
 /// `log` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum LogCommand {
-    /// Write the whole log as JSON Lines, checkable with sha256sum and ssh-keygen (see README).
+    /// Write the whole log as JSON Lines, checkable with sha256sum and ssh-keygen (see docs/signing.md).
     Export {
         /// Write to this file instead of standard output.
         #[arg(long, value_name = "FILE")]

@@ -361,7 +361,7 @@ pub fn ssh_sign(key: &Path, body: &str) -> String {
         .arg(&file)
         .stdin(Stdio::null())
         .output()
-        .expect("ssh-keygen is installed (.ci/run installs openssh-client)");
+        .expect("ssh-keygen is installed (scripts/test installs openssh-client)");
     assert!(
         out.status.success(),
         "ssh-keygen -Y sign: {}",
@@ -380,7 +380,7 @@ impl Home {
             .arg(&key)
             .stdin(Stdio::null())
             .output()
-            .expect("ssh-keygen is installed (.ci/run installs openssh-client)");
+            .expect("ssh-keygen is installed (scripts/test installs openssh-client)");
         assert!(
             out.status.success(),
             "ssh-keygen -t ed25519: {}",
@@ -399,7 +399,7 @@ pub fn ssh_fingerprint(key: &Path) -> String {
         .arg(key)
         .stdin(Stdio::null())
         .output()
-        .expect("ssh-keygen is installed (.ci/run installs openssh-client)");
+        .expect("ssh-keygen is installed (scripts/test installs openssh-client)");
     assert!(
         out.status.success(),
         "ssh-keygen -l: {}",
