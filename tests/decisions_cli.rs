@@ -62,38 +62,69 @@ fn the_signer_must_hold_the_role() {
 #[test]
 fn one_person_fills_at_most_one_required_signoff() {
     let home = Home::demo();
-    // lena holds approver, on-call and lead; CR-1043 (data, medium) needs data-reviewer + approver.
-    // Give kai's role to lena for this test by approving as approver first.
-    home.decide(
-        "lena",
-        "approve",
-        "CR-1042",
-        &[
-            "--role",
-            "approver",
-            "--tick",
-            "privacy",
-            "--tick",
-            "rollback",
-            "--rationale",
-            "ok",
-        ],
-    )
-    .ok();
-    let again = home.decide(
-        "lena",
-        "approve",
-        "CR-1042",
-        &["--role", "approver", "--rationale", "again"],
+    // CR-1042 (model, high) needs data-reviewer, risk-reviewer, ops-reviewer and approver.
+    // Give lena (approver) the risk-reviewer role too, through the policy's own change path.
+    let policy = home.policy_text().replace(
+        "roles = [\"approver\", \"on-call\", \"lead\"]",
+        "roles = [\"approver\", \"on-call\", \"lead\", \"risk-reviewer\"]",
     );
+    assert!(
+        policy.contains("\"lead\", \"risk-reviewer\"]"),
+        "lena's roles line"
+    );
+    home.adopt_policy(&policy, "lena covers risk review");
+    let approve = |role: &str, why: &str| {
+        home.decide(
+            "lena",
+            "approve",
+            "CR-1042",
+            &[
+                "--role",
+                role,
+                "--tick",
+                "privacy",
+                "--tick",
+                "rollback",
+                "--rationale",
+                why,
+            ],
+        )
+    };
+    approve("approver", "ok").ok();
+    // The same person, the same role again.
     assert_refusal(
-        &again,
+        &approve("approver", "again"),
         &[
             "already approved this revision of CR-1042 as approver",
             "[already-approved]",
         ],
     );
+    // The same person, a second role she holds: still one sign-off.
+    assert_refusal(
+        &approve("risk-reviewer", "and as risk"),
+        &[
+            "lena already signed off CR-1042 as approver",
+            "one person fills at most one required sign-off",
+            "[one-signoff-per-person]",
+        ],
+    );
     assert_eq!(row(&home, "CR-1042")["signoffs"]["obtained"], 1);
+    // Someone else in that role counts.
+    home.decide(
+        "devi",
+        "approve",
+        "CR-1042",
+        &[
+            "--tick",
+            "privacy",
+            "--tick",
+            "rollback",
+            "--rationale",
+            "fine",
+        ],
+    )
+    .ok();
+    assert_eq!(row(&home, "CR-1042")["signoffs"]["obtained"], 2);
 }
 
 #[test]

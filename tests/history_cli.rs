@@ -8,12 +8,25 @@ use common::{Home, assert_refusal};
 
 /// A demo store with four known decisions (entries 7–10, after the genesis policy and the
 /// five sample CRs).
+/// When the demo store is made (every sample CR is submitted then).
+const T0: &str = "2026-11-02T09:00:00Z";
+
+/// `hours` after [`T0`].
+fn at(hours: i64) -> String {
+    (T0.parse::<chrono::DateTime<chrono::Utc>>().unwrap() + chrono::Duration::hours(hours))
+        .to_rfc3339()
+}
+
+/// The demo store at T0 and four decisions one hour apart: lead times 1, 2, 3 and 4 h, all
+/// on high-risk CRs. Fixed times, so no result depends on when the test runs.
 fn home_with_history() -> Home {
-    let home = Home::demo();
+    let mut home = Home::demo_at(T0);
     let tick = ["--tick", "privacy=no PII in features", "--tick", "rollback"];
     let mut args = vec!["--rationale", "Shifts explained by the new features"];
     args.extend_from_slice(&tick);
+    home.now = Some(at(1));
     home.decide("devi", "approve", "CR-1042", &args).ok();
+    home.now = Some(at(2));
     home.decide(
         "kai",
         "approve",
@@ -21,6 +34,7 @@ fn home_with_history() -> Home {
         &["--role", "data-reviewer", "--rationale", "lineage checked"],
     )
     .ok();
+    home.now = Some(at(3));
     home.decide(
         "marco",
         "reject",
@@ -28,6 +42,7 @@ fn home_with_history() -> Home {
         &["--rationale", "p99 97 ms breaks the 90 ms SLO"],
     )
     .ok();
+    home.now = Some(at(4));
     home.decide(
         "devi",
         "request-changes",
@@ -129,12 +144,13 @@ fn health_reports_rates_and_lead_times_by_risk() {
         .unwrap()
         .clone();
     assert_eq!(high["decisions"], 4);
-    assert!(high["median_secs"].as_i64().is_some());
+    // Lead times 1, 2, 3, 4 h: nearest-rank median 2 h, p90 4 h.
+    assert_eq!(high["median_secs"], 2 * 3600);
+    assert_eq!(high["p90_secs"], 4 * 3600);
     // CR-1045 (low risk) is pending; 30 hours after submission it counts as over-governed.
-    let later = chrono::Utc::now() + chrono::Duration::hours(30);
     let out: common::Run = home
         .command(&["health"])
-        .env("TOLLGATE_NOW", later.to_rfc3339())
+        .env("TOLLGATE_NOW", at(30))
         .output()
         .unwrap()
         .into();
@@ -286,7 +302,7 @@ fn a_period_export_includes_the_emergencies_opened_in_it() {
         "conversion -10%",
     ])
     .ok();
-    let today = chrono::Utc::now().date_naive().to_string();
+    let today = T0[..10].to_string();
     let dir = home.path("audit-period");
     home.run(&[
         "export",

@@ -4,116 +4,13 @@
 mod common;
 
 use common::Home;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-struct Session {
-    name: String,
-}
-
-impl Session {
-    fn start(home: &Home, args: &str) -> Session {
-        Session::start_with_env(home, &[], args)
-    }
-
-    fn start_with_env(home: &Home, env: &[(&str, &str)], args: &str) -> Session {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("tg-e2e-{}-{n}", std::process::id());
-        let extra: String = env.iter().map(|(k, v)| format!(" {k}={v}")).collect();
-        let cmd = format!(
-            "env TOLLGATE_HOME={} TERM=xterm-256color{extra} {} {args}; echo EXIT=$?; sleep 60",
-            home.dir.path().display(),
-            env!("CARGO_BIN_EXE_tollgate")
-        );
-        let ok = Command::new("tmux")
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                &name,
-                "-x",
-                "120",
-                "-y",
-                "40",
-                &cmd,
-            ])
-            .status()
-            .expect("tmux is installed (scripts/test installs it)")
-            .success();
-        assert!(ok, "tmux new-session failed");
-        Session { name }
-    }
-
-    fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["capture-pane", "-t", &self.name, "-p"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Polls the screen until `text` appears.
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let screen = self.screen();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{text:?} never appeared; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(40));
-        }
-    }
-
-    /// Polls the screen until `done` holds for it.
-    fn wait_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let screen = self.screen();
-            if done(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never saw {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(40));
-        }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", &self.name];
-        args.extend_from_slice(keys);
-        assert!(Command::new("tmux").args(&args).status().unwrap().success());
-    }
-
-    fn literal(&self, text: &str) {
-        assert!(
-            Command::new("tmux")
-                .args(["send-keys", "-t", &self.name, "-l", text])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
-            .status();
-    }
-}
+use common::tmux::Session;
+use std::time::Instant;
 
 #[test]
 fn a_reviewer_filters_opens_and_approves_at_the_keyboard() {
     let home = Home::new();
-    let s = Session::start(&home, "demo");
+    let s = Session::tollgate(&home, &[], "demo");
     s.wait_for("CR-1046");
     s.wait_for(" devi ");
     s.keys(&["/"]);
@@ -157,12 +54,108 @@ fn a_reviewer_filters_opens_and_approves_at_the_keyboard() {
 fn ctrl_c_restores_the_terminal() {
     let home = Home::new();
     home.run(&["demo"]).ok();
-    let s = Session::start(&home, "--as kai");
+    let s = Session::tollgate(&home, &[], "--as kai");
     s.wait_for("CR-1042");
     s.keys(&["C-c"]);
     let end = s.wait_for("EXIT=");
     assert!(end.contains("EXIT=0"), "{end}");
     assert!(!end.contains("Pending"), "{end}");
+}
+
+/// The TUI (with mouse reporting on) in a shell that, once it ends, prints its exit
+/// status and the terminal's settings: what the user's prompt would find.
+fn tui_in_a_shell(home: &Home, env: &[(&str, &str)]) -> (Session, i32) {
+    std::fs::write(home.path("config.toml"), "mouse = true\n").unwrap();
+    let pidfile = home.path("tui.pid");
+    let _ = std::fs::remove_file(&pidfile); // a previous session's
+    let inner = format!(
+        "echo $$ > {}; exec {} --as devi",
+        common::tmux::quote(&pidfile.display().to_string()),
+        common::tmux::quote(env!("CARGO_BIN_EXE_tollgate"))
+    );
+    let line = format!(
+        "sh -c {}; echo EXIT=$?; stty -a; sleep 600",
+        common::tmux::quote(&inner)
+    );
+    let s = Session::shell(home, env, &line, (120, 40));
+    let pid = common::tmux::wait_for_pid(&pidfile);
+    s.wait_for("CR-1042");
+    assert_eq!(
+        s.pane_format("#{alternate_on}"),
+        "1",
+        "the TUI uses the alternate screen"
+    );
+    assert_eq!(
+        s.pane_format("#{mouse_any_flag}"),
+        "1",
+        "mouse reporting is on"
+    );
+    (s, pid)
+}
+
+/// The shell's view after the TUI ended: normal screen, cursor shown, no mouse reporting,
+/// echo and line editing back on.
+fn assert_terminal_restored(s: &Session, how: &str) {
+    let end = s.wait_until("the shell after the TUI", |t| {
+        t.contains("EXIT=") && t.contains("icanon")
+    });
+    assert_eq!(
+        s.pane_format("#{alternate_on}"),
+        "0",
+        "{how}: still on the alternate screen\n{end}"
+    );
+    assert_eq!(
+        s.pane_format("#{cursor_flag}"),
+        "1",
+        "{how}: cursor left hidden"
+    );
+    for flag in [
+        "mouse_any_flag",
+        "mouse_button_flag",
+        "mouse_standard_flag",
+        "mouse_sgr_flag",
+    ] {
+        assert_eq!(
+            s.pane_format(&format!("#{{{flag}}}")),
+            "0",
+            "{how}: {flag} left on"
+        );
+    }
+    let modes: Vec<&str> = end.split_whitespace().collect();
+    for mode in ["echo", "icanon", "icrnl", "opost"] {
+        assert!(
+            modes.contains(&mode),
+            "{how}: terminal left without {mode}:\n{end}"
+        );
+    }
+    assert!(
+        !end.contains("Pending"),
+        "{how}: the queue is still on screen:\n{end}"
+    );
+}
+
+#[test]
+fn the_terminal_is_restored_after_sigterm_and_sighup() {
+    let home = Home::demo();
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+        let (s, pid) = tui_in_a_shell(&home, &[]);
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "{name} sent");
+        assert_terminal_restored(&s, name);
+    }
+}
+
+#[test]
+fn the_terminal_is_restored_after_a_panic() {
+    let home = Home::demo();
+    let (s, _) = tui_in_a_shell(&home, &[("TOLLGATE_DEBUG_PANIC", "1")]);
+    s.keys(&["F12"]);
+    assert_terminal_restored(&s, "a panic");
+    let end = s.screen();
+    assert!(end.contains("EXIT=101"), "{end}");
+    assert!(
+        end.contains("TOLLGATE_DEBUG_PANIC is set"),
+        "the panic message is readable:\n{end}"
+    );
 }
 
 #[test]
@@ -173,7 +166,7 @@ fn the_rationale_can_be_written_in_the_editor_from_the_form() {
         "printf 'Written in the editor: p99 over SLO.\\n' > \"$1\"",
     );
     home.run(&["demo"]).ok();
-    let s = Session::start_with_env(&home, &[("EDITOR", editor.to_str().unwrap())], "--as marco");
+    let s = Session::tollgate(&home, &[("EDITOR", editor.to_str().unwrap())], "--as marco");
     s.wait_for("CR-1046");
     s.keys(&["5", "G", "Enter"]);
     s.wait_for("Sign-offs 0/3"); // the detail screen, not the queue row
@@ -202,7 +195,7 @@ fn a_broken_config_is_reported_with_file_and_key_before_the_screen_opens() {
         "theme = \"solarised\"\nkeys = \"emacs\"\n",
     )
     .unwrap();
-    let s = Session::start(&home, "--as devi");
+    let s = Session::tollgate(&home, &[], "--as devi");
     let end = s.wait_for("EXIT=");
     assert!(end.contains("EXIT=1"), "{end}");
     assert!(
@@ -230,7 +223,7 @@ fn on_call_rolls_back_from_the_keyboard_in_seconds() {
     ));
     home.adopt_policy(&text, "run the rollback script on every emergency");
 
-    let s = Session::start(&home, "--as lena");
+    let s = Session::tollgate(&home, &[], "--as lena");
     s.wait_for("CR-1046");
     let incident = "INC-2291";
     let reason = "conversion -10% since v8 at 25%";
@@ -281,7 +274,7 @@ fn on_a_team_server_the_tui_shows_others_work_and_delivers_an_offline_decision_o
     let key = server_home.path("tollgate.demo-keys/devi");
     // The reviewer's own machine: no store of its own, only the server.
     let laptop = Home::new();
-    let s = Session::start_with_env(
+    let s = Session::tollgate(
         &laptop,
         &[("TOLLGATE_REMOTE", &url), ("TOLLGATE_TOKEN", &devi)],
         &format!("--key {}", key.display()),

@@ -33,6 +33,15 @@ pub fn sanitize_with(s: &str, keep_newlines: bool) -> String {
                 skip_escape_sequence(&mut chars);
                 out.push('\u{FFFD}');
             }
+            // The 8-bit forms of CSI and OSC/DCS/SOS/PM/APC: some terminals act on them.
+            '\u{9b}' => {
+                skip_csi(&mut chars);
+                out.push('\u{FFFD}');
+            }
+            '\u{90}' | '\u{98}' | '\u{9d}' | '\u{9e}' | '\u{9f}' => {
+                skip_string(&mut chars);
+                out.push('\u{FFFD}');
+            }
             '\n' if keep_newlines => out.push('\n'),
             '\n' | '\r' | '\t' => {
                 if c == '\r' && chars.peek() == Some(&'\n') {
@@ -59,32 +68,43 @@ fn skip_escape_sequence(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
         // CSI: parameters and intermediates up to a final byte in @..~
         Some('[') => {
             chars.next();
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) {
-                    break;
-                }
-            }
+            skip_csi(chars);
         }
         // OSC, DCS, SOS, PM, APC: up to BEL or ST (ESC \)
         Some(']' | 'P' | 'X' | '^' | '_') => {
             chars.next();
-            while let Some(c) = chars.next() {
-                if c == '\u{7}' {
-                    break;
-                }
-                if c == '\u{1b}' {
-                    if chars.peek() == Some(&'\\') {
-                        chars.next();
-                    }
-                    break;
-                }
-            }
+            skip_string(chars);
         }
         // Two-character sequences such as ESC c (reset) or ESC 7.
         Some(_) => {
             chars.next();
         }
         None => {}
+    }
+}
+
+/// The rest of a control sequence: parameters and intermediates up to a final byte.
+fn skip_csi(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    for c in chars.by_ref() {
+        if ('@'..='~').contains(&c) {
+            break;
+        }
+    }
+}
+
+/// The rest of a control string (OSC, DCS, ...): up to BEL, ST (ESC \ or U+9C) or ESC.
+fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{7}' | '\u{9c}' => break,
+            '\u{1b}' => {
+                if chars.peek() == Some(&'\\') {
+                    chars.next();
+                }
+                break;
+            }
+            _ => {}
+        }
     }
 }
 

@@ -41,32 +41,6 @@ use std::sync::Arc;
 /// Largest request body accepted, in bytes (a batch of CRs; one CR is at most 1 MiB).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// Every route, as `METHOD path`; a test compares it with `docs/openapi.json`.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/v1/health"),
-    ("get", "/v1/policy"),
-    ("get", "/v1/policy/history"),
-    ("get", "/v1/head"),
-    ("get", "/v1/head/signed"),
-    ("get", "/v1/change-requests"),
-    ("post", "/v1/change-requests"),
-    ("get", "/v1/change-requests/{id}"),
-    ("get", "/v1/change-requests/{id}/revisions"),
-    ("get", "/v1/change-requests/{id}/revisions/{revision}"),
-    ("get", "/v1/change-requests/{id}/context"),
-    ("get", "/v1/change-requests/{id}/decisions"),
-    ("get", "/v1/queue"),
-    ("post", "/v1/decisions"),
-    ("get", "/v1/decisions"),
-    ("get", "/v1/decision-summaries"),
-    ("get", "/v1/submission-times"),
-    ("get", "/v1/requesters"),
-    ("get", "/v1/log"),
-    ("get", "/v1/emergency"),
-    ("post", "/v1/emergency"),
-    ("post", "/v1/evidence"),
-];
-
 /// The policy in force as the server last read it from its log, with its keys.
 struct InForce {
     book: Arc<PolicyBook>,
@@ -366,31 +340,80 @@ fn etag(headers: &HeaderMap, head: &crate::store::Head) -> (HeaderValue, bool) {
     )
 }
 
+/// The routes and the (method, path) pairs they serve, built together: the OpenAPI test
+/// reads [`served_routes`], so a route added here without documentation fails it.
+struct Routes {
+    router: Router<Shared>,
+    served: Vec<(&'static str, &'static str)>,
+}
+
+impl Routes {
+    fn get<H, T>(self, path: &'static str, handler: H) -> Routes
+    where
+        H: axum::handler::Handler<T, Shared>,
+        T: 'static,
+    {
+        self.add("get", path, get(handler))
+    }
+
+    fn post<H, T>(self, path: &'static str, handler: H) -> Routes
+    where
+        H: axum::handler::Handler<T, Shared>,
+        T: 'static,
+    {
+        self.add("post", path, post(handler))
+    }
+
+    fn add(
+        mut self,
+        method: &'static str,
+        path: &'static str,
+        route: axum::routing::MethodRouter<Shared>,
+    ) -> Routes {
+        self.router = self.router.route(path, route);
+        self.served.push((method, path));
+        self
+    }
+}
+
+fn routes() -> Routes {
+    Routes {
+        router: Router::new(),
+        served: Vec::new(),
+    }
+    .get("/v1/health", health)
+    .get("/v1/policy", policy)
+    .get("/v1/policy/history", policy_history)
+    .get("/v1/head", head)
+    .get("/v1/head/signed", signed_head)
+    .get("/v1/change-requests", list)
+    .post("/v1/change-requests", submit)
+    .get("/v1/change-requests/{id}", get_cr)
+    .get("/v1/change-requests/{id}/revisions", revisions)
+    .get("/v1/change-requests/{id}/revisions/{revision}", revision)
+    .get("/v1/change-requests/{id}/context", context)
+    .get("/v1/change-requests/{id}/decisions", cr_decisions)
+    .get("/v1/queue", queue)
+    .get("/v1/decisions", all_decisions)
+    .post("/v1/decisions", post_decision)
+    .get("/v1/decision-summaries", decision_summaries)
+    .get("/v1/submission-times", submission_times)
+    .get("/v1/requesters", requesters)
+    .get("/v1/log", log)
+    .get("/v1/emergency", emergency)
+    .post("/v1/emergency", post_emergency)
+    .post("/v1/evidence", post_evidence)
+}
+
+/// Every (method, path) the server routes, lower-case method, axum path syntax.
+pub fn served_routes() -> Vec<(&'static str, &'static str)> {
+    routes().served
+}
+
 /// Builds the router over `state`.
 pub fn router(state: Shared) -> Router {
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/policy", get(policy))
-        .route("/v1/policy/history", get(policy_history))
-        .route("/v1/head", get(head))
-        .route("/v1/head/signed", get(signed_head))
-        .route("/v1/change-requests", get(list).post(submit))
-        .route("/v1/change-requests/{id}", get(get_cr))
-        .route("/v1/change-requests/{id}/revisions", get(revisions))
-        .route(
-            "/v1/change-requests/{id}/revisions/{revision}",
-            get(revision),
-        )
-        .route("/v1/change-requests/{id}/context", get(context))
-        .route("/v1/change-requests/{id}/decisions", get(cr_decisions))
-        .route("/v1/queue", get(queue))
-        .route("/v1/decisions", get(all_decisions).post(post_decision))
-        .route("/v1/decision-summaries", get(decision_summaries))
-        .route("/v1/submission-times", get(submission_times))
-        .route("/v1/requesters", get(requesters))
-        .route("/v1/log", get(log))
-        .route("/v1/emergency", get(emergency).post(post_emergency))
-        .route("/v1/evidence", post(post_evidence))
+    routes()
+        .router
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

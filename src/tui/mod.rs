@@ -673,6 +673,15 @@ async fn run_loop(app: &mut App, shared: Arc<Shared>, mouse: bool) -> Result<(),
             _ = terminate.recv() => break,
             _ = hangup.recv() => break,
         };
+        // Debug builds only: F12 panics when TOLLGATE_DEBUG_PANIC is set, so the end-to-end
+        // tests can prove a panic mid-session leaves a usable terminal (the hook restores it).
+        #[cfg(debug_assertions)]
+        if let Msg::Key(k) = &msg
+            && k.code == crossterm::event::KeyCode::F(12)
+            && std::env::var_os("TOLLGATE_DEBUG_PANIC").is_some()
+        {
+            panic!("TOLLGATE_DEBUG_PANIC is set and F12 was pressed");
+        }
         app.now = crate::config::now().unwrap_or_else(|_| Utc::now());
         for effect in app.update(msg) {
             perform(effect, app, &shared, &tx, &mut terminal, &input, mouse);

@@ -2,6 +2,8 @@
 //! TOLLGATE_HOME, and reach the acceptance fixtures the repository keeps.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -23,6 +25,8 @@ pub fn fixture_json(id: &str) -> Value {
 /// A private tollgate home directory with helpers to run the binary in it.
 pub struct Home {
     pub dir: tempfile::TempDir,
+    /// The clock every command of this home runs at (`TOLLGATE_NOW`); `None`: the real one.
+    pub now: Option<String>,
 }
 
 /// What a run printed and how it ended.
@@ -62,7 +66,17 @@ impl Home {
     pub fn new() -> Home {
         Home {
             dir: tempfile::tempdir().expect("temp dir"),
+            now: None,
         }
+    }
+
+    /// A home with the demo store made at `now`, whose commands all run at `now` until the
+    /// test moves [`Home::now`] on.
+    pub fn demo_at(now: &str) -> Home {
+        let mut h = Home::new();
+        h.now = Some(now.to_string());
+        h.run(&["demo"]).ok();
+        h
     }
 
     /// A home with the demo store (fixtures + playbook policy).
@@ -89,7 +103,11 @@ impl Home {
             .env_remove("TOLLGATE_REMOTE")
             .env_remove("TOLLGATE_TOKEN")
             .env_remove("TOLLGATE_CONFIG")
+            .env_remove("TOLLGATE_NOW")
             .env("NO_COLOR", "1");
+        if let Some(now) = &self.now {
+            c.env("TOLLGATE_NOW", now);
+        }
         c
     }
 
