@@ -50,10 +50,13 @@ struct Mlflow {
 }
 
 impl Mlflow {
+    /// Starts MLflow on a port the system picks (port 0) and reads the one it got from
+    /// uvicorn's "running on" line, so no other process can take it between choosing and
+    /// binding.
     fn start() -> Mlflow {
         let dir = tempfile::tempdir().unwrap();
-        let listen = common::free_listen();
-        let child = Mlflow::spawn(dir.path(), &listen);
+        let mut child = Mlflow::spawn(dir.path(), "127.0.0.1:0");
+        let listen = Mlflow::reported_address(dir.path(), &mut child);
         let server = Mlflow {
             url: format!("http://{listen}"),
             listen,
@@ -85,6 +88,29 @@ impl Mlflow {
         )
         .spawn()
         .expect("start mlflow server")
+    }
+
+    /// The address in "Uvicorn running on http://ADDR" in the log, once it is there.
+    fn reported_address(dir: &std::path::Path, child: &mut Child) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let log = std::fs::read_to_string(dir.join("mlflow.log")).unwrap_or_default();
+            if let Some(addr) = log
+                .split("running on http://")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+            {
+                return addr.to_string();
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("mlflow server exited ({status}) before listening; log:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mlflow server did not say where it listens within 120 s; log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn wait_until_healthy(&self) {

@@ -472,8 +472,8 @@ fn fifty_concurrent_clients_lose_and_duplicate_nothing() {
 fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_restart() {
     let home = Home::demo();
     let devi = home.token("devi");
-    let listen = common::free_listen();
-    let url = format!("http://{listen}");
+    let server = home.serve("127.0.0.1:0");
+    let (url, listen) = (server.url.clone(), server.listen());
     let key = home.path("tollgate.demo-keys/devi");
     let client = Home::new();
     let decide = |cr: &str| {
@@ -493,7 +493,6 @@ fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_re
         )
     };
 
-    let server = home.serve(&listen);
     decide("CR-1044").ok();
     // The reviewer reads CR-1045 while the server is up; the decision binds to that.
     client.remote(&url, &devi, &["show", "CR-1045"]).ok();
@@ -578,8 +577,8 @@ fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_re
 fn an_offline_decision_never_lands_on_a_revision_the_reviewer_did_not_see() {
     let home = Home::demo();
     let devi = home.token("devi");
-    let listen = common::free_listen();
-    let url = format!("http://{listen}");
+    let server = home.serve("127.0.0.1:0");
+    let (url, listen) = (server.url.clone(), server.listen());
     let key = home.path("tollgate.demo-keys/devi");
     let client = Home::new();
     let approve = |cr: &str| {
@@ -598,7 +597,6 @@ fn an_offline_decision_never_lands_on_a_revision_the_reviewer_did_not_see() {
             ],
         )
     };
-    let server = home.serve(&listen);
     client.remote(&url, &devi, &["show", "CR-1045"]).ok();
     drop(server);
 
@@ -732,8 +730,6 @@ fn killing_the_server_mid_run_loses_nothing_and_the_outboxes_drain() {
         home.run(&["submit", &f]).ok();
     }
     let devi = home.token("devi");
-    let listen = common::free_listen();
-    let url = format!("http://{listen}");
     let key = home.path("tollgate.demo-keys/devi");
     // What each reviewer read before deciding: the digest their decision binds to.
     let digests: std::collections::HashMap<String, String> = (0..30)
@@ -746,15 +742,25 @@ fn killing_the_server_mid_run_loses_nothing_and_the_outboxes_drain() {
             (cr, d)
         })
         .collect();
-    let server = home.serve(&listen);
-    // Five reviewers, six decisions each, one process per decision.
+    let server = home.serve("127.0.0.1:0");
+    let (url, listen) = (server.url.clone(), server.listen());
+    // Five reviewers, six decisions each, one process per decision: three while the server
+    // is up, then (after it is killed, which the barriers make certain) three while down.
+    let up = std::sync::Arc::new(std::sync::Barrier::new(6));
+    let down = std::sync::Arc::new(std::sync::Barrier::new(6));
     let workers: Vec<_> = (0..5)
         .map(|w| {
             let (url, devi, key) = (url.clone(), devi.clone(), key.clone());
+            let (up, down) = (up.clone(), down.clone());
             let digests = digests.clone();
             let client_home = home.path(&format!("reviewer-{w}"));
             std::thread::spawn(move || {
+                let mut codes = Vec::new();
                 for j in 0..6 {
+                    if j == 3 {
+                        up.wait(); // all first halves done
+                        down.wait(); // the server is dead
+                    }
                     let cr = format!("CR-9{:03}", w * 6 + j);
                     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
                         .args([
@@ -773,43 +779,63 @@ fn killing_the_server_mid_run_loses_nothing_and_the_outboxes_drain() {
                         ])
                         .env("TOLLGATE_TOKEN", &devi)
                         .env("TOLLGATE_HOME", &client_home)
+                        .env_remove("TOLLGATE_REMOTE")
                         .stdin(std::process::Stdio::null())
                         .output()
                         .unwrap();
-                    // Delivered (0) or kept in the outbox (3); never anything else.
-                    assert!(
-                        matches!(out.status.code(), Some(0) | Some(3)),
-                        "{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    std::thread::sleep(std::time::Duration::from_millis(30));
+                    codes.push((
+                        out.status.code(),
+                        String::from_utf8_lossy(&out.stderr).into_owned(),
+                    ));
                 }
+                codes
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(150));
+    up.wait();
     drop(server); // killed mid-run
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let _server = home.serve(&listen);
-    for w in workers {
-        w.join().unwrap();
+    down.wait();
+    let codes: Vec<_> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    // While up: recorded (0). While down: kept in the outbox (3). Never anything else.
+    let (before, after): (Vec<_>, Vec<_>) = codes.iter().enumerate().partition(|(i, _)| i % 6 < 3);
+    for (_, (code, stderr)) in &before {
+        assert_eq!(*code, Some(0), "{stderr}");
     }
+    for (_, (code, stderr)) in &after {
+        assert_eq!(*code, Some(3), "{stderr}");
+        assert!(stderr.contains("kept in the outbox"), "{stderr}");
+    }
+    assert_eq!(
+        decided_crs_offline(&home),
+        15,
+        "only the first halves reached the store"
+    );
+
+    let _server = home.serve(&listen); // restarted where clients know it
     for w in 0..5 {
-        let out: common::Run = home
-            .command(&[
-                "--remote",
-                &url,
-                "--key",
-                key.to_str().unwrap(),
-                "outbox",
-                "--flush",
-            ])
-            .env("TOLLGATE_TOKEN", &devi)
-            .env("TOLLGATE_HOME", home.path(&format!("reviewer-{w}")))
-            .output()
-            .unwrap()
-            .into();
-        out.ok();
+        let flush = |expect: &str| {
+            let out: common::Run = home
+                .command(&[
+                    "--remote",
+                    &url,
+                    "--key",
+                    key.to_str().unwrap(),
+                    "outbox",
+                    "--flush",
+                ])
+                .env("TOLLGATE_TOKEN", &devi)
+                .env("TOLLGATE_HOME", home.path(&format!("reviewer-{w}")))
+                .output()
+                .unwrap()
+                .into();
+            let out = out.ok();
+            assert!(out.stdout.contains(expect), "{}", out.stdout);
+        };
+        flush("delivered: request-changes");
+        flush("nothing to deliver");
     }
     assert_eq!(
         decided_crs(&url, &devi),
@@ -819,80 +845,50 @@ fn killing_the_server_mid_run_loses_nothing_and_the_outboxes_drain() {
     assert_eq!(home.verified_entries(), common::DEMO_ENTRIES + 30 + 30);
 }
 
+/// CRs with a decision, read from the server's own store file (the server may be down).
+fn decided_crs_offline(home: &Home) -> usize {
+    let v = home.run(&["history", "--json"]).ok().json();
+    let ids: std::collections::BTreeSet<&str> = v["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["cr_id"].as_str())
+        .collect();
+    ids.len()
+}
+
 #[test]
 fn the_server_speaks_https_with_rustls() {
     let home = Home::demo();
     let devi = home.token("devi");
-    // A private CA and a server certificate for 127.0.0.1 signed by it.
-    let (ca, ca_key, cert, key, csr, ext) = (
+    // A private CA and a server certificate for 127.0.0.1 signed by it (rcgen: no openssl
+    // binary needed).
+    let (ca, cert, key) = (
         home.path("ca.pem"),
-        home.path("ca.key"),
         home.path("cert.pem"),
         home.path("key.pem"),
-        home.path("leaf.csr"),
-        home.path("leaf.ext"),
     );
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl is installed");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let p = |x: &std::path::PathBuf| x.to_str().unwrap().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=tollgate test CA",
-        "-keyout",
-        &p(&ca_key),
-        "-out",
-        &p(&ca),
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        &p(&key),
-        "-out",
-        &p(&csr),
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &p(&csr),
-        "-CA",
-        &p(&ca),
-        "-CAkey",
-        &p(&ca_key),
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        &p(&ext),
-        "-out",
-        &p(&cert),
-    ]);
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "tollgate test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "127.0.0.1");
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, leaf_cert.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
     use std::io::BufRead;
     let mut child = home
         .command(&[

@@ -163,16 +163,14 @@ fn submissions_revisions_and_reads() {
         let cr = store.get("CR-1042").unwrap().unwrap();
         assert_eq!(cr.revision_count, 2);
         assert_eq!(cr.current.document["summary"], "revised summary");
+        // Revision 1 is still the original document, revision 2 the new one.
+        let original = tollgate::demo::submissions().remove(0);
+        let first = store.revision("CR-1042", 1).unwrap().unwrap();
+        assert_eq!(first.document, original.document);
+        assert_ne!(first.digest, cr.current.digest);
         assert_eq!(
-            store
-                .revision("CR-1042", 1)
-                .unwrap()
-                .unwrap()
-                .cr
-                .summary
-                .chars()
-                .next(),
-            Some('R')
+            store.revision("CR-1042", 2).unwrap().unwrap().digest,
+            cr.current.digest
         );
         assert!(store.revision("CR-1042", 9).unwrap().is_none());
         assert!(store.get("CR-9999").unwrap().is_none());

@@ -208,6 +208,55 @@ fn a_signature_moved_from_another_entry_is_caught() {
     verify_fails_at(&home, 8, "bad-signature");
 }
 
+/// Rewrites entry `seq`'s `prev` link to `link` and re-hashes it (the stored hash and the
+/// next entry are left as an attacker who cannot sign would have to leave them).
+fn relink(home: &Home, seq: u64, link: &str) {
+    let c = raw(home);
+    let body: String = c
+        .query_row("SELECT body FROM log WHERE seq = ?1", [seq], |r| r.get(0))
+        .unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["prev"] = serde_json::json!(link);
+    let body = tollgate::audit::canonical::to_canonical_string(&v);
+    let hash = tollgate::audit::log::entry_hash(&body);
+    c.execute(
+        "UPDATE log SET body = ?1, hash = ?2 WHERE seq = ?3",
+        rusqlite::params![body, hash, seq],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_link_to_the_wrong_entry_is_named_a_broken_link() {
+    // A link to a hash no entry has.
+    let home = home_with_decisions();
+    relink(&home, 8, &tollgate::audit::log::entry_hash("{}"));
+    verify_fails_at(&home, 8, "broken-link");
+    let run = home.run(&["verify"]);
+    assert!(
+        run.stdout.contains("but the previous entry's hash is")
+            || run.stderr.contains("but the previous entry's hash is"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    // A link to an earlier entry than the one before it: named as reordering.
+    let home = home_with_decisions();
+    let first: String = raw(&home)
+        .query_row("SELECT hash FROM log WHERE seq = 1", [], |r| r.get(0))
+        .unwrap();
+    relink(&home, 8, &first);
+    verify_fails_at(&home, 8, "broken-link");
+    let run = home.run(&["verify"]);
+    assert!(
+        format!("{}{}", run.stdout, run.stderr)
+            .contains("links to entry 1 instead of entry 7: entries were reordered"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
 #[test]
 fn reordered_entries_are_caught() {
     let home = home_with_decisions();

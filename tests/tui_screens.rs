@@ -215,6 +215,24 @@ fn detail_holds_what_a_reviewer_needs() {
         assert!(screen.contains(want), "{want:?} missing:\n{screen}");
     }
     insta::assert_snapshot!("detail", rig.render(120, 40).backend());
+    // At 80x24 what decides is on the first screen, before the metrics and the prose:
+    // risk, then sign-offs, then the checklist.
+    let small = rig.screen_text(80, 24);
+    let row = |heading: &str| {
+        small
+            .lines()
+            .position(|l| l.trim_start_matches('"').starts_with(heading))
+            .unwrap_or_else(|| panic!("{heading:?} not on the first 80x24 screen:\n{small}"))
+    };
+    let (risk, signoffs, checklist) = (row("Risk"), row("Sign-offs 0/4"), row("Checklist"));
+    assert!(risk < signoffs && signoffs < checklist, "{small}");
+    assert!(
+        small
+            .lines()
+            .position(|l| l.trim_start_matches('"').starts_with("Metrics vs baseline"))
+            .is_none_or(|m| m > checklist),
+        "metrics before the checklist:\n{small}"
+    );
     insta::assert_snapshot!("detail_80x24", rig.render(80, 24).backend());
 }
 

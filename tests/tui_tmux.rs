@@ -5,7 +5,6 @@ mod common;
 
 use common::Home;
 use common::tmux::Session;
-use std::time::Instant;
 
 #[test]
 fn a_reviewer_filters_opens_and_approves_at_the_keyboard() {
@@ -209,6 +208,79 @@ fn a_broken_config_is_reported_with_file_and_key_before_the_screen_opens() {
 }
 
 #[test]
+fn a_broken_theme_file_is_named_with_its_file_and_key() {
+    let home = Home::demo();
+    let theme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("themes/dark.toml"),
+    )
+    .unwrap()
+    .replace("risk_high = \"#e06c75\"", "risk_high = \"blood\"")
+    .replace(
+        "pass = \"#a3be8c\"",
+        "pass = \"#a3be8c\"\nsparkle = \"red\"",
+    );
+    std::fs::write(home.path("mine.toml"), theme).unwrap();
+    std::fs::write(home.path("config.toml"), "theme = \"mine.toml\"\n").unwrap();
+    let s = Session::tollgate(&home, &[], "--as devi");
+    let end = s.wait_for("EXIT=");
+    assert!(end.contains("EXIT=1"), "{end}");
+    let theme_file = home.path("mine.toml").display().to_string();
+    // The screen wraps long lines at 120 columns: compare without the line breaks.
+    let flat: String = end.lines().map(str::trim_end).collect();
+    for want in [
+        format!("{theme_file}: colors.risk_high: expected a colour"),
+        "found \"blood\"".to_string(),
+        format!("{theme_file}: colors.sparkle"),
+        "config.toml: theme".to_string(),
+    ] {
+        assert!(flat.contains(&want), "{want:?} missing:\n{end}");
+    }
+}
+
+/// Every SGR colour parameter (foreground 30–37, 38;…, 90–97; background 40–47, 48;…,
+/// 100–107) in a `capture-pane -e` dump.
+fn colour_codes(dump: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for seq in dump.split("\u{1b}[").skip(1) {
+        let Some(end) = seq.find('m') else { continue };
+        let params: Vec<&str> = seq[..end].split(';').collect();
+        for p in &params {
+            if let Ok(n) = p.parse::<u16>()
+                && matches!(n, 30..=38 | 40..=48 | 90..=97 | 100..=107)
+            {
+                found.push(seq[..end].to_string());
+                break;
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_color_in_the_environment_turns_colour_off() {
+    let home = Home::demo();
+    let coloured = Session::tollgate(&home, &[], "--as devi");
+    coloured.wait_for("CR-1046");
+    assert!(
+        !colour_codes(&coloured.screen_with_attributes()).is_empty(),
+        "without NO_COLOR the queue is drawn in colour"
+    );
+    let plain = Session::tollgate(&home, &[("NO_COLOR", "1")], "--as devi");
+    plain.wait_for("CR-1046");
+    let dump = plain.screen_with_attributes();
+    let codes = colour_codes(&dump);
+    assert!(
+        codes.is_empty(),
+        "NO_COLOR=1 yet colours {codes:?} were drawn"
+    );
+    // Still readable: the selection is shown by reverse video, not colour.
+    assert!(
+        dump.contains("\u{1b}[7m") || dump.contains(";7m"),
+        "{dump:?}"
+    );
+}
+
+#[test]
 fn on_call_rolls_back_from_the_keyboard_in_seconds() {
     let home = Home::new();
     home.run(&["demo"]).ok();
@@ -227,7 +299,7 @@ fn on_call_rolls_back_from_the_keyboard_in_seconds() {
     s.wait_for("CR-1046");
     let incident = "INC-2291";
     let reason = "conversion -10% since v8 at 25%";
-    let started = Instant::now();
+    // `cargo bench --bench emergency` times this same path and counts its keystrokes.
     s.keys(&["!"]);
     s.wait_for("Which model or deployment?");
     s.keys(&["Enter"]);
@@ -238,19 +310,8 @@ fn on_call_rolls_back_from_the_keyboard_in_seconds() {
     s.wait_for("This will be signed and recorded");
     s.keys(&["y"]);
     s.wait_for("authorised and signed");
-    let authorised = started.elapsed();
     let done = s.wait_for("rollback finished: exit 0");
-    let finished = started.elapsed();
     assert!(done.contains("│ helm rollback recommender to 7"), "{done}");
-    let keystrokes = 1 + 1 + incident.len() + 1 + reason.len() + 1 + 1;
-    println!(
-        "emergency rollback: {keystrokes} keystrokes ({} of them typing the incident id and reason), \
-         {:.2} s from `!` to the recorded authorisation, {:.2} s to the recorded rollback outcome \
-         (tmux round trips included)",
-        incident.len() + reason.len(),
-        authorised.as_secs_f64(),
-        finished.as_secs_f64()
-    );
     s.keys(&["Enter", "q"]);
     s.wait_for("EXIT=0");
     let ex: serde_json::Value =
@@ -268,9 +329,8 @@ fn on_call_rolls_back_from_the_keyboard_in_seconds() {
 fn on_a_team_server_the_tui_shows_others_work_and_delivers_an_offline_decision_once() {
     let server_home = Home::demo();
     let devi = server_home.token("devi");
-    let listen = common::free_listen();
-    let url = format!("http://{listen}");
-    let server = server_home.serve(&listen);
+    let server = server_home.serve("127.0.0.1:0");
+    let (url, listen) = (server.url.clone(), server.listen());
     let key = server_home.path("tollgate.demo-keys/devi");
     // The reviewer's own machine: no store of its own, only the server.
     let laptop = Home::new();

@@ -1321,12 +1321,24 @@ mod tests {
         conn.pragma_update(None, "user_version", LATEST + 1)
             .unwrap();
         drop(conn);
+        let before = std::fs::read(&path).unwrap();
         let err = LocalStore::open(&path).unwrap_err();
         assert!(
             matches!(err, StoreError::NewerSchema { found, .. } if found == LATEST + 1),
             "{err}"
         );
         assert!(err.to_string().contains("upgrade tollgate"));
+        assert!(
+            std::fs::read(&path).unwrap() == before,
+            "the newer store's file was changed by the refused open"
+        );
+        for side in ["t.db-wal", "t.db-journal"] {
+            let p = dir.path().join(side);
+            assert!(
+                !p.exists() || std::fs::metadata(&p).unwrap().len() == 0,
+                "{side} written"
+            );
+        }
     }
 
     #[test]

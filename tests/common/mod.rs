@@ -282,17 +282,22 @@ impl Home {
     }
 }
 
-/// A free `127.0.0.1:PORT` to listen on, for a server that must come back on the same
-/// address after a restart.
-pub fn free_listen() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local address").to_string()
-}
-
 /// A `tollgate serve` child process on 127.0.0.1, killed when dropped.
 pub struct Server {
     pub url: String,
     pub child: std::process::Child,
+}
+
+impl Server {
+    /// The address it listens on (what it reported), to restart it on the same port.
+    pub fn listen(&self) -> String {
+        self.url
+            .split("://")
+            .nth(1)
+            .unwrap_or(&self.url)
+            .trim_end_matches('/')
+            .to_string()
+    }
 }
 
 impl Drop for Server {

@@ -76,6 +76,15 @@ impl Session {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The visible screen with its attributes as escape sequences (`capture-pane -e`).
+    pub fn screen_with_attributes(&self) -> String {
+        let out = tmux(&self.socket)
+            .args(["capture-pane", "-t", "t", "-p", "-e"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// A tmux format evaluated for the pane, e.g. `#{alternate_on}`.
     pub fn pane_format(&self, format: &str) -> String {
         let out = tmux(&self.socket)

@@ -561,17 +561,19 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             inner,
         );
     } else {
-        // Narrow: what decides comes first (risk, evidence, sign-offs), prose after.
+        // Narrow: what decides comes first, so that at 80x24 the first screen holds the
+        // subject, the risk, the sign-offs (short) and the start of the checklist; the
+        // metrics, prose and plans follow when scrolling.
         let all = compose(
             d,
             app,
             &[
                 identity_lines,
-                policy_lines,
                 risk_lines,
-                metrics_lines,
-                checklist_lines,
                 signoff_lines,
+                policy_lines,
+                checklist_lines,
+                metrics_lines,
                 prose_lines,
                 plan_lines,
                 artifact_lines,
