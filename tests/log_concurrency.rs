@@ -39,7 +39,8 @@ fn loop_script(home: &Home, who: &str, cr: &str, n: usize, out: &str) -> Command
         "i=0; while [ $i -lt {n} ]; do i=$((i+1)); \"$0\" --as {who} request-changes {cr} --rationale \"round $i\" >> {out} || exit 1; done"
     );
     let mut c = Command::new("sh");
-    c.arg("-c")
+    common::without_tollgate_env(&mut c)
+        .arg("-c")
         .arg(script)
         .arg(env!("CARGO_BIN_EXE_tollgate"))
         .env("TOLLGATE_HOME", home.dir.path())

@@ -762,27 +762,28 @@ fn killing_the_server_mid_run_loses_nothing_and_the_outboxes_drain() {
                         down.wait(); // the server is dead
                     }
                     let cr = format!("CR-9{:03}", w * 6 + j);
-                    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-                        .args([
-                            "--remote",
-                            &url,
-                            "--key",
-                            key.to_str().unwrap(),
-                            "request-changes",
-                            "--digest",
-                            &digests[&cr],
-                            &cr,
-                            "--role",
-                            "risk-reviewer",
-                            "--rationale",
-                            "mid-run",
-                        ])
-                        .env("TOLLGATE_TOKEN", &devi)
-                        .env("TOLLGATE_HOME", &client_home)
-                        .env_remove("TOLLGATE_REMOTE")
-                        .stdin(std::process::Stdio::null())
-                        .output()
-                        .unwrap();
+                    let out = common::without_tollgate_env(&mut std::process::Command::new(env!(
+                        "CARGO_BIN_EXE_tollgate"
+                    )))
+                    .args([
+                        "--remote",
+                        &url,
+                        "--key",
+                        key.to_str().unwrap(),
+                        "request-changes",
+                        "--digest",
+                        &digests[&cr],
+                        &cr,
+                        "--role",
+                        "risk-reviewer",
+                        "--rationale",
+                        "mid-run",
+                    ])
+                    .env("TOLLGATE_TOKEN", &devi)
+                    .env("TOLLGATE_HOME", &client_home)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .unwrap();
                     codes.push((
                         out.status.code(),
                         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -62,6 +62,17 @@ impl From<Output> for Run {
     }
 }
 
+/// Nothing from the developer's shell reaches a tollgate the tests start: every
+/// `TOLLGATE_*` variable is removed (a test then sets what it means to).
+pub fn without_tollgate_env(c: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TOLLGATE_") {
+            c.env_remove(&name);
+        }
+    }
+    c
+}
+
 impl Home {
     pub fn new() -> Home {
         Home {
@@ -96,14 +107,9 @@ impl Home {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        without_tollgate_env(&mut c);
         c.args(args)
             .env("TOLLGATE_HOME", self.dir.path())
-            .env_remove("TOLLGATE_STORE")
-            .env_remove("TOLLGATE_POLICY")
-            .env_remove("TOLLGATE_REMOTE")
-            .env_remove("TOLLGATE_TOKEN")
-            .env_remove("TOLLGATE_CONFIG")
-            .env_remove("TOLLGATE_NOW")
             .env("NO_COLOR", "1");
         if let Some(now) = &self.now {
             c.env("TOLLGATE_NOW", now);
