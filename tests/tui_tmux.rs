@@ -282,42 +282,27 @@ fn no_color_in_the_environment_turns_colour_off() {
 
 #[test]
 fn on_call_rolls_back_from_the_keyboard_in_seconds() {
-    let home = Home::new();
-    home.run(&["demo"]).ok();
-    let script = home.script(
-        "rollback.sh",
-        "echo \"helm rollback $1 to $2\"\necho 'rollback complete'",
-    );
-    let mut text = home.policy_text();
-    text.push_str(&format!(
-        "\n[[emergency.rollback]]\ncommand = [\"{}\", \"{{subject}}\", \"{{to_version}}\"]\ntimeout_seconds = 60\n",
-        script.display()
-    ));
-    home.adopt_policy(&text, "run the rollback script on every emergency");
-
+    use common::on_call::{INCIDENT, REASON};
+    let home = common::on_call::home_with_rollback_script();
     let s = Session::tollgate(&home, &[], "--as lena");
-    s.wait_for("CR-1046");
-    let incident = "INC-2291";
-    let reason = "conversion -10% since v8 at 25%";
     // `cargo bench --bench emergency` times this same path and counts its keystrokes.
-    s.keys(&["!"]);
-    s.wait_for("Which model or deployment?");
-    s.keys(&["Enter"]);
-    s.literal(incident);
-    s.keys(&["Tab"]);
-    s.literal(reason);
-    s.keys(&["Enter"]);
-    s.wait_for("This will be signed and recorded");
-    s.keys(&["y"]);
-    s.wait_for("authorised and signed");
-    let done = s.wait_for("rollback finished: exit 0");
-    assert!(done.contains("│ helm rollback recommender to 7"), "{done}");
+    let run = common::on_call::roll_back(&s);
+    assert!(
+        run.screen.contains("│ helm rollback recommender to 7"),
+        "{}",
+        run.screen
+    );
+    assert_eq!(
+        (run.keystrokes, run.typed),
+        (44, 39),
+        "the path the docs describe"
+    );
     s.keys(&["Enter", "q"]);
     s.wait_for("EXIT=0");
     let ex: serde_json::Value =
         serde_json::from_str(&home.run(&["exceptions", "--json"]).ok().stdout).unwrap();
-    assert_eq!(ex[0]["incident"], incident);
-    assert_eq!(ex[0]["reason"], reason);
+    assert_eq!(ex[0]["incident"], INCIDENT);
+    assert_eq!(ex[0]["reason"], REASON);
     assert_eq!(ex[0]["rollbacks"][0]["outcome"]["exit_status"], 0);
     assert_eq!(
         home.verified_entries(),

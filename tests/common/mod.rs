@@ -2,6 +2,7 @@
 //! TOLLGATE_HOME, and reach the acceptance fixtures the repository keeps.
 #![allow(dead_code)]
 
+pub mod on_call;
 pub mod tmux;
 
 use serde_json::Value;
