@@ -802,3 +802,32 @@ fn a_lead_reviews_and_completes_a_policy_change_at_the_keyboard() {
             .ok()
     );
 }
+
+#[test]
+fn only_an_unreachable_server_turns_the_status_offline() {
+    use tollgate::tui::app::Connection;
+    use tollgate::tui::error::TuiError;
+    let mut rig = Rig::new(Some("devi"));
+    rig.app.connection = Connection::Remote;
+    // A failure that merely mentions reaching something is not an outage.
+    rig.app.update(Msg::Head(
+        1,
+        Err(TuiError::Gone("cannot reach CR-1".into())),
+    ));
+    assert_eq!(rig.app.connection, Connection::Remote);
+    rig.app.update(Msg::Head(
+        2,
+        Err(TuiError::Store(tollgate::store::StoreError::Unreachable {
+            url: "http://127.0.0.1:1".into(),
+            detail: "connection refused".into(),
+        })),
+    ));
+    assert_eq!(rig.app.connection, Connection::Offline);
+    assert!(rig.screen_text(120, 40).contains("offline — retrying"));
+    // The next answer brings it back.
+    rig.app.update(Msg::Head(
+        3,
+        Ok(tollgate::store::Head { seq: 1, hash: None }),
+    ));
+    assert_eq!(rig.app.connection, Connection::Remote);
+}

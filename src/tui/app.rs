@@ -6,7 +6,9 @@
 //! carry the id of the request they answer; a reply to a superseded request is dropped.
 
 use super::data::{DetailData, QueueData, QueueRow};
+use super::error::TuiError;
 use super::keymap::{Action, Context};
+use super::requests::{Kind, Requests};
 use super::settings::Settings;
 use crate::domain::checklist::Tick;
 use crate::domain::decision::Verdict;
@@ -552,9 +554,9 @@ pub enum Msg {
     /// Animation tick.
     Tick,
     /// Queue rows, subjects and exceptions, for request `id`.
-    Queue(u64, Result<QueueData, String>),
+    Queue(u64, Result<QueueData, TuiError>),
     /// One CR, for request `id`.
-    Detail(u64, Result<Box<DetailData>, String>),
+    Detail(u64, Result<Box<DetailData>, TuiError>),
     /// Outcome of signing: a confirmation line or the refusal.
     Signed(u64, Result<String, String>),
     /// How many decisions wait in the outbox for the team server.
@@ -571,15 +573,49 @@ pub enum Msg {
     /// The rollback command finished and its outcome was recorded (or not).
     RollbackDone(u64, Result<String, String>),
     /// The log head, for the change check.
-    Head(u64, Result<crate::store::Head, String>),
+    Head(u64, Result<crate::store::Head, TuiError>),
     /// The decision history.
-    History(u64, Result<crate::history::History, String>),
+    History(u64, Result<crate::history::History, TuiError>),
     /// Whole-log verification finished: the report and the milliseconds it took.
-    Integrity(u64, Result<(crate::audit::log::VerifyReport, u128), String>),
+    Integrity(
+        u64,
+        Result<(crate::audit::log::VerifyReport, u128), TuiError>,
+    ),
     /// A signed record for the History screen.
-    Record(u64, Result<RecordView, String>),
+    Record(u64, Result<RecordView, TuiError>),
     /// A new policy came into force: the policy, its version and the entry adopting it.
     Policy(Arc<Policy>, u32, u64),
+}
+
+/// Where the screens' data comes from, for the status bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// A store file on this machine.
+    Local,
+    /// The team server, answering.
+    Remote,
+    /// The team server stopped answering; decisions go to the outbox and reads retry.
+    Offline,
+}
+
+impl Connection {
+    /// The state after the server answered.
+    pub fn answered(self) -> Connection {
+        match self {
+            Connection::Offline => Connection::Remote,
+            other => other,
+        }
+    }
+}
+
+impl std::fmt::Display for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Connection::Local => "local",
+            Connection::Remote => "remote",
+            Connection::Offline => "offline — retrying",
+        })
+    }
 }
 
 /// The whole UI state.
@@ -638,7 +674,7 @@ pub struct App {
     /// Store shown in the status bar.
     pub store_label: String,
     /// Connection state shown in the status bar.
-    pub connection: String,
+    pub connection: Connection,
     /// Requests in flight (spinner while > 0).
     pub loading: usize,
     /// Spinner frame.
@@ -655,15 +691,8 @@ pub struct App {
     pub page_rows: usize,
     /// Set when the user quits.
     pub quit: bool,
-    next_request: u64,
-    queue_request: u64,
-    detail_request: u64,
-    sign_request: u64,
-    emergency_request: u64,
+    requests: Requests,
     exceptions_back: Screen,
-    history_request: u64,
-    integrity_request: u64,
-    record_request: u64,
     matcher: Matcher,
 }
 
@@ -704,7 +733,7 @@ impl App {
             ticks: 0,
             signer,
             store_label,
-            connection: "local".into(),
+            connection: Connection::Local,
             loading: 0,
             spinner: 0,
             message: None,
@@ -713,35 +742,24 @@ impl App {
             policy,
             page_rows: 20,
             quit: false,
-            next_request: 0,
-            queue_request: 0,
-            detail_request: 0,
-            sign_request: 0,
-            emergency_request: 0,
+            requests: Requests::default(),
             exceptions_back: Screen::Queue,
-            history_request: 0,
-            integrity_request: 0,
-            record_request: 0,
             matcher: Matcher::new(Config::DEFAULT),
         }
     }
 
     fn request(&mut self) -> u64 {
-        self.next_request += 1;
-        self.loading += 1;
-        self.next_request
+        self.requests.any()
     }
 
     /// The effect that loads the queue (for start-up and refresh).
     pub fn load_queue(&mut self) -> Effect {
-        let id = self.request();
-        self.queue_request = id;
+        let id = self.requests.issue(Kind::Queue);
         Effect::LoadQueue(id)
     }
 
     fn load_detail(&mut self, cr_id: String) -> Effect {
-        let id = self.request();
-        self.detail_request = id;
+        let id = self.requests.issue(Kind::Detail);
         Effect::LoadDetail(id, cr_id)
     }
 
@@ -884,9 +902,7 @@ impl App {
                 self.loading = self.loading.saturating_sub(1);
                 match result {
                     Ok(head) => {
-                        if self.connection.starts_with("offline") {
-                            self.connection = "remote".into();
-                        }
+                        self.connection = self.connection.answered();
                         let changed = self.last_head.as_ref().is_some_and(|h| *h != head);
                         self.last_head = Some(head);
                         if changed || self.unsent > 0 {
@@ -902,8 +918,8 @@ impl App {
                         }
                     }
                     Err(e) => {
-                        if e.contains("cannot reach") {
-                            self.connection = "offline — retrying".into();
+                        if e.is_unreachable() {
+                            self.connection = Connection::Offline;
                         }
                     }
                 }
@@ -916,7 +932,7 @@ impl App {
             }
             Msg::Queue(id, result) => {
                 self.loading = self.loading.saturating_sub(1);
-                if id != self.queue_request {
+                if !self.requests.is_current(Kind::Queue, id) {
                     return vec![];
                 }
                 match result {
@@ -925,17 +941,15 @@ impl App {
                             self.last_head = data.head;
                         }
 
-                        if self.connection.starts_with("offline") {
-                            self.connection = "remote".into();
-                        }
+                        self.connection = self.connection.answered();
                         self.rows = data.rows;
                         self.subjects = data.subjects;
                         self.exceptions = data.exceptions;
                         self.resort();
                     }
                     Err(e) => {
-                        if e.contains("cannot reach") {
-                            self.connection = "offline — retrying".into();
+                        if e.is_unreachable() {
+                            self.connection = Connection::Offline;
                         }
                         self.say(Level::Error, format!("cannot load the queue: {e}"));
                     }
@@ -944,7 +958,7 @@ impl App {
             }
             Msg::Detail(id, result) => {
                 self.loading = self.loading.saturating_sub(1);
-                if id != self.detail_request {
+                if !self.requests.is_current(Kind::Detail, id) {
                     return vec![];
                 }
                 match result {
@@ -954,7 +968,7 @@ impl App {
                             .min(d.cr.current.cr.artifacts.len().saturating_sub(1));
                         self.detail = Some(d);
                     }
-                    Err(e) => self.say(Level::Error, e),
+                    Err(e) => self.say(Level::Error, e.to_string()),
                 }
                 vec![]
             }
@@ -984,7 +998,7 @@ impl App {
 
             Msg::Signed(id, result) => {
                 self.loading = self.loading.saturating_sub(1);
-                if id != self.sign_request {
+                if !self.requests.is_current(Kind::Sign, id) {
                     return vec![];
                 }
                 match result {
@@ -1010,14 +1024,14 @@ impl App {
                         form.rationale = rationale_area(&text);
                         form.focus = Field::Rationale;
                     }
-                    (Err(e), _) => self.say(Level::Error, e),
+                    (Err(e), _) => self.say(Level::Error, e.to_string()),
                     _ => {}
                 }
                 vec![]
             }
             Msg::Authorised(id, result) => {
                 self.loading = self.loading.saturating_sub(1);
-                if id != self.emergency_request {
+                if !self.requests.is_current(Kind::Emergency, id) {
                     return vec![];
                 }
                 let Some(form) = self.emergency.as_mut() else {
@@ -1031,8 +1045,7 @@ impl App {
                             form.step = EmergencyStep::Running;
                             form.busy = true;
                             let request = form.request();
-                            let id = self.request();
-                            self.emergency_request = id;
+                            let id = self.requests.issue(Kind::Emergency);
                             self.say(Level::Info, line);
                             let mut effects = vec![self.load_queue()];
                             if let Some(r) = request {
@@ -1065,7 +1078,7 @@ impl App {
             }
             Msg::RollbackDone(id, result) => {
                 self.loading = self.loading.saturating_sub(1);
-                if id != self.emergency_request {
+                if !self.requests.is_current(Kind::Emergency, id) {
                     return vec![];
                 }
                 if let Some(form) = self.emergency.as_mut() {
@@ -1077,7 +1090,7 @@ impl App {
             }
             Msg::History(id, result) => {
                 self.loading = self.loading.saturating_sub(1);
-                if id != self.history_request {
+                if !self.requests.is_current(Kind::History, id) {
                     return vec![];
                 }
                 match (result, self.history.as_mut()) {
@@ -1093,25 +1106,25 @@ impl App {
             }
             Msg::Integrity(id, result) => {
                 self.loading = self.loading.saturating_sub(1);
-                if id != self.integrity_request {
+                if !self.requests.is_current(Kind::Integrity, id) {
                     return vec![];
                 }
                 if let Some(h) = self.history.as_mut() {
                     h.integrity = match result {
                         Ok((report, ms)) => Integrity::Done(Box::new(report), ms),
-                        Err(e) => Integrity::Failed(e),
+                        Err(e) => Integrity::Failed(e.to_string()),
                     };
                 }
                 vec![]
             }
             Msg::Record(id, result) => {
                 self.loading = self.loading.saturating_sub(1);
-                if id != self.record_request {
+                if !self.requests.is_current(Kind::Record, id) {
                     return vec![];
                 }
                 match (result, self.history.as_mut()) {
                     (Ok(r), Some(h)) => h.record = Some(r),
-                    (Err(e), _) => self.say(Level::Error, e),
+                    (Err(e), _) => self.say(Level::Error, e.to_string()),
                     _ => {}
                 }
                 vec![]
@@ -1679,8 +1692,7 @@ impl App {
             ticks: form.ticks(),
             expect_digest: Some(form.digest.clone()),
         };
-        let id = self.request();
-        self.sign_request = id;
+        let id = self.requests.issue(Kind::Sign);
         if let Some(form) = self.decide.as_mut() {
             form.signing = true;
         }
@@ -1714,10 +1726,8 @@ impl App {
             back_to,
         });
         self.screen = Screen::History;
-        let history = self.request();
-        self.history_request = history;
-        let verify = self.request();
-        self.integrity_request = verify;
+        let history = self.requests.issue(Kind::History);
+        let verify = self.requests.issue(Kind::Integrity);
         vec![Effect::LoadHistory(history), Effect::VerifyLog(verify)]
     }
 
@@ -1770,8 +1780,7 @@ impl App {
                 if h.record.is_some() {
                     h.record = None;
                 } else if let Some(seq) = h.selected_entry().map(|e| e.seq) {
-                    let id = self.request();
-                    self.record_request = id;
+                    let id = self.requests.issue(Kind::Record);
                     effects.push(Effect::LoadRecord(id, seq));
                 }
             }
@@ -1942,8 +1951,7 @@ impl App {
                 if k.code == KeyCode::Char('y') && !form.busy {
                     if let Some(request) = form.request() {
                         form.busy = true;
-                        let id = self.request();
-                        self.emergency_request = id;
+                        let id = self.requests.issue(Kind::Emergency);
                         return vec![Effect::Authorise(id, request)];
                     }
                 } else if k.code == KeyCode::Char('n') {

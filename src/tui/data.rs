@@ -3,6 +3,7 @@
 //! Rows are built once per load with every CR string already sanitised, so drawing never
 //! touches untrusted text and filtering does not re-sanitise on each keystroke.
 
+use super::error::TuiError;
 use crate::domain::change_request::Gate;
 use crate::domain::checklist::CheckCounts;
 use crate::domain::decision::{Decision, Verdict};
@@ -138,19 +139,17 @@ pub fn load_queue(
     book: &PolicyBook,
     me: Option<&Principal>,
     now: DateTime<Utc>,
-) -> Result<QueueData, String> {
+) -> Result<QueueData, TuiError> {
     const PAGE: usize = 5_000;
     let head = store.recorded_head().ok();
-    let decisions = store.all_decisions().map_err(|e| e.to_string())?;
+    let decisions = store.all_decisions()?;
     let today = now.date_naive();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Vec::new();
     let mut per_cr = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = store
-            .list_page(after.as_deref(), PAGE)
-            .map_err(|e| e.to_string())?;
+        let page = store.list_page(after.as_deref(), PAGE)?;
         let Some(last) = page.last() else { break };
         after = Some(last.current.cr.id.clone());
         let chunk = page.len().div_ceil(threads).max(1);
@@ -192,9 +191,7 @@ pub fn load_queue(
     Ok(QueueData {
         rows,
         subjects: subjects(per_cr.into_iter().flatten()),
-        exceptions: crate::workflow::exceptions(store)
-            .map_err(|e| e.to_string())?
-            .exceptions,
+        exceptions: crate::workflow::exceptions(store)?.exceptions,
         head,
     })
 }
@@ -226,17 +223,14 @@ pub struct DetailData {
 }
 
 /// Loads one CR with its evaluation and the signature status of its decisions.
-pub fn load_detail(store: &dyn Store, book: &PolicyBook, id: &str) -> Result<DetailData, String> {
-    let cr = store
-        .get(id)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} is no longer in the store", sanitize(id)))?;
-    let decisions = store.decisions(id).map_err(|e| e.to_string())?;
+pub fn load_detail(store: &dyn Store, book: &PolicyBook, id: &str) -> Result<DetailData, TuiError> {
+    let cr = store.get(id)?.ok_or_else(|| TuiError::Gone(sanitize(id)))?;
+    let decisions = store.decisions(id)?;
     let eval = evaluate_in(&cr.current.cr, &cr.current.digest, &decisions, book);
-    let revisions = store.revisions(id).map_err(|e| e.to_string())?;
+    let revisions = store.revisions(id)?;
     // Each signature is checked with the keys in force when it was made.
     let keyrings = crate::audit::policy_log::Keyrings::new(book);
-    let entries = store.decision_entries(id).map_err(|e| e.to_string())?;
+    let entries = store.decision_entries(id)?;
     let policy_changes =
         crate::domain::policy_diff::proposal_changes(book.policy(), &cr.current.cr);
     let decisions = entries

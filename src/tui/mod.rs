@@ -9,7 +9,9 @@
 
 pub mod app;
 pub mod data;
+pub mod error;
 pub mod keymap;
+pub mod requests;
 pub mod settings;
 pub mod theme;
 pub mod views;
@@ -170,17 +172,19 @@ impl Shared {
 }
 
 /// One signed record with its signature status and the revision it is bound to.
-fn load_record(shared: &Shared, seq: u64) -> Result<app::RecordView, String> {
+fn load_record(shared: &Shared, seq: u64) -> Result<app::RecordView, error::TuiError> {
     let entry = shared
         .store
-        .log_entries(seq.saturating_sub(1), 1)
-        .map_err(|e| e.to_string())?
+        .log_entries(seq.saturating_sub(1), 1)?
         .into_iter()
         .next()
         .filter(|e| e.seq == seq)
-        .ok_or_else(|| format!("log entry {seq} is missing"))?;
+        .ok_or(error::TuiError::MissingEntry(seq))?;
     let body: serde_json::Value =
-        serde_json::from_str(&entry.body).map_err(|e| format!("entry {seq}: {e}"))?;
+        serde_json::from_str(&entry.body).map_err(|e| error::TuiError::BadEntry {
+            seq,
+            detail: e.to_string(),
+        })?;
     let book = shared.book();
     let keyrings = crate::audit::policy_log::Keyrings::new(&book);
     let signature = match (&entry.principal, &entry.signature) {
@@ -197,15 +201,8 @@ fn load_record(shared: &Shared, seq: u64) -> Result<app::RecordView, String> {
     };
     let revision = match (body["cr_id"].as_str(), body["cr_revision"].as_u64()) {
         (Some(cr), Some(n)) => {
-            let rev = shared
-                .store
-                .revision(cr, n as u32)
-                .map_err(|e| e.to_string())?;
-            let current = shared
-                .store
-                .get(cr)
-                .map_err(|e| e.to_string())?
-                .map(|c| c.current.revision);
+            let rev = shared.store.revision(cr, n as u32)?;
+            let current = shared.store.get(cr)?.map(|c| c.current.revision);
             match rev {
                 Some(r) => format!(
                     "{} revision {} — {} — {}{}",
@@ -373,7 +370,7 @@ pub fn answer(
         }
         Effect::CheckHead(id) => Some(Msg::Head(
             *id,
-            shared.store.recorded_head().map_err(|e| e.to_string()),
+            shared.store.recorded_head().map_err(error::TuiError::from),
         )),
         Effect::LoadDetail(id, cr) => Some(Msg::Detail(
             *id,
@@ -452,7 +449,8 @@ pub fn answer(
         }
         Effect::LoadHistory(id) => Some(Msg::History(
             *id,
-            crate::history::load(shared.store.as_ref(), &shared.book(), now),
+            crate::history::load(shared.store.as_ref(), &shared.book(), now)
+                .map_err(error::TuiError::History),
         )),
         Effect::VerifyLog(id) => {
             let started = std::time::Instant::now();
@@ -460,7 +458,7 @@ pub fn answer(
             let opts = crate::store::VerifyOptions::for_book(&book);
             let result = crate::store::verify_log(shared.store.as_ref(), &opts)
                 .map(|report| (report, started.elapsed().as_millis()))
-                .map_err(|e| e.to_string());
+                .map_err(error::TuiError::from);
             Some(Msg::Integrity(*id, result))
         }
         Effect::LoadRecord(id, seq) => Some(Msg::Record(*id, load_record(shared, *seq))),
@@ -549,7 +547,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let shared = Arc::new(shared);
     let mut app = App::new(settings, policy, signer, label, crate::config::now()?);
     if shared.outbox.is_some() {
-        app.connection = "remote".into();
+        app.connection = app::Connection::Remote;
     }
     if let Some(notice) = opts.notice {
         app.update(Msg::Notice(app::Level::Error, notice));
