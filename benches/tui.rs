@@ -69,7 +69,7 @@ fn main() {
     );
     println!(
         "queue on screen ({} rows)      {:>8.1} ms",
-        app.rows.len(),
+        app.queue.rows.len(),
         queue_frame.as_secs_f64() * 1e3
     );
 
@@ -93,7 +93,7 @@ fn main() {
     println!(
         "filter keystroke (update + draw)    {mean:>8.1} ms mean, {max:.1} ms max over {} keys ({} matches for \"fraud 12\")",
         times.len(),
-        app.visible.len()
+        app.queue.visible.len()
     );
     println!(
         "peak resident memory               {:>8.1} MiB",

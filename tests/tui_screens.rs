@@ -159,38 +159,39 @@ fn filter_is_fuzzy_and_counts_matches() {
     let mut rig = Rig::new(Some("devi"));
     rig.key("/");
     rig.type_text("fraud");
-    assert_eq!(rig.app.visible.len(), 1);
+    assert_eq!(rig.app.queue.visible.len(), 1);
     let screen = rig.screen_text(120, 40);
     assert!(screen.contains("1 of 5 match"), "{screen}");
     insta::assert_snapshot!("queue_filtered", rig.render(120, 40).backend());
     rig.key("esc");
-    assert_eq!(rig.app.visible.len(), 5);
+    assert_eq!(rig.app.queue.visible.len(), 5);
     // Requester and subject are searched too.
     rig.key("/");
     rig.type_text("amara");
-    assert_eq!(rig.app.visible.len(), 2);
+    assert_eq!(rig.app.queue.visible.len(), 2);
 }
 
 #[test]
 fn quick_views_and_sorting() {
     let mut rig = Rig::new(Some("devi"));
-    let counts = rig.app.view_counts();
+    let counts = rig.app.queue.view_counts();
     // devi (risk-reviewer) is needed on the three high-risk CRs and the low-risk model change.
     assert_eq!(counts, [5, 4, 2, 0, 5]);
     rig.key("3");
-    assert_eq!(rig.app.view, View::Blocked);
+    assert_eq!(rig.app.queue.view, View::Blocked);
     let ids: Vec<&str> = rig
         .app
+        .queue
         .visible
         .iter()
-        .map(|i| rig.app.rows[*i].id.as_str())
+        .map(|i| rig.app.queue.rows[*i].id.as_str())
         .collect();
     assert_eq!(ids, ["CR-1043", "CR-1046"]);
     rig.keys(&["1", "s"]); // age → risk
-    let first = &rig.app.rows[rig.app.visible[0]];
+    let first = &rig.app.queue.rows[rig.app.queue.visible[0]];
     assert_eq!(first.effective, tollgate::domain::risk::RiskLevel::High);
     rig.key("S");
-    let first = &rig.app.rows[rig.app.visible[0]];
+    let first = &rig.app.queue.rows[rig.app.queue.visible[0]];
     assert_eq!(first.effective, tollgate::domain::risk::RiskLevel::Low);
 }
 
@@ -317,7 +318,7 @@ fn replies_to_superseded_requests_are_dropped() {
         panic!()
     };
     rig.app.update(Msg::Queue(id, Ok(Default::default())));
-    assert_eq!(rig.app.rows.len(), 5, "a stale reply was applied");
+    assert_eq!(rig.app.queue.rows.len(), 5, "a stale reply was applied");
     rig.pump(vec![new]);
     assert_eq!(rig.app.loading, 0);
 }
@@ -336,7 +337,7 @@ fn help_and_palette_come_from_the_keymap() {
     rig.type_text("blocked");
     insta::assert_snapshot!("palette", rig.render(120, 40).backend());
     rig.key("enter");
-    assert_eq!(rig.app.view, View::Blocked);
+    assert_eq!(rig.app.queue.view, View::Blocked);
 }
 
 #[test]
@@ -677,6 +678,7 @@ fn a_decision_recorded_elsewhere_reaches_the_queue_at_the_next_poll() {
     let mut rig = Rig::new(Some("devi"));
     let status = |rig: &Rig| {
         rig.app
+            .queue
             .rows
             .iter()
             .find(|r| r.id == "CR-1044")

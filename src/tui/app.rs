@@ -9,13 +9,13 @@ use super::data::{DetailData, QueueData, QueueRow};
 use super::error::TuiError;
 use super::keymap::{Action, Context};
 use super::requests::{Kind, Requests};
+pub use super::screens::queue::{QueueScreen, SortKey, View};
 use super::settings::Settings;
 use crate::domain::checklist::Tick;
 use crate::domain::decision::Verdict;
 use crate::domain::emergency::{Exception, SubjectState, check_on_call};
 use crate::domain::policy::{ItemMode, Policy, Principal};
 use crate::domain::rules::{Proposal, Refusal, check_decision};
-use crate::domain::status::Status;
 use crate::workflow::{DecisionRequest, RollbackRequest, eligible_roles};
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
@@ -41,133 +41,6 @@ pub enum Screen {
     Exceptions,
     /// Decision history, audit-log integrity and governance health.
     History,
-}
-
-/// Quick views of the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    /// Status pending.
-    Pending,
-    /// Pending and I could give an open sign-off.
-    Mine,
-    /// A blocking check fails.
-    Blocked,
-    /// Someone decided today.
-    Today,
-    /// Everything.
-    All,
-}
-
-impl View {
-    /// All views in tab order.
-    pub const ALL: [View; 5] = [
-        View::Pending,
-        View::Mine,
-        View::Blocked,
-        View::Today,
-        View::All,
-    ];
-
-    /// Tab label.
-    pub fn label(self) -> &'static str {
-        match self {
-            View::Pending => "Pending",
-            View::Mine => "Needs me",
-            View::Blocked => "Blocked",
-            View::Today => "Decided today",
-            View::All => "All",
-        }
-    }
-
-    /// Whether `row` belongs to this view.
-    pub fn includes(self, row: &QueueRow) -> bool {
-        match self {
-            View::Pending => row.status == Status::Pending,
-            View::Mine => row.needs_me,
-            View::Blocked => row.blocked,
-            View::Today => row.decided_today,
-            View::All => true,
-        }
-    }
-}
-
-/// Queue columns one can sort by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortKey {
-    /// Oldest first by default: what waits longest comes first.
-    Age,
-    /// Highest effective risk first.
-    Risk,
-    /// CR id.
-    Id,
-    /// Gate.
-    Gate,
-    /// Title.
-    Title,
-    /// Subject.
-    Subject,
-    /// Requester.
-    Requester,
-    /// Fewest sign-offs obtained (relative to required) first.
-    Signoffs,
-    /// Most failing checks first.
-    Checks,
-    /// Status.
-    Status,
-}
-
-impl SortKey {
-    /// Sort keys in cycling order.
-    pub const ALL: [SortKey; 10] = [
-        SortKey::Age,
-        SortKey::Risk,
-        SortKey::Id,
-        SortKey::Gate,
-        SortKey::Title,
-        SortKey::Subject,
-        SortKey::Requester,
-        SortKey::Signoffs,
-        SortKey::Checks,
-        SortKey::Status,
-    ];
-
-    /// Column label.
-    pub fn label(self) -> &'static str {
-        match self {
-            SortKey::Age => "age",
-            SortKey::Risk => "risk",
-            SortKey::Id => "id",
-            SortKey::Gate => "gate",
-            SortKey::Title => "title",
-            SortKey::Subject => "subject",
-            SortKey::Requester => "requester",
-            SortKey::Signoffs => "sign-offs",
-            SortKey::Checks => "checks",
-            SortKey::Status => "status",
-        }
-    }
-
-    fn compare(self, a: &QueueRow, b: &QueueRow) -> std::cmp::Ordering {
-        match self {
-            SortKey::Age => a.created_at.cmp(&b.created_at),
-            SortKey::Risk => b.effective.cmp(&a.effective),
-            SortKey::Id => a.id.cmp(&b.id),
-            SortKey::Gate => a.gate.cmp(&b.gate),
-            SortKey::Title => a.title.cmp(&b.title),
-            SortKey::Subject => a.subject.cmp(&b.subject),
-            SortKey::Requester => a.requester.cmp(&b.requester),
-            SortKey::Signoffs => {
-                (a.obtained * b.required.max(1)).cmp(&(b.obtained * a.required.max(1)))
-            }
-            SortKey::Checks => b
-                .checks
-                .fail
-                .cmp(&a.checks.fail)
-                .then(b.checks.pending.cmp(&a.checks.pending)),
-            SortKey::Status => a.status.as_str().cmp(b.status.as_str()),
-        }
-        .then_with(|| a.id.cmp(&b.id))
-    }
 }
 
 /// Who is at the keyboard.
@@ -624,28 +497,8 @@ pub struct App {
     pub screen: Screen,
     /// Overlay, if any.
     pub overlay: Option<Overlay>,
-    /// All loaded rows.
-    pub rows: Vec<QueueRow>,
-    /// Indices of rows shown (view, filter, sort applied).
-    pub visible: Vec<usize>,
-    /// Every row index in sort order.
-    order: Vec<usize>,
-    /// The query and view `visible` was computed for.
-    filtered_for: Option<(String, View)>,
-    /// Selected position in `visible`.
-    pub selected: usize,
-    /// First visible position (scrolling).
-    pub offset: usize,
-    /// Current quick view.
-    pub view: View,
-    /// Sort column.
-    pub sort: SortKey,
-    /// Reverse order.
-    pub sort_reverse: bool,
-    /// Filter text.
-    pub filter: String,
-    /// Typing into the filter.
-    pub filtering: bool,
+    /// The queue screen.
+    pub queue: QueueScreen,
     /// The CR on the detail screen.
     pub detail: Option<Box<DetailData>>,
     /// Id of the CR the detail screen is for (set before it loads).
@@ -693,7 +546,6 @@ pub struct App {
     pub quit: bool,
     requests: Requests,
     exceptions_back: Screen,
-    matcher: Matcher,
 }
 
 impl App {
@@ -708,17 +560,7 @@ impl App {
         App {
             screen: Screen::Queue,
             overlay: None,
-            rows: Vec::new(),
-            visible: Vec::new(),
-            order: Vec::new(),
-            filtered_for: None,
-            selected: 0,
-            offset: 0,
-            view: View::Pending,
-            sort: SortKey::Age,
-            sort_reverse: false,
-            filter: String::new(),
-            filtering: false,
+            queue: QueueScreen::default(),
             detail: None,
             detail_id: None,
             detail_scroll: 0,
@@ -744,7 +586,6 @@ impl App {
             quit: false,
             requests: Requests::default(),
             exceptions_back: Screen::Queue,
-            matcher: Matcher::new(Config::DEFAULT),
         }
     }
 
@@ -771,112 +612,9 @@ impl App {
         }
     }
 
-    /// The selected row.
+    /// The CR selected in the queue.
     pub fn selected_row(&self) -> Option<&QueueRow> {
-        self.visible
-            .get(self.selected)
-            .and_then(|i| self.rows.get(*i))
-    }
-
-    /// How many rows each view holds (for the tab labels).
-    pub fn view_counts(&self) -> [usize; 5] {
-        let mut counts = [0; 5];
-        for r in &self.rows {
-            for (i, v) in View::ALL.iter().enumerate() {
-                if v.includes(r) {
-                    counts[i] += 1;
-                }
-            }
-        }
-        counts
-    }
-
-    /// Rows in the current view before filtering (the "of N" in "3 of 5").
-    pub fn view_total(&self) -> usize {
-        self.rows.iter().filter(|r| self.view.includes(r)).count()
-    }
-
-    /// Re-sorts all rows after the rows or the sort column changed, then refilters.
-    pub fn resort(&mut self) {
-        let rows = &self.rows;
-        let sort = self.sort;
-        let reverse = self.sort_reverse;
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by(|a, b| {
-            let o = sort.compare(&rows[*a], &rows[*b]);
-            if reverse { o.reverse() } else { o }
-        });
-        self.order = order;
-        self.filtered_for = None;
-        self.refilter();
-    }
-
-    /// Recomputes `visible` (view and filter over the sorted rows); keeps the selection on
-    /// the same CR when it is still visible. Typing more characters only narrows the
-    /// previous matches instead of searching every row again.
-    pub fn refilter(&mut self) {
-        let keep = self.selected_row().map(|r| r.id.clone());
-        let query = self.filter.trim().to_string();
-        let narrowing = match &self.filtered_for {
-            Some((previous, view)) => {
-                *view == self.view
-                    && !previous.is_empty()
-                    && query.starts_with(previous.as_str())
-                    && !query[previous.len()..].contains(['!', '^', '$', '\'', '\\'])
-            }
-            None => false,
-        };
-        let candidates = if narrowing {
-            std::mem::take(&mut self.visible)
-        } else {
-            self.order.clone()
-        };
-        let view = self.view;
-        self.visible = if query.is_empty() {
-            candidates
-                .into_iter()
-                .filter(|i| view.includes(&self.rows[*i]))
-                .collect()
-        } else {
-            let pattern = Pattern::parse(&query, CaseMatching::Ignore, Normalization::Smart);
-            let mut buf = Vec::new();
-            let (rows, matcher) = (&self.rows, &mut self.matcher);
-            candidates
-                .into_iter()
-                .filter(|i| {
-                    let r = &rows[*i];
-                    view.includes(r)
-                        && pattern
-                            .score(Utf32Str::new(&r.haystack, &mut buf), matcher)
-                            .is_some()
-                })
-                .collect()
-        };
-        self.filtered_for = Some((query, view));
-        self.selected = keep
-            .and_then(|id| self.visible.iter().position(|i| self.rows[*i].id == id))
-            .unwrap_or(0)
-            .min(self.visible.len().saturating_sub(1));
-        self.clamp_offset();
-    }
-
-    fn clamp_offset(&mut self) {
-        let page = self.page_rows.max(1);
-        if self.selected < self.offset {
-            self.offset = self.selected;
-        } else if self.selected >= self.offset + page {
-            self.offset = self.selected + 1 - page;
-        }
-        self.offset = self.offset.min(self.visible.len().saturating_sub(page));
-    }
-
-    fn move_selection(&mut self, delta: isize) {
-        if self.visible.is_empty() {
-            return;
-        }
-        let last = self.visible.len() as isize - 1;
-        self.selected = (self.selected as isize + delta).clamp(0, last) as usize;
-        self.clamp_offset();
+        self.queue.selected_row()
     }
 
     fn say(&mut self, level: Level, text: impl Into<String>) {
@@ -927,7 +665,7 @@ impl App {
             }
             Msg::Resize(_, h) => {
                 self.page_rows = (h as usize).saturating_sub(6).max(1);
-                self.clamp_offset();
+                self.queue.set_page(self.page_rows);
                 vec![]
             }
             Msg::Queue(id, result) => {
@@ -942,10 +680,9 @@ impl App {
                         }
 
                         self.connection = self.connection.answered();
-                        self.rows = data.rows;
                         self.subjects = data.subjects;
                         self.exceptions = data.exceptions;
-                        self.resort();
+                        self.queue.set_rows(data.rows);
                     }
                     Err(e) => {
                         if e.is_unreachable() {
@@ -1172,8 +909,8 @@ impl App {
             return vec![];
         }
         match (self.screen, m.kind) {
-            (Screen::Queue, MouseEventKind::ScrollDown) => self.move_selection(3),
-            (Screen::Queue, MouseEventKind::ScrollUp) => self.move_selection(-3),
+            (Screen::Queue, MouseEventKind::ScrollDown) => self.queue.shift(3),
+            (Screen::Queue, MouseEventKind::ScrollUp) => self.queue.shift(-3),
             (Screen::Detail, MouseEventKind::ScrollDown) => {
                 self.detail_scroll = self.detail_scroll.saturating_add(3)
             }
@@ -1182,12 +919,13 @@ impl App {
             }
             (Screen::Queue, MouseEventKind::Down(_)) => {
                 // Rows start below the tab line and the table header.
-                let row = (m.row as usize).checked_sub(2).map(|r| r + self.offset);
-                if let Some(r) = row.filter(|r| *r < self.visible.len()) {
-                    if r == self.selected {
+                let q = &mut self.queue;
+                let row = (m.row as usize).checked_sub(2).map(|r| r + q.cursor.offset);
+                if let Some(r) = row.filter(|r| *r < q.visible.len()) {
+                    if r == q.cursor.selected {
                         return self.run(Action::Open);
                     }
-                    self.selected = r;
+                    q.cursor.select(r, q.visible.len());
                 }
             }
             _ => {}
@@ -1207,8 +945,9 @@ impl App {
         if let Some(overlay) = self.overlay.take() {
             return self.overlay_key(overlay, k);
         }
-        if self.screen == Screen::Queue && self.filtering {
-            return self.filter_key(k);
+        if self.screen == Screen::Queue && self.queue.filtering {
+            self.queue.filter_key(k);
+            return vec![];
         }
         if self.screen == Screen::Emergency {
             return self.emergency_key(k);
@@ -1241,31 +980,6 @@ impl App {
             Some(action) => self.run(action),
             None => vec![],
         }
-    }
-
-    fn filter_key(&mut self, k: KeyEvent) -> Vec<Effect> {
-        match k.code {
-            KeyCode::Esc => {
-                self.filtering = false;
-                self.filter.clear();
-                self.refilter();
-            }
-            KeyCode::Enter => {
-                self.filtering = false;
-            }
-            KeyCode::Backspace => {
-                self.filter.pop();
-                self.refilter();
-            }
-            KeyCode::Up => self.move_selection(-1),
-            KeyCode::Down => self.move_selection(1),
-            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.filter.push(c);
-                self.refilter();
-            }
-            _ => {}
-        }
-        vec![]
     }
 
     fn overlay_key(&mut self, overlay: Overlay, k: KeyEvent) -> Vec<Effect> {
@@ -1355,6 +1069,9 @@ impl App {
         {
             return effects;
         }
+        if self.screen == Screen::Queue && self.queue.action(action) {
+            return vec![];
+        }
         match action {
             Action::Quit => {
                 if self.screen == Screen::Queue {
@@ -1377,12 +1094,7 @@ impl App {
                 return effects;
             }
             Action::Back => match self.screen {
-                Screen::Queue => {
-                    if !self.filter.is_empty() {
-                        self.filter.clear();
-                        self.refilter();
-                    }
-                }
+                Screen::Queue => {}
                 Screen::Detail => {
                     self.screen = Screen::Queue;
                     self.detail = None;
@@ -1416,30 +1128,16 @@ impl App {
                     return self.open(id);
                 }
             }
-            Action::Filter => {
-                self.filtering = true;
-            }
-            Action::SortNext => {
-                let i = SortKey::ALL
-                    .iter()
-                    .position(|k| *k == self.sort)
-                    .unwrap_or(0);
-                self.sort = SortKey::ALL[(i + 1) % SortKey::ALL.len()];
-                self.resort();
-            }
-            Action::SortReverse => {
-                self.sort_reverse = !self.sort_reverse;
-                self.resort();
-            }
-            Action::NextView => {
-                let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
-                self.set_view(View::ALL[(i + 1) % View::ALL.len()]);
-            }
-            Action::ViewPending => self.set_view(View::Pending),
-            Action::ViewMine => self.set_view(View::Mine),
-            Action::ViewBlocked => self.set_view(View::Blocked),
-            Action::ViewToday => self.set_view(View::Today),
-            Action::ViewAll => self.set_view(View::All),
+            // The queue's own (it handled them above when it is showing).
+            Action::Filter
+            | Action::SortNext
+            | Action::SortReverse
+            | Action::NextView
+            | Action::ViewPending
+            | Action::ViewMine
+            | Action::ViewBlocked
+            | Action::ViewToday
+            | Action::ViewAll => {}
             Action::Approve => self.start_decision(Verdict::Approve),
             Action::Reject => self.start_decision(Verdict::Reject),
             Action::RequestChanges => self.start_decision(Verdict::RequestChanges),
@@ -1489,16 +1187,9 @@ impl App {
         vec![]
     }
 
-    fn set_view(&mut self, v: View) {
-        self.view = v;
-        self.selected = 0;
-        self.offset = 0;
-        self.refilter();
-    }
-
     fn scroll(&mut self, delta: isize) {
         match self.screen {
-            Screen::Queue => self.move_selection(delta),
+            Screen::Queue => self.queue.shift(delta),
             Screen::Detail => {
                 let next = (self.detail_scroll as isize + delta).clamp(0, u16::MAX as isize);
                 self.detail_scroll = next as u16;

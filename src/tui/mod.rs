@@ -12,6 +12,7 @@ pub mod data;
 pub mod error;
 pub mod keymap;
 pub mod requests;
+pub mod screens;
 pub mod settings;
 pub mod theme;
 pub mod views;

@@ -17,7 +17,7 @@ fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
         return vec![(Back, "close")];
     }
     match app.screen {
-        Screen::Queue if app.filtering => vec![],
+        Screen::Queue if app.queue.filtering => vec![],
         Screen::Queue => vec![
             (Open, "open"),
             (Down, "move"),
@@ -68,7 +68,7 @@ fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
 pub fn hints(f: &mut Frame, area: Rect, app: &App) {
     let theme = &app.settings.theme;
     let mut spans: Vec<Span> = Vec::new();
-    if app.screen == Screen::Queue && app.filtering && app.overlay.is_none() {
+    if app.screen == Screen::Queue && app.queue.filtering && app.overlay.is_none() {
         spans.push(Span::styled("type to filter  ", theme.muted()));
         spans.push(Span::styled("enter", theme.accent()));
         spans.push(Span::styled(" keep  ", theme.muted()));

@@ -114,7 +114,7 @@ fn columns(width: u16) -> Vec<(Col, &'static str, u16)> {
 /// Draws the queue screen into `area`.
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let theme = &app.settings.theme;
-    let show_filter = app.filtering || !app.filter.is_empty();
+    let show_filter = app.queue.filtering || !app.queue.filter.is_empty();
     let [tabs, table_area, filter_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
@@ -123,11 +123,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     .areas(area);
 
     // Quick-view tabs with counts.
-    let counts = app.view_counts();
+    let counts = app.queue.view_counts();
     let mut spans = vec![Span::styled(" tollgate ", theme.title())];
     for (i, v) in View::ALL.iter().enumerate() {
         let label = format!(" {} {} {} ", i + 1, v.label(), counts[i]);
-        spans.push(if *v == app.view {
+        spans.push(if *v == app.queue.view {
             Span::styled(label, theme.selected())
         } else {
             Span::styled(label, theme.muted())
@@ -136,8 +136,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     spans.push(Span::styled(
         format!(
             "  sorted by {}{}",
-            app.sort.label(),
-            if app.sort_reverse { " ↓" } else { "" }
+            app.queue.sort.label(),
+            if app.queue.sort_reverse { " ↓" } else { "" }
         ),
         theme.muted(),
     ));
@@ -146,9 +146,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let cols = columns(table_area.width);
     let header = Row::new(cols.iter().map(|(_, name, _)| Cell::from(*name))).style(theme.muted());
     let page = table_area.height.saturating_sub(1) as usize;
-    let end = (app.offset + page).min(app.visible.len());
-    let rows: Vec<Row> = (app.offset..end)
-        .filter_map(|pos| app.visible.get(pos).map(|i| (pos, &app.rows[*i])))
+    let end = (app.queue.cursor.offset + page).min(app.queue.visible.len());
+    let rows: Vec<Row> = (app.queue.cursor.offset..end)
+        .filter_map(|pos| {
+            app.queue
+                .visible
+                .get(pos)
+                .map(|i| (pos, &app.queue.rows[*i]))
+        })
         .map(|(pos, r)| {
             let cells: Vec<Cell> = cols
                 .iter()
@@ -166,7 +171,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                 })
                 .collect();
             let row = Row::new(cells);
-            if pos == app.selected {
+            if pos == app.queue.cursor.selected {
                 row.style(theme.selected())
             } else {
                 row.style(theme.text())
@@ -188,17 +193,21 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         table_area,
     );
 
-    if app.visible.is_empty() {
-        let why = if app.rows.is_empty() && app.loading > 0 {
+    if app.queue.visible.is_empty() {
+        let why = if app.queue.rows.is_empty() && app.loading > 0 {
             "loading…".to_string()
-        } else if app.rows.is_empty() {
+        } else if app.queue.rows.is_empty() {
             "no change requests yet — CI submits them with `tollgate submit cr.json`".to_string()
-        } else if !app.filter.is_empty() {
-            format!("nothing in {} matches \"{}\"", app.view.label(), app.filter)
+        } else if !app.queue.filter.is_empty() {
+            format!(
+                "nothing in {} matches \"{}\"",
+                app.queue.view.label(),
+                app.queue.filter
+            )
         } else {
             format!(
                 "nothing in {} — press tab for the next view",
-                app.view.label()
+                app.queue.view.label()
             )
         };
         let msg_area = Rect {
@@ -213,13 +222,20 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     }
 
     if show_filter {
-        let cursor = if app.filtering { "▏" } else { "" };
+        let cursor = if app.queue.filtering { "▏" } else { "" };
         let line = Line::from(vec![
             Span::styled("/", theme.accent()),
-            Span::styled(crate::domain::text::sanitize(&app.filter), theme.text()),
+            Span::styled(
+                crate::domain::text::sanitize(&app.queue.filter),
+                theme.text(),
+            ),
             Span::styled(cursor, theme.accent()),
             Span::styled(
-                format!("   {} of {} match", app.visible.len(), app.view_total()),
+                format!(
+                    "   {} of {} match",
+                    app.queue.visible.len(),
+                    app.queue.view_total()
+                ),
                 theme.muted(),
             ),
         ]);

@@ -1,0 +1,366 @@
+//! The queue screen: every loaded CR as a row, quick views, sort, and the `/` filter.
+//! Owns its rows, what is visible, the cursor and the filter; the app asks it which CR is
+//! selected.
+
+use super::cursor::Cursor;
+use crate::domain::status::Status;
+use crate::tui::data::QueueRow;
+use crate::tui::keymap::Action;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
+use nucleo_matcher::{Config, Matcher, Utf32Str};
+
+/// Quick views of the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Status pending.
+    Pending,
+    /// Pending and I could give an open sign-off.
+    Mine,
+    /// A blocking check fails.
+    Blocked,
+    /// Someone decided today.
+    Today,
+    /// Everything.
+    All,
+}
+
+impl View {
+    /// All views in tab order.
+    pub const ALL: [View; 5] = [
+        View::Pending,
+        View::Mine,
+        View::Blocked,
+        View::Today,
+        View::All,
+    ];
+
+    /// Tab label.
+    pub fn label(self) -> &'static str {
+        match self {
+            View::Pending => "Pending",
+            View::Mine => "Needs me",
+            View::Blocked => "Blocked",
+            View::Today => "Decided today",
+            View::All => "All",
+        }
+    }
+
+    /// Whether `row` belongs to this view.
+    pub fn includes(self, row: &QueueRow) -> bool {
+        match self {
+            View::Pending => row.status == Status::Pending,
+            View::Mine => row.needs_me,
+            View::Blocked => row.blocked,
+            View::Today => row.decided_today,
+            View::All => true,
+        }
+    }
+}
+
+/// Queue columns one can sort by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// Oldest first by default: what waits longest comes first.
+    Age,
+    /// Highest effective risk first.
+    Risk,
+    /// CR id.
+    Id,
+    /// Gate.
+    Gate,
+    /// Title.
+    Title,
+    /// Subject.
+    Subject,
+    /// Requester.
+    Requester,
+    /// Fewest sign-offs obtained (relative to required) first.
+    Signoffs,
+    /// Most failing checks first.
+    Checks,
+    /// Status.
+    Status,
+}
+
+impl SortKey {
+    /// Sort keys in cycling order.
+    pub const ALL: [SortKey; 10] = [
+        SortKey::Age,
+        SortKey::Risk,
+        SortKey::Id,
+        SortKey::Gate,
+        SortKey::Title,
+        SortKey::Subject,
+        SortKey::Requester,
+        SortKey::Signoffs,
+        SortKey::Checks,
+        SortKey::Status,
+    ];
+
+    /// Column label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SortKey::Age => "age",
+            SortKey::Risk => "risk",
+            SortKey::Id => "id",
+            SortKey::Gate => "gate",
+            SortKey::Title => "title",
+            SortKey::Subject => "subject",
+            SortKey::Requester => "requester",
+            SortKey::Signoffs => "sign-offs",
+            SortKey::Checks => "checks",
+            SortKey::Status => "status",
+        }
+    }
+
+    fn compare(self, a: &QueueRow, b: &QueueRow) -> std::cmp::Ordering {
+        match self {
+            SortKey::Age => a.created_at.cmp(&b.created_at),
+            SortKey::Risk => b.effective.cmp(&a.effective),
+            SortKey::Id => a.id.cmp(&b.id),
+            SortKey::Gate => a.gate.cmp(&b.gate),
+            SortKey::Title => a.title.cmp(&b.title),
+            SortKey::Subject => a.subject.cmp(&b.subject),
+            SortKey::Requester => a.requester.cmp(&b.requester),
+            SortKey::Signoffs => {
+                (a.obtained * b.required.max(1)).cmp(&(b.obtained * a.required.max(1)))
+            }
+            SortKey::Checks => b
+                .checks
+                .fail
+                .cmp(&a.checks.fail)
+                .then(b.checks.pending.cmp(&a.checks.pending)),
+            SortKey::Status => a.status.as_str().cmp(b.status.as_str()),
+        }
+        .then_with(|| a.id.cmp(&b.id))
+    }
+}
+
+/// The queue's state.
+pub struct QueueScreen {
+    /// All loaded rows.
+    pub rows: Vec<QueueRow>,
+    /// Indices of rows shown (view, filter, sort applied).
+    pub visible: Vec<usize>,
+    /// Every row index in sort order.
+    order: Vec<usize>,
+    /// The query and view `visible` was computed for.
+    filtered_for: Option<(String, View)>,
+    /// Selection and window over `visible`.
+    pub cursor: Cursor,
+    /// Current quick view.
+    pub view: View,
+    /// Sort column.
+    pub sort: SortKey,
+    /// Reverse order.
+    pub sort_reverse: bool,
+    /// Filter text.
+    pub filter: String,
+    /// Typing into the filter.
+    pub filtering: bool,
+    matcher: Matcher,
+}
+
+impl Default for QueueScreen {
+    fn default() -> Self {
+        QueueScreen {
+            rows: Vec::new(),
+            visible: Vec::new(),
+            order: Vec::new(),
+            filtered_for: None,
+            cursor: Cursor {
+                page: 20,
+                ..Cursor::default()
+            },
+            view: View::Pending,
+            sort: SortKey::Age,
+            sort_reverse: false,
+            filter: String::new(),
+            filtering: false,
+            matcher: Matcher::new(Config::DEFAULT),
+        }
+    }
+}
+
+impl QueueScreen {
+    /// Replaces the rows (a new load), keeping the selection on the same CR.
+    pub fn set_rows(&mut self, rows: Vec<QueueRow>) {
+        self.rows = rows;
+        self.resort();
+    }
+
+    /// The row under the cursor.
+    pub fn selected_row(&self) -> Option<&QueueRow> {
+        self.visible
+            .get(self.cursor.selected)
+            .and_then(|i| self.rows.get(*i))
+    }
+
+    /// How many rows each view holds (for the tab labels).
+    pub fn view_counts(&self) -> [usize; 5] {
+        let mut counts = [0; 5];
+        for r in &self.rows {
+            for (i, v) in View::ALL.iter().enumerate() {
+                if v.includes(r) {
+                    counts[i] += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// Rows in the current view before filtering (the "of N" in "3 of 5").
+    pub fn view_total(&self) -> usize {
+        self.rows.iter().filter(|r| self.view.includes(r)).count()
+    }
+
+    /// Rows the table shows at once (from the terminal height).
+    pub fn set_page(&mut self, rows: usize) {
+        self.cursor.page = rows.max(1);
+        self.cursor.fit(self.visible.len());
+    }
+
+    /// Re-sorts all rows after the rows or the sort column changed, then refilters.
+    pub fn resort(&mut self) {
+        let rows = &self.rows;
+        let sort = self.sort;
+        let reverse = self.sort_reverse;
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|a, b| {
+            let o = sort.compare(&rows[*a], &rows[*b]);
+            if reverse { o.reverse() } else { o }
+        });
+        self.order = order;
+        self.filtered_for = None;
+        self.refilter();
+    }
+
+    /// Recomputes `visible` (view and filter over the sorted rows); keeps the selection on
+    /// the same CR when it is still visible. Typing more characters only narrows the
+    /// previous matches instead of searching every row again.
+    pub fn refilter(&mut self) {
+        let keep = self.selected_row().map(|r| r.id.clone());
+        let query = self.filter.trim().to_string();
+        let narrowing = match &self.filtered_for {
+            Some((previous, view)) => {
+                *view == self.view
+                    && !previous.is_empty()
+                    && query.starts_with(previous.as_str())
+                    && !query[previous.len()..].contains(['!', '^', '$', '\'', '\\'])
+            }
+            None => false,
+        };
+        let candidates = if narrowing {
+            std::mem::take(&mut self.visible)
+        } else {
+            self.order.clone()
+        };
+        let view = self.view;
+        self.visible = if query.is_empty() {
+            candidates
+                .into_iter()
+                .filter(|i| view.includes(&self.rows[*i]))
+                .collect()
+        } else {
+            let pattern = Pattern::parse(&query, CaseMatching::Ignore, Normalization::Smart);
+            let mut buf = Vec::new();
+            let (rows, matcher) = (&self.rows, &mut self.matcher);
+            candidates
+                .into_iter()
+                .filter(|i| {
+                    let r = &rows[*i];
+                    view.includes(r)
+                        && pattern
+                            .score(Utf32Str::new(&r.haystack, &mut buf), matcher)
+                            .is_some()
+                })
+                .collect()
+        };
+        self.filtered_for = Some((query, view));
+        let at = keep
+            .and_then(|id| self.visible.iter().position(|i| self.rows[*i].id == id))
+            .unwrap_or(0);
+        self.cursor.select(at, self.visible.len());
+    }
+
+    /// Moves the selection.
+    pub fn shift(&mut self, delta: isize) {
+        self.cursor.shift(delta, self.visible.len());
+    }
+
+    fn set_view(&mut self, v: View) {
+        self.view = v;
+        self.cursor.selected = 0;
+        self.cursor.offset = 0;
+        self.refilter();
+    }
+
+    /// A key while the `/` filter has focus.
+    pub fn filter_key(&mut self, k: KeyEvent) {
+        match k.code {
+            KeyCode::Esc => {
+                self.filtering = false;
+                self.filter.clear();
+                self.refilter();
+            }
+            KeyCode::Enter => {
+                self.filtering = false;
+            }
+            KeyCode::Backspace => {
+                self.filter.pop();
+                self.refilter();
+            }
+            KeyCode::Up => self.shift(-1),
+            KeyCode::Down => self.shift(1),
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.filter.push(c);
+                self.refilter();
+            }
+            _ => {}
+        }
+    }
+
+    /// The queue's own actions; `false` when the action is not the queue's to handle.
+    pub fn action(&mut self, action: Action) -> bool {
+        let page = self.cursor.page as isize;
+        match action {
+            Action::Up => self.shift(-1),
+            Action::Down => self.shift(1),
+            Action::PageUp => self.shift(-page),
+            Action::PageDown => self.shift(page),
+            Action::Top => self.shift(isize::MIN / 2),
+            Action::Bottom => self.shift(isize::MAX / 2),
+            Action::Filter => self.filtering = true,
+            Action::Back => {
+                if !self.filter.is_empty() {
+                    self.filter.clear();
+                    self.refilter();
+                }
+            }
+            Action::SortNext => {
+                let i = SortKey::ALL
+                    .iter()
+                    .position(|k| *k == self.sort)
+                    .unwrap_or(0);
+                self.sort = SortKey::ALL[(i + 1) % SortKey::ALL.len()];
+                self.resort();
+            }
+            Action::SortReverse => {
+                self.sort_reverse = !self.sort_reverse;
+                self.resort();
+            }
+            Action::NextView => {
+                let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
+                self.set_view(View::ALL[(i + 1) % View::ALL.len()]);
+            }
+            Action::ViewPending => self.set_view(View::Pending),
+            Action::ViewMine => self.set_view(View::Mine),
+            Action::ViewBlocked => self.set_view(View::Blocked),
+            Action::ViewToday => self.set_view(View::Today),
+            Action::ViewAll => self.set_view(View::All),
+            _ => return false,
+        }
+        true
+    }
+}
