@@ -279,7 +279,7 @@ fn a_refused_decision_explains_the_rule_and_cannot_be_signed() {
     let mut rig = Rig::new(Some("marco"));
     // CR-1046 (deployment): the latency check fails.
     rig.keys(&["5", "G", "enter"]);
-    assert_eq!(rig.app.detail_id.as_deref(), Some("CR-1046"));
+    assert_eq!(rig.app.detail.id.as_deref(), Some("CR-1046"));
     rig.key("a");
     rig.type_text("looks fine");
     rig.key("ctrl-s");
@@ -394,7 +394,7 @@ fn hostile_text_in_a_change_request_never_reaches_the_terminal() {
     rig.type_text("6666");
     rig.key("enter");
     rig.key("enter");
-    assert_eq!(rig.app.detail_id.as_deref(), Some("CR-6666"));
+    assert_eq!(rig.app.detail.id.as_deref(), Some("CR-6666"));
     let t = rig.render(120, 40);
     check(&t);
     assert!(t.backend().to_string().contains("churn"));
@@ -832,4 +832,48 @@ fn only_an_unreachable_server_turns_the_status_offline() {
         Ok(tollgate::store::Head { seq: 1, hash: None }),
     ));
     assert_eq!(rig.app.connection, Connection::Remote);
+}
+
+#[test]
+fn the_detail_scroll_stops_at_the_end_of_the_content() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.key("enter");
+    for (w, h) in [(120, 40), (80, 24)] {
+        rig.key("g");
+        let top = rig.screen_text(w, h);
+        rig.key("G");
+        let bottom = rig.screen_text(w, h);
+        assert_ne!(top, bottom, "{w}x{h}: G moved");
+        assert!(
+            bottom.contains("Versions"),
+            "{w}x{h}: the last section is on screen after G:\n{bottom}"
+        );
+        // Holding j past the end shows the same last screenful, never blank space.
+        for _ in 0..300 {
+            rig.key("j");
+        }
+        assert_eq!(
+            rig.screen_text(w, h),
+            bottom,
+            "{w}x{h}: j scrolled past the end"
+        );
+        // So one k is one line up, at once.
+        rig.key("k");
+        assert_ne!(rig.screen_text(w, h), bottom, "{w}x{h}: one k moved back");
+    }
+}
+
+#[test]
+fn the_help_scroll_stops_at_the_end_of_the_list() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.key("?");
+    let top = rig.screen_text(120, 30);
+    for _ in 0..200 {
+        rig.key("down");
+    }
+    let bottom = rig.screen_text(120, 30);
+    assert_ne!(top, bottom, "down scrolls the help");
+    rig.key("up");
+    let one_up = rig.screen_text(120, 30);
+    assert_ne!(one_up, bottom, "one up is one line up, at once");
 }

@@ -9,6 +9,7 @@ use super::data::{DetailData, QueueData, QueueRow};
 use super::error::TuiError;
 use super::keymap::{Action, Context};
 use super::requests::{Kind, Requests};
+pub use super::screens::detail::{ArtifactUse, DetailScreen};
 pub use super::screens::queue::{QueueScreen, SortKey, View};
 use super::settings::Settings;
 use crate::domain::checklist::Tick;
@@ -363,8 +364,8 @@ impl HistoryState {
 pub struct HelpState {
     /// Search text.
     pub query: String,
-    /// First line shown.
-    pub scroll: usize,
+    /// Scroll, bounded by the list.
+    pub scroll: super::screens::cursor::Scroll,
 }
 
 /// The command palette.
@@ -499,14 +500,8 @@ pub struct App {
     pub overlay: Option<Overlay>,
     /// The queue screen.
     pub queue: QueueScreen,
-    /// The CR on the detail screen.
-    pub detail: Option<Box<DetailData>>,
-    /// Id of the CR the detail screen is for (set before it loads).
-    pub detail_id: Option<String>,
-    /// Detail scroll position (lines).
-    pub detail_scroll: u16,
-    /// Selected artifact on the detail screen.
-    pub artifact: usize,
+    /// The detail screen.
+    pub detail: DetailScreen,
     /// The decision form.
     pub decide: Option<DecideForm>,
     /// The emergency flow.
@@ -561,10 +556,7 @@ impl App {
             screen: Screen::Queue,
             overlay: None,
             queue: QueueScreen::default(),
-            detail: None,
-            detail_id: None,
-            detail_scroll: 0,
-            artifact: 0,
+            detail: DetailScreen::default(),
             decide: None,
             emergency: None,
             subjects: Vec::new(),
@@ -646,7 +638,8 @@ impl App {
                         if changed || self.unsent > 0 {
                             let mut effects = vec![self.load_queue()];
                             if let Some(id) = self
-                                .detail_id
+                                .detail
+                                .id
                                 .clone()
                                 .filter(|_| self.screen == Screen::Detail)
                             {
@@ -699,12 +692,7 @@ impl App {
                     return vec![];
                 }
                 match result {
-                    Ok(d) => {
-                        self.artifact = self
-                            .artifact
-                            .min(d.cr.current.cr.artifacts.len().saturating_sub(1));
-                        self.detail = Some(d);
-                    }
+                    Ok(d) => self.detail.loaded(d),
                     Err(e) => self.say(Level::Error, e.to_string()),
                 }
                 vec![]
@@ -724,7 +712,8 @@ impl App {
                 );
                 // The open CR may be one of them: show it as the server now has it.
                 match self
-                    .detail_id
+                    .detail
+                    .id
                     .clone()
                     .filter(|_| self.screen == Screen::Detail)
                 {
@@ -743,7 +732,7 @@ impl App {
                         self.decide = None;
                         self.screen = Screen::Detail;
                         self.say(Level::Info, line);
-                        let cr = self.detail_id.clone().unwrap_or_default();
+                        let cr = self.detail.id.clone().unwrap_or_default();
                         vec![self.load_detail(cr), self.load_queue()]
                     }
                     Err(e) => {
@@ -911,12 +900,8 @@ impl App {
         match (self.screen, m.kind) {
             (Screen::Queue, MouseEventKind::ScrollDown) => self.queue.shift(3),
             (Screen::Queue, MouseEventKind::ScrollUp) => self.queue.shift(-3),
-            (Screen::Detail, MouseEventKind::ScrollDown) => {
-                self.detail_scroll = self.detail_scroll.saturating_add(3)
-            }
-            (Screen::Detail, MouseEventKind::ScrollUp) => {
-                self.detail_scroll = self.detail_scroll.saturating_sub(3)
-            }
+            (Screen::Detail, MouseEventKind::ScrollDown) => self.detail.scroll.shift(3),
+            (Screen::Detail, MouseEventKind::ScrollUp) => self.detail.scroll.shift(-3),
             (Screen::Queue, MouseEventKind::Down(_)) => {
                 // Rows start below the tab line and the table header.
                 let q = &mut self.queue;
@@ -965,7 +950,7 @@ impl App {
                 if let Some(form) = self.decide.as_mut() {
                     form.verdict =
                         cycle_verdict(form.verdict, if k.code == KeyCode::Left { -1 } else { 1 });
-                    refresh_roles(form, self.detail.as_deref(), me.as_ref());
+                    refresh_roles(form, self.detail.data(), me.as_ref());
                 }
                 return vec![];
             }
@@ -990,15 +975,15 @@ impl App {
                     KeyCode::Char('?') if h.query.is_empty() => return vec![],
                     KeyCode::Backspace => {
                         h.query.pop();
-                        h.scroll = 0;
+                        h.scroll.reset();
                     }
-                    KeyCode::Up => h.scroll = h.scroll.saturating_sub(1),
-                    KeyCode::Down => h.scroll += 1,
-                    KeyCode::PageDown => h.scroll += 10,
-                    KeyCode::PageUp => h.scroll = h.scroll.saturating_sub(10),
+                    KeyCode::Up => h.scroll.shift(-1),
+                    KeyCode::Down => h.scroll.shift(1),
+                    KeyCode::PageDown => h.scroll.shift(10),
+                    KeyCode::PageUp => h.scroll.shift(-10),
                     KeyCode::Char(c) => {
                         h.query.push(c);
-                        h.scroll = 0;
+                        h.scroll.reset();
                     }
                     _ => {}
                 }
@@ -1072,6 +1057,23 @@ impl App {
         if self.screen == Screen::Queue && self.queue.action(action) {
             return vec![];
         }
+        if self.screen == Screen::Detail
+            && let Some(artifact) = self.detail.action(action, self.page_rows as isize)
+        {
+            return match artifact {
+                Some(ArtifactUse::Open(url)) => {
+                    let shown = crate::domain::text::sanitize(&url);
+                    self.say(Level::Info, format!("opening {shown}"));
+                    vec![Effect::OpenUrl(url)]
+                }
+                Some(ArtifactUse::Copy(url)) => {
+                    let shown = crate::domain::text::sanitize(&url);
+                    self.say(Level::Info, format!("copied {shown}"));
+                    vec![Effect::Copy(url)]
+                }
+                None => vec![],
+            };
+        }
         match action {
             Action::Quit => {
                 if self.screen == Screen::Queue {
@@ -1085,7 +1087,8 @@ impl App {
             Action::Refresh => {
                 let mut effects = vec![self.load_queue()];
                 if let Some(id) = self
-                    .detail_id
+                    .detail
+                    .id
                     .clone()
                     .filter(|_| self.screen != Screen::Queue)
                 {
@@ -1097,8 +1100,7 @@ impl App {
                 Screen::Queue => {}
                 Screen::Detail => {
                     self.screen = Screen::Queue;
-                    self.detail = None;
-                    self.detail_id = None;
+                    self.detail.close();
                 }
                 Screen::Decide => {
                     self.screen = Screen::Detail;
@@ -1141,32 +1143,8 @@ impl App {
             Action::Approve => self.start_decision(Verdict::Approve),
             Action::Reject => self.start_decision(Verdict::Reject),
             Action::RequestChanges => self.start_decision(Verdict::RequestChanges),
-            Action::NextArtifact => {
-                let n = self
-                    .detail
-                    .as_ref()
-                    .map_or(0, |d| d.cr.current.cr.artifacts.len());
-                if n > 0 {
-                    self.artifact = (self.artifact + 1) % n;
-                }
-            }
-            Action::OpenArtifact | Action::CopyUrl => {
-                let url = self
-                    .detail
-                    .as_ref()
-                    .and_then(|d| d.cr.current.cr.artifacts.get(self.artifact))
-                    .map(|a| a.url.clone());
-                if let Some(url) = url {
-                    let shown = crate::domain::text::sanitize(&url);
-                    return if action == Action::OpenArtifact {
-                        self.say(Level::Info, format!("opening {shown}"));
-                        vec![Effect::OpenUrl(url)]
-                    } else {
-                        self.say(Level::Info, format!("copied {shown}"));
-                        vec![Effect::Copy(url)]
-                    };
-                }
-            }
+            // The detail's own (it handled them above when it is showing).
+            Action::NextArtifact | Action::OpenArtifact | Action::CopyUrl => {}
             Action::NextField
             | Action::PrevField
             | Action::ToggleTick
@@ -1190,10 +1168,7 @@ impl App {
     fn scroll(&mut self, delta: isize) {
         match self.screen {
             Screen::Queue => self.queue.shift(delta),
-            Screen::Detail => {
-                let next = (self.detail_scroll as isize + delta).clamp(0, u16::MAX as isize);
-                self.detail_scroll = next as u16;
-            }
+            Screen::Detail => self.detail.scroll.shift(delta),
             Screen::Decide => {
                 let me = self.me().cloned();
                 if let Some(form) = self.decide.as_mut() {
@@ -1210,7 +1185,7 @@ impl App {
                         }
                         Field::Verdict => {
                             form.verdict = cycle_verdict(form.verdict, delta.signum());
-                            refresh_roles(form, self.detail.as_deref(), me.as_ref());
+                            refresh_roles(form, self.detail.data(), me.as_ref());
                         }
                         _ => {}
                     }
@@ -1222,16 +1197,7 @@ impl App {
 
     fn open(&mut self, id: String) -> Vec<Effect> {
         self.screen = Screen::Detail;
-        self.detail_scroll = 0;
-        self.artifact = 0;
-        if self
-            .detail
-            .as_ref()
-            .is_none_or(|d| d.cr.current.cr.id != id)
-        {
-            self.detail = None;
-        }
-        self.detail_id = Some(id.clone());
+        self.detail.open(id.clone());
         vec![self.load_detail(id)]
     }
 
@@ -1247,7 +1213,7 @@ impl App {
             }
             return;
         };
-        let Some(detail) = self.detail.as_deref() else {
+        let Some(detail) = self.detail.data() else {
             self.say(Level::Error, "still loading this change request");
             return;
         };
@@ -1317,7 +1283,7 @@ impl App {
     /// Form-level actions in the decision screen.
     pub fn decide_action(&mut self, action: Action) -> Vec<Effect> {
         let me = self.me().cloned();
-        let detail = self.detail.as_deref();
+        let detail = self.detail.data();
         let policy = self.policy.clone();
         let Some(form) = self.decide.as_mut() else {
             return vec![];

@@ -2,4 +2,5 @@
 //! drawn; the app keeps which screen is up and what the screens share.
 
 pub mod cursor;
+pub mod detail;
 pub mod queue;

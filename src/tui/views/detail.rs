@@ -450,7 +450,7 @@ fn artifact_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     lines.push(heading("Artifacts", theme));
     for (i, a) in c.artifacts.iter().enumerate() {
-        let selected = i == app.artifact;
+        let selected = i == app.detail.artifact;
         let marker = if selected { "▸ " } else { "  " };
         let style = if selected {
             theme.selected()
@@ -486,8 +486,8 @@ fn compose(d: &DetailData, app: &App, sections: &[Section]) -> Vec<Line<'static>
 /// Draws the detail screen.
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let theme = &app.settings.theme;
-    let Some(d) = app.detail.as_deref() else {
-        let id = app.detail_id.as_deref().map(sanitize).unwrap_or_default();
+    let Some(d) = app.detail.data() else {
+        let id = app.detail.id.as_deref().map(sanitize).unwrap_or_default();
         f.render_widget(
             Paragraph::new(Span::styled(format!(" {id} — loading…"), theme.muted())),
             area,
@@ -519,52 +519,52 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         head,
     );
     let wide = body.width >= 120;
-    let scroll = (app.detail_scroll, 0);
     if wide {
         let [l, r] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
             .areas(body);
+        let left = Paragraph::new(compose(
+            d,
+            app,
+            &[
+                identity_lines,
+                prose_lines,
+                metrics_lines,
+                risk_lines,
+                plan_lines,
+                versions_lines,
+            ],
+        ))
+        .wrap(Wrap { trim: false });
+        let inner = Rect {
+            x: r.x + 1,
+            width: r.width.saturating_sub(1),
+            ..r
+        };
+        let right = Paragraph::new(compose(
+            d,
+            app,
+            &[policy_lines, checklist_lines, signoff_lines, artifact_lines],
+        ))
+        .wrap(Wrap { trim: false });
+        // One scroll for both columns, bounded by the longer one.
+        let content = left
+            .line_count(l.width.saturating_sub(1))
+            .max(right.line_count(inner.width));
+        let scroll = (app.detail.scroll.for_view(content, body.height), 0);
         f.render_widget(
-            Paragraph::new(compose(
-                d,
-                app,
-                &[
-                    identity_lines,
-                    prose_lines,
-                    metrics_lines,
-                    risk_lines,
-                    plan_lines,
-                    versions_lines,
-                ],
-            ))
-            .wrap(Wrap { trim: false })
-            .scroll(scroll)
-            .block(
+            left.scroll(scroll).block(
                 Block::default()
                     .borders(Borders::RIGHT)
                     .border_style(theme.border()),
             ),
             l,
         );
-        let inner = Rect {
-            x: r.x + 1,
-            width: r.width.saturating_sub(1),
-            ..r
-        };
-        f.render_widget(
-            Paragraph::new(compose(
-                d,
-                app,
-                &[policy_lines, checklist_lines, signoff_lines, artifact_lines],
-            ))
-            .wrap(Wrap { trim: false })
-            .scroll(scroll),
-            inner,
-        );
+        f.render_widget(right.scroll(scroll), inner);
     } else {
         // Narrow: what decides comes first, so that at 80x24 the first screen holds the
         // subject, the risk, the sign-offs (short) and the start of the checklist; the
         // metrics, prose and plans follow when scrolling.
-        let all = compose(
+        let all = Paragraph::new(compose(
             d,
             app,
             &[
@@ -579,12 +579,10 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                 artifact_lines,
                 versions_lines,
             ],
-        );
-        f.render_widget(
-            Paragraph::new(all)
-                .wrap(Wrap { trim: false })
-                .scroll(scroll),
-            body,
-        );
+        ))
+        .wrap(Wrap { trim: false });
+        let content = all.line_count(body.width);
+        let scroll = (app.detail.scroll.for_view(content, body.height), 0);
+        f.render_widget(all.scroll(scroll), body);
     }
 }

@@ -91,7 +91,7 @@ pub fn draw_help(f: &mut Frame, area: Rect, app: &App, h: &HelpState) {
         search,
     );
     let lines = help_lines(app, &h.query);
-    let scroll = h.scroll.min(lines.len().saturating_sub(1)) as u16;
+    let scroll = h.scroll.for_view(lines.len(), body.height);
     f.render_widget(Paragraph::new(lines).scroll((scroll, 0)), body);
 }
 

@@ -1,0 +1,91 @@
+//! The detail screen: one CR with everything a reviewer needs, scrolled within its
+//! content, with a selectable artifact to open or copy.
+
+use super::cursor::Scroll;
+use crate::tui::data::DetailData;
+use crate::tui::keymap::Action;
+
+/// What an artifact action asks the runtime to do with a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactUse {
+    /// Open it with the system opener.
+    Open(String),
+    /// Put it on the clipboard.
+    Copy(String),
+}
+
+/// The detail screen's state.
+#[derive(Default)]
+pub struct DetailScreen {
+    /// The loaded CR (`None` while loading).
+    pub data: Option<Box<DetailData>>,
+    /// The CR shown (set before it loads).
+    pub id: Option<String>,
+    /// Vertical scroll, bounded by the content.
+    pub scroll: Scroll,
+    /// Selected artifact.
+    pub artifact: usize,
+}
+
+impl DetailScreen {
+    /// Shows `id`: back to the top; the old data stays only if it is the same CR.
+    pub fn open(&mut self, id: String) {
+        self.scroll.reset();
+        self.artifact = 0;
+        if self.data.as_ref().is_none_or(|d| d.cr.current.cr.id != id) {
+            self.data = None;
+        }
+        self.id = Some(id);
+    }
+
+    /// Leaves the screen.
+    pub fn close(&mut self) {
+        self.data = None;
+        self.id = None;
+    }
+
+    /// A load finished.
+    pub fn loaded(&mut self, data: Box<DetailData>) {
+        self.artifact = self
+            .artifact
+            .min(data.cr.current.cr.artifacts.len().saturating_sub(1));
+        self.data = Some(data);
+    }
+
+    /// The loaded CR's data.
+    pub fn data(&self) -> Option<&DetailData> {
+        self.data.as_deref()
+    }
+
+    /// The detail's own actions: scrolling (`page` lines per page) and artifacts. `None`
+    /// when the action is not the detail's.
+    pub fn action(&mut self, action: Action, page: isize) -> Option<Option<ArtifactUse>> {
+        match action {
+            Action::Up => self.scroll.shift(-1),
+            Action::Down => self.scroll.shift(1),
+            Action::PageUp => self.scroll.shift(-page),
+            Action::PageDown => self.scroll.shift(page),
+            Action::Top => self.scroll.shift(isize::MIN / 2),
+            Action::Bottom => self.scroll.shift(isize::MAX / 2),
+            Action::NextArtifact => {
+                let n = self.data().map_or(0, |d| d.cr.current.cr.artifacts.len());
+                if n > 0 {
+                    self.artifact = (self.artifact + 1) % n;
+                }
+            }
+            Action::OpenArtifact | Action::CopyUrl => {
+                let url = self
+                    .data()
+                    .and_then(|d| d.cr.current.cr.artifacts.get(self.artifact))
+                    .map(|a| a.url.clone())?;
+                return Some(Some(if action == Action::OpenArtifact {
+                    ArtifactUse::Open(url)
+                } else {
+                    ArtifactUse::Copy(url)
+                }));
+            }
+            _ => return None,
+        }
+        Some(None)
+    }
+}
