@@ -9,7 +9,9 @@ use super::data::{DetailData, QueueData, QueueRow};
 use super::error::TuiError;
 use super::keymap::{Action, Context};
 use super::requests::{Kind, Requests};
+pub use super::screens::Screen;
 pub use super::screens::detail::{ArtifactUse, DetailScreen};
+pub use super::screens::history::{HistoryAsk, HistorySort, HistoryState, Integrity, RecordView};
 pub use super::screens::queue::{QueueScreen, SortKey, View};
 use super::settings::Settings;
 use crate::domain::checklist::Tick;
@@ -24,25 +26,6 @@ use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Config, Matcher, Utf32Str};
 use ratatui_textarea::TextArea;
 use std::sync::Arc;
-
-/// Which screen is showing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Screen {
-    /// The queue table.
-    Queue,
-    /// One CR.
-    Detail,
-    /// The decision form, over the detail.
-    Decide,
-    /// The final confirmation, over the form.
-    Confirm,
-    /// The emergency rollback flow (`!`), from any screen.
-    Emergency,
-    /// Open emergency exceptions with their deadlines.
-    Exceptions,
-    /// Decision history, audit-log integrity and governance health.
-    History,
-}
 
 /// Who is at the keyboard.
 #[derive(Debug, Clone)]
@@ -220,142 +203,6 @@ impl EmergencyForm {
             incident: self.incident.trim().to_string(),
             reason: self.reason.trim().to_string(),
         })
-    }
-}
-
-/// The audit log's integrity, as the History screen shows it.
-#[derive(Debug, Clone)]
-pub enum Integrity {
-    /// Verification is running in the background.
-    Verifying,
-    /// Finished: the report and how long it took.
-    Done(Box<crate::audit::log::VerifyReport>, u128),
-    /// Could not run.
-    Failed(String),
-}
-
-/// History columns one can sort by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HistorySort {
-    /// Newest first.
-    Time,
-    /// Longest lead time first.
-    LeadTime,
-    /// Highest risk first.
-    Risk,
-    /// Principal.
-    Principal,
-    /// CR id.
-    Cr,
-}
-
-impl HistorySort {
-    /// Cycling order.
-    pub const ALL: [HistorySort; 5] = [
-        HistorySort::Time,
-        HistorySort::LeadTime,
-        HistorySort::Risk,
-        HistorySort::Principal,
-        HistorySort::Cr,
-    ];
-
-    /// Label.
-    pub fn label(self) -> &'static str {
-        match self {
-            HistorySort::Time => "time",
-            HistorySort::LeadTime => "lead time",
-            HistorySort::Risk => "risk",
-            HistorySort::Principal => "principal",
-            HistorySort::Cr => "change request",
-        }
-    }
-}
-
-/// A signed record opened from the history.
-#[derive(Debug, Clone)]
-pub struct RecordView {
-    /// Log position.
-    pub seq: u64,
-    /// The signed body, pretty-printed.
-    pub body: String,
-    /// Signature status.
-    pub signature: Result<String, String>,
-    /// The CR revision it was bound to: title, revision, digest, and whether it is still current.
-    pub revision: String,
-}
-
-/// The History screen's state.
-#[derive(Debug, Clone)]
-pub struct HistoryState {
-    /// Every decision, oldest first.
-    pub data: crate::history::History,
-    /// Indices shown (filter and sort applied).
-    pub visible: Vec<usize>,
-    /// Selected position in `visible`.
-    pub selected: usize,
-    /// First visible position.
-    pub offset: usize,
-    /// Filter expression.
-    pub filter: String,
-    /// Typing the filter.
-    pub filtering: bool,
-    /// Why the filter expression is not understood.
-    pub filter_error: Option<String>,
-    /// Sort column.
-    pub sort: HistorySort,
-    /// Reverse it.
-    pub reverse: bool,
-    /// Showing governance health instead of the table.
-    pub health: bool,
-    /// The record opened with enter.
-    pub record: Option<RecordView>,
-    /// Whole-log verification.
-    pub integrity: Integrity,
-    /// Still loading.
-    pub loading: bool,
-    /// Screen to go back to.
-    pub back_to: Screen,
-}
-
-impl HistoryState {
-    /// The selected entry.
-    pub fn selected_entry(&self) -> Option<&crate::history::HistoryEntry> {
-        self.visible
-            .get(self.selected)
-            .and_then(|i| self.data.entries.get(*i))
-    }
-
-    /// Recomputes `visible` from the filter and sort.
-    pub fn refilter(&mut self) {
-        let filter = match crate::history::Filter::parse(&self.filter) {
-            Ok(f) => {
-                self.filter_error = None;
-                f
-            }
-            Err(e) => {
-                self.filter_error = Some(e);
-                return;
-            }
-        };
-        let entries = &self.data.entries;
-        let mut visible: Vec<usize> = (0..entries.len())
-            .filter(|i| filter.matches(&entries[*i]))
-            .collect();
-        let key = self.sort;
-        visible.sort_by(|a, b| {
-            let (x, y) = (&entries[*a], &entries[*b]);
-            let o = match key {
-                HistorySort::Time => y.seq.cmp(&x.seq),
-                HistorySort::LeadTime => y.lead_time.cmp(&x.lead_time),
-                HistorySort::Risk => y.risk.cmp(&x.risk).then(y.seq.cmp(&x.seq)),
-                HistorySort::Principal => x.principal.cmp(&y.principal).then(y.seq.cmp(&x.seq)),
-                HistorySort::Cr => x.cr_id.cmp(&y.cr_id).then(y.seq.cmp(&x.seq)),
-            };
-            if self.reverse { o.reverse() } else { o }
-        });
-        self.visible = visible;
-        self.selected = self.selected.min(self.visible.len().saturating_sub(1));
-        self.offset = self.offset.min(self.selected);
     }
 }
 
@@ -820,11 +667,7 @@ impl App {
                     return vec![];
                 }
                 match (result, self.history.as_mut()) {
-                    (Ok(data), Some(h)) => {
-                        h.data = data;
-                        h.loading = false;
-                        h.refilter();
-                    }
+                    (Ok(data), Some(h)) => h.loaded(data),
                     (Err(e), _) => self.say(Level::Error, format!("cannot load the history: {e}")),
                     _ => {}
                 }
@@ -937,8 +780,11 @@ impl App {
         if self.screen == Screen::Emergency {
             return self.emergency_key(k);
         }
-        if self.screen == Screen::History && self.history.as_ref().is_some_and(|h| h.filtering) {
-            return self.history_filter_key(k);
+        if self.screen == Screen::History
+            && let Some(h) = self.history.as_mut().filter(|h| h.filtering)
+        {
+            h.filter_key(k);
+            return vec![];
         }
         if self.screen == Screen::Decide {
             let on_verdict = self
@@ -1366,22 +1212,7 @@ impl App {
             Screen::Emergency | Screen::Exceptions => Screen::Queue,
             other => other,
         };
-        self.history = Some(HistoryState {
-            data: Default::default(),
-            visible: Vec::new(),
-            selected: 0,
-            offset: 0,
-            filter: String::new(),
-            filtering: false,
-            filter_error: None,
-            sort: HistorySort::Time,
-            reverse: false,
-            health: false,
-            record: None,
-            integrity: Integrity::Verifying,
-            loading: true,
-            back_to,
-        });
+        self.history = Some(HistoryState::new(back_to));
         self.screen = Screen::History;
         let history = self.requests.issue(Kind::History);
         let verify = self.requests.issue(Kind::Integrity);
@@ -1390,94 +1221,19 @@ impl App {
 
     /// History-screen meanings of shared actions; `None` falls through to the default.
     fn history_action(&mut self, action: Action) -> Option<Vec<Effect>> {
-        let page = self.page_rows.max(1) as isize;
-        let h = self.history.as_mut()?;
-        let mut effects = vec![];
-        match action {
-            Action::Up
-            | Action::Down
-            | Action::PageUp
-            | Action::PageDown
-            | Action::Top
-            | Action::Bottom => {
-                let delta = match action {
-                    Action::Up => -1,
-                    Action::Down => 1,
-                    Action::PageUp => -page,
-                    Action::PageDown => page,
-                    Action::Top => isize::MIN / 2,
-                    _ => isize::MAX / 2,
-                };
-                let last = h.visible.len().saturating_sub(1) as isize;
-                h.selected = (h.selected as isize + delta).clamp(0, last.max(0)) as usize;
-                if h.selected < h.offset {
-                    h.offset = h.selected;
-                } else if h.selected >= h.offset + page as usize {
-                    h.offset = h.selected + 1 - page as usize;
-                }
-                if h.record.is_some() {
-                    h.record = None;
-                }
+        let page = self.page_rows;
+        match self.history.as_mut()?.action(action, page)? {
+            HistoryAsk::Nothing => Some(vec![]),
+            HistoryAsk::LoadRecord(seq) => {
+                let id = self.requests.issue(Kind::Record);
+                Some(vec![Effect::LoadRecord(id, seq)])
             }
-            Action::Filter => h.filtering = true,
-            Action::SortNext => {
-                let i = HistorySort::ALL
-                    .iter()
-                    .position(|k| *k == h.sort)
-                    .unwrap_or(0);
-                h.sort = HistorySort::ALL[(i + 1) % HistorySort::ALL.len()];
-                h.refilter();
+            HistoryAsk::Reload => {
+                let back = self.history.take().map_or(Screen::Queue, |h| h.back_to);
+                self.screen = back;
+                Some(self.open_history())
             }
-            Action::SortReverse => {
-                h.reverse = !h.reverse;
-                h.refilter();
-            }
-            Action::NextView => h.health = !h.health,
-            Action::Open => {
-                if h.record.is_some() {
-                    h.record = None;
-                } else if let Some(seq) = h.selected_entry().map(|e| e.seq) {
-                    let id = self.requests.issue(Kind::Record);
-                    effects.push(Effect::LoadRecord(id, seq));
-                }
-            }
-            Action::Back if h.record.is_some() => h.record = None,
-            Action::Refresh => {
-                self.history = None;
-                self.screen = self.screen_before_history();
-                return Some(self.open_history());
-            }
-            _ => return None,
         }
-        Some(effects)
-    }
-
-    fn screen_before_history(&self) -> Screen {
-        self.history.as_ref().map_or(Screen::Queue, |h| h.back_to)
-    }
-
-    fn history_filter_key(&mut self, k: KeyEvent) -> Vec<Effect> {
-        let Some(h) = self.history.as_mut() else {
-            return vec![];
-        };
-        match k.code {
-            KeyCode::Esc => {
-                h.filtering = false;
-                h.filter.clear();
-                h.refilter();
-            }
-            KeyCode::Enter => h.filtering = false,
-            KeyCode::Backspace => {
-                h.filter.pop();
-                h.refilter();
-            }
-            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                h.filter.push(c);
-                h.refilter();
-            }
-            _ => {}
-        }
-        vec![]
     }
 
     /// Exceptions whose review is overdue now.

@@ -3,4 +3,24 @@
 
 pub mod cursor;
 pub mod detail;
+pub mod history;
 pub mod queue;
+
+/// Which screen is showing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// The queue table.
+    Queue,
+    /// One CR.
+    Detail,
+    /// The decision form, over the detail.
+    Decide,
+    /// The final confirmation, over the form.
+    Confirm,
+    /// The emergency rollback flow (`!`), from any screen.
+    Emergency,
+    /// Open emergency exceptions with their deadlines.
+    Exceptions,
+    /// Decision history, audit-log integrity and governance health.
+    History,
+}

@@ -177,8 +177,8 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
     )
     .style(theme.muted());
     let page = area.height.saturating_sub(1) as usize;
-    let end = (h.offset + page).min(h.visible.len());
-    let rows: Vec<Row> = (h.offset..end)
+    let end = (h.cursor.offset + page).min(h.visible.len());
+    let rows: Vec<Row> = (h.cursor.offset..end)
         .map(|pos| (pos, &h.data.entries[h.visible[pos]]))
         .map(|(pos, e): (usize, &HistoryEntry)| {
             let verdict = match e.verdict {
@@ -212,7 +212,7 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
                 ),
                 Cell::from(record),
             ]);
-            if pos == h.selected {
+            if pos == h.cursor.selected {
                 row.style(theme.selected())
             } else {
                 row.style(theme.text())

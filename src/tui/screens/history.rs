@@ -1,0 +1,250 @@
+//! The History screen: every decision with its context, filterable and sortable, the
+//! log's integrity checked in the background, governance health, and one signed record at
+//! a time.
+
+use super::Screen;
+use super::cursor::Cursor;
+use crate::tui::keymap::Action;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// The audit log's integrity, as the History screen shows it.
+#[derive(Debug, Clone)]
+pub enum Integrity {
+    /// Verification is running in the background.
+    Verifying,
+    /// Finished: the report and how long it took.
+    Done(Box<crate::audit::log::VerifyReport>, u128),
+    /// Could not run.
+    Failed(String),
+}
+
+/// History columns one can sort by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistorySort {
+    /// Newest first.
+    Time,
+    /// Longest lead time first.
+    LeadTime,
+    /// Highest risk first.
+    Risk,
+    /// Principal.
+    Principal,
+    /// CR id.
+    Cr,
+}
+
+impl HistorySort {
+    /// Cycling order.
+    pub const ALL: [HistorySort; 5] = [
+        HistorySort::Time,
+        HistorySort::LeadTime,
+        HistorySort::Risk,
+        HistorySort::Principal,
+        HistorySort::Cr,
+    ];
+
+    /// Label.
+    pub fn label(self) -> &'static str {
+        match self {
+            HistorySort::Time => "time",
+            HistorySort::LeadTime => "lead time",
+            HistorySort::Risk => "risk",
+            HistorySort::Principal => "principal",
+            HistorySort::Cr => "change request",
+        }
+    }
+}
+
+/// A signed record opened from the history.
+#[derive(Debug, Clone)]
+pub struct RecordView {
+    /// Log position.
+    pub seq: u64,
+    /// The signed body, pretty-printed.
+    pub body: String,
+    /// Signature status.
+    pub signature: Result<String, String>,
+    /// The CR revision it was bound to: title, revision, digest, and whether it is still current.
+    pub revision: String,
+}
+
+/// The History screen's state.
+#[derive(Debug, Clone)]
+pub struct HistoryState {
+    /// Every decision, oldest first.
+    pub data: crate::history::History,
+    /// Indices shown (filter and sort applied).
+    pub visible: Vec<usize>,
+    /// Selection and window over `visible`.
+    pub cursor: Cursor,
+    /// Filter expression.
+    pub filter: String,
+    /// Typing the filter.
+    pub filtering: bool,
+    /// Why the filter expression is not understood.
+    pub filter_error: Option<String>,
+    /// Sort column.
+    pub sort: HistorySort,
+    /// Reverse it.
+    pub reverse: bool,
+    /// Showing governance health instead of the table.
+    pub health: bool,
+    /// The record opened with enter.
+    pub record: Option<RecordView>,
+    /// Whole-log verification.
+    pub integrity: Integrity,
+    /// Still loading.
+    pub loading: bool,
+    /// Screen to go back to.
+    pub back_to: Screen,
+}
+
+impl HistoryState {
+    /// The selected entry.
+    pub fn selected_entry(&self) -> Option<&crate::history::HistoryEntry> {
+        self.visible
+            .get(self.cursor.selected)
+            .and_then(|i| self.data.entries.get(*i))
+    }
+
+    /// Recomputes `visible` from the filter and sort.
+    pub fn refilter(&mut self) {
+        let filter = match crate::history::Filter::parse(&self.filter) {
+            Ok(f) => {
+                self.filter_error = None;
+                f
+            }
+            Err(e) => {
+                self.filter_error = Some(e);
+                return;
+            }
+        };
+        let entries = &self.data.entries;
+        let mut visible: Vec<usize> = (0..entries.len())
+            .filter(|i| filter.matches(&entries[*i]))
+            .collect();
+        let key = self.sort;
+        visible.sort_by(|a, b| {
+            let (x, y) = (&entries[*a], &entries[*b]);
+            let o = match key {
+                HistorySort::Time => y.seq.cmp(&x.seq),
+                HistorySort::LeadTime => y.lead_time.cmp(&x.lead_time),
+                HistorySort::Risk => y.risk.cmp(&x.risk).then(y.seq.cmp(&x.seq)),
+                HistorySort::Principal => x.principal.cmp(&y.principal).then(y.seq.cmp(&x.seq)),
+                HistorySort::Cr => x.cr_id.cmp(&y.cr_id).then(y.seq.cmp(&x.seq)),
+            };
+            if self.reverse { o.reverse() } else { o }
+        });
+        self.visible = visible;
+        self.cursor.fit(self.visible.len());
+    }
+
+    /// An empty, loading History screen that goes back to `back_to`.
+    pub fn new(back_to: Screen) -> HistoryState {
+        HistoryState {
+            data: Default::default(),
+            visible: Vec::new(),
+            cursor: Cursor::default(),
+            filter: String::new(),
+            filtering: false,
+            filter_error: None,
+            sort: HistorySort::Time,
+            reverse: false,
+            health: false,
+            record: None,
+            integrity: Integrity::Verifying,
+            loading: true,
+            back_to,
+        }
+    }
+
+    /// The history arrived.
+    pub fn loaded(&mut self, data: crate::history::History) {
+        self.data = data;
+        self.loading = false;
+        self.refilter();
+    }
+
+    /// History-screen meanings of shared actions (`page` rows per page); `None` when the
+    /// action is not the History screen's.
+    pub fn action(&mut self, action: Action, page: usize) -> Option<HistoryAsk> {
+        self.cursor.page = page.max(1);
+        let page = self.cursor.page as isize;
+        match action {
+            Action::Up
+            | Action::Down
+            | Action::PageUp
+            | Action::PageDown
+            | Action::Top
+            | Action::Bottom => {
+                let delta = match action {
+                    Action::Up => -1,
+                    Action::Down => 1,
+                    Action::PageUp => -page,
+                    Action::PageDown => page,
+                    Action::Top => isize::MIN / 2,
+                    _ => isize::MAX / 2,
+                };
+                self.cursor.shift(delta, self.visible.len());
+                self.record = None;
+            }
+            Action::Filter => self.filtering = true,
+            Action::SortNext => {
+                let i = HistorySort::ALL
+                    .iter()
+                    .position(|k| *k == self.sort)
+                    .unwrap_or(0);
+                self.sort = HistorySort::ALL[(i + 1) % HistorySort::ALL.len()];
+                self.refilter();
+            }
+            Action::SortReverse => {
+                self.reverse = !self.reverse;
+                self.refilter();
+            }
+            Action::NextView => self.health = !self.health,
+            Action::Open => {
+                if self.record.is_some() {
+                    self.record = None;
+                } else if let Some(seq) = self.selected_entry().map(|e| e.seq) {
+                    return Some(HistoryAsk::LoadRecord(seq));
+                }
+            }
+            Action::Back if self.record.is_some() => self.record = None,
+            Action::Refresh => return Some(HistoryAsk::Reload),
+            _ => return None,
+        }
+        Some(HistoryAsk::Nothing)
+    }
+
+    /// A key while the filter has focus.
+    pub fn filter_key(&mut self, k: KeyEvent) {
+        match k.code {
+            KeyCode::Esc => {
+                self.filtering = false;
+                self.filter.clear();
+                self.refilter();
+            }
+            KeyCode::Enter => self.filtering = false,
+            KeyCode::Backspace => {
+                self.filter.pop();
+                self.refilter();
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.filter.push(c);
+                self.refilter();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What the History screen needs from the app after an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryAsk {
+    /// Nothing more.
+    Nothing,
+    /// Load this signed record.
+    LoadRecord(u64),
+    /// Load everything again.
+    Reload,
+}
