@@ -11,6 +11,7 @@ use super::keymap::{Action, Context};
 use super::requests::{Kind, Requests};
 pub use super::screens::Screen;
 pub use super::screens::detail::{ArtifactUse, DetailScreen};
+pub use super::screens::emergency::{EmergencyAsk, EmergencyField, EmergencyForm, EmergencyStep};
 pub use super::screens::history::{HistoryAsk, HistorySort, HistoryState, Integrity, RecordView};
 pub use super::screens::queue::{QueueScreen, SortKey, View};
 use super::settings::Settings;
@@ -130,79 +131,6 @@ impl DecideForm {
                 note: None,
             })
             .collect()
-    }
-}
-
-/// Steps of the emergency flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmergencyStep {
-    /// Choose the subject to roll back.
-    Pick,
-    /// Incident id, reason, target version.
-    Details,
-    /// Exactly what will be signed.
-    Confirm,
-    /// Authorised; the rollback command is running (output streams in).
-    Running,
-    /// Finished (or refused).
-    Done,
-}
-
-/// Fields of the emergency details step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmergencyField {
-    /// Incident ticket id.
-    Incident,
-    /// One-line reason.
-    Reason,
-    /// Version to roll back to.
-    Target,
-}
-
-/// The emergency flow's state.
-#[derive(Debug, Clone)]
-pub struct EmergencyForm {
-    /// Current step.
-    pub step: EmergencyStep,
-    /// The screen to return to.
-    pub back_to: Screen,
-    /// Cursor in the subject list.
-    pub cursor: usize,
-    /// The chosen subject.
-    pub subject: Option<SubjectState>,
-    /// Incident id being typed.
-    pub incident: String,
-    /// Reason being typed.
-    pub reason: String,
-    /// Target version (prefilled with the last good one).
-    pub target: String,
-    /// Focused field.
-    pub focus: EmergencyField,
-    /// Why the user may not proceed (not on call), or why the store refused.
-    pub refusal: Option<String>,
-    /// Why the details cannot be confirmed as typed (e.g. a version a command would read
-    /// as an option).
-    pub problem: Option<String>,
-    /// Rollback command output so far.
-    pub output: Vec<String>,
-    /// Final line: what was recorded.
-    pub result: Option<Result<String, String>>,
-    /// A request is in flight.
-    pub busy: bool,
-}
-
-impl EmergencyForm {
-    /// The request the details describe.
-    pub fn request(&self) -> Option<RollbackRequest> {
-        let s = self.subject.as_ref()?;
-        Some(RollbackRequest {
-            subject: s.name.clone(),
-            environment: s.environment.clone(),
-            from_version: s.current.clone(),
-            to_version: self.target.trim().to_string(),
-            incident: self.incident.trim().to_string(),
-            reason: self.reason.trim().to_string(),
-        })
     }
 }
 
@@ -1251,134 +1179,28 @@ impl App {
                 .err()
                 .map(|r| format!("{} — {}", r.message, r.remedy)),
         };
-        self.emergency = Some(EmergencyForm {
-            step: EmergencyStep::Pick,
-            back_to: if self.screen == Screen::Exceptions {
-                self.exceptions_back
-            } else {
-                self.screen
-            },
-            cursor: 0,
-            subject: None,
-            incident: String::new(),
-            reason: String::new(),
-            target: String::new(),
-            focus: EmergencyField::Incident,
-            refusal,
-            problem: None,
-            output: Vec::new(),
-            result: None,
-            busy: false,
-        });
+        let back_to = if self.screen == Screen::Exceptions {
+            self.exceptions_back
+        } else {
+            self.screen
+        };
+        self.emergency = Some(EmergencyForm::new(back_to, refusal));
         self.overlay = None;
         self.screen = Screen::Emergency;
     }
 
     fn emergency_key(&mut self, k: KeyEvent) -> Vec<Effect> {
-        let subjects = self.subjects.len();
         let Some(form) = self.emergency.as_mut() else {
             return vec![];
         };
-        if k.code == KeyCode::Esc {
-            return match form.step {
-                EmergencyStep::Details => {
-                    form.step = EmergencyStep::Pick;
-                    vec![]
-                }
-                EmergencyStep::Confirm => {
-                    form.step = EmergencyStep::Details;
-                    vec![]
-                }
-                EmergencyStep::Running => vec![],
-                _ => self.run(Action::Back),
-            };
-        }
-        if form.refusal.is_some() {
-            return vec![];
-        }
-        match form.step {
-            EmergencyStep::Pick => match k.code {
-                KeyCode::Up | KeyCode::Char('k') => form.cursor = form.cursor.saturating_sub(1),
-                KeyCode::Down | KeyCode::Char('j') => {
-                    form.cursor = (form.cursor + 1).min(subjects.saturating_sub(1))
-                }
-                KeyCode::Enter => {
-                    if let Some(s) = self.subjects.get(form.cursor).cloned() {
-                        form.target = s.last_good.clone().unwrap_or_default();
-                        form.subject = Some(s);
-                        form.step = EmergencyStep::Details;
-                        form.focus = EmergencyField::Incident;
-                    }
-                }
-                _ => {}
-            },
-            EmergencyStep::Details => {
-                let field = match form.focus {
-                    EmergencyField::Incident => &mut form.incident,
-                    EmergencyField::Reason => &mut form.reason,
-                    EmergencyField::Target => &mut form.target,
-                };
-                match k.code {
-                    KeyCode::Tab | KeyCode::Down => {
-                        form.focus = match form.focus {
-                            EmergencyField::Incident => EmergencyField::Reason,
-                            EmergencyField::Reason => EmergencyField::Target,
-                            EmergencyField::Target => EmergencyField::Incident,
-                        }
-                    }
-                    KeyCode::BackTab | KeyCode::Up => {
-                        form.focus = match form.focus {
-                            EmergencyField::Incident => EmergencyField::Target,
-                            EmergencyField::Reason => EmergencyField::Incident,
-                            EmergencyField::Target => EmergencyField::Reason,
-                        }
-                    }
-                    KeyCode::Backspace => {
-                        field.pop();
-                    }
-                    KeyCode::Enter => {
-                        if form.incident.trim().is_empty() {
-                            form.focus = EmergencyField::Incident;
-                        } else if form.reason.trim().is_empty() {
-                            form.focus = EmergencyField::Reason;
-                        } else if form.target.trim().is_empty() {
-                            form.focus = EmergencyField::Target;
-                        } else if let Some(Err(refusal)) = form.request().map(|r| r.check()) {
-                            // Refused before the confirmation shows a command to run.
-                            form.problem = Some(refusal.to_string());
-                        } else {
-                            form.problem = None;
-                            form.step = EmergencyStep::Confirm;
-                        }
-                    }
-                    KeyCode::Char(c)
-                        if !k.modifiers.contains(KeyModifiers::CONTROL)
-                            && field.chars().count() < 200 =>
-                    {
-                        field.push(c)
-                    }
-                    _ => {}
-                }
-            }
-            EmergencyStep::Confirm => {
-                if k.code == KeyCode::Char('y') && !form.busy {
-                    if let Some(request) = form.request() {
-                        form.busy = true;
-                        let id = self.requests.issue(Kind::Emergency);
-                        return vec![Effect::Authorise(id, request)];
-                    }
-                } else if k.code == KeyCode::Char('n') {
-                    form.step = EmergencyStep::Details;
-                }
-            }
-            EmergencyStep::Running => {}
-            EmergencyStep::Done => {
-                if matches!(k.code, KeyCode::Enter | KeyCode::Char('q')) {
-                    return self.run(Action::Back);
-                }
+        match form.key(k, &self.subjects) {
+            EmergencyAsk::Nothing => vec![],
+            EmergencyAsk::Back => self.run(Action::Back),
+            EmergencyAsk::Authorise(request) => {
+                let id = self.requests.issue(Kind::Emergency);
+                vec![Effect::Authorise(id, request)]
             }
         }
-        vec![]
     }
 }
 

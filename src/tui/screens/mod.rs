@@ -3,6 +3,7 @@
 
 pub mod cursor;
 pub mod detail;
+pub mod emergency;
 pub mod history;
 pub mod queue;
 
