@@ -10,22 +10,22 @@ use super::error::TuiError;
 use super::keymap::{Action, Context};
 use super::requests::{Kind, Requests};
 pub use super::screens::Screen;
+pub use super::screens::decide::{
+    DecideAsk, DecideForm, Field, TickItem, cycle_verdict, rationale_area, refresh_roles,
+};
 pub use super::screens::detail::{ArtifactUse, DetailScreen};
 pub use super::screens::emergency::{EmergencyAsk, EmergencyField, EmergencyForm, EmergencyStep};
 pub use super::screens::history::{HistoryAsk, HistorySort, HistoryState, Integrity, RecordView};
 pub use super::screens::queue::{QueueScreen, SortKey, View};
 use super::settings::Settings;
-use crate::domain::checklist::Tick;
 use crate::domain::decision::Verdict;
 use crate::domain::emergency::{Exception, SubjectState, check_on_call};
-use crate::domain::policy::{ItemMode, Policy, Principal};
-use crate::domain::rules::{Proposal, Refusal, check_decision};
-use crate::workflow::{DecisionRequest, RollbackRequest, eligible_roles};
+use crate::domain::policy::{Policy, Principal};
+use crate::workflow::{DecisionRequest, RollbackRequest};
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Config, Matcher, Utf32Str};
-use ratatui_textarea::TextArea;
 use std::sync::Arc;
 
 /// Who is at the keyboard.
@@ -49,89 +49,6 @@ pub enum Level {
     Info,
     /// Something refused or failed.
     Error,
-}
-
-/// Fields of the decision form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    /// Approve / reject / request changes.
-    Verdict,
-    /// The role signed for.
-    Role,
-    /// Manual checklist ticks.
-    Checklist,
-    /// The rationale editor.
-    Rationale,
-}
-
-/// A manual checklist item in the form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TickItem {
-    /// Item id.
-    pub id: String,
-    /// Label.
-    pub label: String,
-    /// Blocks approval while unticked.
-    pub blocking: bool,
-    /// Who already ticked it on this revision.
-    pub ticked_by: Vec<String>,
-    /// Whether this decision ticks it.
-    pub ticked: bool,
-}
-
-/// The decision form.
-#[derive(Debug)]
-pub struct DecideForm {
-    /// CR id.
-    pub cr_id: String,
-    /// Digest of the revision on screen: what will be signed.
-    pub digest: String,
-    /// Revision number on screen.
-    pub revision: u32,
-    /// Chosen verdict.
-    pub verdict: Verdict,
-    /// Roles to choose from.
-    pub roles: Vec<String>,
-    /// Index into `roles`.
-    pub role: usize,
-    /// Manual items.
-    pub items: Vec<TickItem>,
-    /// Cursor in `items`.
-    pub item_cursor: usize,
-    /// The rationale editor.
-    pub rationale: TextArea<'static>,
-    /// Focused field.
-    pub focus: Field,
-    /// Why the rules refuse the decision as it stands (shown on the confirmation).
-    pub refusal: Option<Refusal>,
-    /// A signing request is in flight.
-    pub signing: bool,
-    /// The store's answer when signing failed.
-    pub error: Option<String>,
-}
-
-impl DecideForm {
-    /// The role currently chosen.
-    pub fn role(&self) -> &str {
-        self.roles.get(self.role).map(String::as_str).unwrap_or("")
-    }
-
-    /// The rationale text.
-    pub fn rationale_text(&self) -> String {
-        self.rationale.lines().join("\n").trim().to_string()
-    }
-
-    /// The ticks this decision signs.
-    pub fn ticks(&self) -> Vec<Tick> {
-        self.items
-            .iter()
-            .filter(|i| i.ticked)
-            .map(|i| Tick {
-                item: i.id.clone(),
-                note: None,
-            })
-            .collect()
-    }
 }
 
 /// The help overlay: every binding, searchable.
@@ -729,7 +646,7 @@ impl App {
                 return vec![];
             }
             if self.decide_key(&k) {
-                return self.decide_effects(&k);
+                return vec![];
             }
         }
         if self.screen == Screen::Confirm && k.code == KeyCode::Char('n') {
@@ -991,67 +908,16 @@ impl App {
             self.say(Level::Error, "still loading this change request");
             return;
         };
-        let rev = &detail.cr.current;
-        let items = self
-            .policy
-            .checklist_for(rev.cr.gate)
-            .filter(|i| i.mode == ItemMode::Manual)
-            .map(|i| {
-                let entry = detail.eval.checklist.items.iter().find(|e| e.id == i.id);
-                TickItem {
-                    id: i.id.clone(),
-                    label: i.label.clone(),
-                    blocking: i.blocking,
-                    ticked_by: entry
-                        .map(|e| e.ticked_by.iter().map(|t| t.principal.clone()).collect())
-                        .unwrap_or_default(),
-                    ticked: false,
-                }
-            })
-            .collect();
-        let mut form = DecideForm {
-            cr_id: rev.cr.id.clone(),
-            digest: rev.digest.clone(),
-            revision: rev.revision,
-            verdict,
-            roles: vec![],
-            role: 0,
-            items,
-            item_cursor: 0,
-            rationale: rationale_area(""),
-            focus: Field::Rationale,
-            refusal: None,
-            signing: false,
-            error: None,
-        };
-        refresh_roles(&mut form, Some(detail), Some(&me));
-        self.decide = Some(form);
+        self.decide = Some(DecideForm::new(verdict, detail, &self.policy, &me));
         self.screen = Screen::Decide;
     }
 
     /// Keys the decision form consumes itself; returns false to fall through to the keymap.
     fn decide_key(&mut self, k: &KeyEvent) -> bool {
-        let Some(form) = self.decide.as_ref() else {
+        let Some(form) = self.decide.as_mut() else {
             return false;
         };
-        if form.focus != Field::Rationale {
-            return false;
-        }
-        // In the rationale editor, only form-level bindings escape the text area.
-        let action = self.settings.keymap.lookup(k, &[Context::Decide]);
-        let escapes = matches!(
-            action,
-            Some(Action::NextField | Action::PrevField | Action::ExternalEditor | Action::Review)
-        ) || k.code == KeyCode::Esc;
-        !escapes
-    }
-
-    fn decide_effects(&mut self, k: &KeyEvent) -> Vec<Effect> {
-        if let Some(form) = self.decide.as_mut() {
-            form.rationale.input(*k);
-            form.error = None;
-        }
-        vec![]
+        form.text_key(k, &self.settings.keymap)
     }
 
     /// Form-level actions in the decision screen.
@@ -1062,66 +928,22 @@ impl App {
         let Some(form) = self.decide.as_mut() else {
             return vec![];
         };
-        match action {
-            Action::NextField | Action::PrevField => {
-                let order = [
-                    Field::Verdict,
-                    Field::Role,
-                    Field::Checklist,
-                    Field::Rationale,
-                ];
-                let i = order.iter().position(|f| *f == form.focus).unwrap_or(0) as isize;
-                let step = if action == Action::NextField { 1 } else { -1 };
-                form.focus = order[(i + step).rem_euclid(order.len() as isize) as usize];
+        match form.action(action, me.as_ref(), detail, &policy) {
+            DecideAsk::Nothing => vec![],
+            DecideAsk::Edit(text) => vec![Effect::EditRationale(text)],
+            DecideAsk::Confirm => {
+                self.screen = Screen::Confirm;
+                vec![]
             }
-            Action::ToggleTick => {
-                if form.focus == Field::Checklist
-                    && let Some(item) = form.items.get_mut(form.item_cursor)
-                {
-                    item.ticked = !item.ticked;
-                }
-            }
-            Action::ExternalEditor => return vec![Effect::EditRationale(form.rationale_text())],
-            Action::Review => {
-                if let (Some(me), Some(detail)) = (me, detail) {
-                    let ticks = form.ticks();
-                    let rationale = form.rationale_text();
-                    let proposal = Proposal {
-                        principal: &me,
-                        role: form.role(),
-                        verdict: form.verdict,
-                        rationale: &rationale,
-                        ticks: &ticks,
-                    };
-                    form.refusal =
-                        check_decision(&detail.cr.current.cr, &detail.eval, &policy, &proposal)
-                            .err();
-                    form.error = None;
-                    self.screen = Screen::Confirm;
-                }
-            }
-            _ => {}
         }
-        vec![]
     }
 
     fn sign(&mut self) -> Vec<Effect> {
         if self.screen != Screen::Confirm {
             return vec![];
         }
-        let Some(form) = self.decide.as_ref() else {
+        let Some(request) = self.decide.as_ref().and_then(DecideForm::request) else {
             return vec![];
-        };
-        if form.refusal.is_some() || form.signing {
-            return vec![];
-        }
-        let request = DecisionRequest {
-            cr_id: form.cr_id.clone(),
-            verdict: form.verdict,
-            role: form.role().to_string(),
-            rationale: form.rationale_text(),
-            ticks: form.ticks(),
-            expect_digest: Some(form.digest.clone()),
         };
         let id = self.requests.issue(Kind::Sign);
         if let Some(form) = self.decide.as_mut() {
@@ -1202,36 +1024,4 @@ impl App {
             }
         }
     }
-}
-
-fn cycle_verdict(v: Verdict, step: isize) -> Verdict {
-    let all = [Verdict::Approve, Verdict::RequestChanges, Verdict::Reject];
-    let i = all.iter().position(|x| *x == v).unwrap_or(0) as isize;
-    all[(i + step).rem_euclid(3) as usize]
-}
-
-/// Roles offered for the form's verdict; keeps the choice when still offered.
-fn refresh_roles(form: &mut DecideForm, detail: Option<&DetailData>, me: Option<&Principal>) {
-    let (Some(detail), Some(me)) = (detail, me) else {
-        return;
-    };
-    let current = form.role().to_string();
-    form.roles = eligible_roles(me, form.verdict, &detail.eval);
-    if form.roles.is_empty() {
-        // Nothing open to approve as: offer the held roles so the confirmation can say why.
-        form.roles = me.roles.clone();
-    }
-    form.role = form.roles.iter().position(|r| *r == current).unwrap_or(0);
-}
-
-/// A fresh rationale editor holding `text`.
-pub fn rationale_area(text: &str) -> TextArea<'static> {
-    let lines: Vec<String> = if text.is_empty() {
-        vec![String::new()]
-    } else {
-        text.lines().map(String::from).collect()
-    };
-    let mut t = TextArea::new(lines);
-    t.set_placeholder_text("Why? A sentence or two the auditor will read (ctrl-e opens $EDITOR)");
-    t
 }

@@ -2,6 +2,7 @@
 //! drawn; the app keeps which screen is up and what the screens share.
 
 pub mod cursor;
+pub mod decide;
 pub mod detail;
 pub mod emergency;
 pub mod history;

@@ -1,0 +1,263 @@
+//! The decision form: verdict, role, manual ticks and rationale, then the confirmation
+//! of exactly what will be signed (or the rule that refuses it).
+
+use crate::domain::checklist::Tick;
+use crate::domain::decision::Verdict;
+use crate::domain::policy::{ItemMode, Policy, Principal};
+use crate::domain::rules::{Proposal, Refusal, check_decision};
+use crate::tui::data::DetailData;
+use crate::tui::keymap::{Action, Context, Keymap};
+use crate::workflow::{DecisionRequest, eligible_roles};
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui_textarea::TextArea;
+
+/// Fields of the decision form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// Approve / reject / request changes.
+    Verdict,
+    /// The role signed for.
+    Role,
+    /// Manual checklist ticks.
+    Checklist,
+    /// The rationale editor.
+    Rationale,
+}
+
+/// A manual checklist item in the form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickItem {
+    /// Item id.
+    pub id: String,
+    /// Label.
+    pub label: String,
+    /// Blocks approval while unticked.
+    pub blocking: bool,
+    /// Who already ticked it on this revision.
+    pub ticked_by: Vec<String>,
+    /// Whether this decision ticks it.
+    pub ticked: bool,
+}
+
+/// The decision form.
+#[derive(Debug)]
+pub struct DecideForm {
+    /// CR id.
+    pub cr_id: String,
+    /// Digest of the revision on screen: what will be signed.
+    pub digest: String,
+    /// Revision number on screen.
+    pub revision: u32,
+    /// Chosen verdict.
+    pub verdict: Verdict,
+    /// Roles to choose from.
+    pub roles: Vec<String>,
+    /// Index into `roles`.
+    pub role: usize,
+    /// Manual items.
+    pub items: Vec<TickItem>,
+    /// Cursor in `items`.
+    pub item_cursor: usize,
+    /// The rationale editor.
+    pub rationale: TextArea<'static>,
+    /// Focused field.
+    pub focus: Field,
+    /// Why the rules refuse the decision as it stands (shown on the confirmation).
+    pub refusal: Option<Refusal>,
+    /// A signing request is in flight.
+    pub signing: bool,
+    /// The store's answer when signing failed.
+    pub error: Option<String>,
+}
+
+impl DecideForm {
+    /// A form for `verdict` on the CR `detail` shows, as `me`: the manual checklist items
+    /// of its gate, the roles `me` could sign in.
+    pub fn new(verdict: Verdict, detail: &DetailData, policy: &Policy, me: &Principal) -> Self {
+        let rev = &detail.cr.current;
+        let items = policy
+            .checklist_for(rev.cr.gate)
+            .filter(|i| i.mode == ItemMode::Manual)
+            .map(|i| {
+                let entry = detail.eval.checklist.items.iter().find(|e| e.id == i.id);
+                TickItem {
+                    id: i.id.clone(),
+                    label: i.label.clone(),
+                    blocking: i.blocking,
+                    ticked_by: entry
+                        .map(|e| e.ticked_by.iter().map(|t| t.principal.clone()).collect())
+                        .unwrap_or_default(),
+                    ticked: false,
+                }
+            })
+            .collect();
+        let mut form = DecideForm {
+            cr_id: rev.cr.id.clone(),
+            digest: rev.digest.clone(),
+            revision: rev.revision,
+            verdict,
+            roles: vec![],
+            role: 0,
+            items,
+            item_cursor: 0,
+            rationale: rationale_area(""),
+            focus: Field::Rationale,
+            refusal: None,
+            signing: false,
+            error: None,
+        };
+        refresh_roles(&mut form, Some(detail), Some(me));
+        form
+    }
+
+    /// A key while the rationale has focus: typed into it unless it is a form-level
+    /// binding (next/previous field, editor, review) or `esc`. True when consumed.
+    pub fn text_key(&mut self, k: &KeyEvent, keymap: &Keymap) -> bool {
+        if self.focus != Field::Rationale {
+            return false;
+        }
+        let action = keymap.lookup(k, &[Context::Decide]);
+        let escapes = matches!(
+            action,
+            Some(Action::NextField | Action::PrevField | Action::ExternalEditor | Action::Review)
+        ) || k.code == KeyCode::Esc;
+        if escapes {
+            return false;
+        }
+        self.rationale.input(*k);
+        self.error = None;
+        true
+    }
+
+    /// Form-level actions.
+    pub fn action(
+        &mut self,
+        action: Action,
+        me: Option<&Principal>,
+        detail: Option<&DetailData>,
+        policy: &Policy,
+    ) -> DecideAsk {
+        match action {
+            Action::NextField | Action::PrevField => {
+                let order = [
+                    Field::Verdict,
+                    Field::Role,
+                    Field::Checklist,
+                    Field::Rationale,
+                ];
+                let i = order.iter().position(|f| *f == self.focus).unwrap_or(0) as isize;
+                let step = if action == Action::NextField { 1 } else { -1 };
+                self.focus = order[(i + step).rem_euclid(order.len() as isize) as usize];
+            }
+            Action::ToggleTick => {
+                if self.focus == Field::Checklist
+                    && let Some(item) = self.items.get_mut(self.item_cursor)
+                {
+                    item.ticked = !item.ticked;
+                }
+            }
+            Action::ExternalEditor => return DecideAsk::Edit(self.rationale_text()),
+            Action::Review => {
+                if let (Some(me), Some(detail)) = (me, detail) {
+                    let ticks = self.ticks();
+                    let rationale = self.rationale_text();
+                    let proposal = Proposal {
+                        principal: me,
+                        role: self.role(),
+                        verdict: self.verdict,
+                        rationale: &rationale,
+                        ticks: &ticks,
+                    };
+                    self.refusal =
+                        check_decision(&detail.cr.current.cr, &detail.eval, policy, &proposal)
+                            .err();
+                    self.error = None;
+                    return DecideAsk::Confirm;
+                }
+            }
+            _ => {}
+        }
+        DecideAsk::Nothing
+    }
+
+    /// What signing now would send, unless the rules refuse it or it is being signed.
+    pub fn request(&self) -> Option<DecisionRequest> {
+        if self.refusal.is_some() || self.signing {
+            return None;
+        }
+        Some(DecisionRequest {
+            cr_id: self.cr_id.clone(),
+            verdict: self.verdict,
+            role: self.role().to_string(),
+            rationale: self.rationale_text(),
+            ticks: self.ticks(),
+            expect_digest: Some(self.digest.clone()),
+        })
+    }
+
+    /// The role currently chosen.
+    pub fn role(&self) -> &str {
+        self.roles.get(self.role).map(String::as_str).unwrap_or("")
+    }
+
+    /// The rationale text.
+    pub fn rationale_text(&self) -> String {
+        self.rationale.lines().join("\n").trim().to_string()
+    }
+
+    /// The ticks this decision signs.
+    pub fn ticks(&self) -> Vec<Tick> {
+        self.items
+            .iter()
+            .filter(|i| i.ticked)
+            .map(|i| Tick {
+                item: i.id.clone(),
+                note: None,
+            })
+            .collect()
+    }
+}
+
+/// What the form needs from the app after an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecideAsk {
+    /// Nothing more.
+    Nothing,
+    /// Edit this rationale in `$EDITOR`.
+    Edit(String),
+    /// Show the confirmation (the refusal, if any, is on the form).
+    Confirm,
+}
+
+/// The verdict `step` places along approve → request changes → reject.
+pub fn cycle_verdict(v: Verdict, step: isize) -> Verdict {
+    let all = [Verdict::Approve, Verdict::RequestChanges, Verdict::Reject];
+    let i = all.iter().position(|x| *x == v).unwrap_or(0) as isize;
+    all[(i + step).rem_euclid(3) as usize]
+}
+
+/// Roles offered for the form's verdict; keeps the choice when still offered.
+pub fn refresh_roles(form: &mut DecideForm, detail: Option<&DetailData>, me: Option<&Principal>) {
+    let (Some(detail), Some(me)) = (detail, me) else {
+        return;
+    };
+    let current = form.role().to_string();
+    form.roles = eligible_roles(me, form.verdict, &detail.eval);
+    if form.roles.is_empty() {
+        // Nothing open to approve as: offer the held roles so the confirmation can say why.
+        form.roles = me.roles.clone();
+    }
+    form.role = form.roles.iter().position(|r| *r == current).unwrap_or(0);
+}
+
+/// A rationale editor holding `text`.
+pub fn rationale_area(text: &str) -> TextArea<'static> {
+    let lines: Vec<String> = if text.is_empty() {
+        vec![String::new()]
+    } else {
+        text.lines().map(String::from).collect()
+    };
+    let mut t = TextArea::new(lines);
+    t.set_placeholder_text("Why? A sentence or two the auditor will read (ctrl-e opens $EDITOR)");
+    t
+}
