@@ -877,3 +877,32 @@ fn the_help_scroll_stops_at_the_end_of_the_list() {
     let one_up = rig.screen_text(120, 30);
     assert_ne!(one_up, bottom, "one up is one line up, at once");
 }
+
+#[test]
+fn line_editing_keys_work_alike_in_every_text_field() {
+    use tollgate::tui::app::Overlay;
+    let mut rig = Rig::new(Some("devi"));
+    // The palette.
+    rig.key(":");
+    rig.type_text("blocked");
+    rig.key("ctrl-w");
+    let query = |rig: &Rig| match &rig.app.overlay {
+        Some(Overlay::Palette(p)) => p.query.clone(),
+        _ => panic!("the palette closed"),
+    };
+    assert_eq!(query(&rig), "", "ctrl-w deleted the word, inserted no 'w'");
+    rig.type_text("view blocked");
+    rig.key("ctrl-u");
+    assert_eq!(query(&rig), "", "ctrl-u cleared the line, inserted no 'u'");
+    rig.key("esc");
+    // The queue's filter.
+    rig.key("/");
+    rig.type_text("fraud");
+    assert_eq!(rig.app.queue.visible.len(), 1);
+    rig.key("ctrl-u");
+    assert_eq!(rig.app.queue.filter, "");
+    assert_eq!(rig.app.queue.visible.len(), 5, "the filter was cleared");
+    rig.type_text("spam fraud");
+    rig.key("ctrl-w");
+    assert_eq!(rig.app.queue.filter, "spam ");
+}

@@ -15,7 +15,9 @@ pub use super::screens::decide::{
 };
 pub use super::screens::detail::{ArtifactUse, DetailScreen};
 pub use super::screens::emergency::{EmergencyAsk, EmergencyField, EmergencyForm, EmergencyStep};
+pub use super::screens::help::HelpState;
 pub use super::screens::history::{HistoryAsk, HistorySort, HistoryState, Integrity, RecordView};
+pub use super::screens::palette::{PaletteAsk, PaletteState};
 pub use super::screens::queue::{QueueScreen, SortKey, View};
 use super::settings::Settings;
 use crate::domain::decision::Verdict;
@@ -24,8 +26,6 @@ use crate::domain::policy::{Policy, Principal};
 use crate::workflow::{DecisionRequest, RollbackRequest};
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
-use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
-use nucleo_matcher::{Config, Matcher, Utf32Str};
 use std::sync::Arc;
 
 /// Who is at the keyboard.
@@ -49,24 +49,6 @@ pub enum Level {
     Info,
     /// Something refused or failed.
     Error,
-}
-
-/// The help overlay: every binding, searchable.
-#[derive(Debug, Clone, Default)]
-pub struct HelpState {
-    /// Search text.
-    pub query: String,
-    /// Scroll, bounded by the list.
-    pub scroll: super::screens::cursor::Scroll,
-}
-
-/// The command palette.
-#[derive(Debug, Clone, Default)]
-pub struct PaletteState {
-    /// Search text.
-    pub query: String,
-    /// Selected entry.
-    pub selected: usize,
 }
 
 /// Overlays drawn above any screen.
@@ -661,80 +643,28 @@ impl App {
     fn overlay_key(&mut self, overlay: Overlay, k: KeyEvent) -> Vec<Effect> {
         match overlay {
             Overlay::Help(mut h) => {
-                match k.code {
-                    KeyCode::Esc => return vec![],
-                    KeyCode::Char('?') if h.query.is_empty() => return vec![],
-                    KeyCode::Backspace => {
-                        h.query.pop();
-                        h.scroll.reset();
-                    }
-                    KeyCode::Up => h.scroll.shift(-1),
-                    KeyCode::Down => h.scroll.shift(1),
-                    KeyCode::PageDown => h.scroll.shift(10),
-                    KeyCode::PageUp => h.scroll.shift(-10),
-                    KeyCode::Char(c) => {
-                        h.query.push(c);
-                        h.scroll.reset();
-                    }
-                    _ => {}
+                if h.key(&k) {
+                    self.overlay = Some(Overlay::Help(h));
                 }
-                self.overlay = Some(Overlay::Help(h));
                 vec![]
             }
             Overlay::Palette(mut p) => {
                 let entries = self.palette_entries(&p.query);
-                match k.code {
-                    KeyCode::Esc => return vec![],
-                    KeyCode::Enter => {
-                        return match entries.get(p.selected) {
-                            Some(action) => self.run(*action),
-                            None => vec![],
-                        };
+                match p.key(&k, &entries) {
+                    PaletteAsk::Stay => {
+                        self.overlay = Some(Overlay::Palette(p));
+                        vec![]
                     }
-                    KeyCode::Up => p.selected = p.selected.saturating_sub(1),
-                    KeyCode::Down => {
-                        p.selected = (p.selected + 1).min(entries.len().saturating_sub(1))
-                    }
-                    KeyCode::Backspace => {
-                        p.query.pop();
-                        p.selected = 0;
-                    }
-                    KeyCode::Char(c) => {
-                        p.query.push(c);
-                        p.selected = 0;
-                    }
-                    _ => {}
+                    PaletteAsk::Close => vec![],
+                    PaletteAsk::Run(action) => self.run(action),
                 }
-                self.overlay = Some(Overlay::Palette(p));
-                vec![]
             }
         }
     }
 
     /// Actions the palette offers here, best match first.
     pub fn palette_entries(&self, query: &str) -> Vec<Action> {
-        let contexts = self.contexts();
-        let candidates = Action::ALL
-            .iter()
-            .copied()
-            .filter(|a| contexts.contains(&a.context()) && *a != Action::Palette);
-        let q = query.trim().to_lowercase();
-        if q.is_empty() {
-            return candidates.collect();
-        }
-        let pattern = Pattern::parse(&q, CaseMatching::Ignore, Normalization::Smart);
-        let mut matcher = Matcher::new(Config::DEFAULT);
-        let mut buf = Vec::new();
-        let mut scored: Vec<(Action, u32)> = candidates
-            .filter_map(|a| {
-                let text = format!("{} {}", a.name().replace('_', " "), a.description());
-                pattern
-                    .score(Utf32Str::new(&text, &mut buf), &mut matcher)
-                    .map(|s| (a, s))
-            })
-            .collect();
-        scored.sort_by_key(|s| std::cmp::Reverse(s.1));
-        scored.into_iter().map(|(a, _)| a).collect()
+        super::screens::palette::entries(query, &self.contexts())
     }
 
     /// Performs an action (from a key or the palette).

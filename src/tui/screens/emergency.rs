@@ -4,7 +4,7 @@
 use super::Screen;
 use crate::domain::emergency::SubjectState;
 use crate::workflow::RollbackRequest;
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent};
 
 /// What the emergency flow needs from the app after a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,9 +168,6 @@ impl EmergencyForm {
                     EmergencyField::Target => EmergencyField::Reason,
                 }
             }
-            KeyCode::Backspace => {
-                field.pop();
-            }
             KeyCode::Enter => {
                 if self.incident.trim().is_empty() {
                     self.focus = EmergencyField::Incident;
@@ -186,12 +183,9 @@ impl EmergencyForm {
                     self.step = EmergencyStep::Confirm;
                 }
             }
-            KeyCode::Char(c)
-                if !k.modifiers.contains(KeyModifiers::CONTROL) && field.chars().count() < 200 =>
-            {
-                field.push(c)
+            _ => {
+                super::line::edit(field, &k, 200);
             }
-            _ => {}
         }
     }
 

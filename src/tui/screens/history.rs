@@ -5,7 +5,7 @@
 use super::Screen;
 use super::cursor::Cursor;
 use crate::tui::keymap::Action;
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent};
 
 /// The audit log's integrity, as the History screen shows it.
 #[derive(Debug, Clone)]
@@ -225,15 +225,11 @@ impl HistoryState {
                 self.refilter();
             }
             KeyCode::Enter => self.filtering = false,
-            KeyCode::Backspace => {
-                self.filter.pop();
-                self.refilter();
+            _ => {
+                if super::line::edit(&mut self.filter, &k, 200) {
+                    self.refilter();
+                }
             }
-            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.filter.push(c);
-                self.refilter();
-            }
-            _ => {}
         }
     }
 }

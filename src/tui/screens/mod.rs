@@ -5,7 +5,10 @@ pub mod cursor;
 pub mod decide;
 pub mod detail;
 pub mod emergency;
+pub mod help;
 pub mod history;
+pub mod line;
+pub mod palette;
 pub mod queue;
 
 /// Which screen is showing.

@@ -6,7 +6,7 @@ use super::cursor::Cursor;
 use crate::domain::status::Status;
 use crate::tui::data::QueueRow;
 use crate::tui::keymap::Action;
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent};
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Config, Matcher, Utf32Str};
 
@@ -307,17 +307,13 @@ impl QueueScreen {
             KeyCode::Enter => {
                 self.filtering = false;
             }
-            KeyCode::Backspace => {
-                self.filter.pop();
-                self.refilter();
-            }
             KeyCode::Up => self.shift(-1),
             KeyCode::Down => self.shift(1),
-            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.filter.push(c);
-                self.refilter();
+            _ => {
+                if super::line::edit(&mut self.filter, &k, 200) {
+                    self.refilter();
+                }
             }
-            _ => {}
         }
     }
 
