@@ -5,16 +5,18 @@
 //! awaits, so the screen stays responsive whatever the store or the network do. Replies
 //! carry the id of the request they answer; a reply to a superseded request is dropped.
 
-use super::data::{DetailData, QueueData, QueueRow};
-use super::error::TuiError;
+use super::data::QueueRow;
 use super::keymap::{Action, Context};
+pub use super::messages::{Connection, Effect, Level, Msg};
 use super::requests::{Kind, Requests};
 pub use super::screens::Screen;
 pub use super::screens::decide::{
     DecideAsk, DecideForm, Field, TickItem, cycle_verdict, rationale_area, refresh_roles,
 };
 pub use super::screens::detail::{ArtifactUse, DetailScreen};
-pub use super::screens::emergency::{EmergencyAsk, EmergencyField, EmergencyForm, EmergencyStep};
+pub use super::screens::emergency::{
+    AUTHORISED, EmergencyAsk, EmergencyField, EmergencyForm, EmergencyStep,
+};
 pub use super::screens::help::HelpState;
 pub use super::screens::history::{HistoryAsk, HistorySort, HistoryState, Integrity, RecordView};
 pub use super::screens::palette::{PaletteAsk, PaletteState};
@@ -23,7 +25,6 @@ use super::settings::Settings;
 use crate::domain::decision::Verdict;
 use crate::domain::emergency::{Exception, SubjectState, check_on_call};
 use crate::domain::policy::{Policy, Principal};
-use crate::workflow::{DecisionRequest, RollbackRequest};
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 use std::sync::Arc;
@@ -42,15 +43,6 @@ pub enum Signer {
     ReadOnly(String),
 }
 
-/// Severity of a status-bar message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// Something done.
-    Info,
-    /// Something refused or failed.
-    Error,
-}
-
 /// Overlays drawn above any screen.
 #[derive(Debug, Clone)]
 pub enum Overlay {
@@ -58,112 +50,6 @@ pub enum Overlay {
     Help(HelpState),
     /// `:`
     Palette(PaletteState),
-}
-
-/// What the runtime should do after an update.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// Load the queue; reply with [`Msg::Queue`].
-    LoadQueue(u64),
-    /// Load one CR; reply with [`Msg::Detail`].
-    LoadDetail(u64, String),
-    /// Sign and record; reply with [`Msg::Signed`].
-    Sign(u64, DecisionRequest),
-    /// Suspend the screen and edit this text in `$EDITOR`; reply with [`Msg::Edited`].
-    EditRationale(String),
-    /// Open a URL with the system opener.
-    OpenUrl(String),
-    /// Put text on the clipboard (OSC 52).
-    Copy(String),
-    /// Sign an emergency authorisation; reply with [`Msg::Authorised`].
-    Authorise(u64, RollbackRequest),
-    /// Run the policy's rollback command for an authorisation (entry hash) and record the
-    /// outcome; reply with [`Msg::RollbackOutput`] lines and [`Msg::RollbackDone`].
-    RunRollback(u64, RollbackRequest, String),
-    /// Read the log head (the cheap "did anything change" check); reply with [`Msg::Head`].
-    CheckHead(u64),
-    /// Load the decision history; reply with [`Msg::History`].
-    LoadHistory(u64),
-    /// Verify the whole audit log; reply with [`Msg::Integrity`].
-    VerifyLog(u64),
-    /// Load one signed record and the revision it is bound to; reply with [`Msg::Record`].
-    LoadRecord(u64, u64),
-}
-
-/// Everything that can happen.
-#[derive(Debug)]
-pub enum Msg {
-    /// A key press.
-    Key(KeyEvent),
-    /// A mouse event (when enabled).
-    Mouse(MouseEvent),
-    /// The terminal was resized.
-    Resize(u16, u16),
-    /// Animation tick.
-    Tick,
-    /// Queue rows, subjects and exceptions, for request `id`.
-    Queue(u64, Result<QueueData, TuiError>),
-    /// One CR, for request `id`.
-    Detail(u64, Result<Box<DetailData>, TuiError>),
-    /// Outcome of signing: a confirmation line or the refusal.
-    Signed(u64, Result<String, String>),
-    /// How many decisions wait in the outbox for the team server.
-    Unsent(usize),
-    /// Text back from `$EDITOR`.
-    Edited(Result<String, String>),
-    /// Something to tell the user in the status bar.
-    Notice(Level, String),
-    /// Outcome of an emergency authorisation: the entry hash and whether a rollback
-    /// command will run, or the refusal.
-    Authorised(u64, Result<(String, bool), String>),
-    /// A line printed by the running rollback command.
-    RollbackOutput(String),
-    /// The rollback command finished and its outcome was recorded (or not).
-    RollbackDone(u64, Result<String, String>),
-    /// The log head, for the change check.
-    Head(u64, Result<crate::store::Head, TuiError>),
-    /// The decision history.
-    History(u64, Result<crate::history::History, TuiError>),
-    /// Whole-log verification finished: the report and the milliseconds it took.
-    Integrity(
-        u64,
-        Result<(crate::audit::log::VerifyReport, u128), TuiError>,
-    ),
-    /// A signed record for the History screen.
-    Record(u64, Result<RecordView, TuiError>),
-    /// A new policy came into force: the policy, its version and the entry adopting it.
-    Policy(Arc<Policy>, u32, u64),
-}
-
-/// Where the screens' data comes from, for the status bar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Connection {
-    /// A store file on this machine.
-    Local,
-    /// The team server, answering.
-    Remote,
-    /// The team server stopped answering; decisions go to the outbox and reads retry.
-    Offline,
-}
-
-impl Connection {
-    /// The state after the server answered.
-    pub fn answered(self) -> Connection {
-        match self {
-            Connection::Offline => Connection::Remote,
-            other => other,
-        }
-    }
-}
-
-impl std::fmt::Display for Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Connection::Local => "local",
-            Connection::Remote => "remote",
-            Connection::Offline => "offline — retrying",
-        })
-    }
 }
 
 /// The whole UI state.
@@ -283,6 +169,13 @@ impl App {
         self.queue.selected_row()
     }
 
+    /// A reply to request `id` of `kind` arrived: one request fewer in flight; true when
+    /// it is the reply the screen waits for (a superseded one is dropped).
+    fn reply(&mut self, kind: Kind, id: u64) -> bool {
+        self.loading = self.loading.saturating_sub(1);
+        self.requests.is_current(kind, id)
+    }
+
     fn say(&mut self, level: Level, text: impl Into<String>) {
         self.message = Some((level, text.into()));
     }
@@ -336,8 +229,7 @@ impl App {
                 vec![]
             }
             Msg::Queue(id, result) => {
-                self.loading = self.loading.saturating_sub(1);
-                if !self.requests.is_current(Kind::Queue, id) {
+                if !self.reply(Kind::Queue, id) {
                     return vec![];
                 }
                 match result {
@@ -361,8 +253,7 @@ impl App {
                 vec![]
             }
             Msg::Detail(id, result) => {
-                self.loading = self.loading.saturating_sub(1);
-                if !self.requests.is_current(Kind::Detail, id) {
+                if !self.reply(Kind::Detail, id) {
                     return vec![];
                 }
                 match result {
@@ -397,8 +288,7 @@ impl App {
             }
 
             Msg::Signed(id, result) => {
-                self.loading = self.loading.saturating_sub(1);
-                if !self.requests.is_current(Kind::Sign, id) {
+                if !self.reply(Kind::Sign, id) {
                     return vec![];
                 }
                 match result {
@@ -430,67 +320,38 @@ impl App {
                 vec![]
             }
             Msg::Authorised(id, result) => {
-                self.loading = self.loading.saturating_sub(1);
-                if !self.requests.is_current(Kind::Emergency, id) {
+                if !self.reply(Kind::Emergency, id) {
                     return vec![];
                 }
                 let Some(form) = self.emergency.as_mut() else {
                     return vec![];
                 };
-                form.busy = false;
-                match result {
-                    Ok((hash, will_run)) => {
-                        let line = "authorised and signed — exception open; review due within the policy's deadline".to_string();
-                        if will_run {
-                            form.step = EmergencyStep::Running;
-                            form.busy = true;
-                            let request = form.request();
-                            let id = self.requests.issue(Kind::Emergency);
-                            self.say(Level::Info, line);
-                            let mut effects = vec![self.load_queue()];
-                            if let Some(r) = request {
-                                effects.push(Effect::RunRollback(id, r, hash));
-                            }
-                            return effects;
-                        }
-                        form.step = EmergencyStep::Done;
-                        form.result = Some(Ok(format!(
-                            "{line}; no rollback command in the policy: the operator performs the rollback"
-                        )));
-                        return vec![self.load_queue()];
+                match form.authorised(result) {
+                    Some((request, hash)) => {
+                        self.say(Level::Info, AUTHORISED);
+                        let id = self.requests.issue(Kind::Emergency);
+                        vec![self.load_queue(), Effect::RunRollback(id, request, hash)]
                     }
-                    Err(e) => {
-                        form.step = EmergencyStep::Done;
-                        form.result = Some(Err(e));
-                    }
+                    None => vec![self.load_queue()],
                 }
-                vec![]
             }
             Msg::RollbackOutput(line) => {
                 if let Some(form) = self.emergency.as_mut() {
-                    // Bounded like the runner's own tail.
-                    if form.output.len() >= crate::workflow::TAIL_LINES {
-                        form.output.remove(0);
-                    }
-                    form.output.push(crate::domain::text::sanitize(&line));
+                    form.output_line(&line);
                 }
                 vec![]
             }
             Msg::RollbackDone(id, result) => {
-                self.loading = self.loading.saturating_sub(1);
-                if !self.requests.is_current(Kind::Emergency, id) {
+                if !self.reply(Kind::Emergency, id) {
                     return vec![];
                 }
                 if let Some(form) = self.emergency.as_mut() {
-                    form.busy = false;
-                    form.step = EmergencyStep::Done;
-                    form.result = Some(result);
+                    form.finished(result);
                 }
                 vec![self.load_queue()]
             }
             Msg::History(id, result) => {
-                self.loading = self.loading.saturating_sub(1);
-                if !self.requests.is_current(Kind::History, id) {
+                if !self.reply(Kind::History, id) {
                     return vec![];
                 }
                 match (result, self.history.as_mut()) {
@@ -501,21 +362,16 @@ impl App {
                 vec![]
             }
             Msg::Integrity(id, result) => {
-                self.loading = self.loading.saturating_sub(1);
-                if !self.requests.is_current(Kind::Integrity, id) {
+                if !self.reply(Kind::Integrity, id) {
                     return vec![];
                 }
                 if let Some(h) = self.history.as_mut() {
-                    h.integrity = match result {
-                        Ok((report, ms)) => Integrity::Done(Box::new(report), ms),
-                        Err(e) => Integrity::Failed(e.to_string()),
-                    };
+                    h.verified(result);
                 }
                 vec![]
             }
             Msg::Record(id, result) => {
-                self.loading = self.loading.saturating_sub(1);
-                if !self.requests.is_current(Kind::Record, id) {
+                if !self.reply(Kind::Record, id) {
                     return vec![];
                 }
                 match (result, self.history.as_mut()) {

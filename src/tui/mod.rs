@@ -11,6 +11,7 @@ pub mod app;
 pub mod data;
 pub mod error;
 pub mod keymap;
+pub mod messages;
 pub mod requests;
 pub mod screens;
 pub mod settings;

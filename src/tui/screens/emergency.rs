@@ -6,6 +6,10 @@ use crate::domain::emergency::SubjectState;
 use crate::workflow::RollbackRequest;
 use crossterm::event::{KeyCode, KeyEvent};
 
+/// What the status line says once an authorisation is signed.
+pub const AUTHORISED: &str =
+    "authorised and signed — exception open; review due within the policy's deadline";
+
 /// What the emergency flow needs from the app after a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EmergencyAsk {
@@ -187,6 +191,49 @@ impl EmergencyForm {
                 super::line::edit(field, &k, 200);
             }
         }
+    }
+
+    /// The authorisation was signed (`Ok((entry hash, a command will run))`) or refused.
+    /// Returns what to run when the policy names a rollback command.
+    pub fn authorised(
+        &mut self,
+        result: Result<(String, bool), String>,
+    ) -> Option<(RollbackRequest, String)> {
+        self.busy = false;
+        self.step = EmergencyStep::Done;
+        match result {
+            Ok((hash, true)) => {
+                let request = self.request()?;
+                self.step = EmergencyStep::Running;
+                self.busy = true;
+                Some((request, hash))
+            }
+            Ok((_, false)) => {
+                self.result = Some(Ok(format!(
+                    "{AUTHORISED}; no rollback command in the policy: the operator performs the rollback"
+                )));
+                None
+            }
+            Err(e) => {
+                self.result = Some(Err(e));
+                None
+            }
+        }
+    }
+
+    /// A line the rollback command printed (the last lines are kept, as by the runner).
+    pub fn output_line(&mut self, line: &str) {
+        if self.output.len() >= crate::workflow::TAIL_LINES {
+            self.output.remove(0);
+        }
+        self.output.push(crate::domain::text::sanitize(line));
+    }
+
+    /// The rollback command finished and its outcome was recorded (or not).
+    pub fn finished(&mut self, result: Result<String, String>) {
+        self.busy = false;
+        self.step = EmergencyStep::Done;
+        self.result = Some(result);
     }
 
     /// The request the details describe.

@@ -216,6 +216,17 @@ impl HistoryState {
         Some(HistoryAsk::Nothing)
     }
 
+    /// Whole-log verification finished (or could not run).
+    pub fn verified(
+        &mut self,
+        result: Result<(crate::audit::log::VerifyReport, u128), crate::tui::error::TuiError>,
+    ) {
+        self.integrity = match result {
+            Ok((report, ms)) => Integrity::Done(Box::new(report), ms),
+            Err(e) => Integrity::Failed(e.to_string()),
+        };
+    }
+
     /// A key while the filter has focus.
     pub fn filter_key(&mut self, k: KeyEvent) {
         match k.code {
