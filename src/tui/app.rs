@@ -470,21 +470,17 @@ impl App {
             return vec![];
         }
         if self.screen == Screen::Decide {
-            let on_verdict = self
-                .decide
-                .as_ref()
-                .is_some_and(|f| f.focus == Field::Verdict);
-            if on_verdict && matches!(k.code, KeyCode::Left | KeyCode::Right) {
-                let me = self.me().cloned();
-                if let Some(form) = self.decide.as_mut() {
-                    form.verdict =
-                        cycle_verdict(form.verdict, if k.code == KeyCode::Left { -1 } else { 1 });
-                    refresh_roles(form, self.detail.data(), me.as_ref());
+            let me = self.me().cloned();
+            if let Some(form) = self.decide.as_mut() {
+                if matches!(k.code, KeyCode::Left | KeyCode::Right) && form.focus == Field::Verdict
+                {
+                    let step = if k.code == KeyCode::Left { -1 } else { 1 };
+                    form.shift(step, self.detail.data(), me.as_ref());
+                    return vec![];
                 }
-                return vec![];
-            }
-            if self.decide_key(&k) {
-                return vec![];
+                if form.text_key(&k, &self.settings.keymap) {
+                    return vec![];
+                }
             }
         }
         if self.screen == Screen::Confirm && k.code == KeyCode::Char('n') {
@@ -649,23 +645,7 @@ impl App {
             Screen::Decide => {
                 let me = self.me().cloned();
                 if let Some(form) = self.decide.as_mut() {
-                    match form.focus {
-                        Field::Role if !form.roles.is_empty() => {
-                            form.role = (form.role as isize + delta.signum())
-                                .rem_euclid(form.roles.len() as isize)
-                                as usize;
-                        }
-                        Field::Checklist if !form.items.is_empty() => {
-                            form.item_cursor = (form.item_cursor as isize + delta)
-                                .clamp(0, form.items.len() as isize - 1)
-                                as usize;
-                        }
-                        Field::Verdict => {
-                            form.verdict = cycle_verdict(form.verdict, delta.signum());
-                            refresh_roles(form, self.detail.data(), me.as_ref());
-                        }
-                        _ => {}
-                    }
+                    form.shift(delta, self.detail.data(), me.as_ref());
                 }
             }
             Screen::Confirm | Screen::Emergency | Screen::Exceptions | Screen::History => {}
@@ -696,14 +676,6 @@ impl App {
         };
         self.decide = Some(DecideForm::new(verdict, detail, &self.policy, &me));
         self.screen = Screen::Decide;
-    }
-
-    /// Keys the decision form consumes itself; returns false to fall through to the keymap.
-    fn decide_key(&mut self, k: &KeyEvent) -> bool {
-        let Some(form) = self.decide.as_mut() else {
-            return false;
-        };
-        form.text_key(k, &self.settings.keymap)
     }
 
     /// Form-level actions in the decision screen.

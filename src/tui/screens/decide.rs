@@ -129,6 +129,27 @@ impl DecideForm {
         true
     }
 
+    /// Up/down (or left/right on the verdict): the verdict, the role, or the checklist
+    /// cursor, by the focused field.
+    pub fn shift(&mut self, delta: isize, detail: Option<&DetailData>, me: Option<&Principal>) {
+        match self.focus {
+            Field::Role if !self.roles.is_empty() => {
+                self.role = (self.role as isize + delta.signum())
+                    .rem_euclid(self.roles.len() as isize) as usize;
+            }
+            Field::Checklist if !self.items.is_empty() => {
+                self.item_cursor = (self.item_cursor as isize + delta)
+                    .clamp(0, self.items.len() as isize - 1)
+                    as usize;
+            }
+            Field::Verdict => {
+                self.verdict = cycle_verdict(self.verdict, delta.signum());
+                refresh_roles(self, detail, me);
+            }
+            _ => {}
+        }
+    }
+
     /// Form-level actions.
     pub fn action(
         &mut self,
