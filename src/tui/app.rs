@@ -99,7 +99,7 @@ pub struct App {
     pub page_rows: usize,
     /// Set when the user quits.
     pub quit: bool,
-    requests: Requests,
+    pub(super) requests: Requests,
     exceptions_back: Screen,
 }
 
@@ -151,7 +151,7 @@ impl App {
         Effect::LoadQueue(id)
     }
 
-    fn load_detail(&mut self, cr_id: String) -> Effect {
+    pub(super) fn load_detail(&mut self, cr_id: String) -> Effect {
         let id = self.requests.issue(Kind::Detail);
         Effect::LoadDetail(id, cr_id)
     }
@@ -171,12 +171,12 @@ impl App {
 
     /// A reply to request `id` of `kind` arrived: one request fewer in flight; true when
     /// it is the reply the screen waits for (a superseded one is dropped).
-    fn reply(&mut self, kind: Kind, id: u64) -> bool {
+    pub(super) fn reply(&mut self, kind: Kind, id: u64) -> bool {
         self.loading = self.loading.saturating_sub(1);
         self.requests.is_current(kind, id)
     }
 
-    fn say(&mut self, level: Level, text: impl Into<String>) {
+    pub(super) fn say(&mut self, level: Level, text: impl Into<String>) {
         self.message = Some((level, text.into()));
     }
 
@@ -195,216 +195,18 @@ impl App {
                 }
                 vec![]
             }
-            Msg::Head(_, result) => {
-                self.loading = self.loading.saturating_sub(1);
-                match result {
-                    Ok(head) => {
-                        self.connection = self.connection.answered();
-                        let changed = self.last_head.as_ref().is_some_and(|h| *h != head);
-                        self.last_head = Some(head);
-                        if changed || self.unsent > 0 {
-                            let mut effects = vec![self.load_queue()];
-                            if let Some(id) = self
-                                .detail
-                                .id
-                                .clone()
-                                .filter(|_| self.screen == Screen::Detail)
-                            {
-                                effects.push(self.load_detail(id));
-                            }
-                            return effects;
-                        }
-                    }
-                    Err(e) => {
-                        if e.is_unreachable() {
-                            self.connection = Connection::Offline;
-                        }
-                    }
-                }
-                vec![]
-            }
             Msg::Resize(_, h) => {
                 self.page_rows = (h as usize).saturating_sub(6).max(1);
                 self.queue.set_page(self.page_rows);
-                vec![]
-            }
-            Msg::Queue(id, result) => {
-                if !self.reply(Kind::Queue, id) {
-                    return vec![];
-                }
-                match result {
-                    Ok(data) => {
-                        if data.head.is_some() {
-                            self.last_head = data.head;
-                        }
-
-                        self.connection = self.connection.answered();
-                        self.subjects = data.subjects;
-                        self.exceptions = data.exceptions;
-                        self.queue.set_rows(data.rows);
-                    }
-                    Err(e) => {
-                        if e.is_unreachable() {
-                            self.connection = Connection::Offline;
-                        }
-                        self.say(Level::Error, format!("cannot load the queue: {e}"));
-                    }
-                }
-                vec![]
-            }
-            Msg::Detail(id, result) => {
-                if !self.reply(Kind::Detail, id) {
-                    return vec![];
-                }
-                match result {
-                    Ok(d) => self.detail.loaded(d),
-                    Err(e) => self.say(Level::Error, e.to_string()),
-                }
-                vec![]
-            }
-            Msg::Unsent(n) => {
-                let delivered = self.unsent.saturating_sub(n);
-                self.unsent = n;
-                if delivered == 0 {
-                    return vec![];
-                }
-                self.say(
-                    Level::Info,
-                    format!(
-                        "delivered {delivered} unsent decision{} to the server",
-                        if delivered == 1 { "" } else { "s" }
-                    ),
-                );
-                // The open CR may be one of them: show it as the server now has it.
-                match self
-                    .detail
-                    .id
-                    .clone()
-                    .filter(|_| self.screen == Screen::Detail)
-                {
-                    Some(id) => vec![self.load_detail(id)],
-                    None => vec![],
-                }
-            }
-
-            Msg::Signed(id, result) => {
-                if !self.reply(Kind::Sign, id) {
-                    return vec![];
-                }
-                match result {
-                    Ok(line) => {
-                        self.decide = None;
-                        self.screen = Screen::Detail;
-                        self.say(Level::Info, line);
-                        let cr = self.detail.id.clone().unwrap_or_default();
-                        vec![self.load_detail(cr), self.load_queue()]
-                    }
-                    Err(e) => {
-                        if let Some(form) = self.decide.as_mut() {
-                            form.signing = false;
-                            form.error = Some(e);
-                        }
-                        vec![]
-                    }
-                }
-            }
-            Msg::Edited(result) => {
-                match (result, self.decide.as_mut()) {
-                    (Ok(text), Some(form)) => {
-                        form.rationale = rationale_area(&text);
-                        form.focus = Field::Rationale;
-                    }
-                    (Err(e), _) => self.say(Level::Error, e.to_string()),
-                    _ => {}
-                }
-                vec![]
-            }
-            Msg::Authorised(id, result) => {
-                if !self.reply(Kind::Emergency, id) {
-                    return vec![];
-                }
-                let Some(form) = self.emergency.as_mut() else {
-                    return vec![];
-                };
-                match form.authorised(result) {
-                    Some((request, hash)) => {
-                        self.say(Level::Info, AUTHORISED);
-                        let id = self.requests.issue(Kind::Emergency);
-                        vec![self.load_queue(), Effect::RunRollback(id, request, hash)]
-                    }
-                    None => vec![self.load_queue()],
-                }
-            }
-            Msg::RollbackOutput(line) => {
-                if let Some(form) = self.emergency.as_mut() {
-                    form.output_line(&line);
-                }
-                vec![]
-            }
-            Msg::RollbackDone(id, result) => {
-                if !self.reply(Kind::Emergency, id) {
-                    return vec![];
-                }
-                if let Some(form) = self.emergency.as_mut() {
-                    form.finished(result);
-                }
-                vec![self.load_queue()]
-            }
-            Msg::History(id, result) => {
-                if !self.reply(Kind::History, id) {
-                    return vec![];
-                }
-                match (result, self.history.as_mut()) {
-                    (Ok(data), Some(h)) => h.loaded(data),
-                    (Err(e), _) => self.say(Level::Error, format!("cannot load the history: {e}")),
-                    _ => {}
-                }
-                vec![]
-            }
-            Msg::Integrity(id, result) => {
-                if !self.reply(Kind::Integrity, id) {
-                    return vec![];
-                }
-                if let Some(h) = self.history.as_mut() {
-                    h.verified(result);
-                }
-                vec![]
-            }
-            Msg::Record(id, result) => {
-                if !self.reply(Kind::Record, id) {
-                    return vec![];
-                }
-                match (result, self.history.as_mut()) {
-                    (Ok(r), Some(h)) => h.record = Some(r),
-                    (Err(e), _) => self.say(Level::Error, e.to_string()),
-                    _ => {}
-                }
                 vec![]
             }
             Msg::Notice(level, text) => {
                 self.say(level, text);
                 vec![]
             }
-            Msg::Policy(policy, version, seq) => {
-                self.policy = policy;
-                if let Signer::Principal { principal, .. } = &mut self.signer {
-                    match self.policy.principal(&principal.id) {
-                        Some(p) => *principal = p.clone(),
-                        None => {
-                            self.signer = Signer::ReadOnly(format!(
-                                "your principal is not in policy version {version}: read-only"
-                            ));
-                        }
-                    }
-                }
-                self.say(
-                    Level::Info,
-                    format!("policy version {version} is now in force (log entry {seq})"),
-                );
-                vec![]
-            }
             Msg::Mouse(m) => self.mouse(m),
             Msg::Key(k) => self.key(k),
+            reply => self.apply_reply(reply),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod data;
 pub mod error;
 pub mod keymap;
 pub mod messages;
+mod replies;
 pub mod requests;
 pub mod screens;
 pub mod settings;
