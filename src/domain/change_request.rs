@@ -6,10 +6,10 @@
 //! submitted (canonicalised), so fields this version does not know are kept, not dropped.
 //! The published JSON Schema is `docs/change-request.v1.schema.json`.
 
+pub use crate::domain::check::{Check, CheckStatus};
 use crate::domain::reader::{
     LONG_TEXT, OPTIONAL_PROSE, Problem, Reader, SHORT_TEXT, TextRule, child, describe, index, quote,
 };
-use crate::domain::risk::RiskLevel;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -119,24 +119,40 @@ pub enum Direction {
     Lower,
 }
 
-/// Result of one automated check as reported by CI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// A risk rating. Ordered: `Low < Medium < High`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
-    /// The check ran and passed.
-    Pass,
-    /// The check ran and failed.
-    Fail,
-    /// The check has not finished (or not started).
-    Pending,
+pub enum RiskLevel {
+    /// Minor tweak, no schema change, every metric within the low threshold.
+    Low,
+    /// New feature, retraining, a moderate shift.
+    Medium,
+    /// New data source, objective change, sensitive domain, or a large shift.
+    High,
 }
 
-impl CheckStatus {
-    const ALL: [(&'static str, CheckStatus); 3] = [
-        ("pass", CheckStatus::Pass),
-        ("fail", CheckStatus::Fail),
-        ("pending", CheckStatus::Pending),
+impl RiskLevel {
+    /// All levels with their document spelling.
+    pub const ALL: [(&'static str, RiskLevel); 3] = [
+        ("low", RiskLevel::Low),
+        ("medium", RiskLevel::Medium),
+        ("high", RiskLevel::High),
     ];
+
+    /// The spelling used in documents and on screen.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskLevel::Low => "low",
+            RiskLevel::Medium => "medium",
+            RiskLevel::High => "high",
+        }
+    }
+}
+
+impl std::fmt::Display for RiskLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// What is changing: a model, dataset or feature view, between two versions.
@@ -187,21 +203,6 @@ pub struct DeclaredRisk {
     pub rationale: String,
     /// Risk flags (`new_data_source`, `schema_change`, ...), interpreted by the policy.
     pub flags: Vec<String>,
-}
-
-/// Evidence from one automated check run by CI.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Check {
-    /// Evidence id, matched against the policy checklist's `evidence` keys.
-    pub id: String,
-    /// Outcome.
-    pub status: CheckStatus,
-    /// What was measured, in words.
-    pub detail: Option<String>,
-    /// Link to the CI run or report.
-    pub url: Option<String>,
-    /// The measured value, when the check has one.
-    pub value: Option<Value>,
 }
 
 /// How the change goes out and how it is undone.

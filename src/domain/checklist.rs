@@ -116,7 +116,12 @@ impl Checklist {
                 ItemMode::Automated { evidence } => {
                     used.push(evidence);
                     // What counts is decided by who reported it (see domain::provenance).
-                    let check = cr.provenance.counted(evidence, cr.check(evidence), policy);
+                    let check = crate::domain::counted_check::counted(
+                        &cr.provenance,
+                        evidence,
+                        cr.check(evidence),
+                        policy,
+                    );
                     ChecklistEntry {
                         id: item.id.clone(),
                         label: item.label.clone(),

@@ -4,7 +4,9 @@
 //! the server and the tests, and give the same answer in each.
 
 pub mod change_request;
+pub mod check;
 pub mod checklist;
+pub mod counted_check;
 pub mod decision;
 pub mod emergency;
 pub mod policy;

@@ -6,8 +6,8 @@
 //! blocking (or worse, the reverse).
 
 use crate::domain::change_request::Gate;
+use crate::domain::change_request::RiskLevel;
 use crate::domain::reader::{Problem, Reader, SHORT_TEXT, child, index, quote};
-use crate::domain::risk::RiskLevel;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -810,7 +810,8 @@ fn read_signoffs(
                 );
                 return None;
             }
-            if crate::domain::signoff::max_fillable(&out, principals) < out.len() {
+            let held: Vec<&[String]> = principals.iter().map(|p| p.roles.as_slice()).collect();
+            if crate::domain::signoff::max_fillable(&out, &held) < out.len() {
                 r.problem(
                     list_path,
                     format!(

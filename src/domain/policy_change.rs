@@ -7,10 +7,10 @@
 //! the proposer sent (the text) and what the log says (the policy in force), and every
 //! rule is checked again by whoever appends — the local store's writer and the server.
 
+use crate::domain::change_request::RiskLevel;
 use crate::domain::change_request::{ChangeRequest, Gate, SCHEMA_V1};
 use crate::domain::policy::{Policy, PolicyReport, parse_policy};
 use crate::domain::policy_book::PolicyBook;
-use crate::domain::risk::RiskLevel;
 use crate::domain::rules::Refusal;
 use crate::domain::signoff::max_fillable;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -36,7 +36,8 @@ fn refuse<T>(rule: &'static str, message: String, remedy: impl Into<String>) -> 
 pub fn check_governable(policy: &Policy) -> Result<(), Refusal> {
     let required = policy.required_signoffs(Gate::Policy, RiskLevel::High);
     let signers = policy.signing_principals();
-    if max_fillable(&required, &signers) >= required.len() {
+    let held: Vec<&[String]> = signers.iter().map(|p| p.roles.as_slice()).collect();
+    if max_fillable(&required, &held) >= required.len() {
         return Ok(());
     }
     let holders: Vec<String> = required

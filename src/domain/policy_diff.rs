@@ -1,8 +1,8 @@
 //! What a policy change changes, in the words a lead reviews it in: principals, keys,
 //! roles, the on-call roster, sign-offs, artifacts, the checklist, the emergency rules.
 
+use crate::domain::change_request::RiskLevel;
 use crate::domain::policy::{ItemMode, PerLevel, Policy, Principal, RevokedSince};
-use crate::domain::risk::RiskLevel;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fmt;

@@ -8,8 +8,7 @@
 //! revision with a signed `evidence` entry. Revisions stored before submitters were
 //! recorded keep their checks counted, marked as such.
 
-use crate::domain::change_request::{Check, CheckStatus};
-use crate::domain::policy::Policy;
+use crate::domain::check::CheckStatus;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -63,20 +62,6 @@ impl Submitter {
         match self {
             Submitter::Principal(p) => Some(p),
             _ => None,
-        }
-    }
-
-    /// Whether the checks in a revision from this submitter count as CI evidence under
-    /// `policy`.
-    pub fn is_ci(&self, policy: &Policy) -> bool {
-        match self {
-            Submitter::BeforeProvenance => true,
-            Submitter::Principal(p) => policy.principal(p).is_some_and(|p| p.has_role(CI_ROLE)),
-            Submitter::Source(s) => {
-                let name = s.split(SOURCE_SEPARATOR).next().unwrap_or("");
-                policy.evidence_sources.iter().any(|t| t == name)
-            }
-            Submitter::Unknown => false,
         }
     }
 
@@ -139,124 +124,4 @@ pub struct Counted {
     pub url: Option<String>,
     /// Where it came from.
     pub source: Source,
-}
-
-impl Provenance {
-    /// The result that counts for check `id`: the latest attestation by a `ci` principal
-    /// of `policy`, else the revision's own check when its submitter is CI, else the
-    /// revision's check shown as self-reported and counted as pending.
-    pub fn counted(&self, id: &str, submitted: Option<&Check>, policy: &Policy) -> Option<Counted> {
-        let attested = self.attested.iter().rev().find(|a| {
-            a.check == id
-                && policy
-                    .principal(&a.principal)
-                    .is_some_and(|p| p.has_role(CI_ROLE))
-        });
-        if let Some(a) = attested {
-            return Some(Counted {
-                status: a.status,
-                detail: Some(match &a.detail {
-                    Some(d) => format!("{d} (attested by {})", a.principal),
-                    None => format!("attested by {}", a.principal),
-                }),
-                url: a.url.clone(),
-                source: Source::Attested,
-            });
-        }
-        let c = submitted?;
-        if self.submitter.is_ci(policy) {
-            return Some(Counted {
-                status: c.status,
-                detail: c.detail.clone(),
-                url: c.url.clone(),
-                source: Source::Submitted,
-            });
-        }
-        let claimed = match c.status {
-            CheckStatus::Pass => "pass",
-            CheckStatus::Fail => "fail",
-            CheckStatus::Pending => "pending",
-        };
-        Some(Counted {
-            status: CheckStatus::Pending,
-            detail: Some(format!(
-                "self-reported {claimed} by {}; awaiting CI",
-                self.submitter.label()
-            )),
-            url: c.url.clone(),
-            source: Source::SelfReported,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::demo;
-
-    fn check(status: CheckStatus) -> Check {
-        Check {
-            id: "backward_compatibility".into(),
-            status,
-            detail: Some("schema diff".into()),
-            url: None,
-            value: None,
-        }
-    }
-
-    #[test]
-    fn only_ci_reports_count_and_a_self_reported_pass_waits() {
-        let policy = demo::policy();
-        let of = |s: Submitter| Provenance {
-            submitter: s,
-            attested: vec![],
-        };
-        let pass = check(CheckStatus::Pass);
-        let ci = of(Submitter::Principal("ci".into()));
-        assert_eq!(
-            ci.counted("backward_compatibility", Some(&pass), &policy)
-                .unwrap()
-                .status,
-            CheckStatus::Pass
-        );
-        let jonas = of(Submitter::Principal("jonas".into()));
-        let c = jonas
-            .counted("backward_compatibility", Some(&pass), &policy)
-            .unwrap();
-        assert_eq!(c.status, CheckStatus::Pending);
-        assert_eq!(c.source, Source::SelfReported);
-        assert!(c.detail.unwrap().contains("self-reported pass by jonas"));
-        // A self-reported failure does not block either: it waits for CI.
-        let fail = check(CheckStatus::Fail);
-        assert_eq!(
-            jonas
-                .counted("backward_compatibility", Some(&fail), &policy)
-                .unwrap()
-                .status,
-            CheckStatus::Pending
-        );
-        let old = of(Submitter::BeforeProvenance);
-        assert_eq!(
-            old.counted("backward_compatibility", Some(&fail), &policy)
-                .unwrap()
-                .status,
-            CheckStatus::Fail
-        );
-        // CI's attestation wins over what the revision says.
-        let attested = Provenance {
-            submitter: Submitter::Principal("jonas".into()),
-            attested: vec![Attested {
-                check: "backward_compatibility".into(),
-                status: CheckStatus::Fail,
-                detail: None,
-                url: None,
-                principal: "ci".into(),
-                at: chrono::Utc::now(),
-            }],
-        };
-        let c = attested
-            .counted("backward_compatibility", Some(&pass), &policy)
-            .unwrap();
-        assert_eq!((c.status, c.source), (CheckStatus::Fail, Source::Attested));
-    }
 }

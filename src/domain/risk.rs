@@ -5,46 +5,11 @@
 //! thresholds), shows both, and applies the higher, listing the reasons so a reviewer
 //! can see *why* a "medium" change is treated as high.
 
+pub use crate::domain::change_request::RiskLevel;
 use crate::domain::change_request::{ChangeRequest, Direction};
 use crate::domain::policy::RiskPolicy;
 use serde::Serialize;
 use std::fmt;
-
-/// A risk rating. Ordered: `Low < Medium < High`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RiskLevel {
-    /// Minor tweak, no schema change, every metric within the low threshold.
-    Low,
-    /// New feature, retraining, a moderate shift.
-    Medium,
-    /// New data source, objective change, sensitive domain, or a large shift.
-    High,
-}
-
-impl RiskLevel {
-    /// All levels with their document spelling.
-    pub const ALL: [(&'static str, RiskLevel); 3] = [
-        ("low", RiskLevel::Low),
-        ("medium", RiskLevel::Medium),
-        ("high", RiskLevel::High),
-    ];
-
-    /// The spelling used in documents and on screen.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RiskLevel::Low => "low",
-            RiskLevel::Medium => "medium",
-            RiskLevel::High => "high",
-        }
-    }
-}
-
-impl fmt::Display for RiskLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
 
 /// One factor that contributed to the computed rating.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -5,7 +5,6 @@
 //! bipartite matching between required roles and people, so the count is the number of
 //! distinct people who could legitimately fill distinct slots, whatever order they signed in.
 
-use crate::domain::policy::Principal;
 use serde::Serialize;
 
 /// One required sign-off and who (if anyone) fills it.
@@ -121,12 +120,12 @@ pub fn fill_slots(required: &[String], approvals: &[(&str, &str)]) -> SignoffPro
     }
 }
 
-/// How many of `required` the policy's principals could fill at best; a policy whose
-/// sign-offs can never be complete is refused by `policy check`.
-pub fn max_fillable(required: &[String], principals: &[Principal]) -> usize {
-    let roles: Vec<Vec<&str>> = principals
+/// How many of `required` people holding `roles` (one list per person) could fill at
+/// best; a policy whose sign-offs can never be complete is refused by `policy check`.
+pub fn max_fillable(required: &[String], roles: &[&[String]]) -> usize {
+    let roles: Vec<Vec<&str>> = roles
         .iter()
-        .map(|p| p.roles.iter().map(String::as_str).collect())
+        .map(|held| held.iter().map(String::as_str).collect())
         .collect();
     match_slots(required, &roles)
         .iter()
