@@ -14,10 +14,11 @@ pub mod editor;
 pub mod export;
 pub mod history;
 pub mod identity;
-pub mod outbox;
 pub mod server;
 pub mod sources;
 pub mod store;
 pub mod tls;
 pub mod tui;
 pub mod workflow;
+/// Offline decisions (kept under `workflow`, where they are delivered).
+pub use workflow::outbox;

@@ -365,6 +365,11 @@ fn on_a_team_server_the_tui_shows_others_work_and_delivers_an_offline_decision_o
     s.wait_for("Sign this decision?");
     s.keys(&["y"]);
     s.wait_for("1 UNSENT");
+    // Queued through the same path as the CLI's: the item names the server it is for.
+    let queued = queued_items(laptop.dir.path());
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0]["server"], url.as_str(), "{}", queued[0]);
+    assert_eq!(queued[0]["cr_id"], "CR-1042", "{}", queued[0]);
 
     // The server comes back: the outbox drains by itself and the decision lands once.
     let _server = server_home.serve(&listen);
@@ -384,4 +389,26 @@ fn on_a_team_server_the_tui_shows_others_work_and_delivers_an_offline_decision_o
         decisions[0]["rationale"],
         "Reviewed on the train; fairness gap within 3pp."
     );
+}
+
+/// The outbox items (JSON files naming a server) under `dir`, failed ones excluded.
+fn queued_items(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() && path.file_name().is_some_and(|n| n != "failed") {
+            found.extend(queued_items(&path));
+        } else if path.extension().is_some_and(|e| e == "json")
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(
+                &std::fs::read(&path).unwrap_or_default(),
+            )
+            && v.get("server").is_some()
+        {
+            found.push(v);
+        }
+    }
+    found
 }

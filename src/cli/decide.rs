@@ -9,7 +9,9 @@ use crate::domain::rules::{Proposal, check_decision};
 use crate::domain::status::{Evaluation, evaluate_in};
 use crate::identity::{Identity, KeyChoice};
 use crate::store::{Store, StoreError};
-use crate::workflow::{DecisionRequest, eligible_roles, sign_decision};
+use crate::workflow::{
+    DecisionRequest, RecordError, Recorded, Route, eligible_roles, record_decision,
+};
 use chrono::{DateTime, Utc};
 use std::io::{IsTerminal, Read, Write};
 
@@ -215,33 +217,38 @@ pub fn run(
         // What the reviewer is deciding on: the revision just read, unless named.
         expect_digest: Some(args.digest.clone().unwrap_or(cr.current.digest.clone())),
     };
-    let appended = match super::outbox_cmd::outbox_for(paths) {
-        // Against a team server the decision goes through the outbox: written first, then
-        // delivered; if the server is unreachable it stays there and is delivered later.
-        Some(outbox) => {
-            let mut pending = crate::outbox::Pending::new(
-                &outbox_server(paths),
-                &who.principal.id,
-                &request,
-                now,
-            );
-            outbox.put(&pending).map_err(CliError::environment)?;
-            match outbox.deliver(&store, &book, &who, &mut pending) {
-                crate::outbox::Delivery::Delivered(e) => *e,
-                crate::outbox::Delivery::Failed(why) => return Err(CliError::refused(why)),
-                crate::outbox::Delivery::Stale(why) => {
-                    return Err(CliError::refused(format!(
-                        "STALE, kept in the outbox and not sent: {why}"
-                    )));
-                }
-                crate::outbox::Delivery::Later(why) => {
-                    return Err(CliError::environment(format!(
-                        "UNSENT: {why}\nthe decision is kept in the outbox and will be delivered exactly once when the server is back (`tollgate outbox --flush`)"
-                    )));
-                }
-            }
+    // The one decision path (the TUI's too): outbox or straight into the store, then the
+    // write-back to an MLflow source.
+    let outbox = super::outbox_cmd::outbox_for(paths);
+    let server = outbox_server(paths);
+    let source = match &paths.mlflow {
+        Some(s) => Some((
+            crate::sources::mlflow::Client::new(&s.url)
+                .map_err(|e| CliError::environment(e.to_string()))?,
+            s,
+        )),
+        None => None,
+    };
+    let route = Route {
+        outbox: outbox.as_ref().map(|o| (o, server.as_str())),
+        source: source.as_ref().map(|(c, s)| (c, &s.convention)),
+    };
+    let (appended, written_back) = match record_decision(&store, &book, &who, &request, route, now)
+    {
+        Ok(Recorded::Signed {
+            appended,
+            written_back,
+        }) => (*appended, written_back),
+        Ok(Recorded::Queued(why)) => {
+            return Err(CliError::environment(format!(
+                "UNSENT: {why}\nthe decision is kept in the outbox and will be delivered exactly once when the server is back (`tollgate outbox --flush`)"
+            )));
         }
-        None => sign_decision(&store, &book, &who, &request, now)?,
+        Err(RecordError::Decide(e)) => return Err(e.into()),
+        Err(e @ (RecordError::Refused(_) | RecordError::Stale(_))) => {
+            return Err(CliError::refused(e.to_string()));
+        }
+        Err(RecordError::Outbox(e)) => return Err(CliError::environment(e)),
     };
     if let Some(adoption) = &appended.adoption {
         super::policy_cmds::write_adopted(paths, adoption)?;
@@ -298,5 +305,29 @@ pub fn run(
             entry.seq,
             entry.hash
         ),
-    )
+    )?;
+    written_back_report(&args.id, source.as_ref(), written_back, out)
+}
+
+/// Says what writing the CR back to its MLflow source did.
+fn written_back_report(
+    id: &str,
+    source: Option<&(crate::sources::mlflow::Client, &crate::config::MlflowSource)>,
+    written_back: Option<
+        Result<Option<crate::sources::mlflow::Pushed>, crate::sources::mlflow::PushError>,
+    >,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let (Some((_, s)), Some(result)) = (source, written_back) else {
+        return Ok(());
+    };
+    match result {
+        Ok(pushed) => {
+            if let Some(line) = super::pushed_line(id, &s.convention, pushed.as_ref(), false) {
+                write_out(out, &format!("{line}\n"))?;
+            }
+            Ok(())
+        }
+        Err(e) => super::written_back_failures(&s.url, &[format!("{id}: {e}")]),
+    }
 }

@@ -127,8 +127,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let sign_and_write_back =
         |verdict: Verdict, a: &crate::cli::args::DecideArgs, out: &mut dyn Write| {
             let p = synced()?;
-            decide::run(&p, &keys, verdict, a, now, out)?;
-            push_source(&p, Some(&a.id), out)
+            decide::run(&p, &keys, verdict, a, now, out)
         };
     // Commands that only make sense on the store's own machine: refused with an explicit
     // --remote, and blind to a server named in the config file.
@@ -495,29 +494,48 @@ fn push_source(paths: &Paths, only: Option<&str>, out: &mut dyn Write) -> Result
     let mut failures = Vec::new();
     for id in &ids {
         match mlflow::push(&client, store.as_ref(), &book, conv, id) {
-            Ok(None) => {}
-            Ok(Some(mlflow::Pushed::Unchanged)) => {
-                if only.is_none() {
-                    write_out(out, &format!("MLflow: {id} already up to date\n"))?;
+            Ok(pushed) => {
+                if let Some(line) = pushed_line(id, conv, pushed.as_ref(), only.is_none()) {
+                    write_out(out, &format!("{line}\n"))?;
                 }
-            }
-            Ok(Some(mlflow::Pushed::Written { status, alias })) => {
-                let mut line = format!("MLflow: {id} marked {}={status}", conv.status_tag);
-                if let Some(m) = alias {
-                    line.push_str(&format!(
-                        "; @{} now v{}{}",
-                        m.alias,
-                        sanitize(&m.to),
-                        m.previous
-                            .map(|p| format!(" (v{} kept as @previous-{})", sanitize(&p), m.alias))
-                            .unwrap_or_default()
-                    ));
-                }
-                write_out(out, &format!("{line}\n"))?;
             }
             Err(e) => failures.push(format!("{id}: {e}")),
         }
     }
+    written_back_failures(url, &failures)
+}
+
+/// What writing `id` back to MLflow did, as one line (`None`: nothing worth saying;
+/// "already up to date" only when `say_unchanged`).
+pub(crate) fn pushed_line(
+    id: &str,
+    conv: &crate::sources::mlflow::Convention,
+    pushed: Option<&crate::sources::mlflow::Pushed>,
+    say_unchanged: bool,
+) -> Option<String> {
+    use crate::sources::mlflow::Pushed;
+    match pushed? {
+        Pushed::Unchanged => say_unchanged.then(|| format!("MLflow: {id} already up to date")),
+        Pushed::Written { status, alias } => {
+            let mut line = format!("MLflow: {id} marked {}={status}", conv.status_tag);
+            if let Some(m) = alias {
+                line.push_str(&format!(
+                    "; @{} now v{}{}",
+                    m.alias,
+                    sanitize(&m.to),
+                    m.previous
+                        .as_ref()
+                        .map(|p| format!(" (v{} kept as @previous-{})", sanitize(p), m.alias))
+                        .unwrap_or_default()
+                ));
+            }
+            Some(line)
+        }
+    }
+}
+
+/// The error for write-backs that failed (the decisions themselves are recorded).
+pub(crate) fn written_back_failures(url: &str, failures: &[String]) -> Result<(), CliError> {
     if failures.is_empty() {
         return Ok(());
     }

@@ -70,6 +70,8 @@ pub struct Shared {
     pub identity: Option<Arc<Identity>>,
     /// With a team server: decisions waiting to be delivered.
     pub outbox: Option<crate::outbox::Outbox>,
+    /// The team server's URL (recorded with each queued decision); empty when local.
+    pub server: String,
     /// With an MLflow source: where decisions are written back.
     pub mlflow: Option<(
         crate::sources::mlflow::Client,
@@ -106,12 +108,12 @@ fn flush_outbox(shared: &Shared) -> usize {
 }
 
 impl Shared {
-    /// What background work shares.
+    /// What background work shares; `outbox` is the team server's, with its URL.
     pub fn new(
         store: Arc<dyn Store>,
         book: PolicyBook,
         identity: Option<Arc<Identity>>,
-        outbox: Option<crate::outbox::Outbox>,
+        outbox: Option<(crate::outbox::Outbox, String)>,
         mlflow: Option<(
             crate::sources::mlflow::Client,
             crate::sources::mlflow::Convention,
@@ -122,7 +124,11 @@ impl Shared {
             book: std::sync::RwLock::new(Arc::new(book)),
             policy_file: None,
             identity,
-            outbox,
+            server: outbox
+                .as_ref()
+                .map(|(_, url)| url.clone())
+                .unwrap_or_default(),
+            outbox: outbox.map(|(o, _)| o),
             mlflow,
         }
     }
@@ -381,34 +387,31 @@ pub fn answer(
         )),
         Effect::Sign(id, request) => {
             let book = shared.book();
-            // What was recorded, or `None` when it waits in the outbox.
-            let recorded = shared.signer().and_then(|who| match &shared.outbox {
-                Some(outbox) => {
-                    let mut pending =
-                        crate::outbox::Pending::new("", &who.principal.id, request, now);
-                    outbox.put(&pending)?;
-                    match outbox.deliver(shared.store.as_ref(), &book, who, &mut pending) {
-                        crate::outbox::Delivery::Delivered(appended) => Ok(Some(*appended)),
-                        crate::outbox::Delivery::Failed(why) => Err(why),
-                        crate::outbox::Delivery::Stale(why) => {
-                            Err(format!("STALE, kept in the outbox and not sent: {why}"))
-                        }
-                        crate::outbox::Delivery::Later(_) => Ok(None),
-                    }
-                }
-                None => {
-                    crate::workflow::sign_decision(shared.store.as_ref(), &book, who, request, now)
-                        .map(Some)
-                        .map_err(|e| e.to_string())
-                }
+            let route = crate::workflow::Route {
+                outbox: shared.outbox.as_ref().map(|o| (o, shared.server.as_str())),
+                source: shared.mlflow.as_ref().map(|(c, conv)| (c, conv)),
+            };
+            let recorded = shared.signer().and_then(|who| {
+                crate::workflow::record_decision(
+                    shared.store.as_ref(),
+                    &book,
+                    who,
+                    request,
+                    route,
+                    now,
+                )
+                .map_err(|e| e.to_string())
             });
             let mut adopted = false;
-            let result = recorded.map(|appended| match appended {
-                None => format!(
+            let result = recorded.map(|recorded| match recorded {
+                crate::workflow::Recorded::Queued(_) => format!(
                     "UNSENT: {} {} kept in the outbox — delivered when the server is back",
                     request.verdict, request.cr_id
                 ),
-                Some(appended) => {
+                crate::workflow::Recorded::Signed {
+                    appended,
+                    written_back,
+                } => {
                     let mut signed = format!(
                         "signed: {} {} as {} — log entry {}",
                         request.verdict, request.cr_id, request.role, appended.decision.seq
@@ -425,18 +428,11 @@ pub fn answer(
                         }
                         adopted = true;
                     }
-                    match &shared.mlflow {
-                        Some((client, conv)) => {
-                            let pushed = crate::sources::mlflow::push(
-                                client,
-                                shared.store.as_ref(),
-                                &book,
-                                conv,
-                                &request.cr_id,
-                            );
+                    match (written_back, &shared.mlflow) {
+                        (Some(pushed), Some((_, conv))) => {
                             format!("{signed}{}", mlflow_note(pushed, conv))
                         }
-                        None => signed,
+                        _ => signed,
                     }
                 }
             });
@@ -507,7 +503,11 @@ pub fn run(opts: Options) -> Result<(), String> {
             let remote = crate::store::remote::RemoteStore::connect(&r.url, &r.token)
                 .map_err(|e| e.to_string())?;
             let outbox = crate::outbox::Outbox::for_server(&opts.paths.store, &r.url);
-            (Arc::new(remote), r.url.clone(), Some(outbox))
+            (
+                Arc::new(remote),
+                r.url.clone(),
+                Some((outbox, r.url.clone())),
+            )
         }
         None => {
             let store = LocalStore::open(&opts.paths.store).map_err(|e| e.to_string())?;

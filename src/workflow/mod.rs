@@ -8,7 +8,9 @@
 mod decide;
 mod emergency;
 mod evidence;
+pub mod outbox;
 mod policy;
+mod record;
 mod runner;
 
 pub use decide::{
@@ -24,6 +26,7 @@ pub use policy::{
     GenesisOutcome, ProposeError, Proposed, adopt_genesis, check_proposal_target, migrate,
     propose_policy, write_adopted_policy, write_policy_file,
 };
+pub use record::{RecordError, Recorded, Route, record_decision};
 pub use runner::{CommandOutcome, TAIL_LINES, run_command};
 
 use crate::domain::policy_book::PolicyBook;

@@ -7,6 +7,7 @@
 //! same content — the server is idempotent on it, and a decision is recorded exactly once
 //! even when a response was lost.
 
+use super::decide::{DecisionRequest, decision_record, sign_with_adoption};
 use crate::audit::log::DecisionRecord;
 use crate::domain::checklist::Tick;
 use crate::domain::decision::Verdict;
@@ -15,7 +16,6 @@ use crate::domain::rules::{Proposal, check_decision};
 use crate::domain::status::evaluate_in;
 use crate::identity::Identity;
 use crate::store::{Appended, DecideError, Store, StoreError};
-use crate::workflow::{DecisionRequest, decision_record, sign_with_adoption};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
