@@ -10,8 +10,8 @@ use crate::domain::text::sanitize;
 use crate::identity::KeyChoice;
 use crate::store::Store;
 use crate::workflow::{
-    ReviewRequest, RollbackRequest, authorise_rollback, exceptions, record_review, record_rollback,
-    rollback_invocation, run_command, shown_argv,
+    ReviewRequest, RollbackRequest, authorise_rollback, exceptions, record_review,
+    rollback_invocation, run_rollback, shown_argv,
 };
 use chrono::{DateTime, Utc};
 use std::io::Write;
@@ -148,7 +148,7 @@ pub fn rollback(
         ));
     }
     write_out(out, &msg)?;
-    let Some((argv, timeout)) = invocation else {
+    let Some((argv, _)) = invocation else {
         return write_out(
             out,
             "no rollback command in the policy for this subject: the operator performs the rollback\n",
@@ -161,22 +161,25 @@ pub fn rollback(
         );
     }
     write_out(out, &format!("running: {}\n", shown_argv(&argv)))?;
-    let outcome = run_command(&argv, timeout, &mut |line| {
-        let _ = writeln!(out, "│ {}", sanitize(line));
-    });
-    let entry = record_rollback(
+    let ran = run_rollback(
         &store,
         &book,
         &who,
-        crate::workflow::RollbackRun {
-            authorisation: &auth.hash,
-            incident: &request.incident,
-            command: &argv,
-            outcome: &outcome,
-        },
+        &request,
+        &auth.hash,
         crate::config::now().unwrap_or(now),
-    )
-    .map_err(CliError::from)?;
+        &mut |line| {
+            let _ = writeln!(out, "│ {}", sanitize(line));
+        },
+    );
+    let Some(ran) = ran else {
+        return write_out(
+            out,
+            "no rollback command in the policy for this subject: the operator performs the rollback\n",
+        );
+    };
+    let (outcome, timeout) = (&ran.outcome, ran.timeout);
+    let entry = ran.recorded.map_err(CliError::from)?;
     let summary = format!(
         "{} after {:.1} s (log entry {}){}",
         match (outcome.exit_status, outcome.timed_out) {

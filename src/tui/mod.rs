@@ -253,25 +253,23 @@ pub fn run_rollback(
         Err(e) => return Msg::RollbackDone(id, Err(e)),
     };
     let book = shared.book();
-    let Some((argv, timeout)) = crate::workflow::rollback_invocation(book.policy(), request) else {
-        return Msg::RollbackDone(id, Ok("no rollback command in the policy".into()));
-    };
-    on_line(format!("$ {}", argv.join(" ")));
-    let outcome =
-        crate::workflow::run_command(&argv, timeout, &mut |line| on_line(line.to_string()));
-    let finished = now + chrono::Duration::from_std(outcome.duration).unwrap_or_default();
-    let recorded = crate::workflow::record_rollback(
+    let shown = crate::workflow::rollback_invocation(book.policy(), request)
+        .map(|(argv, _)| argv.join(" "));
+    if let Some(argv) = shown {
+        on_line(format!("$ {argv}"));
+    }
+    let Some(ran) = crate::workflow::run_rollback(
         shared.store.as_ref(),
         &book,
         who,
-        crate::workflow::RollbackRun {
-            authorisation,
-            incident: &request.incident,
-            command: &argv,
-            outcome: &outcome,
-        },
-        finished,
-    );
+        request,
+        authorisation,
+        now,
+        &mut |line| on_line(line.to_string()),
+    ) else {
+        return Msg::RollbackDone(id, Ok("no rollback command in the policy".into()));
+    };
+    let (outcome, timeout, recorded) = (ran.outcome, ran.timeout, ran.recorded);
     let result = match (recorded, outcome.exit_status, outcome.timed_out) {
         (Err(e), _, _) => Err(format!("the outcome could not be recorded: {e}")),
         (Ok(entry), Some(0), false) => Ok(format!(

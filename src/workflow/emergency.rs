@@ -191,6 +191,55 @@ pub struct RollbackRun<'a> {
     pub outcome: &'a CommandOutcome,
 }
 
+/// A rollback command that ran and its signed record.
+#[derive(Debug)]
+pub struct RollbackRan {
+    /// The argument vector that ran.
+    pub argv: Vec<String>,
+    /// The time it was allowed.
+    pub timeout: std::time::Duration,
+    /// What it did.
+    pub outcome: CommandOutcome,
+    /// Its record in the log (or why it could not be recorded).
+    pub recorded: Result<LogEntry, DecideError>,
+}
+
+/// Runs the policy's rollback command for an authorised `request` (entry hash
+/// `authorisation`), passing each output line to `on_line`, and records its outcome signed
+/// by `who`, stamped when it finished (`started` + its duration). `None` when the policy
+/// names no command: the operator performs the rollback. The CLI and the TUI both call it.
+pub fn run_rollback(
+    store: &dyn Store,
+    book: &PolicyBook,
+    who: &Identity,
+    request: &RollbackRequest,
+    authorisation: &str,
+    started: DateTime<Utc>,
+    on_line: &mut dyn FnMut(&str),
+) -> Option<RollbackRan> {
+    let (argv, timeout) = rollback_invocation(book.policy(), request)?;
+    let outcome = super::runner::run_command(&argv, timeout, on_line);
+    let finished = started + chrono::Duration::from_std(outcome.duration).unwrap_or_default();
+    let recorded = record_rollback(
+        store,
+        book,
+        who,
+        RollbackRun {
+            authorisation,
+            incident: &request.incident,
+            command: &argv,
+            outcome: &outcome,
+        },
+        finished,
+    );
+    Some(RollbackRan {
+        argv,
+        timeout,
+        outcome,
+        recorded,
+    })
+}
+
 /// Records what the rollback command did, signed by the authoriser.
 pub fn record_rollback(
     store: &dyn Store,

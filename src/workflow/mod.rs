@@ -18,8 +18,8 @@ pub use decide::{
     sign_decision, sign_with_adoption,
 };
 pub use emergency::{
-    ReviewRequest, RollbackRequest, RollbackRun, authorise_rollback, exceptions, record_review,
-    record_rollback, rollback_invocation, shown_argv,
+    ReviewRequest, RollbackRan, RollbackRequest, RollbackRun, authorise_rollback, exceptions,
+    record_review, record_rollback, rollback_invocation, run_rollback, shown_argv,
 };
 pub use evidence::{EvidenceRequest, attest_evidence};
 pub use policy::{
