@@ -333,7 +333,7 @@ impl App {
             return vec![];
         }
         if self.screen == Screen::Detail
-            && let Some(artifact) = self.detail.action(action, self.page_rows as isize)
+            && let Some(artifact) = self.detail.action(action, self.page_rows)
         {
             return match artifact {
                 Some(ArtifactUse::Open(url)) => {

@@ -1,6 +1,7 @@
 //! The one cursor every list uses and the one scroll every text view uses, both bounded:
 //! nothing can move past the content, whatever key is held.
 
+use crate::tui::keymap::Action;
 use std::cell::Cell;
 
 /// A selection in a list of `len` items with the window of `page` rows that shows it.
@@ -83,6 +84,28 @@ impl Scroll {
     pub fn offset(&self) -> u16 {
         self.offset.min(self.limit.get())
     }
+}
+
+/// How far a movement action moves, `page` rows to a page; `None` for other actions.
+/// One table for every list and scroll view.
+pub fn movement(action: Action, page: usize) -> Option<isize> {
+    let page = page.max(1) as isize;
+    Some(match action {
+        Action::Up => -1,
+        Action::Down => 1,
+        Action::PageUp => -page,
+        Action::PageDown => page,
+        Action::Top => isize::MIN / 2,
+        Action::Bottom => isize::MAX / 2,
+        _ => return None,
+    })
+}
+
+/// The item after `current` in `all`, wrapping (the first when `current` is not there):
+/// the next sort column, the next quick view.
+pub fn next_in<T: PartialEq + Copy>(all: &[T], current: T) -> T {
+    let i = all.iter().position(|x| *x == current).map_or(0, |i| i + 1);
+    all[i % all.len()]
 }
 
 #[cfg(test)]

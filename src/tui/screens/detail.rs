@@ -59,14 +59,12 @@ impl DetailScreen {
 
     /// The detail's own actions: scrolling (`page` lines per page) and artifacts. `None`
     /// when the action is not the detail's.
-    pub fn action(&mut self, action: Action, page: isize) -> Option<Option<ArtifactUse>> {
+    pub fn action(&mut self, action: Action, page: usize) -> Option<Option<ArtifactUse>> {
+        if let Some(delta) = super::cursor::movement(action, page) {
+            self.scroll.shift(delta);
+            return Some(None);
+        }
         match action {
-            Action::Up => self.scroll.shift(-1),
-            Action::Down => self.scroll.shift(1),
-            Action::PageUp => self.scroll.shift(-page),
-            Action::PageDown => self.scroll.shift(page),
-            Action::Top => self.scroll.shift(isize::MIN / 2),
-            Action::Bottom => self.scroll.shift(isize::MAX / 2),
             Action::NextArtifact => {
                 let n = self.data().map_or(0, |d| d.cr.current.cr.artifacts.len());
                 if n > 0 {

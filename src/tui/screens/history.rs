@@ -169,32 +169,15 @@ impl HistoryState {
     /// action is not the History screen's.
     pub fn action(&mut self, action: Action, page: usize) -> Option<HistoryAsk> {
         self.cursor.page = page.max(1);
-        let page = self.cursor.page as isize;
+        if let Some(delta) = super::cursor::movement(action, page) {
+            self.cursor.shift(delta, self.visible.len());
+            self.record = None;
+            return Some(HistoryAsk::Nothing);
+        }
         match action {
-            Action::Up
-            | Action::Down
-            | Action::PageUp
-            | Action::PageDown
-            | Action::Top
-            | Action::Bottom => {
-                let delta = match action {
-                    Action::Up => -1,
-                    Action::Down => 1,
-                    Action::PageUp => -page,
-                    Action::PageDown => page,
-                    Action::Top => isize::MIN / 2,
-                    _ => isize::MAX / 2,
-                };
-                self.cursor.shift(delta, self.visible.len());
-                self.record = None;
-            }
             Action::Filter => self.filtering = true,
             Action::SortNext => {
-                let i = HistorySort::ALL
-                    .iter()
-                    .position(|k| *k == self.sort)
-                    .unwrap_or(0);
-                self.sort = HistorySort::ALL[(i + 1) % HistorySort::ALL.len()];
+                self.sort = super::cursor::next_in(&HistorySort::ALL, self.sort);
                 self.refilter();
             }
             Action::SortReverse => {

@@ -319,14 +319,11 @@ impl QueueScreen {
 
     /// The queue's own actions; `false` when the action is not the queue's to handle.
     pub fn action(&mut self, action: Action) -> bool {
-        let page = self.cursor.page as isize;
+        if let Some(delta) = super::cursor::movement(action, self.cursor.page) {
+            self.shift(delta);
+            return true;
+        }
         match action {
-            Action::Up => self.shift(-1),
-            Action::Down => self.shift(1),
-            Action::PageUp => self.shift(-page),
-            Action::PageDown => self.shift(page),
-            Action::Top => self.shift(isize::MIN / 2),
-            Action::Bottom => self.shift(isize::MAX / 2),
             Action::Filter => self.filtering = true,
             Action::Back => {
                 if !self.filter.is_empty() {
@@ -335,21 +332,14 @@ impl QueueScreen {
                 }
             }
             Action::SortNext => {
-                let i = SortKey::ALL
-                    .iter()
-                    .position(|k| *k == self.sort)
-                    .unwrap_or(0);
-                self.sort = SortKey::ALL[(i + 1) % SortKey::ALL.len()];
+                self.sort = super::cursor::next_in(&SortKey::ALL, self.sort);
                 self.resort();
             }
             Action::SortReverse => {
                 self.sort_reverse = !self.sort_reverse;
                 self.resort();
             }
-            Action::NextView => {
-                let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
-                self.set_view(View::ALL[(i + 1) % View::ALL.len()]);
-            }
+            Action::NextView => self.set_view(super::cursor::next_in(&View::ALL, self.view)),
             Action::ViewPending => self.set_view(View::Pending),
             Action::ViewMine => self.set_view(View::Mine),
             Action::ViewBlocked => self.set_view(View::Blocked),
