@@ -906,3 +906,23 @@ fn line_editing_keys_work_alike_in_every_text_field() {
     rig.key("ctrl-w");
     assert_eq!(rig.app.queue.filter, "spam ");
 }
+
+#[test]
+fn metrics_say_better_or_worse_in_words() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.app.settings = tollgate::tui::settings::load(None, true).unwrap();
+    rig.key("enter");
+    let screen = rig.screen_text(120, 40);
+    let line = |name: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(name) && l.contains('→'))
+            .unwrap_or_else(|| panic!("{name} not on screen:\n{screen}"))
+            .to_string()
+    };
+    // p99 latency went up: worse, whatever the colours.
+    let p99 = line("p99_latency_ms");
+    assert!(p99.contains("(+9.2 %) worse"), "{p99}");
+    let auc = line("auc");
+    assert!(auc.contains("(+1.6 %) better"), "{auc}");
+}

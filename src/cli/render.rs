@@ -1,7 +1,6 @@
 //! Plain-text output for people. Every string that came from a CR goes through
 //! [`clean`] (sanitised, one line) before it is printed.
 
-use crate::domain::change_request::Direction;
 use crate::domain::checklist::{CheckCounts, ItemState};
 use crate::domain::risk::{RiskAssessment, relative_shift_pct};
 use crate::domain::status::Evaluation;
@@ -215,28 +214,15 @@ pub fn detail(
             let rel = relative_shift_pct(m.baseline, m.candidate)
                 .map(|p| format!("{p:+.1} %"))
                 .unwrap_or_else(|| "n/a".into());
-            let better = match m.better {
-                Direction::Higher => m.candidate >= m.baseline,
-                Direction::Lower => m.candidate <= m.baseline,
-            };
-            let verdict = if m.candidate == m.baseline {
-                "unchanged"
-            } else if better {
-                "better"
-            } else {
-                "worse"
-            };
             let _ = writeln!(
                 out,
-                "  {:<w$}  {} → {}  Δ {:+}  {rel}  {verdict} ({} is better)",
+                "  {:<w$}  {} → {}  Δ {:+}  {rel}  {} ({} is better)",
                 clean(&m.name),
                 m.baseline,
                 m.candidate,
                 round_delta(m.candidate - m.baseline),
-                match m.better {
-                    Direction::Higher => "higher",
-                    Direction::Lower => "lower",
-                }
+                m.shift().as_str(),
+                m.better.as_str()
             );
         }
     }

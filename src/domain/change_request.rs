@@ -194,6 +194,55 @@ pub struct Metric {
     pub better: Direction,
 }
 
+/// Which way a metric moved, judged by its direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shift {
+    /// Moved the way that is better.
+    Better,
+    /// Moved the way that is worse.
+    Worse,
+    /// Did not move.
+    Unchanged,
+}
+
+impl Shift {
+    /// The word every face shows (never only a colour or an arrow).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shift::Better => "better",
+            Shift::Worse => "worse",
+            Shift::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl Direction {
+    /// `higher` or `lower`, as in "(lower is better)".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Higher => "higher",
+            Direction::Lower => "lower",
+        }
+    }
+}
+
+impl Metric {
+    /// Whether the candidate is better, worse or the same as the baseline.
+    pub fn shift(&self) -> Shift {
+        let improved = match self.better {
+            Direction::Higher => self.candidate > self.baseline,
+            Direction::Lower => self.candidate < self.baseline,
+        };
+        if self.candidate == self.baseline {
+            Shift::Unchanged
+        } else if improved {
+            Shift::Better
+        } else {
+            Shift::Worse
+        }
+    }
+}
+
 /// The requester's own view of the risk.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeclaredRisk {

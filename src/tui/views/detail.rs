@@ -2,7 +2,7 @@
 //! with its reasons, the checklist with evidence, sign-offs, links, plans and versions.
 //! Two columns on wide terminals, one scrolling column on narrow ones.
 
-use crate::domain::change_request::Direction;
+use crate::domain::change_request::Shift;
 use crate::domain::checklist::ItemState;
 use crate::domain::decision::Verdict;
 use crate::domain::risk::relative_shift_pct;
@@ -106,20 +106,11 @@ fn metrics_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
         .min(24);
     for m in &c.metrics {
         let rel = relative_shift_pct(m.baseline, m.candidate);
-        let improved = match m.better {
-            Direction::Higher => m.candidate >= m.baseline,
-            Direction::Lower => m.candidate <= m.baseline,
-        };
-        let style = if m.candidate == m.baseline {
-            theme.muted()
-        } else if improved {
-            theme.better()
-        } else {
-            theme.worse()
-        };
-        let arrow = match m.better {
-            Direction::Higher => "↑",
-            Direction::Lower => "↓",
+        let shift = m.shift();
+        let style = match shift {
+            Shift::Unchanged => theme.muted(),
+            Shift::Better => theme.better(),
+            Shift::Worse => theme.worse(),
         };
         lines.push(Line::from(vec![
             Span::styled(
@@ -139,7 +130,8 @@ fn metrics_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
                 ),
                 style,
             ),
-            Span::styled(format!("{arrow} better"), theme.muted()),
+            // In words, so it reads the same without colour (NO_COLOR, colour-blind).
+            Span::styled(shift.as_str().to_string(), style),
         ]));
     }
     lines.push(Line::default());
