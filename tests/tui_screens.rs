@@ -926,3 +926,44 @@ fn metrics_say_better_or_worse_in_words() {
     let auc = line("auc");
     assert!(auc.contains("(+1.6 %) better"), "{auc}");
 }
+
+#[test]
+fn a_clean_change_request_is_approved_from_the_queue_in_four_keys_plus_the_rationale() {
+    let mut rig = Rig::new(Some("devi"));
+    assert_eq!(
+        rig.app.selected_row().map(|r| r.id.as_str()),
+        Some("CR-1042")
+    );
+    // `a` on the queue opens the form on the selected CR (its detail behind it).
+    rig.key("a");
+    assert_eq!(rig.app.screen, Screen::Decide);
+    assert_eq!(rig.app.detail.id.as_deref(), Some("CR-1042"));
+    rig.type_text("Shifts explained by the new features.");
+    // One key ticks every manual item; the confirmation lists each.
+    rig.key("ctrl-t");
+    rig.key("ctrl-s");
+    let confirm = rig.screen_text(120, 40);
+    assert!(confirm.contains("privacy, rollback, owner"), "{confirm}");
+    rig.key("y");
+    let decisions = rig.shared.store.decisions("CR-1042").unwrap();
+    assert_eq!(decisions.len(), 1);
+    let ticked: Vec<&str> = decisions[0].ticks.iter().map(|t| t.item.as_str()).collect();
+    assert_eq!(
+        ticked,
+        ["privacy", "rollback", "owner"],
+        "every manual item of the gate"
+    );
+    // a, ctrl-t, ctrl-s, y.
+}
+
+#[test]
+fn a_read_only_session_offers_no_decision_keys_and_says_why_on_a() {
+    let mut rig = Rig::new(None);
+    let hints = rig.screen_text(120, 40);
+    let bar = hints.lines().rev().nth(1).unwrap_or_default().to_string();
+    assert!(!bar.contains("approve"), "hint bar: {bar}");
+    rig.key("a");
+    assert_eq!(rig.app.screen, Screen::Queue);
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("read-only"), "{screen}");
+}

@@ -50,6 +50,28 @@ fn a_reviewer_filters_opens_and_approves_at_the_keyboard() {
 }
 
 #[test]
+fn a_clean_change_request_is_approved_from_the_queue_in_four_keys_plus_the_rationale() {
+    let home = Home::demo();
+    let s = Session::tollgate(&home, &[], "--as devi");
+    s.wait_for("CR-1042");
+    let rationale = "Shifts explained by the new features.";
+    // The README's count: these four keys, plus typing the rationale.
+    let keys = ["a", "C-t", "C-s", "y"];
+    s.keys(&keys[..1]);
+    s.wait_for("Decide on CR-1042");
+    s.literal(rationale);
+    s.keys(&keys[1..3]);
+    let confirm = s.wait_for("Sign this decision?");
+    assert!(confirm.contains("privacy, rollback, owner"), "{confirm}");
+    s.keys(&keys[3..]);
+    s.wait_for("signed: approve CR-1042 as risk-reviewer");
+    assert_eq!(keys.len(), 4);
+    let shown = home.run(&["show", "CR-1042", "--json"]).ok().json();
+    assert_eq!(shown["decisions"][0]["rationale"], rationale);
+    assert_eq!(shown["decisions"][0]["ticks"].as_array().map(Vec::len), Some(3));
+}
+
+#[test]
 fn ctrl_c_restores_the_terminal() {
     let home = Home::new();
     home.run(&["demo"]).ok();

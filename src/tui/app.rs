@@ -212,8 +212,8 @@ impl App {
 
     fn contexts(&self) -> Vec<Context> {
         match self.screen {
-            Screen::Queue => vec![Context::Queue, Context::Global],
-            Screen::Detail => vec![Context::Detail, Context::Global],
+            Screen::Queue => vec![Context::Queue, Context::Decision, Context::Global],
+            Screen::Detail => vec![Context::Detail, Context::Decision, Context::Global],
             Screen::Decide => vec![Context::Decide, Context::Global],
             Screen::Confirm => vec![Context::Confirm, Context::Global],
             Screen::Emergency | Screen::Exceptions => vec![Context::Global],
@@ -415,14 +415,15 @@ impl App {
             | Action::ViewBlocked
             | Action::ViewToday
             | Action::ViewAll => {}
-            Action::Approve => self.start_decision(Verdict::Approve),
-            Action::Reject => self.start_decision(Verdict::Reject),
-            Action::RequestChanges => self.start_decision(Verdict::RequestChanges),
+            Action::Approve => return self.start_decision(Verdict::Approve),
+            Action::Reject => return self.start_decision(Verdict::Reject),
+            Action::RequestChanges => return self.start_decision(Verdict::RequestChanges),
             // The detail's own (it handled them above when it is showing).
             Action::NextArtifact | Action::OpenArtifact | Action::CopyUrl => {}
             Action::NextField
             | Action::PrevField
             | Action::ToggleTick
+            | Action::TickAll
             | Action::ExternalEditor
             | Action::Review => {
                 return self.decide_action(action);
@@ -460,24 +461,33 @@ impl App {
         vec![self.load_detail(id)]
     }
 
-    fn start_decision(&mut self, verdict: Verdict) {
-        if self.screen == Screen::Queue {
-            // Deciding from the queue opens the CR first: nobody signs what they did not see.
-            return;
-        }
+    /// Opens the decision form for `verdict`. From the queue it opens the selected CR and
+    /// the form over it once it has loaded (the detail stays behind the form, so nobody
+    /// signs what they could not see).
+    pub(super) fn start_decision(&mut self, verdict: Verdict) -> Vec<Effect> {
         let Some(me) = self.me().cloned() else {
             if let Signer::ReadOnly(why) = &self.signer {
                 let why = why.clone();
                 self.say(Level::Error, format!("read-only: {why}"));
             }
-            return;
+            return vec![];
         };
+        if self.screen == Screen::Queue {
+            let Some(id) = self.selected_row().map(|r| r.id.clone()) else {
+                self.say(Level::Error, "no change request selected");
+                return vec![];
+            };
+            let effects = self.open(id);
+            self.detail.pending = Some(verdict);
+            return effects;
+        }
         let Some(detail) = self.detail.data() else {
             self.say(Level::Error, "still loading this change request");
-            return;
+            return vec![];
         };
         self.decide = Some(DecideForm::new(verdict, detail, &self.policy, &me));
         self.screen = Screen::Decide;
+        vec![]
     }
 
     /// Form-level actions in the decision screen.

@@ -13,6 +13,8 @@ pub enum Context {
     Queue,
     /// The CR detail screen.
     Detail,
+    /// Deciding on a CR: from the queue (the selected one) or its detail screen.
+    Decision,
     /// The decision form.
     Decide,
     /// The final confirmation before signing.
@@ -26,6 +28,7 @@ impl Context {
             Context::Global => "Everywhere",
             Context::Queue => "Queue",
             Context::Detail => "Change request",
+            Context::Decision => "Deciding (queue and change request)",
             Context::Decide => "Decision form",
             Context::Confirm => "Confirm and sign",
         }
@@ -88,15 +91,16 @@ actions! {
     ViewBlocked => ("view_blocked", Queue, "view: blocked"),
     ViewToday => ("view_today", Queue, "view: decided today"),
     ViewAll => ("view_all", Queue, "view: everything"),
-    Approve => ("approve", Detail, "approve (sign off)"),
-    Reject => ("reject", Detail, "reject"),
-    RequestChanges => ("request_changes", Detail, "request changes"),
+    Approve => ("approve", Decision, "approve (sign off)"),
+    Reject => ("reject", Decision, "reject"),
+    RequestChanges => ("request_changes", Decision, "request changes"),
     NextArtifact => ("next_artifact", Detail, "select the next artifact link"),
     OpenArtifact => ("open_artifact", Detail, "open the selected artifact"),
     CopyUrl => ("copy_url", Detail, "copy the selected artifact's URL"),
     NextField => ("next_field", Decide, "next field"),
     PrevField => ("prev_field", Decide, "previous field"),
     ToggleTick => ("toggle_tick", Decide, "tick / untick a manual checklist item"),
+    TickAll => ("tick_all", Decide, "tick every manual checklist item (each shown on the confirmation)"),
     ExternalEditor => ("external_editor", Decide, "write the rationale in $EDITOR"),
     Review => ("review", Decide, "review what will be signed"),
     Sign => ("sign", Confirm, "sign and record the decision"),
@@ -272,6 +276,7 @@ fn defaults(preset: Preset) -> Vec<(Action, &'static [&'static str])> {
         (NextField, &["tab"]),
         (PrevField, &["shift-tab"]),
         (ToggleTick, &["space"]),
+        (TickAll, &["ctrl-t"]),
         (ExternalEditor, &["ctrl-e"]),
         (Review, &["ctrl-s"]),
         (Sign, &["y"]),

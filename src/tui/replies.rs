@@ -70,7 +70,14 @@ impl App {
                     return vec![];
                 }
                 match result {
-                    Ok(d) => self.detail.loaded(d),
+                    Ok(d) => {
+                        self.detail.loaded(d);
+                        if let Some(verdict) = self.detail.pending.take()
+                            && self.screen == Screen::Detail
+                        {
+                            return self.start_decision(verdict);
+                        }
+                    }
                     Err(e) => self.say(Level::Error, e.to_string()),
                 }
                 vec![]

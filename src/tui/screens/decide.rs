@@ -119,7 +119,13 @@ impl DecideForm {
         let action = keymap.lookup(k, &[Context::Decide]);
         let escapes = matches!(
             action,
-            Some(Action::NextField | Action::PrevField | Action::ExternalEditor | Action::Review)
+            Some(
+                Action::NextField
+                    | Action::PrevField
+                    | Action::ExternalEditor
+                    | Action::Review
+                    | Action::TickAll
+            )
         ) || k.code == KeyCode::Esc;
         if escapes {
             return false;
@@ -150,6 +156,24 @@ impl DecideForm {
         }
     }
 
+    /// The keys worth a hint on the form, or on its confirmation (`confirming`): a
+    /// refused decision offers no signing key.
+    pub fn hints(&self, confirming: bool) -> Vec<(Action, &'static str)> {
+        use Action::*;
+        match (confirming, &self.refusal) {
+            (true, Some(_)) => vec![(Back, "back to the form")],
+            (true, None) => vec![(Sign, "sign"), (Back, "back")],
+            (false, _) => vec![
+                (NextField, "next field"),
+                (ToggleTick, "tick"),
+                (TickAll, "tick all"),
+                (ExternalEditor, "$EDITOR"),
+                (Review, "review & sign"),
+                (Back, "cancel"),
+            ],
+        }
+    }
+
     /// Form-level actions.
     pub fn action(
         &mut self,
@@ -175,6 +199,13 @@ impl DecideForm {
                     && let Some(item) = self.items.get_mut(self.item_cursor)
                 {
                     item.ticked = !item.ticked;
+                }
+            }
+            Action::TickAll => {
+                // All on, or all off again when every one was already ticked.
+                let all = self.items.iter().all(|i| i.ticked);
+                for item in &mut self.items {
+                    item.ticked = !all;
                 }
             }
             Action::ExternalEditor => return DecideAsk::Edit(self.rationale_text()),

@@ -25,12 +25,15 @@ pub struct DetailScreen {
     pub scroll: Scroll,
     /// Selected artifact.
     pub artifact: usize,
+    /// A decision asked for from the queue: the form opens once the CR has loaded.
+    pub pending: Option<crate::domain::decision::Verdict>,
 }
 
 impl DetailScreen {
     /// Shows `id`: back to the top; the old data stays only if it is the same CR.
     pub fn open(&mut self, id: String) {
         self.scroll.reset();
+        self.pending = None;
         self.artifact = 0;
         if self.data.as_ref().is_none_or(|d| d.cr.current.cr.id != id) {
             self.data = None;
@@ -40,6 +43,7 @@ impl DetailScreen {
 
     /// Leaves the screen.
     pub fn close(&mut self) {
+        self.pending = None;
         self.data = None;
         self.id = None;
     }
@@ -55,6 +59,28 @@ impl DetailScreen {
     /// The loaded CR's data.
     pub fn data(&self) -> Option<&DetailData> {
         self.data.as_deref()
+    }
+
+    /// The keys worth a hint here; decisions only for someone who can sign.
+    pub fn hints(&self, can_sign: bool) -> Vec<(Action, &'static str)> {
+        use Action::*;
+        let mut hints = Vec::new();
+        if can_sign {
+            hints.extend([
+                (Approve, "approve"),
+                (Reject, "reject"),
+                (RequestChanges, "changes"),
+            ]);
+        }
+        hints.extend([
+            (Down, "scroll"),
+            (Back, "back"),
+            (Help, "help"),
+            (NextArtifact, "link"),
+            (OpenArtifact, "open link"),
+            (CopyUrl, "copy"),
+        ]);
+        hints
     }
 
     /// The detail's own actions: scrolling (`page` lines per page) and artifacts. `None`

@@ -165,6 +165,23 @@ impl HistoryState {
         self.refilter();
     }
 
+    /// The keys worth a hint here.
+    pub fn hints(&self) -> Vec<(Action, &'static str)> {
+        use Action::*;
+        if self.filtering {
+            return vec![];
+        }
+        vec![
+            (Open, "signed record"),
+            (Down, "move"),
+            (Filter, "filter"),
+            (NextView, "health"),
+            (SortNext, "sort"),
+            (Back, "back"),
+            (Help, "help"),
+        ]
+    }
+
     /// History-screen meanings of shared actions (`page` rows per page); `None` when the
     /// action is not the History screen's.
     pub fn action(&mut self, action: Action, page: usize) -> Option<HistoryAsk> {

@@ -5,6 +5,7 @@ pub mod cursor;
 pub mod decide;
 pub mod detail;
 pub mod emergency;
+pub mod exceptions;
 pub mod help;
 pub mod history;
 pub mod line;

@@ -317,6 +317,30 @@ impl QueueScreen {
         }
     }
 
+    /// The keys worth a hint here; decisions only for someone who can sign.
+    pub fn hints(&self, can_sign: bool) -> Vec<(Action, &'static str)> {
+        use Action::*;
+        if self.filtering {
+            return vec![];
+        }
+        let mut hints = vec![(Open, "open")];
+        if can_sign {
+            hints.push((Approve, "approve"));
+        }
+        hints.extend([
+            (Down, "move"),
+            (Filter, "filter"),
+            (NextView, "view"),
+            (SortNext, "sort"),
+            (Emergency, "emergency"),
+            (Help, "help"),
+            (Palette, "commands"),
+            (Quit, "quit"),
+            (History, "history"),
+        ]);
+        hints
+    }
+
     /// The queue's own actions; `false` when the action is not the queue's to handle.
     pub fn action(&mut self, action: Action) -> bool {
         if let Some(delta) = super::cursor::movement(action, self.cursor.page) {

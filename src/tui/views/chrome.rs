@@ -10,57 +10,24 @@ use ratatui::widgets::Paragraph;
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
-/// The actions worth a hint on the current screen, most useful first.
+/// The actions worth a hint on the current screen, most useful first: each screen says
+/// its own.
 fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
-    use Action::*;
     if app.overlay.is_some() {
-        return vec![(Back, "close")];
+        return vec![(Action::Back, "close")];
     }
+    let can_sign = app.me().is_some();
     match app.screen {
-        Screen::Queue if app.queue.filtering => vec![],
-        Screen::Queue => vec![
-            (Open, "open"),
-            (Down, "move"),
-            (Filter, "filter"),
-            (NextView, "view"),
-            (SortNext, "sort"),
-            (Help, "help"),
-            (Palette, "commands"),
-            (Quit, "quit"),
-            (History, "history"),
-            (Emergency, "emergency"),
-        ],
-        Screen::Detail => vec![
-            (Approve, "approve"),
-            (Reject, "reject"),
-            (RequestChanges, "changes"),
-            (Down, "scroll"),
-            (Back, "back"),
-            (Help, "help"),
-            (NextArtifact, "link"),
-            (OpenArtifact, "open link"),
-            (CopyUrl, "copy"),
-        ],
-        Screen::Decide => vec![
-            (NextField, "next field"),
-            (ToggleTick, "tick"),
-            (ExternalEditor, "$EDITOR"),
-            (Review, "review & sign"),
-            (Back, "cancel"),
-        ],
-        Screen::Confirm => vec![(Sign, "sign"), (Back, "back")],
+        Screen::Queue => app.queue.hints(can_sign),
+        Screen::Detail => app.detail.hints(can_sign),
+        Screen::Decide | Screen::Confirm => app
+            .decide
+            .as_ref()
+            .map(|f| f.hints(app.screen == Screen::Confirm))
+            .unwrap_or_default(),
         Screen::Emergency => vec![],
-        Screen::Exceptions => vec![(Back, "back"), (Emergency, "emergency"), (Help, "help")],
-        Screen::History if app.history.as_ref().is_some_and(|h| h.filtering) => vec![],
-        Screen::History => vec![
-            (Open, "signed record"),
-            (Down, "move"),
-            (Filter, "filter"),
-            (NextView, "health"),
-            (SortNext, "sort"),
-            (Back, "back"),
-            (Help, "help"),
-        ],
+        Screen::Exceptions => crate::tui::screens::exceptions::hints(),
+        Screen::History => app.history.as_ref().map(|h| h.hints()).unwrap_or_default(),
     }
 }
 

@@ -32,6 +32,7 @@ pub fn help_lines<'a>(app: &App, query: &str) -> Vec<Line<'a>> {
         Context::Global,
         Context::Queue,
         Context::Detail,
+        Context::Decision,
         Context::Decide,
         Context::Confirm,
     ] {
