@@ -967,3 +967,37 @@ fn a_read_only_session_offers_no_decision_keys_and_says_why_on_a() {
     let screen = rig.screen_text(120, 40);
     assert!(screen.contains("read-only"), "{screen}");
 }
+
+#[test]
+fn long_ids_are_never_cut_and_the_sorted_column_is_marked() {
+    let extra: Vec<serde_json::Value> = ["CR-200000", "CR-200005"]
+        .iter()
+        .map(|id| {
+            let mut doc: serde_json::Value =
+                serde_json::from_str(tollgate::demo::FIXTURES[3].1).unwrap();
+            doc["id"] = json!(id);
+            doc
+        })
+        .collect();
+    let mut rig = Rig::with_extra(Some("devi"), &extra);
+    for (w, h) in [(120, 40), (80, 24)] {
+        let screen = rig.screen_text(w, h);
+        assert!(
+            screen.contains("CR-200000") && screen.contains("CR-200005"),
+            "{w}x{h}:\n{screen}"
+        );
+    }
+    // Sorted by age by default: its header says so; after `s` the next column does.
+    let header = |rig: &mut Rig| {
+        rig.screen_text(120, 40)
+            .lines()
+            .find(|l| l.contains("TITLE"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(header(&mut rig).contains("AGE▲"), "{}", header(&mut rig));
+    rig.key("s");
+    assert!(header(&mut rig).contains("RISK▲"), "{}", header(&mut rig));
+    rig.key("S");
+    assert!(header(&mut rig).contains("RISK▼"), "{}", header(&mut rig));
+}

@@ -68,7 +68,10 @@ fn a_clean_change_request_is_approved_from_the_queue_in_four_keys_plus_the_ratio
     assert_eq!(keys.len(), 4);
     let shown = home.run(&["show", "CR-1042", "--json"]).ok().json();
     assert_eq!(shown["decisions"][0]["rationale"], rationale);
-    assert_eq!(shown["decisions"][0]["ticks"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        shown["decisions"][0]["ticks"].as_array().map(Vec::len),
+        Some(3)
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use crate::domain::checklist::CheckCounts;
 use crate::domain::risk::RiskLevel;
 use crate::domain::status::Status;
-use crate::tui::app::{App, View};
+use crate::tui::app::{App, SortKey, View};
 use crate::tui::data::QueueRow;
 use crate::tui::theme::Theme;
 use crate::tui::views::age;
@@ -84,10 +84,32 @@ enum Col {
     Status,
 }
 
-/// Columns that fit `width`, in display order. Title takes what is left.
-fn columns(width: u16) -> Vec<(Col, &'static str, u16)> {
+/// Widest id column; a longer id is cut with `…` (never silently).
+const ID_MAX: usize = 24;
+
+impl Col {
+    /// The sort key of this column.
+    fn sort_key(self) -> SortKey {
+        match self {
+            Col::Id => SortKey::Id,
+            Col::Gate => SortKey::Gate,
+            Col::Risk => SortKey::Risk,
+            Col::Title => SortKey::Title,
+            Col::Subject => SortKey::Subject,
+            Col::Requester => SortKey::Requester,
+            Col::Age => SortKey::Age,
+            Col::Signoffs => SortKey::Signoffs,
+            Col::Checks => SortKey::Checks,
+            Col::Status => SortKey::Status,
+        }
+    }
+}
+
+/// Columns that fit `width`, in display order; the id column as wide as the longest id
+/// (`id_width`). Title takes what is left.
+fn columns(width: u16, id_width: u16) -> Vec<(Col, &'static str, u16)> {
     let mut cols = vec![
-        (Col::Id, "ID", 8),
+        (Col::Id, "ID", id_width),
         (Col::Risk, "RISK", 15),
         (Col::Title, "TITLE", 0),
         (Col::Age, "AGE", 4),
@@ -143,8 +165,25 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     ));
     f.render_widget(Paragraph::new(Line::from(spans)), tabs);
 
-    let cols = columns(table_area.width);
-    let header = Row::new(cols.iter().map(|(_, name, _)| Cell::from(*name))).style(theme.muted());
+    let id_width = app
+        .queue
+        .rows
+        .iter()
+        .map(|r| r.id.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(3, ID_MAX) as u16;
+    let cols = columns(table_area.width, id_width);
+    // The sorted column says so, and which way.
+    let header = Row::new(cols.iter().map(|(col, name, _)| {
+        if col.sort_key() == app.queue.sort {
+            let arrow = if app.queue.sort_reverse { "▼" } else { "▲" };
+            Cell::from(format!("{name}{arrow}"))
+        } else {
+            Cell::from(*name)
+        }
+    }))
+    .style(theme.muted());
     let page = table_area.height.saturating_sub(1) as usize;
     let end = (app.queue.cursor.offset + page).min(app.queue.visible.len());
     let rows: Vec<Row> = (app.queue.cursor.offset..end)
@@ -158,7 +197,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             let cells: Vec<Cell> = cols
                 .iter()
                 .map(|(col, _, _)| match col {
-                    Col::Id => Cell::from(r.id.clone()),
+                    Col::Id => Cell::from(crate::domain::text::truncate(&r.id, ID_MAX)),
                     Col::Gate => Cell::from(r.gate.as_str()),
                     Col::Risk => Cell::from(risk_cell(r, theme)),
                     Col::Title => Cell::from(r.title.clone()),
