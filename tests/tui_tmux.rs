@@ -165,6 +165,12 @@ fn the_terminal_is_restored_after_sigterm_and_sighup() {
         let (s, pid) = tui_in_a_shell(&home, &[]);
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "{name} sent");
         assert_terminal_restored(&s, name);
+        // The status of a process ended by that signal (143, 129), not success.
+        let end = s.screen();
+        assert!(
+            end.contains(&format!("EXIT={}", 128 + signal)),
+            "{name}:\n{end}"
+        );
     }
 }
 

@@ -728,14 +728,22 @@ fn tui(paths: Paths, keys: KeyChoice, config: Option<PathBuf>) -> Result<(), Cli
             }
         }
     }
-    crate::tui::run(crate::tui::Options {
+    match crate::tui::run(crate::tui::Options {
         paths,
         keys,
         config,
         book,
         notice,
     })
-    .map_err(CliError::refused)
+    .map_err(CliError::refused)?
+    {
+        crate::tui::Ended::Quit => Ok(()),
+        // Ended by a signal: the status a shell expects of a process it ended.
+        crate::tui::Ended::Signal(signal) => Err(CliError {
+            message: String::new(),
+            code: 128 + signal,
+        }),
+    }
 }
 
 fn write_out(out: &mut dyn Write, text: &str) -> Result<(), CliError> {

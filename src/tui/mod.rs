@@ -486,9 +486,19 @@ fn short_path(p: &std::path::Path) -> String {
     }
 }
 
+/// How the TUI ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The user quit.
+    Quit,
+    /// A signal ended it (SIGTERM, SIGHUP); the terminal was restored first. The process
+    /// should exit with 128 + the signal, as one ended by it would.
+    Signal(i32),
+}
+
 /// Starts the TUI; returns when the user quits. Errors before the screen opens (bad
 /// config, missing store) are returned as messages for the CLI to print.
-pub fn run(opts: Options) -> Result<(), String> {
+pub fn run(opts: Options) -> Result<Ended, String> {
     let settings = settings::load(
         opts.config
             .clone()
@@ -633,7 +643,7 @@ fn spawn_input(tx: mpsc::UnboundedSender<Msg>) -> std_mpsc::Sender<InputControl>
     ctl_tx
 }
 
-async fn event_loop(mut app: App, shared: Arc<Shared>) -> Result<(), String> {
+async fn event_loop(mut app: App, shared: Arc<Shared>) -> Result<Ended, String> {
     let mouse = app.settings.mouse;
     enter_terminal(mouse).map_err(|e| format!("cannot set up the terminal: {e}"))?;
     let previous_hook = std::panic::take_hook();
@@ -647,7 +657,7 @@ async fn event_loop(mut app: App, shared: Arc<Shared>) -> Result<(), String> {
     result
 }
 
-async fn run_loop(app: &mut App, shared: Arc<Shared>, mouse: bool) -> Result<(), String> {
+async fn run_loop(app: &mut App, shared: Arc<Shared>, mouse: bool) -> Result<Ended, String> {
     let backend = CrosstermBackend::new(std::io::stdout());
     let mut terminal = Terminal::new(backend).map_err(|e| e.to_string())?;
     terminal.clear().map_err(|e| e.to_string())?;
@@ -662,6 +672,7 @@ async fn run_loop(app: &mut App, shared: Arc<Shared>, mouse: bool) -> Result<(),
         .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| format!("cannot watch for SIGHUP: {e}"))?;
+    let mut ended = Ended::Quit;
     loop {
         terminal
             .draw(|f| views::draw(f, app))
@@ -669,8 +680,14 @@ async fn run_loop(app: &mut App, shared: Arc<Shared>, mouse: bool) -> Result<(),
         let msg = tokio::select! {
             Some(m) = rx.recv() => m,
             _ = tick.tick() => Msg::Tick,
-            _ = terminate.recv() => break,
-            _ = hangup.recv() => break,
+            _ = terminate.recv() => {
+                ended = Ended::Signal(libc::SIGTERM);
+                break;
+            }
+            _ = hangup.recv() => {
+                ended = Ended::Signal(libc::SIGHUP);
+                break;
+            }
         };
         // Debug builds only: F12 panics when TOLLGATE_DEBUG_PANIC is set, so the end-to-end
         // tests can prove a panic mid-session leaves a usable terminal (the hook restores it).
@@ -690,7 +707,7 @@ async fn run_loop(app: &mut App, shared: Arc<Shared>, mouse: bool) -> Result<(),
         }
     }
     let _ = input.send(InputControl::Stop);
-    Ok(())
+    Ok(ended)
 }
 
 /// Carries out one effect; slow ones run on blocking threads and answer with a message.
