@@ -101,9 +101,8 @@ pub fn verify(
         None => write_out(
             out,
             &format!(
-                "log verified: {} entries, {} signatures, head entry {} {} ({millis} ms)\n{}",
-                report.entries,
-                report.signatures,
+                "log verified: {}, head entry {} {} ({millis} ms)\n{}",
+                crate::domain::text::entries_and_signatures(report.entries, report.signatures),
                 report.head.seq,
                 report.head.hash.as_deref().unwrap_or("(empty log)"),
                 policy_lines(&report)

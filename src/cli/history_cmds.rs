@@ -16,8 +16,8 @@ use std::time::Instant;
 fn chain_line(report: &VerifyReport, millis: u128) -> String {
     match &report.first_bad {
         None => format!(
-            "audit log verified: {} entries, {} signatures ({millis} ms)",
-            report.entries, report.signatures
+            "audit log verified: {} ({millis} ms)",
+            crate::domain::text::entries_and_signatures(report.entries, report.signatures)
         ),
         Some(bad) => format!(
             "AUDIT LOG BROKEN at entry {}: {} — {} (entries from {} on are not trusted)",

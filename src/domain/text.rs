@@ -108,6 +108,21 @@ fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     }
 }
 
+/// `n` and the noun in the right number: `1 signature`, `2 signatures`, `1 entry`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// How the verified log is summed up everywhere: `10 entries, 1 signature`.
+pub fn entries_and_signatures(entries: impl Into<u64>, signatures: impl Into<u64>) -> String {
+    format!(
+        "{}, {}",
+        count(entries, "entry", "entries"),
+        count(signatures, "signature", "signatures")
+    )
+}
+
 /// Shortens `s` to at most `max` characters, marking the cut with `…`.
 pub fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -138,6 +153,13 @@ pub fn compact_age(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_agree_with_their_number() {
+        assert_eq!(entries_and_signatures(1u64, 1u64), "1 entry, 1 signature");
+        assert_eq!(entries_and_signatures(10u64, 0u64), "10 entries, 0 signatures");
+        assert_eq!(count(2u64, "decision", "decisions"), "2 decisions");
+    }
     use chrono::{TimeZone, Utc};
 
     #[test]

@@ -27,8 +27,8 @@ fn banner<'a>(app: &App, h: &HistoryState) -> Line<'a> {
         Integrity::Done(report, ms) => match &report.first_bad {
             None => Line::from(Span::styled(
                 format!(
-                    " ✓ audit log verified: {} entries, {} signatures, every link intact ({ms} ms)",
-                    report.entries, report.signatures
+                    " ✓ audit log verified: {}, every link intact ({ms} ms)",
+                    crate::domain::text::entries_and_signatures(report.entries, report.signatures)
                 ),
                 theme.pass(),
             )),
