@@ -1001,3 +1001,31 @@ fn long_ids_are_never_cut_and_the_sorted_column_is_marked() {
     rig.key("S");
     assert!(header(&mut rig).contains("RISK▼"), "{}", header(&mut rig));
 }
+
+#[test]
+fn esc_does_not_throw_away_a_written_rationale_on_one_key() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.keys(&["enter", "a"]);
+    rig.type_text("Half a paragraph of careful review");
+    rig.key("esc");
+    assert_eq!(rig.app.screen, Screen::Decide, "one esc keeps the form");
+    assert!(rig.screen_text(120, 40).contains("esc again discards"));
+    // Any other key keeps it and disarms.
+    rig.type_text(".");
+    rig.key("esc");
+    assert_eq!(rig.app.screen, Screen::Decide);
+    assert_eq!(
+        rig.app.decide.as_ref().unwrap().rationale_text(),
+        "Half a paragraph of careful review."
+    );
+    rig.key("esc");
+    assert_eq!(
+        rig.app.screen,
+        Screen::Detail,
+        "the second esc in a row discards"
+    );
+    // An empty form closes at once.
+    rig.key("a");
+    rig.key("esc");
+    assert_eq!(rig.app.screen, Screen::Detail);
+}

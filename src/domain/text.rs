@@ -157,7 +157,10 @@ mod tests {
     #[test]
     fn counts_agree_with_their_number() {
         assert_eq!(entries_and_signatures(1u64, 1u64), "1 entry, 1 signature");
-        assert_eq!(entries_and_signatures(10u64, 0u64), "10 entries, 0 signatures");
+        assert_eq!(
+            entries_and_signatures(10u64, 0u64),
+            "10 entries, 0 signatures"
+        );
         assert_eq!(count(2u64, "decision", "decisions"), "2 decisions");
     }
     use chrono::{TimeZone, Utc};

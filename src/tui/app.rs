@@ -378,6 +378,18 @@ impl App {
                     self.detail.close();
                 }
                 Screen::Decide => {
+                    // A rationale already written is not thrown away on one key.
+                    if let Some(form) = self.decide.as_mut()
+                        && !form.rationale_text().is_empty()
+                        && !form.discard_armed
+                    {
+                        form.discard_armed = true;
+                        self.say(
+                            Level::Error,
+                            "esc again discards the rationale you wrote; any other key keeps it",
+                        );
+                        return vec![];
+                    }
                     self.screen = Screen::Detail;
                     self.decide = None;
                 }

@@ -68,6 +68,8 @@ pub struct DecideForm {
     pub signing: bool,
     /// The store's answer when signing failed.
     pub error: Option<String>,
+    /// `esc` was pressed once with a rationale written: the next `esc` discards it.
+    pub discard_armed: bool,
 }
 
 impl DecideForm {
@@ -105,6 +107,7 @@ impl DecideForm {
             refusal: None,
             signing: false,
             error: None,
+            discard_armed: false,
         };
         refresh_roles(&mut form, Some(detail), Some(me));
         form
@@ -113,6 +116,9 @@ impl DecideForm {
     /// A key while the rationale has focus: typed into it unless it is a form-level
     /// binding (next/previous field, editor, review) or `esc`. True when consumed.
     pub fn text_key(&mut self, k: &KeyEvent, keymap: &Keymap) -> bool {
+        if k.code != KeyCode::Esc {
+            self.discard_armed = false;
+        }
         if self.focus != Field::Rationale {
             return false;
         }
