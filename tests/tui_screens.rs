@@ -1029,3 +1029,29 @@ fn esc_does_not_throw_away_a_written_rationale_on_one_key() {
     rig.key("esc");
     assert_eq!(rig.app.screen, Screen::Detail);
 }
+
+#[test]
+fn the_emergency_form_checks_what_is_typed_and_says_so_in_place() {
+    let mut rig = Rig::build(Some("lena"), &[], ROLLBACK_POLICY);
+    rig.keys(&["!", "enter"]); // recommender@prod, last good 7 prefilled
+    // Empty fields are named, not ignored.
+    rig.key("enter");
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("the incident id is empty"), "{screen}");
+    // An incident id the CLI refuses is refused here too, before confirming.
+    rig.type_text("inc 22 91 ; rm -rf");
+    rig.key("tab");
+    rig.type_text("conversion down");
+    rig.key("enter");
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("incident id"), "{screen}");
+    assert_eq!(
+        rig.app.emergency.as_ref().map(|f| f.step),
+        Some(tollgate::tui::app::EmergencyStep::Details),
+        "not offered for signing"
+    );
+    // Typing into the prefilled version replaces it: 5, not 75.
+    rig.keys(&["tab"]);
+    rig.type_text("5");
+    assert_eq!(rig.app.emergency.as_ref().unwrap().target, "5");
+}

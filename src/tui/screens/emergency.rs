@@ -77,6 +77,8 @@ pub struct EmergencyForm {
     pub result: Option<Result<String, String>>,
     /// A request is in flight.
     pub busy: bool,
+    /// The target still holds the prefilled last-good version: typing replaces it.
+    pub target_prefilled: bool,
 }
 
 impl EmergencyForm {
@@ -97,6 +99,7 @@ impl EmergencyForm {
             output: Vec::new(),
             result: None,
             busy: false,
+            target_prefilled: false,
         }
     }
 
@@ -123,6 +126,7 @@ impl EmergencyForm {
                 KeyCode::Enter => {
                     if let Some(s) = subjects.get(self.cursor).cloned() {
                         self.target = s.last_good.clone().unwrap_or_default();
+                        self.target_prefilled = !self.target.is_empty();
                         self.subject = Some(s);
                         self.step = EmergencyStep::Details;
                         self.focus = EmergencyField::Incident;
@@ -173,12 +177,26 @@ impl EmergencyForm {
                 }
             }
             KeyCode::Enter => {
-                if self.incident.trim().is_empty() {
-                    self.focus = EmergencyField::Incident;
-                } else if self.reason.trim().is_empty() {
-                    self.focus = EmergencyField::Reason;
-                } else if self.target.trim().is_empty() {
-                    self.focus = EmergencyField::Target;
+                // An empty field is named, and focused, rather than ignored.
+                let empty = [
+                    (
+                        EmergencyField::Incident,
+                        self.incident.trim(),
+                        "the incident id",
+                    ),
+                    (EmergencyField::Reason, self.reason.trim(), "the reason"),
+                    (
+                        EmergencyField::Target,
+                        self.target.trim(),
+                        "the version to roll back to",
+                    ),
+                ]
+                .into_iter()
+                .find(|(_, value, _)| value.is_empty())
+                .map(|(field, _, what)| (field, what));
+                if let Some((field, what)) = empty {
+                    self.focus = field;
+                    self.problem = Some(format!("{what} is empty: type it, then enter"));
                 } else if let Some(Err(refusal)) = self.request().map(|r| r.check()) {
                     // Refused before the confirmation shows a command to run.
                     self.problem = Some(refusal.to_string());
@@ -188,7 +206,20 @@ impl EmergencyForm {
                 }
             }
             _ => {
-                super::line::edit(field, &k, 200);
+                // The prefilled version is a suggestion: the first character typed
+                // replaces it instead of being appended to it (7 + 5 is not 75).
+                if self.focus == EmergencyField::Target
+                    && self.target_prefilled
+                    && matches!(k.code, KeyCode::Char(_))
+                    && !k
+                        .modifiers
+                        .contains(crossterm::event::KeyModifiers::CONTROL)
+                {
+                    field.clear();
+                }
+                if super::line::edit(field, &k, 200) && self.focus == EmergencyField::Target {
+                    self.target_prefilled = false;
+                }
             }
         }
     }
