@@ -1055,3 +1055,29 @@ fn the_emergency_form_checks_what_is_typed_and_says_so_in_place() {
     rig.type_text("5");
     assert_eq!(rig.app.emergency.as_ref().unwrap().target, "5");
 }
+
+#[test]
+fn help_lists_the_current_screens_keys_first_and_never_runs_keys_into_words() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.app.settings.keymap =
+        tollgate::tui::keymap::Keymap::preset(tollgate::tui::keymap::Preset::Vim);
+    rig.keys(&["enter", "?"]);
+    let screen = rig.screen_text(120, 60);
+    let first_heading = screen
+        .lines()
+        .find_map(|l| {
+            ["Everywhere", "Queue", "Change request", "Deciding"]
+                .into_iter()
+                .find(|h| l.contains(&format!("│{h}")))
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        first_heading, "Change request",
+        "the detail's keys first:\n{screen}"
+    );
+    assert!(!screen.contains("spacepage"), "{screen}");
+    assert!(
+        screen.contains("quit (on the queue; elsewhere: back)"),
+        "{screen}"
+    );
+}

@@ -210,7 +210,8 @@ impl App {
         }
     }
 
-    fn contexts(&self) -> Vec<Context> {
+    /// The keymap contexts in force on the screen that is up, most specific first.
+    pub fn contexts(&self) -> Vec<Context> {
         match self.screen {
             Screen::Queue => vec![Context::Queue, Context::Decision, Context::Global],
             Screen::Detail => vec![Context::Detail, Context::Decision, Context::Global],

@@ -67,7 +67,7 @@ macro_rules! actions {
 }
 
 actions! {
-    Quit => ("quit", Global, "quit tollgate"),
+    Quit => ("quit", Global, "quit (on the queue; elsewhere: back)"),
     Emergency => ("emergency", Global, "EMERGENCY: authorise a rollback (on-call)"),
     Exceptions => ("exceptions", Global, "emergency exceptions and review deadlines"),
     History => ("history", Global, "decision history, audit-log integrity, governance health"),

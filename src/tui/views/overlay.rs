@@ -28,6 +28,8 @@ pub fn help_lines<'a>(app: &App, query: &str) -> Vec<Line<'a>> {
     let theme = &app.settings.theme;
     let q = query.to_lowercase();
     let mut lines = Vec::new();
+    // The keys of the screen that is up come first, then everything else.
+    let mut order = app.contexts();
     for ctx in [
         Context::Global,
         Context::Queue,
@@ -36,6 +38,11 @@ pub fn help_lines<'a>(app: &App, query: &str) -> Vec<Line<'a>> {
         Context::Decide,
         Context::Confirm,
     ] {
+        if !order.contains(&ctx) {
+            order.push(ctx);
+        }
+    }
+    for ctx in order {
         let entries: Vec<(Action, String)> = Action::ALL
             .iter()
             .filter(|a| a.context() == ctx)
@@ -53,7 +60,8 @@ pub fn help_lines<'a>(app: &App, query: &str) -> Vec<Line<'a>> {
         lines.push(Line::from(Span::styled(ctx.title(), theme.title())));
         for (a, keys) in entries {
             lines.push(Line::from(vec![
-                Span::styled(format!("  {keys:<22}"), theme.accent()),
+                // Always a gap after the keys, however many are bound.
+                Span::styled(format!("  {keys:<22}  "), theme.accent()),
                 Span::styled(a.description(), theme.text()),
             ]));
         }
