@@ -1081,3 +1081,27 @@ fn help_lists_the_current_screens_keys_first_and_never_runs_keys_into_words() {
         "{screen}"
     );
 }
+
+#[test]
+fn the_filter_ranks_the_best_match_first() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.key("/");
+    rig.type_text("spam");
+    let first = rig.app.selected_row().map(|r| r.id.clone());
+    assert_eq!(first.as_deref(), Some("CR-1044"), "spam-classifier first");
+    let ids: Vec<String> = rig
+        .app
+        .queue
+        .visible
+        .iter()
+        .map(|i| rig.app.queue.rows[*i].id.clone())
+        .collect();
+    assert_eq!(ids.first().map(String::as_str), Some("CR-1044"), "{ids:?}");
+    // An exact id beats everything.
+    rig.key("ctrl-u");
+    rig.type_text("cr-1046");
+    assert_eq!(
+        rig.app.selected_row().map(|r| r.id.as_str()),
+        Some("CR-1046")
+    );
+}

@@ -137,6 +137,25 @@ impl SortKey {
     }
 }
 
+/// How directly `row` matches the lower-cased `needle`: 0 its id exactly, 1 the start of
+/// a word of its id, title or subject, 2 anything else the fuzzy matcher found.
+fn match_class(row: &QueueRow, needle: &str) -> u8 {
+    if row.id.to_lowercase() == needle {
+        return 0;
+    }
+    let starts_a_word = |text: &str| {
+        text.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|w| w.starts_with(needle))
+            || text.to_lowercase().starts_with(needle)
+    };
+    if starts_a_word(&row.id) || starts_a_word(&row.title) || starts_a_word(&row.subject) {
+        1
+    } else {
+        2
+    }
+}
+
 /// The queue's state.
 pub struct QueueScreen {
     /// All loaded rows.
@@ -145,6 +164,8 @@ pub struct QueueScreen {
     pub visible: Vec<usize>,
     /// Every row index in sort order.
     order: Vec<usize>,
+    /// Each row's position in `order` (ties between equally good matches keep it).
+    rank: Vec<usize>,
     /// The query and view `visible` was computed for.
     filtered_for: Option<(String, View)>,
     /// Selection and window over `visible`.
@@ -168,6 +189,7 @@ impl Default for QueueScreen {
             rows: Vec::new(),
             visible: Vec::new(),
             order: Vec::new(),
+            rank: Vec::new(),
             filtered_for: None,
             cursor: Cursor {
                 page: 20,
@@ -231,7 +253,12 @@ impl QueueScreen {
             let o = sort.compare(&rows[*a], &rows[*b]);
             if reverse { o.reverse() } else { o }
         });
+        let mut rank = vec![0; order.len()];
+        for (pos, i) in order.iter().enumerate() {
+            rank[*i] = pos;
+        }
         self.order = order;
+        self.rank = rank;
         self.filtered_for = None;
         self.refilter();
     }
@@ -265,17 +292,22 @@ impl QueueScreen {
         } else {
             let pattern = Pattern::parse(&query, CaseMatching::Ignore, Normalization::Smart);
             let mut buf = Vec::new();
-            let (rows, matcher) = (&self.rows, &mut self.matcher);
-            candidates
+            let (rows, rank, matcher) = (&self.rows, &self.rank, &mut self.matcher);
+            let needle = query.to_lowercase();
+            let mut scored: Vec<(usize, u8, u32)> = candidates
                 .into_iter()
-                .filter(|i| {
-                    let r = &rows[*i];
-                    view.includes(r)
-                        && pattern
-                            .score(Utf32Str::new(&r.haystack, &mut buf), matcher)
-                            .is_some()
+                .filter(|i| view.includes(&rows[*i]))
+                .filter_map(|i| {
+                    let r = &rows[i];
+                    let score = pattern.score(Utf32Str::new(&r.haystack, &mut buf), matcher)?;
+                    Some((i, match_class(r, &needle), score))
                 })
-                .collect()
+                .collect();
+            // Best matches first, as fzf and television rank: the exact id, then a prefix
+            // of a word in the id, title or subject, then by fuzzy score; ties keep the
+            // queue's sort order.
+            scored.sort_by_key(|(i, class, score)| (*class, std::cmp::Reverse(*score), rank[*i]));
+            scored.into_iter().map(|(i, _, _)| i).collect()
         };
         self.filtered_for = Some((query, view));
         let at = keep
@@ -312,6 +344,8 @@ impl QueueScreen {
             _ => {
                 if super::line::edit(&mut self.filter, &k, 200) {
                     self.refilter();
+                    // A new query selects its best match, as fzf does.
+                    self.cursor.select(0, self.visible.len());
                 }
             }
         }
