@@ -477,13 +477,22 @@ fn emergency_rollback_from_any_screen_runs_the_command_and_records_it() {
             .unwrap()
             .ok()
     );
-    rig.key("enter");
+    // `E` works on the finished flow, as its last line says.
+    assert!(screen.contains("E shows exceptions"), "{screen}");
     rig.key("E");
+    assert_eq!(rig.app.screen, Screen::Exceptions);
     let screen = rig.screen_text(120, 40);
     assert!(
         screen.contains("INC-2291") && screen.contains("ACTIVE"),
         "{screen}"
     );
+    rig.key("esc");
+    assert_eq!(
+        rig.app.screen,
+        Screen::Detail,
+        "back to where the flow began"
+    );
+    rig.key("E");
     insta::assert_snapshot!("exceptions", masked(rig.screen_text(120, 40)));
 }
 
@@ -1104,4 +1113,15 @@ fn the_filter_ranks_the_best_match_first() {
         rig.app.selected_row().map(|r| r.id.as_str()),
         Some("CR-1046")
     );
+}
+
+#[test]
+fn y_on_the_queue_copies_the_selected_id() {
+    let mut rig = Rig::new(Some("devi"));
+    let effects = rig.app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('y'),
+        KeyModifiers::NONE,
+    )));
+    assert_eq!(effects, vec![Effect::Copy("CR-1042".into())]);
+    assert!(rig.screen_text(120, 40).contains("copied CR-1042"));
 }

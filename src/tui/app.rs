@@ -418,6 +418,12 @@ impl App {
                     return self.open(id);
                 }
             }
+            Action::CopyId => {
+                if let Some(id) = self.selected_row().map(|r| r.id.clone()) {
+                    self.say(Level::Info, format!("copied {id}"));
+                    return vec![Effect::Copy(id)];
+                }
+            }
             // The queue's own (it handled them above when it is showing).
             Action::Filter
             | Action::SortNext
@@ -605,6 +611,16 @@ impl App {
                 let id = self.requests.issue(Kind::Emergency);
                 vec![Effect::Authorise(id, request)]
             }
+            EmergencyAsk::Global(k) => match self.settings.keymap.lookup(&k, &[Context::Global]) {
+                Some(action) => {
+                    // Leave the finished flow first, so `back` from there is not the flow.
+                    if let Some(form) = self.emergency.take() {
+                        self.screen = form.back_to;
+                    }
+                    self.run(action)
+                }
+                None => vec![],
+            },
         }
     }
 }

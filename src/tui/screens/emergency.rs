@@ -19,6 +19,8 @@ pub enum EmergencyAsk {
     Back,
     /// Sign this authorisation.
     Authorise(RollbackRequest),
+    /// Not the flow's key: look it up among the global bindings.
+    Global(KeyEvent),
 }
 
 /// Steps of the emergency flow.
@@ -150,6 +152,8 @@ impl EmergencyForm {
                 if matches!(k.code, KeyCode::Enter | KeyCode::Char('q')) {
                     return EmergencyAsk::Back;
                 }
+                // Finished: the global keys work again (E exceptions, H history, ...).
+                return EmergencyAsk::Global(k);
             }
         }
         EmergencyAsk::Nothing
