@@ -422,10 +422,10 @@ mod tests {
             vec![Key::parse("ctrl-a").unwrap(), Key::parse("A").unwrap()],
         );
         let a = ev(KeyCode::Char('a'), KeyModifiers::NONE);
-        assert_eq!(km.lookup(&a, &[Context::Detail]), None);
+        assert_eq!(km.lookup(&a, &[Context::Detail, Context::Decision]), None);
         let ctrl_a = ev(KeyCode::Char('a'), KeyModifiers::CONTROL);
         assert_eq!(
-            km.lookup(&ctrl_a, &[Context::Detail]),
+            km.lookup(&ctrl_a, &[Context::Detail, Context::Decision]),
             Some(Action::Approve)
         );
         assert_eq!(km.hint(Action::Approve), "ctrl-a");
