@@ -22,8 +22,9 @@ fn a_reviewer_filters_opens_and_approves_at_the_keyboard() {
     s.wait_for("Decide on CR-1042");
     s.literal("Shifts explained by the new velocity features; fairness gap within 3pp.");
     s.keys(&["Tab", "Tab", "Tab", "Space", "Down", "Space", "C-s"]);
-    let confirm = s.wait_for("Sign this decision?");
-    assert!(confirm.contains("privacy, rollback"), "{confirm}");
+    s.wait_until("the confirmation listing the ticks", |t| {
+        t.contains("Sign this decision?") && t.contains("privacy, rollback")
+    });
     s.keys(&["y"]);
     s.wait_for("signed: approve CR-1042 as risk-reviewer");
     s.wait_for("Sign-offs 1/4");
@@ -61,8 +62,10 @@ fn a_clean_change_request_is_approved_from_the_queue_in_four_keys_plus_the_ratio
     s.wait_for("Decide on CR-1042");
     s.literal(rationale);
     s.keys(&keys[1..3]);
-    let confirm = s.wait_for("Sign this decision?");
-    assert!(confirm.contains("privacy, rollback, owner"), "{confirm}");
+    // The whole confirmation, not a frame caught half drawn.
+    s.wait_until("the confirmation listing every tick", |t| {
+        t.contains("Sign this decision?") && t.contains("privacy, rollback, owner")
+    });
     s.keys(&keys[3..]);
     s.wait_for("signed: approve CR-1042 as risk-reviewer");
     assert_eq!(keys.len(), 4);
