@@ -1125,3 +1125,39 @@ fn y_on_the_queue_copies_the_selected_id() {
     assert_eq!(effects, vec![Effect::Copy("CR-1042".into())]);
     assert!(rig.screen_text(120, 40).contains("copied CR-1042"));
 }
+
+#[test]
+fn history_at_80x24_drops_columns_instead_of_cutting_them() {
+    let mut rig = rig_with_history();
+    rig.key("H");
+    let screen = rig.screen_text(80, 24);
+    let header = screen
+        .lines()
+        .find(|l| l.contains("DECIDED"))
+        .unwrap_or_else(|| panic!("no table header:\n{screen}"))
+        .to_string();
+    for col in ["DECIDED", "CR", "VERDICT", "BY", "RECORD"] {
+        assert!(header.contains(col), "{col} missing: {header}");
+    }
+    assert!(
+        !header.contains("ROLE"),
+        "an optional column goes first: {header}"
+    );
+    // Every row shows whole values: a full timestamp, the whole id and principal.
+    let row = screen
+        .lines()
+        .find(|l| l.contains("CR-1044"))
+        .unwrap_or_else(|| panic!("no CR-1044 row:\n{screen}"))
+        .to_string();
+    let stamp = row
+        .trim_start_matches('"')
+        .get(..16)
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        stamp.len() == 16 && stamp.as_bytes()[10] == b' ' && stamp[11..].contains(':'),
+        "timestamp cut: {row}"
+    );
+    assert!(row.contains(" devi "), "{row}");
+    assert!(row.contains("changes"), "{row}");
+}

@@ -166,52 +166,93 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
     }
 }
 
+/// History's columns.
+#[derive(Clone, Copy, PartialEq)]
+enum HCol {
+    Decided,
+    Cr,
+    Subject,
+    Verdict,
+    By,
+    Role,
+    Risk,
+    Lead,
+    Record,
+}
+
+/// The columns that fit `width`, in display order: the ones that say what was decided by
+/// whom are always there; risk, subject, lead time and role join while they fit (an
+/// optional column is dropped rather than every column cut).
+fn history_columns(width: u16) -> Vec<(HCol, &'static str, u16)> {
+    let mut cols = vec![
+        (HCol::Decided, "DECIDED", 16),
+        (HCol::Cr, "CR", 9),
+        (HCol::Verdict, "VERDICT", 8),
+        (HCol::By, "BY", 8),
+        (HCol::Record, "RECORD", 11),
+    ];
+    // (column, name, width, position among the columns already placed)
+    let optional = [
+        (HCol::Risk, "RISK", 6, 4),
+        (HCol::Subject, "SUBJECT", 14, 2),
+        (HCol::Lead, "LEAD", 8, 6),
+        (HCol::Role, "ROLE", 14, 5),
+    ];
+    for (col, name, w, pos) in optional {
+        let used: u16 = cols.iter().map(|c| c.2 + 1).sum();
+        if used + w + 1 <= width {
+            cols.insert(pos.min(cols.len()), (col, name, w));
+        }
+    }
+    cols
+}
+
 fn draw_table(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
     let theme = &app.settings.theme;
-    let header = Row::new(
-        [
-            "DECIDED", "CR", "SUBJECT", "VERDICT", "BY", "ROLE", "RISK", "LEAD", "RECORD",
-        ]
-        .into_iter()
-        .map(Cell::from),
-    )
-    .style(theme.muted());
+    let cols = history_columns(area.width);
+    let header = Row::new(cols.iter().map(|(_, name, _)| Cell::from(*name))).style(theme.muted());
     let page = area.height.saturating_sub(1) as usize;
     let end = (h.cursor.offset + page).min(h.visible.len());
     let rows: Vec<Row> = (h.cursor.offset..end)
         .map(|pos| (pos, &h.data.entries[h.visible[pos]]))
         .map(|(pos, e): (usize, &HistoryEntry)| {
-            let verdict = match e.verdict {
-                crate::domain::decision::Verdict::Approve => Span::styled("approve", theme.pass()),
-                crate::domain::decision::Verdict::Reject => Span::styled("reject", theme.fail()),
-                crate::domain::decision::Verdict::RequestChanges => {
-                    Span::styled("changes", theme.warning())
-                }
-            };
-            let record = match verified(h, e.seq) {
-                Some(true) => Span::styled("✓ verified", theme.pass()),
-                Some(false) => Span::styled("✗ untrusted", theme.error()),
-                None => Span::styled("…", theme.muted()),
-            };
-            let row = Row::new(vec![
-                Cell::from(e.at.format("%Y-%m-%d %H:%M").to_string()),
-                Cell::from(crate::domain::text::sanitize(&e.cr_id)),
-                Cell::from(format!(
-                    "{}@{}",
-                    crate::domain::text::sanitize(&e.subject),
-                    e.environment
-                )),
-                Cell::from(verdict),
-                Cell::from(crate::domain::text::sanitize(&e.principal)),
-                Cell::from(crate::domain::text::sanitize(&e.role)),
-                Cell::from(Span::styled(e.risk.as_str(), theme.risk(e.risk))),
-                Cell::from(
-                    e.lead_time
-                        .map(human_duration)
-                        .unwrap_or_else(|| "—".into()),
-                ),
-                Cell::from(record),
-            ]);
+            let cells: Vec<Cell> = cols
+                .iter()
+                .map(|(col, _, _)| match col {
+                    HCol::Decided => Cell::from(e.at.format("%Y-%m-%d %H:%M").to_string()),
+                    HCol::Cr => Cell::from(crate::domain::text::sanitize(&e.cr_id)),
+                    HCol::Subject => Cell::from(format!(
+                        "{}@{}",
+                        crate::domain::text::sanitize(&e.subject),
+                        e.environment
+                    )),
+                    HCol::Verdict => Cell::from(match e.verdict {
+                        crate::domain::decision::Verdict::Approve => {
+                            Span::styled("approve", theme.pass())
+                        }
+                        crate::domain::decision::Verdict::Reject => {
+                            Span::styled("reject", theme.fail())
+                        }
+                        crate::domain::decision::Verdict::RequestChanges => {
+                            Span::styled("changes", theme.warning())
+                        }
+                    }),
+                    HCol::By => Cell::from(crate::domain::text::sanitize(&e.principal)),
+                    HCol::Role => Cell::from(crate::domain::text::sanitize(&e.role)),
+                    HCol::Risk => Cell::from(Span::styled(e.risk.as_str(), theme.risk(e.risk))),
+                    HCol::Lead => Cell::from(
+                        e.lead_time
+                            .map(human_duration)
+                            .unwrap_or_else(|| "—".into()),
+                    ),
+                    HCol::Record => Cell::from(match verified(h, e.seq) {
+                        Some(true) => Span::styled("✓ verified", theme.pass()),
+                        Some(false) => Span::styled("✗ untrusted", theme.error()),
+                        None => Span::styled("…", theme.muted()),
+                    }),
+                })
+                .collect();
+            let row = Row::new(cells);
             if pos == h.cursor.selected {
                 row.style(theme.selected())
             } else {
@@ -219,17 +260,16 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
             }
         })
         .collect();
-    let widths = [
-        Constraint::Length(16),
-        Constraint::Length(9),
-        Constraint::Min(14),
-        Constraint::Length(8),
-        Constraint::Length(8),
-        Constraint::Length(14),
-        Constraint::Length(6),
-        Constraint::Length(8),
-        Constraint::Length(11),
-    ];
+    let widths: Vec<Constraint> = cols
+        .iter()
+        .map(|(col, _, w)| {
+            if *col == HCol::Subject {
+                Constraint::Min(*w)
+            } else {
+                Constraint::Length(*w)
+            }
+        })
+        .collect();
     f.render_widget(
         Table::new(rows, widths).header(header).column_spacing(1),
         area,
