@@ -200,7 +200,7 @@ fn history_columns(width: u16) -> Vec<(HCol, &'static str, u16)> {
     ];
     for (col, name, w, pos) in optional {
         let used: u16 = cols.iter().map(|c| c.2 + 1).sum();
-        if used + w + 1 <= width {
+        if used + w < width {
             cols.insert(pos.min(cols.len()), (col, name, w));
         }
     }
