@@ -1161,3 +1161,47 @@ fn history_at_80x24_drops_columns_instead_of_cutting_them() {
     assert!(row.contains(" devi "), "{row}");
     assert!(row.contains("changes"), "{row}");
 }
+
+#[test]
+fn wrapped_checklist_text_hangs_under_the_label() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.key("enter");
+    for (w, h, column) in [(120, 60, true), (80, 60, false)] {
+        let screen = rig.screen_text(w, h);
+        // The checklist's lines: from its heading to the sign-offs.
+        let mut inside = false;
+        for line in screen.lines() {
+            let line = line.trim_matches('"');
+            let text = if column {
+                line.split_once('│')
+                    .map_or("", |(_, r)| r)
+                    .trim_start_matches(' ')
+            } else {
+                line
+            };
+            let raw = if column {
+                line.split_once('│')
+                    .map_or("", |(_, r)| r)
+                    .strip_prefix(' ')
+                    .unwrap_or("")
+            } else {
+                line
+            };
+            if text.starts_with("Checklist") {
+                inside = true;
+                continue;
+            }
+            if text.starts_with("Sign-offs") || (!column && text.starts_with("Metrics")) {
+                inside = false;
+            }
+            if inside && !raw.trim().is_empty() {
+                assert!(
+                    raw.starts_with("[A]")
+                        || raw.starts_with("[M]")
+                        || raw.starts_with("                "),
+                    "{w}x{h}: a checklist line starts at column 0: {raw:?}\n{screen}"
+                );
+            }
+        }
+    }
+}

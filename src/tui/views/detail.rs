@@ -37,7 +37,7 @@ fn round(x: f64) -> f64 {
 }
 
 /// What changes, who asked, when.
-fn identity_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+fn identity_lines(d: &DetailData, app: &App, _width: u16) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let c = &d.cr.current.cr;
     let mut lines = Vec::new();
@@ -74,7 +74,7 @@ fn identity_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
 }
 
 /// Summary, scope and impact.
-fn prose_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+fn prose_lines(d: &DetailData, app: &App, _width: u16) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let c = &d.cr.current.cr;
     let mut lines = Vec::new();
@@ -86,7 +86,7 @@ fn prose_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
 }
 
 /// Metrics vs baseline with absolute and relative deltas, coloured by direction.
-fn metrics_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+fn metrics_lines(d: &DetailData, app: &App, _width: u16) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let c = &d.cr.current.cr;
     let mut lines = Vec::new();
@@ -140,7 +140,7 @@ fn metrics_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
 }
 
 /// Effective risk, computed vs declared, and the reasons.
-fn risk_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+fn risk_lines(d: &DetailData, app: &App, _width: u16) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let c = &d.cr.current.cr;
     let mut lines = Vec::new();
@@ -182,7 +182,7 @@ fn risk_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
 }
 
 /// Rollout and rollback plans.
-fn plan_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+fn plan_lines(d: &DetailData, app: &App, _width: u16) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let c = &d.cr.current.cr;
     let mut lines = Vec::new();
@@ -207,7 +207,7 @@ fn plan_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
 }
 
 /// Code, data and config versions.
-fn versions_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+fn versions_lines(d: &DetailData, app: &App, _width: u16) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let c = &d.cr.current.cr;
     let mut lines = Vec::new();
@@ -227,7 +227,7 @@ fn versions_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
 }
 
 /// The checklist with evidence, plus evidence no item reads.
-fn checklist_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+fn checklist_lines(d: &DetailData, app: &App, width: u16) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let mut lines = Vec::new();
     let e = &d.eval;
@@ -259,17 +259,26 @@ fn checklist_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
                 },
             ),
         };
-        lines.push(Line::from(vec![
-            Span::styled(if item.automated { "[A]" } else { "[M]" }, theme.muted()),
-            Span::styled(if item.blocking { "● " } else { "  " }, theme.warning()),
-            Span::styled(format!("{sym:<11}"), style),
-            Span::styled(sanitize(&item.label), theme.text()),
-        ]));
+        // Wrapped text hangs under the label, not under the [A]● markers.
+        lines.extend(hanging(
+            vec![
+                Span::styled(if item.automated { "[A]" } else { "[M]" }, theme.muted()),
+                Span::styled(if item.blocking { "● " } else { "  " }, theme.warning()),
+                Span::styled(format!("{sym:<11}"), style),
+            ],
+            &sanitize(&item.label),
+            theme.text(),
+            16,
+            width,
+        ));
         if let Some(detail) = &item.detail {
-            lines.push(Line::from(Span::styled(
-                format!("                {}", sanitize(detail)),
+            lines.extend(hanging(
+                vec![Span::raw(" ".repeat(16))],
+                &sanitize(detail),
                 theme.muted(),
-            )));
+                16,
+                width,
+            ));
         }
         for t in &item.ticked_by {
             let note = t
@@ -289,18 +298,20 @@ fn checklist_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
             crate::domain::change_request::CheckStatus::Fail => ("✗ fail", theme.fail()),
             crate::domain::change_request::CheckStatus::Pending => ("… pending", theme.pending()),
         };
-        lines.push(Line::from(vec![
-            Span::styled("[A]  ", theme.muted()),
-            Span::styled(format!("{sym:<11}"), style),
-            Span::styled(sanitize(&ev.id), theme.text()),
-            Span::styled(
-                ev.detail
-                    .as_deref()
-                    .map(|x| format!(" — {}", sanitize(x)))
-                    .unwrap_or_default(),
-                theme.muted(),
-            ),
-        ]));
+        let text = match ev.detail.as_deref() {
+            Some(x) => format!("{} — {}", sanitize(&ev.id), sanitize(x)),
+            None => sanitize(&ev.id),
+        };
+        lines.extend(hanging(
+            vec![
+                Span::styled("[A]  ", theme.muted()),
+                Span::styled(format!("{sym:<11}"), style),
+            ],
+            &text,
+            theme.text(),
+            16,
+            width,
+        ));
     }
     if !d.eval.missing_artifacts.is_empty() {
         lines.push(Line::from(vec![
@@ -329,7 +340,7 @@ fn checklist_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
 }
 
 /// For a policy change request: what it changes against the policy in force.
-fn policy_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+fn policy_lines(d: &DetailData, app: &App, _width: u16) -> Vec<Line<'static>> {
     let Some(changes) = &d.policy_changes else {
         return Vec::new();
     };
@@ -360,7 +371,7 @@ fn policy_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
 }
 
 /// Sign-offs required vs obtained, with signature status and what does not count.
-fn signoff_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+fn signoff_lines(d: &DetailData, app: &App, _width: u16) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let mut lines = Vec::new();
     let so = &d.eval.signoffs;
@@ -436,7 +447,7 @@ fn signoff_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
 }
 
 /// Artifact links, the selected one highlighted.
-fn artifact_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
+fn artifact_lines(d: &DetailData, app: &App, _width: u16) -> Vec<Line<'static>> {
     let theme = &app.settings.theme;
     let c = &d.cr.current.cr;
     let mut lines = Vec::new();
@@ -469,10 +480,52 @@ fn artifact_lines(d: &DetailData, app: &App) -> Vec<Line<'static>> {
 }
 
 /// One block of the detail screen.
-type Section = fn(&DetailData, &App) -> Vec<Line<'static>>;
+type Section = fn(&DetailData, &App, u16) -> Vec<Line<'static>>;
 
-fn compose(d: &DetailData, app: &App, sections: &[Section]) -> Vec<Line<'static>> {
-    sections.iter().flat_map(|s| s(d, app)).collect()
+/// The sections in order, laid out for a column `width` cells wide.
+fn compose(d: &DetailData, app: &App, sections: &[Section], width: u16) -> Vec<Line<'static>> {
+    sections.iter().flat_map(|s| s(d, app, width)).collect()
+}
+
+/// `prefix` then `text` wrapped to `width`, continuation lines indented by `indent` so
+/// they hang under the text rather than under the prefix's markers.
+fn hanging(
+    prefix: Vec<Span<'static>>,
+    text: &str,
+    style: ratatui::style::Style,
+    indent: usize,
+    width: u16,
+) -> Vec<Line<'static>> {
+    let width = width as usize;
+    let used: usize = prefix.iter().map(Span::width).sum();
+    // Too narrow to hang anything: one line, left to the paragraph's own wrapping.
+    if width <= indent + 8 || width <= used + 8 {
+        let mut spans = prefix;
+        spans.push(Span::styled(text.to_string(), style));
+        return vec![Line::from(spans)];
+    }
+    let mut lines = Vec::new();
+    let mut spans = prefix;
+    let (mut line, mut room) = (String::new(), width - used);
+    for word in text.split_whitespace() {
+        let w = Span::raw(word).width();
+        let needed = if line.is_empty() { w } else { w + 1 };
+        if needed > room && !line.is_empty() {
+            spans.push(Span::styled(std::mem::take(&mut line), style));
+            lines.push(Line::from(std::mem::take(&mut spans)));
+            spans.push(Span::raw(" ".repeat(indent)));
+            room = width - indent;
+        }
+        if !line.is_empty() {
+            line.push(' ');
+            room = room.saturating_sub(1);
+        }
+        line.push_str(word);
+        room = room.saturating_sub(w);
+    }
+    spans.push(Span::styled(line, style));
+    lines.push(Line::from(spans));
+    lines
 }
 
 /// Draws the detail screen.
@@ -514,6 +567,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     if wide {
         let [l, r] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
             .areas(body);
+        let inner = Rect {
+            x: r.x + 1,
+            width: r.width.saturating_sub(1),
+            ..r
+        };
         let left = Paragraph::new(compose(
             d,
             app,
@@ -525,17 +583,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                 plan_lines,
                 versions_lines,
             ],
+            l.width.saturating_sub(1),
         ))
         .wrap(Wrap { trim: false });
-        let inner = Rect {
-            x: r.x + 1,
-            width: r.width.saturating_sub(1),
-            ..r
-        };
         let right = Paragraph::new(compose(
             d,
             app,
             &[policy_lines, checklist_lines, signoff_lines, artifact_lines],
+            inner.width,
         ))
         .wrap(Wrap { trim: false });
         // One scroll for both columns, bounded by the longer one.
@@ -571,6 +626,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                 artifact_lines,
                 versions_lines,
             ],
+            body.width,
         ))
         .wrap(Wrap { trim: false });
         let content = all.line_count(body.width);
