@@ -1205,3 +1205,43 @@ fn wrapped_checklist_text_hangs_under_the_label() {
         }
     }
 }
+
+#[test]
+fn the_signed_record_reads_as_fields_and_scrolls_instead_of_closing() {
+    let mut rig = rig_with_history();
+    rig.key("H");
+    rig.key("enter");
+    assert!(rig.app.history.as_ref().unwrap().record.is_some());
+    let screen = rig.screen_text(120, 40);
+    // Sorted newest first: devi's request for changes on CR-1044.
+    for want in [
+        "verdict   request-changes",
+        "by        devi as risk-reviewer",
+        "signed at",
+        "rationale",
+        "signed body (JSON)",
+    ] {
+        assert!(
+            screen.contains(want),
+            "{want:?} not in the record pane:\n{screen}"
+        );
+    }
+    // Movement reads the record; it stays open.
+    let top = screen;
+    rig.key("G");
+    assert!(
+        rig.app.history.as_ref().unwrap().record.is_some(),
+        "G closed the record"
+    );
+    let bottom = rig.screen_text(120, 40);
+    assert_ne!(top, bottom, "G scrolled the record");
+    assert!(
+        bottom.lines().any(|l| l.trim_matches('"').trim() == "}"),
+        "the end of the JSON:\n{bottom}"
+    );
+    rig.key("enter");
+    assert!(
+        rig.app.history.as_ref().unwrap().record.is_none(),
+        "enter closes it"
+    );
+}

@@ -195,7 +195,7 @@ impl App {
                     return vec![];
                 }
                 match (result, self.history.as_mut()) {
-                    (Ok(r), Some(h)) => h.record = Some(r),
+                    (Ok(r), Some(h)) => h.show_record(r),
                     (Err(e), _) => self.say(Level::Error, e.to_string()),
                     _ => {}
                 }

@@ -91,6 +91,8 @@ pub struct HistoryState {
     pub health: bool,
     /// The record opened with enter.
     pub record: Option<RecordView>,
+    /// Scroll of the open record (movement keys scroll it while it is open).
+    pub record_scroll: super::cursor::Scroll,
     /// Whole-log verification.
     pub integrity: Integrity,
     /// Still loading.
@@ -152,6 +154,7 @@ impl HistoryState {
             reverse: false,
             health: false,
             record: None,
+            record_scroll: Default::default(),
             integrity: Integrity::Verifying,
             loading: true,
             back_to,
@@ -187,8 +190,12 @@ impl HistoryState {
     pub fn action(&mut self, action: Action, page: usize) -> Option<HistoryAsk> {
         self.cursor.page = page.max(1);
         if let Some(delta) = super::cursor::movement(action, page) {
-            self.cursor.shift(delta, self.visible.len());
-            self.record = None;
+            // With a record open the keys read it; enter or esc closes it.
+            if self.record.is_some() {
+                self.record_scroll.shift(delta);
+            } else {
+                self.cursor.shift(delta, self.visible.len());
+            }
             return Some(HistoryAsk::Nothing);
         }
         match action {
@@ -214,6 +221,12 @@ impl HistoryState {
             _ => return None,
         }
         Some(HistoryAsk::Nothing)
+    }
+
+    /// A signed record arrived: shown from its top.
+    pub fn show_record(&mut self, record: RecordView) {
+        self.record = Some(record);
+        self.record_scroll.reset();
     }
 
     /// Whole-log verification finished (or could not run).

@@ -53,6 +53,91 @@ fn banner<'a>(app: &App, h: &HistoryState) -> Line<'a> {
     }
 }
 
+/// A signed record as a person reads it: signature, what it is bound to, then its fields
+/// by name (verdict, who, when, rationale, ticks), then the signed JSON itself.
+fn record_lines(
+    record: &crate::tui::app::RecordView,
+    theme: &crate::tui::theme::Theme,
+) -> Vec<Line<'static>> {
+    use crate::domain::text::{sanitize, sanitize_with};
+    let body: serde_json::Value = serde_json::from_str(&record.body).unwrap_or_default();
+    let field = |name: &str| body.get(name).and_then(|v| v.as_str()).map(sanitize);
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(format!(" entry {} ", record.seq), theme.selected()),
+            match &record.signature {
+                Ok(s) => Span::styled(format!(" ✓ {}", sanitize(s)), theme.pass()),
+                Err(e) => Span::styled(format!(" ✗ {}", sanitize(e)), theme.error()),
+            },
+        ]),
+        Line::from(Span::styled(
+            format!(" bound to {}", sanitize(&record.revision)),
+            theme.text(),
+        )),
+    ];
+    let row = |label: &str, value: String| {
+        Line::from(vec![
+            Span::styled(format!(" {label:<10}"), theme.muted()),
+            Span::styled(value, theme.text()),
+        ])
+    };
+    if let Some(kind) = field("type").or_else(|| field("kind")) {
+        lines.push(row("kind", kind));
+    }
+    if let Some(v) = field("verdict") {
+        lines.push(row("verdict", v));
+    }
+    if let Some(who) = field("principal") {
+        let role = field("role")
+            .map(|r| format!(" as {r}"))
+            .unwrap_or_default();
+        lines.push(row("by", format!("{who}{role}")));
+    }
+    if let Some(at) = field("at") {
+        lines.push(row("signed at", at));
+    }
+    if let Some(ticks) = body
+        .get("ticks")
+        .and_then(|t| t.as_array())
+        .filter(|t| !t.is_empty())
+    {
+        let list: Vec<String> = ticks
+            .iter()
+            .map(|t| {
+                let item = t
+                    .get("item")
+                    .and_then(|v| v.as_str())
+                    .map(sanitize)
+                    .unwrap_or_default();
+                match t.get("note").and_then(|v| v.as_str()) {
+                    Some(note) => format!("{item} ({})", sanitize(note)),
+                    None => item,
+                }
+            })
+            .collect();
+        lines.push(row("ticks", list.join(", ")));
+    }
+    if let Some(rationale) = body.get("rationale").and_then(|v| v.as_str()) {
+        lines.push(Line::from(Span::styled(" rationale", theme.muted())));
+        lines.extend(
+            sanitize_with(rationale, true)
+                .lines()
+                .map(|l| Line::from(Span::styled(format!("   {l}"), theme.text()))),
+        );
+    }
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled(
+        " signed body (JSON)",
+        theme.muted(),
+    )));
+    lines.extend(
+        sanitize_with(&record.body, true)
+            .lines()
+            .map(|l| Line::from(Span::styled(l.to_string(), theme.muted()))),
+    );
+    lines
+}
+
 /// Whether entry `seq` is covered by a successful verification.
 fn verified(h: &HistoryState, seq: u64) -> Option<bool> {
     match &h.integrity {
@@ -100,7 +185,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
         draw_health(f, body, app, h);
     } else {
         let (table_area, record_area) = if h.record.is_some() {
-            let [t, r] = Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)])
+            // The record is what is being read: it gets most of the screen.
+            let [t, r] = Layout::vertical([Constraint::Percentage(30), Constraint::Percentage(70)])
                 .areas(body);
             (t, Some(r))
         } else {
@@ -108,36 +194,17 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
         };
         draw_table(f, table_area, app, h);
         if let (Some(area), Some(record)) = (record_area, &h.record) {
-            let mut lines = vec![
-                Line::from(vec![
-                    Span::styled(format!(" entry {} ", record.seq), theme.selected()),
-                    match &record.signature {
-                        Ok(s) => Span::styled(format!(" ✓ {s}"), theme.pass()),
-                        Err(e) => Span::styled(format!(" ✗ {e}"), theme.error()),
-                    },
-                ]),
-                Line::from(Span::styled(
-                    format!(
-                        " bound to {}",
-                        crate::domain::text::sanitize(&record.revision)
-                    ),
-                    theme.text(),
-                )),
-            ];
-            lines.extend(
-                crate::domain::text::sanitize_with(&record.body, true)
-                    .lines()
-                    .map(|l| Line::from(Span::styled(l.to_string(), theme.muted()))),
-            );
-            f.render_widget(
-                Paragraph::new(lines).wrap(Wrap { trim: false }).block(
-                    Block::default()
-                        .borders(Borders::TOP)
-                        .border_style(theme.border())
-                        .title(" signed record "),
-                ),
-                area,
-            );
+            let lines = record_lines(record, theme);
+            let block = Block::default()
+                .borders(Borders::TOP)
+                .border_style(theme.border())
+                .title(" signed record — ↑/↓ scroll, enter or esc closes ");
+            let text = Paragraph::new(lines).wrap(Wrap { trim: false });
+            let inner_height = area.height.saturating_sub(1);
+            let scroll = h
+                .record_scroll
+                .for_view(text.line_count(area.width), inner_height);
+            f.render_widget(text.scroll((scroll, 0)).block(block), area);
         }
     }
     if show_filter {
