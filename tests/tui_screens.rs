@@ -1245,3 +1245,33 @@ fn the_signed_record_reads_as_fields_and_scrolls_instead_of_closing() {
         "enter closes it"
     );
 }
+
+#[test]
+fn a_requester_is_told_before_writing_a_rationale_that_they_cannot_sign() {
+    // priya requested CR-1042.
+    let mut rig = Rig::new(Some("priya"));
+    rig.keys(&["enter", "a"]);
+    if rig.app.screen == Screen::Decide {
+        let screen = rig.screen_text(120, 40);
+        assert!(screen.contains("as it stands:"), "{screen}");
+        assert!(screen.contains("requester"), "{screen}");
+        assert!(
+            rig.app.decide.as_ref().unwrap().early.is_some(),
+            "refused before any rationale"
+        );
+    } else {
+        // No role to sign in at all: said at once on the detail screen.
+        let screen = rig.screen_text(120, 40);
+        assert!(
+            screen.contains("requester") || screen.contains("role"),
+            "{screen}"
+        );
+    }
+    // devi may approve once the blocking items are ticked: told so until they are.
+    let mut ok = Rig::new(Some("devi"));
+    ok.keys(&["enter", "a"]);
+    assert!(ok.screen_text(120, 40).contains("as it stands:"));
+    ok.key("ctrl-t");
+    assert!(ok.app.decide.as_ref().unwrap().early.is_none());
+    assert!(!ok.screen_text(120, 40).contains("as it stands:"));
+}

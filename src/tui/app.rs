@@ -279,6 +279,7 @@ impl App {
                 {
                     let step = if k.code == KeyCode::Left { -1 } else { 1 };
                     form.shift(step, self.detail.data(), me.as_ref());
+                    self.recheck_form();
                     return vec![];
                 }
                 if form.text_key(&k, &self.settings.keymap) {
@@ -469,6 +470,7 @@ impl App {
                 if let Some(form) = self.decide.as_mut() {
                     form.shift(delta, self.detail.data(), me.as_ref());
                 }
+                self.recheck_form();
             }
             Screen::Confirm | Screen::Emergency | Screen::Exceptions | Screen::History => {}
         }
@@ -518,12 +520,24 @@ impl App {
             return vec![];
         };
         match form.action(action, me.as_ref(), detail, &policy) {
-            DecideAsk::Nothing => vec![],
+            DecideAsk::Nothing => {
+                self.recheck_form();
+                vec![]
+            }
             DecideAsk::Edit(text) => vec![Effect::EditRationale(text)],
             DecideAsk::Confirm => {
                 self.screen = Screen::Confirm;
                 vec![]
             }
+        }
+    }
+
+    /// Re-checks the open form after its verdict, role or ticks changed.
+    fn recheck_form(&mut self) {
+        let me = self.me().cloned();
+        if let (Some(form), Some(detail), Some(me)) = (self.decide.as_mut(), self.detail.data(), me)
+        {
+            form.recheck(detail, &self.policy, &me);
         }
     }
 

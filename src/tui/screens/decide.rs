@@ -70,6 +70,10 @@ pub struct DecideForm {
     pub error: Option<String>,
     /// `esc` was pressed once with a rationale written: the next `esc` discards it.
     pub discard_armed: bool,
+    /// A rule that refuses this decision whatever the rationale says (the requester
+    /// signing, a role not held, …): shown before anything is typed, kept up to date as
+    /// the verdict, role and ticks change.
+    pub early: Option<Refusal>,
 }
 
 impl DecideForm {
@@ -108,9 +112,25 @@ impl DecideForm {
             signing: false,
             error: None,
             discard_armed: false,
+            early: None,
         };
         refresh_roles(&mut form, Some(detail), Some(me));
+        form.recheck(detail, policy, me);
         form
+    }
+
+    /// Checks the decision as it stands with a placeholder rationale, as the CLI does
+    /// before asking for one: what refuses it now would refuse it after the typing too.
+    pub fn recheck(&mut self, detail: &DetailData, policy: &Policy, me: &Principal) {
+        let ticks = self.ticks();
+        let probe = Proposal {
+            principal: me,
+            role: self.role(),
+            verdict: self.verdict,
+            rationale: "(pending)",
+            ticks: &ticks,
+        };
+        self.early = check_decision(&detail.cr.current.cr, &detail.eval, policy, &probe).err();
     }
 
     /// A key while the rationale has focus: typed into it unless it is a form-level

@@ -47,7 +47,11 @@ pub fn draw_form(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
         Constraint::Length(1),
         Constraint::Length(items_height),
         Constraint::Min(3),
-        Constraint::Length(if form.error.is_some() { 2 } else { 0 }),
+        Constraint::Length(if form.error.is_some() || form.early.is_some() {
+            2
+        } else {
+            0
+        }),
     ])
     .areas(inner);
 
@@ -151,6 +155,20 @@ pub fn draw_form(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
         f.render_widget(
             Paragraph::new(Span::styled(
                 format!("not signed: {}", sanitize(e)),
+                theme.error(),
+            ))
+            .wrap(Wrap { trim: true }),
+            error_area,
+        );
+    } else if let Some(r) = &form.early {
+        // Said before the rationale is written, not after.
+        f.render_widget(
+            Paragraph::new(Span::styled(
+                format!(
+                    "as it stands: {} — {}",
+                    sanitize(&r.message),
+                    sanitize(&r.remedy)
+                ),
                 theme.error(),
             ))
             .wrap(Wrap { trim: true }),
