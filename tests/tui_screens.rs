@@ -582,11 +582,11 @@ fn masked_ms(screen: String) -> String {
                 let start = i + "intact (".len();
                 let end = start + line[start..].find(" ms)").unwrap_or(0);
                 let masked = format!("{}<t>{}", &line[..start], &line[end..]);
-                format!(
-                    "{:<width$}",
-                    masked.trim_end(),
-                    width = line.chars().count()
-                )
+                // Same width whatever the number of digits: pad inside the closing quote.
+                let quoted = masked.ends_with('"');
+                let body = masked.trim_end_matches('"').trim_end();
+                let width = line.chars().count() - usize::from(quoted);
+                format!("{body:<width$}{}", if quoted { "\"" } else { "" })
             }
             None => line.to_string(),
         })

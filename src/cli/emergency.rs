@@ -142,7 +142,7 @@ pub fn rollback(
         msg.push_str(&format!(
             "exception open until {} (in {}); post-incident review due {} (in {}){linked}\n",
             x.expires_at.format("%Y-%m-%d %H:%M UTC"),
-            countdown(x.expires_at, now),
+            crate::domain::emergency::expiry(x.expires_at, now),
             x.review_due.format("%Y-%m-%d %H:%M UTC"),
             countdown(x.review_due, now)
         ));
@@ -304,7 +304,7 @@ pub fn list_exceptions(
             state_label(x.state(now)),
             x.opened_by,
             x.opened_at.format("%m-%d %H:%M UTC"),
-            countdown(x.expires_at, now),
+            crate::domain::emergency::expiry(x.expires_at, now),
             countdown(x.review_due, now),
             rollbacks.join(", ")
         ));

@@ -248,8 +248,25 @@ impl Exception {
     }
 }
 
-/// `2h 05m`, `3d 4h`, or `overdue 1h 10m` for a deadline relative to `now`.
+/// Time left until a deadline, or how far past it ("overdue …"): for review deadlines.
 pub fn countdown(deadline: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    match span(deadline, now) {
+        (false, text) => text,
+        (true, text) => format!("overdue {text}"),
+    }
+}
+
+/// Time left until the bypass lapses, or how long ago it did ("expired … ago"): an
+/// expired bypass is not overdue, it simply no longer covers a new rollback.
+pub fn expiry(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    match span(expires_at, now) {
+        (false, text) => text,
+        (true, text) => format!("expired {text} ago"),
+    }
+}
+
+/// Whether `deadline` is past, and the distance in words.
+fn span(deadline: DateTime<Utc>, now: DateTime<Utc>) -> (bool, String) {
     let (past, d) = if deadline >= now {
         (false, deadline - now)
     } else {
@@ -261,11 +278,7 @@ pub fn countdown(deadline: DateTime<Utc>, now: DateTime<Utc>) -> String {
     } else {
         format!("{}h {:02}m", minutes / 60, minutes % 60)
     };
-    if past {
-        format!("overdue {text}")
-    } else {
-        text
-    }
+    (past, text)
 }
 
 /// Exceptions whose review is overdue at `now`.
@@ -355,6 +368,8 @@ mod tests {
     fn countdowns_read_naturally() {
         assert_eq!(countdown(t(2) + Duration::minutes(5), t(0)), "2h 05m");
         assert_eq!(countdown(t(76), t(0)), "3d 4h");
+        assert_eq!(expiry(t(1), t(3)), "expired 2h 00m ago");
+        assert_eq!(countdown(t(1), t(3)), "overdue 2h 00m");
         assert_eq!(countdown(t(0), t(1)), "overdue 1h 00m");
     }
 }

@@ -302,7 +302,7 @@ pub fn draw_exceptions(f: &mut Frame, area: Rect, app: &App) {
             lines.push(Line::from(Span::styled(
                 format!(
                     "   bypass expires: {}   review due: {} ({})",
-                    countdown(x.expires_at, app.now),
+                    crate::domain::emergency::expiry(x.expires_at, app.now),
                     x.review_due.format("%Y-%m-%d %H:%M UTC"),
                     countdown(x.review_due, app.now)
                 ),
