@@ -1275,3 +1275,12 @@ fn a_requester_is_told_before_writing_a_rationale_that_they_cannot_sign() {
     assert!(ok.app.decide.as_ref().unwrap().early.is_none());
     assert!(!ok.screen_text(120, 40).contains("as it stands:"));
 }
+
+#[test]
+fn the_masked_verification_time_does_not_depend_on_its_digits() {
+    let line = |ms: &str| {
+        let text = format!(" ✓ verified, every link intact ({ms} ms)");
+        format!("\"{text:<60}\"")
+    };
+    assert_eq!(masked_ms(line("5")), masked_ms(line("12345")));
+}
