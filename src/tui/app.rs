@@ -23,7 +23,7 @@ pub use super::screens::palette::{PaletteAsk, PaletteState};
 pub use super::screens::queue::{QueueScreen, SortKey, View};
 use super::settings::Settings;
 use crate::domain::decision::Verdict;
-use crate::domain::emergency::{Exception, SubjectState, check_on_call};
+use crate::domain::emergency::{Exception, SubjectState};
 use crate::domain::policy::{Policy, Principal};
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
@@ -100,7 +100,7 @@ pub struct App {
     /// Set when the user quits.
     pub quit: bool,
     pub(super) requests: Requests,
-    exceptions_back: Screen,
+    pub(super) exceptions_back: Screen,
 }
 
 impl App {
@@ -553,88 +553,5 @@ impl App {
             form.signing = true;
         }
         vec![Effect::Sign(id, request)]
-    }
-}
-
-impl App {
-    fn open_history(&mut self) -> Vec<Effect> {
-        if self.screen == Screen::History {
-            return vec![];
-        }
-        let back_to = match self.screen {
-            Screen::Emergency | Screen::Exceptions => Screen::Queue,
-            other => other,
-        };
-        self.history = Some(HistoryState::new(back_to));
-        self.screen = Screen::History;
-        let history = self.requests.issue(Kind::History);
-        let verify = self.requests.issue(Kind::Integrity);
-        vec![Effect::LoadHistory(history), Effect::VerifyLog(verify)]
-    }
-
-    /// History-screen meanings of shared actions; `None` falls through to the default.
-    fn history_action(&mut self, action: Action) -> Option<Vec<Effect>> {
-        let page = self.page_rows;
-        match self.history.as_mut()?.action(action, page)? {
-            HistoryAsk::Nothing => Some(vec![]),
-            HistoryAsk::LoadRecord(seq) => {
-                let id = self.requests.issue(Kind::Record);
-                Some(vec![Effect::LoadRecord(id, seq)])
-            }
-            HistoryAsk::Reload => {
-                let back = self.history.take().map_or(Screen::Queue, |h| h.back_to);
-                self.screen = back;
-                Some(self.open_history())
-            }
-        }
-    }
-
-    /// Exceptions whose review is overdue now.
-    pub fn overdue_reviews(&self) -> Vec<&Exception> {
-        crate::domain::emergency::overdue(&self.exceptions, self.now)
-    }
-
-    fn start_emergency(&mut self) {
-        if self.screen == Screen::Emergency {
-            return;
-        }
-        let refusal = match &self.signer {
-            Signer::ReadOnly(why) => Some(format!("read-only: {why}")),
-            Signer::Principal { principal, .. } => check_on_call(&self.policy, principal)
-                .err()
-                .map(|r| format!("{} — {}", r.message, r.remedy)),
-        };
-        let back_to = if self.screen == Screen::Exceptions {
-            self.exceptions_back
-        } else {
-            self.screen
-        };
-        self.emergency = Some(EmergencyForm::new(back_to, refusal));
-        self.overlay = None;
-        self.screen = Screen::Emergency;
-    }
-
-    fn emergency_key(&mut self, k: KeyEvent) -> Vec<Effect> {
-        let Some(form) = self.emergency.as_mut() else {
-            return vec![];
-        };
-        match form.key(k, &self.subjects) {
-            EmergencyAsk::Nothing => vec![],
-            EmergencyAsk::Back => self.run(Action::Back),
-            EmergencyAsk::Authorise(request) => {
-                let id = self.requests.issue(Kind::Emergency);
-                vec![Effect::Authorise(id, request)]
-            }
-            EmergencyAsk::Global(k) => match self.settings.keymap.lookup(&k, &[Context::Global]) {
-                Some(action) => {
-                    // Leave the finished flow first, so `back` from there is not the flow.
-                    if let Some(form) = self.emergency.take() {
-                        self.screen = form.back_to;
-                    }
-                    self.run(action)
-                }
-                None => vec![],
-            },
-        }
     }
 }

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod data;
 pub mod error;
+mod flows;
 pub mod keymap;
 pub mod messages;
 mod replies;
