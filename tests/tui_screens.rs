@@ -1284,3 +1284,23 @@ fn the_masked_verification_time_does_not_depend_on_its_digits() {
     };
     assert_eq!(masked_ms(line("5")), masked_ms(line("12345")));
 }
+
+#[test]
+fn tab_brings_the_selected_artifact_into_view() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.key("enter");
+    let top = rig.screen_text(80, 24);
+    assert!(
+        !top.contains("▸"),
+        "no artifact on the first 80x24 screen:\n{top}"
+    );
+    rig.key("tab");
+    let screen = rig.screen_text(80, 24);
+    assert!(
+        screen.contains("▸ model_card"),
+        "the selected artifact is on screen:\n{screen}"
+    );
+    rig.key("tab");
+    let screen = rig.screen_text(80, 24);
+    assert!(screen.contains("▸ data_sheet"), "{screen}");
+}

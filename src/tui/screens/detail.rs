@@ -95,6 +95,9 @@ impl DetailScreen {
                 let n = self.data().map_or(0, |d| d.cr.current.cr.artifacts.len());
                 if n > 0 {
                     self.artifact = (self.artifact + 1) % n;
+                    // The artifacts close the layout (the right column's end when wide,
+                    // just before the versions when narrow): bring them into view.
+                    self.scroll.shift(isize::MAX / 2);
                 }
             }
             Action::OpenArtifact | Action::CopyUrl => {
