@@ -193,13 +193,7 @@ fn approval_needs_blocking_manual_items_ticked() {
     );
     run.ok();
     let shown = home.run(&["show", "CR-1042", "--json"]).ok().json();
-    let rollback = shown["checklist"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["id"] == "rollback")
-        .unwrap()
-        .clone();
+    let rollback = common::checklist_item(&shown, "rollback").clone();
     assert_eq!(rollback["state"], "ticked");
     assert_eq!(rollback["ticked_by"][0]["principal"], "devi");
     assert_eq!(

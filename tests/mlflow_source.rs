@@ -379,13 +379,7 @@ fn pending_versions_become_crs_that_are_reviewed_as_usual() {
     assert_eq!(shown["revision"], 2);
     // Submitted by the registry, not by whoever ran the sync; the demo policy does not
     // trust it as CI, so its checks are self-reported and wait for CI.
-    let performance = shown["checklist"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["id"] == "performance")
-        .unwrap()
-        .clone();
+    let performance = common::checklist_item(&shown, "performance").clone();
     assert_eq!(performance["state"], "pending", "{performance}");
     assert!(
         performance["detail"]

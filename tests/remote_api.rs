@@ -476,6 +476,15 @@ fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_re
     let (url, listen) = (server.url.clone(), server.listen());
     let key = home.path("tollgate.demo-keys/devi");
     let client = Home::new();
+    let flush = || {
+        client
+            .remote(
+                &url,
+                &devi,
+                &["--key", key.to_str().unwrap(), "outbox", "--flush"],
+            )
+            .ok()
+    };
     let decide = |cr: &str| {
         client.remote(
             &url,
@@ -519,13 +528,7 @@ fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_re
 
     // With the server still down, a flush asks once and says so; nothing is tried item
     // by item.
-    let down = client
-        .remote(
-            &url,
-            &devi,
-            &["--key", key.to_str().unwrap(), "outbox", "--flush"],
-        )
-        .ok();
+    let down = flush();
     assert!(
         down.stdout
             .contains("still unsent: 1 decision(s); the server does not answer"),
@@ -534,13 +537,7 @@ fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_re
     );
 
     let _server = home.serve(&listen); // restarted
-    let flushed = client
-        .remote(
-            &url,
-            &devi,
-            &["--key", key.to_str().unwrap(), "outbox", "--flush"],
-        )
-        .ok();
+    let flushed = flush();
     assert!(
         flushed
             .stdout
@@ -549,13 +546,7 @@ fn a_decision_made_while_the_server_is_down_is_delivered_exactly_once_after_a_re
         flushed.stdout
     );
     // Flushing again delivers nothing twice.
-    let again = client
-        .remote(
-            &url,
-            &devi,
-            &["--key", key.to_str().unwrap(), "outbox", "--flush"],
-        )
-        .ok();
+    let again = flush();
     assert!(
         again.stdout.contains("nothing to deliver"),
         "{}",
@@ -581,6 +572,15 @@ fn an_offline_decision_never_lands_on_a_revision_the_reviewer_did_not_see() {
     let (url, listen) = (server.url.clone(), server.listen());
     let key = home.path("tollgate.demo-keys/devi");
     let client = Home::new();
+    let flush = || {
+        client
+            .remote(
+                &url,
+                &devi,
+                &["--key", key.to_str().unwrap(), "outbox", "--flush"],
+            )
+            .ok()
+    };
     let approve = |cr: &str| {
         client.remote(
             &url,
@@ -616,13 +616,7 @@ fn an_offline_decision_never_lands_on_a_revision_the_reviewer_did_not_see() {
     home.run(&["submit", &file]).ok();
 
     let _server = home.serve(&listen);
-    let flushed = client
-        .remote(
-            &url,
-            &devi,
-            &["--key", key.to_str().unwrap(), "outbox", "--flush"],
-        )
-        .ok();
+    let flushed = flush();
     assert!(
         flushed
             .stdout
@@ -637,13 +631,7 @@ fn an_offline_decision_never_lands_on_a_revision_the_reviewer_did_not_see() {
     // Kept, marked, and said again on every flush until dropped.
     let listed = client.remote(&url, &devi, &["outbox"]).ok();
     assert!(listed.stdout.contains("STALE "), "{}", listed.stdout);
-    let again = client
-        .remote(
-            &url,
-            &devi,
-            &["--key", key.to_str().unwrap(), "outbox", "--flush"],
-        )
-        .ok();
+    let again = flush();
     assert!(again.stdout.contains("STALE, not sent"), "{}", again.stdout);
     let id = again
         .stdout

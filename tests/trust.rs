@@ -397,15 +397,6 @@ fn submit_remote(site: &Site, who: &str, doc: &Value) -> (u16, Value) {
     (status, r.json().unwrap_or(Value::Null))
 }
 
-fn item<'a>(shown: &'a Value, id: &str) -> &'a Value {
-    shown["checklist"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["id"] == id)
-        .unwrap_or_else(|| panic!("no item {id}: {shown}"))
-}
-
 #[test]
 fn the_submitter_counts_as_requester_whatever_the_document_names() {
     let site = Site::with_tokens(&["jonas", "marco"]);
@@ -450,7 +441,10 @@ fn the_submitter_counts_as_requester_whatever_the_document_names() {
 fn checks_only_count_from_ci_and_a_requester_cannot_flip_a_failure() {
     let site = Site::with_tokens(&["jonas", "ci", "devi"]);
     let before = site.home.run(&["show", "CR-1043", "--json"]).ok().json();
-    assert_eq!(item(&before, "backward-compat")["state"], "fail");
+    assert_eq!(
+        common::checklist_item(&before, "backward-compat")["state"],
+        "fail"
+    );
     assert_eq!(before["status"], "pending", "{}", before["status"]);
     // jonas resubmits CR-1043 with its failing check set to pass.
     let mut doc = common::fixture_json("CR-1043");
@@ -463,7 +457,7 @@ fn checks_only_count_from_ci_and_a_requester_cannot_flip_a_failure() {
     assert_eq!(status, 201, "{answer}");
     let after = site.home.run(&["show", "CR-1043", "--json"]).ok().json();
     assert_eq!(after["revision"], 2);
-    let bc = item(&after, "backward-compat");
+    let bc = common::checklist_item(&after, "backward-compat");
     assert_eq!(
         bc["state"], "pending",
         "not satisfied on jonas's word: {bc}"
@@ -476,7 +470,10 @@ fn checks_only_count_from_ci_and_a_requester_cannot_flip_a_failure() {
         "{bc}"
     );
     // Every check of his revision waits for CI, even the ones that passed before.
-    assert_eq!(item(&after, "reproducibility")["state"], "pending");
+    assert_eq!(
+        common::checklist_item(&after, "reproducibility")["state"],
+        "pending"
+    );
 
     // CI attests on the exact revision; a reviewer cannot.
     let devi = site.home.run(&[
@@ -501,7 +498,7 @@ fn checks_only_count_from_ci_and_a_requester_cannot_flip_a_failure() {
         ])
         .ok();
     let attested = site.home.run(&["show", "CR-1043", "--json"]).ok().json();
-    let bc = item(&attested, "backward-compat");
+    let bc = common::checklist_item(&attested, "backward-compat");
     assert_eq!(bc["state"], "fail", "{bc}");
     assert!(
         bc["detail"].as_str().unwrap().contains("attested by ci"),
@@ -546,7 +543,7 @@ fn a_local_submission_without_a_key_is_unsigned_and_its_checks_wait_for_ci() {
     );
     let shown = home.run(&["show", "CR-2200", "--json"]).ok().json();
     assert!(
-        item(&shown, "performance")["detail"]
+        common::checklist_item(&shown, "performance")["detail"]
             .as_str()
             .unwrap()
             .contains("self-reported pass by unknown"),
@@ -559,7 +556,10 @@ fn a_local_submission_without_a_key_is_unsigned_and_its_checks_wait_for_ci() {
     let file = home.write_json("cr.json", &doc);
     home.run(&["--as", "ci", "submit", &file]).ok();
     let shown = home.run(&["show", "CR-2201", "--json"]).ok().json();
-    assert_eq!(item(&shown, "performance")["state"], "pass");
+    assert_eq!(
+        common::checklist_item(&shown, "performance")["state"],
+        "pass"
+    );
     assert_eq!(home.run(&["verify", "--json"]).ok().json()["unsigned"], 1);
 }
 

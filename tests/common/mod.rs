@@ -499,6 +499,16 @@ pub fn now_text() -> String {
 
 /// The checklist a decision on the CR `shown` (the output of `show --json`) records: each
 /// item's id and state, as tollgate evaluates it.
+/// One checklist item of a `show --json` by id.
+pub fn checklist_item<'a>(shown: &'a Value, id: &str) -> &'a Value {
+    shown["checklist"]["items"]
+        .as_array()
+        .expect("show --json lists checklist items")
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap_or_else(|| panic!("no checklist item {id}: {shown}"))
+}
+
 pub fn checklist_of(shown: &Value) -> Value {
     Value::Array(
         shown["checklist"]["items"]
