@@ -180,6 +180,9 @@ pub struct QueueScreen {
     pub filter: String,
     /// Typing into the filter.
     pub filtering: bool,
+    /// Characters in the longest id (the id column's width), counted once per load
+    /// rather than on every frame.
+    pub longest_id: usize,
     matcher: Matcher,
 }
 
@@ -200,6 +203,7 @@ impl Default for QueueScreen {
             sort_reverse: false,
             filter: String::new(),
             filtering: false,
+            longest_id: 0,
             matcher: Matcher::new(Config::DEFAULT),
         }
     }
@@ -208,6 +212,7 @@ impl Default for QueueScreen {
 impl QueueScreen {
     /// Replaces the rows (a new load), keeping the selection on the same CR.
     pub fn set_rows(&mut self, rows: Vec<QueueRow>) {
+        self.longest_id = rows.iter().map(|r| r.id.chars().count()).max().unwrap_or(0);
         self.rows = rows;
         self.resort();
     }

@@ -165,14 +165,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     ));
     f.render_widget(Paragraph::new(Line::from(spans)), tabs);
 
-    let id_width = app
-        .queue
-        .rows
-        .iter()
-        .map(|r| r.id.chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp(3, ID_MAX) as u16;
+    let id_width = app.queue.longest_id.clamp(3, ID_MAX) as u16;
     let cols = columns(table_area.width, id_width);
     // The sorted column says so, and which way.
     let header = Row::new(cols.iter().map(|(col, name, _)| {
