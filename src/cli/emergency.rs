@@ -148,7 +148,7 @@ pub fn rollback(
         ));
     }
     write_out(out, &msg)?;
-    let Some((argv, _)) = invocation else {
+    let Some((argv, timeout)) = invocation else {
         return write_out(
             out,
             "no rollback command in the policy for this subject: the operator performs the rollback\n",
@@ -166,19 +166,14 @@ pub fn rollback(
         &book,
         &who,
         &request,
+        (argv, timeout),
         &auth.hash,
         crate::config::now().unwrap_or(now),
         &mut |line| {
             let _ = writeln!(out, "│ {}", sanitize(line));
         },
     );
-    let Some(ran) = ran else {
-        return write_out(
-            out,
-            "no rollback command in the policy for this subject: the operator performs the rollback\n",
-        );
-    };
-    let (outcome, timeout) = (&ran.outcome, ran.timeout);
+    let outcome = &ran.outcome;
     let entry = ran.recorded.map_err(CliError::from)?;
     let summary = format!(
         "{} after {:.1} s (log entry {}){}",

@@ -254,22 +254,20 @@ pub fn run_rollback(
         Err(e) => return Msg::RollbackDone(id, Err(e)),
     };
     let book = shared.book();
-    let shown = crate::workflow::rollback_invocation(book.policy(), request)
-        .map(|(argv, _)| argv.join(" "));
-    if let Some(argv) = shown {
-        on_line(format!("$ {argv}"));
-    }
-    let Some(ran) = crate::workflow::run_rollback(
+    let Some(invocation) = crate::workflow::rollback_invocation(book.policy(), request) else {
+        return Msg::RollbackDone(id, Ok("no rollback command in the policy".into()));
+    };
+    on_line(format!("$ {}", invocation.0.join(" ")));
+    let ran = crate::workflow::run_rollback(
         shared.store.as_ref(),
         &book,
         who,
         request,
+        invocation,
         authorisation,
         now,
         &mut |line| on_line(line.to_string()),
-    ) else {
-        return Msg::RollbackDone(id, Ok("no rollback command in the policy".into()));
-    };
+    );
     let (outcome, timeout, recorded) = (ran.outcome, ran.timeout, ran.recorded);
     let result = match (recorded, outcome.exit_status, outcome.timed_out) {
         (Err(e), _, _) => Err(format!("the outcome could not be recorded: {e}")),

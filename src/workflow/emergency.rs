@@ -205,19 +205,22 @@ pub struct RollbackRan {
 }
 
 /// Runs the policy's rollback command for an authorised `request` (entry hash
-/// `authorisation`), passing each output line to `on_line`, and records its outcome signed
-/// by `who`, stamped when it finished (`started` + its duration). `None` when the policy
-/// names no command: the operator performs the rollback. The CLI and the TUI both call it.
+/// `authorisation`) — `invocation` is what [`rollback_invocation`] gave the caller, who
+/// has shown it — passing each output line to `on_line`, and records its outcome signed
+/// by `who`, stamped when it finished (`started` + its duration). The CLI and the TUI
+/// both call it.
+#[allow(clippy::too_many_arguments)]
 pub fn run_rollback(
     store: &dyn Store,
     book: &PolicyBook,
     who: &Identity,
     request: &RollbackRequest,
+    invocation: (Vec<String>, std::time::Duration),
     authorisation: &str,
     started: DateTime<Utc>,
     on_line: &mut dyn FnMut(&str),
-) -> Option<RollbackRan> {
-    let (argv, timeout) = rollback_invocation(book.policy(), request)?;
+) -> RollbackRan {
+    let (argv, timeout) = invocation;
     let outcome = super::runner::run_command(&argv, timeout, on_line);
     let finished = started + chrono::Duration::from_std(outcome.duration).unwrap_or_default();
     let recorded = record_rollback(
@@ -232,12 +235,12 @@ pub fn run_rollback(
         },
         finished,
     );
-    Some(RollbackRan {
+    RollbackRan {
         argv,
         timeout,
         outcome,
         recorded,
-    })
+    }
 }
 
 /// Records what the rollback command did, signed by the authoriser.
