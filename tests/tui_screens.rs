@@ -13,7 +13,7 @@ use tollgate::domain::change_request::parse_document;
 use tollgate::identity::Identity;
 use tollgate::store::local::LocalStore;
 use tollgate::store::{Store, Submission};
-use tollgate::tui::app::{App, Effect, Msg, Screen, Signer, View};
+use tollgate::tui::app::{App, Effect, EmergencyStep, Msg, Screen, Signer, View};
 use tollgate::tui::keymap::Key;
 use tollgate::tui::settings::Settings;
 use tollgate::tui::{Shared, answer, settle, views};
@@ -330,7 +330,7 @@ fn help_and_palette_come_from_the_keymap() {
     insta::assert_snapshot!("help", rig.render(120, 40).backend());
     rig.type_text("sign");
     let screen = rig.screen_text(120, 40);
-    assert!(screen.contains("sign and record the decision"), "{screen}");
+    assert!(screen.contains("sign and record it"), "{screen}");
     assert!(!screen.contains("fuzzy filter"), "search narrows the list");
     rig.key("esc");
     rig.key(":");
@@ -477,8 +477,8 @@ fn emergency_rollback_from_any_screen_runs_the_command_and_records_it() {
             .unwrap()
             .ok()
     );
-    // `E` works on the finished flow, as its last line says.
-    assert!(screen.contains("E shows exceptions"), "{screen}");
+    // `E` works on the finished flow, as its hint bar says.
+    assert!(screen.contains("E exceptions"), "{screen}");
     rig.key("E");
     assert_eq!(rig.app.screen, Screen::Exceptions);
     let screen = rig.screen_text(120, 40);
@@ -1303,4 +1303,83 @@ fn tab_brings_the_selected_artifact_into_view() {
     rig.key("tab");
     let screen = rig.screen_text(80, 24);
     assert!(screen.contains("▸ data_sheet"), "{screen}");
+}
+
+/// Every screen takes its keys from the keymap: rebound, the old keys stop working and
+/// the new ones work in the filter, the emergency flow and its confirmation, with the
+/// hint bar saying the new keys.
+#[test]
+fn rebound_keys_drive_filters_the_emergency_flow_and_its_confirmation() {
+    use tollgate::tui::keymap::Action;
+    let mut rig = Rig::new(Some("lena"));
+    let km = &mut rig.app.settings.keymap;
+    km.rebind(Action::Accept, vec![Key::parse("f2").unwrap()]);
+    km.rebind(Action::Sign, vec![Key::parse("Y").unwrap()]);
+    km.rebind(Action::Cancel, vec![Key::parse("N").unwrap()]);
+    km.rebind(Action::ClearLine, vec![Key::parse("ctrl-k").unwrap()]);
+
+    rig.key("/");
+    rig.type_text("spam");
+    rig.key("enter");
+    assert!(rig.app.queue.filtering, "enter is no longer accept");
+    assert!(rig.screen_text(120, 40).contains("f2 keep"));
+    rig.key("f2");
+    assert!(!rig.app.queue.filtering);
+    assert_eq!(rig.app.queue.filter, "spam", "accept keeps the filter");
+    rig.key("esc");
+
+    rig.key("!");
+    rig.key("enter");
+    assert_eq!(
+        rig.app.emergency.as_ref().unwrap().step,
+        EmergencyStep::Pick
+    );
+    rig.key("f2");
+    assert_eq!(
+        rig.app.emergency.as_ref().unwrap().step,
+        EmergencyStep::Details
+    );
+    rig.type_text("INC-77");
+    rig.key("ctrl-u");
+    assert_eq!(
+        rig.app.emergency.as_ref().unwrap().incident,
+        "INC-77",
+        "ctrl-u unbound"
+    );
+    rig.key("ctrl-k");
+    assert_eq!(rig.app.emergency.as_ref().unwrap().incident, "");
+    rig.type_text("INC-2291");
+    rig.key("tab");
+    rig.type_text("conversion down 10%");
+    rig.key("f2");
+    assert_eq!(
+        rig.app.emergency.as_ref().unwrap().step,
+        EmergencyStep::Confirm
+    );
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("Y sign and roll back"), "{screen}");
+    rig.key("y");
+    rig.key("n");
+    assert_eq!(
+        rig.app.emergency.as_ref().unwrap().step,
+        EmergencyStep::Confirm,
+        "the old keys do nothing"
+    );
+    assert!(rig.shared.store.emergency_entries().unwrap().is_empty());
+    rig.key("N");
+    assert_eq!(
+        rig.app.emergency.as_ref().unwrap().step,
+        EmergencyStep::Details
+    );
+    rig.key("f2");
+    rig.key("Y");
+    let kinds: Vec<String> = rig
+        .shared
+        .store
+        .emergency_entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["emergency-authorised"]);
 }

@@ -26,7 +26,7 @@ use crate::domain::decision::Verdict;
 use crate::domain::emergency::{Exception, SubjectState};
 use crate::domain::policy::{Policy, Principal};
 use chrono::{DateTime, Utc};
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 use std::sync::Arc;
 
 /// Who is at the keyboard.
@@ -213,12 +213,25 @@ impl App {
     /// The keymap contexts in force on the screen that is up, most specific first.
     pub fn contexts(&self) -> Vec<Context> {
         match self.screen {
-            Screen::Queue => vec![Context::Queue, Context::Decision, Context::Global],
+            Screen::Queue if self.queue.filtering => vec![Context::Prompt, Context::Global],
+            Screen::Queue => vec![
+                Context::Queue,
+                Context::List,
+                Context::Decision,
+                Context::Global,
+            ],
             Screen::Detail => vec![Context::Detail, Context::Decision, Context::Global],
-            Screen::Decide => vec![Context::Decide, Context::Global],
+            Screen::Decide => vec![Context::Decide, Context::Form, Context::Global],
             Screen::Confirm => vec![Context::Confirm, Context::Global],
-            Screen::Emergency | Screen::Exceptions => vec![Context::Global],
-            Screen::History => vec![Context::Queue, Context::Global],
+            Screen::Emergency => self
+                .emergency
+                .as_ref()
+                .map_or(vec![Context::Global], EmergencyForm::contexts),
+            Screen::Exceptions => vec![Context::Global],
+            Screen::History if self.history.as_ref().is_some_and(|h| h.filtering) => {
+                vec![Context::Prompt, Context::Global]
+            }
+            Screen::History => vec![Context::History, Context::List, Context::Global],
         }
     }
 
@@ -251,8 +264,8 @@ impl App {
         if k.kind == crossterm::event::KeyEventKind::Release {
             return vec![];
         }
-        // Ctrl-C always quits, whatever has focus.
-        if k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL) {
+        // Force-quit (ctrl-c) works whatever has focus, text fields included.
+        if self.settings.keymap.lookup(&k, &[Context::Global]) == Some(Action::ForceQuit) {
             self.quit = true;
             return vec![];
         }
@@ -260,7 +273,7 @@ impl App {
             return self.overlay_key(overlay, k);
         }
         if self.screen == Screen::Queue && self.queue.filtering {
-            self.queue.filter_key(k);
+            self.queue.filter_key(k, &self.settings.keymap);
             return vec![];
         }
         if self.screen == Screen::Emergency {
@@ -269,26 +282,14 @@ impl App {
         if self.screen == Screen::History
             && let Some(h) = self.history.as_mut().filter(|h| h.filtering)
         {
-            h.filter_key(k);
+            h.filter_key(k, &self.settings.keymap);
             return vec![];
         }
-        if self.screen == Screen::Decide {
-            let me = self.me().cloned();
-            if let Some(form) = self.decide.as_mut() {
-                if matches!(k.code, KeyCode::Left | KeyCode::Right) && form.focus == Field::Verdict
-                {
-                    let step = if k.code == KeyCode::Left { -1 } else { 1 };
-                    form.shift(step, self.detail.data(), me.as_ref());
-                    self.recheck_form();
-                    return vec![];
-                }
-                if form.text_key(&k, &self.settings.keymap) {
-                    return vec![];
-                }
-            }
-        }
-        if self.screen == Screen::Confirm && k.code == KeyCode::Char('n') {
-            return self.run(Action::Back);
+        if self.screen == Screen::Decide
+            && let Some(form) = self.decide.as_mut()
+            && form.text_key(&k, &self.settings.keymap)
+        {
+            return vec![];
         }
         match self.settings.keymap.lookup(&k, &self.contexts()) {
             Some(action) => self.run(action),
@@ -299,14 +300,14 @@ impl App {
     fn overlay_key(&mut self, overlay: Overlay, k: KeyEvent) -> Vec<Effect> {
         match overlay {
             Overlay::Help(mut h) => {
-                if h.key(&k) {
+                if h.key(&k, &self.settings.keymap) {
                     self.overlay = Some(Overlay::Help(h));
                 }
                 vec![]
             }
             Overlay::Palette(mut p) => {
                 let entries = self.palette_entries(&p.query);
-                match p.key(&k, &entries) {
+                match p.key(&k, &self.settings.keymap, &entries) {
                     PaletteAsk::Stay => {
                         self.overlay = Some(Overlay::Palette(p));
                         vec![]
@@ -352,6 +353,7 @@ impl App {
             };
         }
         match action {
+            Action::ForceQuit => self.quit = true,
             Action::Quit => {
                 if self.screen == Screen::Queue {
                     self.quit = true;
@@ -386,9 +388,12 @@ impl App {
                         && !form.discard_armed
                     {
                         form.discard_armed = true;
+                        let back = self.settings.keymap.hint(Action::Back);
                         self.say(
                             Level::Error,
-                            "esc again discards the rationale you wrote; any other key keeps it",
+                            format!(
+                                "{back} again discards the rationale you wrote; any other key keeps it"
+                            ),
                         );
                         return vec![];
                     }
@@ -442,6 +447,8 @@ impl App {
             Action::NextArtifact | Action::OpenArtifact | Action::CopyUrl => {}
             Action::NextField
             | Action::PrevField
+            | Action::PrevVerdict
+            | Action::NextVerdict
             | Action::ToggleTick
             | Action::TickAll
             | Action::ExternalEditor
@@ -449,6 +456,14 @@ impl App {
                 return self.decide_action(action);
             }
             Action::Sign => return self.sign(),
+            Action::Cancel if self.screen == Screen::Confirm => return self.run(Action::Back),
+            // Text-field and History keys: their screens handle them where they apply.
+            Action::Cancel
+            | Action::ToggleHealth
+            | Action::Accept
+            | Action::DeleteChar
+            | Action::DeleteWord
+            | Action::ClearLine => {}
             Action::Emergency => self.start_emergency(),
             Action::History => return self.open_history(),
             Action::Exceptions => {

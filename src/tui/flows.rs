@@ -3,7 +3,7 @@
 //! rollback flow (`!`, refused up front for anyone off the on-call roster).
 
 use super::app::{App, EmergencyAsk, EmergencyForm, HistoryAsk, HistoryState, Signer};
-use super::keymap::{Action, Context};
+use super::keymap::Action;
 use super::messages::Effect;
 use super::requests::Kind;
 use super::screens::Screen;
@@ -72,23 +72,21 @@ impl App {
         let Some(form) = self.emergency.as_mut() else {
             return vec![];
         };
-        match form.key(k, &self.subjects) {
+        match form.key(k, &self.settings.keymap, &self.subjects) {
             EmergencyAsk::Nothing => vec![],
             EmergencyAsk::Back => self.run(Action::Back),
             EmergencyAsk::Authorise(request) => {
                 let id = self.requests.issue(Kind::Emergency);
                 vec![Effect::Authorise(id, request)]
             }
-            EmergencyAsk::Global(k) => match self.settings.keymap.lookup(&k, &[Context::Global]) {
-                Some(action) => {
-                    // Leave the finished flow first, so `back` from there is not the flow.
-                    if let Some(form) = self.emergency.take() {
-                        self.screen = form.back_to;
-                    }
-                    self.run(action)
+            EmergencyAsk::Run(action) => self.run(action),
+            EmergencyAsk::Leave(action) => {
+                // Leave the flow first, so `back` from there is not the flow.
+                if let Some(form) = self.emergency.take() {
+                    self.screen = form.back_to;
                 }
-                None => vec![],
-            },
+                self.run(action)
+            }
         }
     }
 }

@@ -9,28 +9,58 @@ use std::fmt;
 pub enum Context {
     /// Everywhere.
     Global,
+    /// The lists with a cursor, filter and sort: the queue and History.
+    List,
     /// The queue table.
     Queue,
+    /// The History screen (decision history and governance health).
+    History,
     /// The CR detail screen.
     Detail,
     /// Deciding on a CR: from the queue (the selected one) or its detail screen.
     Decision,
+    /// The forms with fields: the decision form and the emergency details.
+    Form,
     /// The decision form.
     Decide,
-    /// The final confirmation before signing.
+    /// The final confirmation before signing (a decision or an emergency authorisation).
     Confirm,
+    /// One-line text fields and pickers: the `/` filters, the `?` search, the `:`
+    /// palette, the emergency subject list and details. Printable characters are text
+    /// there; these are the other keys.
+    Prompt,
 }
 
 impl Context {
-    /// Heading in the help overlay.
+    /// Every context, in help order.
+    pub const ALL: &'static [Context] = &[
+        Context::Global,
+        Context::List,
+        Context::Queue,
+        Context::Detail,
+        Context::Decision,
+        Context::Form,
+        Context::Decide,
+        Context::Confirm,
+        Context::History,
+        Context::Prompt,
+    ];
+
+    /// Heading in the help overlay and the key reference.
     pub fn title(self) -> &'static str {
         match self {
             Context::Global => "Everywhere",
+            Context::List => "Lists (queue and History)",
             Context::Queue => "Queue",
+            Context::History => "History and governance health (H)",
             Context::Detail => "Change request",
             Context::Decision => "Deciding (queue and change request)",
+            Context::Form => "Forms (decision, emergency rollback)",
             Context::Decide => "Decision form",
-            Context::Confirm => "Confirm and sign",
+            Context::Confirm => "Confirm and sign (decision, emergency rollback)",
+            Context::Prompt => {
+                "Text fields and pickers (filters, search, palette, emergency rollback)"
+            }
         }
     }
 }
@@ -68,6 +98,7 @@ macro_rules! actions {
 
 actions! {
     Quit => ("quit", Global, "quit (on the queue; elsewhere: back)"),
+    ForceQuit => ("force_quit", Global, "quit at once, from any screen or text field"),
     Emergency => ("emergency", Global, "EMERGENCY: authorise a rollback (on-call)"),
     Exceptions => ("exceptions", Global, "emergency exceptions and review deadlines"),
     History => ("history", Global, "decision history, audit-log integrity, governance health"),
@@ -81,11 +112,11 @@ actions! {
     PageDown => ("page_down", Global, "page down"),
     Top => ("top", Global, "go to the top"),
     Bottom => ("bottom", Global, "go to the bottom"),
-    Open => ("open", Queue, "open the selected change request"),
-    Filter => ("filter", Queue, "fuzzy filter (id, title, subject, requester)"),
+    Open => ("open", List, "open the selected row"),
+    Filter => ("filter", List, "filter the list as you type"),
+    SortNext => ("sort", List, "sort by the next column"),
+    SortReverse => ("sort_reverse", List, "reverse the sort order"),
     CopyId => ("copy_id", Queue, "copy the selected change request's id"),
-    SortNext => ("sort", Queue, "sort by the next column"),
-    SortReverse => ("sort_reverse", Queue, "reverse the sort order"),
     NextView => ("next_view", Queue, "next quick view"),
     ViewPending => ("view_pending", Queue, "view: all pending"),
     ViewMine => ("view_mine", Queue, "view: needs my sign-off"),
@@ -98,13 +129,21 @@ actions! {
     NextArtifact => ("next_artifact", Detail, "select the next artifact link"),
     OpenArtifact => ("open_artifact", Detail, "open the selected artifact"),
     CopyUrl => ("copy_url", Detail, "copy the selected artifact's URL"),
-    NextField => ("next_field", Decide, "next field"),
-    PrevField => ("prev_field", Decide, "previous field"),
+    NextField => ("next_field", Form, "next field"),
+    PrevField => ("prev_field", Form, "previous field"),
+    Review => ("review", Form, "review what will be signed"),
+    PrevVerdict => ("prev_verdict", Decide, "previous verdict (on the verdict field)"),
+    NextVerdict => ("next_verdict", Decide, "next verdict (on the verdict field)"),
     ToggleTick => ("toggle_tick", Decide, "tick / untick a manual checklist item"),
     TickAll => ("tick_all", Decide, "tick every manual checklist item (each shown on the confirmation)"),
     ExternalEditor => ("external_editor", Decide, "write the rationale in $EDITOR"),
-    Review => ("review", Decide, "review what will be signed"),
-    Sign => ("sign", Confirm, "sign and record the decision"),
+    Sign => ("sign", Confirm, "sign and record it"),
+    Cancel => ("cancel", Confirm, "do not sign: back to the form"),
+    ToggleHealth => ("health", History, "switch between the history and governance health"),
+    Accept => ("accept", Prompt, "accept: keep the filter, run the command, choose the subject, go on"),
+    DeleteChar => ("delete_char", Prompt, "delete the last character"),
+    DeleteWord => ("delete_word", Prompt, "delete the last word"),
+    ClearLine => ("clear_line", Prompt, "clear the field"),
 }
 
 /// A key with modifiers, as written in config files (`ctrl-s`, `shift-tab`, `?`).
@@ -244,7 +283,8 @@ pub enum Preset {
 fn defaults(preset: Preset) -> Vec<(Action, &'static [&'static str])> {
     use Action::*;
     let mut v: Vec<(Action, &'static [&'static str])> = vec![
-        (Quit, &["q", "ctrl-c"]),
+        (Quit, &["q"]),
+        (ForceQuit, &["ctrl-c"]),
         (Emergency, &["!"]),
         (Exceptions, &["E"]),
         (History, &["H"]),
@@ -277,11 +317,19 @@ fn defaults(preset: Preset) -> Vec<(Action, &'static [&'static str])> {
         (CopyUrl, &["y"]),
         (NextField, &["tab"]),
         (PrevField, &["shift-tab"]),
+        (Review, &["ctrl-s"]),
+        (PrevVerdict, &["left"]),
+        (NextVerdict, &["right"]),
         (ToggleTick, &["space"]),
         (TickAll, &["ctrl-t"]),
         (ExternalEditor, &["ctrl-e"]),
-        (Review, &["ctrl-s"]),
         (Sign, &["y"]),
+        (Cancel, &["n"]),
+        (ToggleHealth, &["tab"]),
+        (Accept, &["enter"]),
+        (DeleteChar, &["backspace", "ctrl-h"]),
+        (DeleteWord, &["ctrl-w", "alt-backspace", "ctrl-backspace"]),
+        (ClearLine, &["ctrl-u"]),
     ];
     if preset == Preset::Vim {
         for (action, keys) in v.iter_mut() {
@@ -353,6 +401,76 @@ impl Keymap {
     pub fn entries(&self) -> impl Iterator<Item = (Action, &[Key])> {
         Action::ALL.iter().map(|a| (*a, self.keys(*a)))
     }
+
+    /// A key in a text field: a printable character (no ctrl/alt) is text there, so `j`
+    /// types a `j`; any other key is looked up in `contexts`.
+    pub fn input(&self, event: &KeyEvent, contexts: &[Context]) -> Input {
+        if let KeyCode::Char(c) = event.code
+            && !event
+                .modifiers
+                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+            && !c.is_control()
+        {
+            return Input::Char(c);
+        }
+        match self.lookup(event, contexts) {
+            Some(action) => Input::Action(action),
+            None => Input::Unbound,
+        }
+    }
+
+    /// The key reference in docs/tui.md: the default bindings as a table per context,
+    /// then what the vim preset changes (a test keeps the document the same as this).
+    pub fn reference() -> String {
+        let default = Keymap::preset(Preset::Default);
+        let vim = Keymap::preset(Preset::Vim);
+        let mut out = default.markdown();
+        out.push_str("\nWith `keys = \"vim\"`:\n\n");
+        for action in Action::ALL {
+            if default.keys(*action) != vim.keys(*action) {
+                let keys: Vec<String> =
+                    vim.keys(*action).iter().map(|k| format!("`{k}`")).collect();
+                out.push_str(&format!("- {}: {}\n", action.name(), keys.join(" ")));
+            }
+        }
+        out
+    }
+
+    /// Every action's keys as a Markdown table per context.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        for ctx in Context::ALL {
+            out.push_str(&format!(
+                "\n**{}**\n\n| keys | action | name |\n|---|---|---|\n",
+                ctx.title()
+            ));
+            for action in Action::ALL.iter().filter(|a| a.context() == *ctx) {
+                let keys: Vec<String> = self
+                    .keys(*action)
+                    .iter()
+                    .map(|k| format!("`{}`", k.to_string().replace('|', "\\|")))
+                    .collect();
+                out.push_str(&format!(
+                    "| {} | {} | `{}` |\n",
+                    keys.join(" "),
+                    action.description().replace('|', "\\|"),
+                    action.name()
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// A key as a text field sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// A character to insert.
+    Char(char),
+    /// A bound action.
+    Action(Action),
+    /// Neither.
+    Unbound,
 }
 
 #[cfg(test)]
@@ -407,9 +525,33 @@ mod tests {
         );
         let back_tab = ev(KeyCode::BackTab, KeyModifiers::SHIFT);
         assert_eq!(
-            km.lookup(&back_tab, &[Context::Decide]),
+            km.lookup(&back_tab, &[Context::Decide, Context::Form]),
             Some(Action::PrevField)
         );
+    }
+
+    #[test]
+    fn no_key_means_two_things_in_one_context() {
+        for preset in [Preset::Default, Preset::Vim] {
+            let km = Keymap::preset(preset);
+            for ctx in Context::ALL {
+                let mut seen: Vec<(Key, Action)> = Vec::new();
+                for action in Action::ALL.iter().filter(|a| a.context() == *ctx) {
+                    for key in km.keys(*action) {
+                        if let Some((_, other)) = seen.iter().find(|(k, _)| k == key) {
+                            panic!(
+                                "{preset:?}: {key} is bound to both {other:?} and {action:?} in {ctx:?}"
+                            );
+                        }
+                        seen.push((*key, *action));
+                    }
+                }
+            }
+            // Every action has a key by default (the help and hints never say "—").
+            for action in Action::ALL {
+                assert!(!km.keys(*action).is_empty(), "{action:?} has no key");
+            }
+        }
     }
 
     #[test]

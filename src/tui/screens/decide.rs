@@ -8,7 +8,7 @@ use crate::domain::rules::{Proposal, Refusal, check_decision};
 use crate::tui::data::DetailData;
 use crate::tui::keymap::{Action, Context, Keymap};
 use crate::workflow::{DecisionRequest, eligible_roles};
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use ratatui_textarea::TextArea;
 
 /// Fields of the decision form.
@@ -136,13 +136,13 @@ impl DecideForm {
     /// A key while the rationale has focus: typed into it unless it is a form-level
     /// binding (next/previous field, editor, review) or `esc`. True when consumed.
     pub fn text_key(&mut self, k: &KeyEvent, keymap: &Keymap) -> bool {
-        if k.code != KeyCode::Esc {
+        if keymap.lookup(k, &[Context::Global]) != Some(Action::Back) {
             self.discard_armed = false;
         }
         if self.focus != Field::Rationale {
             return false;
         }
-        let action = keymap.lookup(k, &[Context::Decide]);
+        let action = keymap.lookup(k, &[Context::Form, Context::Decide, Context::Global]);
         let escapes = matches!(
             action,
             Some(
@@ -151,8 +151,10 @@ impl DecideForm {
                     | Action::ExternalEditor
                     | Action::Review
                     | Action::TickAll
+                    | Action::Back
+                    | Action::ForceQuit
             )
-        ) || k.code == KeyCode::Esc;
+        );
         if escapes {
             return false;
         }
@@ -188,7 +190,7 @@ impl DecideForm {
         use Action::*;
         match (confirming, &self.refusal) {
             (true, Some(_)) => vec![(Back, "back to the form")],
-            (true, None) => vec![(Sign, "sign"), (Back, "back")],
+            (true, None) => vec![(Sign, "sign"), (Cancel, "no"), (Back, "back")],
             (false, _) => vec![
                 (NextField, "next field"),
                 (ToggleTick, "tick"),
@@ -233,6 +235,10 @@ impl DecideForm {
                 for item in &mut self.items {
                     item.ticked = !all;
                 }
+            }
+            Action::PrevVerdict | Action::NextVerdict if self.focus == Field::Verdict => {
+                let step = if action == Action::NextVerdict { 1 } else { -1 };
+                self.shift(step, detail, me);
             }
             Action::ExternalEditor => return DecideAsk::Edit(self.rationale_text()),
             Action::Review => {

@@ -2,9 +2,11 @@
 //! be signed, watch the rollback command run.
 
 use super::Screen;
+use super::line::Typed;
 use crate::domain::emergency::SubjectState;
+use crate::tui::keymap::{Action, Context, Input, Keymap};
 use crate::workflow::RollbackRequest;
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 
 /// What the status line says once an authorisation is signed.
 pub const AUTHORISED: &str =
@@ -19,8 +21,10 @@ pub enum EmergencyAsk {
     Back,
     /// Sign this authorisation.
     Authorise(RollbackRequest),
-    /// Not the flow's key: look it up among the global bindings.
-    Global(KeyEvent),
+    /// Run this action with the flow kept (the help and palette overlays).
+    Run(Action),
+    /// Leave the flow, then run this action (a global key on the picker or once done).
+    Leave(Action),
 }
 
 /// Steps of the emergency flow.
@@ -106,125 +110,175 @@ impl EmergencyForm {
     }
 
     /// A key on any step; `subjects` are the ones that can be rolled back.
-    pub fn key(&mut self, k: KeyEvent, subjects: &[SubjectState]) -> EmergencyAsk {
-        if k.code == KeyCode::Esc {
-            match self.step {
-                EmergencyStep::Details => self.step = EmergencyStep::Pick,
-                EmergencyStep::Confirm => self.step = EmergencyStep::Details,
-                EmergencyStep::Running => {}
-                _ => return EmergencyAsk::Back,
-            }
-            return EmergencyAsk::Nothing;
-        }
+    pub fn key(&mut self, k: KeyEvent, keymap: &Keymap, subjects: &[SubjectState]) -> EmergencyAsk {
         if self.refusal.is_some() {
-            return EmergencyAsk::Nothing;
+            return match keymap.lookup(&k, &[Context::Global]) {
+                Some(Action::Back | Action::Quit) => EmergencyAsk::Back,
+                Some(other) => EmergencyAsk::Leave(other),
+                None => EmergencyAsk::Nothing,
+            };
         }
-        match self.step {
-            EmergencyStep::Pick => match k.code {
-                KeyCode::Up | KeyCode::Char('k') => self.cursor = self.cursor.saturating_sub(1),
-                KeyCode::Down | KeyCode::Char('j') => {
-                    self.cursor = (self.cursor + 1).min(subjects.len().saturating_sub(1))
-                }
-                KeyCode::Enter => {
-                    if let Some(s) = subjects.get(self.cursor).cloned() {
-                        self.target = s.last_good.clone().unwrap_or_default();
-                        self.target_prefilled = !self.target.is_empty();
-                        self.subject = Some(s);
-                        self.step = EmergencyStep::Details;
-                        self.focus = EmergencyField::Incident;
-                    }
-                }
-                _ => {}
-            },
-            EmergencyStep::Details => self.details_key(k),
-            EmergencyStep::Confirm => {
-                if k.code == KeyCode::Char('y') && !self.busy {
-                    if let Some(request) = self.request() {
-                        self.busy = true;
-                        return EmergencyAsk::Authorise(request);
-                    }
-                } else if k.code == KeyCode::Char('n') {
+        if self.step == EmergencyStep::Details {
+            return self.details_key(k, keymap);
+        }
+        let Some(action) = keymap.lookup(&k, &self.contexts()) else {
+            return EmergencyAsk::Nothing;
+        };
+        match (self.step, action) {
+            (EmergencyStep::Pick, Action::Back | Action::Quit) => return EmergencyAsk::Back,
+            (EmergencyStep::Pick, Action::Accept) => {
+                if let Some(s) = subjects.get(self.cursor).cloned() {
+                    self.target = s.last_good.clone().unwrap_or_default();
+                    self.target_prefilled = !self.target.is_empty();
+                    self.subject = Some(s);
                     self.step = EmergencyStep::Details;
+                    self.focus = EmergencyField::Incident;
                 }
             }
-            EmergencyStep::Running => {}
-            EmergencyStep::Done => {
-                if matches!(k.code, KeyCode::Enter | KeyCode::Char('q')) {
-                    return EmergencyAsk::Back;
+            (EmergencyStep::Pick, other) => {
+                if let Some(delta) = super::cursor::movement(other, 10) {
+                    let last = subjects.len().saturating_sub(1) as isize;
+                    self.cursor = (self.cursor as isize + delta).clamp(0, last) as usize;
+                } else {
+                    // Not the picker's key: leave the flow for it (H, E, ...).
+                    return EmergencyAsk::Leave(other);
                 }
-                // Finished: the global keys work again (E exceptions, H history, ...).
-                return EmergencyAsk::Global(k);
             }
+            (EmergencyStep::Confirm, Action::Sign) => {
+                if !self.busy
+                    && let Some(request) = self.request()
+                {
+                    self.busy = true;
+                    return EmergencyAsk::Authorise(request);
+                }
+            }
+            (EmergencyStep::Confirm, Action::Cancel | Action::Back) => {
+                self.step = EmergencyStep::Details;
+            }
+            // Finished: enter, esc or q close; the global keys work again (E, H, ...).
+            (EmergencyStep::Done, Action::Accept | Action::Back | Action::Quit) => {
+                return EmergencyAsk::Back;
+            }
+            (EmergencyStep::Done, other) => return EmergencyAsk::Leave(other),
+            // Mid-flow only the overlays open: nothing half-typed is left behind.
+            (_, Action::Help | Action::Palette) => return EmergencyAsk::Run(action),
+            _ => {}
         }
         EmergencyAsk::Nothing
     }
 
-    fn details_key(&mut self, k: KeyEvent) {
+    /// The keymap contexts of the current step, most specific first.
+    pub fn contexts(&self) -> Vec<Context> {
+        match self.step {
+            EmergencyStep::Pick | EmergencyStep::Done => vec![Context::Prompt, Context::Global],
+            EmergencyStep::Details => vec![Context::Form, Context::Prompt, Context::Global],
+            EmergencyStep::Confirm => vec![Context::Confirm, Context::Global],
+            EmergencyStep::Running => vec![Context::Global],
+        }
+    }
+
+    /// The keys worth a hint on the current step.
+    pub fn hints(&self) -> Vec<(Action, &'static str)> {
+        use Action::*;
+        if self.refusal.is_some() {
+            return vec![(Back, "back"), (Help, "help")];
+        }
+        match self.step {
+            EmergencyStep::Pick => vec![(Down, "move"), (Accept, "choose"), (Back, "back")],
+            EmergencyStep::Details => vec![
+                (NextField, "next field"),
+                (Accept, "review"),
+                (ClearLine, "clear field"),
+                (Back, "back"),
+            ],
+            EmergencyStep::Confirm if self.busy => vec![],
+            EmergencyStep::Confirm => {
+                vec![(Sign, "sign and roll back"), (Cancel, "no"), (Back, "back")]
+            }
+            EmergencyStep::Running => vec![],
+            EmergencyStep::Done => vec![
+                (Accept, "close"),
+                (Exceptions, "exceptions"),
+                (History, "history"),
+            ],
+        }
+    }
+
+    fn details_key(&mut self, k: KeyEvent, keymap: &Keymap) -> EmergencyAsk {
+        // The prefilled version is a suggestion: the first character typed replaces it
+        // instead of being appended to it (7 + 5 is not 75).
+        let contexts = [Context::Form, Context::Global];
+        if self.focus == EmergencyField::Target
+            && self.target_prefilled
+            && matches!(keymap.input(&k, &contexts), Input::Char(_))
+        {
+            self.target.clear();
+        }
         let field = match self.focus {
             EmergencyField::Incident => &mut self.incident,
             EmergencyField::Reason => &mut self.reason,
             EmergencyField::Target => &mut self.target,
         };
-        match k.code {
-            KeyCode::Tab | KeyCode::Down => {
+        match super::line::type_key(field, &k, keymap, &contexts, 200) {
+            Typed::Changed => {
+                if self.focus == EmergencyField::Target {
+                    self.target_prefilled = false;
+                }
+            }
+            Typed::Unchanged => {}
+            Typed::Action(Action::NextField | Action::Down) => {
                 self.focus = match self.focus {
                     EmergencyField::Incident => EmergencyField::Reason,
                     EmergencyField::Reason => EmergencyField::Target,
                     EmergencyField::Target => EmergencyField::Incident,
                 }
             }
-            KeyCode::BackTab | KeyCode::Up => {
+            Typed::Action(Action::PrevField | Action::Up) => {
                 self.focus = match self.focus {
                     EmergencyField::Incident => EmergencyField::Target,
                     EmergencyField::Reason => EmergencyField::Incident,
                     EmergencyField::Target => EmergencyField::Reason,
                 }
             }
-            KeyCode::Enter => {
-                // An empty field is named, and focused, rather than ignored.
-                let empty = [
-                    (
-                        EmergencyField::Incident,
-                        self.incident.trim(),
-                        "the incident id",
-                    ),
-                    (EmergencyField::Reason, self.reason.trim(), "the reason"),
-                    (
-                        EmergencyField::Target,
-                        self.target.trim(),
-                        "the version to roll back to",
-                    ),
-                ]
-                .into_iter()
-                .find(|(_, value, _)| value.is_empty())
-                .map(|(field, _, what)| (field, what));
-                if let Some((field, what)) = empty {
-                    self.focus = field;
-                    self.problem = Some(format!("{what} is empty: type it, then enter"));
-                } else if let Some(Err(refusal)) = self.request().map(|r| r.check()) {
-                    // Refused before the confirmation shows a command to run.
-                    self.problem = Some(refusal.to_string());
-                } else {
-                    self.problem = None;
-                    self.step = EmergencyStep::Confirm;
-                }
+            Typed::Action(Action::Accept | Action::Review) => self.review(keymap),
+            Typed::Action(Action::Back) => self.step = EmergencyStep::Pick,
+            Typed::Action(action @ (Action::Help | Action::Palette)) => {
+                return EmergencyAsk::Run(action);
             }
-            _ => {
-                // The prefilled version is a suggestion: the first character typed
-                // replaces it instead of being appended to it (7 + 5 is not 75).
-                if self.focus == EmergencyField::Target
-                    && self.target_prefilled
-                    && matches!(k.code, KeyCode::Char(_))
-                    && !k
-                        .modifiers
-                        .contains(crossterm::event::KeyModifiers::CONTROL)
-                {
-                    field.clear();
-                }
-                if super::line::edit(field, &k, 200) && self.focus == EmergencyField::Target {
-                    self.target_prefilled = false;
-                }
-            }
+            Typed::Action(_) => {}
+        }
+        EmergencyAsk::Nothing
+    }
+
+    /// Goes on to the confirmation, or names (and focuses) what is wrong.
+    fn review(&mut self, keymap: &Keymap) {
+        // An empty field is named, and focused, rather than ignored.
+        let empty = [
+            (
+                EmergencyField::Incident,
+                self.incident.trim(),
+                "the incident id",
+            ),
+            (EmergencyField::Reason, self.reason.trim(), "the reason"),
+            (
+                EmergencyField::Target,
+                self.target.trim(),
+                "the version to roll back to",
+            ),
+        ]
+        .into_iter()
+        .find(|(_, value, _)| value.is_empty())
+        .map(|(field, _, what)| (field, what));
+        if let Some((field, what)) = empty {
+            self.focus = field;
+            let accept = keymap.hint(Action::Accept);
+            self.problem = Some(format!("{what} is empty: type it, then {accept}"));
+        } else if let Some(Err(refusal)) = self.request().map(|r| r.check()) {
+            // Refused before the confirmation shows a command to run.
+            self.problem = Some(refusal.to_string());
+        } else {
+            self.problem = None;
+            self.step = EmergencyStep::Confirm;
         }
     }
 

@@ -1,7 +1,9 @@
 //! The `?` overlay: every binding, the current screen's first, searchable by typing.
 
 use super::cursor::Scroll;
-use crossterm::event::{KeyCode, KeyEvent};
+use super::line::Typed;
+use crate::tui::keymap::{Action, Context, Keymap};
+use crossterm::event::KeyEvent;
 
 /// The help overlay's state.
 #[derive(Debug, Clone, Default)]
@@ -14,17 +16,18 @@ pub struct HelpState {
 
 impl HelpState {
     /// A key while help is open; false when it closes.
-    pub fn key(&mut self, k: &KeyEvent) -> bool {
-        match k.code {
-            KeyCode::Esc => return false,
-            KeyCode::Char('?') if self.query.is_empty() => return false,
-            KeyCode::Up => self.scroll.shift(-1),
-            KeyCode::Down => self.scroll.shift(1),
-            KeyCode::PageDown => self.scroll.shift(10),
-            KeyCode::PageUp => self.scroll.shift(-10),
-            _ => {
-                if super::line::edit(&mut self.query, k, 80) {
-                    self.scroll.reset();
+    pub fn key(&mut self, k: &KeyEvent, keymap: &Keymap) -> bool {
+        // The help key closes help again while nothing is typed (`?` then `?`).
+        if self.query.is_empty() && keymap.lookup(k, &[Context::Global]) == Some(Action::Help) {
+            return false;
+        }
+        match super::line::type_key(&mut self.query, k, keymap, &[Context::Global], 80) {
+            Typed::Changed => self.scroll.reset(),
+            Typed::Unchanged => {}
+            Typed::Action(Action::Back | Action::Help | Action::Accept) => return false,
+            Typed::Action(action) => {
+                if let Some(delta) = super::cursor::movement(action, 10) {
+                    self.scroll.shift(delta);
                 }
             }
         }

@@ -4,8 +4,9 @@
 
 use super::Screen;
 use super::cursor::Cursor;
-use crate::tui::keymap::Action;
-use crossterm::event::{KeyCode, KeyEvent};
+use super::line::Typed;
+use crate::tui::keymap::{Action, Context, Keymap};
+use crossterm::event::KeyEvent;
 
 /// The audit log's integrity, as the History screen shows it.
 #[derive(Debug, Clone)]
@@ -172,13 +173,13 @@ impl HistoryState {
     pub fn hints(&self) -> Vec<(Action, &'static str)> {
         use Action::*;
         if self.filtering {
-            return vec![];
+            return vec![(Accept, "keep"), (Back, "clear"), (Down, "move")];
         }
         vec![
             (Open, "signed record"),
             (Down, "move"),
             (Filter, "filter"),
-            (NextView, "health"),
+            (ToggleHealth, "health"),
             (SortNext, "sort"),
             (Back, "back"),
             (Help, "help"),
@@ -208,7 +209,7 @@ impl HistoryState {
                 self.reverse = !self.reverse;
                 self.refilter();
             }
-            Action::NextView => self.health = !self.health,
+            Action::ToggleHealth => self.health = !self.health,
             Action::Open => {
                 if self.record.is_some() {
                     self.record = None;
@@ -241,17 +242,19 @@ impl HistoryState {
     }
 
     /// A key while the filter has focus.
-    pub fn filter_key(&mut self, k: KeyEvent) {
-        match k.code {
-            KeyCode::Esc => {
+    pub fn filter_key(&mut self, k: KeyEvent, keymap: &Keymap) {
+        match super::line::type_key(&mut self.filter, &k, keymap, &[Context::Global], 200) {
+            Typed::Changed => self.refilter(),
+            Typed::Unchanged => {}
+            Typed::Action(Action::Back) => {
                 self.filtering = false;
                 self.filter.clear();
                 self.refilter();
             }
-            KeyCode::Enter => self.filtering = false,
-            _ => {
-                if super::line::edit(&mut self.filter, &k, 200) {
-                    self.refilter();
+            Typed::Action(Action::Accept) => self.filtering = false,
+            Typed::Action(action) => {
+                if let Some(delta) = super::cursor::movement(action, self.cursor.page) {
+                    self.cursor.shift(delta, self.visible.len());
                 }
             }
         }

@@ -1,32 +1,53 @@
 //! Line editing, the same in every one-line text field (the `/` filters, the `:` palette,
-//! the `?` search, the emergency details): characters, backspace, ctrl-u clears, ctrl-w
-//! deletes the last word. Control keys never insert their letter.
+//! the `?` search, the emergency details): printable characters are text; backspace,
+//! delete-word and clear come from the keymap's `Prompt` bindings, like every other key.
+//! Control keys never insert their letter.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crate::tui::keymap::{Action, Context, Input, Keymap};
+use crossterm::event::KeyEvent;
 
-/// Applies `k` to `text` (at most `max` characters); true when the text changed.
-pub fn edit(text: &mut String, k: &KeyEvent, max: usize) -> bool {
-    let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
-    match k.code {
-        KeyCode::Backspace if ctrl || k.modifiers.contains(KeyModifiers::ALT) => delete_word(text),
-        KeyCode::Backspace => text.pop().is_some(),
-        KeyCode::Char('u') if ctrl => {
+/// What a key did in a text field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Typed {
+    /// The text changed.
+    Changed,
+    /// Nothing happened (an unbound key, a full field, nothing to delete).
+    Unchanged,
+    /// A bound action that is not editing: the field's owner decides what it means.
+    Action(Action),
+}
+
+/// Applies `k` to `text` (at most `max` characters). Keys that are not text are looked
+/// up in the `Prompt` bindings first, then in `contexts`.
+pub fn type_key(
+    text: &mut String,
+    k: &KeyEvent,
+    keymap: &Keymap,
+    contexts: &[Context],
+    max: usize,
+) -> Typed {
+    let mut all = Vec::with_capacity(contexts.len() + 1);
+    all.push(Context::Prompt);
+    all.extend_from_slice(contexts);
+    let changed = match keymap.input(k, &all) {
+        Input::Char(c) if text.chars().count() < max => {
+            text.push(c);
+            true
+        }
+        Input::Char(_) | Input::Unbound => false,
+        Input::Action(Action::DeleteChar) => text.pop().is_some(),
+        Input::Action(Action::DeleteWord) => delete_word(text),
+        Input::Action(Action::ClearLine) => {
             let changed = !text.is_empty();
             text.clear();
             changed
         }
-        KeyCode::Char('w') | KeyCode::Char('h') if ctrl => {
-            if k.code == KeyCode::Char('h') {
-                text.pop().is_some()
-            } else {
-                delete_word(text)
-            }
-        }
-        KeyCode::Char(c) if !ctrl && !c.is_control() && text.chars().count() < max => {
-            text.push(c);
-            true
-        }
-        _ => false,
+        Input::Action(action) => return Typed::Action(action),
+    };
+    if changed {
+        Typed::Changed
+    } else {
+        Typed::Unchanged
     }
 }
 
@@ -47,59 +68,72 @@ fn delete_word(text: &mut String) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tui::keymap::{Key, Preset};
+    use crossterm::event::{KeyCode, KeyModifiers};
 
-    fn key(code: KeyCode, mods: KeyModifiers) -> KeyEvent {
-        KeyEvent::new(code, mods)
+    fn typed(t: &mut String, keymap: &Keymap, key: &str, max: usize) -> Typed {
+        let k = Key::parse(key).unwrap();
+        type_key(
+            t,
+            &KeyEvent::new(k.code, k.mods),
+            keymap,
+            &[Context::Global],
+            max,
+        )
     }
 
     #[test]
     fn control_keys_edit_and_never_insert_their_letter() {
+        let km = Keymap::preset(Preset::Default);
         let mut t = String::from("risk:high fraud");
-        assert!(edit(
-            &mut t,
-            &key(KeyCode::Char('w'), KeyModifiers::CONTROL),
-            100
-        ));
+        assert_eq!(typed(&mut t, &km, "ctrl-w", 100), Typed::Changed);
         assert_eq!(t, "risk:high ");
-        assert!(edit(
-            &mut t,
-            &key(KeyCode::Char('w'), KeyModifiers::CONTROL),
-            100
-        ));
+        assert_eq!(typed(&mut t, &km, "alt-backspace", 100), Typed::Changed);
         assert_eq!(t, "");
         t.push_str("abc");
-        assert!(edit(
-            &mut t,
-            &key(KeyCode::Char('u'), KeyModifiers::CONTROL),
-            100
-        ));
+        assert_eq!(typed(&mut t, &km, "ctrl-u", 100), Typed::Changed);
         assert_eq!(t, "");
-        assert!(!edit(
-            &mut t,
-            &key(KeyCode::Char('x'), KeyModifiers::CONTROL),
-            100
-        ));
+        assert_eq!(typed(&mut t, &km, "ctrl-x", 100), Typed::Unchanged);
         assert_eq!(t, "", "ctrl-x inserts nothing");
-        assert!(edit(
-            &mut t,
-            &key(KeyCode::Char('é'), KeyModifiers::NONE),
-            2
-        ));
-        assert!(edit(
-            &mut t,
-            &key(KeyCode::Char('Z'), KeyModifiers::SHIFT),
-            2
-        ));
-        assert!(
-            !edit(&mut t, &key(KeyCode::Char('z'), KeyModifiers::NONE), 2),
-            "max"
+        assert_eq!(typed(&mut t, &km, "é", 2), Typed::Changed);
+        let shift_z = KeyEvent::new(KeyCode::Char('Z'), KeyModifiers::SHIFT);
+        assert_eq!(
+            type_key(&mut t, &shift_z, &km, &[], 2),
+            Typed::Changed,
+            "shift is part of the character"
         );
+        assert_eq!(typed(&mut t, &km, "z", 2), Typed::Unchanged, "max");
         assert_eq!(t, "éZ");
-        assert!(edit(
-            &mut t,
-            &key(KeyCode::Backspace, KeyModifiers::NONE),
-            2
-        ));
+        assert_eq!(typed(&mut t, &km, "backspace", 2), Typed::Changed);
         assert_eq!(t, "é");
+    }
+
+    #[test]
+    fn letters_are_text_and_other_keys_are_actions() {
+        // `j` and `q` are bound (down, quit) but in a text field they are letters; the
+        // vim preset's ctrl-u (page up) is still "clear" in a field.
+        let km = Keymap::preset(Preset::Vim);
+        let mut t = String::new();
+        assert_eq!(typed(&mut t, &km, "j", 10), Typed::Changed);
+        assert_eq!(typed(&mut t, &km, "q", 10), Typed::Changed);
+        assert_eq!(t, "jq");
+        assert_eq!(typed(&mut t, &km, "down", 10), Typed::Action(Action::Down));
+        assert_eq!(
+            typed(&mut t, &km, "enter", 10),
+            Typed::Action(Action::Accept)
+        );
+        assert_eq!(typed(&mut t, &km, "esc", 10), Typed::Action(Action::Back));
+        assert_eq!(typed(&mut t, &km, "ctrl-u", 10), Typed::Changed);
+        assert_eq!(t, "");
+    }
+
+    #[test]
+    fn rebinding_clear_changes_the_field_key() {
+        let mut km = Keymap::preset(Preset::Default);
+        km.rebind(Action::ClearLine, vec![Key::parse("ctrl-k").unwrap()]);
+        let mut t = String::from("abc");
+        assert_eq!(typed(&mut t, &km, "ctrl-u", 10), Typed::Unchanged);
+        assert_eq!(typed(&mut t, &km, "ctrl-k", 10), Typed::Changed);
+        assert_eq!(t, "");
     }
 }

@@ -1,7 +1,8 @@
 //! The `:` palette: run any action available here by name, best match first.
 
-use crate::tui::keymap::{Action, Context};
-use crossterm::event::{KeyCode, KeyEvent};
+use super::line::Typed;
+use crate::tui::keymap::{Action, Context, Keymap};
+use crossterm::event::KeyEvent;
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Config, Matcher, Utf32Str};
 
@@ -27,22 +28,21 @@ pub enum PaletteAsk {
 
 impl PaletteState {
     /// A key while the palette is open, over the entries `entries` offers now.
-    pub fn key(&mut self, k: &KeyEvent, entries: &[Action]) -> PaletteAsk {
-        match k.code {
-            KeyCode::Esc => return PaletteAsk::Close,
-            KeyCode::Enter => {
+    pub fn key(&mut self, k: &KeyEvent, keymap: &Keymap, entries: &[Action]) -> PaletteAsk {
+        match super::line::type_key(&mut self.query, k, keymap, &[Context::Global], 80) {
+            Typed::Changed => self.selected = 0,
+            Typed::Unchanged => {}
+            Typed::Action(Action::Back | Action::Palette) => return PaletteAsk::Close,
+            Typed::Action(Action::Accept) => {
                 return match entries.get(self.selected) {
                     Some(action) => PaletteAsk::Run(*action),
                     None => PaletteAsk::Close,
                 };
             }
-            KeyCode::Up => self.selected = self.selected.saturating_sub(1),
-            KeyCode::Down => {
-                self.selected = (self.selected + 1).min(entries.len().saturating_sub(1))
-            }
-            _ => {
-                if super::line::edit(&mut self.query, k, 80) {
-                    self.selected = 0;
+            Typed::Action(action) => {
+                if let Some(delta) = super::cursor::movement(action, 10) {
+                    let last = entries.len().saturating_sub(1) as isize;
+                    self.selected = (self.selected as isize + delta).clamp(0, last) as usize;
                 }
             }
         }
@@ -55,7 +55,12 @@ pub fn entries(query: &str, contexts: &[Context]) -> Vec<Action> {
     let candidates = Action::ALL
         .iter()
         .copied()
-        .filter(|a| contexts.contains(&a.context()) && *a != Action::Palette);
+        // Editing keys mean nothing as commands.
+        .filter(|a| {
+            contexts.contains(&a.context())
+                && *a != Action::Palette
+                && a.context() != Context::Prompt
+        });
     let q = query.trim().to_lowercase();
     if q.is_empty() {
         return candidates.collect();

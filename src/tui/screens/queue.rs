@@ -3,10 +3,11 @@
 //! selected.
 
 use super::cursor::Cursor;
+use super::line::Typed;
 use crate::domain::status::Status;
 use crate::tui::data::QueueRow;
-use crate::tui::keymap::Action;
-use crossterm::event::{KeyCode, KeyEvent};
+use crate::tui::keymap::{Action, Context, Keymap};
+use crossterm::event::KeyEvent;
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Config, Matcher, Utf32Str};
 
@@ -333,23 +334,23 @@ impl QueueScreen {
     }
 
     /// A key while the `/` filter has focus.
-    pub fn filter_key(&mut self, k: KeyEvent) {
-        match k.code {
-            KeyCode::Esc => {
+    pub fn filter_key(&mut self, k: KeyEvent, keymap: &Keymap) {
+        match super::line::type_key(&mut self.filter, &k, keymap, &[Context::Global], 200) {
+            Typed::Changed => {
+                self.refilter();
+                // A new query selects its best match, as fzf does.
+                self.cursor.select(0, self.visible.len());
+            }
+            Typed::Unchanged => {}
+            Typed::Action(Action::Back) => {
                 self.filtering = false;
                 self.filter.clear();
                 self.refilter();
             }
-            KeyCode::Enter => {
-                self.filtering = false;
-            }
-            KeyCode::Up => self.shift(-1),
-            KeyCode::Down => self.shift(1),
-            _ => {
-                if super::line::edit(&mut self.filter, &k, 200) {
-                    self.refilter();
-                    // A new query selects its best match, as fzf does.
-                    self.cursor.select(0, self.visible.len());
+            Typed::Action(Action::Accept) => self.filtering = false,
+            Typed::Action(action) => {
+                if let Some(delta) = super::cursor::movement(action, self.cursor.page) {
+                    self.shift(delta);
                 }
             }
         }
@@ -359,7 +360,7 @@ impl QueueScreen {
     pub fn hints(&self, can_sign: bool) -> Vec<(Action, &'static str)> {
         use Action::*;
         if self.filtering {
-            return vec![];
+            return vec![(Accept, "keep"), (Back, "clear"), (Down, "move")];
         }
         let mut hints = vec![(Open, "open")];
         if can_sign {

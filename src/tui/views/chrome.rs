@@ -13,8 +13,16 @@ const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "�
 /// The actions worth a hint on the current screen, most useful first: each screen says
 /// its own.
 fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
-    if app.overlay.is_some() {
-        return vec![(Action::Back, "close")];
+    match &app.overlay {
+        Some(Overlay::Help(_)) => return vec![(Action::Back, "close"), (Action::Down, "scroll")],
+        Some(Overlay::Palette(_)) => {
+            return vec![
+                (Action::Accept, "run"),
+                (Action::Down, "move"),
+                (Action::Back, "close"),
+            ];
+        }
+        None => {}
     }
     let can_sign = app.me().is_some();
     match app.screen {
@@ -25,7 +33,11 @@ fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
             .as_ref()
             .map(|f| f.hints(app.screen == Screen::Confirm))
             .unwrap_or_default(),
-        Screen::Emergency => vec![],
+        Screen::Emergency => app
+            .emergency
+            .as_ref()
+            .map(|f| f.hints())
+            .unwrap_or_default(),
         Screen::Exceptions => crate::tui::screens::exceptions::hints(),
         Screen::History => app.history.as_ref().map(|h| h.hints()).unwrap_or_default(),
     }
@@ -35,26 +47,13 @@ fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
 pub fn hints(f: &mut Frame, area: Rect, app: &App) {
     let theme = &app.settings.theme;
     let mut spans: Vec<Span> = Vec::new();
-    if app.screen == Screen::Queue && app.queue.filtering && app.overlay.is_none() {
+    let filtering = app.screen == Screen::Queue && app.queue.filtering
+        || app.screen == Screen::History && app.history.as_ref().is_some_and(|h| h.filtering);
+    if filtering && app.overlay.is_none() {
         spans.push(Span::styled("type to filter  ", theme.muted()));
-        spans.push(Span::styled("enter", theme.accent()));
-        spans.push(Span::styled(" keep  ", theme.muted()));
-        spans.push(Span::styled("esc", theme.accent()));
-        spans.push(Span::styled(" clear  ", theme.muted()));
-        spans.push(Span::styled("↑↓", theme.accent()));
-        spans.push(Span::styled(" move", theme.muted()));
     }
-    if let Some(Overlay::Help(_)) = &app.overlay {
+    if app.overlay.is_some() {
         spans.push(Span::styled("type to search  ", theme.muted()));
-    }
-    if let Some(Overlay::Palette(_)) = &app.overlay {
-        spans.push(Span::styled("type to search  ", theme.muted()));
-        spans.push(Span::styled("enter", theme.accent()));
-        spans.push(Span::styled(" run  ", theme.muted()));
-    }
-    if app.screen == Screen::Confirm && app.overlay.is_none() {
-        spans.push(Span::styled("n", theme.accent()));
-        spans.push(Span::styled(" no  ", theme.muted()));
     }
     // Whole hints only: one that does not fit is left out rather than cut.
     let mut used: usize = spans.iter().map(|s| s.width()).sum();

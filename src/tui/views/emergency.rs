@@ -3,6 +3,7 @@
 use crate::domain::emergency::{ExceptionState, countdown};
 use crate::domain::text::sanitize;
 use crate::tui::app::{App, EmergencyField, EmergencyForm, EmergencyStep, Signer};
+use crate::tui::keymap::Action;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -28,8 +29,6 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
         )));
         lines.push(Line::default());
         lines.push(Line::from(Span::styled(why.clone(), theme.text())));
-        lines.push(Line::default());
-        lines.push(Line::from(Span::styled("esc to go back", theme.muted())));
         f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
         return;
     }
@@ -40,7 +39,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
     match form.step {
         EmergencyStep::Pick => {
             lines.push(Line::from(Span::styled(
-                "Which model or deployment? (most recent changes first; ↑/↓, enter)",
+                "Which model or deployment? (most recent changes first)",
                 theme.title(),
             )));
             lines.push(Line::default());
@@ -148,10 +147,6 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
                 if let Some(problem) = &form.problem {
                     lines.push(Line::from(Span::styled(sanitize(problem), theme.error())));
                 }
-                lines.push(Line::from(Span::styled(
-                    "tab next field · enter review · esc back",
-                    theme.muted(),
-                )));
             } else {
                 let policy = &app.policy.emergency;
                 lines.push(Line::from(Span::styled(
@@ -192,12 +187,13 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
                     theme.muted(),
                 )));
                 lines.push(Line::default());
+                let keymap = &app.settings.keymap;
                 lines.push(Line::from(vec![
-                    Span::styled("y", theme.accent()),
+                    Span::styled(keymap.hint(Action::Sign), theme.accent()),
                     Span::styled(" sign and roll back  ", theme.text()),
-                    Span::styled("n", theme.accent()),
+                    Span::styled(keymap.hint(Action::Cancel), theme.accent()),
                     Span::styled(" edit  ", theme.text()),
-                    Span::styled("esc", theme.accent()),
+                    Span::styled(keymap.hint(Action::Back), theme.accent()),
                     Span::styled(" back", theme.text()),
                 ]));
                 if form.busy {
@@ -239,12 +235,6 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
                     lines.push(Line::from(Span::styled(format!("✗ {text}"), theme.error())))
                 }
                 None => {}
-            }
-            if form.step == EmergencyStep::Done {
-                lines.push(Line::from(Span::styled(
-                    "enter or esc to close · E shows exceptions",
-                    theme.muted(),
-                )));
             }
         }
     }

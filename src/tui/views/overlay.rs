@@ -30,16 +30,9 @@ pub fn help_lines<'a>(app: &App, query: &str) -> Vec<Line<'a>> {
     let mut lines = Vec::new();
     // The keys of the screen that is up come first, then everything else.
     let mut order = app.contexts();
-    for ctx in [
-        Context::Global,
-        Context::Queue,
-        Context::Detail,
-        Context::Decision,
-        Context::Decide,
-        Context::Confirm,
-    ] {
-        if !order.contains(&ctx) {
-            order.push(ctx);
+    for ctx in Context::ALL {
+        if !order.contains(ctx) {
+            order.push(*ctx);
         }
     }
     for ctx in order {
@@ -85,7 +78,10 @@ pub fn draw_help(f: &mut Frame, area: Rect, app: &App, h: &HelpState) {
         .borders(Borders::ALL)
         .border_style(theme.accent())
         .title(Span::styled(
-            " Keys — type to search, esc to close ",
+            format!(
+                " Keys — type to search, {} to close ",
+                app.settings.keymap.hint(Action::Back)
+            ),
             theme.title(),
         ));
     let inner = block.inner(popup);

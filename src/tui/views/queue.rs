@@ -238,8 +238,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             )
         } else {
             format!(
-                "nothing in {} — press tab for the next view",
-                app.queue.view.label()
+                "nothing in {} — press {} for the next view",
+                app.queue.view.label(),
+                app.settings
+                    .keymap
+                    .hint(crate::tui::keymap::Action::NextView)
             )
         };
         let msg_area = Rect {
