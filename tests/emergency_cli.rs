@@ -111,7 +111,15 @@ fn an_authorised_rollback_runs_the_command_and_signs_its_outcome() {
 fn a_second_rollback_on_the_same_incident_is_linked_and_an_expired_bypass_is_not_reused() {
     let home = home_with_rollback("echo ok", 30);
     rollback(&home, "lena", "INC-2291", Some(T0)).ok();
-    let second = rollback(&home, "marco", "INC-2291", Some("2026-11-25T11:00:00Z")).ok();
+    // 7 is live after the first: the next rollback starts from it.
+    let second = home
+        .rollback_with(
+            "marco",
+            "INC-2291",
+            Some("2026-11-25T11:00:00Z"),
+            &["--to", "6"],
+        )
+        .ok();
     assert!(
         second
             .stdout
@@ -124,7 +132,14 @@ fn a_second_rollback_on_the_same_incident_is_linked_and_an_expired_bypass_is_not
     assert_eq!(ex[0]["rollbacks"].as_array().unwrap().len(), 2);
 
     // Five hours after opening, the 4 h bypass has expired: a new exception opens.
-    let third = rollback(&home, "marco", "INC-2291", Some("2026-11-25T15:00:00Z")).ok();
+    let third = home
+        .rollback_with(
+            "marco",
+            "INC-2291",
+            Some("2026-11-25T15:00:00Z"),
+            &["--to", "5"],
+        )
+        .ok();
     assert!(
         !third.stdout.contains("linked to the open exception"),
         "{}",
@@ -152,6 +167,57 @@ fn a_second_rollback_on_the_same_incident_is_linked_and_an_expired_bypass_is_not
         auths[2]["exception"]["id"].is_null(),
         "opens its own exception"
     );
+    home.verified_entries();
+}
+
+#[test]
+fn after_a_rollback_the_version_rolled_back_to_is_live_and_the_same_rollback_is_refused() {
+    let home = home_with_rollback("echo ok", 30);
+    rollback(&home, "lena", "INC-2291", Some(T0)).ok();
+    let entries = home.verified_entries();
+    // Nothing earlier than 7 is known: the CLI asks for the target, saying what is live.
+    assert_refusal(
+        &rollback(&home, "marco", "INC-2291", Some("2026-11-25T10:30:00Z")),
+        &[
+            "recommender@prod runs 7",
+            "rolled back from 8 for INC-2291",
+            "give --to VERSION",
+        ],
+    );
+    // The same rollback from 8 again is refused by the rule, before anything runs.
+    let again = home.rollback_with(
+        "marco",
+        "INC-2291",
+        Some("2026-11-25T10:30:00Z"),
+        &["--from", "8", "--to", "7"],
+    );
+    assert_refusal(
+        &again,
+        &[
+            "[rollback-stale]",
+            "recommender@prod runs 7 since lena rolled it back from 8 for INC-2291",
+            "roll back from 7",
+        ],
+    );
+    assert!(!again.stdout.contains("ok"), "the command did not run");
+    assert_eq!(home.verified_entries(), entries, "nothing recorded");
+}
+
+/// A rollback whose command failed left the old version live: the same rollback is
+/// accepted again (a retry).
+#[test]
+fn a_failed_rollback_can_be_retried_from_the_same_version() {
+    let home = home_with_rollback("exit 3", 30);
+    let failed = rollback(&home, "lena", "INC-2291", Some(T0));
+    assert_ne!(failed.code, 0, "{}", failed.stdout);
+    let retry = rollback(&home, "lena", "INC-2291", Some("2026-11-25T10:05:00Z"));
+    assert!(
+        retry.stdout.contains("recommender@prod 8 → 7"),
+        "{}{}",
+        retry.stdout,
+        retry.stderr
+    );
+    assert!(!retry.stderr.contains("rollback-stale"), "{}", retry.stderr);
     home.verified_entries();
 }
 

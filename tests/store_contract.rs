@@ -289,9 +289,39 @@ fn emergencies_open_exceptions() {
             now,
         );
         assert!(refused.unwrap_err().to_string().contains("on-call"));
-        let ex = exceptions(store.as_ref()).unwrap().exceptions;
-        assert_eq!(ex.len(), 1);
-        assert_eq!(ex[0].incident, "INC-2291");
+        let derived = exceptions(store.as_ref()).unwrap();
+        assert_eq!(derived.exceptions.len(), 1);
+        assert_eq!(derived.exceptions[0].incident, "INC-2291");
+        let live = derived.live.get("recommender", "prod").unwrap();
+        assert_eq!(
+            (live.from_version.as_str(), live.to_version.as_str()),
+            ("8", "7")
+        );
+
+        // The same rollback again is refused through every store: 7 is live.
+        let again = RollbackRequest {
+            incident: "INC-2292".into(),
+            ..request.clone()
+        };
+        let refused = authorise_rollback(store.as_ref(), &f.book, &f.identity("lena"), &again, now);
+        assert!(
+            matches!(&refused, Err(DecideError::Refused(r)) if r.rule == "rollback-stale"),
+            "{refused:?}"
+        );
+
+        // Subject changes: every submission after a position, with its subject, in order.
+        let all = store.subject_changes(0).unwrap();
+        assert_eq!(all.len(), 5);
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+        let rec = all.iter().find(|c| c.cr_id == "CR-1046").unwrap();
+        assert_eq!(
+            (rec.subject.as_str(), rec.environment.as_str()),
+            ("recommender", "prod")
+        );
+        assert_eq!(
+            store.subject_changes(rec.seq).unwrap().len(),
+            all.iter().filter(|c| c.seq > rec.seq).count()
+        );
         assert!(f.verified(store.as_ref()));
     });
 }

@@ -729,3 +729,64 @@ fn a_signing_time_after_the_stores_receipt_is_named_even_by_a_later_audit() {
     let first: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
     assert!(first["received_at"].is_string(), "{first}");
 }
+
+/// After a rollback of recommender@prod from 8 to 7, 7 is live: the same rollback from 8
+/// again is refused (`rollback-stale`) by the server and named by `verify` when forced,
+/// while a rollback from 7 is accepted, and a new change request for the subject hands it
+/// back to the change requests (a rollback from the version it brings is accepted).
+#[test]
+fn a_rollback_from_a_version_already_rolled_back_is_refused_and_named() {
+    let site = Site::new();
+    let first = authorisation(&site, "lena", |_| {});
+    let answer = site.post("/v1/emergency", "emergency-authorised", "lena", &first);
+    assert_eq!(answer.0, 201, "{}", answer.1);
+
+    // The same rollback from 8, on another incident (so not linked to the first one's
+    // exception): 8 is no longer live.
+    let again = authorisation(&site, "lena", |v| v["incident"] = json!("INC-8"));
+    let answer = site.post("/v1/emergency", "emergency-authorised", "lena", &again);
+    assert_refused(&answer, 403, "rollback-stale");
+    let message = answer.1["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("recommender@prod runs 7 since lena rolled it back from 8 for INC-7"),
+        "{message}"
+    );
+
+    // From 7, the live version, it is accepted.
+    let onward = authorisation(&site, "lena", |v| {
+        v["incident"] = json!("INC-8");
+        v["from_version"] = json!("7");
+        v["to_version"] = json!("6");
+    });
+    let answer = site.post("/v1/emergency", "emergency-authorised", "lena", &onward);
+    assert_eq!(answer.0, 201, "{}", answer.1);
+
+    // A new CR deploys 9: the CRs say what is live again, and a rollback from 9 is
+    // accepted.
+    let mut cr = common::fixture_json("CR-1046");
+    cr["id"] = json!("CR-2046");
+    cr["subject"]["from_version"] = json!("6");
+    cr["subject"]["to_version"] = json!("9");
+    let file = site.home.write_json("cr-2046.json", &cr);
+    site.home.run(&["--as", "ci", "submit", &file]).ok();
+    let from_nine = authorisation(&site, "lena", |v| {
+        v["incident"] = json!("INC-9");
+        v["from_version"] = json!("9");
+        v["to_version"] = json!("6");
+    });
+    let answer = site.post("/v1/emergency", "emergency-authorised", "lena", &from_nine);
+    assert_eq!(answer.0, 201, "{}", answer.1);
+    site.home.run(&["verify"]).ok();
+
+    // Forced past the server, the stale one (from 9 again) is named by verify.
+    let stale = authorisation(&site, "lena", |v| {
+        v["incident"] = json!("INC-10");
+        v["from_version"] = json!("9");
+        v["to_version"] = json!("5");
+    });
+    let seq = site.force("emergency-authorised", None, "lena", &stale);
+    assert_refusal(
+        &site.home.run(&["verify"]),
+        &[&format!("FAILED at entry {seq}"), "[rollback-stale]"],
+    );
+}

@@ -494,6 +494,19 @@ fn emergency_rollback_from_any_screen_runs_the_command_and_records_it() {
     );
     rig.key("E");
     insta::assert_snapshot!("exceptions", masked(rig.screen_text(120, 40)));
+
+    // The picker now says 7 is live, and why; the version before it is not known.
+    rig.key("esc");
+    rig.key("!");
+    let screen = rig.screen_text(120, 40);
+    let row = screen
+        .lines()
+        .find(|l| l.contains("▸ recommender"))
+        .unwrap_or_default();
+    assert!(
+        row.contains(" 7 ") && row.contains("—") && row.contains("rolled back from 8 for INC-2291"),
+        "{screen}"
+    );
 }
 
 #[test]

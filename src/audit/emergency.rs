@@ -9,8 +9,8 @@
 use super::canonical::to_canonical_string;
 use super::log::{EntryKind, LogEntry};
 use crate::domain::emergency::{
-    Authorisation, Claim, Exception, Outcome, Review, ReviewClaim, RollbackOutcome, apply,
-    check_link,
+    Authorisation, Claim, Exception, LiveVersions, Outcome, Review, ReviewClaim, RollbackOutcome,
+    SubjectChange, apply, check_link,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -248,43 +248,56 @@ pub fn claim_of(kind: EntryKind, body: &str) -> Result<Claim, MalformedRecord> {
 
 pub use super::log::Untrusted;
 
-/// The exceptions the emergency entries make up, and the entries left out as untrusted.
+/// The exceptions the emergency entries make up, what rollbacks left live, and the
+/// entries left out as untrusted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Derived {
     /// The exceptions, in the order they opened.
     pub exceptions: Vec<Exception>,
+    /// The subjects a rollback is the latest word on.
+    pub live: LiveVersions,
     /// Entries that do not read or break the link rules; `verify` names them too.
     pub untrusted: Vec<Untrusted>,
 }
 
-/// Rebuilds the exceptions from the emergency entries, in log order. One bad entry never
-/// stops a reader: it is left out and listed as untrusted, and the rest carry on.
-pub fn derive_exceptions(entries: &[LogEntry]) -> Derived {
+/// Rebuilds the exceptions from the emergency entries and the subject changes between
+/// them, in log order. One bad entry never stops a reader: it is left out and listed as
+/// untrusted, and the rest carry on.
+pub fn derive(entries: &[LogEntry], changes: &[SubjectChange]) -> Derived {
     let mut out = Derived::default();
+    let mut changes = changes.iter().peekable();
     for e in entries {
         let Some(kind) = EntryKind::parse(&e.kind).filter(|k| EntryKind::EMERGENCY.contains(k))
         else {
             continue;
         };
+        while let Some(c) = changes.next_if(|c| c.seq < e.seq) {
+            out.live.after_change(&c.subject, &c.environment);
+        }
         let claim = claim_of(kind, &e.body)
             .map_err(|m| m.to_string())
             .and_then(|c| {
                 check_link(&out.exceptions, &c)
+                    .and_then(|()| match &c {
+                        Claim::Authorise(a) => out.live.check(a),
+                        _ => Ok(()),
+                    })
                     .map(|()| c)
                     .map_err(|r| r.to_string())
             });
         match claim {
-            Ok(c) => apply(&mut out.exceptions, &e.hash, c),
+            Ok(c) => {
+                out.live.after_claim(&e.hash, &c);
+                apply(&mut out.exceptions, &e.hash, c);
+            }
             Err(problem) => out.untrusted.push(Untrusted {
                 seq: e.seq,
                 problem,
             }),
         }
     }
+    for c in changes {
+        out.live.after_change(&c.subject, &c.environment);
+    }
     out
-}
-
-/// The exceptions of [`derive_exceptions`], untrusted entries left out.
-pub fn exceptions_from_log(entries: &[LogEntry]) -> Vec<Exception> {
-    derive_exceptions(entries).exceptions
 }

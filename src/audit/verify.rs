@@ -207,6 +207,8 @@ pub struct Verifier<'a> {
     submissions: HashMap<(String, u32), (String, DateTime<Utc>)>,
     /// Exceptions derived from the emergency entries verified so far.
     exceptions: Vec<crate::domain::emergency::Exception>,
+    /// What emergency rollbacks left live, for the next authorisation.
+    live: crate::domain::emergency::LiveVersions,
     /// The principal who submitted each revision `(CR, digest)`, when one did.
     submitters: HashMap<(String, String), Option<String>>,
     /// The checklist states before the next decision, per revision `(CR, digest)`.
@@ -252,6 +254,7 @@ impl<'a> Verifier<'a> {
             book: None,
             submissions: HashMap::new(),
             exceptions: Vec::new(),
+            live: Default::default(),
             submitters: HashMap::new(),
             attested: HashMap::new(),
             checklists: HashMap::new(),
@@ -463,6 +466,11 @@ impl<'a> Verifier<'a> {
                 (cr_id.to_string(), digest.to_string()),
                 submitter.principal().map(str::to_string),
             );
+            // A change request for a rolled-back subject hands it back to the CRs.
+            if let Some((_, cr)) = &stored {
+                self.live
+                    .after_change(&cr.subject.name, cr.subject.environment.as_str());
+            }
         }
         Ok(())
     }
@@ -635,6 +643,7 @@ impl<'a> Verifier<'a> {
                     &judge.policy,
                     principal,
                     &self.exceptions,
+                    &self.live,
                     &claim,
                     self.now,
                 )
@@ -647,6 +656,7 @@ impl<'a> Verifier<'a> {
                 if kind == EntryKind::EmergencyAuthorised {
                     check_digest(body["policy_digest"].as_str())?;
                 }
+                self.live.after_claim(&e.hash, &claim);
                 crate::domain::emergency::apply(&mut self.exceptions, &e.hash, claim);
             }
             EntryKind::PolicyAdopted => {

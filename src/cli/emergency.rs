@@ -33,7 +33,11 @@ pub fn known_subjects(store: &dyn Store, book: &PolicyBook) -> Result<Vec<Subjec
             )
         })
         .collect();
-    Ok(subjects(statuses))
+    let live = exceptions(store)?.live;
+    Ok(crate::domain::emergency::after_rollbacks(
+        subjects(statuses),
+        &live,
+    ))
 }
 
 /// `tollgate rollback`.
@@ -72,9 +76,20 @@ pub fn rollback(
         (Some(t), _) => t.clone(),
         (None, Some(t)) => t,
         (None, None) => {
-            return Err(CliError::refused(
-                "no earlier version is known; give --to VERSION",
-            ));
+            let live = subject
+                .map(|s| {
+                    format!(
+                        "{}@{} runs {} ({}); ",
+                        s.name,
+                        s.environment,
+                        s.current,
+                        s.basis_text()
+                    )
+                })
+                .unwrap_or_default();
+            return Err(CliError::refused(format!(
+                "{live}no earlier version is known; give --to VERSION"
+            )));
         }
     };
     let request = RollbackRequest {

@@ -402,6 +402,7 @@ fn routes() -> Routes {
     .get("/v1/log", log)
     .get("/v1/emergency", emergency)
     .post("/v1/emergency", post_emergency)
+    .get("/v1/emergency/subject-changes", subject_changes)
     .post("/v1/evidence", post_evidence)
 }
 
@@ -897,6 +898,17 @@ async fn emergency(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<imp
     blocking(move || Ok(axum::Json(s.store.emergency_entries()?))).await
 }
 
+/// CR submissions and revisions after a log position, with the subject each names: what
+/// a client needs to know what an emergency rollback left live.
+async fn subject_changes(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(p): Query<SeqPage>,
+) -> ApiResult<impl IntoResponse> {
+    principal(&s, &headers)?;
+    blocking(move || Ok(axum::Json(s.store.subject_changes(p.after.unwrap_or(0))?))).await
+}
+
 /// The body without its chain position: what makes two deliveries "the same entry".
 pub fn content_digest(body: &str) -> Option<String> {
     let mut v: Value = serde_json::from_str(body).ok()?;
@@ -1270,11 +1282,12 @@ async fn post_emergency(
             }
             // The same rules the workflow applied before signing, against the exceptions
             // this store derives and the server's own clock: nothing is taken on trust.
-            let exceptions = crate::audit::emergency::exceptions_from_log(&ctx.existing);
+            let derived = crate::audit::emergency::derive(&ctx.existing, &ctx.changes);
             crate::domain::emergency::check_claim(
                 book.policy(),
                 &principal,
-                &exceptions,
+                &derived.exceptions,
+                &derived.live,
                 &claim,
                 received,
             )

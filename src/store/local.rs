@@ -16,6 +16,7 @@ use super::{
 use crate::audit::canonical::{digest, to_canonical_string};
 use crate::audit::log::{DecisionRecord, EntryKind, SubmissionFacts, entry_hash, submission_body};
 use crate::domain::decision::Decision;
+use crate::domain::emergency::SubjectChange;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
@@ -578,6 +579,29 @@ fn emergency_rows(conn: &Connection) -> rusqlite::Result<Vec<LogEntry>> {
          WHERE kind IN ('emergency-authorised', 'rollback-executed', 'post-incident-review') ORDER BY seq",
     )?;
     stmt.query_map([], log_row)?.collect()
+}
+
+/// Submission and revision entries after `after`, each with the subject its revision
+/// names (read from the stored document, which `verify` holds to the entry's digest).
+fn subject_change_rows(conn: &Connection, after: u64) -> rusqlite::Result<Vec<SubjectChange>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT l.seq, l.cr_id,
+                json_extract(r.document, '$.subject.name'),
+                json_extract(r.document, '$.subject.environment')
+         FROM log l JOIN revisions r
+           ON r.cr_id = l.cr_id AND r.revision = json_extract(l.body, '$.revision')
+         WHERE l.kind IN ('cr-submitted', 'cr-revised') AND l.seq > ?1
+         ORDER BY l.seq",
+    )?;
+    stmt.query_map([after], |r| {
+        Ok(SubjectChange {
+            seq: r.get(0)?,
+            cr_id: r.get(1)?,
+            subject: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            environment: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+        })
+    })?
+    .collect()
 }
 
 fn log_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
@@ -1163,6 +1187,11 @@ impl Store for LocalStore {
         emergency_rows(&conn).map_err(self.sql_err("reading emergency entries"))
     }
 
+    fn subject_changes(&self, after: u64) -> Result<Vec<SubjectChange>, StoreError> {
+        let conn = self.lock();
+        subject_change_rows(&conn, after).map_err(self.sql_err("reading subject changes"))
+    }
+
     fn append_emergency(
         &self,
         build: &mut super::EmergencyBuilder<'_>,
@@ -1171,9 +1200,16 @@ impl Store for LocalStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql_err("starting the emergency entry"))?;
+        let existing = emergency_rows(&tx).map_err(self.sql_err("reading emergency entries"))?;
+        let changes = match existing.first() {
+            Some(first) => subject_change_rows(&tx, first.seq)
+                .map_err(self.sql_err("reading subject changes"))?,
+            None => Vec::new(),
+        };
         let context = EmergencyContext {
             head: read_head(&tx).map_err(self.sql_err("reading the log head"))?,
-            existing: emergency_rows(&tx).map_err(self.sql_err("reading emergency entries"))?,
+            existing,
+            changes,
             policy_head: read_policy_head(&tx)
                 .map_err(self.sql_err("reading the policy in force"))?,
         };

@@ -10,6 +10,7 @@ pub mod wire;
 pub use crate::audit::log::{Head, LogEntry};
 use crate::domain::change_request::{ChangeRequest, DocumentError, from_value};
 use crate::domain::decision::Decision;
+use crate::domain::emergency::SubjectChange;
 use crate::domain::rules::Refusal;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -324,6 +325,9 @@ pub struct EmergencyContext {
     pub head: Head,
     /// Every emergency entry so far, in log order.
     pub existing: Vec<LogEntry>,
+    /// Change requests submitted or revised since the first emergency entry, with their
+    /// subjects (nothing before it can matter to a rollback).
+    pub changes: Vec<SubjectChange>,
     /// The latest `policy-adopted` entry (seq 0 when none).
     pub policy_head: Head,
 }
@@ -480,6 +484,11 @@ pub trait Store: Send + Sync {
     /// Every emergency entry (authorisations, rollback outcomes, reviews), in log order.
     fn emergency_entries(&self) -> Result<Vec<LogEntry>, StoreError>;
 
+    /// The change requests submitted or revised after log position `after`, with the
+    /// subject each revision names, in log order: what hands a rolled-back subject back
+    /// to its change requests ([`crate::domain::emergency::LiveVersions`]).
+    fn subject_changes(&self, after: u64) -> Result<Vec<SubjectChange>, StoreError>;
+
     /// Appends one signed emergency entry: inside one write transaction, `build` sees the
     /// log head and the emergency entries so far, checks the rules and signs.
     fn append_emergency(&self, build: &mut EmergencyBuilder<'_>) -> Result<LogEntry, DecideError>;
@@ -564,6 +573,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn emergency_entries(&self) -> Result<Vec<LogEntry>, StoreError> {
         (**self).emergency_entries()
+    }
+    fn subject_changes(&self, after: u64) -> Result<Vec<SubjectChange>, StoreError> {
+        (**self).subject_changes(after)
     }
     fn append_emergency(&self, build: &mut EmergencyBuilder<'_>) -> Result<LogEntry, DecideError> {
         (**self).append_emergency(build)

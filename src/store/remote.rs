@@ -14,6 +14,7 @@ use super::{
 };
 use crate::audit::log::{DecisionRecord, EntryKind};
 use crate::domain::decision::Decision;
+use crate::domain::emergency::SubjectChange;
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
@@ -361,14 +362,24 @@ impl Store for RemoteStore {
         self.get("/v1/emergency")
     }
 
+    fn subject_changes(&self, after: u64) -> Result<Vec<SubjectChange>, StoreError> {
+        self.get(&format!("/v1/emergency/subject-changes?after={after}"))
+    }
+
     fn append_emergency(&self, build: &mut EmergencyBuilder<'_>) -> Result<LogEntry, DecideError> {
         for attempt in 0..RESIGN_ATTEMPTS {
             if attempt > 0 {
                 contention_backoff(attempt);
             }
+            let existing = self.emergency_entries()?;
+            let changes = match existing.first() {
+                Some(first) => self.subject_changes(first.seq)?,
+                None => Vec::new(),
+            };
             let context = EmergencyContext {
                 head: self.recorded_head()?,
-                existing: self.emergency_entries()?,
+                existing,
+                changes,
                 policy_head: self.policy_head()?,
             };
             let (kind, entry) = build(&context)?;

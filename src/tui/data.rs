@@ -7,7 +7,7 @@ use super::error::TuiError;
 use crate::domain::change_request::Gate;
 use crate::domain::checklist::CheckCounts;
 use crate::domain::decision::{Decision, Verdict};
-use crate::domain::emergency::{Exception, SubjectState, subjects};
+use crate::domain::emergency::{Exception, SubjectState, after_rollbacks, subjects};
 use crate::domain::policy::Principal;
 use crate::domain::policy_book::PolicyBook;
 use crate::domain::risk::RiskLevel;
@@ -188,10 +188,11 @@ pub fn load_queue(
             per_cr.push(s);
         }
     }
+    let derived = crate::workflow::exceptions(store)?;
     Ok(QueueData {
         rows,
-        subjects: subjects(per_cr.into_iter().flatten()),
-        exceptions: crate::workflow::exceptions(store)?.exceptions,
+        subjects: after_rollbacks(subjects(per_cr.into_iter().flatten()), &derived.live),
+        exceptions: derived.exceptions,
         head,
     })
 }

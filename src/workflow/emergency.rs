@@ -93,7 +93,7 @@ pub fn authorise_rollback(
     req: &RollbackRequest,
     now: DateTime<Utc>,
 ) -> Result<LogEntry, DecideError> {
-    use crate::audit::emergency::{AuthorisationRecord, ExceptionTerms, exceptions_from_log};
+    use crate::audit::emergency::{AuthorisationRecord, ExceptionTerms, derive};
     use crate::domain::emergency::{ExceptionState, check_on_call, exception_terms};
     let policy = book.policy();
     // Asked first, so a refusal comes before anything else is read.
@@ -102,8 +102,9 @@ pub fn authorise_rollback(
     store.append_emergency(&mut |ctx| {
         check_in_force(book, &ctx.policy_head)?;
         let (head, existing) = (&ctx.head, &ctx.existing);
-        let exceptions = exceptions_from_log(existing);
-        let active = exceptions
+        let derived = derive(existing, &ctx.changes);
+        let active = derived
+            .exceptions
             .iter()
             .rev()
             .find(|x| x.incident == req.incident && x.state(now) == ExceptionState::Active);
@@ -153,7 +154,7 @@ pub fn authorise_rollback(
         checked_and_signed(
             book,
             who,
-            &exceptions,
+            &derived,
             EntryKind::EmergencyAuthorised,
             record.body(),
             now,
@@ -166,15 +167,22 @@ pub fn authorise_rollback(
 fn checked_and_signed(
     book: &PolicyBook,
     who: &Identity,
-    exceptions: &[crate::domain::emergency::Exception],
+    derived: &crate::audit::emergency::Derived,
     kind: EntryKind,
     body: String,
     now: DateTime<Utc>,
 ) -> Result<(EntryKind, NewEntry), DecideError> {
     let claim = crate::audit::emergency::claim_of(kind, &body)
         .map_err(|e| DecideError::Chain(e.to_string()))?;
-    check_claim(book.policy(), &who.principal, exceptions, &claim, now)
-        .map_err(DecideError::Refused)?;
+    check_claim(
+        book.policy(),
+        &who.principal,
+        &derived.exceptions,
+        &derived.live,
+        &claim,
+        now,
+    )
+    .map_err(DecideError::Refused)?;
     Ok((kind, sign(body, who)?))
 }
 
@@ -251,7 +259,7 @@ pub fn record_rollback(
     run: RollbackRun<'_>,
     now: DateTime<Utc>,
 ) -> Result<LogEntry, DecideError> {
-    use crate::audit::emergency::{RollbackRecord, exceptions_from_log};
+    use crate::audit::emergency::{RollbackRecord, derive};
     let RollbackRun {
         authorisation,
         incident,
@@ -282,11 +290,11 @@ pub fn record_rollback(
             key_fingerprint: who.signer.fingerprint().into(),
             at: time_text(now),
         };
-        let exceptions = exceptions_from_log(&ctx.existing);
+        let derived = derive(&ctx.existing, &ctx.changes);
         checked_and_signed(
             book,
             who,
-            &exceptions,
+            &derived,
             EntryKind::RollbackExecuted,
             record.body(),
             now,
@@ -315,7 +323,7 @@ pub fn record_review(
     req: &ReviewRequest,
     now: DateTime<Utc>,
 ) -> Result<LogEntry, DecideError> {
-    use crate::audit::emergency::{ReviewRecord, exceptions_from_log};
+    use crate::audit::emergency::{ReviewRecord, derive};
     crate::domain::emergency::check_reviewer(book.policy(), &who.principal)
         .map_err(DecideError::Refused)?;
     for (field, text) in [
@@ -333,8 +341,9 @@ pub fn record_review(
     store.append_emergency(&mut |ctx| {
         check_in_force(book, &ctx.policy_head)?;
         let head = &ctx.head;
-        let exceptions = exceptions_from_log(&ctx.existing);
-        let open: Vec<String> = exceptions
+        let derived = derive(&ctx.existing, &ctx.changes);
+        let open: Vec<String> = derived
+            .exceptions
             .iter()
             .filter(|x| x.incident == req.incident && x.review.is_none())
             .map(|x| x.id.clone())
@@ -367,7 +376,7 @@ pub fn record_review(
         checked_and_signed(
             book,
             who,
-            &exceptions,
+            &derived,
             EntryKind::PostIncidentReview,
             record.body(),
             now,
@@ -375,10 +384,14 @@ pub fn record_review(
     })
 }
 
-/// The exceptions recorded in the store.
+/// The exceptions recorded in the store, and what its rollbacks left live.
 pub fn exceptions(
     store: &dyn Store,
 ) -> Result<crate::audit::emergency::Derived, crate::store::StoreError> {
     let entries = store.emergency_entries()?;
-    Ok(crate::audit::emergency::derive_exceptions(&entries))
+    let changes = match entries.first() {
+        Some(first) => store.subject_changes(first.seq)?,
+        None => Vec::new(),
+    };
+    Ok(crate::audit::emergency::derive(&entries, &changes))
 }

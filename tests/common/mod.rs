@@ -218,7 +218,18 @@ impl Home {
     /// `tollgate rollback recommender --env prod` as a demo identity, for `incident`, at
     /// `now` (RFC 3339; the real clock when `None`).
     pub fn rollback(&self, who: &str, incident: &str, now: Option<&str>) -> Run {
-        let mut c = self.command(&[
+        self.rollback_with(who, incident, now, &[])
+    }
+
+    /// [`Home::rollback`] with more arguments (`--to 6`, `--from 8`).
+    pub fn rollback_with(
+        &self,
+        who: &str,
+        incident: &str,
+        now: Option<&str>,
+        extra: &[&str],
+    ) -> Run {
+        let mut args = vec![
             "--as",
             who,
             "rollback",
@@ -230,7 +241,9 @@ impl Home {
             incident,
             "--reason",
             "conversion -10% since v8 reached 25% of traffic",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let mut c = self.command(&args);
         if let Some(t) = now {
             c.env("TOLLGATE_NOW", t);
         }

@@ -8,8 +8,10 @@
 //! needs a new authorisation. A post-incident review signed by a lead closes it. Overdue
 //! reviews are loud everywhere.
 
+mod live;
 mod rules;
 
+pub use live::{LiveVersions, RolledBack, SubjectChange};
 pub use rules::{
     Authorisation, Claim, Outcome, ReviewClaim, apply, check_claim, check_link,
     check_rollback_fields, check_signing_time,
@@ -39,6 +41,28 @@ pub struct SubjectState {
     pub latest_status: Status,
     /// When that CR was created (recent subjects are listed first).
     pub updated_at: DateTime<Utc>,
+    /// Why `current` is taken to be live.
+    pub basis: LiveBasis,
+}
+
+/// Why a subject's current version is taken to be live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum LiveBasis {
+    /// The latest CR that brings it is approved.
+    Approved,
+    /// Only inferred from a CR that is not approved (e.g. a canary under review): kept on
+    /// offer, since it may be serving traffic, but said to be an assumption.
+    Assumed,
+    /// An emergency rollback made it live.
+    RolledBack {
+        /// The version it rolled back from.
+        from_version: String,
+        /// Incident ticket.
+        incident: String,
+        /// Who authorised it.
+        principal: String,
+    },
 }
 
 impl SubjectState {
@@ -57,8 +81,47 @@ impl SubjectState {
             latest_cr: cr.id.clone(),
             latest_status: status,
             updated_at: cr.created_at,
+            basis: if status == Status::Approved {
+                LiveBasis::Approved
+            } else {
+                LiveBasis::Assumed
+            },
         })
     }
+
+    /// One line on why `current` is taken to be live.
+    pub fn basis_text(&self) -> String {
+        match &self.basis {
+            LiveBasis::Approved => format!("{} approved", self.latest_cr),
+            LiveBasis::Assumed => format!(
+                "assumed live ({} {})",
+                self.latest_cr,
+                self.latest_status.as_str()
+            ),
+            LiveBasis::RolledBack {
+                from_version,
+                incident,
+                ..
+            } => format!("rolled back from {from_version} for {incident}"),
+        }
+    }
+}
+
+/// The subjects after the emergency rollbacks that are the latest word on them: the
+/// version rolled back to is current, and the one before it is not known.
+pub fn after_rollbacks(mut subjects: Vec<SubjectState>, live: &LiveVersions) -> Vec<SubjectState> {
+    for s in &mut subjects {
+        if let Some(r) = live.get(&s.name, &s.environment) {
+            s.current = r.to_version.clone();
+            s.last_good = None;
+            s.basis = LiveBasis::RolledBack {
+                from_version: r.from_version.clone(),
+                incident: r.incident.clone(),
+                principal: r.principal.clone(),
+            };
+        }
+    }
+    subjects
 }
 
 /// Subjects known from CRs (one [`SubjectState`] per CR), keeping the latest CR per

@@ -114,6 +114,7 @@ pub fn check_claim(
     policy: &Policy,
     who: &Principal,
     exceptions: &[Exception],
+    live: &super::LiveVersions,
     claim: &Claim,
     received: DateTime<Utc>,
 ) -> Result<(), Refusal> {
@@ -132,6 +133,7 @@ pub fn check_claim(
     match claim {
         Claim::Authorise(a) => {
             super::check_on_call(policy, who)?;
+            live.check(a)?;
             if a.exception.is_none() {
                 let (expires_at, review_due) = super::exception_terms(policy, a.at);
                 if a.opened_at != a.at || a.expires_at != expires_at || a.review_due != review_due {
@@ -507,12 +509,36 @@ mod tests {
         let policy = demo::policy();
         let lena = policy.principal("lena").unwrap();
         let good = opening(&policy, "lena", t(0));
-        check_claim(&policy, lena, &[], &Claim::Authorise(good.clone()), t(0)).unwrap();
+        check_claim(
+            &policy,
+            lena,
+            &[],
+            &Default::default(),
+            &Claim::Authorise(good.clone()),
+            t(0),
+        )
+        .unwrap();
         let mut forever = good.clone();
         forever.review_due = t(100_000);
-        let r = check_claim(&policy, lena, &[], &Claim::Authorise(forever), t(0)).unwrap_err();
+        let r = check_claim(
+            &policy,
+            lena,
+            &[],
+            &Default::default(),
+            &Claim::Authorise(forever),
+            t(0),
+        )
+        .unwrap_err();
         assert_eq!(r.rule, "exception-terms");
-        let r = check_claim(&policy, lena, &[], &Claim::Authorise(good), t(-1)).unwrap_err();
+        let r = check_claim(
+            &policy,
+            lena,
+            &[],
+            &Default::default(),
+            &Claim::Authorise(good),
+            t(-1),
+        )
+        .unwrap_err();
         assert_eq!(r.rule, "signed-in-future");
     }
 

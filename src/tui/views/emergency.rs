@@ -1,6 +1,6 @@
 //! The emergency flow (`!`) and the Exceptions screen (`E`).
 
-use crate::domain::emergency::{ExceptionState, countdown};
+use crate::domain::emergency::{ExceptionState, LiveBasis, countdown};
 use crate::domain::text::sanitize;
 use crate::tui::app::{App, EmergencyField, EmergencyForm, EmergencyStep, Signer};
 use crate::tui::keymap::Action;
@@ -43,36 +43,50 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
                 theme.title(),
             )));
             lines.push(Line::default());
+            // One row per subject, never wrapped: the name column is as wide as the
+            // longest name (up to 24) and the reason is cut to what is left.
+            let name_w = app
+                .subjects
+                .iter()
+                .map(|s| s.name.chars().count())
+                .max()
+                .unwrap_or(7)
+                .clamp(7, 24);
+            let row = |mark: &str, name: &str, env: &str, cur: &str, good: &str, why: &str| {
+                let text = format!(
+                    "{mark} {name:<name_w$} {env:<7} {cur:<9} {good:<9} {why}",
+                    name = crate::domain::text::truncate(name, name_w),
+                    env = crate::domain::text::truncate(env, 7),
+                    cur = crate::domain::text::truncate(cur, 9),
+                    good = crate::domain::text::truncate(good, 9),
+                );
+                crate::domain::text::truncate(&text, inner.width as usize)
+            };
             lines.push(Line::from(Span::styled(
-                format!(
-                    "   {:<24} {:<8} {:<12} {:<12} {}",
-                    "SUBJECT", "ENV", "CURRENT", "LAST GOOD", "LATEST CHANGE"
-                ),
+                row(" ", "SUBJECT", "ENV", "CURRENT", "LAST GOOD", "WHY CURRENT"),
                 theme.muted(),
             )));
             for (i, s) in app.subjects.iter().enumerate() {
                 let selected = i == form.cursor;
-                let text = format!(
-                    "{} {:<24} {:<8} {:<12} {:<12} {} ({})",
+                let text = row(
                     if selected { "▸" } else { " " },
-                    sanitize(&s.name),
-                    s.environment,
-                    sanitize(&s.current),
-                    s.last_good
+                    &sanitize(&s.name),
+                    &s.environment,
+                    &sanitize(&s.current),
+                    &s.last_good
                         .as_deref()
                         .map(sanitize)
                         .unwrap_or_else(|| "—".into()),
-                    sanitize(&s.latest_cr),
-                    s.latest_status
+                    &sanitize(&s.basis_text()),
                 );
-                lines.push(Line::from(Span::styled(
-                    text,
-                    if selected {
-                        theme.selected()
-                    } else {
-                        theme.text()
-                    },
-                )));
+                let style = if selected {
+                    theme.selected()
+                } else if matches!(s.basis, LiveBasis::Assumed) {
+                    theme.muted()
+                } else {
+                    theme.text()
+                };
+                lines.push(Line::from(Span::styled(text, style)));
             }
             if app.subjects.is_empty() {
                 lines.push(Line::from(Span::styled(
@@ -94,6 +108,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
                     theme.text(),
                 ),
                 Span::styled(sanitize(&form.target), theme.pass()),
+                Span::styled(format!("   · {}", sanitize(&s.basis_text())), theme.muted()),
             ]));
             lines.push(Line::default());
             let field = |label: &str, value: &str, focus: bool, hint: &str| {
