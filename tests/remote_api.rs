@@ -923,3 +923,36 @@ fn the_server_speaks_https_with_rustls() {
     assert_eq!(untrusted.code, 3, "{}", untrusted.stderr);
     drop(server);
 }
+
+/// The server's queue rows and `list --json` are one projection: the same fields with the
+/// same values for every CR (blockers, missing roles and first submission included).
+#[test]
+fn server_queue_rows_are_the_list_json_rows() {
+    let home = Home::demo();
+    let ci = home.token("ci");
+    let server = home.serve("127.0.0.1:0");
+    let q: Value = http()
+        .get(format!("{}/v1/queue", server.url))
+        .bearer_auth(&ci)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let listed = home.run(&["list", "--json"]).ok().json();
+    let by_id = |rows: &Value| -> std::collections::BTreeMap<String, Value> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["id"].as_str().unwrap().to_string(), r.clone()))
+            .collect()
+    };
+    let (served, listed) = (by_id(&q["items"]), by_id(&listed));
+    assert_eq!(served.len(), 5);
+    assert_eq!(served, listed);
+    assert!(
+        served["CR-1043"]["blockers"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty())
+    );
+    assert!(served["CR-1042"]["signoffs"]["missing_roles"].is_array());
+}

@@ -629,7 +629,9 @@ async fn queue(
         let mut next = None;
         'pages: loop {
             // Pages sized to the answer: a first screenful reads a screenful, not 5,000 CRs.
-            let page = s.store.list_page(after.as_deref(), limit.clamp(64, 5_000))?;
+            let page = s
+                .store
+                .list_page(after.as_deref(), limit.clamp(64, 5_000))?;
 
             let Some(last) = page.last() else { break };
             after = Some(last.current.cr.id.clone());
@@ -639,16 +641,19 @@ async fn queue(
                 let e = evaluate_in(c, &cr.current.digest, mine, &in_force.book);
                 let keep = q.status.as_deref().is_none_or(|x| e.status.as_str() == x)
                     && q.gate.as_deref().is_none_or(|x| c.gate.as_str() == x)
-                    && q.risk.as_deref().is_none_or(|x| e.risk.effective.as_str() == x);
+                    && q.risk
+                        .as_deref()
+                        .is_none_or(|x| e.risk.effective.as_str() == x);
                 if keep {
-                    rows.push(json!({
-                        "id": c.id, "revision": cr.current.revision, "digest": cr.current.digest,
-                        "gate": c.gate, "title": c.title, "subject": c.subject, "requester": c.requester,
-                        "created_at": c.created_at, "status": e.status, "risk": e.risk,
-                        "signoffs": { "required": e.signoffs.required(), "obtained": e.signoffs.obtained() },
-                        "checks": e.checks, "blocked": e.blocked, "awaiting_evidence": e.awaiting_evidence,
-                        "missing_artifacts": e.missing_artifacts,
-                    }));
+                    // The same projection as `list --json`.
+                    let row = crate::workflow::queue::QueueEntry::new(cr, &e);
+                    rows.push(serde_json::to_value(row).map_err(|e| {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            format!("a queue row could not be written as JSON: {e}"),
+                        )
+                    })?);
                     if rows.len() == limit {
                         next = Some(c.id.clone());
                         break 'pages;
@@ -656,7 +661,11 @@ async fn queue(
                 }
             }
         }
-        Ok(([(header::ETAG, tag)], axum::Json(json!({ "items": rows, "next_after": next, "head": head }))).into_response())
+        Ok((
+            [(header::ETAG, tag)],
+            axum::Json(json!({ "items": rows, "next_after": next, "head": head })),
+        )
+            .into_response())
     })
     .await
 }

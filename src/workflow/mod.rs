@@ -10,6 +10,7 @@ mod emergency;
 mod evidence;
 pub mod outbox;
 mod policy;
+pub mod queue;
 mod record;
 mod runner;
 
