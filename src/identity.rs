@@ -94,15 +94,16 @@ pub fn key_path(choice: &KeyChoice, store: &Path) -> Result<PathBuf, IdentityErr
 }
 
 /// Asks for a passphrase: `TOLLGATE_KEY_PASSPHRASE`, else a no-echo prompt on a terminal.
-fn passphrase(path: &Path) -> Result<String, String> {
+fn passphrase(path: &Path) -> Result<String, crate::audit::keys::NoPassphrase> {
+    use crate::audit::keys::NoPassphrase;
     if let Ok(p) = std::env::var("TOLLGATE_KEY_PASSPHRASE") {
         return Ok(p);
     }
     if std::io::stdin().is_terminal() {
         return rpassword::prompt_password(format!("passphrase for {}: ", path.display()))
-            .map_err(|e| format!("cannot read the passphrase: {e}"));
+            .map_err(NoPassphrase::Prompt);
     }
-    Err("set TOLLGATE_KEY_PASSPHRASE or run on a terminal to be asked".into())
+    Err(NoPassphrase::NoTerminal)
 }
 
 /// Loads the key and finds its principal in the policy.

@@ -14,6 +14,26 @@ use std::path::{Path, PathBuf};
 /// (e.g. git commits, namespace `git`) never verifies as a tollgate decision.
 pub const NAMESPACE: &str = "tollgate";
 
+/// Why no passphrase could be had for an encrypted key.
+#[derive(Debug, thiserror::Error)]
+pub enum NoPassphrase {
+    /// Read unattended (a server key, demo keys): no one can be asked.
+    #[error("{0}")]
+    Unattended(&'static str),
+    /// Neither `TOLLGATE_KEY_PASSPHRASE` nor a terminal to ask on.
+    #[error("set TOLLGATE_KEY_PASSPHRASE or run on a terminal to be asked")]
+    NoTerminal,
+    /// The prompt failed.
+    #[error("cannot read the passphrase: {0}")]
+    Prompt(#[source] std::io::Error),
+}
+
+impl From<&'static str> for NoPassphrase {
+    fn from(why: &'static str) -> Self {
+        NoPassphrase::Unattended(why)
+    }
+}
+
 /// Why a key could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -53,12 +73,13 @@ pub enum KeyError {
         path: PathBuf,
     },
     /// The key is encrypted and no passphrase could be obtained.
-    #[error("{path} is passphrase-protected: {detail}")]
+    #[error("{path} is passphrase-protected: {reason}")]
     NeedPassphrase {
         /// Key path.
         path: PathBuf,
-        /// How to provide one.
-        detail: String,
+        /// Why none could be had, and how to provide one.
+        #[source]
+        reason: NoPassphrase,
     },
     /// Writing a new key failed.
     #[error("cannot write key {path}: {detail}")]
@@ -114,7 +135,7 @@ impl Signer {
     /// Loads an OpenSSH private key; `passphrase` is asked only if the key is encrypted.
     pub fn load(
         path: &Path,
-        passphrase: impl FnOnce() -> Result<String, String>,
+        passphrase: impl FnOnce() -> Result<String, NoPassphrase>,
     ) -> Result<Signer, KeyError> {
         let text = std::fs::read(path).map_err(|source| KeyError::Read {
             path: path.into(),
@@ -131,9 +152,9 @@ impl Signer {
             });
         }
         let key = if key.is_encrypted() {
-            let pass = passphrase().map_err(|detail| KeyError::NeedPassphrase {
+            let pass = passphrase().map_err(|reason| KeyError::NeedPassphrase {
                 path: path.into(),
-                detail,
+                reason,
             })?;
             key.decrypt(pass.as_bytes())
                 .map_err(|_| KeyError::Passphrase { path: path.into() })?

@@ -248,6 +248,20 @@ pub struct TickRecord {
     pub note: Option<String>,
 }
 
+/// A decision entry whose body does not read as a decision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedDecision {
+    /// Not JSON of the record's shape (or a member named twice).
+    #[error("not a decision record: {0}")]
+    NotARecord(String),
+    /// A verdict tollgate does not know.
+    #[error("unknown verdict {0:?}")]
+    UnknownVerdict(String),
+    /// A signing time that is not RFC 3339.
+    #[error("bad time {0:?}: {1}")]
+    BadTime(String, String),
+}
+
 impl DecisionRecord {
     /// The canonical body bytes to hash and sign.
     pub fn body(&self) -> String {
@@ -256,21 +270,21 @@ impl DecisionRecord {
     }
 
     /// Parses a decision body.
-    pub fn parse(body: &str) -> Result<DecisionRecord, String> {
+    pub fn parse(body: &str) -> Result<DecisionRecord, MalformedDecision> {
         crate::domain::reader::check_no_duplicate_names(body)
-            .map_err(|e| format!("not a decision record: {e}"))?;
-        serde_json::from_str(body).map_err(|e| format!("not a decision record: {e}"))
+            .map_err(|e| MalformedDecision::NotARecord(e.to_string()))?;
+        serde_json::from_str(body).map_err(|e| MalformedDecision::NotARecord(e.to_string()))
     }
 
     /// The rules' view of this record.
-    pub fn to_decision(&self) -> Result<Decision, String> {
+    pub fn to_decision(&self) -> Result<Decision, MalformedDecision> {
         let verdict = Verdict::ALL
             .iter()
             .find(|(n, _)| *n == self.verdict)
             .map(|(_, v)| *v)
-            .ok_or_else(|| format!("unknown verdict {:?}", self.verdict))?;
+            .ok_or_else(|| MalformedDecision::UnknownVerdict(self.verdict.clone()))?;
         let at = DateTime::parse_from_rfc3339(&self.at)
-            .map_err(|e| format!("bad time {:?}: {e}", self.at))?
+            .map_err(|e| MalformedDecision::BadTime(self.at.clone(), e.to_string()))?
             .with_timezone(&Utc);
         Ok(Decision {
             cr_id: self.cr_id.clone(),

@@ -593,7 +593,8 @@ impl<'a> Verifier<'a> {
         };
         match kind {
             EntryKind::Decision => {
-                let record = DecisionRecord::parse(&e.body).map_err(|d| ("malformed", d))?;
+                let record =
+                    DecisionRecord::parse(&e.body).map_err(|d| ("malformed", d.to_string()))?;
                 if !principal.has_role(&record.role) {
                     return violation(format!(
                         "{who} signed as {} but does not hold that role in {}",
@@ -615,7 +616,9 @@ impl<'a> Verifier<'a> {
                     ));
                 }
                 check_digest(Some(&record.policy_digest))?;
-                let decision = record.to_decision().map_err(|d| ("malformed", d))?;
+                let decision = record
+                    .to_decision()
+                    .map_err(|d| ("malformed", d.to_string()))?;
                 self.check_decision_facts(&record, &decision)?;
                 if record
                     .cr_id

@@ -135,7 +135,9 @@ fn queue_offline(
         &request,
         Utc::now(),
     );
-    outbox.put(&pending).map_err(CliError::environment)?;
+    outbox
+        .put(&pending)
+        .map_err(|e| CliError::environment(e.to_string()))?;
     write_out(out, "")?;
     Err(CliError::environment(
         "UNSENT: the server is unreachable; the decision is kept in the outbox and will be delivered exactly once when the server is back (`tollgate outbox --flush`); the policy is checked then",
@@ -248,7 +250,7 @@ pub fn run(
         Err(e @ (RecordError::Refused(_) | RecordError::Stale(_))) => {
             return Err(CliError::refused(e.to_string()));
         }
-        Err(RecordError::Outbox(e)) => return Err(CliError::environment(e)),
+        Err(RecordError::Outbox(e)) => return Err(CliError::environment(e.to_string())),
     };
     if let Some(adoption) = &appended.adoption {
         super::policy_cmds::write_adopted(paths, adoption)?;

@@ -91,7 +91,10 @@ pub fn run(
         ));
     };
     if let Some(id) = drop {
-        let gone = outbox.drop_item(id).map_err(CliError::refused)?;
+        let gone = outbox.drop_item(id).map_err(|e| match e {
+            crate::outbox::OutboxError::NoSuchItem(_) => CliError::refused(e.to_string()),
+            crate::outbox::OutboxError::Io { .. } => CliError::environment(e.to_string()),
+        })?;
         return write_out(
             out,
             &format!(

@@ -629,7 +629,7 @@ fn read_subject(r: &mut Reader, v: &Value) -> Option<Subject> {
     if let Some(name) = &name
         && let Err(e) = crate::domain::reader::check_argument(name)
     {
-        r.problem(child(&path, "name"), e);
+        r.problem(child(&path, "name"), e.to_string());
     }
     for (key, value) in [
         (
@@ -641,7 +641,7 @@ fn read_subject(r: &mut Reader, v: &Value) -> Option<Subject> {
         if let Some(v) = value
             && let Err(e) = crate::domain::reader::check_version(v)
         {
-            r.problem(child(&path, key), e);
+            r.problem(child(&path, key), e.to_string());
         }
     }
     Some(Subject {

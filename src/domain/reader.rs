@@ -57,15 +57,12 @@ pub const MAX_ID_CHARS: usize = 64;
 /// Ids end up in paths (exports), URLs (the HTTP API) and on screen, so only a small,
 /// unambiguous alphabet is allowed: ASCII letters, digits, `.`, `_`, `-`, starting with a
 /// letter or digit, at most [`MAX_ID_CHARS`] characters.
-pub fn check_identifier(id: &str) -> Result<(), String> {
+pub fn check_identifier(id: &str) -> Result<(), ValueError> {
     if id.is_empty() {
-        return Err("expected a non-empty identifier".into());
+        return Err(ValueError::EmptyId);
     }
     if id.chars().count() > MAX_ID_CHARS {
-        return Err(format!(
-            "expected an identifier of at most {MAX_ID_CHARS} characters, found {}",
-            id.chars().count()
-        ));
+        return Err(ValueError::IdTooLong(id.chars().count()));
     }
     let mut chars = id.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
@@ -73,12 +70,40 @@ pub fn check_identifier(id: &str) -> Result<(), String> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !first_ok || !rest_ok {
-        return Err(format!(
-            "expected an identifier of ASCII letters, digits, '.', '_' or '-' starting with a letter or digit, found {}",
-            quote(id)
-        ));
+        return Err(ValueError::IdAlphabet(quote(id)));
     }
     Ok(())
+}
+
+/// Why a value cannot go where it was meant to (an id, a command argument, a version).
+/// Quoted values are already escaped for a terminal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// An empty identifier.
+    #[error("expected a non-empty identifier")]
+    EmptyId,
+    /// An identifier longer than [`MAX_ID_CHARS`] (its length).
+    #[error("expected an identifier of at most {MAX_ID_CHARS} characters, found {0}")]
+    IdTooLong(usize),
+    /// Characters outside the identifier alphabet (the quoted value).
+    #[error(
+        "expected an identifier of ASCII letters, digits, '.', '_' or '-' starting with a letter or digit, found {0}"
+    )]
+    IdAlphabet(String),
+    /// An empty command argument.
+    #[error("expected a non-empty value")]
+    EmptyArgument,
+    /// A command argument a command would read as an option (the quoted value).
+    #[error("{0} starts with '-', so a command would read it as an option")]
+    ReadsAsOption(String),
+    /// A brace or control character in a command argument (the quoted value).
+    #[error("{0} holds a brace or a control character, which are not allowed")]
+    ForbiddenCharacter(String),
+    /// A version outside the version alphabet or too long (the quoted value).
+    #[error(
+        "expected a version of at most {MAX_VERSION_CHARS} ASCII letters, digits, '.', '_', '-', '+', ':' or '@' starting with a letter or digit, found {0}"
+    )]
+    Version(String),
 }
 
 /// Longest version label accepted.
@@ -87,23 +112,17 @@ pub const MAX_VERSION_CHARS: usize = 128;
 /// Checks a value that may end up as one argument of a command tollgate runs (a subject,
 /// an environment): it must not read as an option (a leading `-`) or hold a placeholder
 /// (`{`, `}`) or a control character.
-pub fn check_argument(value: &str) -> Result<(), String> {
+pub fn check_argument(value: &str) -> Result<(), ValueError> {
     if value.trim().is_empty() {
-        return Err("expected a non-empty value".into());
+        return Err(ValueError::EmptyArgument);
     }
     if value.starts_with('-') {
-        return Err(format!(
-            "{} starts with '-', so a command would read it as an option",
-            quote(value)
-        ));
+        return Err(ValueError::ReadsAsOption(quote(value)));
     }
     if value.chars().any(|c| {
         c.is_control() || c == '{' || c == '}' || crate::domain::text::is_invisible_format(c)
     }) {
-        return Err(format!(
-            "{} holds a brace or a control character, which are not allowed",
-            quote(value)
-        ));
+        return Err(ValueError::ForbiddenCharacter(quote(value)));
     }
     Ok(())
 }
@@ -111,7 +130,7 @@ pub fn check_argument(value: &str) -> Result<(), String> {
 /// Checks a version label (`7`, `3.4`, `v2.1.0-rc.1`, `git:4f2c9e1`): it reaches rollback
 /// commands as an argument, so only a conservative alphabet is allowed — ASCII letters,
 /// digits, `.`, `_`, `-`, `+`, `:`, `@`, starting with a letter or digit.
-pub fn check_version(value: &str) -> Result<(), String> {
+pub fn check_version(value: &str) -> Result<(), ValueError> {
     let first_ok = value
         .chars()
         .next()
@@ -120,10 +139,7 @@ pub fn check_version(value: &str) -> Result<(), String> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | ':' | '@'));
     if !first_ok || !rest_ok || value.len() > MAX_VERSION_CHARS {
-        return Err(format!(
-            "expected a version of at most {MAX_VERSION_CHARS} ASCII letters, digits, '.', '_', '-', '+', ':' or '@' starting with a letter or digit, found {}",
-            quote(value)
-        ));
+        return Err(ValueError::Version(quote(value)));
     }
     Ok(())
 }
@@ -415,7 +431,7 @@ impl Reader {
         match check_identifier(s) {
             Ok(()) => Some(s.clone()),
             Err(msg) => {
-                self.problem(path, msg);
+                self.problem(path, msg.to_string());
                 None
             }
         }

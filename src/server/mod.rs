@@ -1091,7 +1091,7 @@ async fn post_decision(
         ));
     }
     let record = DecisionRecord::parse(&entry.body)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e))?;
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
     let received = server_now();
     blocking(move || {
         let in_force = s.in_force()?;
@@ -1145,7 +1145,9 @@ async fn post_decision(
                     "read the policy in force (`tollgate policy show`) and sign again",
                 ));
             }
-            let decision = record.to_decision().map_err(DecideError::Chain)?;
+            let decision = record
+                .to_decision()
+                .map_err(|e| DecideError::Chain(e.to_string()))?;
             let eval = evaluate_in(&ctx.current.cr, &ctx.current.digest, &ctx.decisions, book);
             let proposal = Proposal {
                 principal: &principal,

@@ -48,7 +48,7 @@ pub enum TokenError {
     },
     /// The principal is not a valid id.
     #[error("principal: {0}")]
-    Principal(String),
+    Principal(#[source] crate::domain::reader::ValueError),
     /// No token has that id.
     #[error("no token with id {0}; `tollgate token list` shows them")]
     NotFound(String),

@@ -979,7 +979,7 @@ pub fn push(
     let mut decisions = Vec::with_capacity(entries.len());
     let mut latest = None;
     for e in &entries {
-        let unreadable = |why: String| {
+        let unreadable = |why: crate::audit::log::MalformedDecision| {
             PushError::Log(format!(
                 "decision entry {}: {why}; run `tollgate verify`",
                 e.seq

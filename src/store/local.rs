@@ -316,7 +316,7 @@ impl LocalStore {
             document: value,
             revision,
             digest: digest_text,
-            submitted_at: parse_time(&submitted_at).map_err(corrupt)?,
+            submitted_at: parse_time(&submitted_at).map_err(|e| corrupt(e.to_string()))?,
         })
     }
 }
@@ -400,10 +400,22 @@ fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+/// A stored timestamp that is not RFC 3339 (the store was written by something else).
+#[derive(Debug, thiserror::Error)]
+#[error("bad timestamp {text:?}: {source}")]
+struct BadTime {
+    text: String,
+    #[source]
+    source: chrono::ParseError,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, BadTime> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("bad timestamp {s:?}: {e}"))
+        .map_err(|source| BadTime {
+            text: s.to_string(),
+            source,
+        })
 }
 
 /// The head recorded beside the log.
@@ -670,7 +682,7 @@ impl LocalStore {
                 path: self.path.clone(),
                 id: format!("log entry {seq}"),
                 revision: 0,
-                detail,
+                detail: detail.to_string(),
             })
     }
 
@@ -731,7 +743,7 @@ impl LocalStore {
                 path: self.path.clone(),
                 id: row.id.clone(),
                 revision: row.revision,
-                detail,
+                detail: detail.to_string(),
             })?;
         let count = row.count;
         Ok(StoredCr {
@@ -952,7 +964,7 @@ impl Store for LocalStore {
                         path: self.path.clone(),
                         id: id.to_string(),
                         revision,
-                        detail,
+                        detail: detail.to_string(),
                     })?,
                 })
             })
@@ -1027,7 +1039,8 @@ impl Store for LocalStore {
             .map_err(self.sql_err("starting the decision"))?;
         let context = self.decision_context(&tx, cr_id)?;
         let entries = build(&context)?;
-        let record = DecisionRecord::parse(&entries.decision.body).map_err(DecideError::Chain)?;
+        let record = DecisionRecord::parse(&entries.decision.body)
+            .map_err(|e| DecideError::Chain(e.to_string()))?;
         continues(
             &context.head,
             record.seq,
@@ -1138,7 +1151,7 @@ impl Store for LocalStore {
                             path: self.path.clone(),
                             id: format!("log entry {seq}"),
                             revision: 0,
-                            detail,
+                            detail: detail.to_string(),
                         })?,
                         seq,
                         hash,

@@ -258,7 +258,7 @@ fn to_decisions(entries: &[LogEntry]) -> Result<Vec<Decision>, StoreError> {
                     path: "server".into(),
                     id: format!("log entry {}", e.seq),
                     revision: 0,
-                    detail,
+                    detail: detail.to_string(),
                 })
         })
         .collect()

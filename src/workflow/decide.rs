@@ -123,7 +123,11 @@ pub fn expected_adoption(
         return Ok(None);
     }
     let mut after = ctx.decisions.clone();
-    after.push(decision.to_decision().map_err(DecideError::Chain)?);
+    after.push(
+        decision
+            .to_decision()
+            .map_err(|e| DecideError::Chain(e.to_string()))?,
+    );
     if evaluate_in(&rev.cr, &rev.digest, &after, book).status != Status::Approved {
         return Ok(None);
     }

@@ -142,12 +142,19 @@ impl Outbox {
     }
 
     /// Saves (or updates) an item durably: temp file, fsync, rename.
-    pub fn put(&self, p: &Pending) -> Result<(), String> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("cannot create the outbox {}: {e}", self.dir.display()))?;
+    pub fn put(&self, p: &Pending) -> Result<(), OutboxError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| OutboxError::Io {
+            what: "create the outbox",
+            path: self.dir.clone(),
+            source,
+        })?;
         let path = self.dir.join(format!("{}.json", p.id));
         let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(p).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(p).map_err(|e| OutboxError::Io {
+            what: "write",
+            path: path.clone(),
+            source: e.into(),
+        })?;
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp)?;
@@ -155,7 +162,11 @@ impl Outbox {
             f.sync_all()?;
             std::fs::rename(&tmp, &path)
         };
-        write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+        write().map_err(|source| OutboxError::Io {
+            what: "write",
+            path,
+            source,
+        })
     }
 
     /// Items waiting, oldest first.
@@ -217,14 +228,18 @@ impl Outbox {
     }
 
     /// Removes an item by id (e.g. a stale one the reviewer has dealt with).
-    pub fn drop_item(&self, id: &str) -> Result<Pending, String> {
+    pub fn drop_item(&self, id: &str) -> Result<Pending, OutboxError> {
         let item = self
             .pending()
             .into_iter()
             .find(|p| p.id == id)
-            .ok_or_else(|| format!("no unsent decision {id}; `tollgate outbox` lists them"))?;
-        std::fs::remove_file(self.dir.join(format!("{}.json", item.id)))
-            .map_err(|e| format!("cannot remove {id} from the outbox: {e}"))?;
+            .ok_or_else(|| OutboxError::NoSuchItem(crate::domain::reader::quote(id)))?;
+        let path = self.dir.join(format!("{}.json", item.id));
+        std::fs::remove_file(&path).map_err(|source| OutboxError::Io {
+            what: "remove",
+            path,
+            source,
+        })?;
         Ok(item)
     }
 
@@ -323,7 +338,7 @@ impl Outbox {
             }
             p.content = Some(content);
             if let Err(e) = self.put(p) {
-                return Delivery::Later(e);
+                return Delivery::Later(e.to_string());
             }
         }
         let content = p.content.clone().unwrap_or(Value::Null);
@@ -348,4 +363,23 @@ impl Outbox {
             Err(e) => Delivery::Failed(e.to_string()),
         }
     }
+}
+
+/// Why the outbox could not keep or drop an item.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// A file operation failed.
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No unsent decision has that id (quoted).
+    #[error("no unsent decision {0}; `tollgate outbox` lists them")]
+    NoSuchItem(String),
 }

@@ -49,7 +49,7 @@ pub enum RecordError {
     Stale(String),
     /// The outbox could not be written: nothing was sent or kept.
     #[error("{0}")]
-    Outbox(String),
+    Outbox(#[source] super::outbox::OutboxError),
 }
 
 /// Records `request` signed by `who` under `book`, by `route`.
