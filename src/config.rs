@@ -56,15 +56,23 @@ pub struct MlflowSource {
 /// Reads the server settings from a config file (absent file: none). Only `remote` and
 /// `token_file` are read here, so a theme problem does not stop the CLI; the TUI checks
 /// the whole file. Errors name the file and the key.
-pub fn remote_config(path: &Path) -> Result<RemoteConfig, String> {
+pub fn remote_config(path: &Path) -> Result<RemoteConfig, ConfigFileError> {
     use crate::domain::reader::{Reader, SHORT_TEXT, TextRule, parse_toml};
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RemoteConfig::default()),
-        Err(e) => return Err(format!("cannot read config {}: {e}", path.display())),
+        Err(source) => {
+            return Err(ConfigFileError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
-    let file = path.display();
-    let tree = parse_toml(&text).map_err(|p| format!("{file}: {p}"))?;
+    let invalid = |problems| ConfigFileError::Invalid {
+        file: path.to_path_buf(),
+        problems,
+    };
+    let tree = parse_toml(&text).map_err(|p| invalid(vec![p]))?;
     let mut r = Reader::new();
     let url_rule = TextRule {
         max_chars: 2_000,
@@ -99,15 +107,7 @@ pub fn remote_config(path: &Path) -> Result<RemoteConfig, String> {
         None => (None, None, None),
     };
     if !r.is_clean() {
-        let lines: Vec<String> = r
-            .into_problems()
-            .iter()
-            .map(|p| format!("{file}: {p}"))
-            .collect();
-        return Err(format!(
-            "the config file is invalid; fix it or remove it:\n{}",
-            lines.join("\n")
-        ));
+        return Err(invalid(r.into_problems()));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     Ok(RemoteConfig {
@@ -116,6 +116,37 @@ pub fn remote_config(path: &Path) -> Result<RemoteConfig, String> {
         source,
         mlflow,
     })
+}
+
+/// Why the config file cannot be used; each problem names the file and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// It exists but cannot be read.
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It does not read as a config file.
+    #[error("the config file is invalid; fix it or remove it:\n{}", listed(.file, .problems))]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// Every problem, by key.
+        problems: Vec<crate::domain::reader::Problem>,
+    },
+}
+
+/// `file: problem` lines, for messages about a TOML file.
+pub fn listed(file: &Path, problems: &[crate::domain::reader::Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{}: {p}", file.display()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Resolved locations for one invocation.
@@ -142,17 +173,24 @@ pub struct NoDataDir;
 
 /// The current time, or `TOLLGATE_NOW` (RFC 3339) when set: for incident drills and
 /// tests that need to see a deadline pass. Invalid values are reported, not ignored.
-pub fn now() -> Result<chrono::DateTime<chrono::Utc>, String> {
+pub fn now() -> Result<chrono::DateTime<chrono::Utc>, ClockError> {
     match std::env::var("TOLLGATE_NOW") {
         Ok(v) if !v.is_empty() => chrono::DateTime::parse_from_rfc3339(&v)
             .map(|t| t.with_timezone(&chrono::Utc))
-            .map_err(|e| {
-                format!(
-                    "TOLLGATE_NOW={v:?} is not an RFC 3339 time such as 2026-11-27T12:00:00Z ({e})"
-                )
-            }),
+            .map_err(|source| ClockError { value: v, source }),
         _ => Ok(chrono::Utc::now()),
     }
+}
+
+/// `TOLLGATE_NOW` is set but is not a time.
+#[derive(Debug, thiserror::Error)]
+#[error("TOLLGATE_NOW={value:?} is not an RFC 3339 time such as 2026-11-27T12:00:00Z ({source})")]
+pub struct ClockError {
+    /// What it is set to.
+    pub value: String,
+    /// Why it does not parse.
+    #[source]
+    pub source: chrono::ParseError,
 }
 
 /// The policy file that belongs to the store at `store`.

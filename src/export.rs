@@ -151,6 +151,17 @@ fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// Why an audit export could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The selected CR is not in the store (quoted id).
+    #[error("no change request {0}")]
+    NoSuchCr(String),
+}
+
 /// Builds the export. `chain` is the result of verifying the whole log.
 pub fn build(
     store: &dyn Store,
@@ -159,8 +170,7 @@ pub fn build(
     chain: &VerifyReport,
     exceptions: &[Exception],
     now: DateTime<Utc>,
-) -> Result<AuditExport, String> {
-    let err = |e: crate::store::StoreError| e.to_string();
+) -> Result<AuditExport, ExportError> {
     let in_range = |t: DateTime<Utc>| match selection {
         Selection::Cr(_) => true,
         Selection::Range { since, until } => {
@@ -171,23 +181,21 @@ pub fn build(
     let crs: Vec<StoredCr> = match selection {
         Selection::Cr(id) => vec![
             store
-                .get(id)
-                .map_err(err)?
-                .ok_or_else(|| format!("no change request {}", crate::domain::reader::quote(id)))?,
+                .get(id)?
+                .ok_or_else(|| ExportError::NoSuchCr(crate::domain::reader::quote(id)))?,
         ],
         Selection::Range { .. } => {
             // CRs decided on in the period, found in one pass over the decisions.
             let mut decided = std::collections::HashSet::new();
             let mut after = 0;
             loop {
-                let page = store.decision_summaries(after, 50_000).map_err(err)?;
+                let page = store.decision_summaries(after, 50_000)?;
                 let Some(last) = page.last() else { break };
                 after = last.seq;
                 decided.extend(page.into_iter().filter(|d| in_range(d.at)).map(|d| d.cr_id));
             }
             store
-                .list()
-                .map_err(err)?
+                .list()?
                 .into_iter()
                 .filter(|c| in_range(c.first_submitted_at) || decided.contains(&c.current.cr.id))
                 .collect()
@@ -203,7 +211,7 @@ pub fn build(
         .collect();
     let mut after = 0;
     loop {
-        let page = store.log_entries(after, 10_000).map_err(err)?;
+        let page = store.log_entries(after, 10_000)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for e in page {
@@ -246,7 +254,7 @@ pub fn build(
 
     for cr in &crs {
         let c = &cr.current.cr;
-        let decisions = store.decisions(&c.id).map_err(err)?;
+        let decisions = store.decisions(&c.id)?;
         let eval: Evaluation = evaluate_in(c, &cr.current.digest, &decisions, book);
         let logged: Vec<LogEntry> = by_cr.remove(&c.id).unwrap_or_default();
         let decision_entries: Vec<&LogEntry> =
@@ -472,7 +480,7 @@ pub fn build(
             let _ = writeln!(md_out, "{}", exception_md(x, now));
         }
     }
-    let emergency = store.emergency_entries().map_err(err)?;
+    let emergency = store.emergency_entries()?;
     let wanted: Vec<&Exception> = match selection {
         Selection::Cr(_) => exceptions
             .iter()
@@ -497,9 +505,7 @@ pub fn build(
     // entry up to the last of them, so an auditor checks every link and that nothing is
     // missing, with nothing but the files.
     let relevant: Vec<u64> = entries.iter().map(|e| e.seq).collect();
-    let entries = store
-        .log_entries(0, usize::try_from(last).unwrap_or(usize::MAX))
-        .map_err(err)?;
+    let entries = store.log_entries(0, usize::try_from(last).unwrap_or(usize::MAX))?;
     // The versions in force up to the last entry exported (at least the genesis).
     let judged_by: Vec<&PolicyVersion> = book
         .versions()

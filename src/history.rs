@@ -97,8 +97,12 @@ struct RevisionContext {
 /// Loads every decision with the context of the revision it was bound to, a page of the
 /// log at a time; repeated strings (CR, subject, principal, role) are shared, so a
 /// million decisions stay a few hundred bytes each.
-pub fn load(store: &dyn Store, book: &PolicyBook, now: DateTime<Utc>) -> Result<History, String> {
-    let submitted = store.submission_times().map_err(|e| e.to_string())?;
+pub fn load(
+    store: &dyn Store,
+    book: &PolicyBook,
+    now: DateTime<Utc>,
+) -> Result<History, crate::store::StoreError> {
+    let submitted = store.submission_times()?;
     // Looked up by &str (no allocation per decision): CR id → revision → context.
     let mut revisions: HashMap<String, HashMap<u32, RevisionContext>> = HashMap::new();
     let mut names: HashMap<String, Arc<str>> = HashMap::new();
@@ -116,9 +120,7 @@ pub fn load(store: &dyn Store, book: &PolicyBook, now: DateTime<Utc>) -> Result<
     let mut untrusted = Vec::new();
     let mut after = 0;
     loop {
-        let page = store
-            .decision_summaries(after, 50_000)
-            .map_err(|e| e.to_string())?;
+        let page = store.decision_summaries(after, 50_000)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for s in page {
@@ -129,10 +131,7 @@ pub fn load(store: &dyn Store, book: &PolicyBook, now: DateTime<Utc>) -> Result<
             let ctx = match known {
                 Some(ctx) => ctx,
                 None => {
-                    let Some(rev) = store
-                        .revision(&s.cr_id, s.cr_revision)
-                        .map_err(|e| e.to_string())?
-                    else {
+                    let Some(rev) = store.revision(&s.cr_id, s.cr_revision)? else {
                         // One bad entry never stops the history: it is left out, named.
                         untrusted.push(crate::audit::log::Untrusted {
                             seq: s.seq,
@@ -196,13 +195,11 @@ pub fn load(store: &dyn Store, book: &PolicyBook, now: DateTime<Utc>) -> Result<
             });
         }
     }
-    let decisions = store.all_decisions().map_err(|e| e.to_string())?;
+    let decisions = store.all_decisions()?;
     let mut waiting = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = store
-            .list_page(after.as_deref(), 5_000)
-            .map_err(|e| e.to_string())?;
+        let page = store.list_page(after.as_deref(), 5_000)?;
         let Some(last) = page.last() else { break };
         after = Some(last.current.cr.id.clone());
         for cr in &page {
@@ -252,23 +249,53 @@ pub struct Filter {
     pub words: Vec<String>,
 }
 
-fn pick<T: Copy>(key: &str, value: &str, options: &[(&str, T)]) -> Result<T, String> {
+/// A filter expression that does not read: which term, and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// A value outside the key's choices.
+    #[error("{key}: expected one of {expected}, found {found:?}")]
+    NotAChoice {
+        /// The key (`gate`, `risk`, `verdict`).
+        key: String,
+        /// The choices, comma-separated.
+        expected: String,
+        /// What was typed.
+        found: String,
+    },
+    /// A date that is not `YYYY-MM-DD`.
+    #[error("{key}: expected a date such as 2026-11-01, found {found:?}")]
+    NotADate {
+        /// The key (`since`, `until`).
+        key: String,
+        /// What was typed.
+        found: String,
+    },
+    /// A key the filter does not know.
+    #[error(
+        "unknown filter {0:?}; use principal:, subject:, gate:, risk:, verdict:, since:, until: or plain words"
+    )]
+    UnknownKey(String),
+}
+
+fn pick<T: Copy>(key: &str, value: &str, options: &[(&str, T)]) -> Result<T, FilterError> {
     options
         .iter()
         .find(|(n, _)| *n == value)
         .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-            format!(
-                "{key}: expected one of {}, found {value:?}",
-                names.join(", ")
-            )
+        .ok_or_else(|| FilterError::NotAChoice {
+            key: key.to_string(),
+            expected: options
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
+            found: value.to_string(),
         })
 }
 
 impl Filter {
     /// Parses a filter expression; errors say which term and what was expected.
-    pub fn parse(expr: &str) -> Result<Filter, String> {
+    pub fn parse(expr: &str) -> Result<Filter, FilterError> {
         let mut f = Filter::default();
         for term in expr.split_whitespace() {
             let Some((key, value)) = term.split_once(':') else {
@@ -276,8 +303,10 @@ impl Filter {
                 continue;
             };
             let date = |v: &str| {
-                NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                    .map_err(|_| format!("{key}: expected a date such as 2026-11-01, found {v:?}"))
+                NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| FilterError::NotADate {
+                    key: key.to_string(),
+                    found: v.to_string(),
+                })
             };
             match key {
                 "principal" | "by" => f.principal = Some(value.to_string()),
@@ -288,9 +317,7 @@ impl Filter {
                 "since" => f.since = Some(date(value)?),
                 "until" => f.until = Some(date(value)?),
                 other => {
-                    return Err(format!(
-                        "unknown filter {other:?}; use principal:, subject:, gate:, risk:, verdict:, since:, until: or plain words"
-                    ));
+                    return Err(FilterError::UnknownKey(other.to_string()));
                 }
             }
         }
@@ -460,10 +487,52 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// The history as CSV with a header row.
-pub fn to_csv(entries: &[&HistoryEntry], verified: impl Fn(u64) -> &'static str) -> String {
+/// Free text (a rationale) as a CSV field that a spreadsheet shows as text: a leading
+/// `=`, `+`, `-`, `@`, tab or carriage return would make it a formula (OWASP's CSV
+/// injection advice), so such a field starts with `'`.
+fn csv_text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_field(&format!("'{s}"))
+    } else {
+        csv_field(s)
+    }
+}
+
+/// The rationale of every decision entry among `seqs`, read from the log (a page at a
+/// time): the history keeps no rationales in memory, the exports ask for them.
+pub fn rationales(
+    store: &dyn Store,
+    seqs: &std::collections::HashSet<u64>,
+) -> Result<HashMap<u64, String>, crate::store::StoreError> {
+    let mut out = HashMap::new();
+    let Some(&last) = seqs.iter().max() else {
+        return Ok(out);
+    };
+    let mut after = seqs.iter().min().map_or(0, |s| s.saturating_sub(1));
+    while after < last {
+        let page = store.log_entries(after, 10_000)?;
+        let Some(end) = page.last().map(|e| e.seq) else {
+            break;
+        };
+        for e in page.iter().filter(|e| seqs.contains(&e.seq)) {
+            if let Ok(record) = crate::audit::log::DecisionRecord::parse(&e.body) {
+                out.insert(e.seq, record.rationale);
+            }
+        }
+        after = end;
+    }
+    Ok(out)
+}
+
+/// The history as CSV with a header row; `rationale` gives each decision's rationale
+/// (the last column, so the earlier columns keep their positions).
+pub fn to_csv<'a>(
+    entries: &[&HistoryEntry],
+    verified: impl Fn(u64) -> &'static str,
+    rationale: impl Fn(u64) -> Option<&'a str>,
+) -> String {
     let mut out = String::from(
-        "seq,at,cr_id,cr_revision,subject,environment,gate,risk,verdict,principal,role,lead_time_seconds,verification,hash\n",
+        "seq,at,cr_id,cr_revision,subject,environment,gate,risk,verdict,principal,role,lead_time_seconds,verification,hash,rationale\n",
     );
     for e in entries {
         let fields = [
@@ -483,6 +552,7 @@ pub fn to_csv(entries: &[&HistoryEntry], verified: impl Fn(u64) -> &'static str)
                 .unwrap_or_default(),
             verified(e.seq).to_string(),
             e.hash.clone(),
+            csv_text(rationale(e.seq).unwrap_or_default()),
         ];
         out.push_str(&fields.join(","));
         out.push('\n');
@@ -541,16 +611,19 @@ mod tests {
         assert!(
             Filter::parse("risk:severe")
                 .unwrap_err()
+                .to_string()
                 .contains("expected one of low, medium, high")
         );
         assert!(
             Filter::parse("since:yesterday")
                 .unwrap_err()
+                .to_string()
                 .contains("expected a date")
         );
         assert!(
             Filter::parse("owner:x")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown filter")
         );
     }
@@ -619,11 +692,17 @@ mod tests {
     fn csv_quotes_what_needs_quoting() {
         let mut e = entry(1, Verdict::Approve, RiskLevel::Low, 1);
         e.cr_id = "CR,\"1\"".into();
-        let csv = to_csv(&[&e], |_| "valid");
-        assert!(
-            csv.lines().nth(1).unwrap().contains("\"CR,\"\"1\"\"\""),
-            "{csv}"
+        let csv = to_csv(
+            &[&e],
+            |_| "valid",
+            |_| Some("=HYPERLINK(\"x\"), then \"quoted\""),
         );
-        assert_eq!(csv.lines().next().unwrap().split(',').count(), 14);
+        let row = csv.lines().nth(1).unwrap();
+        assert!(row.contains("\"CR,\"\"1\"\"\""), "{csv}");
+        assert!(
+            row.ends_with(",\"'=HYPERLINK(\"\"x\"\"), then \"\"quoted\"\"\""),
+            "a formula is shown as text: {row}"
+        );
+        assert_eq!(csv.lines().next().unwrap().split(',').count(), 15);
     }
 }

@@ -125,6 +125,17 @@ fn history_filters_combine_and_formats_are_machine_readable() {
         "{}",
         lines[1]
     );
+    // The rationale is the last column, as signed; --json carries it too.
+    assert!(lines[0].ends_with(",hash,rationale"), "{}", lines[0]);
+    let json = home.run(&["history", "--json"]).ok().json();
+    let first = &json["decisions"][0];
+    let said = first["rationale"].as_str().unwrap();
+    assert!(!said.is_empty());
+    assert!(
+        lines[1].ends_with(said) || lines[1].contains(said),
+        "{}",
+        lines[1]
+    );
     let bad = home.run(&["history", "--risk", "severe"]);
     assert_eq!(bad.code, 2);
 }

@@ -91,7 +91,7 @@ fn rationale(args: &DecideArgs, what: &str) -> Result<String, CliError> {
             "a rationale is required: pass --rationale TEXT or --rationale-file FILE (or run on a terminal to write it in $EDITOR)",
         ));
     }
-    crate::editor::edit_rationale("", what).map_err(CliError::refused)
+    crate::editor::edit_rationale("", what).map_err(|e| CliError::refused(e.to_string()))
 }
 
 /// Queues a decision while the team server is unreachable: the rules are checked when it

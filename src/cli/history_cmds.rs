@@ -57,7 +57,7 @@ pub fn history(
         },
     )?;
     let millis = started.elapsed().as_millis();
-    let data = load(&store, &book, now).map_err(CliError::environment)?;
+    let data = load(&store, &book, now)?;
     warn_untrusted(&data.untrusted);
     let filter = Filter {
         principal: args.principal.clone(),
@@ -84,18 +84,27 @@ pub fn history(
             "verified"
         }
     };
+    // Rationales are read from the log only for the machine-readable exports.
+    let rationales = if args.json || args.csv {
+        crate::history::rationales(&store, &shown.iter().map(|e| e.seq).collect())?
+    } else {
+        Default::default()
+    };
+    let rationale = |seq: u64| rationales.get(&seq).map(String::as_str);
     if args.json {
         #[derive(serde::Serialize)]
         struct Row<'a> {
             #[serde(flatten)]
             entry: &'a HistoryEntry,
             verification: &'static str,
+            rationale: Option<&'a str>,
         }
         let rows: Vec<Row> = shown
             .iter()
             .map(|e| Row {
                 entry: e,
                 verification: status(e.seq),
+                rationale: rationale(e.seq),
             })
             .collect();
         write_out(
@@ -103,7 +112,7 @@ pub fn history(
             &to_json(&serde_json::json!({ "audit_log": chain, "decisions": rows }))?,
         )?;
     } else if args.csv {
-        write_out(out, &to_csv(&shown, status))?;
+        write_out(out, &to_csv(&shown, status, rationale))?;
     } else {
         let mut text = format!("{}\n\n", chain_line(&chain, millis));
         text.push_str(&format!(
@@ -160,7 +169,7 @@ pub fn health_cmd(
 ) -> Result<(), CliError> {
     let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
-    let data = load(&store, &book, now).map_err(CliError::environment)?;
+    let data = load(&store, &book, now)?;
     warn_untrusted(&data.untrusted);
     let filter = Filter {
         since,
@@ -258,7 +267,10 @@ pub fn export(
     )?;
     let exceptions = crate::workflow::exceptions(&store)?.exceptions;
     let report =
-        build(&store, &book, selection, &chain, &exceptions, now).map_err(CliError::refused)?;
+        build(&store, &book, selection, &chain, &exceptions, now).map_err(|e| match e {
+            crate::export::ExportError::Store(s) => CliError::from(s),
+            crate::export::ExportError::NoSuchCr(_) => CliError::refused(e.to_string()),
+        })?;
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::environment(format!("cannot create {}: {e}", dir.display())))?;
     write_file(dir, "report.md", report.markdown.as_bytes())?;

@@ -97,7 +97,7 @@ impl From<config::NoDataDir> for CliError {
 
 /// Runs one invocation, writing results to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
-    let now = config::now().map_err(CliError::refused)?;
+    let now = config::now().map_err(|e| CliError::refused(e.to_string()))?;
     let keys = KeyChoice {
         key: cli.key.clone(),
         as_principal: cli.as_principal.clone(),
@@ -597,7 +597,7 @@ fn configured(flags: &RemoteFlags) -> Result<config::RemoteConfig, CliError> {
         None => config::config_dir().ok().map(|d| d.join("config.toml")),
     };
     match &file {
-        Some(f) => config::remote_config(f).map_err(CliError::refused),
+        Some(f) => config::remote_config(f).map_err(|e| CliError::refused(e.to_string())),
         None => Ok(config::RemoteConfig::default()),
     }
 }
@@ -701,7 +701,7 @@ fn serve(
             let _ = writeln!(out, "serving {store} on {scheme}://{addr} (Ctrl-C to stop)");
             let _ = out.flush();
         }))
-        .map_err(CliError::environment)
+        .map_err(|e| CliError::environment(e.to_string()))
 }
 
 /// Whether a person is at a terminal (both ends), so the TUI can open.
@@ -718,7 +718,11 @@ fn tui(paths: Paths, keys: KeyChoice, config: Option<PathBuf>) -> Result<(), Cli
     if book.is_provisional() && paths.remote.is_none() {
         // A store from before policy entries is migrated by whoever can sign it; anyone
         // else reviews read-only.
-        match policy_cmds::migrate_store(&paths, &keys, config::now().map_err(CliError::refused)?) {
+        match policy_cmds::migrate_store(
+            &paths,
+            &keys,
+            config::now().map_err(|e| CliError::refused(e.to_string()))?,
+        ) {
             Ok(b) => book = b,
             Err(e) => {
                 notice = Some(format!(
@@ -735,7 +739,7 @@ fn tui(paths: Paths, keys: KeyChoice, config: Option<PathBuf>) -> Result<(), Cli
         book,
         notice,
     })
-    .map_err(CliError::refused)?
+    .map_err(|e| CliError::refused(e.to_string()))?
     {
         crate::tui::Ended::Quit => Ok(()),
         // Ended by a signal: the status a shell expects of a process it ended.

@@ -72,19 +72,13 @@ impl ServerState {
         store: PathBuf,
         policy_file: PathBuf,
         tokens_file: PathBuf,
-    ) -> Result<ServerState, String> {
-        let store = Arc::new(LocalStore::open(&store).map_err(|e| e.to_string())?);
-        let entries = store.policy_entries(0).map_err(|e| e.to_string())?;
-        let book = extend_book(None, &entries)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                format!(
-                    "the store at {} has no policy in its log (it predates policy entries); run `tollgate migrate` on this machine first",
-                    store.path().display()
-                )
-            })?;
-        let keyring = Keyring::from_policy(book.policy()).map_err(|e| e.to_string())?;
-        let tokens = tokens::LiveTokens::open(&tokens_file).map_err(|e| e.to_string())?;
+    ) -> Result<ServerState, ServeError> {
+        let store = Arc::new(LocalStore::open(&store)?);
+        let entries = store.policy_entries(0)?;
+        let book = extend_book(None, &entries)?
+            .ok_or_else(|| ServeError::NoPolicy(store.path().to_path_buf()))?;
+        let keyring = Keyring::from_policy(book.policy())?;
+        let tokens = tokens::LiveTokens::open(&tokens_file)?;
         Ok(ServerState {
             store,
             in_force: std::sync::RwLock::new(Arc::new(InForce {
@@ -105,30 +99,37 @@ impl ServerState {
 
     /// Loads the server's key from `file` and finds the principal of the policy in force
     /// it belongs to, which must hold the `server` role.
-    fn server_signer(&self, file: &std::path::Path) -> Result<crate::store::EntrySigner, String> {
+    fn server_signer(
+        &self,
+        file: &std::path::Path,
+    ) -> Result<crate::store::EntrySigner, ServeError> {
         let key = crate::audit::keys::Signer::load(file, || {
             Err("the server key must not have a passphrase (it is read unattended)".into())
         })
-        .map_err(|e| format!("--server-key {}: {e}", file.display()))?;
-        let in_force = self.in_force().map_err(|e| e.1.message.clone())?;
+        .map_err(|source| ServeError::ServerKey {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        // Just loaded: the policy in force is the cached one.
+        let in_force = self
+            .in_force
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
         let policy = in_force.book.policy();
         let owner = in_force
             .keyring
             .principal_of(key.public_key())
             .and_then(|id| policy.principal(id))
-            .ok_or_else(|| {
-                format!(
-                    "--server-key {}: this key ({}) belongs to no principal of the policy in force; add the server as a principal with role server and this key (`tollgate init --server-principal ID` does it for a new store)",
-                    file.display(),
-                    key.fingerprint()
-                )
+            .ok_or_else(|| ServeError::ServerKeyOwner {
+                path: file.to_path_buf(),
+                fingerprint: key.fingerprint().to_string(),
             })?;
         if !owner.has_role(crate::domain::provenance::SERVER_ROLE) {
-            return Err(format!(
-                "--server-key {}: the key is {}'s, who does not hold the server role in the policy in force",
-                file.display(),
-                owner.id
-            ));
+            return Err(ServeError::ServerKeyRole {
+                path: file.to_path_buf(),
+                owner: owner.id.clone(),
+            });
         }
         Ok(crate::store::EntrySigner {
             principal: owner.id.clone(),
@@ -1407,7 +1408,7 @@ pub struct ServeOptions {
 pub async fn serve(
     opts: ServeOptions,
     ready: impl FnOnce(std::net::SocketAddr),
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     let mut state =
         ServerState::load(opts.store.clone(), opts.policy.clone(), opts.tokens.clone())?;
     state.access_log = opts.access_log;
@@ -1418,11 +1419,9 @@ pub async fn serve(
     }
     let state = Arc::new(state);
     let app = router(state);
-    let addr: std::net::SocketAddr = opts.listen.parse().map_err(|e| {
-        format!(
-            "--listen {:?}: expected an address such as 127.0.0.1:8080 ({e})",
-            opts.listen
-        )
+    let addr: std::net::SocketAddr = opts.listen.parse().map_err(|source| ServeError::Listen {
+        value: opts.listen.clone(),
+        source,
     })?;
     let tls = match &opts.tls {
         None => None,
@@ -1430,12 +1429,10 @@ pub async fn serve(
             crate::tls::install_crypto_provider();
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
-                .map_err(|e| {
-                    format!(
-                        "cannot load TLS certificate {} / key {}: {e}",
-                        cert.display(),
-                        key.display()
-                    )
+                .map_err(|source| ServeError::Tls {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    source,
                 })?;
             Some(
                 axum_server::tls_rustls::RustlsAcceptor::new(config)
@@ -1445,8 +1442,10 @@ pub async fn serve(
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
     ready(bound);
     accept_loop(listener, app, tls, opts.limits).await
 }
@@ -1458,7 +1457,7 @@ async fn accept_loop(
     app: Router,
     tls: Option<axum_server::tls_rustls::RustlsAcceptor>,
     limits: limits::Limits,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     use axum_server::accept::Accept;
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
@@ -1510,7 +1509,7 @@ async fn accept_loop(
 
 /// Starts the server on a thread of its own (a two-worker runtime) and returns once it
 /// listens: for tests, benchmarks and tools that need a real server in-process.
-pub fn start_in_background(opts: ServeOptions) -> Result<std::net::SocketAddr, String> {
+pub fn start_in_background(opts: ServeOptions) -> Result<std::net::SocketAddr, ServeError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let failed = tx.clone();
     std::thread::Builder::new()
@@ -1520,7 +1519,10 @@ pub fn start_in_background(opts: ServeOptions) -> Result<std::net::SocketAddr, S
                 .worker_threads(2)
                 .enable_all()
                 .build()
-                .map_err(|e| format!("cannot start the async runtime: {e}"))
+                .map_err(|source| ServeError::Runtime {
+                    what: "start the async runtime",
+                    source,
+                })
                 .and_then(|rt| {
                     rt.block_on(serve(opts, move |addr| {
                         let _ = tx.send(Ok(addr));
@@ -1530,7 +1532,104 @@ pub fn start_in_background(opts: ServeOptions) -> Result<std::net::SocketAddr, S
                 let _ = failed.send(Err(e));
             }
         })
-        .map_err(|e| format!("cannot start the server thread: {e}"))?;
-    rx.recv()
-        .map_err(|_| "the server stopped before it listened".to_string())?
+        .map_err(|source| ServeError::Runtime {
+            what: "start the server thread",
+            source,
+        })?;
+    rx.recv().map_err(|_| ServeError::Stopped)?
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The policy history in the log does not read.
+    #[error(transparent)]
+    Policy(#[from] crate::audit::policy_log::BookError),
+    /// The store has no policy in its log.
+    #[error(
+        "the store at {} has no policy in its log (it predates policy entries); run `tollgate migrate` on this machine first",
+        .0.display()
+    )]
+    NoPolicy(PathBuf),
+    /// A key line of the policy in force is not a public key.
+    #[error(transparent)]
+    Keys(#[from] crate::audit::keys::KeyLineError),
+    /// The tokens file.
+    #[error(transparent)]
+    Tokens(#[from] tokens::TokenError),
+    /// The server key cannot be loaded.
+    #[error("--server-key {}: {source}", path.display())]
+    ServerKey {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::audit::keys::KeyError,
+    },
+    /// The server key belongs to no principal.
+    #[error(
+        "--server-key {}: this key ({fingerprint}) belongs to no principal of the policy in force; add the server as a principal with role server and this key (`tollgate init --server-principal ID` does it for a new store)",
+        path.display()
+    )]
+    ServerKeyOwner {
+        /// The key file.
+        path: PathBuf,
+        /// Its fingerprint.
+        fingerprint: String,
+    },
+    /// The server key's principal lacks the server role.
+    #[error(
+        "--server-key {}: the key is {owner}'s, who does not hold the server role in the policy in force",
+        path.display()
+    )]
+    ServerKeyRole {
+        /// The key file.
+        path: PathBuf,
+        /// Whose it is.
+        owner: String,
+    },
+    /// `--listen` is not an address.
+    #[error("--listen {value:?}: expected an address such as 127.0.0.1:8080 ({source})")]
+    Listen {
+        /// What was given.
+        value: String,
+        /// Why it does not parse.
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    /// The TLS certificate or key cannot be loaded.
+    #[error("cannot load TLS certificate {} / key {}: {source}", cert.display(), key.display())]
+    Tls {
+        /// Certificate file.
+        cert: PathBuf,
+        /// Key file.
+        key: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime or the server thread could not start.
+    #[error("cannot {what}: {source}")]
+    Runtime {
+        /// What was being started.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server thread ended before it listened.
+    #[error("the server stopped before it listened")]
+    Stopped,
 }

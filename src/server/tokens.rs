@@ -11,6 +11,7 @@ use crate::audit::canonical::sha256_digest;
 use crate::domain::reader::{Reader, SHORT_TEXT, index, parse_toml};
 use ssh_key::rand_core::{OsRng, RngCore};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::RwLock;
 use std::time::SystemTime;
 
@@ -55,6 +56,9 @@ pub enum TokenError {
     /// The id prefix names several tokens, or is too short.
     #[error("{0}")]
     Ambiguous(String),
+    /// A thread panicked while holding the server's copy of the tokens.
+    #[error("the tokens cache is poisoned (a request handler panicked); restart the server")]
+    Poisoned,
 }
 
 /// One stored token: its hash (never the token), whose it is, and what for.
@@ -296,12 +300,15 @@ pub fn revoke(path: &Path, id: &str) -> Result<TokenEntry, TokenError> {
     })
 }
 
+/// The file's modification time and length when read, and what it held.
+type Snapshot = (Option<SystemTime>, u64, Result<Tokens, Arc<TokenError>>);
+
 /// The tokens file as the server uses it: re-read whenever it changes on disk, so a token
 /// added or revoked takes effect on the next request.
 #[derive(Debug)]
 pub struct LiveTokens {
     path: PathBuf,
-    state: RwLock<(Option<SystemTime>, u64, Result<Tokens, String>)>,
+    state: RwLock<Snapshot>,
 }
 
 impl LiveTokens {
@@ -317,7 +324,7 @@ impl LiveTokens {
 
     /// The principal a token belongs to; `Err` when the file became unreadable (then no
     /// token is accepted: a revocation must never be undone by a broken file).
-    pub fn principal(&self, token: &str) -> Result<Option<String>, String> {
+    pub fn principal(&self, token: &str) -> Result<Option<String>, Arc<TokenError>> {
         let (modified, len) = stamp(&self.path);
         let fresh = self
             .state
@@ -325,7 +332,7 @@ impl LiveTokens {
             .map(|s| s.0 == modified && s.1 == len)
             .unwrap_or(false);
         if !fresh {
-            let loaded = Tokens::load(&self.path).map_err(|e| e.to_string());
+            let loaded = Tokens::load(&self.path).map_err(Arc::new);
             if let Ok(mut s) = self.state.write() {
                 *s = (modified, len, loaded);
             }
@@ -333,7 +340,7 @@ impl LiveTokens {
         let s = self
             .state
             .read()
-            .map_err(|_| "the tokens cache is poisoned".to_string())?;
+            .map_err(|_| Arc::new(TokenError::Poisoned))?;
         match &s.2 {
             Ok(tokens) => Ok(tokens.principal(token).map(str::to_string)),
             Err(e) => Err(e.clone()),

@@ -205,7 +205,18 @@ pub struct SignedDecision {
     /// Log position.
     pub seq: u64,
     /// Whether its signature verifies against the policy's keys (and why not).
-    pub signature: Result<(), String>,
+    pub signature: Result<(), BadSignature>,
+}
+
+/// Why an entry's signature does not check out, as a screen shows it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSignature {
+    /// The entry carries no signature.
+    #[error("unsigned")]
+    Unsigned,
+    /// It does not verify.
+    #[error(transparent)]
+    Invalid(#[from] crate::audit::keys::SignatureError),
 }
 
 /// Everything the detail screen shows about one CR.
@@ -242,8 +253,8 @@ pub fn load_detail(store: &dyn Store, book: &PolicyBook, id: &str) -> Result<Det
                 (Some(_), Some(_)) => keyrings
                     .verify(entry)
                     .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                _ => Err("unsigned".into()),
+                    .map_err(BadSignature::from),
+                _ => Err(BadSignature::Unsigned),
             },
             seq: entry.seq,
             decision,

@@ -27,9 +27,24 @@ pub enum TuiError {
     /// Verifying the log could not run to the end.
     #[error(transparent)]
     Verify(#[from] crate::store::VerifyError),
-    /// A history or health computation failed (its message says how).
+    /// There is no signing key: the session is read-only.
+    #[error("read-only: no signing key")]
+    ReadOnly,
+    /// Recording a decision failed or was refused.
+    #[error(transparent)]
+    Record(#[from] crate::workflow::RecordError),
+    /// An emergency entry was refused or could not be appended.
+    #[error(transparent)]
+    Decide(#[from] crate::store::DecideError),
+    /// The rollback command ran but its outcome could not be recorded.
+    #[error("the outcome could not be recorded: {0}")]
+    NotRecorded(#[source] crate::store::DecideError),
+    /// The rollback command failed or timed out (recorded; what happened).
     #[error("{0}")]
-    History(String),
+    RollbackFailed(String),
+    /// The external editor could not be used.
+    #[error(transparent)]
+    Editor(#[from] crate::editor::EditorError),
 }
 
 impl TuiError {
@@ -37,5 +52,38 @@ impl TuiError {
     /// screen should say "offline" and keep retrying.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, TuiError::Store(StoreError::Unreachable { .. }))
+    }
+}
+
+/// Why the TUI could not start (or had to stop): told on the normal terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config file or a theme.
+    #[error(transparent)]
+    Settings(#[from] crate::tui::settings::SettingsError),
+    /// The store could not be opened or reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The MLflow source is misconfigured.
+    #[error(transparent)]
+    Mlflow(#[from] crate::sources::mlflow::MlflowError),
+    /// `TOLLGATE_NOW` is not a time.
+    #[error(transparent)]
+    Clock(#[from] crate::config::ClockError),
+    /// The terminal, the runtime or a signal handler failed.
+    #[error("cannot {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    /// For `map_err`: an I/O failure while doing `what`.
+    pub fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
+        move |source| StartError::Io { what, source }
     }
 }

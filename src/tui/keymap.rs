@@ -179,7 +179,7 @@ impl Key {
     }
 
     /// Parses `ctrl-s`, `alt-x`, `shift-tab`, `enter`, `esc`, `space`, `pgdn`, `f1`, `?`, `G`.
-    pub fn parse(s: &str) -> Result<Key, String> {
+    pub fn parse(s: &str) -> Result<Key, KeyParseError> {
         let mut mods = KeyModifiers::NONE;
         let mut rest = s;
         loop {
@@ -223,12 +223,7 @@ impl Key {
                     } else {
                         c
                     }),
-                    _ => {
-                        return Err(format!(
-                            "expected a key such as \"a\", \"G\", \"?\", \"ctrl-s\", \"shift-tab\", \"enter\", \"esc\", \"space\", \"pgdn\" or \"f1\", found {}",
-                            crate::domain::reader::quote(s)
-                        ));
-                    }
+                    _ => return Err(KeyParseError(crate::domain::reader::quote(s))),
                 }
             }
         };
@@ -270,6 +265,13 @@ impl fmt::Display for Key {
         }
     }
 }
+
+/// A key name that does not read (the quoted name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "expected a key such as \"a\", \"G\", \"?\", \"ctrl-s\", \"shift-tab\", \"enter\", \"esc\", \"space\", \"pgdn\" or \"f1\", found {0}"
+)]
+pub struct KeyParseError(pub String);
 
 /// A preset of default bindings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

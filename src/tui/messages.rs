@@ -64,20 +64,20 @@ pub enum Msg {
     /// One CR, for request `id`.
     Detail(u64, Result<Box<DetailData>, TuiError>),
     /// Outcome of signing: a confirmation line or the refusal.
-    Signed(u64, Result<String, String>),
+    Signed(u64, Result<String, TuiError>),
     /// How many decisions wait in the outbox for the team server.
     Unsent(usize),
     /// Text back from `$EDITOR`.
-    Edited(Result<String, String>),
+    Edited(Result<String, crate::editor::EditorError>),
     /// Something to tell the user in the status bar.
     Notice(Level, String),
     /// Outcome of an emergency authorisation: the entry hash and whether a rollback
     /// command will run, or the refusal.
-    Authorised(u64, Result<(String, bool), String>),
+    Authorised(u64, Result<(String, bool), TuiError>),
     /// A line printed by the running rollback command.
     RollbackOutput(String),
     /// The rollback command finished and its outcome was recorded (or not).
-    RollbackDone(u64, Result<String, String>),
+    RollbackDone(u64, Result<String, TuiError>),
     /// The log head, for the change check.
     Head(u64, Result<crate::store::Head, TuiError>),
     /// The decision history.

@@ -174,10 +174,8 @@ impl Shared {
     }
 
     /// The signing identity, or why there is none.
-    fn signer(&self) -> Result<&Identity, String> {
-        self.identity
-            .as_deref()
-            .ok_or_else(|| "read-only: no signing key".to_string())
+    fn signer(&self) -> Result<&Identity, error::TuiError> {
+        self.identity.as_deref().ok_or(error::TuiError::ReadOnly)
     }
 }
 
@@ -206,8 +204,8 @@ fn load_record(shared: &Shared, seq: u64) -> Result<app::RecordView, error::TuiE
                     book.in_force_at(entry.seq).version
                 )
             })
-            .map_err(|e| e.to_string()),
-        _ => Err("unsigned".into()),
+            .map_err(data::BadSignature::from),
+        _ => Err(data::BadSignature::Unsigned),
     };
     let revision = match (body["cr_id"].as_str(), body["cr_revision"].as_u64()) {
         (Some(cr), Some(n)) => {
@@ -270,13 +268,13 @@ pub fn run_rollback(
     );
     let (outcome, timeout, recorded) = (ran.outcome, ran.timeout, ran.recorded);
     let result = match (recorded, outcome.exit_status, outcome.timed_out) {
-        (Err(e), _, _) => Err(format!("the outcome could not be recorded: {e}")),
+        (Err(e), _, _) => Err(error::TuiError::NotRecorded(e)),
         (Ok(entry), Some(0), false) => Ok(format!(
             "rollback finished: exit 0 in {:.1} s — recorded as log entry {}",
             outcome.duration.as_secs_f64(),
             entry.seq
         )),
-        (Ok(entry), status, timed_out) => Err(format!(
+        (Ok(entry), status, timed_out) => Err(error::TuiError::RollbackFailed(format!(
             "rollback command {} — recorded as log entry {}; the operator must complete the rollback",
             if timed_out {
                 format!("timed out after {} s", timeout.as_secs())
@@ -287,7 +285,7 @@ pub fn run_rollback(
                 )
             },
             entry.seq
-        )),
+        ))),
     };
     Msg::RollbackDone(id, result)
 }
@@ -333,7 +331,7 @@ pub fn answer(
                             crate::workflow::rollback_invocation(book.policy(), request).is_some(),
                         )
                     })
-                    .map_err(|e| e.to_string())
+                    .map_err(error::TuiError::from)
             });
             // With an MLflow source, the serving alias goes back at once.
             if let (Ok(_), Some((client, conv))) = (&result, &shared.mlflow) {
@@ -397,7 +395,7 @@ pub fn answer(
                     route,
                     now,
                 )
-                .map_err(|e| e.to_string())
+                .map_err(error::TuiError::from)
             });
             let mut adopted = false;
             let result = recorded.map(|recorded| match recorded {
@@ -446,7 +444,7 @@ pub fn answer(
         Effect::LoadHistory(id) => Some(Msg::History(
             *id,
             crate::history::load(shared.store.as_ref(), &shared.book(), now)
-                .map_err(error::TuiError::History),
+                .map_err(error::TuiError::from),
         )),
         Effect::VerifyLog(id) => {
             let started = std::time::Instant::now();
@@ -497,7 +495,7 @@ pub enum Ended {
 
 /// Starts the TUI; returns when the user quits. Errors before the screen opens (bad
 /// config, missing store) are returned as messages for the CLI to print.
-pub fn run(opts: Options) -> Result<Ended, String> {
+pub fn run(opts: Options) -> Result<Ended, error::StartError> {
     let settings = settings::load(
         opts.config
             .clone()
@@ -507,8 +505,7 @@ pub fn run(opts: Options) -> Result<Ended, String> {
     )?;
     let (store, label, outbox): (Arc<dyn Store>, String, _) = match &opts.paths.remote {
         Some(r) => {
-            let remote = crate::store::remote::RemoteStore::connect(&r.url, &r.token)
-                .map_err(|e| e.to_string())?;
+            let remote = crate::store::remote::RemoteStore::connect(&r.url, &r.token)?;
             let outbox = crate::outbox::Outbox::for_server(&opts.paths.store, &r.url);
             (
                 Arc::new(remote),
@@ -517,7 +514,7 @@ pub fn run(opts: Options) -> Result<Ended, String> {
             )
         }
         None => {
-            let store = LocalStore::open(&opts.paths.store).map_err(|e| e.to_string())?;
+            let store = LocalStore::open(&opts.paths.store)?;
             (Arc::new(store), short_path(&opts.paths.store), None)
         }
     };
@@ -544,7 +541,7 @@ pub fn run(opts: Options) -> Result<Ended, String> {
         };
     let mlflow = match &opts.paths.mlflow {
         Some(m) => Some((
-            crate::sources::mlflow::Client::new(&m.url).map_err(|e| e.to_string())?,
+            crate::sources::mlflow::Client::new(&m.url)?,
             m.convention.clone(),
         )),
         None => None,
@@ -566,7 +563,7 @@ pub fn run(opts: Options) -> Result<Ended, String> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(error::StartError::io("start the async runtime"))?;
     runtime.block_on(event_loop(app, shared))
 }
 
@@ -642,9 +639,9 @@ fn spawn_input(tx: mpsc::UnboundedSender<Msg>) -> std_mpsc::Sender<InputControl>
     ctl_tx
 }
 
-async fn event_loop(mut app: App, shared: Arc<Shared>) -> Result<Ended, String> {
+async fn event_loop(mut app: App, shared: Arc<Shared>) -> Result<Ended, error::StartError> {
     let mouse = app.settings.mouse;
-    enter_terminal(mouse).map_err(|e| format!("cannot set up the terminal: {e}"))?;
+    enter_terminal(mouse).map_err(error::StartError::io("set up the terminal"))?;
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         restore_terminal();
@@ -656,26 +653,35 @@ async fn event_loop(mut app: App, shared: Arc<Shared>) -> Result<Ended, String> 
     result
 }
 
-async fn run_loop(app: &mut App, shared: Arc<Shared>, mouse: bool) -> Result<Ended, String> {
+async fn run_loop(
+    app: &mut App,
+    shared: Arc<Shared>,
+    mouse: bool,
+) -> Result<Ended, error::StartError> {
     let backend = CrosstermBackend::new(std::io::stdout());
-    let mut terminal = Terminal::new(backend).map_err(|e| e.to_string())?;
-    terminal.clear().map_err(|e| e.to_string())?;
+    let mut terminal =
+        Terminal::new(backend).map_err(error::StartError::io("open the terminal"))?;
+    terminal
+        .clear()
+        .map_err(error::StartError::io("clear the terminal"))?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let input = spawn_input(tx.clone());
-    let size = terminal.size().map_err(|e| e.to_string())?;
+    let size = terminal
+        .size()
+        .map_err(error::StartError::io("read the terminal size"))?;
     app.update(Msg::Resize(size.width, size.height));
     let first = app.load_queue();
     perform(first, app, &shared, &tx, &mut terminal, &input, mouse);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
+        .map_err(error::StartError::io("watch for SIGTERM"))?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(|e| format!("cannot watch for SIGHUP: {e}"))?;
+        .map_err(error::StartError::io("watch for SIGHUP"))?;
     let mut ended = Ended::Quit;
     loop {
         terminal
             .draw(|f| views::draw(f, app))
-            .map_err(|e| format!("cannot draw: {e}"))?;
+            .map_err(error::StartError::io("draw"))?;
         let msg = tokio::select! {
             Some(m) = rx.recv() => m,
             _ = tick.tick() => Msg::Tick,

@@ -122,7 +122,7 @@ impl App {
                     Err(e) => {
                         if let Some(form) = self.decide.as_mut() {
                             form.signing = false;
-                            form.error = Some(e);
+                            form.error = Some(e.to_string());
                         }
                         vec![]
                     }

@@ -14,6 +14,7 @@
 
 use super::keymap::{Action, Key, Keymap, Preset};
 use super::theme::{BUILT_IN, Theme};
+use crate::config::ConfigFileError;
 use crate::domain::reader::{Reader, SHORT_TEXT, child, index, parse_toml, quote};
 use std::path::{Path, PathBuf};
 
@@ -51,24 +52,28 @@ pub fn no_color() -> bool {
 }
 
 /// Loads settings from `path` (absent file = defaults). Errors name the file and key.
-pub fn load(path: Option<&Path>, no_color: bool) -> Result<Settings, String> {
+pub fn load(path: Option<&Path>, no_color: bool) -> Result<Settings, SettingsError> {
     let mut settings = Settings::default();
     let text = match path {
         Some(p) => match std::fs::read_to_string(p) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("cannot read config {}: {e}", p.display())),
+            Err(source) => {
+                return Err(ConfigFileError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                }
+                .into());
+            }
         },
         None => None,
     };
-    let file = path.map(|p| p.display().to_string()).unwrap_or_default();
     if let Some(text) = text {
         parse_into(&text, path.and_then(Path::parent), &mut settings).map_err(|problems| {
-            let lines: Vec<String> = problems.iter().map(|p| format!("{file}: {p}")).collect();
-            format!(
-                "the config file is invalid; fix it or remove it:\n{}",
-                lines.join("\n")
-            )
+            SettingsError::Config(ConfigFileError::Invalid {
+                file: path.map(Path::to_path_buf).unwrap_or_default(),
+                problems,
+            })
         })?;
     }
     if no_color {
@@ -124,7 +129,7 @@ fn parse_into(
     {
         match load_theme(&name, dir) {
             Ok(t) => settings.theme = t,
-            Err(msg) => r.problem("theme", msg),
+            Err(e) => r.problem("theme", e.to_string()),
         }
     }
     if let Some(table) = obj.get("bindings").and_then(|v| r.as_object(v, "bindings")) {
@@ -146,7 +151,7 @@ fn parse_into(
                 let p = index(&path, i);
                 match k.as_str().map(Key::parse) {
                     Some(Ok(key)) => parsed.push(key),
-                    Some(Err(msg)) => r.problem(p, msg),
+                    Some(Err(e)) => r.problem(p, e.to_string()),
                     None => r.problem(p, "expected a key name such as \"a\" or \"ctrl-s\""),
                 }
             }
@@ -161,7 +166,7 @@ fn parse_into(
 }
 
 /// A built-in theme by name, or a theme file (relative paths from the config's directory).
-pub fn load_theme(name: &str, dir: Option<&Path>) -> Result<Theme, String> {
+pub fn load_theme(name: &str, dir: Option<&Path>) -> Result<Theme, SettingsError> {
     if let Some(t) = Theme::built_in(name) {
         return Ok(t);
     }
@@ -171,21 +176,49 @@ pub fn load_theme(name: &str, dir: Option<&Path>) -> Result<Theme, String> {
     };
     if !path.exists() {
         let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
-        return Err(format!(
-            "unknown theme {}; expected one of {} or the path of a theme file",
-            quote(name),
-            names.join(", ")
-        ));
+        return Err(SettingsError::UnknownTheme {
+            name: quote(name),
+            expected: names.join(", "),
+        });
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read theme {}: {e}", path.display()))?;
-    Theme::parse(&text).map_err(|problems| {
-        let lines: Vec<String> = problems
-            .iter()
-            .map(|p| format!("{}: {p}", path.display()))
-            .collect();
-        format!("the theme file is invalid:\n{}", lines.join("\n"))
-    })
+    let text = std::fs::read_to_string(&path).map_err(|source| SettingsError::ReadTheme {
+        path: path.clone(),
+        source,
+    })?;
+    Theme::parse(&text).map_err(|problems| SettingsError::Theme { path, problems })
+}
+
+/// Why the config file or a theme cannot be used; each problem names the file and key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The config file.
+    #[error(transparent)]
+    Config(#[from] ConfigFileError),
+    /// The theme file exists but cannot be read.
+    #[error("cannot read theme {}: {source}", path.display())]
+    ReadTheme {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Neither a built-in theme nor a file.
+    #[error("unknown theme {name}; expected one of {expected} or the path of a theme file")]
+    UnknownTheme {
+        /// The name given (quoted).
+        name: String,
+        /// The built-in names.
+        expected: String,
+    },
+    /// The theme file does not read.
+    #[error("the theme file is invalid:\n{}", crate::config::listed(.path, .problems))]
+    Theme {
+        /// The file.
+        path: PathBuf,
+        /// Every problem, by key.
+        problems: Vec<crate::domain::reader::Problem>,
+    },
 }
 
 #[cfg(test)]
@@ -241,7 +274,7 @@ mod tests {
         );
         assert!(load(Some(&path), true).unwrap().theme.monochrome);
         std::fs::write(&path, "theme = 3\n").unwrap();
-        let err = load(Some(&path), false).unwrap_err();
+        let err = load(Some(&path), false).unwrap_err().to_string();
         assert!(
             err.contains("config.toml: theme: expected a string"),
             "{err}"

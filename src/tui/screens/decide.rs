@@ -66,7 +66,7 @@ pub struct DecideForm {
     pub refusal: Option<Refusal>,
     /// A signing request is in flight.
     pub signing: bool,
-    /// The store's answer when signing failed.
+    /// What the store answered when signing failed, as the form shows it.
     pub error: Option<String>,
     /// `esc` was pressed once with a rationale written: the next `esc` discards it.
     pub discard_armed: bool,

@@ -4,6 +4,7 @@
 use super::Screen;
 use super::line::Typed;
 use crate::domain::emergency::SubjectState;
+use crate::tui::error::TuiError;
 use crate::tui::keymap::{Action, Context, Input, Keymap};
 use crate::workflow::RollbackRequest;
 use crossterm::event::KeyEvent;
@@ -25,6 +26,15 @@ pub enum EmergencyAsk {
     Run(Action),
     /// Leave the flow, then run this action (a global key on the picker or once done).
     Leave(Action),
+}
+
+/// How the flow ended, as its last line says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// Authorised (and the command, if any, succeeded and was recorded).
+    Done(String),
+    /// Refused, failed, or not recorded: what happened and what to do.
+    Failed(String),
 }
 
 /// Steps of the emergency flow.
@@ -80,7 +90,7 @@ pub struct EmergencyForm {
     /// Rollback command output so far.
     pub output: Vec<String>,
     /// Final line: what was recorded.
-    pub result: Option<Result<String, String>>,
+    pub result: Option<Finish>,
     /// A request is in flight.
     pub busy: bool,
     /// The target still holds the prefilled last-good version: typing replaces it.
@@ -286,7 +296,7 @@ impl EmergencyForm {
     /// Returns what to run when the policy names a rollback command.
     pub fn authorised(
         &mut self,
-        result: Result<(String, bool), String>,
+        result: Result<(String, bool), TuiError>,
     ) -> Option<(RollbackRequest, String)> {
         self.busy = false;
         self.step = EmergencyStep::Done;
@@ -298,13 +308,13 @@ impl EmergencyForm {
                 Some((request, hash))
             }
             Ok((_, false)) => {
-                self.result = Some(Ok(format!(
+                self.result = Some(Finish::Done(format!(
                     "{AUTHORISED}; no rollback command in the policy: the operator performs the rollback"
                 )));
                 None
             }
             Err(e) => {
-                self.result = Some(Err(e));
+                self.result = Some(Finish::Failed(e.to_string()));
                 None
             }
         }
@@ -319,10 +329,13 @@ impl EmergencyForm {
     }
 
     /// The rollback command finished and its outcome was recorded (or not).
-    pub fn finished(&mut self, result: Result<String, String>) {
+    pub fn finished(&mut self, result: Result<String, TuiError>) {
         self.busy = false;
         self.step = EmergencyStep::Done;
-        self.result = Some(result);
+        self.result = Some(match result {
+            Ok(text) => Finish::Done(text),
+            Err(e) => Finish::Failed(e.to_string()),
+        });
     }
 
     /// The request the details describe.

@@ -64,7 +64,7 @@ pub struct RecordView {
     /// The signed body, pretty-printed.
     pub body: String,
     /// Signature status.
-    pub signature: Result<String, String>,
+    pub signature: Result<String, crate::tui::data::BadSignature>,
     /// The CR revision it was bound to: title, revision, digest, and whether it is still current.
     pub revision: String,
 }
@@ -83,7 +83,7 @@ pub struct HistoryState {
     /// Typing the filter.
     pub filtering: bool,
     /// Why the filter expression is not understood.
-    pub filter_error: Option<String>,
+    pub filter_error: Option<crate::history::FilterError>,
     /// Sort column.
     pub sort: HistorySort,
     /// Reverse it.

@@ -4,6 +4,7 @@ use crate::domain::emergency::{ExceptionState, LiveBasis, countdown};
 use crate::domain::text::sanitize;
 use crate::tui::app::{App, EmergencyField, EmergencyForm, EmergencyStep, Signer};
 use crate::tui::keymap::Action;
+use crate::tui::screens::emergency::Finish;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -243,10 +244,10 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
             }
             lines.push(Line::default());
             match &form.result {
-                Some(Ok(text)) => {
+                Some(Finish::Done(text)) => {
                     lines.push(Line::from(Span::styled(format!("✓ {text}"), theme.pass())))
                 }
-                Some(Err(text)) => {
+                Some(Finish::Failed(text)) => {
                     lines.push(Line::from(Span::styled(format!("✗ {text}"), theme.error())))
                 }
                 None => {}

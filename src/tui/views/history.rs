@@ -67,7 +67,7 @@ fn record_lines(
             Span::styled(format!(" entry {} ", record.seq), theme.selected()),
             match &record.signature {
                 Ok(s) => Span::styled(format!(" ✓ {}", sanitize(s)), theme.pass()),
-                Err(e) => Span::styled(format!(" ✗ {}", sanitize(e)), theme.error()),
+                Err(e) => Span::styled(format!(" ✗ {}", sanitize(&e.to_string())), theme.error()),
             },
         ]),
         Line::from(Span::styled(
@@ -222,7 +222,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
             ),
         ];
         if let Some(e) = &h.filter_error {
-            spans.push(Span::styled(format!("   {e}"), theme.error()));
+            let shown = crate::domain::text::sanitize(&e.to_string());
+            spans.push(Span::styled(format!("   {shown}"), theme.error()));
         } else if h.filtering && h.filter.is_empty() {
             spans.push(Span::styled(
                 "   principal: subject: gate: risk: verdict: since:YYYY-MM-DD until: words",
