@@ -144,6 +144,16 @@ fn approval_is_refused_while_blocking_evidence_fails_but_rejection_is_allowed() 
             "rejecting or requesting changes is still possible",
         ],
     );
+    // Without the tick, both rules are named at once.
+    let both = home.decide("marco", "approve", "CR-1046", &["--rationale", "fine"]);
+    assert_refusal(
+        &both,
+        &[
+            "[blocking-evidence]",
+            "[unticked-blocking-item]",
+            "--tick rollback",
+        ],
+    );
     let run = home
         .decide(
             "marco",

@@ -287,6 +287,21 @@ fn a_refused_decision_explains_the_rule_and_cannot_be_signed() {
     assert!(screen.contains("Refused by policy"), "{screen}");
     assert!(screen.contains("blocking-evidence"), "{screen}");
     insta::assert_snapshot!("confirm_refused", rig.render(120, 40).backend());
+    // Every rule at once, with what to do in this form's keys (not the CLI's flags).
+    let refusals = &rig.app.decide.as_ref().unwrap().refusals;
+    let rules: Vec<&str> = refusals.iter().map(|r| r.rule).collect();
+    assert!(
+        rules.contains(&"blocking-evidence") && rules.contains(&"unticked-blocking-item"),
+        "{rules:?}"
+    );
+    assert!(
+        screen.contains("space on each in the checklist, or ctrl-t"),
+        "{screen}"
+    );
+    assert!(!screen.contains("--tick"), "{screen}");
+    // At 60x15 the reasons are still on screen: they come first.
+    let small = rig.screen_text(60, 15);
+    assert!(small.contains("✗ approval needs every blocking"), "{small}");
     rig.key("y");
     assert!(
         rig.shared.store.decisions("CR-1046").unwrap().is_empty(),
@@ -1269,7 +1284,7 @@ fn a_requester_is_told_before_writing_a_rationale_that_they_cannot_sign() {
         assert!(screen.contains("as it stands:"), "{screen}");
         assert!(screen.contains("requester"), "{screen}");
         assert!(
-            rig.app.decide.as_ref().unwrap().early.is_some(),
+            !rig.app.decide.as_ref().unwrap().early.is_empty(),
             "refused before any rationale"
         );
     } else {
@@ -1285,7 +1300,7 @@ fn a_requester_is_told_before_writing_a_rationale_that_they_cannot_sign() {
     ok.keys(&["enter", "a"]);
     assert!(ok.screen_text(120, 40).contains("as it stands:"));
     ok.key("ctrl-t");
-    assert!(ok.app.decide.as_ref().unwrap().early.is_none());
+    assert!(ok.app.decide.as_ref().unwrap().early.is_empty());
     assert!(!ok.screen_text(120, 40).contains("as it stands:"));
 }
 

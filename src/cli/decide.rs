@@ -5,7 +5,7 @@ use super::{CliError, to_json, write_out};
 use crate::config::Paths;
 use crate::domain::checklist::Tick;
 use crate::domain::decision::Verdict;
-use crate::domain::rules::{Proposal, check_decision};
+use crate::domain::rules::{Proposal, decision_refusals};
 use crate::domain::status::{Evaluation, evaluate_in};
 use crate::identity::{Identity, KeyChoice};
 use crate::store::{Store, StoreError};
@@ -203,8 +203,12 @@ pub fn run(
         rationale: "(pending)",
         ticks: &ticks,
     };
-    check_decision(&cr.current.cr, &eval, book.policy(), &probe)
-        .map_err(|r| CliError::refused(format!("refused: {r}")))?;
+    // Every rule it breaks at once, so fixing one does not reveal the next.
+    let refusals = decision_refusals(&cr.current.cr, &eval, book.policy(), &probe);
+    if !refusals.is_empty() {
+        let lines: Vec<String> = refusals.iter().map(|r| format!("refused: {r}")).collect();
+        return Err(CliError::refused(lines.join("\n")));
+    }
 
     let what = format!(
         "{} {} as {} (revision {}, {})",

@@ -51,57 +51,73 @@ pub struct Proposal<'a> {
     pub ticks: &'a [Tick],
 }
 
-fn refuse(rule: &'static str, message: String, remedy: impl Into<String>) -> Result<(), Refusal> {
-    Err(Refusal {
+fn refusal(rule: &'static str, message: String, remedy: impl Into<String>) -> Refusal {
+    Refusal {
         rule,
         message,
         remedy: remedy.into(),
-    })
+    }
 }
 
 /// Checks `p` against the policy, given the CR and its current evaluation (decisions on the
-/// current revision already counted).
+/// current revision already counted): the first rule it breaks, as the server and
+/// `verify` name it.
 pub fn check_decision(
     cr: &ChangeRequest,
     eval: &Evaluation,
     policy: &Policy,
     p: &Proposal<'_>,
 ) -> Result<(), Refusal> {
+    match decision_refusals(cr, eval, policy, p).into_iter().next() {
+        Some(r) => Err(r),
+        None => Ok(()),
+    }
+}
+
+/// Every rule `p` breaks, in the order [`check_decision`] checks them: what a reviewer
+/// is shown at once, so that fixing one does not reveal the next.
+pub fn decision_refusals(
+    cr: &ChangeRequest,
+    eval: &Evaluation,
+    policy: &Policy,
+    p: &Proposal<'_>,
+) -> Vec<Refusal> {
+    let mut out = Vec::new();
     let who = &p.principal.id;
     if p.rationale.trim().is_empty() {
-        return refuse(
+        out.push(refusal(
             "rationale-required",
             "a decision needs a rationale".into(),
             "say why, in a sentence or two (--rationale, --rationale-file or $EDITOR)",
-        );
+        ));
     }
     if p.rationale.chars().count() > MAX_RATIONALE_CHARS {
-        return refuse(
+        out.push(refusal(
             "rationale-too-long",
             format!("the rationale is longer than {MAX_RATIONALE_CHARS} characters"),
             "summarise it and link the long analysis as an artifact",
-        );
+        ));
     }
     if *who == cr.requester {
-        return refuse(
+        out.push(refusal(
             "requester-cannot-sign",
             format!("{who} requested {} and cannot decide on it", cr.id),
             "ask a reviewer who holds one of the required roles",
-        );
+        ));
     }
     // Whoever submitted the revision counts as requester too, whatever the document names.
     if cr.provenance.submitter.principal() == Some(who.as_str()) {
-        return refuse(
+        out.push(refusal(
             "requester-cannot-sign",
             format!(
                 "{who} submitted this revision of {} and cannot decide on it",
                 cr.id
             ),
             "ask a reviewer who holds one of the required roles",
-        );
+        ));
     }
     if !p.principal.has_role(p.role) {
-        return refuse(
+        out.push(refusal(
             "role-not-held",
             format!(
                 "{who} does not hold the {} role (holds: {})",
@@ -109,7 +125,7 @@ pub fn check_decision(
                 p.principal.roles.join(", ")
             ),
             "sign for a role you hold, or have the policy updated",
-        );
+        ));
     }
     for t in p.ticks {
         let item = policy.checklist_for(cr.gate).find(|i| i.id == t.item);
@@ -120,32 +136,32 @@ pub fn check_decision(
                     .filter(|i| i.mode == ItemMode::Manual)
                     .map(|i| i.id.as_str())
                     .collect();
-                return refuse(
+                out.push(refusal(
                     "unknown-checklist-item",
                     format!(
                         "{} has no checklist item {:?} at the {} gate",
                         cr.id, t.item, cr.gate
                     ),
                     format!("tick one of: {}", manual.join(", ")),
-                );
+                ));
             }
             Some(i) if i.mode != ItemMode::Manual => {
-                return refuse(
+                out.push(refusal(
                     "automated-item",
                     format!("{} is automated: its result comes from CI evidence", t.item),
                     "only manual items can be ticked",
-                );
+                ));
             }
             Some(_) => {}
         }
     }
     if p.verdict != Verdict::Approve {
         // Rejecting or asking for changes is always allowed.
-        return Ok(());
+        return out;
     }
     let required: Vec<&str> = eval.signoffs.required_roles();
     if !required.contains(&p.role) {
-        return refuse(
+        out.push(refusal(
             "role-not-required",
             format!(
                 "{} ({} gate, {} risk) needs sign-offs from {}; {} is not one of them",
@@ -156,15 +172,15 @@ pub fn check_decision(
                 p.role
             ),
             "approve in one of the required roles",
-        );
+        ));
     }
     if let Some(mine) = eval
         .counted
         .iter()
         .find(|d| d.principal == *who && d.verdict == Verdict::Approve)
     {
-        return if mine.role == p.role {
-            refuse(
+        out.push(if mine.role == p.role {
+            refusal(
                 "already-approved",
                 format!(
                     "{who} already approved this revision of {} as {}",
@@ -173,7 +189,7 @@ pub fn check_decision(
                 "nothing more to do; reject or request changes to change your mind",
             )
         } else {
-            refuse(
+            refusal(
                 "one-signoff-per-person",
                 format!(
                     "{who} already signed off {} as {}; one person fills at most one required sign-off",
@@ -181,20 +197,20 @@ pub fn check_decision(
                 ),
                 format!("ask another person holding {} to approve", p.role),
             )
-        };
+        });
     }
     if let Some(why) = &eval.stale_proposal {
-        return refuse(
+        out.push(refusal(
             "policy-proposal-stale",
             format!("{} cannot be adopted: {why}", cr.id),
             format!(
                 "the proposer runs `tollgate policy propose FILE --revise {}` against the policy in force",
                 cr.id
             ),
-        );
+        ));
     }
     if !eval.missing_artifacts.is_empty() {
-        return refuse(
+        out.push(refusal(
             "missing-artifacts",
             format!(
                 "{} ({} gate, {} risk) must link {}; it does not link {}",
@@ -207,7 +223,7 @@ pub fn check_decision(
                 eval.missing_artifacts.join(", ")
             ),
             "the requester links them in the CR's artifacts and submits a new revision; rejecting or requesting changes is still possible",
-        );
+        ));
     }
     let evidence: Vec<String> = eval
         .checklist
@@ -215,14 +231,14 @@ pub fn check_decision(
         .map(|i| format!("{} is {}", i.id, i.state.as_str()))
         .collect();
     if !evidence.is_empty() {
-        return refuse(
+        out.push(refusal(
             "blocking-evidence",
             format!(
                 "approval needs every blocking automated check to pass: {}",
                 evidence.join(", ")
             ),
             "wait for CI to re-run or the requester to fix it; rejecting or requesting changes is still possible",
-        );
+        ));
     }
     let unticked: Vec<&str> = eval
         .checklist
@@ -230,7 +246,7 @@ pub fn check_decision(
         .map(|i| i.id.as_str())
         .collect();
     if !unticked.is_empty() {
-        return refuse(
+        out.push(refusal(
             "unticked-blocking-item",
             format!(
                 "approval needs every blocking manual item ticked: {} unticked",
@@ -244,9 +260,9 @@ pub fn check_decision(
                     .collect::<Vec<_>>()
                     .join(" ")
             ),
-        );
+        ));
     }
-    Ok(())
+    out
 }
 
 #[cfg(test)]

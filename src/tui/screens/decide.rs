@@ -4,7 +4,7 @@
 use crate::domain::checklist::Tick;
 use crate::domain::decision::Verdict;
 use crate::domain::policy::{ItemMode, Policy, Principal};
-use crate::domain::rules::{Proposal, Refusal, check_decision};
+use crate::domain::rules::{Proposal, Refusal, decision_refusals};
 use crate::tui::data::DetailData;
 use crate::tui::keymap::{Action, Context, Keymap};
 use crate::workflow::{DecisionRequest, eligible_roles};
@@ -62,18 +62,18 @@ pub struct DecideForm {
     pub rationale: TextArea<'static>,
     /// Focused field.
     pub focus: Field,
-    /// Why the rules refuse the decision as it stands (shown on the confirmation).
-    pub refusal: Option<Refusal>,
+    /// Every rule that refuses the decision as it stands (shown on the confirmation).
+    pub refusals: Vec<Refusal>,
     /// A signing request is in flight.
     pub signing: bool,
     /// What the store answered when signing failed, as the form shows it.
     pub error: Option<String>,
     /// `esc` was pressed once with a rationale written: the next `esc` discards it.
     pub discard_armed: bool,
-    /// A rule that refuses this decision whatever the rationale says (the requester
-    /// signing, a role not held, …): shown before anything is typed, kept up to date as
-    /// the verdict, role and ticks change.
-    pub early: Option<Refusal>,
+    /// The rules that refuse this decision whatever the rationale says (the requester
+    /// signing, a role not held, an unticked item, …): all shown before anything is
+    /// typed, kept up to date as the verdict, role and ticks change.
+    pub early: Vec<Refusal>,
 }
 
 impl DecideForm {
@@ -108,11 +108,11 @@ impl DecideForm {
             item_cursor: 0,
             rationale: rationale_area(""),
             focus: Field::Rationale,
-            refusal: None,
+            refusals: Vec::new(),
             signing: false,
             error: None,
             discard_armed: false,
-            early: None,
+            early: Vec::new(),
         };
         refresh_roles(&mut form, Some(detail), Some(me));
         form.recheck(detail, policy, me);
@@ -130,7 +130,37 @@ impl DecideForm {
             rationale: "(pending)",
             ticks: &ticks,
         };
-        self.early = check_decision(&detail.cr.current.cr, &detail.eval, policy, &probe).err();
+        self.early = decision_refusals(&detail.cr.current.cr, &detail.eval, policy, &probe);
+    }
+
+    /// What to do about `r` here, in this form's keys rather than the CLI's flags.
+    pub fn remedy_here(&self, r: &Refusal, keymap: &Keymap) -> String {
+        match r.rule {
+            "rationale-required" => format!(
+                "write why in the rationale field ({} to it, {} for $EDITOR)",
+                keymap.hint(Action::NextField),
+                keymap.hint(Action::ExternalEditor)
+            ),
+            "unticked-blocking-item" => {
+                let unticked: Vec<&str> = self
+                    .items
+                    .iter()
+                    .filter(|i| i.blocking && !i.ticked)
+                    .map(|i| i.id.as_str())
+                    .collect();
+                format!(
+                    "check and tick {}: {} on each in the checklist, or {} for every item",
+                    unticked.join(", "),
+                    keymap.hint(Action::ToggleTick),
+                    keymap.hint(Action::TickAll)
+                )
+            }
+            "role-not-held" | "role-not-required" if self.roles.len() > 1 => format!(
+                "choose another role in the role field (↑/↓ there): {}",
+                self.roles.join(", ")
+            ),
+            _ => r.remedy.clone(),
+        }
     }
 
     /// A key while the rationale has focus: typed into it unless it is a form-level
@@ -188,9 +218,9 @@ impl DecideForm {
     /// refused decision offers no signing key.
     pub fn hints(&self, confirming: bool) -> Vec<(Action, &'static str)> {
         use Action::*;
-        match (confirming, &self.refusal) {
-            (true, Some(_)) => vec![(Back, "back to the form")],
-            (true, None) => vec![(Sign, "sign"), (Cancel, "no"), (Back, "back")],
+        match (confirming, self.refusals.is_empty()) {
+            (true, false) => vec![(Back, "back to the form")],
+            (true, true) => vec![(Sign, "sign"), (Cancel, "no"), (Back, "back")],
             (false, _) => vec![
                 (NextField, "next field"),
                 (ToggleTick, "tick"),
@@ -252,9 +282,8 @@ impl DecideForm {
                         rationale: &rationale,
                         ticks: &ticks,
                     };
-                    self.refusal =
-                        check_decision(&detail.cr.current.cr, &detail.eval, policy, &proposal)
-                            .err();
+                    self.refusals =
+                        decision_refusals(&detail.cr.current.cr, &detail.eval, policy, &proposal);
                     self.error = None;
                     return DecideAsk::Confirm;
                 }
@@ -266,7 +295,7 @@ impl DecideForm {
 
     /// What signing now would send, unless the rules refuse it or it is being signed.
     pub fn request(&self) -> Option<DecisionRequest> {
-        if self.refusal.is_some() || self.signing {
+        if !self.refusals.is_empty() || self.signing {
             return None;
         }
         Some(DecisionRequest {

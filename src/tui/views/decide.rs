@@ -47,10 +47,10 @@ pub fn draw_form(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
         Constraint::Length(1),
         Constraint::Length(items_height),
         Constraint::Min(3),
-        Constraint::Length(if form.error.is_some() || form.early.is_some() {
+        Constraint::Length(if form.error.is_some() {
             2
         } else {
-            0
+            (form.early.len() as u16 * 2).min(6)
         }),
     ])
     .areas(inner);
@@ -160,20 +160,23 @@ pub fn draw_form(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
             .wrap(Wrap { trim: true }),
             error_area,
         );
-    } else if let Some(r) = &form.early {
-        // Said before the rationale is written, not after.
-        f.render_widget(
-            Paragraph::new(Span::styled(
-                format!(
-                    "as it stands: {} — {}",
-                    sanitize(&r.message),
-                    sanitize(&r.remedy)
-                ),
-                theme.error(),
-            ))
-            .wrap(Wrap { trim: true }),
-            error_area,
-        );
+    } else if !form.early.is_empty() {
+        // Said before the rationale is written, not after: every rule at once.
+        let lines: Vec<Line> = form
+            .early
+            .iter()
+            .map(|r| {
+                Line::from(Span::styled(
+                    format!(
+                        "as it stands: {} — {}",
+                        sanitize(&r.message),
+                        sanitize(&form.remedy_here(r, &app.settings.keymap))
+                    ),
+                    theme.error(),
+                ))
+            })
+            .collect();
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), error_area);
     }
 }
 
@@ -182,7 +185,7 @@ pub fn draw_confirm(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
     let theme = &app.settings.theme;
     let popup = centered(area, 90, 22);
     f.render_widget(Clear, popup);
-    let refused = form.refusal.is_some();
+    let refused = !form.refusals.is_empty();
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(if refused {
@@ -219,7 +222,26 @@ pub fn draw_confirm(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
             Span::styled(v, theme.text()),
         ])
     };
-    let mut lines = vec![
+    // Refused: the reasons come first, so a small terminal shows them before the rest.
+    let mut lines = Vec::new();
+    for r in &form.refusals {
+        lines.push(Line::from(Span::styled(
+            format!("✗ {}", sanitize(&r.message)),
+            theme.error(),
+        )));
+        lines.push(Line::from(vec![
+            Span::styled("  to proceed: ", theme.muted()),
+            Span::styled(
+                sanitize(&form.remedy_here(r, &app.settings.keymap)),
+                theme.text(),
+            ),
+            Span::styled(format!("  [{}]", r.rule), theme.muted()),
+        ]));
+    }
+    if refused {
+        lines.push(Line::default());
+    }
+    lines.extend([
         row(
             "change",
             format!("{} revision {}", sanitize(&form.cr_id), form.revision),
@@ -247,41 +269,36 @@ pub fn draw_confirm(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
         ),
         row("signed by", format!("{who} with {fingerprint}")),
         row("rationale", String::new()),
-    ];
+    ]);
     for l in sanitize_multiline(&form.rationale_text()) {
         lines.push(Line::from(Span::styled(format!("    {l}"), theme.text())));
     }
     lines.push(Line::default());
-    match &form.refusal {
-        Some(r) => {
-            lines.push(Line::from(Span::styled(
-                format!("✗ {}", r.message),
-                theme.error(),
-            )));
-            lines.push(Line::from(Span::styled(
-                format!("  rule: {}", r.rule),
-                theme.muted(),
-            )));
-            lines.push(Line::from(Span::styled(
-                format!("  to proceed: {}", r.remedy),
-                theme.text(),
-            )));
-        }
-        None if form.signing => lines.push(Line::from(Span::styled("signing…", theme.accent()))),
-        None => lines.push(Line::from(vec![
+    if refused {
+        lines.push(Line::from(Span::styled(
+            "nothing can be signed until the form changes",
+            theme.muted(),
+        )));
+    } else if form.signing {
+        lines.push(Line::from(Span::styled("signing…", theme.accent())));
+    } else {
+        lines.push(Line::from(vec![
             Span::styled(
                 app.settings.keymap.hint(crate::tui::keymap::Action::Sign),
                 theme.accent(),
             ),
             Span::styled(" sign and record — this cannot be undone · ", theme.text()),
-            Span::styled("n", theme.accent()),
+            Span::styled(
+                app.settings.keymap.hint(crate::tui::keymap::Action::Cancel),
+                theme.accent(),
+            ),
             Span::styled("/", theme.muted()),
             Span::styled(
                 app.settings.keymap.hint(crate::tui::keymap::Action::Back),
                 theme.accent(),
             ),
             Span::styled(" back to the form", theme.text()),
-        ])),
+        ]));
     }
     if let Some(e) = &form.error {
         lines.push(Line::from(Span::styled(
