@@ -668,6 +668,9 @@ fn history_shows_every_decision_with_integrity_and_the_signed_record() {
         screen.contains("risk: expected one of low, medium, high"),
         "{screen}"
     );
+    // At 80 columns the error wraps onto the next row instead of being cut.
+    let narrow = rig.screen_text(80, 24);
+    assert!(narrow.contains("found \"severe\""), "{narrow}");
     rig.key("esc");
     rig.key("enter");
     let screen = rig.screen_text(120, 40);
@@ -1272,6 +1275,19 @@ fn the_signed_record_reads_as_fields_and_scrolls_instead_of_closing() {
         rig.app.history.as_ref().unwrap().record.is_none(),
         "enter closes it"
     );
+}
+
+/// A long status message (here, a read-only session's reason) wraps onto up to three rows
+/// at 80 columns rather than being cut at the width.
+#[test]
+fn long_status_messages_wrap_instead_of_being_cut() {
+    let mut rig = Rig::new(None);
+    rig.app.signer = Signer::ReadOnly(
+        "no signing key: run `tollgate keygen` (creates ~/.local/share/tollgate/keys/id_ed25519), or pass --key PATH with an OpenSSH ed25519 key".into(),
+    );
+    let screen = rig.screen_text(80, 24);
+    assert!(screen.contains("OpenSSH ed25519 key"), "{screen}");
+    assert!(screen.contains("tollgate keygen"), "{screen}");
 }
 
 #[test]

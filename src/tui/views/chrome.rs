@@ -6,7 +6,7 @@ use crate::tui::keymap::Action;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
@@ -78,8 +78,9 @@ pub fn hints(f: &mut Frame, area: Rect, app: &App) {
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-/// Draws the status bar.
-pub fn status(f: &mut Frame, area: Rect, app: &App) {
+/// The status bar, wrapped: a long message (a signing outcome with its MLflow note, a
+/// refusal) is read in full on up to three rows instead of being cut at the width.
+pub fn status<'a>(app: &App) -> Paragraph<'a> {
     let theme = &app.settings.theme;
     let mut left: Vec<Span> = Vec::new();
     match &app.signer {
@@ -139,5 +140,5 @@ pub fn status(f: &mut Frame, area: Rect, app: &App) {
     } else if let Signer::ReadOnly(why) = &app.signer {
         left.push(Span::styled(format!("│ {why}"), theme.muted()));
     }
-    f.render_widget(Paragraph::new(Line::from(left)), area);
+    Paragraph::new(Line::from(left)).wrap(Wrap { trim: false })
 }

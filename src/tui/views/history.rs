@@ -4,6 +4,7 @@
 
 use crate::history::{HistoryEntry, health, human_duration};
 use crate::tui::app::{App, HistoryState, Integrity};
+use crate::tui::keymap::Action;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
@@ -150,11 +151,15 @@ fn verified(h: &HistoryState, seq: u64) -> Option<bool> {
 pub fn draw(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
     let theme = &app.settings.theme;
     let show_filter = h.filtering || !h.filter.is_empty();
+    let filter = show_filter.then(|| filter_paragraph(app, h));
+    let filter_height = filter
+        .as_ref()
+        .map_or(0, |p| p.line_count(area.width).clamp(1, 3) as u16);
     let [banner_area, tabs, body, filter_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Min(1),
-        Constraint::Length(if show_filter { 1 } else { 0 }),
+        Constraint::Length(filter_height),
     ])
     .areas(area);
     f.render_widget(Paragraph::new(banner(app, h)), banner_area);
@@ -198,7 +203,13 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
             let block = Block::default()
                 .borders(Borders::TOP)
                 .border_style(theme.border())
-                .title(" signed record — ↑/↓ scroll, enter or esc closes ");
+                .title(format!(
+                    " signed record — {}/{} scroll, {} or {} closes ",
+                    app.settings.keymap.hint(Action::Up),
+                    app.settings.keymap.hint(Action::Down),
+                    app.settings.keymap.hint(Action::Open),
+                    app.settings.keymap.hint(Action::Back)
+                ));
             let text = Paragraph::new(lines).wrap(Wrap { trim: false });
             let inner_height = area.height.saturating_sub(1);
             let scroll = h
@@ -207,30 +218,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
             f.render_widget(text.scroll((scroll, 0)).block(block), area);
         }
     }
-    if show_filter {
-        let mut spans = vec![
-            Span::styled("/", theme.accent()),
-            Span::styled(crate::domain::text::sanitize(&h.filter), theme.text()),
-            Span::styled(if h.filtering { "▏" } else { "" }, theme.accent()),
-            Span::styled(
-                format!(
-                    "   {} of {} decisions",
-                    h.visible.len(),
-                    h.data.entries.len()
-                ),
-                theme.muted(),
-            ),
-        ];
-        if let Some(e) = &h.filter_error {
-            let shown = crate::domain::text::sanitize(&e.to_string());
-            spans.push(Span::styled(format!("   {shown}"), theme.error()));
-        } else if h.filtering && h.filter.is_empty() {
-            spans.push(Span::styled(
-                "   principal: subject: gate: risk: verdict: since:YYYY-MM-DD until: words",
-                theme.muted(),
-            ));
-        }
-        f.render_widget(Paragraph::new(Line::from(spans)), filter_area);
+    if let Some(filter) = filter {
+        f.render_widget(filter, filter_area);
     }
 }
 
@@ -492,4 +481,33 @@ fn draw_health(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
         .bar_width(9)
         .bar_gap(3);
     f.render_widget(chart, right);
+}
+
+/// The filter line with its match count and any error, wrapped: a long error is read in
+/// full rather than cut at the width.
+fn filter_paragraph<'a>(app: &App, h: &HistoryState) -> Paragraph<'a> {
+    let theme = &app.settings.theme;
+    let mut spans = vec![
+        Span::styled("/", theme.accent()),
+        Span::styled(crate::domain::text::sanitize(&h.filter), theme.text()),
+        Span::styled(if h.filtering { "▏" } else { "" }, theme.accent()),
+        Span::styled(
+            format!(
+                "   {} of {} decisions",
+                h.visible.len(),
+                h.data.entries.len()
+            ),
+            theme.muted(),
+        ),
+    ];
+    if let Some(e) = &h.filter_error {
+        let shown = crate::domain::text::sanitize(&e.to_string());
+        spans.push(Span::styled(format!("   {shown}"), theme.error()));
+    } else if h.filtering && h.filter.is_empty() {
+        spans.push(Span::styled(
+            "   principal: subject: gate: risk: verdict: since:YYYY-MM-DD until: words",
+            theme.muted(),
+        ));
+    }
+    Paragraph::new(Line::from(spans)).wrap(Wrap { trim: false })
 }

@@ -45,10 +45,12 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
 pub fn draw(f: &mut Frame, app: &App) {
     let area = f.area();
     f.render_widget(Block::default().style(app.settings.theme.text()), area);
-    let [main, hints, status] = Layout::vertical([
+    let status = chrome::status(app);
+    let status_height = status.line_count(area.width).clamp(1, 3) as u16;
+    let [main, hints, status_area] = Layout::vertical([
         Constraint::Min(1),
         Constraint::Length(1),
-        Constraint::Length(1),
+        Constraint::Length(status_height),
     ])
     .areas(area);
     match app.screen {
@@ -77,5 +79,5 @@ pub fn draw(f: &mut Frame, app: &App) {
         None => {}
     }
     chrome::hints(f, hints, app);
-    chrome::status(f, status, app);
+    f.render_widget(status, status_area);
 }
