@@ -80,6 +80,119 @@ pub struct History {
     pub waiting: Vec<Waiting>,
     /// Decision entries left out because they name what the store does not hold.
     pub untrusted: Vec<crate::audit::log::Untrusted>,
+    /// Emergency rollbacks, their outcomes and post-incident reviews, oldest first.
+    pub events: Vec<EmergencyEvent>,
+}
+
+/// What an emergency entry records, as the history lists it beside the decisions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum EventKind {
+    /// An on-call bypass authorising a rollback.
+    Rollback {
+        /// Version rolled back from.
+        from_version: String,
+        /// Version rolled back to.
+        to_version: String,
+    },
+    /// The rollback command's recorded outcome.
+    RollbackRan {
+        /// Whether it succeeded.
+        succeeded: bool,
+    },
+    /// A lead's post-incident review.
+    Review,
+}
+
+impl EventKind {
+    /// One word for the table's verdict column.
+    pub fn label(&self) -> &'static str {
+        match self {
+            EventKind::Rollback { .. } => "rollback",
+            EventKind::RollbackRan { succeeded: true } => "ran ok",
+            EventKind::RollbackRan { succeeded: false } => "ran FAIL",
+            EventKind::Review => "review",
+        }
+    }
+}
+
+/// One emergency entry in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EmergencyEvent {
+    /// Log position.
+    pub seq: u64,
+    /// Entry hash.
+    pub hash: String,
+    /// When it was signed.
+    pub at: DateTime<Utc>,
+    /// What it records.
+    #[serde(flatten)]
+    pub kind: EventKind,
+    /// Incident ticket.
+    pub incident: String,
+    /// Who signed it.
+    pub principal: String,
+    /// Subject and environment rolled back (empty for a review).
+    pub subject: String,
+    /// Environment.
+    pub environment: String,
+}
+
+/// The emergency entries as history events; one that does not read is left out (the
+/// readers that derive exceptions name it as untrusted).
+pub fn emergency_events(entries: &[crate::audit::log::LogEntry]) -> Vec<EmergencyEvent> {
+    use crate::audit::log::EntryKind;
+    use crate::domain::emergency::Claim;
+    let mut subjects: HashMap<String, (String, String)> = HashMap::new();
+    entries
+        .iter()
+        .filter_map(|e| {
+            let kind = EntryKind::parse(&e.kind)?;
+            let claim = crate::audit::emergency::claim_of(kind, &e.body).ok()?;
+            let (kind, incident, subject, environment) = match &claim {
+                Claim::Authorise(a) => {
+                    subjects.insert(e.hash.clone(), (a.subject.clone(), a.environment.clone()));
+                    (
+                        EventKind::Rollback {
+                            from_version: a.from_version.clone(),
+                            to_version: a.to_version.clone(),
+                        },
+                        a.incident.clone(),
+                        a.subject.clone(),
+                        a.environment.clone(),
+                    )
+                }
+                Claim::Rollback(o) => {
+                    let (subject, environment) =
+                        subjects.get(&o.authorisation).cloned().unwrap_or_default();
+                    (
+                        EventKind::RollbackRan {
+                            succeeded: o.outcome.succeeded(),
+                        },
+                        o.incident.clone(),
+                        subject,
+                        environment,
+                    )
+                }
+                Claim::Review(r) => (
+                    EventKind::Review,
+                    r.incident.clone(),
+                    String::new(),
+                    String::new(),
+                ),
+            };
+            Some(EmergencyEvent {
+                seq: e.seq,
+                hash: e.hash.clone(),
+                at: claim.at(),
+                kind,
+                incident,
+                principal: claim.principal().to_string(),
+                subject,
+                environment,
+            })
+        })
+        .collect()
 }
 
 /// What the history shows about one revision, shared by every decision on it.
@@ -221,6 +334,7 @@ pub fn load(
         entries,
         waiting,
         untrusted,
+        events: emergency_events(&store.emergency_entries()?),
     })
 }
 
@@ -322,6 +436,28 @@ impl Filter {
             }
         }
         Ok(f)
+    }
+
+    /// Whether an emergency event passes: a gate, risk or verdict term is about
+    /// decisions, so it leaves events out; the other terms apply as to decisions (words
+    /// search the incident, subject and principal).
+    pub fn matches_event(&self, e: &EmergencyEvent) -> bool {
+        let day = e.at.date_naive();
+        self.gate.is_none()
+            && self.risk.is_none()
+            && self.verdict.is_none()
+            && self.principal.as_ref().is_none_or(|p| *p == e.principal)
+            && self
+                .subject
+                .as_ref()
+                .is_none_or(|s| e.subject.to_lowercase().contains(s))
+            && self.since.is_none_or(|d| day >= d)
+            && self.until.is_none_or(|d| day <= d)
+            && self.words.iter().all(|w| {
+                [&e.incident, &e.subject, &e.principal, e.kind.label()]
+                    .iter()
+                    .any(|field| contains_ignore_case(field, w))
+            })
     }
 
     /// Whether `e` passes.

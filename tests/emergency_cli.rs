@@ -105,6 +105,28 @@ fn an_authorised_rollback_runs_the_command_and_signs_its_outcome() {
             .unwrap()
             .starts_with("sha256:")
     );
+    // The history lists the rollback and its outcome beside the decisions.
+    let history = home.run(&["history", "--json"]).ok().json();
+    let kinds: Vec<&str> = history["emergencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["rollback", "rollback-ran"]);
+    assert_eq!(history["emergencies"][0]["incident"], "INC-2291");
+    assert_eq!(history["emergencies"][1]["succeeded"], true);
+    let text = home.run(&["history"]).ok().stdout;
+    assert!(
+        text.contains("INC-2291     lena     rollback recommender@prod 8 → 7 — verified"),
+        "{text}"
+    );
+    // A decision-only filter leaves them out.
+    let approvals = home
+        .run(&["history", "--verdict", "approve", "--json"])
+        .ok()
+        .json();
+    assert!(approvals["emergencies"].as_array().unwrap().is_empty());
 }
 
 #[test]

@@ -510,6 +510,41 @@ fn emergency_rollback_from_any_screen_runs_the_command_and_records_it() {
     rig.key("E");
     insta::assert_snapshot!("exceptions", masked(rig.screen_text(120, 40)));
 
+    // History lists the rollback and its outcome; enter reads the signed authorisation.
+    rig.key("esc");
+    rig.key("H");
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("Emergency 2"), "{screen}");
+    let row = screen
+        .lines()
+        .find(|l| l.contains("INC-2291") && l.contains("rollback"));
+    assert!(
+        row.is_some_and(|r| r.contains("recommender@prod 8→7") && r.contains("lena")),
+        "{screen}"
+    );
+    assert!(screen.contains("ran ok"), "{screen}");
+    let at = rig
+        .app
+        .history
+        .as_ref()
+        .unwrap()
+        .visible
+        .iter()
+        .position(|r| matches!(r, tollgate::tui::screens::history::HistoryRow::Event(_)))
+        .unwrap();
+    for _ in 0..at {
+        rig.key("down");
+    }
+    rig.key("enter");
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("incident  INC-2291"), "{screen}");
+    assert!(
+        screen.contains("rollback  recommender@prod from 8 to 7")
+            || screen.contains("command   exit 0"),
+        "{screen}"
+    );
+    rig.keys(&["esc", "esc"]);
+
     // The picker now says 7 is live, and why; the version before it is not known.
     rig.key("esc");
     rig.key("!");

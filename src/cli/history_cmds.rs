@@ -76,6 +76,11 @@ pub fn history(
             .collect(),
     };
     let shown: Vec<&HistoryEntry> = data.entries.iter().filter(|e| filter.matches(e)).collect();
+    let events: Vec<&crate::history::EmergencyEvent> = data
+        .events
+        .iter()
+        .filter(|e| filter.matches_event(e))
+        .collect();
     let bad_from = chain.first_bad.as_ref().map(|b| b.seq);
     let status = |seq: u64| {
         if bad_from.is_some_and(|b| seq >= b) {
@@ -109,7 +114,11 @@ pub fn history(
             .collect();
         write_out(
             out,
-            &to_json(&serde_json::json!({ "audit_log": chain, "decisions": rows }))?,
+            &to_json(&serde_json::json!({
+                "audit_log": chain,
+                "decisions": rows,
+                "emergencies": events,
+            }))?,
         )?;
     } else if args.csv {
         write_out(out, &to_csv(&shown, status, rationale))?;
@@ -150,6 +159,33 @@ pub fn history(
             shown.len(),
             data.entries.len()
         ));
+        if !events.is_empty() {
+            text.push_str("\nEmergency rollbacks and reviews\n");
+            for e in &events {
+                let what = match &e.kind {
+                    crate::history::EventKind::Rollback {
+                        from_version,
+                        to_version,
+                    } => format!(
+                        "rollback {}@{} {} → {}",
+                        sanitize(&e.subject),
+                        e.environment,
+                        sanitize(from_version),
+                        sanitize(to_version)
+                    ),
+                    other => other.label().to_string(),
+                };
+                text.push_str(&format!(
+                    "{:<6} {:<17} {:<12} {:<8} {} — {}\n",
+                    e.seq,
+                    e.at.format("%Y-%m-%d %H:%M"),
+                    truncate(&sanitize(&e.incident), 12),
+                    truncate(&sanitize(&e.principal), 8),
+                    what,
+                    status(e.seq)
+                ));
+            }
+        }
         write_out(out, &text)?;
     }
     match &chain.first_bad {

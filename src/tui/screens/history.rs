@@ -74,8 +74,8 @@ pub struct RecordView {
 pub struct HistoryState {
     /// Every decision, oldest first.
     pub data: crate::history::History,
-    /// Indices shown (filter and sort applied).
-    pub visible: Vec<usize>,
+    /// Rows shown (filter and sort applied): decisions and emergency events.
+    pub visible: Vec<HistoryRow>,
     /// Selection and window over `visible`.
     pub cursor: Cursor,
     /// Filter expression.
@@ -102,12 +102,33 @@ pub struct HistoryState {
     pub back_to: Screen,
 }
 
+/// One row of the History table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryRow {
+    /// A decision: its index in `data.entries`.
+    Decision(usize),
+    /// A rollback, its outcome or a review: its index in `data.events`.
+    Event(usize),
+}
+
 impl HistoryState {
-    /// The selected entry.
-    pub fn selected_entry(&self) -> Option<&crate::history::HistoryEntry> {
+    /// The log position of the selected row.
+    pub fn selected_seq(&self) -> Option<u64> {
+        match self.visible.get(self.cursor.selected)? {
+            HistoryRow::Decision(i) => self.data.entries.get(*i).map(|e| e.seq),
+            HistoryRow::Event(i) => self.data.events.get(*i).map(|e| e.seq),
+        }
+    }
+
+    /// The decisions shown (what the health figures are computed over).
+    pub fn shown_decisions(&self) -> Vec<&crate::history::HistoryEntry> {
         self.visible
-            .get(self.cursor.selected)
-            .and_then(|i| self.data.entries.get(*i))
+            .iter()
+            .filter_map(|r| match r {
+                HistoryRow::Decision(i) => self.data.entries.get(*i),
+                HistoryRow::Event(_) => None,
+            })
+            .collect()
     }
 
     /// Recomputes `visible` from the filter and sort.
@@ -122,19 +143,37 @@ impl HistoryState {
                 return;
             }
         };
-        let entries = &self.data.entries;
-        let mut visible: Vec<usize> = (0..entries.len())
+        let (entries, events) = (&self.data.entries, &self.data.events);
+        let mut visible: Vec<HistoryRow> = (0..entries.len())
             .filter(|i| filter.matches(&entries[*i]))
+            .map(HistoryRow::Decision)
+            .chain(
+                (0..events.len())
+                    .filter(|i| filter.matches_event(&events[*i]))
+                    .map(HistoryRow::Event),
+            )
             .collect();
-        let key = self.sort;
+        // What each row sorts by; an event has no lead time or risk (it sorts after the
+        // decisions there) and sorts by its incident where decisions sort by CR.
+        let key = |r: &HistoryRow| match *r {
+            HistoryRow::Decision(i) => {
+                let e = &entries[i];
+                (e.seq, e.lead_time, Some(e.risk), &*e.principal, &*e.cr_id)
+            }
+            HistoryRow::Event(i) => {
+                let e = &events[i];
+                (e.seq, None, None, e.principal.as_str(), e.incident.as_str())
+            }
+        };
+        let sort = self.sort;
         visible.sort_by(|a, b| {
-            let (x, y) = (&entries[*a], &entries[*b]);
-            let o = match key {
-                HistorySort::Time => y.seq.cmp(&x.seq),
-                HistorySort::LeadTime => y.lead_time.cmp(&x.lead_time),
-                HistorySort::Risk => y.risk.cmp(&x.risk).then(y.seq.cmp(&x.seq)),
-                HistorySort::Principal => x.principal.cmp(&y.principal).then(y.seq.cmp(&x.seq)),
-                HistorySort::Cr => x.cr_id.cmp(&y.cr_id).then(y.seq.cmp(&x.seq)),
+            let (x, y) = (key(a), key(b));
+            let o = match sort {
+                HistorySort::Time => y.0.cmp(&x.0),
+                HistorySort::LeadTime => y.1.cmp(&x.1).then(y.0.cmp(&x.0)),
+                HistorySort::Risk => y.2.cmp(&x.2).then(y.0.cmp(&x.0)),
+                HistorySort::Principal => x.3.cmp(y.3).then(y.0.cmp(&x.0)),
+                HistorySort::Cr => x.4.cmp(y.4).then(y.0.cmp(&x.0)),
             };
             if self.reverse { o.reverse() } else { o }
         });
@@ -213,7 +252,7 @@ impl HistoryState {
             Action::Open => {
                 if self.record.is_some() {
                     self.record = None;
-                } else if let Some(seq) = self.selected_entry().map(|e| e.seq) {
+                } else if let Some(seq) = self.selected_seq() {
                     return Some(HistoryAsk::LoadRecord(seq));
                 }
             }

@@ -2,9 +2,10 @@
 //! visible rows are built, so a million entries draw as fast as ten), the signed record
 //! behind a row, and the governance-health tab with a lead-time chart.
 
-use crate::history::{HistoryEntry, health, human_duration};
+use crate::history::{EmergencyEvent, EventKind, HistoryEntry, health, human_duration};
 use crate::tui::app::{App, HistoryState, Integrity};
 use crate::tui::keymap::Action;
+use crate::tui::screens::history::HistoryRow;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
@@ -63,19 +64,19 @@ fn record_lines(
     use crate::domain::text::{sanitize, sanitize_with};
     let body: serde_json::Value = serde_json::from_str(&record.body).unwrap_or_default();
     let field = |name: &str| body.get(name).and_then(|v| v.as_str()).map(sanitize);
-    let mut lines = vec![
-        Line::from(vec![
-            Span::styled(format!(" entry {} ", record.seq), theme.selected()),
-            match &record.signature {
-                Ok(s) => Span::styled(format!(" ✓ {}", sanitize(s)), theme.pass()),
-                Err(e) => Span::styled(format!(" ✗ {}", sanitize(&e.to_string())), theme.error()),
-            },
-        ]),
-        Line::from(Span::styled(
+    let mut lines = vec![Line::from(vec![
+        Span::styled(format!(" entry {} ", record.seq), theme.selected()),
+        match &record.signature {
+            Ok(s) => Span::styled(format!(" ✓ {}", sanitize(s)), theme.pass()),
+            Err(e) => Span::styled(format!(" ✗ {}", sanitize(&e.to_string())), theme.error()),
+        },
+    ])];
+    if !record.revision.is_empty() {
+        lines.push(Line::from(Span::styled(
             format!(" bound to {}", sanitize(&record.revision)),
             theme.text(),
-        )),
-    ];
+        )));
+    }
     let row = |label: &str, value: String| {
         Line::from(vec![
             Span::styled(format!(" {label:<10}"), theme.muted()),
@@ -96,6 +97,40 @@ fn record_lines(
     }
     if let Some(at) = field("at") {
         lines.push(row("signed at", at));
+    }
+    // Emergency entries: what was rolled back, why, what the command did, the review.
+    if let Some(incident) = field("incident") {
+        lines.push(row("incident", incident));
+    }
+    if let (Some(subject), Some(env)) = (field("subject"), field("environment")) {
+        let versions = match (field("from_version"), field("to_version")) {
+            (Some(from), Some(to)) => format!(" from {from} to {to}"),
+            _ => String::new(),
+        };
+        lines.push(row("rollback", format!("{subject}@{env}{versions}")));
+    }
+    if let Some(reason) = field("reason") {
+        lines.push(row("reason", reason));
+    }
+    if body.get("exit_status").is_some() || body.get("timed_out").is_some() {
+        let status = match (
+            body.get("exit_status").and_then(|v| v.as_i64()),
+            body.get("timed_out").and_then(|v| v.as_bool()),
+        ) {
+            (_, Some(true)) => "timed out".to_string(),
+            (Some(code), _) => format!("exit {code}"),
+            _ => "no exit status".to_string(),
+        };
+        lines.push(row("command", status));
+    }
+    for (name, label) in [
+        ("root_cause", "root cause"),
+        ("follow_ups", "follow-ups"),
+        ("policy_changes", "policy"),
+    ] {
+        if let Some(v) = field(name) {
+            lines.push(row(label, v));
+        }
     }
     if let Some(ticks) = body
         .get("ticks")
@@ -173,7 +208,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
     f.render_widget(
         Paragraph::new(Line::from(vec![
             Span::styled(" History ", theme.title()),
-            tab(&format!("Decisions {}", h.visible.len()), !h.health),
+            tab(&rows_label(h), !h.health),
             tab("Governance health", h.health),
             Span::styled(
                 format!(
@@ -271,44 +306,11 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
     let page = area.height.saturating_sub(1) as usize;
     let end = (h.cursor.offset + page).min(h.visible.len());
     let rows: Vec<Row> = (h.cursor.offset..end)
-        .map(|pos| (pos, &h.data.entries[h.visible[pos]]))
-        .map(|(pos, e): (usize, &HistoryEntry)| {
-            let cells: Vec<Cell> = cols
-                .iter()
-                .map(|(col, _, _)| match col {
-                    HCol::Decided => Cell::from(e.at.format("%Y-%m-%d %H:%M").to_string()),
-                    HCol::Cr => Cell::from(crate::domain::text::sanitize(&e.cr_id)),
-                    HCol::Subject => Cell::from(format!(
-                        "{}@{}",
-                        crate::domain::text::sanitize(&e.subject),
-                        e.environment
-                    )),
-                    HCol::Verdict => Cell::from(match e.verdict {
-                        crate::domain::decision::Verdict::Approve => {
-                            Span::styled("approve", theme.pass())
-                        }
-                        crate::domain::decision::Verdict::Reject => {
-                            Span::styled("reject", theme.fail())
-                        }
-                        crate::domain::decision::Verdict::RequestChanges => {
-                            Span::styled("changes", theme.warning())
-                        }
-                    }),
-                    HCol::By => Cell::from(crate::domain::text::sanitize(&e.principal)),
-                    HCol::Role => Cell::from(crate::domain::text::sanitize(&e.role)),
-                    HCol::Risk => Cell::from(Span::styled(e.risk.as_str(), theme.risk(e.risk))),
-                    HCol::Lead => Cell::from(
-                        e.lead_time
-                            .map(human_duration)
-                            .unwrap_or_else(|| "—".into()),
-                    ),
-                    HCol::Record => Cell::from(match verified(h, e.seq) {
-                        Some(true) => Span::styled("✓ verified", theme.pass()),
-                        Some(false) => Span::styled("✗ untrusted", theme.error()),
-                        None => Span::styled("…", theme.muted()),
-                    }),
-                })
-                .collect();
+        .map(|pos| {
+            let cells = match h.visible[pos] {
+                HistoryRow::Decision(i) => decision_cells(app, h, &cols, &h.data.entries[i]),
+                HistoryRow::Event(i) => event_cells(app, h, &cols, &h.data.events[i]),
+            };
             let row = Row::new(cells);
             if pos == h.cursor.selected {
                 row.style(theme.selected())
@@ -317,6 +319,116 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
             }
         })
         .collect();
+    draw_rows(f, area, app, h, &cols, header, rows);
+}
+
+/// The record column: verified, untrusted, or still being checked.
+fn record_cell<'a>(app: &App, h: &HistoryState, seq: u64) -> Cell<'a> {
+    let theme = &app.settings.theme;
+    Cell::from(match verified(h, seq) {
+        Some(true) => Span::styled("✓ verified", theme.pass()),
+        Some(false) => Span::styled("✗ untrusted", theme.error()),
+        None => Span::styled("…", theme.muted()),
+    })
+}
+
+/// A rollback, its outcome or a review, in the decision columns: the incident where the
+/// CR goes, what happened where the verdict goes.
+fn event_cells<'a>(
+    app: &App,
+    h: &HistoryState,
+    cols: &[(HCol, &'static str, u16)],
+    e: &EmergencyEvent,
+) -> Vec<Cell<'a>> {
+    let theme = &app.settings.theme;
+    let sanitize = crate::domain::text::sanitize;
+    cols.iter()
+        .map(|(col, _, _)| match col {
+            HCol::Decided => Cell::from(e.at.format("%Y-%m-%d %H:%M").to_string()),
+            HCol::Cr => Cell::from(sanitize(&e.incident)),
+            HCol::Subject => Cell::from(match (&e.kind, e.subject.is_empty()) {
+                (_, true) => String::new(),
+                (
+                    EventKind::Rollback {
+                        from_version,
+                        to_version,
+                    },
+                    false,
+                ) => format!(
+                    "{}@{} {}→{}",
+                    sanitize(&e.subject),
+                    e.environment,
+                    sanitize(from_version),
+                    sanitize(to_version)
+                ),
+                (_, false) => format!("{}@{}", sanitize(&e.subject), e.environment),
+            }),
+            HCol::Verdict => Cell::from(Span::styled(
+                e.kind.label(),
+                match e.kind {
+                    EventKind::RollbackRan { succeeded: false } => theme.fail(),
+                    EventKind::Review => theme.pass(),
+                    _ => theme.warning(),
+                },
+            )),
+            HCol::By => Cell::from(sanitize(&e.principal)),
+            HCol::Role => Cell::from(Span::styled(
+                match e.kind {
+                    EventKind::Review => "post-incident",
+                    _ => "on-call",
+                },
+                theme.muted(),
+            )),
+            HCol::Risk | HCol::Lead => Cell::from(Span::styled("—", theme.muted())),
+            HCol::Record => record_cell(app, h, e.seq),
+        })
+        .collect()
+}
+
+fn decision_cells<'a>(
+    app: &App,
+    h: &HistoryState,
+    cols: &[(HCol, &'static str, u16)],
+    e: &HistoryEntry,
+) -> Vec<Cell<'a>> {
+    let theme = &app.settings.theme;
+    let sanitize = crate::domain::text::sanitize;
+    cols.iter()
+        .map(|(col, _, _)| match col {
+            HCol::Decided => Cell::from(e.at.format("%Y-%m-%d %H:%M").to_string()),
+            HCol::Cr => Cell::from(sanitize(&e.cr_id)),
+            HCol::Subject => Cell::from(format!("{}@{}", sanitize(&e.subject), e.environment)),
+            HCol::Verdict => Cell::from(match e.verdict {
+                crate::domain::decision::Verdict::Approve => Span::styled("approve", theme.pass()),
+                crate::domain::decision::Verdict::Reject => Span::styled("reject", theme.fail()),
+                crate::domain::decision::Verdict::RequestChanges => {
+                    Span::styled("changes", theme.warning())
+                }
+            }),
+            HCol::By => Cell::from(sanitize(&e.principal)),
+            HCol::Role => Cell::from(sanitize(&e.role)),
+            HCol::Risk => Cell::from(Span::styled(e.risk.as_str(), theme.risk(e.risk))),
+            HCol::Lead => Cell::from(
+                e.lead_time
+                    .map(human_duration)
+                    .unwrap_or_else(|| "—".into()),
+            ),
+            HCol::Record => record_cell(app, h, e.seq),
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw_rows(
+    f: &mut Frame,
+    area: Rect,
+    app: &App,
+    h: &HistoryState,
+    cols: &[(HCol, &'static str, u16)],
+    header: Row<'_>,
+    rows: Vec<Row<'_>>,
+) {
+    let theme = &app.settings.theme;
     let widths: Vec<Constraint> = cols
         .iter()
         .map(|(col, _, w)| {
@@ -337,7 +449,7 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
         } else if h.data.entries.is_empty() {
             "no decisions recorded yet".to_string()
         } else {
-            "no decision matches the filter".to_string()
+            "nothing matches the filter".to_string()
         };
         let msg = Rect {
             y: area.y + 2.min(area.height.saturating_sub(1)),
@@ -353,7 +465,7 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
 
 fn draw_health(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
     let theme = &app.settings.theme;
-    let shown: Vec<&HistoryEntry> = h.visible.iter().map(|i| &h.data.entries[*i]).collect();
+    let shown = h.shown_decisions();
     let stats = health(&shown, &h.data.waiting, &app.exceptions, app.now);
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
@@ -492,11 +604,19 @@ fn filter_paragraph<'a>(app: &App, h: &HistoryState) -> Paragraph<'a> {
         Span::styled(crate::domain::text::sanitize(&h.filter), theme.text()),
         Span::styled(if h.filtering { "▏" } else { "" }, theme.accent()),
         Span::styled(
-            format!(
-                "   {} of {} decisions",
-                h.visible.len(),
-                h.data.entries.len()
-            ),
+            if h.data.events.is_empty() {
+                format!(
+                    "   {} of {} decisions",
+                    h.visible.len(),
+                    h.data.entries.len()
+                )
+            } else {
+                format!(
+                    "   {} of {} entries (decisions, rollbacks, reviews)",
+                    h.visible.len(),
+                    h.data.entries.len() + h.data.events.len()
+                )
+            },
             theme.muted(),
         ),
     ];
@@ -510,4 +630,19 @@ fn filter_paragraph<'a>(app: &App, h: &HistoryState) -> Paragraph<'a> {
         ));
     }
     Paragraph::new(Line::from(spans)).wrap(Wrap { trim: false })
+}
+
+/// The table tab: decisions shown, and the emergency entries beside them when there are.
+fn rows_label(h: &HistoryState) -> String {
+    let events = h
+        .visible
+        .iter()
+        .filter(|r| matches!(r, HistoryRow::Event(_)))
+        .count();
+    let decisions = h.visible.len() - events;
+    if h.data.events.is_empty() {
+        format!("Decisions {decisions}")
+    } else {
+        format!("Decisions {decisions} · Emergency {events}")
+    }
 }
