@@ -1462,3 +1462,50 @@ fn rebound_keys_drive_filters_the_emergency_flow_and_its_confirmation() {
         .collect();
     assert_eq!(kinds, ["emergency-authorised"]);
 }
+
+/// A tick can carry a note in the TUI, as with `--tick item=note`: `n` on a checklist item
+/// writes how it was checked (and ticks it); the note is shown on the confirmation and
+/// signed with the tick; esc while writing restores what was there.
+#[test]
+fn a_tick_carries_a_note_signed_with_it() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.keys(&["enter", "a", "shift-tab"]);
+    let form = rig.app.decide.as_ref().unwrap();
+    assert_eq!(form.focus, tollgate::tui::app::Field::Checklist);
+    let first = form.items[0].id.clone();
+    rig.key("n");
+    rig.type_text("half-typed");
+    rig.key("esc");
+    let form = rig.app.decide.as_ref().unwrap();
+    assert!(
+        form.items[0].note.is_empty() && !form.items[0].ticked,
+        "esc cancels"
+    );
+    assert_eq!(
+        rig.app.screen,
+        Screen::Decide,
+        "esc left the note, not the form"
+    );
+    rig.key("n");
+    rig.type_text("ran the notebook on the holdout set");
+    rig.key("enter");
+    assert!(
+        rig.app.decide.as_ref().unwrap().items[0].ticked,
+        "a note ticks"
+    );
+    rig.keys(&["ctrl-t", "tab"]);
+    rig.type_text("checked, fine");
+    rig.key("ctrl-s");
+    let screen = rig.screen_text(120, 40);
+    assert!(
+        screen.contains(&format!("{first} (ran the notebook on the holdout set)")),
+        "{screen}"
+    );
+    rig.key("y");
+    let decisions = rig.shared.store.decisions("CR-1042").unwrap();
+    let tick = decisions[0].ticks.iter().find(|t| t.item == first).unwrap();
+    assert_eq!(
+        tick.note.as_deref(),
+        Some("ran the notebook on the holdout set")
+    );
+}

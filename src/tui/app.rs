@@ -451,6 +451,7 @@ impl App {
             | Action::NextVerdict
             | Action::ToggleTick
             | Action::TickAll
+            | Action::TickNote
             | Action::ExternalEditor
             | Action::Review => {
                 return self.decide_action(action);

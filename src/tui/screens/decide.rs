@@ -1,6 +1,7 @@
 //! The decision form: verdict, role, manual ticks and rationale, then the confirmation
 //! of exactly what will be signed (or the rule that refuses it).
 
+use super::line::Typed;
 use crate::domain::checklist::Tick;
 use crate::domain::decision::Verdict;
 use crate::domain::policy::{ItemMode, Policy, Principal};
@@ -37,6 +38,8 @@ pub struct TickItem {
     pub ticked_by: Vec<String>,
     /// Whether this decision ticks it.
     pub ticked: bool,
+    /// How it was checked, signed with the tick (empty: no note).
+    pub note: String,
 }
 
 /// The decision form.
@@ -74,6 +77,9 @@ pub struct DecideForm {
     /// signing, a role not held, an unticked item, …): all shown before anything is
     /// typed, kept up to date as the verdict, role and ticks change.
     pub early: Vec<Refusal>,
+    /// Writing the note of the selected checklist item: what it held before (restored
+    /// if the edit is cancelled).
+    pub note_edit: Option<String>,
 }
 
 impl DecideForm {
@@ -94,6 +100,7 @@ impl DecideForm {
                         .map(|e| e.ticked_by.iter().map(|t| t.principal.clone()).collect())
                         .unwrap_or_default(),
                     ticked: false,
+                    note: String::new(),
                 }
             })
             .collect();
@@ -113,6 +120,7 @@ impl DecideForm {
             error: None,
             discard_armed: false,
             early: Vec::new(),
+            note_edit: None,
         };
         refresh_roles(&mut form, Some(detail), Some(me));
         form.recheck(detail, policy, me);
@@ -169,6 +177,26 @@ impl DecideForm {
         if keymap.lookup(k, &[Context::Global]) != Some(Action::Back) {
             self.discard_armed = false;
         }
+        if let Some(before) = self.note_edit.clone() {
+            let Some(item) = self.items.get_mut(self.item_cursor) else {
+                self.note_edit = None;
+                return false;
+            };
+            match super::line::type_key(&mut item.note, k, keymap, &[Context::Global], 500) {
+                Typed::Action(Action::Accept) => {
+                    // A note says how the item was checked: writing one ticks it.
+                    item.ticked |= !item.note.trim().is_empty();
+                    self.note_edit = None;
+                }
+                Typed::Action(Action::Back) => {
+                    item.note = before;
+                    self.note_edit = None;
+                }
+                Typed::Action(Action::ForceQuit) => return false,
+                _ => {}
+            }
+            return true;
+        }
         if self.focus != Field::Rationale {
             return false;
         }
@@ -221,9 +249,13 @@ impl DecideForm {
         match (confirming, self.refusals.is_empty()) {
             (true, false) => vec![(Back, "back to the form")],
             (true, true) => vec![(Sign, "sign"), (Cancel, "no"), (Back, "back")],
+            (false, _) if self.note_edit.is_some() => {
+                vec![(Accept, "keep the note"), (Back, "cancel")]
+            }
             (false, _) => vec![
                 (NextField, "next field"),
                 (ToggleTick, "tick"),
+                (TickNote, "note"),
                 (TickAll, "tick all"),
                 (ExternalEditor, "$EDITOR"),
                 (Review, "review & sign"),
@@ -269,6 +301,13 @@ impl DecideForm {
             Action::PrevVerdict | Action::NextVerdict if self.focus == Field::Verdict => {
                 let step = if action == Action::NextVerdict { 1 } else { -1 };
                 self.shift(step, detail, me);
+            }
+            Action::TickNote => {
+                if self.focus == Field::Checklist
+                    && let Some(item) = self.items.get(self.item_cursor)
+                {
+                    self.note_edit = Some(item.note.clone());
+                }
             }
             Action::ExternalEditor => return DecideAsk::Edit(self.rationale_text()),
             Action::Review => {
@@ -325,7 +364,7 @@ impl DecideForm {
             .filter(|i| i.ticked)
             .map(|i| Tick {
                 item: i.id.clone(),
-                note: None,
+                note: Some(i.note.trim().to_string()).filter(|n| !n.is_empty()),
             })
             .collect()
     }

@@ -3,6 +3,7 @@
 use crate::domain::decision::Verdict;
 use crate::domain::text::sanitize;
 use crate::tui::app::{App, DecideForm, Field, Signer};
+use crate::tui::keymap::Action;
 use crate::tui::views::centered;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -74,8 +75,16 @@ pub fn draw_form(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
         });
         spans.push(Span::raw(" "));
     }
+    let keymap = &app.settings.keymap;
     if form.focus == Field::Verdict {
-        spans.push(Span::styled("←/→ to change", theme.muted()));
+        spans.push(Span::styled(
+            format!(
+                "{}/{} to change",
+                keymap.hint(Action::PrevVerdict),
+                keymap.hint(Action::NextVerdict)
+            ),
+            theme.muted(),
+        ));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), verdict_area);
 
@@ -93,13 +102,27 @@ pub fn draw_form(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
         spans.push(Span::raw(" "));
     }
     if form.focus == Field::Role && form.roles.len() > 1 {
-        spans.push(Span::styled("↑/↓ to change", theme.muted()));
+        spans.push(Span::styled(
+            format!(
+                "{}/{} to change",
+                keymap.hint(Action::Up),
+                keymap.hint(Action::Down)
+            ),
+            theme.muted(),
+        ));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), role_area);
 
     let mut lines = vec![Line::from(vec![
         label(Field::Checklist, "Checklist"),
-        Span::styled("manual items you have checked (space ticks)", theme.muted()),
+        Span::styled(
+            format!(
+                "manual items you have checked ({} ticks, {} adds how)",
+                keymap.hint(Action::ToggleTick),
+                keymap.hint(Action::TickNote)
+            ),
+            theme.muted(),
+        ),
     ])];
     for (i, item) in form.items.iter().enumerate() {
         let cursor = if form.focus == Field::Checklist && i == form.item_cursor {
@@ -128,6 +151,14 @@ pub fn draw_form(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
                 format!(" (ticked by {})", item.ticked_by.join(", ")),
                 theme.muted(),
             ));
+        }
+        let editing = form.note_edit.is_some() && i == form.item_cursor;
+        if editing || !item.note.is_empty() {
+            spans.push(Span::styled(" — note: ", theme.muted()));
+            spans.push(Span::styled(sanitize(&item.note), theme.text()));
+            if editing {
+                spans.push(Span::styled("▏", theme.accent()));
+            }
         }
         lines.push(Line::from(spans));
     }
@@ -214,7 +245,10 @@ pub fn draw_confirm(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
         .items
         .iter()
         .filter(|i| i.ticked)
-        .map(|i| i.id.clone())
+        .map(|i| match i.note.trim() {
+            "" => i.id.clone(),
+            note => format!("{} ({})", i.id, sanitize(note)),
+        })
         .collect();
     let row = |k: &str, v: String| {
         Line::from(vec![
@@ -283,20 +317,11 @@ pub fn draw_confirm(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
         lines.push(Line::from(Span::styled("signing…", theme.accent())));
     } else {
         lines.push(Line::from(vec![
-            Span::styled(
-                app.settings.keymap.hint(crate::tui::keymap::Action::Sign),
-                theme.accent(),
-            ),
+            Span::styled(app.settings.keymap.hint(Action::Sign), theme.accent()),
             Span::styled(" sign and record — this cannot be undone · ", theme.text()),
-            Span::styled(
-                app.settings.keymap.hint(crate::tui::keymap::Action::Cancel),
-                theme.accent(),
-            ),
+            Span::styled(app.settings.keymap.hint(Action::Cancel), theme.accent()),
             Span::styled("/", theme.muted()),
-            Span::styled(
-                app.settings.keymap.hint(crate::tui::keymap::Action::Back),
-                theme.accent(),
-            ),
+            Span::styled(app.settings.keymap.hint(Action::Back), theme.accent()),
             Span::styled(" back to the form", theme.text()),
         ]));
     }
