@@ -1509,3 +1509,90 @@ fn a_tick_carries_a_note_signed_with_it() {
         Some("ran the notebook on the holdout set")
     );
 }
+
+/// A lead signs the post-incident review from the exceptions screen: `r` on the selected
+/// exception, root cause and follow-ups (an empty one is named), exactly what will be
+/// signed, `y`; the exception is closed. Someone without a review role is told at once.
+#[test]
+fn a_lead_signs_the_post_incident_review_from_the_exceptions_screen() {
+    let mut rig = Rig::new(Some("sofia"));
+    let lena = Identity {
+        signer: seeded("lena"),
+        principal: rig.app.policy.principal("lena").unwrap().clone(),
+        key_path: "seeded".into(),
+    };
+    let book = rig.shared.book();
+    let request = tollgate::workflow::RollbackRequest {
+        subject: "recommender".into(),
+        environment: "prod".into(),
+        from_version: "8".into(),
+        to_version: "7".into(),
+        incident: "INC-2291".into(),
+        reason: "conversion -10%".into(),
+    };
+    tollgate::workflow::authorise_rollback(
+        rig.shared.store.as_ref(),
+        &book,
+        &lena,
+        &request,
+        now(),
+    )
+    .unwrap();
+    rig.keys(&["ctrl-r", "E"]);
+    assert_eq!(rig.app.screen, Screen::Exceptions);
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("▸INC-2291"), "{screen}");
+    assert!(screen.contains("r post-incident review"), "{screen}");
+    rig.key("r");
+    rig.type_text("canary gate did not watch conversion");
+    rig.key("enter");
+    let form = rig.app.exceptions_screen.review.as_ref().unwrap();
+    assert!(!form.confirming);
+    assert_eq!(
+        form.problem.as_deref(),
+        Some("the follow-ups is empty: a review needs it")
+    );
+    rig.type_text("add conversion to the KPI guard");
+    rig.key("enter");
+    let screen = rig.screen_text(120, 40);
+    assert!(
+        screen.contains("sofia signs this review; it closes every open exception of INC-2291"),
+        "{screen}"
+    );
+    rig.key("y");
+    let kinds: Vec<String> = rig
+        .shared
+        .store
+        .emergency_entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["emergency-authorised", "post-incident-review"]);
+    assert!(rig.app.exceptions_screen.review.is_none());
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("closed"), "{screen}");
+    assert!(
+        screen.contains("post-incident review of INC-2291 recorded by")
+            && screen.contains("its exceptions are closed"),
+        "{screen}"
+    );
+
+    // devi holds no review role: told at once, no form.
+    let mut devi = Rig::new(Some("devi"));
+    tollgate::workflow::authorise_rollback(
+        devi.shared.store.as_ref(),
+        &devi.shared.book(),
+        &lena,
+        &request,
+        now(),
+    )
+    .unwrap();
+    devi.keys(&["ctrl-r", "E", "r"]);
+    assert!(devi.app.exceptions_screen.review.is_none());
+    let screen = devi.screen_text(120, 40);
+    assert!(
+        screen.contains("does not hold a post-incident review role"),
+        "{screen}"
+    );
+}

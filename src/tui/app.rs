@@ -101,6 +101,8 @@ pub struct App {
     pub quit: bool,
     pub(super) requests: Requests,
     pub(super) exceptions_back: Screen,
+    /// The exceptions screen: its selection and the review being written.
+    pub exceptions_screen: super::screens::exceptions::ExceptionsScreen,
 }
 
 impl App {
@@ -138,6 +140,7 @@ impl App {
             quit: false,
             requests: Requests::default(),
             exceptions_back: Screen::Queue,
+            exceptions_screen: Default::default(),
         }
     }
 
@@ -227,7 +230,7 @@ impl App {
                 .emergency
                 .as_ref()
                 .map_or(vec![Context::Global], EmergencyForm::contexts),
-            Screen::Exceptions => vec![Context::Global],
+            Screen::Exceptions => self.exceptions_screen.contexts(),
             Screen::History if self.history.as_ref().is_some_and(|h| h.filtering) => {
                 vec![Context::Prompt, Context::Global]
             }
@@ -278,6 +281,9 @@ impl App {
         }
         if self.screen == Screen::Emergency {
             return self.emergency_key(k);
+        }
+        if self.screen == Screen::Exceptions && self.exceptions_screen.review.is_some() {
+            return self.review_key(k);
         }
         if self.screen == Screen::History
             && let Some(h) = self.history.as_mut().filter(|h| h.filtering)
@@ -466,6 +472,8 @@ impl App {
             | Action::DeleteWord
             | Action::ClearLine => {}
             Action::Emergency => self.start_emergency(),
+            Action::IncidentReview if self.screen == Screen::Exceptions => self.start_review(),
+            Action::IncidentReview => {}
             Action::History => return self.open_history(),
             Action::Exceptions => {
                 if self.screen != Screen::Exceptions {
@@ -488,7 +496,11 @@ impl App {
                 }
                 self.recheck_form();
             }
-            Screen::Confirm | Screen::Emergency | Screen::Exceptions | Screen::History => {}
+            Screen::Exceptions => {
+                let count = self.exceptions.len();
+                self.exceptions_screen.shift(delta, count);
+            }
+            Screen::Confirm | Screen::Emergency | Screen::History => {}
         }
     }
 

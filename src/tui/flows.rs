@@ -5,8 +5,10 @@
 use super::app::{App, EmergencyAsk, EmergencyForm, HistoryAsk, HistoryState, Signer};
 use super::keymap::Action;
 use super::messages::Effect;
+use super::messages::Level;
 use super::requests::Kind;
 use super::screens::Screen;
+use super::screens::exceptions::ExceptionsAsk;
 use crate::domain::emergency::{Exception, check_on_call};
 use crossterm::event::KeyEvent;
 
@@ -86,6 +88,38 @@ impl App {
                     self.screen = form.back_to;
                 }
                 self.run(action)
+            }
+        }
+    }
+
+    /// `r` on the exceptions screen: the review form for the selected exception, if the
+    /// signer holds a review role (said at once otherwise, not after the typing).
+    pub(super) fn start_review(&mut self) {
+        let refusal = match &self.signer {
+            Signer::ReadOnly(why) => Some(format!("read-only: {why}")),
+            Signer::Principal { principal, .. } => {
+                crate::domain::emergency::check_reviewer(&self.policy, principal)
+                    .err()
+                    .map(|r| format!("{} — {}", r.message, r.remedy))
+            }
+        };
+        if let Some(why) = refusal {
+            self.say(Level::Error, why);
+            return;
+        }
+        let now = self.now;
+        if let Err(why) = self.exceptions_screen.open_review(&self.exceptions, now) {
+            self.say(Level::Error, why);
+        }
+    }
+
+    pub(super) fn review_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        match self.exceptions_screen.review_key(k, &self.settings.keymap) {
+            ExceptionsAsk::Nothing => vec![],
+            ExceptionsAsk::Run(action) => self.run(action),
+            ExceptionsAsk::Record(request) => {
+                let id = self.requests.issue(Kind::Review);
+                vec![Effect::Review(id, request)]
             }
         }
     }

@@ -15,6 +15,8 @@ pub enum Context {
     Queue,
     /// The History screen (decision history and governance health).
     History,
+    /// The exceptions screen (`E`).
+    Exceptions,
     /// The CR detail screen.
     Detail,
     /// Deciding on a CR: from the queue (the selected one) or its detail screen.
@@ -43,6 +45,7 @@ impl Context {
         Context::Decide,
         Context::Confirm,
         Context::History,
+        Context::Exceptions,
         Context::Prompt,
     ];
 
@@ -53,6 +56,7 @@ impl Context {
             Context::List => "Lists (queue and History)",
             Context::Queue => "Queue",
             Context::History => "History and governance health (H)",
+            Context::Exceptions => "Emergency exceptions (E)",
             Context::Detail => "Change request",
             Context::Decision => "Deciding (queue and change request)",
             Context::Form => "Forms (decision, emergency rollback)",
@@ -141,6 +145,7 @@ actions! {
     Sign => ("sign", Confirm, "sign and record it"),
     Cancel => ("cancel", Confirm, "do not sign: back to the form"),
     ToggleHealth => ("health", History, "switch between the history and governance health"),
+    IncidentReview => ("incident_review", Exceptions, "sign the post-incident review of the selected exception's incident (leads)"),
     Accept => ("accept", Prompt, "accept: keep the filter, run the command, choose the subject, go on"),
     DeleteChar => ("delete_char", Prompt, "delete the last character"),
     DeleteWord => ("delete_word", Prompt, "delete the last word"),
@@ -330,6 +335,7 @@ fn defaults(preset: Preset) -> Vec<(Action, &'static [&'static str])> {
         (Sign, &["y"]),
         (Cancel, &["n"]),
         (ToggleHealth, &["tab"]),
+        (IncidentReview, &["r"]),
         (Accept, &["enter"]),
         (DeleteChar, &["backspace", "ctrl-h"]),
         (DeleteWord, &["ctrl-w", "alt-backspace", "ctrl-backspace"]),

@@ -46,6 +46,8 @@ pub enum Effect {
     VerifyLog(u64),
     /// Load one signed record and the revision it is bound to; reply with [`Msg::Record`].
     LoadRecord(u64, u64),
+    /// Sign a post-incident review; reply with [`Msg::Reviewed`].
+    Review(u64, crate::workflow::ReviewRequest),
 }
 
 /// Everything that can happen.
@@ -78,6 +80,8 @@ pub enum Msg {
     RollbackOutput(String),
     /// The rollback command finished and its outcome was recorded (or not).
     RollbackDone(u64, Result<String, TuiError>),
+    /// A post-incident review was signed (a confirmation line) or refused.
+    Reviewed(u64, Result<String, TuiError>),
     /// The log head, for the change check.
     Head(u64, Result<crate::store::Head, TuiError>),
     /// The decision history.

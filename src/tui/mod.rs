@@ -456,6 +456,22 @@ pub fn answer(
             Some(Msg::Integrity(*id, result))
         }
         Effect::LoadRecord(id, seq) => Some(Msg::Record(*id, load_record(shared, *seq))),
+        Effect::Review(id, request) => {
+            let book = shared.book();
+            let result = shared.signer().and_then(|who| {
+                crate::workflow::record_review(shared.store.as_ref(), &book, who, request, now)
+                    .map(|entry| {
+                        format!(
+                            "post-incident review of {} recorded by {} (log entry {}); its exceptions are closed",
+                            crate::domain::text::sanitize(&request.incident),
+                            who.principal.id,
+                            entry.seq
+                        )
+                    })
+                    .map_err(error::TuiError::from)
+            });
+            Some(Msg::Reviewed(*id, result))
+        }
         Effect::EditRationale(_) | Effect::OpenUrl(_) | Effect::Copy(_) => None,
     };
     one.into_iter().collect()
@@ -745,7 +761,8 @@ fn perform(
         | Effect::LoadHistory(_)
         | Effect::VerifyLog(_)
         | Effect::CheckHead(_)
-        | Effect::LoadRecord(..) => {
+        | Effect::LoadRecord(..)
+        | Effect::Review(..) => {
             let (shared, tx) = (shared.clone(), tx.clone());
             let me = app.me().cloned();
             tokio::task::spawn_blocking(move || {

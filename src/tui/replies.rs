@@ -190,6 +190,18 @@ impl App {
                 }
                 vec![]
             }
+            Msg::Reviewed(id, result) => {
+                if !self.reply(Kind::Review, id) {
+                    return vec![];
+                }
+                match self.exceptions_screen.reviewed(result) {
+                    Some(line) => {
+                        self.say(Level::Info, line);
+                        vec![self.load_queue()]
+                    }
+                    None => vec![],
+                }
+            }
             Msg::Record(id, result) => {
                 if !self.reply(Kind::Record, id) {
                     return vec![];

@@ -18,9 +18,11 @@ pub enum Kind {
     Integrity,
     /// One signed record.
     Record,
+    /// Signing a post-incident review.
+    Review,
 }
 
-const KINDS: usize = 7;
+const KINDS: usize = 8;
 
 impl Kind {
     fn slot(self) -> usize {

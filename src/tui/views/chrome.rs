@@ -38,7 +38,7 @@ fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
             .as_ref()
             .map(|f| f.hints())
             .unwrap_or_default(),
-        Screen::Exceptions => crate::tui::screens::exceptions::hints(),
+        Screen::Exceptions => app.exceptions_screen.hints(),
         Screen::History => app.history.as_ref().map(|h| h.hints()).unwrap_or_default(),
     }
 }

@@ -5,6 +5,7 @@ use crate::domain::text::sanitize;
 use crate::tui::app::{App, EmergencyField, EmergencyForm, EmergencyStep, Signer};
 use crate::tui::keymap::Action;
 use crate::tui::screens::emergency::Finish;
+use crate::tui::screens::exceptions::{ReviewField, ReviewForm};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -274,17 +275,24 @@ pub fn draw_exceptions(f: &mut Frame, area: Rect, app: &App) {
         ]),
         head,
     );
-    let mut list: Vec<_> = app.exceptions.iter().collect();
-    list.sort_by_key(|x| (x.state(app.now) == ExceptionState::Closed, x.review_due));
+    let list = crate::tui::screens::exceptions::ordered(&app.exceptions, app.now);
+    let selected = app
+        .exceptions_screen
+        .cursor
+        .min(list.len().saturating_sub(1));
     let mut lines = Vec::new();
+    let mut selected_line = 0;
     if list.is_empty() {
         lines.push(Line::from(Span::styled(
             " no emergency exceptions recorded",
             theme.muted(),
         )));
     }
-    for x in list {
+    for (i, x) in list.into_iter().enumerate() {
         let state = x.state(app.now);
+        if i == selected {
+            selected_line = lines.len();
+        }
         let (label, style) = match state {
             ExceptionState::Active => ("ACTIVE".to_string(), theme.warning()),
             ExceptionState::Expired => ("expired, review pending".to_string(), theme.pending()),
@@ -292,7 +300,8 @@ pub fn draw_exceptions(f: &mut Frame, area: Rect, app: &App) {
             ExceptionState::Closed => ("closed".to_string(), theme.pass()),
         };
         lines.push(Line::from(vec![
-            Span::styled(format!(" {} ", sanitize(&x.incident)), theme.selected()),
+            Span::styled(if i == selected { "▸" } else { " " }, theme.accent()),
+            Span::styled(format!("{} ", sanitize(&x.incident)), theme.selected()),
             Span::styled(format!(" {label}"), style),
             Span::styled(
                 format!(
@@ -354,5 +363,91 @@ pub fn draw_exceptions(f: &mut Frame, area: Rect, app: &App) {
         }
         lines.push(Line::default());
     }
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), body);
+    // The selected exception stays in view.
+    let scroll = (selected_line as u16).saturating_sub(body.height / 2);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0)),
+        body,
+    );
+    if let Some(form) = &app.exceptions_screen.review {
+        draw_review(f, area, app, form);
+    }
+}
+
+/// The post-incident review form, or exactly what will be signed.
+fn draw_review(f: &mut Frame, area: Rect, app: &App, form: &ReviewForm) {
+    let theme = &app.settings.theme;
+    let popup = crate::tui::views::centered(area, 90, 16);
+    f.render_widget(ratatui::widgets::Clear, popup);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.accent())
+        .title(Span::styled(
+            if form.confirming {
+                format!(
+                    " Sign the post-incident review of {}? ",
+                    sanitize(&form.incident)
+                )
+            } else {
+                format!(" Post-incident review of {} ", sanitize(&form.incident))
+            },
+            theme.title(),
+        ));
+    let inner = block.inner(popup);
+    f.render_widget(block, popup);
+    let who = match &app.signer {
+        Signer::Principal { principal, .. } => principal.id.clone(),
+        Signer::ReadOnly(_) => "—".into(),
+    };
+    let field = |label: &str, value: &str, which: ReviewField| {
+        let focus = !form.confirming && form.focus == which;
+        Line::from(vec![
+            Span::styled(
+                format!("{label:<16}"),
+                if focus { theme.accent() } else { theme.muted() },
+            ),
+            Span::styled(sanitize(value), theme.text()),
+            Span::styled(if focus { "▏" } else { "" }, theme.accent()),
+        ])
+    };
+    let mut lines = vec![
+        field("root cause", &form.root_cause, ReviewField::RootCause),
+        field("follow-ups", &form.follow_ups, ReviewField::FollowUps),
+        field(
+            "policy changes",
+            &form.policy_changes,
+            ReviewField::PolicyChanges,
+        ),
+        Line::default(),
+    ];
+    if form.confirming {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "{who} signs this review; it closes every open exception of {}",
+                sanitize(&form.incident)
+            ),
+            theme.text(),
+        )));
+        let keymap = &app.settings.keymap;
+        lines.push(Line::from(vec![
+            Span::styled(keymap.hint(Action::Sign), theme.accent()),
+            Span::styled(" sign — this cannot be undone  ", theme.text()),
+            Span::styled(keymap.hint(Action::Cancel), theme.accent()),
+            Span::styled(" edit", theme.text()),
+        ]));
+        if form.busy {
+            lines.push(Line::from(Span::styled("signing…", theme.accent())));
+        }
+    } else {
+        lines.push(Line::from(Span::styled(
+            "what caused the incident, what will be done, and what the policy changes (\"none\" is an answer)",
+            theme.muted(),
+        )));
+    }
+    if let Some(problem) = &form.problem {
+        lines.push(Line::from(Span::styled(sanitize(problem), theme.error())));
+    }
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
 }
