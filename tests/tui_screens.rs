@@ -711,6 +711,17 @@ fn history_shows_every_decision_with_integrity_and_the_signed_record() {
     let screen = rig.screen_text(120, 40);
     assert!(screen.contains("✓ valid SSHSIG by devi"), "{screen}");
     assert!(screen.contains("bound to CR-1044 revision 1"), "{screen}");
+    // Find in the record: its own keys while it is open.
+    rig.key("/");
+    rig.type_text("cr_digest");
+    rig.key("enter");
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("match 1 of 1"), "{screen}");
+    rig.key("esc");
+    assert!(
+        !rig.app.history.as_ref().unwrap().find.active(),
+        "esc clears the find"
+    );
     rig.key("esc");
     assert!(
         rig.app.history.as_ref().unwrap().record.is_none(),
@@ -1595,4 +1606,49 @@ fn a_lead_signs_the_post_incident_review_from_the_exceptions_screen() {
         screen.contains("does not hold a post-incident review role"),
         "{screen}"
     );
+}
+
+/// `/` finds text in a change request as in `less`: matching lines are highlighted, the
+/// view jumps to the first match and `n`/`N` go round them; esc clears the find before it
+/// leaves the screen. The same works in a signed record in History.
+#[test]
+fn find_in_a_change_request_jumps_between_matches() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.key("enter");
+    let top = rig.screen_text(80, 24);
+    rig.key("/");
+    rig.type_text("versions");
+    rig.key("enter");
+    let found = rig.screen_text(80, 24);
+    assert!(found.contains("match 1 of"), "{found}");
+    assert_ne!(top, found, "the view moved to the match");
+    let shown = found
+        .lines()
+        .filter(|l| l.to_lowercase().contains("versions"))
+        .count();
+    assert!(shown >= 1, "the match is on screen: {found}");
+    let total: usize = found
+        .split("match 1 of ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    rig.key("n");
+    let next = rig.screen_text(80, 24);
+    let expected = if total > 1 {
+        "match 2 of"
+    } else {
+        "match 1 of"
+    };
+    assert!(next.contains(expected), "{next}");
+    rig.key("N");
+    assert!(rig.screen_text(80, 24).contains("match 1 of"));
+    rig.key("esc");
+    assert_eq!(rig.app.screen, Screen::Detail, "esc cleared the find first");
+    assert!(!rig.app.detail.find.active());
+    rig.key("/");
+    rig.type_text("no such text anywhere");
+    assert!(rig.screen_text(80, 24).contains("no match"));
+    rig.keys(&["esc", "esc"]);
+    assert_eq!(rig.app.screen, Screen::Queue);
 }

@@ -213,31 +213,6 @@ impl App {
         }
     }
 
-    /// The keymap contexts in force on the screen that is up, most specific first.
-    pub fn contexts(&self) -> Vec<Context> {
-        match self.screen {
-            Screen::Queue if self.queue.filtering => vec![Context::Prompt, Context::Global],
-            Screen::Queue => vec![
-                Context::Queue,
-                Context::List,
-                Context::Decision,
-                Context::Global,
-            ],
-            Screen::Detail => vec![Context::Detail, Context::Decision, Context::Global],
-            Screen::Decide => vec![Context::Decide, Context::Form, Context::Global],
-            Screen::Confirm => vec![Context::Confirm, Context::Global],
-            Screen::Emergency => self
-                .emergency
-                .as_ref()
-                .map_or(vec![Context::Global], EmergencyForm::contexts),
-            Screen::Exceptions => self.exceptions_screen.contexts(),
-            Screen::History if self.history.as_ref().is_some_and(|h| h.filtering) => {
-                vec![Context::Prompt, Context::Global]
-            }
-            Screen::History => vec![Context::History, Context::List, Context::Global],
-        }
-    }
-
     fn mouse(&mut self, m: MouseEvent) -> Vec<Effect> {
         if self.overlay.is_some() {
             return vec![];
@@ -289,6 +264,15 @@ impl App {
             && let Some(h) = self.history.as_mut().filter(|h| h.filtering)
         {
             h.filter_key(k, &self.settings.keymap);
+            return vec![];
+        }
+        if self.typing_find_ref() {
+            let keymap = &self.settings.keymap;
+            match (self.screen, self.history.as_mut()) {
+                (Screen::Detail, _) => self.detail.find.key(&k, keymap),
+                (_, Some(h)) => h.find.key(&k, keymap),
+                _ => {}
+            }
             return vec![];
         }
         if self.screen == Screen::Decide
@@ -464,8 +448,11 @@ impl App {
             }
             Action::Sign => return self.sign(),
             Action::Cancel if self.screen == Screen::Confirm => return self.run(Action::Back),
-            // Text-field and History keys: their screens handle them where they apply.
-            Action::Cancel
+            // Text-field, find and History keys: their screens handle them where they apply.
+            Action::Find
+            | Action::NextMatch
+            | Action::PrevMatch
+            | Action::Cancel
             | Action::ToggleHealth
             | Action::Accept
             | Action::DeleteChar

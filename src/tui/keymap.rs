@@ -17,6 +17,8 @@ pub enum Context {
     History,
     /// The exceptions screen (`E`).
     Exceptions,
+    /// Finding text in a change request or a signed record.
+    Find,
     /// The CR detail screen.
     Detail,
     /// Deciding on a CR: from the queue (the selected one) or its detail screen.
@@ -46,6 +48,7 @@ impl Context {
         Context::Confirm,
         Context::History,
         Context::Exceptions,
+        Context::Find,
         Context::Prompt,
     ];
 
@@ -57,6 +60,7 @@ impl Context {
             Context::Queue => "Queue",
             Context::History => "History and governance health (H)",
             Context::Exceptions => "Emergency exceptions (E)",
+            Context::Find => "Finding text (change request, signed record)",
             Context::Detail => "Change request",
             Context::Decision => "Deciding (queue and change request)",
             Context::Form => "Forms (decision, emergency rollback)",
@@ -145,6 +149,9 @@ actions! {
     Sign => ("sign", Confirm, "sign and record it"),
     Cancel => ("cancel", Confirm, "do not sign: back to the form"),
     ToggleHealth => ("health", History, "switch between the history and governance health"),
+    Find => ("find", Find, "find text (matches highlighted; enter keeps, esc clears)"),
+    NextMatch => ("next_match", Find, "next match"),
+    PrevMatch => ("prev_match", Find, "previous match"),
     IncidentReview => ("incident_review", Exceptions, "sign the post-incident review of the selected exception's incident (leads)"),
     Accept => ("accept", Prompt, "accept: keep the filter, run the command, choose the subject, go on"),
     DeleteChar => ("delete_char", Prompt, "delete the last character"),
@@ -336,6 +343,9 @@ fn defaults(preset: Preset) -> Vec<(Action, &'static [&'static str])> {
         (Cancel, &["n"]),
         (ToggleHealth, &["tab"]),
         (IncidentReview, &["r"]),
+        (Find, &["/"]),
+        (NextMatch, &["n"]),
+        (PrevMatch, &["N"]),
         (Accept, &["enter"]),
         (DeleteChar, &["backspace", "ctrl-h"]),
         (DeleteWord, &["ctrl-w", "alt-backspace", "ctrl-backspace"]),

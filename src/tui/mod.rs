@@ -8,6 +8,7 @@
 //! that answer effects with messages.
 
 pub mod app;
+mod contexts;
 pub mod data;
 pub mod error;
 mod flows;

@@ -53,7 +53,7 @@ impl Cursor {
 /// view reports the largest useful offset as it draws, and keys never go beyond it.
 #[derive(Debug, Clone, Default)]
 pub struct Scroll {
-    offset: u16,
+    offset: Cell<u16>,
     /// Largest offset that still fills the view, as of the last draw.
     limit: Cell<u16>,
 }
@@ -61,13 +61,16 @@ pub struct Scroll {
 impl Scroll {
     /// Back to the top.
     pub fn reset(&mut self) {
-        self.offset = 0;
+        self.offset.set(0);
     }
 
     /// Moves by `delta` lines, within what the last draw showed.
     pub fn shift(&mut self, delta: isize) {
         let limit = self.limit.get() as isize;
-        self.offset = (self.offset as isize).saturating_add(delta).clamp(0, limit) as u16;
+        let moved = (self.offset.get() as isize)
+            .saturating_add(delta)
+            .clamp(0, limit);
+        self.offset.set(moved as u16);
     }
 
     /// Called while drawing `content` lines in `height` rows: records the limit and
@@ -77,12 +80,20 @@ impl Scroll {
             .saturating_sub(height as usize)
             .min(u16::MAX as usize) as u16;
         self.limit.set(limit);
-        self.offset.min(limit)
+        self.offset.get().min(limit)
+    }
+
+    /// Brings `row` into view while drawing (a find jumping to its match), a few rows
+    /// below the top; returns the offset to draw at.
+    pub fn show_row(&self, row: usize) -> u16 {
+        let wanted = row.saturating_sub(2).min(u16::MAX as usize) as u16;
+        self.offset.set(wanted.min(self.limit.get()));
+        self.offset.get()
     }
 
     /// The offset as the user left it (clamped at the last draw).
     pub fn offset(&self) -> u16 {
-        self.offset.min(self.limit.get())
+        self.offset.get().min(self.limit.get())
     }
 }
 

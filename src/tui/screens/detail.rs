@@ -27,12 +27,15 @@ pub struct DetailScreen {
     pub artifact: usize,
     /// A decision asked for from the queue: the form opens once the CR has loaded.
     pub pending: Option<crate::domain::decision::Verdict>,
+    /// Finding text in it (`/`, `n`, `N`).
+    pub find: super::find::Find,
 }
 
 impl DetailScreen {
     /// Shows `id`: back to the top; the old data stays only if it is the same CR.
     pub fn open(&mut self, id: String) {
         self.scroll.reset();
+        self.find.clear();
         self.pending = None;
         self.artifact = 0;
         if self.data.as_ref().is_none_or(|d| d.cr.current.cr.id != id) {
@@ -64,7 +67,13 @@ impl DetailScreen {
     /// The keys worth a hint here; decisions only for someone who can sign.
     pub fn hints(&self, can_sign: bool) -> Vec<(Action, &'static str)> {
         use Action::*;
+        if self.find.editing {
+            return vec![(Accept, "keep"), (Back, "clear")];
+        }
         let mut hints = Vec::new();
+        if self.find.active() {
+            hints.extend([(NextMatch, "next"), (PrevMatch, "previous")]);
+        }
         if can_sign {
             hints.extend([
                 (Approve, "approve"),
@@ -74,6 +83,7 @@ impl DetailScreen {
         }
         hints.extend([
             (Down, "scroll"),
+            (Find, "find"),
             (Back, "back"),
             (Help, "help"),
             (NextArtifact, "link"),
@@ -100,6 +110,11 @@ impl DetailScreen {
                     self.scroll.shift(isize::MAX / 2);
                 }
             }
+            Action::Find => self.find.start(),
+            Action::NextMatch => self.find.step(1),
+            Action::PrevMatch => self.find.step(-1),
+            // A kept find is cleared before esc leaves the screen.
+            Action::Back if self.find.active() => self.find.clear(),
             Action::OpenArtifact | Action::CopyUrl => {
                 let url = self
                     .data()

@@ -100,6 +100,8 @@ pub struct HistoryState {
     pub loading: bool,
     /// Screen to go back to.
     pub back_to: Screen,
+    /// Finding text in the open record (`/`, `n`, `N`).
+    pub find: super::find::Find,
 }
 
 /// One row of the History table.
@@ -198,6 +200,7 @@ impl HistoryState {
             integrity: Integrity::Verifying,
             loading: true,
             back_to,
+            find: Default::default(),
         }
     }
 
@@ -211,8 +214,16 @@ impl HistoryState {
     /// The keys worth a hint here.
     pub fn hints(&self) -> Vec<(Action, &'static str)> {
         use Action::*;
-        if self.filtering {
+        if self.filtering || self.find.editing {
             return vec![(Accept, "keep"), (Back, "clear"), (Down, "move")];
+        }
+        if self.record.is_some() {
+            let mut hints = vec![(Down, "scroll"), (Find, "find"), (Back, "close")];
+            if self.find.active() {
+                hints.splice(0..0, [(NextMatch, "next"), (PrevMatch, "previous")]);
+            }
+            hints.push((Help, "help"));
+            return hints;
         }
         vec![
             (Open, "signed record"),
@@ -249,6 +260,9 @@ impl HistoryState {
                 self.refilter();
             }
             Action::ToggleHealth => self.health = !self.health,
+            Action::Find if self.record.is_some() => self.find.start(),
+            Action::NextMatch => self.find.step(1),
+            Action::PrevMatch => self.find.step(-1),
             Action::Open => {
                 if self.record.is_some() {
                     self.record = None;
@@ -256,6 +270,7 @@ impl HistoryState {
                     return Some(HistoryAsk::LoadRecord(seq));
                 }
             }
+            Action::Back if self.find.active() => self.find.clear(),
             Action::Back if self.record.is_some() => self.record = None,
             Action::Refresh => return Some(HistoryAsk::Reload),
             _ => return None,
@@ -267,6 +282,7 @@ impl HistoryState {
     pub fn show_record(&mut self, record: RecordView) {
         self.record = Some(record);
         self.record_scroll.reset();
+        self.find.clear();
     }
 
     /// Whole-log verification finished (or could not run).

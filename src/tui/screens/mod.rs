@@ -6,6 +6,7 @@ pub mod decide;
 pub mod detail;
 pub mod emergency;
 pub mod exceptions;
+pub mod find;
 pub mod help;
 pub mod history;
 pub mod line;

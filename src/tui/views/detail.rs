@@ -563,6 +563,22 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         ]),
         head,
     );
+    let find = &app.detail.find;
+    // The find bar is drawn last: the match count comes from drawing the text.
+    let (body, bar) = if find.editing || find.active() {
+        let [body, bar] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(body);
+        (body, Some(bar))
+    } else {
+        (body, None)
+    };
+    // The scroll offset, moved to a find's match when one was asked for.
+    let offset = |content: usize, rows: &[usize]| {
+        let top = app.detail.scroll.for_view(content, body.height);
+        match find.resolve(rows, top as usize) {
+            Some(row) => app.detail.scroll.show_row(row),
+            None => top,
+        }
+    };
     let wide = body.width >= 120;
     if wide {
         let [l, r] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
@@ -572,7 +588,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             width: r.width.saturating_sub(1),
             ..r
         };
-        let left = Paragraph::new(compose(
+        let mut left_lines = compose(
             d,
             app,
             &[
@@ -584,20 +600,28 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                 versions_lines,
             ],
             l.width.saturating_sub(1),
-        ))
-        .wrap(Wrap { trim: false });
-        let right = Paragraph::new(compose(
+        );
+        let mut right_lines = compose(
             d,
             app,
             &[policy_lines, checklist_lines, signoff_lines, artifact_lines],
             inner.width,
-        ))
-        .wrap(Wrap { trim: false });
+        );
+        let mut rows = super::find::mark_matches(&mut left_lines, find, l.width.saturating_sub(1));
+        rows.extend(super::find::mark_matches(
+            &mut right_lines,
+            find,
+            inner.width,
+        ));
+        rows.sort_unstable();
+        rows.dedup();
+        let left = Paragraph::new(left_lines).wrap(Wrap { trim: false });
+        let right = Paragraph::new(right_lines).wrap(Wrap { trim: false });
         // One scroll for both columns, bounded by the longer one.
         let content = left
             .line_count(l.width.saturating_sub(1))
             .max(right.line_count(inner.width));
-        let scroll = (app.detail.scroll.for_view(content, body.height), 0);
+        let scroll = (offset(content, &rows), 0);
         f.render_widget(
             left.scroll(scroll).block(
                 Block::default()
@@ -611,7 +635,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         // Narrow: what decides comes first, so that at 80x24 the first screen holds the
         // subject, the risk, the sign-offs (short) and the start of the checklist; the
         // metrics, prose and plans follow when scrolling.
-        let all = Paragraph::new(compose(
+        let mut lines = compose(
             d,
             app,
             &[
@@ -627,10 +651,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                 versions_lines,
             ],
             body.width,
-        ))
-        .wrap(Wrap { trim: false });
+        );
+        let rows = super::find::mark_matches(&mut lines, find, body.width);
+        let all = Paragraph::new(lines).wrap(Wrap { trim: false });
         let content = all.line_count(body.width);
-        let scroll = (app.detail.scroll.for_view(content, body.height), 0);
+        let scroll = (offset(content, &rows), 0);
         f.render_widget(all.scroll(scroll), body);
+    }
+    if let Some(bar) = bar {
+        f.render_widget(Paragraph::new(super::find::bar(app, find)), bar);
     }
 }

@@ -234,7 +234,15 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
         };
         draw_table(f, table_area, app, h);
         if let (Some(area), Some(record)) = (record_area, &h.record) {
-            let lines = record_lines(record, theme);
+            let (area, bar) = if h.find.editing || h.find.active() {
+                let [area, bar] =
+                    Layout::vertical([Constraint::Min(2), Constraint::Length(1)]).areas(area);
+                (area, Some(bar))
+            } else {
+                (area, None)
+            };
+            let mut lines = record_lines(record, theme);
+            let rows = super::find::mark_matches(&mut lines, &h.find, area.width);
             let block = Block::default()
                 .borders(Borders::TOP)
                 .border_style(theme.border())
@@ -247,10 +255,17 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
                 ));
             let text = Paragraph::new(lines).wrap(Wrap { trim: false });
             let inner_height = area.height.saturating_sub(1);
-            let scroll = h
+            let top = h
                 .record_scroll
                 .for_view(text.line_count(area.width), inner_height);
+            let scroll = match h.find.resolve(&rows, top as usize) {
+                Some(row) => h.record_scroll.show_row(row),
+                None => top,
+            };
             f.render_widget(text.scroll((scroll, 0)).block(block), area);
+            if let Some(bar) = bar {
+                f.render_widget(Paragraph::new(super::find::bar(app, &h.find)), bar);
+            }
         }
     }
     if let Some(filter) = filter {

@@ -4,6 +4,7 @@ pub mod chrome;
 pub mod decide;
 pub mod detail;
 pub mod emergency;
+pub mod find;
 pub mod history;
 pub mod overlay;
 pub mod queue;
