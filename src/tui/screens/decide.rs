@@ -409,7 +409,6 @@ pub fn rationale_area(text: &str) -> TextArea<'static> {
     } else {
         text.lines().map(String::from).collect()
     };
-    let mut t = TextArea::new(lines);
-    t.set_placeholder_text("Why? A sentence or two the auditor will read (ctrl-e opens $EDITOR)");
-    t
+    // The placeholder, which names the editor key, is set where it is drawn.
+    TextArea::new(lines)
 }

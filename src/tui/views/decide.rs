@@ -168,6 +168,10 @@ pub fn draw_form(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
         Layout::horizontal([Constraint::Length(10), Constraint::Min(10)]).areas(rationale_area);
     f.render_widget(Paragraph::new(label(Field::Rationale, "Rationale")), rl);
     let mut text = form.rationale.clone();
+    text.set_placeholder_text(format!(
+        "Why? A sentence or two the auditor will read ({} opens $EDITOR)",
+        keymap.hint(Action::ExternalEditor)
+    ));
     text.set_block(Block::default().borders(Borders::ALL).border_style(
         if form.focus == Field::Rationale {
             theme.accent()
