@@ -388,7 +388,7 @@ pub struct HistoryArgs {
     pub csv: bool,
 }
 
-fn parse_verdict(s: &str) -> Result<crate::domain::decision::Verdict, String> {
+fn parse_verdict(s: &str) -> Result<crate::domain::decision::Verdict, NotAChoice> {
     pick(s, &crate::domain::decision::Verdict::ALL)
 }
 
@@ -583,25 +583,30 @@ pub enum PolicyCommand {
     },
 }
 
-fn pick<T: Copy>(s: &str, options: &[(&str, T)]) -> Result<T, String> {
+/// A flag value outside its choices (clap prints it with the flag and the value).
+#[derive(Debug, thiserror::Error)]
+#[error("expected one of {0}")]
+pub struct NotAChoice(String);
+
+fn pick<T: Copy>(s: &str, options: &[(&str, T)]) -> Result<T, NotAChoice> {
     options
         .iter()
         .find(|(n, _)| *n == s)
         .map(|(_, v)| *v)
         .ok_or_else(|| {
             let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-            format!("expected one of {}", names.join(", "))
+            NotAChoice(names.join(", "))
         })
 }
 
-fn parse_status(s: &str) -> Result<Status, String> {
+fn parse_status(s: &str) -> Result<Status, NotAChoice> {
     pick(s, &Status::ALL)
 }
 
-fn parse_gate(s: &str) -> Result<Gate, String> {
+fn parse_gate(s: &str) -> Result<Gate, NotAChoice> {
     pick(s, &Gate::ALL)
 }
 
-fn parse_risk(s: &str) -> Result<RiskLevel, String> {
+fn parse_risk(s: &str) -> Result<RiskLevel, NotAChoice> {
     pick(s, &RiskLevel::ALL)
 }
