@@ -76,15 +76,14 @@ pub fn draw_form(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
         spans.push(Span::raw(" "));
     }
     let keymap = &app.settings.keymap;
-    if form.focus == Field::Verdict {
-        spans.push(Span::styled(
-            format!(
-                "{}/{} to change",
-                keymap.hint(Action::PrevVerdict),
-                keymap.hint(Action::NextVerdict)
-            ),
+    let change = |a: Action, b: Action| {
+        Span::styled(
+            format!("{}/{} to change", keymap.hint(a), keymap.hint(b)),
             theme.muted(),
-        ));
+        )
+    };
+    if form.focus == Field::Verdict {
+        spans.push(change(Action::PrevVerdict, Action::NextVerdict));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), verdict_area);
 
@@ -102,14 +101,7 @@ pub fn draw_form(f: &mut Frame, area: Rect, app: &App, form: &DecideForm) {
         spans.push(Span::raw(" "));
     }
     if form.focus == Field::Role && form.roles.len() > 1 {
-        spans.push(Span::styled(
-            format!(
-                "{}/{} to change",
-                keymap.hint(Action::Up),
-                keymap.hint(Action::Down)
-            ),
-            theme.muted(),
-        ));
+        spans.push(change(Action::Up, Action::Down));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), role_area);
 

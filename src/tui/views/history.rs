@@ -337,13 +337,25 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App, h: &HistoryState) {
     draw_rows(f, area, app, h, &cols, header, rows);
 }
 
-/// The record column: verified, untrusted, or still being checked.
-fn record_cell<'a>(app: &App, h: &HistoryState, seq: u64) -> Cell<'a> {
+/// The columns every row fills the same way: when, who, and whether its record verified.
+fn common_cell<'a>(
+    app: &App,
+    h: &HistoryState,
+    col: HCol,
+    at: chrono::DateTime<chrono::Utc>,
+    principal: &str,
+    seq: u64,
+) -> Option<Cell<'a>> {
     let theme = &app.settings.theme;
-    Cell::from(match verified(h, seq) {
-        Some(true) => Span::styled("✓ verified", theme.pass()),
-        Some(false) => Span::styled("✗ untrusted", theme.error()),
-        None => Span::styled("…", theme.muted()),
+    Some(match col {
+        HCol::Decided => Cell::from(at.format("%Y-%m-%d %H:%M").to_string()),
+        HCol::By => Cell::from(crate::domain::text::sanitize(principal)),
+        HCol::Record => Cell::from(match verified(h, seq) {
+            Some(true) => Span::styled("✓ verified", theme.pass()),
+            Some(false) => Span::styled("✗ untrusted", theme.error()),
+            None => Span::styled("…", theme.muted()),
+        }),
+        _ => return None,
     })
 }
 
@@ -359,7 +371,9 @@ fn event_cells<'a>(
     let sanitize = crate::domain::text::sanitize;
     cols.iter()
         .map(|(col, _, _)| match col {
-            HCol::Decided => Cell::from(e.at.format("%Y-%m-%d %H:%M").to_string()),
+            HCol::Decided | HCol::By | HCol::Record => {
+                common_cell(app, h, *col, e.at, &e.principal, e.seq).unwrap_or_default()
+            }
             HCol::Cr => Cell::from(sanitize(&e.incident)),
             HCol::Subject => Cell::from(match (&e.kind, e.subject.is_empty()) {
                 (_, true) => String::new(),
@@ -386,7 +400,6 @@ fn event_cells<'a>(
                     _ => theme.warning(),
                 },
             )),
-            HCol::By => Cell::from(sanitize(&e.principal)),
             HCol::Role => Cell::from(Span::styled(
                 match e.kind {
                     EventKind::Review => "post-incident",
@@ -395,7 +408,6 @@ fn event_cells<'a>(
                 theme.muted(),
             )),
             HCol::Risk | HCol::Lead => Cell::from(Span::styled("—", theme.muted())),
-            HCol::Record => record_cell(app, h, e.seq),
         })
         .collect()
 }
@@ -410,7 +422,9 @@ fn decision_cells<'a>(
     let sanitize = crate::domain::text::sanitize;
     cols.iter()
         .map(|(col, _, _)| match col {
-            HCol::Decided => Cell::from(e.at.format("%Y-%m-%d %H:%M").to_string()),
+            HCol::Decided | HCol::By | HCol::Record => {
+                common_cell(app, h, *col, e.at, &e.principal, e.seq).unwrap_or_default()
+            }
             HCol::Cr => Cell::from(sanitize(&e.cr_id)),
             HCol::Subject => Cell::from(format!("{}@{}", sanitize(&e.subject), e.environment)),
             HCol::Verdict => Cell::from(match e.verdict {
@@ -420,7 +434,6 @@ fn decision_cells<'a>(
                     Span::styled("changes", theme.warning())
                 }
             }),
-            HCol::By => Cell::from(sanitize(&e.principal)),
             HCol::Role => Cell::from(sanitize(&e.role)),
             HCol::Risk => Cell::from(Span::styled(e.risk.as_str(), theme.risk(e.risk))),
             HCol::Lead => Cell::from(
@@ -428,7 +441,6 @@ fn decision_cells<'a>(
                     .map(human_duration)
                     .unwrap_or_else(|| "—".into()),
             ),
-            HCol::Record => record_cell(app, h, e.seq),
         })
         .collect()
 }
