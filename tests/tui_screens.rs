@@ -465,6 +465,14 @@ fn emergency_rollback_from_any_screen_runs_the_command_and_records_it() {
         "! works from the detail screen"
     );
     insta::assert_snapshot!("emergency_pick", rig.render(120, 40).backend());
+    // At 80x24 each subject is one row (cut, never wrapped onto the next).
+    let narrow = rig.screen_text(80, 24);
+    for subject in ["recommender", "fraud-detector", "payments_v3"] {
+        let rows: Vec<&str> = narrow.lines().filter(|l| l.contains(subject)).collect();
+        assert_eq!(rows.len(), 1, "{subject}: {narrow}");
+        assert!(rows[0].contains("prod"), "{narrow}");
+    }
+    rig.app.update(Msg::Resize(120, 40));
     rig.key("enter"); // recommender@prod is the most recent change
     rig.type_text("INC-2291");
     rig.key("tab");

@@ -71,7 +71,7 @@ pub struct EmergencyForm {
     /// The screen to return to.
     pub back_to: Screen,
     /// Cursor in the subject list.
-    pub cursor: usize,
+    pub cursor: super::cursor::Cursor,
     /// The chosen subject.
     pub subject: Option<SubjectState>,
     /// Incident id being typed.
@@ -104,7 +104,7 @@ impl EmergencyForm {
         EmergencyForm {
             step: EmergencyStep::Pick,
             back_to,
-            cursor: 0,
+            cursor: Default::default(),
             subject: None,
             incident: String::new(),
             reason: String::new(),
@@ -137,7 +137,7 @@ impl EmergencyForm {
         match (self.step, action) {
             (EmergencyStep::Pick, Action::Back | Action::Quit) => return EmergencyAsk::Back,
             (EmergencyStep::Pick, Action::Accept) => {
-                if let Some(s) = subjects.get(self.cursor).cloned() {
+                if let Some(s) = subjects.get(self.cursor.selected).cloned() {
                     self.target = s.last_good.clone().unwrap_or_default();
                     self.target_prefilled = !self.target.is_empty();
                     self.subject = Some(s);
@@ -147,8 +147,7 @@ impl EmergencyForm {
             }
             (EmergencyStep::Pick, other) => {
                 if let Some(delta) = super::cursor::movement(other, 10) {
-                    let last = subjects.len().saturating_sub(1) as isize;
-                    self.cursor = (self.cursor as isize + delta).clamp(0, last) as usize;
+                    self.cursor.shift(delta, subjects.len());
                 } else {
                     // Not the picker's key: leave the flow for it (H, E, ...).
                     return EmergencyAsk::Leave(other);

@@ -102,7 +102,7 @@ pub enum ExceptionsAsk {
 #[derive(Debug, Clone, Default)]
 pub struct ExceptionsScreen {
     /// Selected exception, in [`ordered`] order.
-    pub cursor: usize,
+    pub cursor: super::cursor::Cursor,
     /// The review being written, if any.
     pub review: Option<ReviewForm>,
 }
@@ -110,10 +110,7 @@ pub struct ExceptionsScreen {
 impl ExceptionsScreen {
     /// Moves the selection over `count` exceptions.
     pub fn shift(&mut self, delta: isize, count: usize) {
-        let last = count.saturating_sub(1) as isize;
-        self.cursor = (self.cursor as isize)
-            .saturating_add(delta)
-            .clamp(0, last.max(0)) as usize;
+        self.cursor.shift(delta, count);
     }
 
     /// Opens the review of the selected exception's incident; `Err` says why not.
@@ -123,7 +120,7 @@ impl ExceptionsScreen {
         now: DateTime<Utc>,
     ) -> Result<(), &'static str> {
         let list = ordered(exceptions, now);
-        let Some(x) = list.get(self.cursor.min(list.len().saturating_sub(1))) else {
+        let Some(x) = list.get(self.cursor.selected.min(list.len().saturating_sub(1))) else {
             return Err("no exception to review");
         };
         if x.state(now) == ExceptionState::Closed {

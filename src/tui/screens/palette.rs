@@ -11,8 +11,8 @@ use nucleo_matcher::{Config, Matcher, Utf32Str};
 pub struct PaletteState {
     /// Search text.
     pub query: String,
-    /// Selected entry.
-    pub selected: usize,
+    /// Selected entry (the one list cursor every screen uses).
+    pub cursor: super::cursor::Cursor,
 }
 
 /// What a key in the palette leads to.
@@ -30,19 +30,18 @@ impl PaletteState {
     /// A key while the palette is open, over the entries `entries` offers now.
     pub fn key(&mut self, k: &KeyEvent, keymap: &Keymap, entries: &[Action]) -> PaletteAsk {
         match super::line::type_key(&mut self.query, k, keymap, &[Context::Global], 80) {
-            Typed::Changed => self.selected = 0,
+            Typed::Changed => self.cursor.select(0, entries.len()),
             Typed::Unchanged => {}
             Typed::Action(Action::Back | Action::Palette) => return PaletteAsk::Close,
             Typed::Action(Action::Accept) => {
-                return match entries.get(self.selected) {
+                return match entries.get(self.cursor.selected) {
                     Some(action) => PaletteAsk::Run(*action),
                     None => PaletteAsk::Close,
                 };
             }
             Typed::Action(action) => {
                 if let Some(delta) = super::cursor::movement(action, 10) {
-                    let last = entries.len().saturating_sub(1) as isize;
-                    self.selected = (self.selected as isize + delta).clamp(0, last) as usize;
+                    self.cursor.shift(delta, entries.len());
                 }
             }
         }

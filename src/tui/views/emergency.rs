@@ -69,7 +69,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, form: &EmergencyForm) {
                 theme.muted(),
             )));
             for (i, s) in app.subjects.iter().enumerate() {
-                let selected = i == form.cursor;
+                let selected = i == form.cursor.selected;
                 let text = row(
                     if selected { "▸" } else { " " },
                     &sanitize(&s.name),
@@ -279,6 +279,7 @@ pub fn draw_exceptions(f: &mut Frame, area: Rect, app: &App) {
     let selected = app
         .exceptions_screen
         .cursor
+        .selected
         .min(list.len().saturating_sub(1));
     let mut lines = Vec::new();
     let mut selected_line = 0;

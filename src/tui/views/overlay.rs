@@ -122,14 +122,14 @@ pub fn draw_palette(f: &mut Frame, area: Rect, app: &App, p: &PaletteState) {
     );
     let entries = app.palette_entries(&p.query);
     let height = list.height as usize;
-    let start = p.selected.saturating_sub(height.saturating_sub(1));
+    let start = p.cursor.selected.saturating_sub(height.saturating_sub(1));
     let lines: Vec<Line> = entries
         .iter()
         .enumerate()
         .skip(start)
         .take(height)
         .map(|(i, a)| {
-            let style = if i == p.selected {
+            let style = if i == p.cursor.selected {
                 theme.selected()
             } else {
                 theme.text()
