@@ -54,7 +54,24 @@ fn condition(e: &Evaluation) -> &'static str {
 }
 
 /// The queue as a table.
-pub fn queue_table(rows: &[(StoredCr, Evaluation)], now: DateTime<Utc>) -> String {
+/// One queue row's cells, made as the row is read (so `list` keeps cells, not documents).
+pub fn queue_cells(cr: &StoredCr, e: &Evaluation, now: DateTime<Utc>) -> [String; 8] {
+    let c = &cr.current.cr;
+    let status = format!("{}{}", e.status, condition(e));
+    [
+        clean(&c.id),
+        c.gate.to_string(),
+        risk_label(&e.risk),
+        status,
+        format!("{}/{}", e.signoffs.obtained(), e.signoffs.required()),
+        check_summary(&e.checks),
+        age(c.created_at, now),
+        truncate(&clean(&c.title), 60),
+    ]
+}
+
+/// The queue table over rows made by [`queue_cells`].
+pub fn queue_table(rows: Vec<[String; 8]>) -> String {
     let header = [
         "ID",
         "GATE",
@@ -65,23 +82,7 @@ pub fn queue_table(rows: &[(StoredCr, Evaluation)], now: DateTime<Utc>) -> Strin
         "AGE",
         "TITLE",
     ];
-    let mut cells: Vec<[String; 8]> = rows
-        .iter()
-        .map(|(cr, e)| {
-            let c = &cr.current.cr;
-            let status = format!("{}{}", e.status, condition(e));
-            [
-                clean(&c.id),
-                c.gate.to_string(),
-                risk_label(&e.risk),
-                status,
-                format!("{}/{}", e.signoffs.obtained(), e.signoffs.required()),
-                check_summary(&e.checks),
-                age(c.created_at, now),
-                truncate(&clean(&c.title), 60),
-            ]
-        })
-        .collect();
+    let mut cells = rows;
     cells.insert(0, header.map(String::from));
     let widths: Vec<usize> = (0..8)
         .map(|i| {

@@ -675,6 +675,65 @@ fn revision_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RevisionRow> {
 }
 
 impl LocalStore {
+    /// A page of current revisions after `after` (optionally only at `gate`, filtered by
+    /// SQLite before any document is read), parsed on every core.
+    fn page_where(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        gate: Option<crate::domain::change_request::Gate>,
+    ) -> Result<Vec<StoredCr>, StoreError> {
+        let rows: Vec<RevisionRow> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "{} WHERE c.id > ?1 AND (?3 IS NULL OR json_extract(r.document, '$.gate') = ?3)
+                     ORDER BY c.id LIMIT ?2",
+                    current_select()
+                ))
+                .map_err(self.sql_err("listing change requests"))?;
+            stmt.query_map(
+                params![
+                    after.unwrap_or(""),
+                    limit as i64,
+                    gate.map(|g| g.as_str().to_string())
+                ],
+                revision_row,
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("listing change requests"))?
+        };
+        // Parsing and re-validating documents is the expensive part: use every core.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = rows.len().div_ceil(threads).max(1);
+        let mut chunks: Vec<Vec<RevisionRow>> = Vec::new();
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let tail = rest.split_off(chunk.min(rest.len()));
+            chunks.push(std::mem::replace(&mut rest, tail));
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.into_iter()
+                            .map(|row| self.stored_cr(row))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for h in handles {
+                match h.join() {
+                    Ok(part) => out.extend(part),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            out.into_iter().collect()
+        })
+    }
+
     fn parse_decision(&self, seq: u64, body: &str) -> Result<Decision, StoreError> {
         DecisionRecord::parse(body)
             .and_then(|r| r.to_decision())
@@ -870,49 +929,17 @@ impl Store for LocalStore {
     }
 
     fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredCr>, StoreError> {
-        let rows: Vec<RevisionRow> = {
-            let conn = self.lock();
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "{} WHERE c.id > ?1 ORDER BY c.id LIMIT ?2",
-                    current_select()
-                ))
-                .map_err(self.sql_err("listing change requests"))?;
-            stmt.query_map(params![after.unwrap_or(""), limit as i64], revision_row)
-                .and_then(|rows| rows.collect())
-                .map_err(self.sql_err("listing change requests"))?
-        };
-        // Parsing and re-validating documents is the expensive part: use every core.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = rows.len().div_ceil(threads).max(1);
-        let mut chunks: Vec<Vec<RevisionRow>> = Vec::new();
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let tail = rest.split_off(chunk.min(rest.len()));
-            chunks.push(std::mem::replace(&mut rest, tail));
-        }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.into_iter()
-                            .map(|row| self.stored_cr(row))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for h in handles {
-                match h.join() {
-                    Ok(part) => out.extend(part),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            out.into_iter().collect()
-        })
+        self.page_where(after, limit, None)
     }
 
+    fn list_page_at_gate(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        gate: crate::domain::change_request::Gate,
+    ) -> Result<Vec<StoredCr>, StoreError> {
+        self.page_where(after, limit, Some(gate))
+    }
     fn get(&self, id: &str) -> Result<Option<StoredCr>, StoreError> {
         let row: Option<RevisionRow> = {
             let conn = self.lock();

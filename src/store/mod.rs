@@ -447,6 +447,27 @@ pub trait Store: Send + Sync {
     /// current revisions, ordered by id: for walking a large store without holding it all.
     fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredCr>, StoreError>;
 
+    /// Like [`Store::list_page`], of the CRs at `gate` only: up to `limit` of them after
+    /// the id `after`. A store that can filter before reading documents does (the local
+    /// one asks SQLite); the default reads pages and filters them.
+    fn list_page_at_gate(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        gate: crate::domain::change_request::Gate,
+    ) -> Result<Vec<StoredCr>, StoreError> {
+        let mut out = Vec::new();
+        let mut after = after.map(str::to_string);
+        while out.len() < limit {
+            let page = self.list_page(after.as_deref(), limit)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.current.cr.id.clone());
+            out.extend(page.into_iter().filter(|c| c.current.cr.gate == gate));
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
     /// One CR at its current revision.
     fn get(&self, id: &str) -> Result<Option<StoredCr>, StoreError>;
 
@@ -535,6 +556,14 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredCr>, StoreError> {
         (**self).list_page(after, limit)
+    }
+    fn list_page_at_gate(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        gate: crate::domain::change_request::Gate,
+    ) -> Result<Vec<StoredCr>, StoreError> {
+        (**self).list_page_at_gate(after, limit, gate)
     }
     fn get(&self, id: &str) -> Result<Option<StoredCr>, StoreError> {
         (**self).get(id)
