@@ -43,12 +43,13 @@ fn list_streams_every_page_once_and_filters_each() {
     ids.dedup();
     assert_eq!(ids.len(), 4_105, "no CR twice");
     assert_eq!(listed, ids, "in id order, as before");
-    // Pretty-printed as before: one array, two-space indents, fields in their order.
+    // One array, one row per line (fields in their documented order), so it streams.
     assert!(
         run.stdout
-            .starts_with("[\n  {\n    \"id\": \"CR-1042\",\n    \"revision\": 1,")
+            .starts_with("[\n  {\"id\":\"CR-1042\",\"revision\":1,")
     );
-    assert!(run.stdout.ends_with("\n  }\n]\n"));
+    assert!(run.stdout.ends_with("}\n]\n"));
+    assert_eq!(run.stdout.lines().count(), 4_105 + 2);
 
     // Filters apply on every page: every fifth CR is CR-1043's data gate.
     let data = home.run(&["list", "--gate", "data", "--json"]).ok().json();
@@ -100,4 +101,126 @@ fn a_closed_pipe_ends_list_quietly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The row of `id` in `list --json`.
+fn row(home: &Home, id: &str) -> Value {
+    let rows = home.run(&["list", "--json"]).ok().json();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .cloned()
+        .unwrap()
+}
+
+fn cached(home: &Home) -> i64 {
+    let c = rusqlite::Connection::open(home.store()).unwrap();
+    c.query_row("SELECT COUNT(*) FROM cr_summaries", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// The queue's cached summaries are keyed by what they were computed from: a decision,
+/// CI evidence, a new revision and an adopted policy each make `list` show the CR as it
+/// now stands, never the cached row.
+#[test]
+fn cached_queue_rows_follow_decisions_evidence_revisions_and_policy() {
+    let home = Home::demo();
+    let before = row(&home, "CR-1045");
+    assert_eq!(cached(&home), 5, "a listing caches every row");
+    assert_eq!(row(&home, "CR-1045"), before, "the cached row is the row");
+
+    // A decision.
+    home.decide(
+        "kai",
+        "request-changes",
+        "CR-1045",
+        &["--rationale", "add the latency check"],
+    )
+    .ok();
+    let after = row(&home, "CR-1045");
+    assert_eq!(after["status"], "changes-requested", "{after}");
+
+    // CI evidence on another CR.
+    let blocked = row(&home, "CR-1043");
+    assert_eq!(blocked["checks"]["fail"], 1);
+    home.run(&[
+        "--as",
+        "ci",
+        "evidence",
+        "CR-1043",
+        "backward_compatibility",
+        "pass",
+    ])
+    .ok();
+    let passed = row(&home, "CR-1043");
+    assert_eq!(passed["checks"]["fail"], 0, "{passed}");
+
+    // A new revision.
+    let mut revised = fixture_json("CR-1044");
+    revised["title"] = Value::from("spam-classifier v5, threshold 0.75");
+    let file = home.write_json("revised.json", &revised);
+    home.run(&["--as", "ci", "submit", &file]).ok();
+    let r = row(&home, "CR-1044");
+    assert_eq!(
+        (r["revision"].as_u64(), r["title"].as_str()),
+        (Some(2), Some("spam-classifier v5, threshold 0.75"))
+    );
+
+    // An adopted policy: every row is computed again under it.
+    let text = home.policy_text().replace(
+        "[observation_hours]\nlow = 1",
+        "[observation_hours]\nlow = 2",
+    );
+    home.adopt_policy(&text, "longer observation for low risk");
+    home.run(&["list"]).ok();
+    let c = rusqlite::Connection::open(home.store()).unwrap();
+    let bases: Vec<String> = c
+        .prepare("SELECT basis FROM cr_summaries")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let policy_seq = home.run(&["policy", "show", "--json"]).ok().json()["seq"].clone();
+    assert!(
+        bases
+            .iter()
+            .all(|b| b.contains(&format!("policy {policy_seq}"))),
+        "{bases:?} (policy entry {policy_seq})"
+    );
+}
+
+/// Trust nothing the store says without the log: `list` uses a cached row while its key
+/// holds, so a row forged in the database (here CR-1045 made to look approved) would be
+/// shown — `verify` re-derives every cached row, names the forged one, drops it, and the
+/// next listing shows what the log says.
+#[test]
+fn verify_names_a_forged_cached_queue_row_and_drops_it() {
+    let home = Home::demo();
+    home.run(&["list"]).ok();
+    let c = rusqlite::Connection::open(home.store()).unwrap();
+    let forged = c
+        .execute(
+            "UPDATE cr_summaries SET status = 'approved',
+                row = replace(row, '\"status\":\"pending\"', '\"status\":\"approved\"')
+             WHERE cr_id = 'CR-1045'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(forged, 1);
+    assert_eq!(
+        row(&home, "CR-1045")["status"],
+        "approved",
+        "the forgery shows"
+    );
+    common::assert_refusal(
+        &home.run(&["verify"]),
+        &[
+            "verification FAILED",
+            "the cached queue row of \"CR-1045\" did not match what the log says",
+        ],
+    );
+    assert_eq!(row(&home, "CR-1045")["status"], "pending");
+    home.run(&["verify"]).ok();
 }

@@ -64,6 +64,22 @@ struct VerifyJson<'a> {
     millis: u128,
 }
 
+/// The CRs whose cached queue row differs from a fresh evaluation.
+fn cached_rows_that_differ(
+    paths: &Paths,
+    store: &dyn crate::store::Store,
+) -> Result<Vec<String>, CliError> {
+    // Without a policy in force (an unmigrated store) nothing is listed from the cache.
+    let Ok(book) = super::policy_cmds::load_book(paths) else {
+        return Ok(Vec::new());
+    };
+    let now = chrono::Utc::now();
+    let cells_of = |cr: &crate::store::StoredCr, e: &crate::domain::status::Evaluation| {
+        super::render::queue_cells(cr, e, now).to_vec()
+    };
+    Ok(crate::workflow::queue::SummaryPages::new(store, &book, None, &cells_of).check()?)
+}
+
 /// `tollgate verify`.
 pub fn verify(
     paths: &Paths,
@@ -82,6 +98,39 @@ pub fn verify(
         },
     )?;
     let millis = started.elapsed().as_millis();
+    // The queue's cached rows are trusted by `list` while their key holds: re-derive each
+    // from the log, name any that differs, and drop it (derived data, rebuilt on reading).
+    let forged = if report.ok() {
+        // A store whose documents cannot be read says so where they are read; here the
+        // check is only skipped, and said to be.
+        cached_rows_that_differ(paths, store.as_ref()).unwrap_or_else(|e| {
+            eprintln!(
+                "note: the cached queue rows were not checked: {}",
+                e.message
+            );
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
+    if !forged.is_empty() {
+        store.drop_summaries(&forged)?;
+        let names: Vec<String> = forged
+            .iter()
+            .map(|id| crate::domain::reader::quote(id))
+            .collect();
+        return Err(CliError::refused(format!(
+            "verification FAILED: the cached queue row{} of {} did not match what the log says (forged, or written by a faulty build); {} dropped, and the next listing computes {} again from the log",
+            if forged.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if forged.len() == 1 {
+                "it was"
+            } else {
+                "they were"
+            },
+            if forged.len() == 1 { "it" } else { "them" },
+        )));
+    }
     if json {
         write_out(
             out,

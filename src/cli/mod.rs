@@ -914,7 +914,6 @@ fn list(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    use serde::ser::{SerializeSeq, Serializer};
     let store = open_store(paths)?;
     let book = policy_cmds::load_book(paths)?;
     let banner = emergency::overdue_banner(store.as_ref(), now)?;
@@ -923,61 +922,37 @@ fn list(
         (Some(b), false) => write_out(out, &format!("{b}\n\n"))?,
         (None, _) => {}
     }
-    // A page of CRs at a time: the JSON is streamed as it is evaluated and the table keeps
-    // its cells, so memory stays that of one page however many CRs there are.
-    let decisions = store.all_decisions()?;
-    // Buffered: standard output flushes at every newline, and pretty JSON is mostly
-    // newlines (a write per line cost 4 s on 100,000 CRs).
+    // The queue's summaries, a page at a time: cached rows are written as they are, the
+    // others evaluated once and cached; memory stays a page's worth whatever the size.
+    let cells_of = |cr: &crate::store::StoredCr, e: &crate::domain::status::Evaluation| {
+        render::queue_cells(cr, e, now).to_vec()
+    };
+    let pages =
+        crate::workflow::queue::SummaryPages::new(store.as_ref(), &book, args.gate, &cells_of);
+    // Buffered: standard output flushes at every newline.
     let mut buffered = std::io::BufWriter::with_capacity(1 << 16, &mut *out);
-    let mut json = serde_json::Serializer::with_formatter(
-        &mut buffered,
-        serde_json::ser::PrettyFormatter::new(),
-    );
-    // A closed pipe (`| head`) ends quietly, as for any other output.
-    let encode = |e: serde_json::Error| match e.io_error_kind() {
-        Some(kind) => output_error(kind.into()),
-        None => CliError::environment(format!("cannot encode JSON output: {e}")),
-    };
-    let mut seq = if args.json {
-        Some(json.serialize_seq(None).map_err(encode)?)
-    } else {
-        None
-    };
-    let mut cells = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = match args.gate {
-            // The store filters by gate before reading documents.
-            Some(gate) => store.list_page_at_gate(after.as_deref(), LIST_PAGE, gate)?,
-            None => store.list_page(after.as_deref(), LIST_PAGE)?,
-        };
-        let Some(last) = page.last() else { break };
-        after = Some(last.current.cr.id.clone());
-        for cr in &page {
-            if args.gate.is_some_and(|g| cr.current.cr.gate != g) {
-                continue;
-            }
-            let mine = decisions
-                .get(&cr.current.cr.id)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let e = evaluate_in(&cr.current.cr, &cr.current.digest, mine, &book);
-            if args.status.is_some_and(|s| e.status != s)
-                || args.risk.is_some_and(|r| e.risk.effective != r)
+    let mut cells: Vec<[String; 8]> = Vec::new();
+    let mut written = 0usize;
+    for page in pages {
+        for s in page? {
+            if args.status.is_some_and(|x| x.as_str() != s.status)
+                || args.risk.is_some_and(|x| x.as_str() != s.risk)
             {
                 continue;
             }
-            match seq.as_mut() {
-                Some(seq) => seq
-                    .serialize_element(&views::QueueEntry::new(cr, &e))
-                    .map_err(encode)?,
-                None => cells.push(render::queue_cells(cr, &e, now)),
+            if args.json {
+                let sep: &[u8] = if written == 0 { b"[\n  " } else { b",\n  " };
+                buffered.write_all(sep).map_err(output_error)?;
+                buffered.write_all(s.row.as_bytes()).map_err(output_error)?;
+            } else {
+                cells.push(row_cells(&s, now)?);
             }
+            written += 1;
         }
     }
-    if let Some(seq) = seq {
-        seq.end().map_err(encode)?;
-        buffered.write_all(b"\n").map_err(output_error)?;
+    if args.json {
+        let end: &[u8] = if written == 0 { b"[]\n" } else { b"\n]\n" };
+        buffered.write_all(end).map_err(output_error)?;
         return buffered.flush().map_err(output_error);
     }
     drop(buffered);
@@ -987,8 +962,27 @@ fn list(
     write_out(out, &render::queue_table(cells))
 }
 
-/// CRs read (parsed, evaluated) per page by `list`.
-const LIST_PAGE: usize = 2_000;
+/// A summary's table cells, with the age worked out now (the cache keeps no clock).
+fn row_cells(s: &crate::store::Summary, now: DateTime<Utc>) -> Result<[String; 8], CliError> {
+    let corrupt = || {
+        CliError::environment(format!(
+            "the cached queue row of {} does not read; delete the store's cr_summaries rows (they are rebuilt) or run `tollgate verify`",
+            crate::domain::reader::quote(&s.cr_id)
+        ))
+    };
+    let cells: Vec<String> = serde_json::from_str(&s.cells).map_err(|_| corrupt())?;
+    let mut cells: [String; 8] = cells
+        .into_iter()
+        .map(|c| crate::domain::text::sanitize(&c))
+        .collect::<Vec<_>>()
+        .try_into()
+        .map_err(|_| corrupt())?;
+    let created = DateTime::parse_from_rfc3339(&s.created_at)
+        .map_err(|_| corrupt())?
+        .with_timezone(&Utc);
+    cells[6] = crate::domain::text::compact_age(created, now);
+    Ok(cells)
+}
 
 fn show(
     paths: &Paths,

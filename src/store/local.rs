@@ -687,9 +687,15 @@ impl LocalStore {
             let conn = self.lock();
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "{} WHERE c.id > ?1 AND (?3 IS NULL OR json_extract(r.document, '$.gate') = ?3)
-                     ORDER BY c.id LIMIT ?2",
-                    current_select()
+                    "{} WHERE {} LIMIT ?2",
+                    current_select(),
+                    // Separate statements: the gate and the order then come from the
+                    // gate's index (r.cr_id is c.id).
+                    if gate.is_some() {
+                        "json_extract(r.document, '$.gate') = ?3 AND r.cr_id > ?1 ORDER BY r.cr_id"
+                    } else {
+                        "c.id > ?1 AND ?3 IS NULL ORDER BY c.id"
+                    }
                 ))
                 .map_err(self.sql_err("listing change requests"))?;
             stmt.query_map(
@@ -939,6 +945,109 @@ impl Store for LocalStore {
         gate: crate::domain::change_request::Gate,
     ) -> Result<Vec<StoredCr>, StoreError> {
         self.page_where(after, limit, Some(gate))
+    }
+
+    fn summary_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        gate: Option<crate::domain::change_request::Gate>,
+    ) -> Result<Option<Vec<super::SummarySlot>>, StoreError> {
+        let conn = self.lock();
+        // Two statements, so that the gate is looked up in its index (one statement with
+        // "?3 IS NULL OR" would read every document).
+        let sql = if gate.is_some() {
+            "SELECT c.id, c.current_revision,
+                    (SELECT MAX(l.seq) FROM log l WHERE l.cr_id = c.id),
+                    s.basis, s.status, s.risk, s.created_at, s.row, s.cells
+             FROM revisions r
+             JOIN change_requests c ON c.id = r.cr_id AND c.current_revision = r.revision
+             LEFT JOIN cr_summaries s ON s.cr_id = c.id
+             WHERE json_extract(r.document, '$.gate') = ?3 AND r.cr_id > ?1
+             ORDER BY r.cr_id LIMIT ?2"
+        } else {
+            "SELECT c.id, c.current_revision,
+                    (SELECT MAX(l.seq) FROM log l WHERE l.cr_id = c.id),
+                    s.basis, s.status, s.risk, s.created_at, s.row, s.cells
+             FROM change_requests c
+             LEFT JOIN cr_summaries s ON s.cr_id = c.id
+             WHERE c.id > ?1 AND ?3 IS NULL
+             ORDER BY c.id LIMIT ?2"
+        };
+        let mut stmt = conn
+            .prepare_cached(sql)
+            .map_err(self.sql_err("reading queue summaries"))?;
+        let slots = stmt
+            .query_map(
+                params![
+                    after.unwrap_or(""),
+                    limit as i64,
+                    gate.map(|g| g.as_str().to_string())
+                ],
+                |r| {
+                    let cr_id: String = r.get(0)?;
+                    let basis: Option<String> = r.get(3)?;
+                    let cached = match basis {
+                        Some(basis) => Some(super::Summary {
+                            cr_id: cr_id.clone(),
+                            basis,
+                            status: r.get(4)?,
+                            risk: r.get(5)?,
+                            created_at: r.get(6)?,
+                            row: r.get(7)?,
+                            cells: r.get(8)?,
+                        }),
+                        None => None,
+                    };
+                    Ok(super::SummarySlot {
+                        cr_id,
+                        revision: r.get(1)?,
+                        last_seq: r.get::<_, Option<u64>>(2)?.unwrap_or(0),
+                        cached,
+                    })
+                },
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("reading queue summaries"))?;
+        Ok(Some(slots))
+    }
+
+    fn put_summaries(&self, rows: &[super::Summary]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .map_err(self.sql_err("caching queue summaries"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO cr_summaries
+                     (cr_id, basis, status, risk, created_at, row, cells)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(self.sql_err("caching queue summaries"))?;
+            for s in rows {
+                stmt.execute(params![
+                    s.cr_id,
+                    s.basis,
+                    s.status,
+                    s.risk,
+                    s.created_at,
+                    s.row,
+                    s.cells
+                ])
+                .map_err(self.sql_err("caching queue summaries"))?;
+            }
+        }
+        tx.commit().map_err(self.sql_err("caching queue summaries"))
+    }
+
+    fn drop_summaries(&self, ids: &[String]) -> Result<(), StoreError> {
+        let conn = self.lock();
+        for id in ids {
+            conn.execute("DELETE FROM cr_summaries WHERE cr_id = ?1", params![id])
+                .map_err(self.sql_err("dropping cached queue rows"))?;
+        }
+        Ok(())
     }
     fn get(&self, id: &str) -> Result<Option<StoredCr>, StoreError> {
         let row: Option<RevisionRow> = {

@@ -52,6 +52,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 4: when the store received each entry (beside it, not signed): a signing time later
     // than this, beyond the allowed skew, is named by `verify`. NULL for older entries.
     "ALTER TABLE log ADD COLUMN received_at TEXT;",
+    // 5: each CR's evaluated queue row, keyed by what it was computed from (derived data,
+    // never trusted beyond that key: deleting a row only costs its recomputation).
+    "CREATE TABLE cr_summaries (
+        cr_id TEXT PRIMARY KEY NOT NULL,
+        basis TEXT NOT NULL,
+        status TEXT NOT NULL,
+        risk TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        row TEXT NOT NULL,
+        cells TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX revisions_by_gate ON revisions (json_extract(document, '$.gate'), cr_id);",
 ];
 
 /// The schema version this build writes.

@@ -418,6 +418,41 @@ pub struct DecisionSummary {
     pub principal: String,
 }
 
+/// A CR's evaluated queue row as a store caches it, with the key it was computed from.
+/// Derived data: a reader recomputes it whenever the key no longer matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The CR.
+    pub cr_id: String,
+    /// What it was computed from (revision, last log entry on the CR, policy in force,
+    /// build): see `workflow::queue`.
+    pub basis: String,
+    /// Its status (`pending`, …), for filtering without reading the row.
+    pub status: String,
+    /// Its effective risk.
+    pub risk: String,
+    /// When the requester created the CR (RFC 3339), for ages computed at read time.
+    pub created_at: String,
+    /// The queue row (`list --json`'s), compact JSON.
+    pub row: String,
+    /// The table's cells, a JSON array of strings.
+    pub cells: String,
+}
+
+/// A current CR as the summary cache sees it: what a fresh summary would be computed
+/// from, and the cached one if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummarySlot {
+    /// The CR.
+    pub cr_id: String,
+    /// Its current revision.
+    pub revision: u32,
+    /// The last log entry naming it (submission, revision, decision, evidence).
+    pub last_seq: u64,
+    /// What is cached, if anything.
+    pub cached: Option<Summary>,
+}
+
 /// Builds a signed emergency entry from what it follows.
 pub type EmergencyBuilder<'a> = dyn FnMut(&EmergencyContext) -> Result<(crate::audit::log::EntryKind, NewEntry), DecideError>
     + 'a;
@@ -446,6 +481,27 @@ pub trait Store: Send + Sync {
     /// Up to `limit` CRs with ids after `after` (all from the start when `None`), at their
     /// current revisions, ordered by id: for walking a large store without holding it all.
     fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredCr>, StoreError>;
+
+    /// The summary cache's view of a page of current CRs (as [`Store::list_page_at_gate`]
+    /// pages them): `None` when this store keeps no cache.
+    fn summary_page(
+        &self,
+        _after: Option<&str>,
+        _limit: usize,
+        _gate: Option<crate::domain::change_request::Gate>,
+    ) -> Result<Option<Vec<SummarySlot>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Stores computed summaries (best effort: a reader that cannot write still reads).
+    fn put_summaries(&self, _rows: &[Summary]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Forgets the cached summaries of `ids` (derived data: the next reader recomputes).
+    fn drop_summaries(&self, _ids: &[String]) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Like [`Store::list_page`], of the CRs at `gate` only: up to `limit` of them after
     /// the id `after`. A store that can filter before reading documents does (the local
@@ -564,6 +620,20 @@ impl<S: Store + ?Sized> Store for Box<S> {
         gate: crate::domain::change_request::Gate,
     ) -> Result<Vec<StoredCr>, StoreError> {
         (**self).list_page_at_gate(after, limit, gate)
+    }
+    fn summary_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        gate: Option<crate::domain::change_request::Gate>,
+    ) -> Result<Option<Vec<SummarySlot>>, StoreError> {
+        (**self).summary_page(after, limit, gate)
+    }
+    fn put_summaries(&self, rows: &[Summary]) -> Result<(), StoreError> {
+        (**self).put_summaries(rows)
+    }
+    fn drop_summaries(&self, ids: &[String]) -> Result<(), StoreError> {
+        (**self).drop_summaries(ids)
     }
     fn get(&self, id: &str) -> Result<Option<StoredCr>, StoreError> {
         (**self).get(id)

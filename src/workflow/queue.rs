@@ -103,3 +103,245 @@ impl<'a> QueueEntry<'a> {
         }
     }
 }
+
+/// What a cached summary must have been computed from to be used: the CR's revision and
+/// the last log entry naming it (a revision, decision or evidence moves it), the policy
+/// in force, and this build (a new tollgate recomputes once).
+pub fn summary_basis(revision: u32, last_seq: u64, policy_seq: u64) -> String {
+    format!(
+        "rev {revision} · log {last_seq} · policy {policy_seq} · {}",
+        env!("TOLLGATE_VERSION")
+    )
+}
+
+/// Table cells for a row, supplied by the face that draws the table.
+pub type CellsOf<'a> = dyn Fn(&StoredCr, &Evaluation) -> Vec<String> + 'a;
+
+/// The queue as summaries, a page at a time, in id order (optionally at one gate): cached
+/// summaries whose basis still holds are used as they are; the others are evaluated from
+/// their documents and cached for the next reader. A store without a cache is evaluated
+/// page by page.
+pub struct SummaryPages<'a> {
+    store: &'a dyn crate::store::Store,
+    book: &'a crate::domain::policy_book::PolicyBook,
+    gate: Option<Gate>,
+    cells: &'a CellsOf<'a>,
+    /// Every decision, read once when first needed, and the log position read just
+    /// before it (every decision up to there is in it).
+    decisions: Option<(
+        u64,
+        std::collections::HashMap<String, Vec<crate::domain::decision::Decision>>,
+    )>,
+    after: Option<String>,
+    done: bool,
+}
+
+/// A page size that keeps memory at a page's worth of documents when recomputing.
+const SUMMARY_PAGE: usize = 2_000;
+
+impl<'a> SummaryPages<'a> {
+    /// The queue of `store` under `book`, `cells` drawing each row's table cells.
+    pub fn new(
+        store: &'a dyn crate::store::Store,
+        book: &'a crate::domain::policy_book::PolicyBook,
+        gate: Option<Gate>,
+        cells: &'a CellsOf<'a>,
+    ) -> Self {
+        SummaryPages {
+            store,
+            book,
+            gate,
+            cells,
+            decisions: None,
+            after: None,
+            done: false,
+        }
+    }
+
+    /// Evaluates `cr` and keys the result to `basis`, the state its slot was read in
+    /// (`last_seq` the slot's last log entry): what is cached must be at least as new as
+    /// its key, so decisions read before that entry are read again for this CR.
+    fn summarise(
+        &mut self,
+        cr: &StoredCr,
+        basis: String,
+        last_seq: u64,
+    ) -> Result<crate::store::Summary, crate::store::StoreError> {
+        if self.decisions.is_none() {
+            let head = self.store.recorded_head()?.seq;
+            self.decisions = Some((head, self.store.all_decisions()?));
+        }
+        let fresh;
+        let mine = match &self.decisions {
+            Some((read_at, all)) if last_seq <= *read_at => {
+                all.get(&cr.current.cr.id).map(Vec::as_slice).unwrap_or(&[])
+            }
+            _ => {
+                fresh = self.store.decisions(&cr.current.cr.id)?;
+                fresh.as_slice()
+            }
+        };
+        let e =
+            crate::domain::status::evaluate_in(&cr.current.cr, &cr.current.digest, mine, self.book);
+        let row = serde_json::to_string(&QueueEntry::new(cr, &e)).unwrap_or_default();
+        let cells = serde_json::to_string(&(self.cells)(cr, &e)).unwrap_or_default();
+        Ok(crate::store::Summary {
+            cr_id: cr.current.cr.id.clone(),
+            basis,
+            status: e.status.as_str().to_string(),
+            risk: e.risk.effective.as_str().to_string(),
+            created_at: cr.current.cr.created_at.to_rfc3339(),
+            row,
+            cells,
+        })
+    }
+
+    fn documents(&self, after: Option<&str>) -> Result<Vec<StoredCr>, crate::store::StoreError> {
+        match self.gate {
+            Some(g) => self.store.list_page_at_gate(after, SUMMARY_PAGE, g),
+            None => self.store.list_page(after, SUMMARY_PAGE),
+        }
+    }
+
+    fn next_page(&mut self) -> Result<Vec<crate::store::Summary>, crate::store::StoreError> {
+        let policy_seq = self.book.current().seq;
+        let after = self.after.clone();
+        let Some(slots) = self
+            .store
+            .summary_page(after.as_deref(), SUMMARY_PAGE, self.gate)?
+        else {
+            // No cache: evaluate the page from its documents.
+            let docs = self.documents(after.as_deref())?;
+            self.after = docs.last().map(|c| c.current.cr.id.clone());
+            return docs
+                .iter()
+                .map(|cr| self.summarise(cr, String::new(), 0))
+                .collect();
+        };
+        self.after = slots.last().map(|s| s.cr_id.clone());
+        let usable = |c: &crate::store::Summary, basis: &str| {
+            // Raw control bytes never occur in JSON this code writes: such a row was
+            // written by something else and is computed again.
+            c.basis == basis && !c.row.bytes().chain(c.cells.bytes()).any(|b| b < 0x20)
+        };
+        let stale = slots.iter().any(|s| match &s.cached {
+            Some(c) => !usable(c, &summary_basis(s.revision, s.last_seq, policy_seq)),
+            None => true,
+        });
+        if !stale {
+            return Ok(slots.into_iter().filter_map(|s| s.cached).collect());
+        }
+        // Some rows are missing or out of date: read the page's documents once, compute
+        // what is stale, and cache it.
+        let docs: std::collections::HashMap<String, StoredCr> = self
+            .documents(after.as_deref())?
+            .into_iter()
+            .map(|c| (c.current.cr.id.clone(), c))
+            .collect();
+        let mut out = Vec::with_capacity(slots.len());
+        let mut fresh = Vec::new();
+        for slot in slots {
+            let basis = summary_basis(slot.revision, slot.last_seq, policy_seq);
+            match slot.cached {
+                Some(c) if usable(&c, &basis) => out.push(c),
+                _ => {
+                    // Submitted between the two reads: it is in the next listing.
+                    let Some(cr) = docs.get(&slot.cr_id) else {
+                        continue;
+                    };
+                    // The document read may be newer than the slot: key it to what was read.
+                    let basis = if cr.current.revision == slot.revision {
+                        basis
+                    } else {
+                        String::new()
+                    };
+                    let s = self.summarise(cr, basis, slot.last_seq)?;
+                    if !s.basis.is_empty() {
+                        fresh.push(s.clone());
+                    }
+                    out.push(s);
+                }
+            }
+        }
+        // Best effort: a reader that cannot write the cache still lists.
+        let _ = self.store.put_summaries(&fresh);
+        Ok(out)
+    }
+}
+
+impl SummaryPages<'_> {
+    /// Recomputes every cached summary whose key still holds and returns the CRs whose
+    /// cached row or cells differ (forged, or written by a faulty build): what `verify`
+    /// names, since `list` trusts a row whose key holds. The age cell is left out (it is
+    /// worked out when shown).
+    pub fn check(mut self) -> Result<Vec<String>, crate::store::StoreError> {
+        let policy_seq = self.book.current().seq;
+        let mut differ = Vec::new();
+        loop {
+            let after = self.after.clone();
+            let Some(slots) = self
+                .store
+                .summary_page(after.as_deref(), SUMMARY_PAGE, None)?
+            else {
+                return Ok(differ);
+            };
+            let Some(last) = slots.last() else {
+                return Ok(differ);
+            };
+            self.after = Some(last.cr_id.clone());
+            let docs: std::collections::HashMap<String, StoredCr> = self
+                .documents(after.as_deref())?
+                .into_iter()
+                .map(|c| (c.current.cr.id.clone(), c))
+                .collect();
+            for slot in slots {
+                let basis = summary_basis(slot.revision, slot.last_seq, policy_seq);
+                let (Some(cached), Some(cr)) = (slot.cached, docs.get(&slot.cr_id)) else {
+                    continue;
+                };
+                if cached.basis != basis || cr.current.revision != slot.revision {
+                    continue;
+                }
+                let fresh = self.summarise(cr, basis, slot.last_seq)?;
+                let cells = |s: &str| {
+                    let mut c: Vec<String> = serde_json::from_str(s).unwrap_or_default();
+                    if c.len() > 6 {
+                        c[6].clear();
+                    }
+                    c
+                };
+                if fresh.row != cached.row
+                    || fresh.status != cached.status
+                    || fresh.risk != cached.risk
+                    || fresh.created_at != cached.created_at
+                    || cells(&fresh.cells) != cells(&cached.cells)
+                {
+                    differ.push(slot.cr_id);
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for SummaryPages<'_> {
+    type Item = Result<Vec<crate::store::Summary>, crate::store::StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let page = self.next_page();
+        match &page {
+            Ok(rows) if rows.is_empty() && self.after.is_none() => {
+                self.done = true;
+                return None;
+            }
+            Err(_) => self.done = true,
+            Ok(_) => {}
+        }
+        if self.after.is_none() {
+            self.done = true;
+        }
+        Some(page)
+    }
+}
