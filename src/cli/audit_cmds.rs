@@ -73,11 +73,7 @@ fn cached_rows_that_differ(
     let Ok(book) = super::policy_cmds::load_book(paths) else {
         return Ok(Vec::new());
     };
-    let now = chrono::Utc::now();
-    let cells_of = |cr: &crate::store::StoredCr, e: &crate::domain::status::Evaluation| {
-        super::render::queue_cells(cr, e, now).to_vec()
-    };
-    Ok(crate::workflow::queue::SummaryPages::new(store, &book, None, &cells_of).check()?)
+    Ok(crate::workflow::queue::SummaryPages::new(store, &book, None).check()?)
 }
 
 /// `tollgate verify`.

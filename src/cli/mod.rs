@@ -924,11 +924,7 @@ fn list(
     }
     // The queue's summaries, a page at a time: cached rows are written as they are, the
     // others evaluated once and cached; memory stays a page's worth whatever the size.
-    let cells_of = |cr: &crate::store::StoredCr, e: &crate::domain::status::Evaluation| {
-        render::queue_cells(cr, e, now).to_vec()
-    };
-    let pages =
-        crate::workflow::queue::SummaryPages::new(store.as_ref(), &book, args.gate, &cells_of);
+    let pages = crate::workflow::queue::SummaryPages::new(store.as_ref(), &book, args.gate);
     // Buffered: standard output flushes at every newline.
     let mut buffered = std::io::BufWriter::with_capacity(1 << 16, &mut *out);
     let mut cells: Vec<[String; 8]> = Vec::new();

@@ -1,11 +1,12 @@
 //! Plain-text output for people. Every string that came from a CR goes through
 //! [`clean`] (sanitised, one line) before it is printed.
 
-use crate::domain::checklist::{CheckCounts, ItemState};
-use crate::domain::risk::{RiskAssessment, relative_shift_pct};
+use crate::domain::checklist::ItemState;
+use crate::domain::risk::relative_shift_pct;
 use crate::domain::status::Evaluation;
-use crate::domain::text::{compact_age as age, sanitize, truncate};
-use crate::store::{RevisionInfo, StoredCr, StoredRevision};
+use crate::domain::text::{compact_age as age, sanitize};
+use crate::store::{RevisionInfo, StoredRevision};
+use crate::workflow::queue::condition;
 use chrono::{DateTime, Utc};
 use std::fmt::Write;
 
@@ -13,64 +14,7 @@ fn clean(s: &str) -> String {
     sanitize(s)
 }
 
-/// `high` or `high (declared medium)` when the two differ.
-pub fn risk_label(r: &RiskAssessment) -> String {
-    if r.computed == r.declared {
-        r.effective.to_string()
-    } else {
-        format!("{} (declared {})", r.computed, r.declared)
-    }
-}
-
-/// `✓4 ✗1 …1 ?1`, leaving out zero counts; `-` when there is no evidence at all.
-pub fn check_summary(c: &CheckCounts) -> String {
-    let parts: Vec<String> = [
-        ("✓", c.pass),
-        ("✗", c.fail),
-        ("…", c.pending),
-        ("?", c.missing),
-    ]
-    .iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(sym, n)| format!("{sym}{n}"))
-    .collect();
-    if parts.is_empty() {
-        "-".into()
-    } else {
-        parts.join(" ")
-    }
-}
-
-/// ` (blocked)` when a blocking check fails, ` (awaiting CI)` when blocking evidence is
-/// pending or missing; empty otherwise.
-fn condition(e: &Evaluation) -> &'static str {
-    if e.blocked {
-        " (blocked)"
-    } else if e.awaiting_evidence {
-        " (awaiting CI)"
-    } else {
-        ""
-    }
-}
-
-/// The queue as a table.
-/// One queue row's cells, made as the row is read (so `list` keeps cells, not documents).
-pub fn queue_cells(cr: &StoredCr, e: &Evaluation, now: DateTime<Utc>) -> [String; 8] {
-    let c = &cr.current.cr;
-    let status = format!("{}{}", e.status, condition(e));
-    [
-        clean(&c.id),
-        c.gate.to_string(),
-        risk_label(&e.risk),
-        status,
-        format!("{}/{}", e.signoffs.obtained(), e.signoffs.required()),
-        check_summary(&e.checks),
-        age(c.created_at, now),
-        truncate(&clean(&c.title), 60),
-    ]
-}
-
-/// The queue table over rows made by [`queue_cells`].
+/// The queue table over rows made by [`crate::workflow::queue::queue_cells`].
 pub fn queue_table(rows: Vec<[String; 8]>) -> String {
     let header = [
         "ID",
@@ -375,21 +319,4 @@ pub fn policy_changes(
         out.push_str("  (none: it reads the same as the policy in force)\n");
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn check_summary_leaves_out_zeros() {
-        let c = CheckCounts {
-            pass: 1,
-            fail: 1,
-            pending: 1,
-            missing: 0,
-        };
-        assert_eq!(check_summary(&c), "✓1 ✗1 …1");
-        assert_eq!(check_summary(&CheckCounts::default()), "-");
-    }
 }

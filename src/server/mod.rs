@@ -624,51 +624,74 @@ async fn queue(
             return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
         }
         let in_force = s.in_force()?;
-        let decisions = s.store.all_decisions()?;
-        let mut rows = Vec::new();
-        let mut after = q.after.clone();
+        // An unknown gate matches nothing, as before.
+        let gate = match q.gate.as_deref() {
+            None => None,
+            Some(g) => match crate::domain::change_request::Gate::ALL
+                .iter()
+                .find(|(name, _)| *name == g)
+            {
+                Some((_, gate)) => Some(*gate),
+                None => {
+                    let body = format!(
+                        "{{\"items\":[],\"next_after\":null,\"head\":{}}}",
+                        serde_json::to_string(&head).unwrap_or_else(|_| "null".into())
+                    );
+                    return Ok(json_response(tag, body));
+                }
+            },
+        };
+        // The queue's cached rows (the same as `list --json`), pages sized to the answer:
+        // a first screenful reads a screenful.
+        let pages =
+            crate::workflow::queue::SummaryPages::new(s.store.as_ref(), &in_force.book, gate)
+                .after(q.after.clone())
+                .page_size(limit.clamp(64, 5_000));
+        let mut body = String::from("{\"items\":[");
+        let mut count = 0;
         let mut next = None;
-        'pages: loop {
-            // Pages sized to the answer: a first screenful reads a screenful, not 5,000 CRs.
-            let page = s
-                .store
-                .list_page(after.as_deref(), limit.clamp(64, 5_000))?;
-
-            let Some(last) = page.last() else { break };
-            after = Some(last.current.cr.id.clone());
-            for cr in &page {
-                let c = &cr.current.cr;
-                let mine = decisions.get(&c.id).map(Vec::as_slice).unwrap_or(&[]);
-                let e = evaluate_in(c, &cr.current.digest, mine, &in_force.book);
-                let keep = q.status.as_deref().is_none_or(|x| e.status.as_str() == x)
-                    && q.gate.as_deref().is_none_or(|x| c.gate.as_str() == x)
-                    && q.risk
-                        .as_deref()
-                        .is_none_or(|x| e.risk.effective.as_str() == x);
-                if keep {
-                    // The same projection as `list --json`.
-                    let row = crate::workflow::queue::QueueEntry::new(cr, &e);
-                    rows.push(serde_json::to_value(row).map_err(|e| {
-                        ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "internal",
-                            format!("a queue row could not be written as JSON: {e}"),
-                        )
-                    })?);
-                    if rows.len() == limit {
-                        next = Some(c.id.clone());
-                        break 'pages;
-                    }
+        'pages: for page in pages {
+            for row in page? {
+                let keep = q.status.as_deref().is_none_or(|x| row.status == x)
+                    && q.risk.as_deref().is_none_or(|x| row.risk == x);
+                if !keep {
+                    continue;
+                }
+                if count > 0 {
+                    body.push(',');
+                }
+                body.push_str(&row.row);
+                count += 1;
+                if count == limit {
+                    next = Some(row.cr_id.clone());
+                    break 'pages;
                 }
             }
         }
-        Ok((
-            [(header::ETAG, tag)],
-            axum::Json(json!({ "items": rows, "next_after": next, "head": head })),
-        )
-            .into_response())
+        body.push_str(&format!(
+            "],\"next_after\":{},\"head\":{}}}",
+            serde_json::to_string(&next).unwrap_or_else(|_| "null".into()),
+            serde_json::to_string(&head).unwrap_or_else(|_| "null".into())
+        ));
+        Ok(json_response(tag, body))
     })
     .await
+}
+
+/// A JSON body written as it was built (the queue's cached rows are already JSON), with
+/// its ETag.
+fn json_response(tag: axum::http::HeaderValue, body: String) -> Response {
+    (
+        [
+            (header::ETAG, tag),
+            (
+                header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiResult<Response> {

@@ -6,6 +6,7 @@ use crate::domain::change_request::{Gate, Subject};
 use crate::domain::checklist::CheckCounts;
 use crate::domain::risk::RiskAssessment;
 use crate::domain::status::{Evaluation, Status};
+use crate::domain::text::{compact_age, sanitize, truncate};
 use crate::store::{StoredCr, StoredRevision};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -104,6 +105,64 @@ impl<'a> QueueEntry<'a> {
     }
 }
 
+// The queue row's words, the same for every face (the cache keeps one set of cells).
+
+/// `high` or `high (declared medium)` when the two differ.
+pub fn risk_label(r: &RiskAssessment) -> String {
+    if r.computed == r.declared {
+        r.effective.to_string()
+    } else {
+        format!("{} (declared {})", r.computed, r.declared)
+    }
+}
+
+/// `✓4 ✗1 …1 ?1`, leaving out zero counts; `-` when there is no evidence at all.
+pub fn check_summary(c: &CheckCounts) -> String {
+    let parts: Vec<String> = [
+        ("✓", c.pass),
+        ("✗", c.fail),
+        ("…", c.pending),
+        ("?", c.missing),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(sym, n)| format!("{sym}{n}"))
+    .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// ` (blocked)` when a blocking check fails, ` (awaiting CI)` when blocking evidence is
+/// pending or missing; empty otherwise.
+pub fn condition(e: &Evaluation) -> &'static str {
+    if e.blocked {
+        " (blocked)"
+    } else if e.awaiting_evidence {
+        " (awaiting CI)"
+    } else {
+        ""
+    }
+}
+
+/// One queue row's cells, made as the row is read (so `list` keeps cells, not documents).
+pub fn queue_cells(cr: &StoredCr, e: &Evaluation, now: DateTime<Utc>) -> [String; 8] {
+    let c = &cr.current.cr;
+    let status = format!("{}{}", e.status, condition(e));
+    [
+        sanitize(&c.id),
+        c.gate.to_string(),
+        risk_label(&e.risk),
+        status,
+        format!("{}/{}", e.signoffs.obtained(), e.signoffs.required()),
+        check_summary(&e.checks),
+        compact_age(c.created_at, now),
+        truncate(&sanitize(&c.title), 60),
+    ]
+}
+
 /// What a cached summary must have been computed from to be used: the CR's revision and
 /// the last log entry naming it (a revision, decision or evidence moves it), the policy
 /// in force, and this build (a new tollgate recomputes once).
@@ -114,9 +173,6 @@ pub fn summary_basis(revision: u32, last_seq: u64, policy_seq: u64) -> String {
     )
 }
 
-/// Table cells for a row, supplied by the face that draws the table.
-pub type CellsOf<'a> = dyn Fn(&StoredCr, &Evaluation) -> Vec<String> + 'a;
-
 /// The queue as summaries, a page at a time, in id order (optionally at one gate): cached
 /// summaries whose basis still holds are used as they are; the others are evaluated from
 /// their documents and cached for the next reader. A store without a cache is evaluated
@@ -125,7 +181,7 @@ pub struct SummaryPages<'a> {
     store: &'a dyn crate::store::Store,
     book: &'a crate::domain::policy_book::PolicyBook,
     gate: Option<Gate>,
-    cells: &'a CellsOf<'a>,
+    page: usize,
     /// Every decision, read once when first needed, and the log position read just
     /// before it (every decision up to there is in it).
     decisions: Option<(
@@ -140,22 +196,33 @@ pub struct SummaryPages<'a> {
 const SUMMARY_PAGE: usize = 2_000;
 
 impl<'a> SummaryPages<'a> {
-    /// The queue of `store` under `book`, `cells` drawing each row's table cells.
+    /// The queue of `store` under `book` (only `gate`'s CRs when given).
     pub fn new(
         store: &'a dyn crate::store::Store,
         book: &'a crate::domain::policy_book::PolicyBook,
         gate: Option<Gate>,
-        cells: &'a CellsOf<'a>,
     ) -> Self {
         SummaryPages {
             store,
             book,
             gate,
-            cells,
+            page: SUMMARY_PAGE,
             decisions: None,
             after: None,
             done: false,
         }
+    }
+
+    /// Starts after the CR `id` (paging, as the server does).
+    pub fn after(mut self, id: Option<String>) -> Self {
+        self.after = id;
+        self
+    }
+
+    /// Reads `n` CRs per page (a first screenful reads a screenful).
+    pub fn page_size(mut self, n: usize) -> Self {
+        self.page = n.max(1);
+        self
     }
 
     /// Evaluates `cr` and keys the result to `basis`, the state its slot was read in
@@ -184,7 +251,8 @@ impl<'a> SummaryPages<'a> {
         let e =
             crate::domain::status::evaluate_in(&cr.current.cr, &cr.current.digest, mine, self.book);
         let row = serde_json::to_string(&QueueEntry::new(cr, &e)).unwrap_or_default();
-        let cells = serde_json::to_string(&(self.cells)(cr, &e)).unwrap_or_default();
+        let cells =
+            serde_json::to_string(&queue_cells(cr, &e, chrono::Utc::now())).unwrap_or_default();
         Ok(crate::store::Summary {
             cr_id: cr.current.cr.id.clone(),
             basis,
@@ -198,8 +266,8 @@ impl<'a> SummaryPages<'a> {
 
     fn documents(&self, after: Option<&str>) -> Result<Vec<StoredCr>, crate::store::StoreError> {
         match self.gate {
-            Some(g) => self.store.list_page_at_gate(after, SUMMARY_PAGE, g),
-            None => self.store.list_page(after, SUMMARY_PAGE),
+            Some(g) => self.store.list_page_at_gate(after, self.page, g),
+            None => self.store.list_page(after, self.page),
         }
     }
 
@@ -208,7 +276,7 @@ impl<'a> SummaryPages<'a> {
         let after = self.after.clone();
         let Some(slots) = self
             .store
-            .summary_page(after.as_deref(), SUMMARY_PAGE, self.gate)?
+            .summary_page(after.as_deref(), self.page, self.gate)?
         else {
             // No cache: evaluate the page from its documents.
             let docs = self.documents(after.as_deref())?;
@@ -279,10 +347,7 @@ impl SummaryPages<'_> {
         let mut differ = Vec::new();
         loop {
             let after = self.after.clone();
-            let Some(slots) = self
-                .store
-                .summary_page(after.as_deref(), SUMMARY_PAGE, None)?
-            else {
+            let Some(slots) = self.store.summary_page(after.as_deref(), self.page, None)? else {
                 return Ok(differ);
             };
             let Some(last) = slots.last() else {
@@ -343,5 +408,22 @@ impl Iterator for SummaryPages<'_> {
             self.done = true;
         }
         Some(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_summary_leaves_out_zeros() {
+        let c = CheckCounts {
+            pass: 1,
+            fail: 1,
+            pending: 1,
+            missing: 0,
+        };
+        assert_eq!(check_summary(&c), "✓1 ✗1 …1");
+        assert_eq!(check_summary(&CheckCounts::default()), "-");
     }
 }
