@@ -93,7 +93,8 @@ pub enum Environment {
 }
 
 impl Environment {
-    const ALL: [(&'static str, Environment); 3] = [
+    /// Every environment with its spelling.
+    pub const ALL: [(&'static str, Environment); 3] = [
         ("dev", Environment::Dev),
         ("staging", Environment::Staging),
         ("prod", Environment::Prod),

@@ -93,7 +93,7 @@ pub struct Checklist {
 }
 
 /// Pass / fail / pending / missing counts over automated evidence, for the queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckCounts {
     /// Checks that passed.
     pub pass: usize,

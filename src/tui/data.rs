@@ -6,7 +6,7 @@
 use super::error::TuiError;
 use crate::domain::change_request::Gate;
 use crate::domain::checklist::CheckCounts;
-use crate::domain::decision::{Decision, Verdict};
+use crate::domain::decision::Decision;
 use crate::domain::emergency::{Exception, SubjectState, after_rollbacks, subjects};
 use crate::domain::policy::Principal;
 use crate::domain::policy_book::PolicyBook;
@@ -59,64 +59,6 @@ pub struct QueueRow {
     pub haystack: String,
 }
 
-/// Whether `me` could give one of the sign-offs still open on this CR.
-fn needs(me: Option<&Principal>, requester: &str, e: &Evaluation) -> bool {
-    let Some(me) = me else { return false };
-    e.status == Status::Pending
-        && me.id != requester
-        && !e
-            .counted
-            .iter()
-            .any(|d| d.principal == me.id && d.verdict == Verdict::Approve)
-        && e.signoffs.missing_roles().iter().any(|r| me.has_role(r))
-}
-
-/// Builds the queue row of one CR.
-pub fn row(
-    cr: &StoredCr,
-    e: &Evaluation,
-    me: Option<&Principal>,
-    today: chrono::NaiveDate,
-) -> QueueRow {
-    let c = &cr.current.cr;
-    let s = &c.subject;
-    let subject = match &s.from_version {
-        Some(from) => format!(
-            "{} {}→{}",
-            sanitize(&s.name),
-            sanitize(from),
-            sanitize(&s.to_version)
-        ),
-        None => format!("{} (new) {}", sanitize(&s.name), sanitize(&s.to_version)),
-    };
-    let id = sanitize(&c.id);
-    let title = sanitize(&c.title);
-    let requester = sanitize(&c.requester);
-    // ASCII where possible: the matcher's fast path avoids converting each row per keystroke.
-    let haystack = format!("{id} {title} {} {requester}", subject.replace('→', " ")).to_lowercase();
-    QueueRow {
-        gate: c.gate,
-        computed: e.risk.computed,
-        declared: e.risk.declared,
-        effective: e.risk.effective,
-        environment: s.environment.as_str(),
-        created_at: c.created_at,
-        obtained: e.signoffs.obtained(),
-        required: e.signoffs.required(),
-        checks: e.checks,
-        status: e.status,
-        blocked: e.blocked,
-        awaiting: e.awaiting_evidence,
-        needs_me: needs(me, &c.requester, e),
-        decided_today: e.counted.iter().any(|d| d.at.date_naive() == today),
-        id,
-        title,
-        subject,
-        requester,
-        haystack,
-    }
-}
-
 /// Everything the queue load brings: rows, the subjects an emergency can roll back, and
 /// the exceptions (for the status bar and the Exceptions screen).
 #[derive(Debug, Clone, Default)]
@@ -132,66 +74,168 @@ pub struct QueueData {
     pub head: Option<crate::store::Head>,
 }
 
-/// Loads and evaluates every CR for the queue, a page at a time so a large store is never
-/// held in memory whole, evaluating each page on every core.
+/// A queue row as the summary cache holds it (`list --json`'s row), the fields the queue
+/// and the emergency picker need.
+#[derive(Debug, serde::Deserialize)]
+struct CachedRow {
+    id: String,
+    gate: String,
+    title: String,
+    subject: CachedSubject,
+    requester: String,
+    created_at: DateTime<Utc>,
+    status: String,
+    risk: CachedRisk,
+    signoffs: CachedSignoffs,
+    checks: CheckCounts,
+    blocked: bool,
+    awaiting_evidence: bool,
+    #[serde(default)]
+    approved_by: Vec<String>,
+    #[serde(default)]
+    last_decided_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CachedSubject {
+    name: String,
+    from_version: Option<String>,
+    to_version: String,
+    environment: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CachedRisk {
+    computed: String,
+    declared: String,
+    effective: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CachedSignoffs {
+    required: usize,
+    obtained: usize,
+    missing_roles: Vec<String>,
+}
+
+/// The spelling's value in `all`, or `None`.
+fn named<T: Copy>(all: &[(&str, T)], name: &str) -> Option<T> {
+    all.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// The queue row and the subject state of a cached summary; `None` when it does not read
+/// (the summary is computed again at the next listing).
+fn from_cached(
+    s: &crate::store::Summary,
+    me: Option<&Principal>,
+    today: chrono::NaiveDate,
+) -> Option<(QueueRow, Option<SubjectState>)> {
+    use crate::domain::change_request::Environment;
+    let r: CachedRow = serde_json::from_str(&s.row).ok()?;
+    let gate = named(&Gate::ALL, &r.gate)?;
+    let status = named(&Status::ALL, &r.status)?;
+    let (computed, declared, effective) = (
+        named(&RiskLevel::ALL, &r.risk.computed)?,
+        named(&RiskLevel::ALL, &r.risk.declared)?,
+        named(&RiskLevel::ALL, &r.risk.effective)?,
+    );
+    let environment = named(&Environment::ALL, &r.subject.environment)?;
+    let subject = match &r.subject.from_version {
+        Some(from) => format!(
+            "{} {}→{}",
+            sanitize(&r.subject.name),
+            sanitize(from),
+            sanitize(&r.subject.to_version)
+        ),
+        None => format!(
+            "{} (new) {}",
+            sanitize(&r.subject.name),
+            sanitize(&r.subject.to_version)
+        ),
+    };
+    let (id, title, requester) = (sanitize(&r.id), sanitize(&r.title), sanitize(&r.requester));
+    let haystack = format!("{id} {title} {} {requester}", subject.replace('→', " ")).to_lowercase();
+    let needs_me = me.is_some_and(|me| {
+        status == Status::Pending
+            && me.id != r.requester
+            && !r.approved_by.contains(&me.id)
+            && r.signoffs
+                .missing_roles
+                .iter()
+                .any(|role| me.has_role(role))
+    });
+    let subject_state = (gate != Gate::Policy).then(|| SubjectState {
+        name: r.subject.name.clone(),
+        environment: environment.as_str().to_string(),
+        current: r.subject.to_version.clone(),
+        last_good: r.subject.from_version.clone(),
+        latest_cr: r.id.clone(),
+        latest_status: status,
+        updated_at: r.created_at,
+        basis: if status == Status::Approved {
+            crate::domain::emergency::LiveBasis::Approved
+        } else {
+            crate::domain::emergency::LiveBasis::Assumed
+        },
+    });
+    Some((
+        QueueRow {
+            gate,
+            computed,
+            declared,
+            effective,
+            environment: environment.as_str(),
+            created_at: r.created_at,
+            obtained: r.signoffs.obtained,
+            required: r.signoffs.required,
+            checks: r.checks,
+            status,
+            blocked: r.blocked,
+            awaiting: r.awaiting_evidence,
+            needs_me,
+            decided_today: r.last_decided_at.is_some_and(|t| t.date_naive() == today),
+            id,
+            title,
+            subject,
+            requester,
+            haystack,
+        },
+        subject_state,
+    ))
+}
+
+/// Loads the queue from the store's summary cache, a page at a time (rows whose key no
+/// longer holds are evaluated and cached again on the way), with the subjects an
+/// emergency can roll back and the exceptions.
 pub fn load_queue(
     store: &dyn Store,
     book: &PolicyBook,
     me: Option<&Principal>,
     now: DateTime<Utc>,
 ) -> Result<QueueData, TuiError> {
-    const PAGE: usize = 5_000;
     let head = store.recorded_head().ok();
-    let decisions = store.all_decisions()?;
     let today = now.date_naive();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Vec::new();
     let mut per_cr = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.list_page(after.as_deref(), PAGE)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.current.cr.id.clone());
-        let chunk = page.len().div_ceil(threads).max(1);
-        let evaluated: Vec<Vec<(QueueRow, Option<SubjectState>)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = page
-                .chunks(chunk)
-                .map(|part| {
-                    let decisions = &decisions;
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|cr| {
-                                let mine = decisions
-                                    .get(&cr.current.cr.id)
-                                    .map(Vec::as_slice)
-                                    .unwrap_or(&[]);
-                                let e = evaluate_in(&cr.current.cr, &cr.current.digest, mine, book);
-                                (
-                                    row(cr, &e, me, today),
-                                    SubjectState::from_cr(&cr.current.cr, e.status),
-                                )
-                            })
-                            .collect()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
-        for (r, s) in evaluated.into_iter().flatten() {
-            rows.push(r);
-            per_cr.push(s);
+    for page in crate::workflow::queue::SummaryPages::new(store, book, None) {
+        for s in page? {
+            let Some((row, subject)) = from_cached(&s, me, today) else {
+                return Err(TuiError::BadEntry {
+                    seq: 0,
+                    detail: format!(
+                        "the queue row of {} does not read; `tollgate verify` names and drops it",
+                        sanitize(&s.cr_id)
+                    ),
+                });
+            };
+            rows.push(row);
+            per_cr.extend(subject);
         }
     }
     let derived = crate::workflow::exceptions(store)?;
     Ok(QueueData {
         rows,
-        subjects: after_rollbacks(subjects(per_cr.into_iter().flatten()), &derived.live),
+        subjects: after_rollbacks(subjects(per_cr), &derived.live),
         exceptions: derived.exceptions,
         head,
     })

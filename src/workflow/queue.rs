@@ -64,6 +64,11 @@ pub struct QueueEntry<'a> {
     /// For a policy change proposed against a policy no longer in force: why it can no
     /// longer be adopted (null otherwise).
     pub stale_proposal: Option<&'a str>,
+    /// Who approved the current revision (decisions that count): what "needs my
+    /// sign-off" is worked out from.
+    pub approved_by: Vec<&'a str>,
+    /// When the latest decision that counts was signed.
+    pub last_decided_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> QueueEntry<'a> {
@@ -101,6 +106,13 @@ impl<'a> QueueEntry<'a> {
             blockers: &e.blockers,
             missing_artifacts: &e.missing_artifacts,
             stale_proposal: e.stale_proposal.as_deref(),
+            approved_by: e
+                .counted
+                .iter()
+                .filter(|d| d.verdict == crate::domain::decision::Verdict::Approve)
+                .map(|d| d.principal.as_str())
+                .collect(),
+            last_decided_at: e.counted.iter().map(|d| d.at).max(),
         }
     }
 }
