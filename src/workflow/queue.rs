@@ -240,16 +240,52 @@ impl<'a> SummaryPages<'a> {
     /// Evaluates `cr` and keys the result to `basis`, the state its slot was read in
     /// (`last_seq` the slot's last log entry): what is cached must be at least as new as
     /// its key, so decisions read before that entry are read again for this CR.
-    fn summarise(
-        &mut self,
-        cr: &StoredCr,
-        basis: String,
-        last_seq: u64,
-    ) -> Result<crate::store::Summary, crate::store::StoreError> {
+    fn load_decisions(&mut self) -> Result<(), crate::store::StoreError> {
         if self.decisions.is_none() {
             let head = self.store.recorded_head()?.seq;
             self.decisions = Some((head, self.store.all_decisions()?));
         }
+        Ok(())
+    }
+
+    /// [`Self::summarise`] over `todo` (position, CR, basis, last log entry), split
+    /// across the cores.
+    fn summarise_all(
+        &mut self,
+        todo: &[(usize, &StoredCr, String, u64)],
+    ) -> Result<Vec<crate::store::Summary>, crate::store::StoreError> {
+        self.load_decisions()?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = todo.len().div_ceil(threads).max(1);
+        let this = &*self;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = todo
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(_, cr, basis, last)| this.summarise(cr, basis.clone(), *last))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(todo.len());
+            for h in handles {
+                match h.join() {
+                    Ok(part) => all.extend(part?),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Ok(all)
+        })
+    }
+
+    fn summarise(
+        &self,
+        cr: &StoredCr,
+        basis: String,
+        last_seq: u64,
+    ) -> Result<crate::store::Summary, crate::store::StoreError> {
         let fresh;
         let mine = match &self.decisions {
             Some((read_at, all)) if last_seq <= *read_at => {
@@ -293,10 +329,9 @@ impl<'a> SummaryPages<'a> {
             // No cache: evaluate the page from its documents.
             let docs = self.documents(after.as_deref())?;
             self.after = docs.last().map(|c| c.current.cr.id.clone());
-            return docs
-                .iter()
-                .map(|cr| self.summarise(cr, String::new(), 0))
-                .collect();
+            let todo: Vec<(usize, &StoredCr, String, u64)> =
+                docs.iter().map(|cr| (0, cr, String::new(), 0)).collect();
+            return self.summarise_all(&todo);
         };
         self.after = slots.last().map(|s| s.cr_id.clone());
         let usable = |c: &crate::store::Summary, basis: &str| {
@@ -312,18 +347,19 @@ impl<'a> SummaryPages<'a> {
             return Ok(slots.into_iter().filter_map(|s| s.cached).collect());
         }
         // Some rows are missing or out of date: read the page's documents once, compute
-        // what is stale, and cache it.
+        // what is stale (on every core), and cache it.
         let docs: std::collections::HashMap<String, StoredCr> = self
             .documents(after.as_deref())?
             .into_iter()
             .map(|c| (c.current.cr.id.clone(), c))
             .collect();
-        let mut out = Vec::with_capacity(slots.len());
-        let mut fresh = Vec::new();
+        self.load_decisions()?;
+        let mut out: Vec<Option<crate::store::Summary>> = Vec::with_capacity(slots.len());
+        let mut todo: Vec<(usize, &StoredCr, String, u64)> = Vec::new();
         for slot in slots {
             let basis = summary_basis(slot.revision, slot.last_seq, policy_seq);
             match slot.cached {
-                Some(c) if usable(&c, &basis) => out.push(c),
+                Some(c) if usable(&c, &basis) => out.push(Some(c)),
                 _ => {
                     // Submitted between the two reads: it is in the next listing.
                     let Some(cr) = docs.get(&slot.cr_id) else {
@@ -335,14 +371,20 @@ impl<'a> SummaryPages<'a> {
                     } else {
                         String::new()
                     };
-                    let s = self.summarise(cr, basis, slot.last_seq)?;
-                    if !s.basis.is_empty() {
-                        fresh.push(s.clone());
-                    }
-                    out.push(s);
+                    todo.push((out.len(), cr, basis, slot.last_seq));
+                    out.push(None);
                 }
             }
         }
+        let computed = self.summarise_all(&todo)?;
+        let mut fresh = Vec::new();
+        for ((at, ..), s) in todo.iter().zip(computed) {
+            if !s.basis.is_empty() {
+                fresh.push(s.clone());
+            }
+            out[*at] = Some(s);
+        }
+        let out: Vec<crate::store::Summary> = out.into_iter().flatten().collect();
         // Best effort: a reader that cannot write the cache still lists.
         let _ = self.store.put_summaries(&fresh);
         Ok(out)
@@ -356,6 +398,7 @@ impl SummaryPages<'_> {
     /// worked out when shown).
     pub fn check(mut self) -> Result<Vec<String>, crate::store::StoreError> {
         let policy_seq = self.book.current().seq;
+        self.load_decisions()?;
         let mut differ = Vec::new();
         loop {
             let after = self.after.clone();
