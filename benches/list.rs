@@ -12,7 +12,6 @@ mod support;
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
-use tollgate::store::local::LocalStore;
 
 /// Runs `tollgate ARGS` on the store at `store`: seconds, peak RSS in MiB, output bytes.
 ///
@@ -47,16 +46,9 @@ fn main() {
     let n = support::cr_count(100_000);
     let now = support::fixed_now();
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bench.db");
-    let store = LocalStore::create(&path).expect("store");
-    tollgate::demo::seeded_genesis(&store, &tollgate::demo::seeded_policy_text(), now)
-        .expect("genesis");
-    let built = Instant::now();
-    support::submit_synthetic(&store, n, now);
-    drop(store);
+    let (path, built) = support::synthetic_store(dir.path(), n, now);
     println!(
-        "tollgate list benchmark: {n} change requests (store built in {:.1} s), release binary",
-        built.elapsed().as_secs_f64()
+        "tollgate list benchmark: {n} change requests (store built in {built:.1} s), release binary"
     );
     // The first listing evaluates every CR and caches the rows; the rest read the cache.
     for args in [

@@ -23,17 +23,8 @@ fn main() {
     let n = support::cr_count(100_000);
     let now = support::fixed_now();
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bench.db");
-    let store = LocalStore::create(&path).expect("store");
-    tollgate::demo::seeded_genesis(&store, &tollgate::demo::seeded_policy_text(), now)
-        .expect("genesis");
-    let built = Instant::now();
-    support::submit_synthetic(&store, n, now);
-    println!(
-        "tollgate TUI benchmark: {n} change requests (store built in {:.1} s)",
-        built.elapsed().as_secs_f64()
-    );
-    drop(store);
+    let (path, built) = support::synthetic_store(dir.path(), n, now);
+    println!("tollgate TUI benchmark: {n} change requests (store built in {built:.1} s)");
 
     // Start-up as `tollgate` does it: open the store, read the policy in force from its
     // log, build the app, draw.

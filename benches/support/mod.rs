@@ -210,6 +210,22 @@ pub fn submit_synthetic(store: &LocalStore, n: usize, now: chrono::DateTime<Utc>
     reviewable
 }
 
+/// A store at `dir/bench.db` whose genesis is the seeded demo policy, with `n` synthetic
+/// CRs (closed again): its path and the seconds the CRs took to submit.
+pub fn synthetic_store(
+    dir: &std::path::Path,
+    n: usize,
+    now: chrono::DateTime<Utc>,
+) -> (std::path::PathBuf, f64) {
+    let path = dir.join("bench.db");
+    let store = LocalStore::create(&path).expect("store");
+    tollgate::demo::seeded_genesis(&store, &tollgate::demo::seeded_policy_text(), now)
+        .expect("genesis");
+    let built = std::time::Instant::now();
+    submit_synthetic(&store, n, now);
+    (path, built.elapsed().as_secs_f64())
+}
+
 /// `TOLLGATE_BENCH_CRS` when set, so a quick run can use fewer CRs than the default.
 pub fn cr_count(default: usize) -> usize {
     std::env::var("TOLLGATE_BENCH_CRS")
