@@ -1660,3 +1660,41 @@ fn find_in_a_change_request_jumps_between_matches() {
     rig.keys(&["esc", "esc"]);
     assert_eq!(rig.app.screen, Screen::Queue);
 }
+
+/// A large queue's first page goes on screen while the rest is read — onto an empty
+/// queue only (a refresh keeps the whole queue it shows), and only for the current load.
+#[test]
+fn the_first_page_shows_while_the_rest_loads_but_never_replaces_a_whole_queue() {
+    let mut rig = Rig::new(Some("devi"));
+    let all = rig.app.queue.rows.clone();
+    assert_eq!(all.len(), 5);
+    rig.app.queue.set_rows(Vec::new());
+    let Effect::LoadQueue(old) = rig.app.load_queue() else {
+        panic!("a queue load")
+    };
+    let Effect::LoadQueue(current) = rig.app.load_queue() else {
+        panic!("a queue load")
+    };
+    rig.app.update(Msg::QueueFirst(old, all[..1].to_vec()));
+    assert!(
+        rig.app.queue.rows.is_empty(),
+        "a superseded load's page is dropped"
+    );
+    rig.app.update(Msg::QueueFirst(current, all[..2].to_vec()));
+    assert_eq!(rig.app.queue.rows.len(), 2, "the first page is on screen");
+    assert!(rig.screen_text(120, 40).contains(&all[0].id));
+    rig.app.update(Msg::Queue(
+        current,
+        Ok(tollgate::tui::data::QueueData {
+            rows: all.clone(),
+            ..Default::default()
+        }),
+    ));
+    assert_eq!(rig.app.queue.rows.len(), 5);
+    // A refresh: its first page does not replace the whole queue on screen.
+    let Effect::LoadQueue(refresh) = rig.app.load_queue() else {
+        panic!("a queue load")
+    };
+    rig.app.update(Msg::QueueFirst(refresh, all[..1].to_vec()));
+    assert_eq!(rig.app.queue.rows.len(), 5);
+}

@@ -204,6 +204,9 @@ fn from_cached(
     ))
 }
 
+/// Rows read (and sent to the screen) before the rest of the queue.
+const FIRST_PAGE: usize = 500;
+
 /// Loads the queue from the store's summary cache, a page at a time (rows whose key no
 /// longer holds are evaluated and cached again on the way), with the subjects an
 /// emergency can roll back and the exceptions.
@@ -212,12 +215,16 @@ pub fn load_queue(
     book: &PolicyBook,
     me: Option<&Principal>,
     now: DateTime<Utc>,
+    first_page: &mut dyn FnMut(Vec<QueueRow>),
 ) -> Result<QueueData, TuiError> {
     let head = store.recorded_head().ok();
     let today = now.date_naive();
     let mut rows = Vec::new();
     let mut per_cr = Vec::new();
-    for page in crate::workflow::queue::SummaryPages::new(store, book, None) {
+    for (n, page) in crate::workflow::queue::SummaryPages::new(store, book, None)
+        .page_size(FIRST_PAGE)
+        .enumerate()
+    {
         for s in page? {
             let Some((row, subject)) = from_cached(&s, me, today) else {
                 return Err(TuiError::BadEntry {
@@ -230,6 +237,10 @@ pub fn load_queue(
             };
             rows.push(row);
             per_cr.extend(subject);
+        }
+        if n == 0 && rows.len() >= FIRST_PAGE {
+            // More may follow: the first rows go on screen while the rest is read.
+            first_page(rows.clone());
         }
     }
     let derived = crate::workflow::exceptions(store)?;

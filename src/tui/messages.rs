@@ -63,6 +63,8 @@ pub enum Msg {
     Tick,
     /// Queue rows, subjects and exceptions, for request `id`.
     Queue(u64, Result<QueueData, TuiError>),
+    /// The queue's first page for request `id`, on screen while the rest is read.
+    QueueFirst(u64, Vec<super::data::QueueRow>),
     /// One CR, for request `id`.
     Detail(u64, Result<Box<DetailData>, TuiError>),
     /// Outcome of signing: a confirmation line or the refusal.

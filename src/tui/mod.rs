@@ -321,6 +321,21 @@ pub fn answer(
     me: Option<&crate::domain::policy::Principal>,
     now: chrono::DateTime<Utc>,
 ) -> Vec<Msg> {
+    let mut early = Vec::new();
+    let mut rest = answer_with(effect, shared, me, now, &mut |m| early.push(m));
+    early.append(&mut rest);
+    early
+}
+
+/// [`answer`], handing `early` what can be shown before the work is done (the queue's
+/// first page while the rest is read).
+pub fn answer_with(
+    effect: &Effect,
+    shared: &Shared,
+    me: Option<&crate::domain::policy::Principal>,
+    now: chrono::DateTime<Utc>,
+    early: &mut dyn FnMut(Msg),
+) -> Vec<Msg> {
     let one = match effect {
         Effect::Authorise(id, request) => {
             let book = shared.book();
@@ -367,10 +382,10 @@ pub fn answer(
             // The unsent count is news even when the queue cannot be loaded (offline).
             let unsent = flush_outbox(shared);
             msgs.push(Msg::Unsent(unsent));
-            msgs.push(Msg::Queue(
-                *id,
-                data::load_queue(shared.store.as_ref(), &book, me, now),
-            ));
+            let loaded = data::load_queue(shared.store.as_ref(), &book, me, now, &mut |first| {
+                early(Msg::QueueFirst(*id, first))
+            });
+            msgs.push(Msg::Queue(*id, loaded));
             return msgs;
         }
         Effect::CheckHead(id) => Some(Msg::Head(
@@ -768,7 +783,11 @@ fn perform(
             let me = app.me().cloned();
             tokio::task::spawn_blocking(move || {
                 let now = crate::config::now().unwrap_or_else(|_| Utc::now());
-                for msg in answer(&effect, &shared, me.as_ref(), now) {
+                let early_tx = tx.clone();
+                let replies = answer_with(&effect, &shared, me.as_ref(), now, &mut |m| {
+                    let _ = early_tx.send(m);
+                });
+                for msg in replies {
                     let _ = tx.send(msg);
                 }
             });

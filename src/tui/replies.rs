@@ -41,6 +41,14 @@ impl App {
                 }
                 vec![]
             }
+            Msg::QueueFirst(id, rows) => {
+                // Only onto an empty queue: a refresh keeps the whole queue it has until
+                // the whole new one arrives.
+                if self.requests.is_current(Kind::Queue, id) && self.queue.rows.is_empty() {
+                    self.queue.set_rows(rows);
+                }
+                vec![]
+            }
             Msg::Queue(id, result) => {
                 if !self.reply(Kind::Queue, id) {
                     return vec![];
