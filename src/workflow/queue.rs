@@ -409,11 +409,21 @@ impl SummaryPages<'_> {
                 return Ok(differ);
             };
             self.after = Some(last.cr_id.clone());
+            // Only rows whose key holds are trusted by a reader: nothing else to check.
+            let trusted = slots.iter().any(|s| {
+                s.cached.as_ref().map(|c| c.basis.as_str())
+                    == Some(summary_basis(s.revision, s.last_seq, policy_seq).as_str())
+            });
+            if !trusted {
+                continue;
+            }
             let docs: std::collections::HashMap<String, StoredCr> = self
                 .documents(after.as_deref())?
                 .into_iter()
                 .map(|c| (c.current.cr.id.clone(), c))
                 .collect();
+            let mut held = Vec::new();
+            let mut todo = Vec::new();
             for slot in slots {
                 let basis = summary_basis(slot.revision, slot.last_seq, policy_seq);
                 let (Some(cached), Some(cr)) = (slot.cached, docs.get(&slot.cr_id)) else {
@@ -422,21 +432,25 @@ impl SummaryPages<'_> {
                 if cached.basis != basis || cr.current.revision != slot.revision {
                     continue;
                 }
-                let fresh = self.summarise(cr, basis, slot.last_seq)?;
-                let cells = |s: &str| {
-                    let mut c: Vec<String> = serde_json::from_str(s).unwrap_or_default();
-                    if c.len() > 6 {
-                        c[6].clear();
-                    }
-                    c
-                };
+                todo.push((held.len(), cr, basis, slot.last_seq));
+                held.push(cached);
+            }
+            // Re-derived on every core, then compared field by field.
+            let cells = |s: &str| {
+                let mut c: Vec<String> = serde_json::from_str(s).unwrap_or_default();
+                if c.len() > 6 {
+                    c[6].clear();
+                }
+                c
+            };
+            for (cached, fresh) in held.into_iter().zip(self.summarise_all(&todo)?) {
                 if fresh.row != cached.row
                     || fresh.status != cached.status
                     || fresh.risk != cached.risk
                     || fresh.created_at != cached.created_at
                     || cells(&fresh.cells) != cells(&cached.cells)
                 {
-                    differ.push(slot.cr_id);
+                    differ.push(cached.cr_id);
                 }
             }
         }
