@@ -442,42 +442,45 @@ impl Filter {
     /// decisions, so it leaves events out; the other terms apply as to decisions (words
     /// search the incident, subject and principal).
     pub fn matches_event(&self, e: &EmergencyEvent) -> bool {
-        let day = e.at.date_naive();
         self.gate.is_none()
             && self.risk.is_none()
             && self.verdict.is_none()
-            && self.principal.as_ref().is_none_or(|p| *p == e.principal)
-            && self
-                .subject
-                .as_ref()
-                .is_none_or(|s| e.subject.to_lowercase().contains(s))
-            && self.since.is_none_or(|d| day >= d)
-            && self.until.is_none_or(|d| day <= d)
-            && self.words.iter().all(|w| {
-                [&e.incident, &e.subject, &e.principal, e.kind.label()]
-                    .iter()
-                    .any(|field| contains_ignore_case(field, w))
-            })
+            && self.passes(
+                e.at,
+                &e.principal,
+                &e.subject,
+                &[&e.incident, &e.subject, &e.principal, e.kind.label()],
+            )
     }
 
     /// Whether `e` passes.
     pub fn matches(&self, e: &HistoryEntry) -> bool {
-        let day = e.at.date_naive();
-        self.principal.as_ref().is_none_or(|p| **p == *e.principal)
+        self.gate.is_none_or(|g| g == e.gate)
+            && self.risk.is_none_or(|r| r == e.risk)
+            && self.verdict.is_none_or(|v| v == e.verdict)
+            && self.passes(
+                e.at,
+                &e.principal,
+                &e.subject,
+                &[&e.cr_id, &e.title, &e.subject, &e.principal, &e.role],
+            )
+    }
+
+    /// The terms every row answers: principal, subject, days, and the free words over
+    /// `fields`.
+    fn passes(&self, at: DateTime<Utc>, principal: &str, subject: &str, fields: &[&str]) -> bool {
+        let day = at.date_naive();
+        self.principal.as_ref().is_none_or(|p| p == principal)
             && self
                 .subject
                 .as_ref()
-                .is_none_or(|s| e.subject.to_lowercase().contains(s))
-            && self.gate.is_none_or(|g| g == e.gate)
-            && self.risk.is_none_or(|r| r == e.risk)
-            && self.verdict.is_none_or(|v| v == e.verdict)
+                .is_none_or(|s| subject.to_lowercase().contains(s))
             && self.since.is_none_or(|d| day >= d)
             && self.until.is_none_or(|d| day <= d)
-            && self.words.iter().all(|w| {
-                [&e.cr_id, &e.title, &e.subject, &e.principal, &e.role]
-                    .iter()
-                    .any(|field| contains_ignore_case(field, w))
-            })
+            && self
+                .words
+                .iter()
+                .all(|w| fields.iter().any(|field| contains_ignore_case(field, w)))
     }
 }
 

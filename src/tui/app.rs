@@ -266,7 +266,7 @@ impl App {
             h.filter_key(k, &self.settings.keymap);
             return vec![];
         }
-        if self.typing_find_ref() {
+        if self.typing_find() {
             let keymap = &self.settings.keymap;
             match (self.screen, self.history.as_mut()) {
                 (Screen::Detail, _) => self.detail.find.key(&k, keymap),

@@ -16,7 +16,7 @@ impl App {
                 Context::Decision,
                 Context::Global,
             ],
-            Screen::Detail | Screen::History if self.typing_find_ref() => {
+            Screen::Detail | Screen::History if self.typing_find() => {
                 vec![Context::Prompt, Context::Global]
             }
             Screen::Detail => vec![
@@ -46,7 +46,7 @@ impl App {
     }
 
     /// Whether a find query is being typed (detail, or History's record).
-    pub(super) fn typing_find_ref(&self) -> bool {
+    pub(super) fn typing_find(&self) -> bool {
         match self.screen {
             Screen::Detail => self.detail.find.editing,
             Screen::History => self.history.as_ref().is_some_and(|h| h.find.editing),

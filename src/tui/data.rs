@@ -172,11 +172,7 @@ fn from_cached(
         latest_cr: r.id.clone(),
         latest_status: status,
         updated_at: r.created_at,
-        basis: if status == Status::Approved {
-            crate::domain::emergency::LiveBasis::Approved
-        } else {
-            crate::domain::emergency::LiveBasis::Assumed
-        },
+        basis: crate::domain::emergency::LiveBasis::of_latest_cr(status),
     });
     Some((
         QueueRow {

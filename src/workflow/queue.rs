@@ -204,6 +204,14 @@ pub struct SummaryPages<'a> {
     done: bool,
 }
 
+/// Each slot's key as a fresh summary would have it (worked out once per page).
+fn bases(slots: &[crate::store::SummarySlot], policy_seq: u64) -> Vec<String> {
+    slots
+        .iter()
+        .map(|s| summary_basis(s.revision, s.last_seq, policy_seq))
+        .collect()
+}
+
 /// A page size that keeps memory at a page's worth of documents when recomputing.
 const SUMMARY_PAGE: usize = 2_000;
 
@@ -319,6 +327,18 @@ impl<'a> SummaryPages<'a> {
         }
     }
 
+    /// The page's documents after `after`, by CR id.
+    fn documents_by_id(
+        &self,
+        after: Option<&str>,
+    ) -> Result<std::collections::HashMap<String, StoredCr>, crate::store::StoreError> {
+        Ok(self
+            .documents(after)?
+            .into_iter()
+            .map(|c| (c.current.cr.id.clone(), c))
+            .collect())
+    }
+
     fn next_page(&mut self) -> Result<Vec<crate::store::Summary>, crate::store::StoreError> {
         let policy_seq = self.book.current().seq;
         let after = self.after.clone();
@@ -339,8 +359,9 @@ impl<'a> SummaryPages<'a> {
             // written by something else and is computed again.
             c.basis == basis && !c.row.bytes().chain(c.cells.bytes()).any(|b| b < 0x20)
         };
-        let stale = slots.iter().any(|s| match &s.cached {
-            Some(c) => !usable(c, &summary_basis(s.revision, s.last_seq, policy_seq)),
+        let bases = bases(&slots, policy_seq);
+        let stale = slots.iter().zip(&bases).any(|(s, basis)| match &s.cached {
+            Some(c) => !usable(c, basis),
             None => true,
         });
         if !stale {
@@ -348,16 +369,10 @@ impl<'a> SummaryPages<'a> {
         }
         // Some rows are missing or out of date: read the page's documents once, compute
         // what is stale (on every core), and cache it.
-        let docs: std::collections::HashMap<String, StoredCr> = self
-            .documents(after.as_deref())?
-            .into_iter()
-            .map(|c| (c.current.cr.id.clone(), c))
-            .collect();
-        self.load_decisions()?;
+        let docs = self.documents_by_id(after.as_deref())?;
         let mut out: Vec<Option<crate::store::Summary>> = Vec::with_capacity(slots.len());
         let mut todo: Vec<(usize, &StoredCr, String, u64)> = Vec::new();
-        for slot in slots {
-            let basis = summary_basis(slot.revision, slot.last_seq, policy_seq);
+        for (slot, basis) in slots.into_iter().zip(bases) {
             match slot.cached {
                 Some(c) if usable(&c, &basis) => out.push(Some(c)),
                 _ => {
@@ -398,7 +413,6 @@ impl SummaryPages<'_> {
     /// worked out when shown).
     pub fn check(mut self) -> Result<Vec<String>, crate::store::StoreError> {
         let policy_seq = self.book.current().seq;
-        self.load_decisions()?;
         let mut differ = Vec::new();
         loop {
             let after = self.after.clone();
@@ -410,22 +424,18 @@ impl SummaryPages<'_> {
             };
             self.after = Some(last.cr_id.clone());
             // Only rows whose key holds are trusted by a reader: nothing else to check.
-            let trusted = slots.iter().any(|s| {
-                s.cached.as_ref().map(|c| c.basis.as_str())
-                    == Some(summary_basis(s.revision, s.last_seq, policy_seq).as_str())
-            });
+            let bases = bases(&slots, policy_seq);
+            let trusted = slots
+                .iter()
+                .zip(&bases)
+                .any(|(s, basis)| s.cached.as_ref().is_some_and(|c| c.basis == *basis));
             if !trusted {
                 continue;
             }
-            let docs: std::collections::HashMap<String, StoredCr> = self
-                .documents(after.as_deref())?
-                .into_iter()
-                .map(|c| (c.current.cr.id.clone(), c))
-                .collect();
+            let docs = self.documents_by_id(after.as_deref())?;
             let mut held = Vec::new();
             let mut todo = Vec::new();
-            for slot in slots {
-                let basis = summary_basis(slot.revision, slot.last_seq, policy_seq);
+            for (slot, basis) in slots.into_iter().zip(bases) {
                 let (Some(cached), Some(cr)) = (slot.cached, docs.get(&slot.cr_id)) else {
                     continue;
                 };

@@ -65,6 +65,17 @@ pub enum LiveBasis {
     },
 }
 
+impl LiveBasis {
+    /// What the latest CR's status says (before any rollback is taken into account).
+    pub fn of_latest_cr(status: Status) -> LiveBasis {
+        if status == Status::Approved {
+            LiveBasis::Approved
+        } else {
+            LiveBasis::Assumed
+        }
+    }
+}
+
 impl SubjectState {
     /// What one CR says about its subject; nothing for a policy change, which deploys
     /// nothing and is never rolled back through the emergency gate.
@@ -81,11 +92,7 @@ impl SubjectState {
             latest_cr: cr.id.clone(),
             latest_status: status,
             updated_at: cr.created_at,
-            basis: if status == Status::Approved {
-                LiveBasis::Approved
-            } else {
-                LiveBasis::Assumed
-            },
+            basis: LiveBasis::of_latest_cr(status),
         })
     }
 

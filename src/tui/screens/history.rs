@@ -4,8 +4,8 @@
 
 use super::Screen;
 use super::cursor::Cursor;
-use super::line::Typed;
-use crate::tui::keymap::{Action, Context, Keymap};
+use super::line::FilterKey;
+use crate::tui::keymap::{Action, Keymap};
 use crossterm::event::KeyEvent;
 
 /// The audit log's integrity, as the History screen shows it.
@@ -298,20 +298,11 @@ impl HistoryState {
 
     /// A key while the filter has focus.
     pub fn filter_key(&mut self, k: KeyEvent, keymap: &Keymap) {
-        match super::line::type_key(&mut self.filter, &k, keymap, &[Context::Global], 200) {
-            Typed::Changed => self.refilter(),
-            Typed::Unchanged => {}
-            Typed::Action(Action::Back) => {
-                self.filtering = false;
-                self.filter.clear();
-                self.refilter();
-            }
-            Typed::Action(Action::Accept) => self.filtering = false,
-            Typed::Action(action) => {
-                if let Some(delta) = super::cursor::movement(action, self.cursor.page) {
-                    self.cursor.shift(delta, self.visible.len());
-                }
-            }
+        let page = self.cursor.page;
+        match super::line::filter_key(&mut self.filter, &mut self.filtering, &k, keymap, page) {
+            FilterKey::Changed | FilterKey::Cleared => self.refilter(),
+            FilterKey::Move(delta) => self.cursor.shift(delta, self.visible.len()),
+            FilterKey::Kept | FilterKey::Nothing => {}
         }
     }
 }

@@ -51,6 +51,49 @@ pub fn type_key(
     }
 }
 
+/// What a key did to a list's `/` filter line (the queue's, History's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterKey {
+    /// The query changed: filter again.
+    Changed,
+    /// Cleared and closed (back): filter again over everything.
+    Cleared,
+    /// Kept and closed (accept).
+    Kept,
+    /// Move the list's cursor by this much.
+    Move(isize),
+    /// Nothing to do.
+    Nothing,
+}
+
+/// A key while a list's filter line has focus: typing edits it, accept keeps it, back
+/// clears it, movement keys move the list (`page` rows to a page). `filtering` is set
+/// false when the line closes.
+pub fn filter_key(
+    filter: &mut String,
+    filtering: &mut bool,
+    k: &KeyEvent,
+    keymap: &Keymap,
+    page: usize,
+) -> FilterKey {
+    match type_key(filter, k, keymap, &[Context::Global], 200) {
+        Typed::Changed => FilterKey::Changed,
+        Typed::Unchanged => FilterKey::Nothing,
+        Typed::Action(Action::Back) => {
+            *filtering = false;
+            filter.clear();
+            FilterKey::Cleared
+        }
+        Typed::Action(Action::Accept) => {
+            *filtering = false;
+            FilterKey::Kept
+        }
+        Typed::Action(action) => {
+            super::cursor::movement(action, page).map_or(FilterKey::Nothing, FilterKey::Move)
+        }
+    }
+}
+
 /// Removes the last word and the spaces after it.
 fn delete_word(text: &mut String) -> bool {
     let before = text.len();

@@ -3,10 +3,10 @@
 //! selected.
 
 use super::cursor::Cursor;
-use super::line::Typed;
+use super::line::FilterKey;
 use crate::domain::status::Status;
 use crate::tui::data::QueueRow;
-use crate::tui::keymap::{Action, Context, Keymap};
+use crate::tui::keymap::{Action, Keymap};
 use crossterm::event::KeyEvent;
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Config, Matcher, Utf32Str};
@@ -335,24 +335,16 @@ impl QueueScreen {
 
     /// A key while the `/` filter has focus.
     pub fn filter_key(&mut self, k: KeyEvent, keymap: &Keymap) {
-        match super::line::type_key(&mut self.filter, &k, keymap, &[Context::Global], 200) {
-            Typed::Changed => {
+        let page = self.cursor.page;
+        match super::line::filter_key(&mut self.filter, &mut self.filtering, &k, keymap, page) {
+            FilterKey::Changed => {
                 self.refilter();
                 // A new query selects its best match, as fzf does.
                 self.cursor.select(0, self.visible.len());
             }
-            Typed::Unchanged => {}
-            Typed::Action(Action::Back) => {
-                self.filtering = false;
-                self.filter.clear();
-                self.refilter();
-            }
-            Typed::Action(Action::Accept) => self.filtering = false,
-            Typed::Action(action) => {
-                if let Some(delta) = super::cursor::movement(action, self.cursor.page) {
-                    self.shift(delta);
-                }
-            }
+            FilterKey::Cleared => self.refilter(),
+            FilterKey::Move(delta) => self.shift(delta),
+            FilterKey::Kept | FilterKey::Nothing => {}
         }
     }
 
