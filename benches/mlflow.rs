@@ -195,6 +195,7 @@ fn main() {
     let (token, _) =
         tollgate::server::tokens::add(&tokens, "devi", "bench", chrono::Utc::now()).expect("token");
     let addr = tollgate::server::start_in_background(tollgate::server::ServeOptions {
+        database: None,
         listen: "127.0.0.1:0".into(),
         store: store.clone(),
         policy: home.join("tollgate.policy.toml"),

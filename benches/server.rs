@@ -96,6 +96,7 @@ fn main() {
         tollgate::server::tokens::add(&tokens_path, "devi", "bench", chrono::Utc::now())
             .expect("token");
     let opts = tollgate::server::ServeOptions {
+        database: None,
         listen: "127.0.0.1:0".into(),
         store: path.clone(),
         policy: policy_path,

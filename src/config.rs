@@ -162,6 +162,18 @@ pub struct Paths {
     pub remote: Option<Remote>,
     /// The MLflow registry CRs are read from and decisions written back to, if any.
     pub mlflow: Option<MlflowSource>,
+    /// A PostgreSQL database (`--database`) that replaces the SQLite file as the store.
+    pub database: Option<String>,
+}
+
+impl Paths {
+    /// The store as messages name it: the database (password hidden) or the file.
+    pub fn store_label(&self) -> String {
+        match &self.database {
+            Some(url) => crate::store::pg::redact(url),
+            None => self.store.display().to_string(),
+        }
+    }
 }
 
 /// Why no location could be worked out.
@@ -251,6 +263,7 @@ pub fn resolve(store: Option<PathBuf>, policy: Option<PathBuf>) -> Result<Paths,
         policy,
         remote: None,
         mlflow: None,
+        database: None,
     })
 }
 

@@ -203,10 +203,10 @@ pub fn unknown_key_refusal(
     who: &str,
     detail: &str,
     current: &PolicyVersion,
-    file: &Path,
+    file: Option<&Path>,
     file_accepts: impl Fn(&Policy) -> bool,
 ) -> Refusal {
-    if file_listing(file, file_accepts) {
+    if let Some(file) = file.filter(|f| file_listing(f, file_accepts)) {
         return not_in_force(&format!("{who}'s signing key"), current, file);
     }
     Refusal {

@@ -46,6 +46,7 @@ fn every_listed_route_is_really_routed() {
     let tokens = dir.path().join("t.tokens.toml");
     tollgate::server::tokens::add(&tokens, "ci", "", chrono::Utc::now()).unwrap();
     let opts = tollgate::server::ServeOptions {
+        database: None,
         listen: "127.0.0.1:0".into(),
         store,
         policy,

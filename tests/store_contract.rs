@@ -1,56 +1,85 @@
-//! One contract every store passes: the embedded SQLite store, and the team server's
-//! store reached over HTTP on 127.0.0.1 (a real `tollgate serve` router on an ephemeral
-//! port). The same test bodies run against both.
+//! One contract every store passes: the embedded SQLite store, PostgreSQL (a throwaway
+//! cluster), and the team server reached over HTTP on 127.0.0.1 (a real `tollgate serve`
+//! on an ephemeral port) on each of them. The same test bodies run against all four.
+
+mod common;
 
 use chrono::{TimeZone, Utc};
 use std::collections::HashMap;
-use std::sync::Arc;
 use tollgate::domain::decision::Verdict;
 use tollgate::domain::policy_book::PolicyBook;
 use tollgate::identity::Identity;
 use tollgate::store::local::LocalStore;
+use tollgate::store::pg::PgStore;
 use tollgate::store::remote::RemoteStore;
 use tollgate::store::{DecideError, Store, VerifyOptions, verify_log};
 use tollgate::workflow::{
     DecisionRequest, RollbackRequest, authorise_rollback, exceptions, sign_decision,
 };
 
+/// Which store a test body runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The embedded SQLite store.
+    Sqlite,
+    /// A PostgreSQL database on the test binary's throwaway cluster.
+    Postgres,
+    /// A team server on an SQLite store, over HTTP.
+    RemoteSqlite,
+    /// A team server on PostgreSQL, over HTTP.
+    RemotePostgres,
+}
+
 /// A store under test, reachable as any principal.
 struct Fixture {
     _dir: tempfile::TempDir,
     /// The policy history: the seeded demo policy, adopted as the genesis.
     book: PolicyBook,
-    local: Arc<LocalStore>,
+    /// Where the store lives: the SQLite file, or the database URL.
+    path: std::path::PathBuf,
+    database: Option<String>,
     remote: Option<(String, HashMap<String, String>)>,
 }
 
 impl Fixture {
-    fn new(remote: bool) -> Fixture {
+    fn new(kind: Kind) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let local = Arc::new(LocalStore::create(&path).unwrap());
+        let database =
+            matches!(kind, Kind::Postgres | Kind::RemotePostgres).then(common::pg::database);
+        let seeded: Box<dyn Store> = match &database {
+            Some(url) => Box::new(PgStore::create(url).unwrap()),
+            None => Box::new(LocalStore::create(&path).unwrap()),
+        };
         let book = tollgate::demo::seeded_genesis(
-            &local,
+            seeded.as_ref(),
             &tollgate::demo::seeded_policy_text(),
             Utc::now(),
         )
         .unwrap();
         let policy_path = dir.path().join("t.policy.toml");
         std::fs::write(&policy_path, &book.current().text).unwrap();
-        let remote = remote.then(|| {
+        let remote = matches!(kind, Kind::RemoteSqlite | Kind::RemotePostgres).then(|| {
             let tokens_path = dir.path().join("t.tokens.toml");
             let tokens: HashMap<String, String> = tollgate::demo::PRINCIPALS
                 .iter()
                 .map(|p| {
-                    (
-                        p.to_string(),
-                        tollgate::server::tokens::add(&tokens_path, p, "test", chrono::Utc::now())
-                            .unwrap()
-                            .0,
-                    )
+                    let token = match &database {
+                        Some(url) => tollgate::server::tokens::add_to_database(
+                            &PgStore::open(url).unwrap(),
+                            p,
+                            "test",
+                            Utc::now(),
+                        )
+                        .unwrap(),
+                        None => tollgate::server::tokens::add(&tokens_path, p, "test", Utc::now())
+                            .unwrap(),
+                    };
+                    (p.to_string(), token.0)
                 })
                 .collect();
             let opts = tollgate::server::ServeOptions {
+                database: database.clone(),
                 listen: "127.0.0.1:0".into(),
                 store: path.clone(),
                 policy: policy_path.clone(),
@@ -66,17 +95,19 @@ impl Fixture {
         Fixture {
             _dir: dir,
             book,
-            local,
+            path,
+            database,
             remote,
         }
     }
 
     /// The store as `who` sees it.
     fn store(&self, who: &str) -> Box<dyn Store> {
-        match &self.remote {
+        match (&self.remote, &self.database) {
             // Each caller gets its own connection, as separate processes would.
-            None => Box::new(LocalStore::open(self.local.path()).unwrap()),
-            Some((url, tokens)) => Box::new(RemoteStore::connect(url, &tokens[who]).unwrap()),
+            (Some((url, tokens)), _) => Box::new(RemoteStore::connect(url, &tokens[who]).unwrap()),
+            (None, Some(url)) => Box::new(PgStore::open(url).unwrap()),
+            (None, None) => Box::new(LocalStore::open(&self.path).unwrap()),
         }
     }
 
@@ -122,9 +153,17 @@ impl Fixture {
     }
 }
 
+/// Runs a test body against every kind of store.
 fn both(test: fn(&Fixture)) {
-    test(&Fixture::new(false));
-    test(&Fixture::new(true));
+    for kind in [
+        Kind::Sqlite,
+        Kind::Postgres,
+        Kind::RemoteSqlite,
+        Kind::RemotePostgres,
+    ] {
+        eprintln!("store contract on {kind:?}");
+        test(&Fixture::new(kind));
+    }
 }
 
 fn submit_fixtures(f: &Fixture) {

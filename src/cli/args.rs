@@ -42,6 +42,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "TOLLGATE_REMOTE", value_name = "URL")]
     pub remote: Option<String>,
 
+    /// Use the PostgreSQL database at this URL as the store instead of the SQLite file
+    /// (postgres://USER@HOST/DATABASE, or postgres:///DATABASE?host=/run/postgresql for a
+    /// local socket). Team server replicas started with the same URL serve as one; with
+    /// `init`, creates the schema and adopts the genesis policy there.
+    #[arg(long, global = true, env = "TOLLGATE_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+
     /// Read change requests from another system before the command runs:
     /// `mlflow=URL` stores every MLflow model version tagged `tollgate.status=pending`
     /// as a CR (tag convention: docs/mlflow.md).
@@ -255,9 +262,13 @@ pub enum Command {
     /// Print the manual page (roff): `tollgate man > ~/.local/share/man/man1/tollgate.1`.
     Man,
 
-    /// Manage the team server's bearer tokens.
+    /// Manage the team server's bearer tokens (in the database with --database).
     #[command(subcommand)]
     Token(TokenCommand),
+
+    /// Move a store between databases.
+    #[command(subcommand)]
+    Store(StoreCommand),
 
     /// Read the --source (MLflow) and write every decided CR's state back to it.
     ///
@@ -493,6 +504,29 @@ impl ServeLimits {
             burst: self.rate_burst as f64,
         }
     }
+}
+
+/// `store` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a store and its whole log into an empty PostgreSQL database, verbatim.
+    ///
+    /// Every revision and log entry keeps its hash, signature and receipt time, so
+    /// `verify` on the copy passes exactly as on the original (it is run before this
+    /// command reports success). The source is only read; the target must be empty (a
+    /// failed copy leaves it empty). Tokens are not copied: create them anew with
+    /// `tollgate --database URL token add`.
+    #[command(
+        after_help = "Example:\n  createdb tollgate\n  tollgate store migrate --from ~/.local/share/tollgate/tollgate.db --to postgres:///tollgate?host=/run/postgresql"
+    )]
+    Migrate {
+        /// The SQLite store to copy.
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+        /// The PostgreSQL database to copy it into (postgres://…).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 /// `token` subcommands.

@@ -8,6 +8,8 @@ mod history_cmds;
 mod outbox_cmd;
 mod policy_cmds;
 mod render;
+mod store_cmds;
+mod token_cmds;
 mod views;
 
 use crate::config::{self, Paths};
@@ -19,7 +21,7 @@ use crate::domain::text::{sanitize, sanitize_with};
 use crate::identity::KeyChoice;
 use crate::store::local::LocalStore;
 use crate::store::{Store, StoreError, Submission, SubmitOutcome};
-use args::{Cli, Command, ListArgs, LogCommand, PolicyCommand, TokenCommand};
+use args::{Cli, Command, ListArgs, LogCommand, PolicyCommand, StoreCommand};
 use chrono::{DateTime, Utc};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -59,6 +61,9 @@ impl From<StoreError> for CliError {
         match e {
             StoreError::NotInitialised { .. }
             | StoreError::NotAStore { .. }
+            | StoreError::DatabaseNotInitialised { .. }
+            | StoreError::BadDatabaseUrl { .. }
+            | StoreError::NotEmpty { .. }
             | StoreError::Moved { .. } => CliError::refused(e.to_string()),
             other => CliError::environment(other.to_string()),
         }
@@ -109,8 +114,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     };
     // Read when a command needs the store, so a half-configured server does not stop
     // `init`, `demo` or `serve`, which always work on a local store.
+    let database = || -> Result<Option<String>, CliError> {
+        match cli.database.as_deref().filter(|u| !u.is_empty()) {
+            None => Ok(None),
+            Some(url) if crate::store::pg::is_database_url(url) => Ok(Some(url.to_string())),
+            Some(url) => Err(CliError::refused(format!(
+                "--database (TOLLGATE_DATABASE) {}: expected a PostgreSQL URL starting postgres:// or postgresql://; for an SQLite file use --store PATH",
+                crate::store::pg::redact(url)
+            ))),
+        }
+    };
     let paths = || -> Result<Paths, CliError> {
         let mut p = config::resolve(cli.store.clone(), cli.policy.clone())?;
+        p.database = database()?;
         let configured = configured(&remote_flags)?;
         p.remote = remote_settings(&remote_flags, &configured)?;
         p.mlflow = source_settings(&remote_flags, configured)?;
@@ -136,7 +152,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 "`tollgate {what}` works on a local store; run it on the server's machine (without --remote)"
             )));
         }
-        Ok(config::resolve(cli.store.clone(), cli.policy.clone())?)
+        let mut p = config::resolve(cli.store.clone(), cli.policy.clone())?;
+        p.database = database()?;
+        Ok(p)
     };
     match cli.command {
         Some(Command::Serve {
@@ -152,72 +170,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             (limits.limits(), server_key),
             out,
         ),
-        Some(Command::Token(TokenCommand::List { json })) => {
-            let file = crate::server::tokens::tokens_beside(&local_only("token list")?.store);
-            let tokens = match crate::server::tokens::Tokens::load(&file) {
-                Ok(t) => t,
-                Err(crate::server::tokens::TokenError::Read { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    crate::server::tokens::Tokens::default()
-                }
-                Err(e) => return Err(CliError::refused(e.to_string())),
-            };
-            if json {
-                return write_out(out, &to_json(&tokens.entries())?);
-            }
-            let mut text = format!("{:<13} {:<12} {:<25} LABEL\n", "ID", "PRINCIPAL", "CREATED");
-            for e in tokens.entries() {
-                text.push_str(&format!(
-                    "{:<13} {:<12} {:<25} {}\n",
-                    e.id,
-                    e.principal,
-                    e.created.as_deref().unwrap_or("—"),
-                    crate::domain::text::sanitize(&e.label)
-                ));
-            }
-            text.push_str(&format!(
-                "{} token(s) in {}\n",
-                tokens.entries().len(),
-                file.display()
-            ));
-            write_out(out, &text)
+        Some(Command::Token(command)) => {
+            crate::cli::token_cmds::run(&local_only("token")?, command, now, out)
         }
-        Some(Command::Token(TokenCommand::Revoke { id })) => {
-            let file = crate::server::tokens::tokens_beside(&local_only("token revoke")?.store);
-            let gone = crate::server::tokens::revoke(&file, &id).map_err(|e| match e {
-                crate::server::tokens::TokenError::Write { .. } => {
-                    CliError::environment(e.to_string())
-                }
-                _ => CliError::refused(e.to_string()),
-            })?;
-            write_out(
-                out,
-                &format!(
-                    "revoked token {} of {} ({}); a running server refuses it from its next request\n",
-                    gone.id,
-                    gone.principal,
-                    crate::domain::text::sanitize(&gone.label)
-                ),
-            )
-        }
-        Some(Command::Token(TokenCommand::Add { principal, label })) => {
-            let file = crate::server::tokens::tokens_beside(&local_only("token add")?.store);
-            let (token, _) = crate::server::tokens::add(&file, &principal, &label, now).map_err(
-                |e| match e {
-                    crate::server::tokens::TokenError::Write { .. } => {
-                        CliError::environment(e.to_string())
-                    }
-                    _ => CliError::refused(e.to_string()),
-                },
-            )?;
-            write_out(
-                out,
-                &format!(
-                    "token for {principal} (shown once; only its hash is kept in {}):\n{token}\n\nclients use it as TOLLGATE_TOKEN={token} tollgate --remote URL ...\n",
-                    file.display()
-                ),
-            )
+        Some(Command::Store(StoreCommand::Migrate { from, to })) => {
+            crate::cli::store_cmds::migrate(&from, &to, out)
         }
         Some(Command::Outbox { flush, drop }) => {
             crate::cli::outbox_cmd::run(&paths()?, &keys, flush, drop.as_deref(), out)
@@ -677,9 +634,11 @@ fn serve(
     (limits, server_key): (crate::server::limits::Limits, Option<PathBuf>),
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    LocalStore::open(&paths.store)?;
+    // Refuse a store that is not there before listening, with the command that makes one.
+    open_store(paths)?;
     let opts = crate::server::ServeOptions {
         listen,
+        database: paths.database.clone(),
         store: paths.store.clone(),
         policy: paths.policy.clone(),
         tokens: crate::server::tokens::tokens_beside(&paths.store),
@@ -690,7 +649,7 @@ fn serve(
     };
 
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
-    let store = paths.store.display().to_string();
+    let store = paths.store_label();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -782,7 +741,10 @@ pub fn open_store(paths: &Paths) -> Result<Box<dyn Store>, CliError> {
         Some(r) => Ok(Box::new(crate::store::remote::RemoteStore::connect(
             &r.url, &r.token,
         )?)),
-        None => Ok(Box::new(LocalStore::open(&paths.store)?)),
+        None => match &paths.database {
+            Some(url) => Ok(Box::new(crate::store::pg::PgStore::open(url)?)),
+            None => Ok(Box::new(LocalStore::open(&paths.store)?)),
+        },
     }
 }
 

@@ -15,6 +15,7 @@ use crate::domain::risk::RiskLevel;
 use crate::domain::text::sanitize;
 use crate::identity::{Identity, IdentityError, KeyChoice, identify, identify_in_force};
 use crate::store::local::LocalStore;
+use crate::store::pg::PgStore;
 use crate::store::{DecideError, Store, StoreError};
 use crate::workflow::{GenesisOutcome, ProposeError};
 use chrono::{DateTime, Utc};
@@ -66,8 +67,8 @@ pub fn load_book(paths: &Paths) -> Result<PolicyBook, CliError> {
     if let Some(r) = &paths.remote {
         return remote_book(paths, r);
     }
-    let store = LocalStore::open(&paths.store)?;
-    local_book(&store, paths)
+    let store = super::open_store(paths)?;
+    local_book(store.as_ref(), paths)
 }
 
 /// What `verify` needs besides the log: nothing when the log adopted a policy (verify
@@ -92,11 +93,14 @@ fn book_error(e: crate::audit::policy_log::BookError) -> CliError {
 }
 
 /// The local store's history, with a notice when the file beside it differs.
-pub fn local_book(store: &LocalStore, paths: &Paths) -> Result<PolicyBook, CliError> {
+pub fn local_book(store: &dyn Store, paths: &Paths) -> Result<PolicyBook, CliError> {
     let entries = store.policy_entries(0)?;
     match extend_book(None, &entries).map_err(book_error)? {
         Some(book) => {
-            compare_file(&book, &paths.policy);
+            // A database has no policy file beside it to compare.
+            if paths.database.is_none() {
+                compare_file(&book, &paths.policy);
+            }
             Ok(book)
         }
         None => {
@@ -244,14 +248,24 @@ pub fn migrate(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let store = LocalStore::open(&paths.store)?;
+    if let Some(url) = &paths.database {
+        // A database is created with its genesis (`init --database`, `store migrate`).
+        let db = PgStore::open(url)?;
+        if db.policy_entries(0)?.is_empty() {
+            return Err(CliError::refused(format!(
+                "{} has no policy in its log; initialise it with `tollgate --database URL init --policy FILE`",
+                paths.store_label()
+            )));
+        }
+    }
+    let store = super::open_store(paths)?;
     if !store.policy_entries(0)?.is_empty() {
-        let book = local_book(&store, paths)?;
+        let book = local_book(store.as_ref(), paths)?;
         return write_out(
             out,
             &format!(
                 "{} is up to date: policy version {} in force (entry {})\n",
-                paths.store.display(),
+                paths.store_label(),
                 book.current().version,
                 book.current().seq
             ),
@@ -356,31 +370,40 @@ pub fn init(
             )));
         }
     };
-    if paths.store.exists() {
-        let store = LocalStore::open(&paths.store)?;
-        if !store.policy_entries(0)?.is_empty() {
-            let book = local_book(&store, paths)?;
-            if *book.policy() == policy {
-                return write_out(
-                    out,
-                    &format!(
-                        "already initialised: {} has policy version {} in force (entry {})\n",
-                        paths.store.display(),
-                        book.current().version,
-                        book.current().seq
-                    ),
-                );
-            }
-            return Err(CliError::refused(format!(
-                "{} already has a policy in force (version {}, entry {}); the file is not the authority: change the policy with `tollgate policy propose {origin}`",
-                paths.store.display(),
-                book.current().version,
-                book.current().seq
-            )));
+    let existing_store: Option<Box<dyn Store>> = match &paths.database {
+        Some(url) => match PgStore::open(url) {
+            Ok(db) => Some(Box::new(db)),
+            Err(crate::store::StoreError::DatabaseNotInitialised { .. }) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None if paths.store.exists() => Some(Box::new(LocalStore::open(&paths.store)?)),
+        None => None,
+    };
+    if let Some(store) = existing_store.filter(|s| s.policy_entries(0).is_ok_and(|e| !e.is_empty()))
+    {
+        let book = local_book(store.as_ref(), paths)?;
+        if *book.policy() == policy {
+            return write_out(
+                out,
+                &format!(
+                    "already initialised: {} has policy version {} in force (entry {})\n",
+                    paths.store_label(),
+                    book.current().version,
+                    book.current().seq
+                ),
+            );
         }
+        return Err(CliError::refused(format!(
+            "{} already has a policy in force (version {}, entry {}); the file is not the authority: change the policy with `tollgate policy propose {origin}`",
+            paths.store_label(),
+            book.current().version,
+            book.current().seq
+        )));
     }
+    // A database keeps no policy file beside it: its log is the only copy.
     let existing = std::fs::read_to_string(&paths.policy).ok();
     let write_policy = match &existing {
+        _ if paths.database.is_some() => false,
         None => true,
         Some(old) if *old == text => false,
         Some(_) if replace => true,
@@ -398,13 +421,23 @@ pub fn init(
     })?;
     crate::domain::policy_change::check_governable(&policy)
         .map_err(|r| CliError::refused(format!("not initialising with {origin}: {r}")))?;
-    let store = LocalStore::create(&paths.store)?;
+    let (store, version): (Box<dyn Store>, i64) = match &paths.database {
+        Some(url) => {
+            let db = PgStore::create(url)?;
+            let version = db.schema_version()?;
+            (Box::new(db), version)
+        }
+        None => {
+            let file = LocalStore::create(&paths.store)?;
+            let version = file.schema_version()?;
+            (Box::new(file), version)
+        }
+    };
     let mut msg = format!(
-        "store ready at {} (schema version {})\n",
-        store.path().display(),
-        store.schema_version()?
+        "store ready at {} (schema version {version})\n",
+        paths.store_label(),
     );
-    let genesis = match crate::workflow::adopt_genesis(&store, &text, &who, now)
+    let genesis = match crate::workflow::adopt_genesis(store.as_ref(), &text, &who, now)
         .map_err(CliError::from)?
     {
         GenesisOutcome::Adopted(e) => e,
@@ -429,6 +462,10 @@ pub fn init(
             "installed {origin} at {}\n",
             paths.policy.display()
         ));
+    } else if paths.database.is_some() {
+        msg.push_str(
+            "the policy lives in the database's log only (`tollgate --database URL policy show` prints it)\n",
+        );
     } else {
         msg.push_str(&format!("policy unchanged at {}\n", paths.policy.display()));
     }

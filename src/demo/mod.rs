@@ -97,11 +97,10 @@ pub fn seeded_identity(who: &str) -> Option<crate::identity::Identity> {
 /// `store`, signed by the demo lead's seeded key, and returns the policy history: for
 /// tests, benchmarks and screenshots.
 pub fn seeded_genesis(
-    store: &crate::store::local::LocalStore,
+    store: &dyn crate::store::Store,
     text: &str,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<crate::domain::policy_book::PolicyBook, SeededGenesisError> {
-    use crate::store::Store;
     let lead = seeded_identity(GENESIS_SIGNER).ok_or(SeededGenesisError::NotRecorded)?;
     crate::workflow::adopt_genesis(store, text, &lead, at)?;
     let entries = store.policy_entries(0)?;

@@ -23,6 +23,7 @@ use crate::domain::policy_book::PolicyBook;
 use crate::domain::rules::{Proposal, Refusal, check_decision};
 use crate::domain::status::evaluate_in;
 use crate::store::local::LocalStore;
+use crate::store::pg::PgStore;
 use crate::store::wire::{WireContext, WireCr, WireError, WireRevision, WireSignedEntry};
 use crate::store::{
     Appended, DecideError, DecisionEntries, NewEntry, Store, StoreError, Submission,
@@ -49,13 +50,14 @@ struct InForce {
 
 /// What the server needs.
 pub struct ServerState {
-    store: Arc<LocalStore>,
+    store: Arc<dyn Store>,
     /// The policy history, kept up with the log (another process may adopt too).
     in_force: std::sync::RwLock<Arc<InForce>>,
-    /// The file beside the store: rewritten when a policy is adopted, and read only to
-    /// explain a refusal (a key listed there but not in force), never to grant anything.
-    policy_file: PathBuf,
-    tokens: tokens::LiveTokens,
+    /// The file beside an SQLite store: rewritten when a policy is adopted, and read only
+    /// to explain a refusal (a key listed there but not in force), never to grant
+    /// anything. A database-backed server has none: replicas share only the database.
+    policy_file: Option<PathBuf>,
+    tokens: tokens::TokenSource,
     access_log: bool,
     /// Per-token request rate.
     limiter: limits::RateLimiter,
@@ -67,18 +69,31 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// Opens the store, reads the policy in force from its log, and the tokens file.
-    pub fn load(
-        store: PathBuf,
-        policy_file: PathBuf,
-        tokens_file: PathBuf,
-    ) -> Result<ServerState, ServeError> {
-        let store = Arc::new(LocalStore::open(&store)?);
+    /// Opens the store, reads the policy in force from its log, and the tokens: from the
+    /// file beside an SQLite store, or from the database every replica shares.
+    pub fn load(opts: &ServeOptions) -> Result<ServerState, ServeError> {
+        let (store, policy_file, tokens, location): (Arc<dyn Store>, _, _, PathBuf) =
+            match &opts.database {
+                Some(url) => {
+                    let db = Arc::new(PgStore::open(url)?);
+                    let location = db.location().to_path_buf();
+                    (
+                        db.clone(),
+                        None,
+                        tokens::TokenSource::Database(db),
+                        location,
+                    )
+                }
+                None => (
+                    Arc::new(LocalStore::open(&opts.store)?),
+                    Some(opts.policy.clone()),
+                    tokens::TokenSource::File(tokens::LiveTokens::open(&opts.tokens)?),
+                    opts.store.clone(),
+                ),
+            };
         let entries = store.policy_entries(0)?;
-        let book = extend_book(None, &entries)?
-            .ok_or_else(|| ServeError::NoPolicy(store.path().to_path_buf()))?;
+        let book = extend_book(None, &entries)?.ok_or(ServeError::NoPolicy(location))?;
         let keyring = Keyring::from_policy(book.policy())?;
-        let tokens = tokens::LiveTokens::open(&tokens_file)?;
         Ok(ServerState {
             store,
             in_force: std::sync::RwLock::new(Arc::new(InForce {
@@ -165,12 +180,15 @@ impl ServerState {
         Ok(fresh)
     }
 
-    /// After an adoption: the file beside the store gets the adopted text verbatim.
+    /// After an adoption: the file beside an SQLite store gets the adopted text verbatim.
     fn write_policy_file(&self, adoption: &LogEntry) {
-        if let Err(e) = crate::workflow::write_adopted_policy(&self.policy_file, adoption) {
+        let Some(file) = &self.policy_file else {
+            return;
+        };
+        if let Err(e) = crate::workflow::write_adopted_policy(file, adoption) {
             eprintln!(
                 "warning: the policy was adopted in the log, but {} could not be rewritten: {e}",
-                self.policy_file.display()
+                file.display()
             );
         }
     }
@@ -214,6 +232,12 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Moved { .. } => ApiError::new(StatusCode::CONFLICT, "moved", e.to_string()),
+            // The database is down or restarting: nothing was changed, retrying is safe.
+            StoreError::DatabaseDown { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
             e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
     }
@@ -276,8 +300,9 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
 }
 
-/// The principal behind the request's bearer token.
-fn principal(state: &ServerState, headers: &HeaderMap) -> ApiResult<String> {
+/// The principal behind the request's bearer token (looked up off the async threads:
+/// with a database, the tokens live there).
+async fn principal(state: &Shared, headers: &HeaderMap) -> ApiResult<String> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -288,15 +313,20 @@ fn principal(state: &ServerState, headers: &HeaderMap) -> ApiResult<String> {
                 "unauthorized",
                 "send Authorization: Bearer <token> (tollgate token add PRINCIPAL)",
             )
-        })?;
-    match state.tokens.principal(token) {
+        })?
+        .to_string();
+    let s = state.clone();
+    let found = tokio::task::spawn_blocking(move || s.tokens.principal(&token))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match found {
         Ok(Some(who)) => Ok(who),
         Ok(None) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "unknown or revoked token",
         )),
-        Err(e) => {
+        Err(tokens::LookupError::File(e)) => {
             eprintln!("tollgate serve: {e}");
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -304,6 +334,7 @@ fn principal(state: &ServerState, headers: &HeaderMap) -> ApiResult<String> {
                 "the server cannot read its tokens file; no token is accepted until it is fixed",
             ))
         }
+        Err(tokens::LookupError::Database(e)) => Err(e.into()),
     }
 }
 
@@ -476,7 +507,9 @@ async fn access_log(
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let who = principal(&s, request.headers()).unwrap_or_else(|_| "-".into());
+    let who = principal(&s, request.headers())
+        .await
+        .unwrap_or_else(|_| "-".into());
     let response = next.run(request).await;
     eprintln!(
         "{} {method} {} {} {who} {:.1}ms",
@@ -499,7 +532,7 @@ async fn health(State(s): State<Shared>) -> ApiResult<impl IntoResponse> {
 
 /// The policy in force: its text, digest, version and the entry that adopted it.
 async fn policy(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || {
         let in_force = s.in_force()?;
         let v = in_force.book.current();
@@ -519,12 +552,12 @@ async fn policy_history(
     headers: HeaderMap,
     Query(p): Query<SeqPage>,
 ) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || Ok(axum::Json(s.store.policy_entries(p.after.unwrap_or(0))?))).await
 }
 
 async fn head(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     let head = blocking(move || Ok(s.store.recorded_head()?)).await?;
     Ok(axum::Json(head))
 }
@@ -533,7 +566,7 @@ async fn head(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl Int
 /// publish): a monitor stores it elsewhere, and `verify --expect-head HASH` later proves
 /// the log still holds that entry, which a same-file check cannot.
 async fn signed_head(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     let Some(key) = s.server_key.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -581,7 +614,7 @@ async fn list(
     headers: HeaderMap,
     Query(p): Query<Page>,
 ) -> ApiResult<Response> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     let limit = p.limit.unwrap_or(1_000).clamp(1, 10_000);
     blocking(move || {
         let head = s.store.recorded_head()?;
@@ -615,7 +648,7 @@ async fn queue(
     headers: HeaderMap,
     Query(q): Query<QueueQuery>,
 ) -> ApiResult<Response> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     let limit = q.limit.unwrap_or(1_000).clamp(1, 10_000);
     blocking(move || {
         let head = s.store.recorded_head()?;
@@ -687,7 +720,7 @@ fn json_response(tag: axum::http::HeaderValue, body: String) -> Response {
 }
 
 async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    let who = principal(&s, &headers)?;
+    let who = principal(&s, &headers).await?;
     let bytes = read_body(&s, body).await?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
@@ -768,7 +801,7 @@ async fn get_cr(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || {
         let cr = s.store.get(&id)?.ok_or_else(|| {
             ApiError::new(
@@ -787,7 +820,7 @@ async fn revisions(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || Ok(axum::Json(s.store.revisions(&id)?))).await
 }
 
@@ -796,7 +829,7 @@ async fn revision(
     headers: HeaderMap,
     Path((id, n)): Path<(String, u32)>,
 ) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || {
         let rev = s.store.revision(&id, n)?.ok_or_else(|| {
             ApiError::new(
@@ -815,7 +848,7 @@ async fn context(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || {
         let head = s.store.recorded_head()?;
         let cr = s.store.get(&id)?.ok_or_else(|| {
@@ -846,7 +879,7 @@ async fn cr_decisions(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || Ok(axum::Json(s.store.decision_entries(&id)?))).await
 }
 
@@ -860,7 +893,7 @@ async fn all_decisions(
     State(s): State<Shared>,
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || Ok(axum::Json(s.store.all_decisions()?))).await
 }
 
@@ -869,7 +902,7 @@ async fn decision_summaries(
     headers: HeaderMap,
     Query(p): Query<SeqPage>,
 ) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || {
         Ok(axum::Json(s.store.decision_summaries(
             p.after.unwrap_or(0),
@@ -883,12 +916,12 @@ async fn submission_times(
     State(s): State<Shared>,
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || Ok(axum::Json(s.store.submission_times()?))).await
 }
 
 async fn requesters(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || {
         let rows: Vec<(String, String, String)> = s
             .store
@@ -906,7 +939,7 @@ async fn log(
     headers: HeaderMap,
     Query(p): Query<SeqPage>,
 ) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || {
         let entries = s.store.log_entries(
             p.after.unwrap_or(0),
@@ -919,7 +952,7 @@ async fn log(
 }
 
 async fn emergency(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || Ok(axum::Json(s.store.emergency_entries()?))).await
 }
 
@@ -930,7 +963,7 @@ async fn subject_changes(
     headers: HeaderMap,
     Query(p): Query<SeqPage>,
 ) -> ApiResult<impl IntoResponse> {
-    principal(&s, &headers)?;
+    principal(&s, &headers).await?;
     blocking(move || Ok(axum::Json(s.store.subject_changes(p.after.unwrap_or(0))?))).await
 }
 
@@ -998,7 +1031,7 @@ fn check_signed(
                 who,
                 &e.to_string(),
                 in_force.book.current(),
-                &s.policy_file,
+                s.policy_file.as_deref(),
                 |file_policy| {
                     Keyring::from_policy(file_policy).is_ok_and(|k| {
                         k.verify(who, entry.body.as_bytes(), &entry.signature)
@@ -1034,11 +1067,11 @@ fn server_now() -> chrono::DateTime<chrono::Utc> {
 /// The token's principal and the signed entry a POST carries: what every endpoint that
 /// appends a client's entry reads first.
 async fn signed_entry(
-    s: &ServerState,
+    s: &Shared,
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<(String, WireSignedEntry)> {
-    let who = principal(s, headers)?;
+    let who = principal(s, headers).await?;
     let bytes = read_body(s, body).await?;
     Ok((who, parse_entry(&bytes)?))
 }
@@ -1402,12 +1435,15 @@ async fn post_evidence(
 pub struct ServeOptions {
     /// Address to listen on, e.g. `127.0.0.1:8080` (port 0 picks a free one).
     pub listen: String,
-    /// Store path.
+    /// Store path (unused with `database`).
     pub store: PathBuf,
-    /// Policy path.
+    /// Policy path (unused with `database`).
     pub policy: PathBuf,
-    /// Tokens file.
+    /// Tokens file (unused with `database`).
     pub tokens: PathBuf,
+    /// A PostgreSQL URL: the store, its policy history and the tokens all come from
+    /// this database, so any number of replicas started with it serve as one.
+    pub database: Option<String>,
     /// TLS certificate and key (PEM), for HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Write an access log line per request to stderr.
@@ -1424,8 +1460,13 @@ pub async fn serve(
     opts: ServeOptions,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServeError> {
-    let mut state =
-        ServerState::load(opts.store.clone(), opts.policy.clone(), opts.tokens.clone())?;
+    // Opening a database blocks (its client runs its own runtime): off the async threads.
+    let mut state = {
+        let opts = opts.clone();
+        tokio::task::spawn_blocking(move || ServerState::load(&opts))
+            .await
+            .map_err(|_| ServeError::Stopped)??
+    };
     state.access_log = opts.access_log;
     state.limiter = limits::RateLimiter::new(opts.limits.rate_per_sec, opts.limits.burst);
     state.body_timeout = opts.limits.body_timeout;
@@ -1565,7 +1606,7 @@ pub enum ServeError {
     Policy(#[from] crate::audit::policy_log::BookError),
     /// The store has no policy in its log.
     #[error(
-        "the store at {} has no policy in its log (it predates policy entries); run `tollgate migrate` on this machine first",
+        "the store at {} has no policy in its log (it predates policy entries, or `tollgate init` was not run on it); run `tollgate migrate` (or `tollgate init --database URL`) first",
         .0.display()
     )]
     NoPolicy(PathBuf),

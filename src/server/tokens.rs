@@ -254,6 +254,21 @@ pub fn add(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(String, TokenEntry), TokenError> {
     crate::domain::reader::check_identifier(principal).map_err(TokenError::Principal)?;
+    let (token, entry) = new_token(principal, label, now);
+    let added = entry.clone();
+    update(path, move |t| {
+        t.entries.push(entry);
+        Ok(())
+    })?;
+    Ok((token, added))
+}
+
+/// A fresh random token and its entry (the token itself is never stored).
+fn new_token(
+    principal: &str,
+    label: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (String, TokenEntry) {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     let token = format!("tg_{}", hex::encode(bytes));
@@ -265,21 +280,26 @@ pub fn add(
         label: label.into(),
         created: Some(crate::audit::log::time_text(now)),
     };
-    let added = entry.clone();
-    update(path, move |t| {
-        t.entries.push(entry);
-        Ok(())
-    })?;
-    Ok((token, added))
+    (token, entry)
+}
+
+fn too_short() -> TokenError {
+    TokenError::Ambiguous(format!(
+        "give at least {MIN_ID_CHARS} characters of the token id (`tollgate token list` shows them)"
+    ))
+}
+
+fn ambiguous(id: &str, count: usize) -> TokenError {
+    TokenError::Ambiguous(format!(
+        "{id} is the start of {count} token ids; give more of it"
+    ))
 }
 
 /// Removes the token whose id starts with `id` (at least [`MIN_ID_CHARS`] characters,
 /// naming exactly one); returns it.
 pub fn revoke(path: &Path, id: &str) -> Result<TokenEntry, TokenError> {
     if id.chars().count() < MIN_ID_CHARS {
-        return Err(TokenError::Ambiguous(format!(
-            "give at least {MIN_ID_CHARS} characters of the token id (`tollgate token list` shows them)"
-        )));
+        return Err(too_short());
     }
     update(path, |t| {
         let matching: Vec<usize> = t
@@ -292,10 +312,7 @@ pub fn revoke(path: &Path, id: &str) -> Result<TokenEntry, TokenError> {
         match matching.as_slice() {
             [] => Err(TokenError::NotFound(id.into())),
             [i] => Ok(t.entries.remove(*i)),
-            _ => Err(TokenError::Ambiguous(format!(
-                "{id} is the start of {} token ids; give more of it",
-                matching.len()
-            ))),
+            _ => Err(ambiguous(id, matching.len())),
         }
     })
 }
@@ -352,4 +369,79 @@ fn stamp(path: &Path) -> (Option<SystemTime>, u64) {
     std::fs::metadata(path)
         .map(|m| (m.modified().ok(), m.len()))
         .unwrap_or((None, 0))
+}
+
+/// Why a token could not be looked up: no token is accepted meanwhile.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// The tokens file became unreadable.
+    #[error(transparent)]
+    File(Arc<TokenError>),
+    /// The database holding the tokens failed.
+    #[error(transparent)]
+    Database(crate::store::StoreError),
+}
+
+/// Where a server reads its tokens: the file beside an SQLite store, or the database
+/// every replica shares (so a token added or revoked anywhere holds everywhere at once).
+#[derive(Debug)]
+pub enum TokenSource {
+    /// `tollgate.tokens.toml` beside the store.
+    File(LiveTokens),
+    /// The `api_tokens` table.
+    Database(Arc<crate::store::pg::PgStore>),
+}
+
+impl TokenSource {
+    /// The principal a token belongs to. Blocking.
+    pub fn principal(&self, token: &str) -> Result<Option<String>, LookupError> {
+        match self {
+            TokenSource::File(live) => live.principal(token).map_err(LookupError::File),
+            TokenSource::Database(db) => db
+                .token_principal(&sha256_digest(token.as_bytes()))
+                .map_err(LookupError::Database),
+        }
+    }
+}
+
+/// Creates a token for `principal` in the database; returns the token (shown once).
+pub fn add_to_database(
+    db: &crate::store::pg::PgStore,
+    principal: &str,
+    label: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(String, TokenEntry), DatabaseTokenError> {
+    crate::domain::reader::check_identifier(principal)
+        .map_err(|e| DatabaseTokenError::Token(TokenError::Principal(e)))?;
+    let (token, entry) = new_token(principal, label, now);
+    db.add_token(&entry)?;
+    Ok((token, entry))
+}
+
+/// Removes the database token whose id starts with `id` (at least [`MIN_ID_CHARS`]
+/// characters, naming exactly one); returns it.
+pub fn revoke_in_database(
+    db: &crate::store::pg::PgStore,
+    id: &str,
+) -> Result<TokenEntry, DatabaseTokenError> {
+    if id.chars().count() < MIN_ID_CHARS {
+        return Err(DatabaseTokenError::Token(too_short()));
+    }
+    let matching = db.revoke_token(id)?;
+    match matching.as_slice() {
+        [] => Err(DatabaseTokenError::Token(TokenError::NotFound(id.into()))),
+        [one] => Ok(one.clone()),
+        _ => Err(DatabaseTokenError::Token(ambiguous(id, matching.len()))),
+    }
+}
+
+/// Why a database token could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseTokenError {
+    /// What was asked cannot be done.
+    #[error(transparent)]
+    Token(TokenError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }

@@ -8,20 +8,19 @@
 //! means a commit that returned has reached the disk.
 
 use super::migrations::{LATEST, MIGRATIONS};
+use super::rows::{self, RevisionRow, parse_time, time_text};
+use super::writes;
 use super::{
-    Appended, DecideError, DecisionBuilder, DecisionContext, EmergencyContext, EvidenceBuilder,
-    Head, LogEntry, NewEntry, RevisionInfo, Store, StoreError, StoredCr, StoredRevision,
-    Submission, SubmitOutcome, typed_view,
+    Appended, DecideError, DecisionBuilder, EvidenceBuilder, Head, LogEntry, NewEntry,
+    RevisionInfo, Store, StoreError, StoredCr, StoredRevision, Submission, SubmitOutcome,
 };
-use crate::audit::canonical::{digest, to_canonical_string};
-use crate::audit::log::{DecisionRecord, EntryKind, SubmissionFacts, entry_hash, submission_body};
+use crate::audit::log::{EntryKind, entry_hash};
 use crate::domain::decision::Decision;
 use crate::domain::emergency::SubjectChange;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
-use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -239,8 +238,7 @@ impl LocalStore {
             tx.execute_batch(sql)
                 .map_err(self.sql_err(format!("applying migration {}", version + 1)))?;
             if version + 1 == 2 {
-                backfill_log(&tx)
-                    .map_err(self.sql_err("entering existing revisions into the log"))?;
+                backfill_log(&tx, &self.path)?;
             }
             tx.pragma_update(None, "user_version", version + 1)
                 .map_err(self.sql_err("recording the schema version"))?;
@@ -255,87 +253,6 @@ impl LocalStore {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(self.sql_err("reading the schema version"))
     }
-
-    /// A stored revision, re-validated: its document must still hash to the digest its
-    /// log entry recorded (a rewritten row is refused, not shown), and its provenance is
-    /// read from that entry and the evidence entries on the CR.
-    fn read_revision(&self, row: RevisionRow) -> Result<StoredRevision, StoreError> {
-        let RevisionRow {
-            id,
-            revision,
-            digest: digest_text,
-            document,
-            submitted_at,
-            entry,
-            evidence,
-            ..
-        } = row;
-        let corrupt = |detail: String| StoreError::Corrupt {
-            path: self.path.clone(),
-            id: id.clone(),
-            revision,
-            detail,
-        };
-        let value: Value =
-            serde_json::from_str(&document).map_err(|e| corrupt(format!("not JSON: {e}")))?;
-        let actual = digest(&value);
-        let entry: Value = entry
-            .as_deref()
-            .and_then(|b| serde_json::from_str(b).ok())
-            .ok_or_else(|| corrupt("no log entry records this revision".into()))?;
-        if actual != digest_text || entry["digest"].as_str() != Some(actual.as_str()) {
-            return Err(corrupt(format!(
-                "its content hashes to {actual}, but its log entry recorded {}: the stored revision was rewritten",
-                entry["digest"].as_str().unwrap_or("nothing")
-            )));
-        }
-        let mut cr = typed_view(&value).map_err(|e| corrupt(e.to_string()))?;
-        if cr.id != id {
-            return Err(corrupt(format!(
-                "document id {} differs from its row",
-                cr.id
-            )));
-        }
-        let attested = evidence
-            .as_deref()
-            .and_then(|a| serde_json::from_str::<Vec<String>>(a).ok())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|body| crate::audit::evidence::EvidenceRecord::parse(body).ok())
-            .filter(|r| r.cr_digest == actual)
-            .filter_map(|r| r.attested().ok())
-            .collect();
-        cr.provenance = crate::domain::provenance::Provenance {
-            submitter: crate::domain::provenance::Submitter::from_recorded(
-                entry["submitter"].as_str(),
-            ),
-            attested,
-        };
-        Ok(StoredRevision {
-            cr,
-            document: value,
-            revision,
-            digest: digest_text,
-            submitted_at: parse_time(&submitted_at).map_err(|e| corrupt(e.to_string()))?,
-        })
-    }
-}
-
-/// Refuses an entry on `cr_id` that does not name the next position after `head`.
-fn continues(
-    head: &Head,
-    seq: u64,
-    prev: &Option<String>,
-    entry_cr: &str,
-    cr_id: &str,
-) -> Result<(), DecideError> {
-    if seq != head.seq + 1 || *prev != head.hash || entry_cr != cr_id {
-        return Err(DecideError::Chain(format!(
-            "entry says seq {seq} after {prev:?} on {entry_cr}, head is {} {:?}",
-            head.seq, head.hash
-        )));
-    }
-    Ok(())
 }
 
 /// Whether SQLite failed because the file or its directory cannot be written.
@@ -396,28 +313,6 @@ fn check_is_sqlite(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn time_text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// A stored timestamp that is not RFC 3339 (the store was written by something else).
-#[derive(Debug, thiserror::Error)]
-#[error("bad timestamp {text:?}: {source}")]
-struct BadTime {
-    text: String,
-    #[source]
-    source: chrono::ParseError,
-}
-
-fn parse_time(s: &str) -> Result<DateTime<Utc>, BadTime> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|source| BadTime {
-            text: s.to_string(),
-            source,
-        })
-}
-
 /// The head recorded beside the log.
 fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
     conn.query_row("SELECT seq, hash FROM log_head WHERE id = 1", [], |r| {
@@ -470,85 +365,22 @@ fn append_entry(
     })
 }
 
-/// Appends the log entry for a stored revision, naming its submitter and, when `by` has a
-/// key, signed by it.
-fn append_submission(
-    tx: &Transaction<'_>,
-    kind: EntryKind,
-    revision: (&str, u32, &str),
-    at: DateTime<Utc>,
-    by: Option<&super::SubmittedBy>,
-) -> Result<LogEntry, SubmissionError> {
-    let (cr_id, revision, digest) = revision;
-    let head = read_head(tx)?;
-    let submitter = by.and_then(|b| b.submitter.recorded());
-    let signer = by.and_then(|b| b.signer.as_deref());
-    let body = submission_body(
-        kind,
-        head.seq + 1,
-        head.hash.as_deref(),
-        SubmissionFacts {
-            cr_id,
-            revision,
-            digest,
-            at,
-            submitter: submitter.as_deref(),
-            signed_by: signer.map(|s| (s.principal.as_str(), s.key.fingerprint())),
-        },
-    );
-    let signature = match signer {
-        Some(s) => Some(
-            s.key
-                .sign(body.as_bytes())
-                .map_err(|e| SubmissionError::Signing(e.to_string()))?,
-        ),
-        None => None,
-    };
-    Ok(append_entry(
-        tx,
-        kind,
-        Some(cr_id),
-        signer.map(|s| s.principal.as_str()),
-        &body,
-        signature.as_deref(),
-    )?)
-}
-
-/// Why a submission entry could not be appended.
-#[derive(Debug, thiserror::Error)]
-enum SubmissionError {
-    #[error(transparent)]
-    Sql(#[from] rusqlite::Error),
-    #[error("signing the submission: {0}")]
-    Signing(String),
-}
-
-impl LocalStore {
-    fn submission_err(&self, context: String) -> impl FnOnce(SubmissionError) -> StoreError {
-        let path = self.path.clone();
-        move |e| match e {
-            SubmissionError::Sql(source) => StoreError::Sqlite {
-                path,
-                context,
-                source,
-            },
-            SubmissionError::Signing(detail) => StoreError::Io {
-                path,
-                context,
-                source: std::io::Error::other(detail),
-            },
-        }
-    }
-}
-
 /// Enters revisions stored before the log existed (schema 1) into the log, oldest first.
-fn backfill_log(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    let rows: Vec<(String, u32, String, String)> = {
-        let mut stmt =
-            tx.prepare("SELECT cr_id, revision, digest, submitted_at FROM revisions ORDER BY submitted_at, cr_id, revision")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<rusqlite::Result<_>>()?
+fn backfill_log(tx: &Transaction<'_>, path: &Path) -> Result<(), StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        context: "entering existing revisions into the log".into(),
+        source,
     };
+    let rows: Vec<(String, u32, String, String)> = {
+        let mut stmt = tx
+            .prepare("SELECT cr_id, revision, digest, submitted_at FROM revisions ORDER BY submitted_at, cr_id, revision")
+            .map_err(err)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+            .map_err(err)?
+    };
+    let mut chain = LocalTx { tx, path };
     for (cr_id, revision, digest, at) in rows {
         let at = parse_time(&at).unwrap_or_else(|_| Utc::now());
         let kind = if revision == 1 {
@@ -556,15 +388,8 @@ fn backfill_log(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         } else {
             EntryKind::CrRevised
         };
-        append_submission(tx, kind, (&cr_id, revision, &digest), at, None).map_err(
-            |e| match e {
-                SubmissionError::Sql(e) => e,
-                // Backfilled entries are never signed.
-                SubmissionError::Signing(d) => {
-                    rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(d)))
-                }
-            },
-        )?;
+        // Backfilled entries are never signed.
+        writes::append_submission(&mut chain, kind, (&cr_id, revision, &digest), at, None)?;
     }
     Ok(())
 }
@@ -627,21 +452,6 @@ fn log_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
         signature: r.get(6)?,
         received_at: r.get(7)?,
     })
-}
-
-/// Row shape shared by the current-revision queries.
-/// One stored revision as read: the row, and from the log its submission entry and the
-/// evidence entries on its CR (a JSON array of bodies).
-struct RevisionRow {
-    id: String,
-    revision: u32,
-    digest: String,
-    document: String,
-    submitted_at: String,
-    count: u32,
-    first_submitted_at: String,
-    entry: Option<String>,
-    evidence: Option<String>,
 }
 
 /// The log entries a revision's provenance comes from, selected beside its row.
@@ -709,113 +519,168 @@ impl LocalStore {
             .and_then(|rows| rows.collect())
             .map_err(self.sql_err("listing change requests"))?
         };
-        // Parsing and re-validating documents is the expensive part: use every core.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = rows.len().div_ceil(threads).max(1);
-        let mut chunks: Vec<Vec<RevisionRow>> = Vec::new();
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let tail = rest.split_off(chunk.min(rest.len()));
-            chunks.push(std::mem::replace(&mut rest, tail));
+        rows::stored_crs(&self.path, rows)
+    }
+}
+
+/// A CR's current revision, re-validated, read on `conn`.
+fn current_revision_in(
+    conn: &Connection,
+    path: &Path,
+    id: &str,
+) -> Result<Option<StoredRevision>, StoreError> {
+    let row: Option<RevisionRow> = conn
+        .query_row(
+            &format!("{} WHERE c.id = ?1", current_select()),
+            params![id],
+            revision_row,
+        )
+        .optional()
+        .map_err(sql_err(path, format!("reading {id}")))?;
+    row.map(|r| rows::read_revision(path, r)).transpose()
+}
+
+/// The decisions on a CR, in log order, read on `conn`.
+fn decisions_in(conn: &Connection, path: &Path, cr_id: &str) -> Result<Vec<Decision>, StoreError> {
+    let found: Vec<(u64, String)> = {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, body FROM log WHERE cr_id = ?1 AND kind = 'decision' ORDER BY seq",
+            )
+            .map_err(sql_err(path, format!("reading decisions on {cr_id}")))?;
+        stmt.query_map(params![cr_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(sql_err(path, format!("reading decisions on {cr_id}")))?
+    };
+    found
+        .iter()
+        .map(|(seq, body)| rows::parse_decision(path, *seq, body))
+        .collect()
+}
+
+fn sql_err(path: &Path, context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    let path = path.to_path_buf();
+    let context = context.into();
+    move |source| StoreError::Sqlite {
+        path,
+        context,
+        source,
+    }
+}
+
+/// A write transaction of the embedded store, as the shared write paths see it.
+struct LocalTx<'a> {
+    tx: &'a Transaction<'a>,
+    path: &'a Path,
+}
+
+impl LocalTx<'_> {
+    fn err(&self, context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        let path = self.path.to_path_buf();
+        let context = context.into();
+        move |source| StoreError::Sqlite {
+            path,
+            context,
+            source,
         }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.into_iter()
-                            .map(|row| self.stored_cr(row))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for h in handles {
-                match h.join() {
-                    Ok(part) => out.extend(part),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            out.into_iter().collect()
-        })
+    }
+}
+
+impl writes::ChainTx for LocalTx<'_> {
+    fn location(&self) -> &Path {
+        self.path
     }
 
-    fn parse_decision(&self, seq: u64, body: &str) -> Result<Decision, StoreError> {
-        DecisionRecord::parse(body)
-            .and_then(|r| r.to_decision())
-            .map_err(|detail| StoreError::Corrupt {
-                path: self.path.clone(),
-                id: format!("log entry {seq}"),
-                revision: 0,
-                detail: detail.to_string(),
-            })
+    fn head(&mut self) -> Result<Head, StoreError> {
+        read_head(self.tx).map_err(self.err("reading the log head"))
     }
 
-    fn current_revision(
-        &self,
-        conn: &Connection,
-        id: &str,
-    ) -> Result<Option<StoredRevision>, StoreError> {
-        let row: Option<RevisionRow> = conn
+    fn policy_head(&mut self) -> Result<Head, StoreError> {
+        read_policy_head(self.tx).map_err(self.err("reading the policy in force"))
+    }
+
+    fn current_revision(&mut self, cr_id: &str) -> Result<Option<StoredRevision>, StoreError> {
+        current_revision_in(self.tx, self.path, cr_id)
+    }
+
+    fn decisions(&mut self, cr_id: &str) -> Result<Vec<Decision>, StoreError> {
+        decisions_in(self.tx, self.path, cr_id)
+    }
+
+    fn emergency_entries(&mut self) -> Result<Vec<LogEntry>, StoreError> {
+        emergency_rows(self.tx).map_err(self.err("reading emergency entries"))
+    }
+
+    fn subject_changes(&mut self, after: u64) -> Result<Vec<SubjectChange>, StoreError> {
+        subject_change_rows(self.tx, after).map_err(self.err("reading subject changes"))
+    }
+
+    fn current_digest(&mut self, cr_id: &str) -> Result<Option<(u32, String)>, StoreError> {
+        self.tx
             .query_row(
-                &format!("{} WHERE c.id = ?1", current_select()),
-                params![id],
-                revision_row,
+                "SELECT r.revision, r.digest FROM change_requests c
+                 JOIN revisions r ON r.cr_id = c.id AND r.revision = c.current_revision
+                 WHERE c.id = ?1",
+                params![cr_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
-            .map_err(self.sql_err(format!("reading {id}")))?;
-        row.map(|r| self.stored_cr(r).map(|c| c.current))
-            .transpose()
+            .map_err(self.err(format!("reading {cr_id}")))
     }
 
-    /// What an entry on `cr_id` is built against, read inside the write transaction.
-    fn decision_context(
-        &self,
-        conn: &Connection,
-        cr_id: &str,
-    ) -> Result<DecisionContext, DecideError> {
-        let current = self
-            .current_revision(conn, cr_id)?
-            .ok_or_else(|| DecideError::NotFound(cr_id.to_string()))?;
-        Ok(DecisionContext {
-            head: read_head(conn).map_err(self.sql_err("reading the log head"))?,
-            decisions: self.decisions_in(conn, cr_id)?,
-            current,
-            policy_head: read_policy_head(conn)
-                .map_err(self.sql_err("reading the policy in force"))?,
-        })
-    }
-
-    fn decisions_in(&self, conn: &Connection, cr_id: &str) -> Result<Vec<Decision>, StoreError> {
-        let rows: Vec<(u64, String)> = {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT seq, body FROM log WHERE cr_id = ?1 AND kind = 'decision' ORDER BY seq",
+    fn store_revision(&mut self, w: writes::RevisionWrite<'_>) -> Result<(), StoreError> {
+        let (id, n) = (w.cr_id, w.revision);
+        if n == 1 {
+            self.tx
+                .execute(
+                    "INSERT INTO change_requests (id, current_revision, first_submitted_at) VALUES (?1, 1, ?2)",
+                    params![id, w.at],
                 )
-                .map_err(self.sql_err(format!("reading decisions on {cr_id}")))?;
-            stmt.query_map(params![cr_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|rows| rows.collect())
-                .map_err(self.sql_err(format!("reading decisions on {cr_id}")))?
-        };
-        rows.iter()
-            .map(|(seq, body)| self.parse_decision(*seq, body))
-            .collect()
+                .map_err(self.err(format!("creating {id}")))?;
+        }
+        self.tx
+            .execute(
+                "INSERT INTO revisions (cr_id, revision, digest, document, submitted_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, n, w.digest, w.document, w.at],
+            )
+            .map_err(self.err(format!("storing {id} revision {n}")))?;
+        if n > 1 {
+            self.tx
+                .execute(
+                    "UPDATE change_requests SET current_revision = ?2 WHERE id = ?1",
+                    params![id, n],
+                )
+                .map_err(self.err(format!("advancing {id}")))?;
+        }
+        Ok(())
     }
 
-    fn stored_cr(&self, row: RevisionRow) -> Result<StoredCr, StoreError> {
-        let first_submitted_at =
-            parse_time(&row.first_submitted_at).map_err(|detail| StoreError::Corrupt {
-                path: self.path.clone(),
-                id: row.id.clone(),
-                revision: row.revision,
-                detail: detail.to_string(),
-            })?;
-        let count = row.count;
-        Ok(StoredCr {
-            current: self.read_revision(row)?,
-            revision_count: count,
-            first_submitted_at,
-        })
+    fn append(&mut self, e: writes::EntryWrite<'_>) -> Result<LogEntry, StoreError> {
+        let context = format!("appending the {} entry", e.kind.as_str());
+        append_entry(self.tx, e.kind, e.cr_id, e.principal, e.body, e.signature)
+            .map_err(self.err(context))
+    }
+}
+
+impl LocalStore {
+    /// Runs `write` in one immediate transaction (no other writer in between) and
+    /// commits it when it returns `Ok`.
+    fn write<T, E: From<StoreError>>(
+        &self,
+        what: &str,
+        write: impl FnOnce(&mut dyn writes::ChainTx) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql_err(format!("starting {what}")))?;
+        let out = write(&mut LocalTx {
+            tx: &tx,
+            path: &self.path,
+        })?;
+        tx.commit()
+            .map_err(self.sql_err(format!("committing {what}")))?;
+        Ok(out)
     }
 }
 
@@ -825,100 +690,7 @@ impl Store for LocalStore {
         batch: &[Submission],
         at: DateTime<Utc>,
     ) -> Result<Vec<SubmitOutcome>, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.sql_err("starting the submission"))?;
-        let now = time_text(at);
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for s in batch {
-            let id = &s.cr.id;
-            let canonical = to_canonical_string(&s.document);
-            let new_digest = digest(&s.document);
-            let current: Option<(u32, String)> = tx
-                .query_row(
-                    "SELECT r.revision, r.digest FROM change_requests c
-                     JOIN revisions r ON r.cr_id = c.id AND r.revision = c.current_revision
-                     WHERE c.id = ?1",
-                    params![id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .map_err(self.sql_err(format!("reading {id}")))?;
-            if let Some(expected) = s.expect_revision {
-                let found = current.as_ref().map_or(0, |(revision, _)| *revision);
-                if found != expected {
-                    return Err(StoreError::Moved {
-                        id: id.clone(),
-                        expected,
-                        found,
-                    });
-                }
-            }
-            let outcome = match current {
-                Some((revision, old)) if old == new_digest => SubmitOutcome::Unchanged {
-                    id: id.clone(),
-                    revision,
-                    digest: old,
-                },
-                Some((revision, old)) => {
-                    let next = revision + 1;
-                    tx.execute(
-                        "INSERT INTO revisions (cr_id, revision, digest, document, submitted_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![id, next, new_digest, canonical, now],
-                    )
-                    .map_err(self.sql_err(format!("storing {id} revision {next}")))?;
-                    tx.execute(
-                        "UPDATE change_requests SET current_revision = ?2 WHERE id = ?1",
-                        params![id, next],
-                    )
-                    .map_err(self.sql_err(format!("advancing {id}")))?;
-                    append_submission(
-                        &tx,
-                        EntryKind::CrRevised,
-                        (id, next, &new_digest),
-                        at,
-                        Some(&s.by),
-                    )
-                    .map_err(self.submission_err(format!("logging {id} revision {next}")))?;
-                    SubmitOutcome::Revised {
-                        id: id.clone(),
-                        revision: next,
-                        digest: new_digest,
-                        previous_digest: old,
-                    }
-                }
-                None => {
-                    tx.execute(
-                        "INSERT INTO change_requests (id, current_revision, first_submitted_at) VALUES (?1, 1, ?2)",
-                        params![id, now],
-                    )
-                    .map_err(self.sql_err(format!("creating {id}")))?;
-                    tx.execute(
-                        "INSERT INTO revisions (cr_id, revision, digest, document, submitted_at) VALUES (?1, 1, ?2, ?3, ?4)",
-                        params![id, new_digest, canonical, now],
-                    )
-                    .map_err(self.sql_err(format!("storing {id} revision 1")))?;
-                    append_submission(
-                        &tx,
-                        EntryKind::CrSubmitted,
-                        (id, 1, &new_digest),
-                        at,
-                        Some(&s.by),
-                    )
-                    .map_err(self.submission_err(format!("logging {id}")))?;
-                    SubmitOutcome::Created {
-                        id: id.clone(),
-                        revision: 1,
-                        digest: new_digest,
-                    }
-                }
-            };
-            outcomes.push(outcome);
-        }
-        tx.commit()
-            .map_err(self.sql_err("committing the submission"))?;
-        Ok(outcomes)
+        self.write("the submission", |tx| writes::submit(tx, batch, at))
     }
 
     fn list(&self) -> Result<Vec<StoredCr>, StoreError> {
@@ -1060,7 +832,7 @@ impl Store for LocalStore {
             .optional()
             .map_err(self.sql_err(format!("reading {id}")))?
         };
-        row.map(|r| self.stored_cr(r)).transpose()
+        row.map(|r| rows::stored_cr(&self.path, r)).transpose()
     }
 
     fn revision(&self, id: &str, revision: u32) -> Result<Option<StoredRevision>, StoreError> {
@@ -1078,7 +850,7 @@ impl Store for LocalStore {
             .optional()
             .map_err(self.sql_err(format!("reading {id} revision {revision}")))?
         };
-        row.map(|r| self.read_revision(r)).transpose()
+        row.map(|r| rows::read_revision(&self.path, r)).transpose()
     }
 
     fn revisions(&self, id: &str) -> Result<Vec<RevisionInfo>, StoreError> {
@@ -1096,12 +868,11 @@ impl Store for LocalStore {
                 Ok(RevisionInfo {
                     revision,
                     digest,
-                    submitted_at: parse_time(&at).map_err(|detail| StoreError::Corrupt {
-                        path: self.path.clone(),
-                        id: id.to_string(),
+                    submitted_at: parse_time(&at).map_err(rows::corrupt_time(
+                        &self.path,
+                        id.to_string(),
                         revision,
-                        detail: detail.to_string(),
-                    })?,
+                    ))?,
                 })
             })
             .collect()
@@ -1109,7 +880,7 @@ impl Store for LocalStore {
 
     fn decisions(&self, cr_id: &str) -> Result<Vec<Decision>, StoreError> {
         let conn = self.lock();
-        self.decisions_in(&conn, cr_id)
+        decisions_in(&conn, &self.path, cr_id)
     }
 
     fn all_decisions(&self) -> Result<HashMap<String, Vec<Decision>>, StoreError> {
@@ -1124,7 +895,7 @@ impl Store for LocalStore {
         };
         let mut out: HashMap<String, Vec<Decision>> = HashMap::new();
         for (seq, body) in rows {
-            let d = self.parse_decision(seq, &body)?;
+            let d = rows::parse_decision(&self.path, seq, &body)?;
             out.entry(d.cr_id.clone()).or_default().push(d);
         }
         Ok(out)
@@ -1135,33 +906,7 @@ impl Store for LocalStore {
         cr_id: &str,
         build: &mut EvidenceBuilder<'_>,
     ) -> Result<LogEntry, DecideError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.sql_err("starting the evidence"))?;
-        let context = self.decision_context(&tx, cr_id)?;
-        let entry = build(&context)?;
-        let record = crate::audit::evidence::EvidenceRecord::parse(&entry.body)
-            .map_err(|e| DecideError::Chain(e.to_string()))?;
-        continues(
-            &context.head,
-            record.seq,
-            &record.prev,
-            &record.cr_id,
-            cr_id,
-        )?;
-        let appended = append_entry(
-            &tx,
-            EntryKind::Evidence,
-            Some(cr_id),
-            Some(&entry.principal),
-            &entry.body,
-            Some(&entry.signature),
-        )
-        .map_err(self.sql_err(format!("appending evidence on {cr_id}")))?;
-        tx.commit()
-            .map_err(self.sql_err("committing the evidence"))?;
-        Ok(appended)
+        self.write("the evidence", |tx| writes::evidence(tx, cr_id, build))
     }
 
     fn decide(
@@ -1169,60 +914,7 @@ impl Store for LocalStore {
         cr_id: &str,
         build: &mut DecisionBuilder<'_>,
     ) -> Result<Appended, DecideError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.sql_err("starting the decision"))?;
-        let context = self.decision_context(&tx, cr_id)?;
-        let entries = build(&context)?;
-        let record = DecisionRecord::parse(&entries.decision.body)
-            .map_err(|e| DecideError::Chain(e.to_string()))?;
-        continues(
-            &context.head,
-            record.seq,
-            &record.prev,
-            &record.cr_id,
-            cr_id,
-        )?;
-        let decision = append_entry(
-            &tx,
-            EntryKind::Decision,
-            Some(cr_id),
-            Some(&entries.decision.principal),
-            &entries.decision.body,
-            Some(&entries.decision.signature),
-        )
-        .map_err(self.sql_err(format!("appending the decision on {cr_id}")))?;
-        let adoption = match &entries.adoption {
-            None => None,
-            Some(a) => {
-                let r = crate::audit::policy_log::AdoptionRecord::parse(&a.body)
-                    .map_err(|e| DecideError::Chain(e.to_string()))?;
-                if r.seq != decision.seq + 1
-                    || r.prev.as_deref() != Some(decision.hash.as_str())
-                    || r.cr_id.as_deref() != Some(cr_id)
-                {
-                    return Err(DecideError::Chain(format!(
-                        "the adoption must follow the decision on {cr_id} at entry {}",
-                        decision.seq
-                    )));
-                }
-                Some(
-                    append_entry(
-                        &tx,
-                        EntryKind::PolicyAdopted,
-                        Some(cr_id),
-                        Some(&a.principal),
-                        &a.body,
-                        Some(&a.signature),
-                    )
-                    .map_err(self.sql_err(format!("adopting the policy of {cr_id}")))?,
-                )
-            }
-        };
-        tx.commit()
-            .map_err(self.sql_err("committing the decision"))?;
-        Ok(Appended { decision, adoption })
+        self.write("the decision", |tx| writes::decide(tx, cr_id, build))
     }
 
     fn log_entries(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
@@ -1283,12 +975,11 @@ impl Store for LocalStore {
             .map(
                 |(seq, hash, at, cr_id, cr_revision, cr_digest, verdict, role, principal)| {
                     Ok(super::DecisionSummary {
-                        at: parse_time(&at).map_err(|detail| StoreError::Corrupt {
-                            path: self.path.clone(),
-                            id: format!("log entry {seq}"),
-                            revision: 0,
-                            detail: detail.to_string(),
-                        })?,
+                        at: parse_time(&at).map_err(rows::corrupt_time(
+                            &self.path,
+                            format!("log entry {seq}"),
+                            0,
+                        ))?,
                         seq,
                         hash,
                         cr_id,
@@ -1345,50 +1036,7 @@ impl Store for LocalStore {
         &self,
         build: &mut super::EmergencyBuilder<'_>,
     ) -> Result<LogEntry, DecideError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.sql_err("starting the emergency entry"))?;
-        let existing = emergency_rows(&tx).map_err(self.sql_err("reading emergency entries"))?;
-        let changes = match existing.first() {
-            Some(first) => subject_change_rows(&tx, first.seq)
-                .map_err(self.sql_err("reading subject changes"))?,
-            None => Vec::new(),
-        };
-        let context = EmergencyContext {
-            head: read_head(&tx).map_err(self.sql_err("reading the log head"))?,
-            existing,
-            changes,
-            policy_head: read_policy_head(&tx)
-                .map_err(self.sql_err("reading the policy in force"))?,
-        };
-        let head = &context.head;
-        let (kind, entry) = build(&context)?;
-        let body: Value =
-            serde_json::from_str(&entry.body).map_err(|e| DecideError::Chain(e.to_string()))?;
-        if !EntryKind::EMERGENCY.contains(&kind)
-            || body["type"].as_str() != Some(kind.as_str())
-            || body["seq"].as_u64() != Some(head.seq + 1)
-            || body["prev"].as_str() != head.hash.as_deref()
-        {
-            return Err(DecideError::Chain(format!(
-                "{} entry does not continue the log at {}",
-                kind.as_str(),
-                head.seq
-            )));
-        }
-        let appended = append_entry(
-            &tx,
-            kind,
-            None,
-            Some(&entry.principal),
-            &entry.body,
-            Some(&entry.signature),
-        )
-        .map_err(self.sql_err("appending the emergency entry"))?;
-        tx.commit()
-            .map_err(self.sql_err("committing the emergency entry"))?;
-        Ok(appended)
+        self.write("the emergency entry", |tx| writes::emergency(tx, build))
     }
 
     fn recorded_head(&self) -> Result<Head, StoreError> {
@@ -1426,56 +1074,19 @@ impl Store for LocalStore {
             .and_then(|rows| rows.collect())
             .map_err(self.sql_err("reading the policy history"))
     }
-}
 
-impl LocalStore {
-    /// Appends the genesis `policy-adopted` entry built by `build` from the log head,
-    /// inside one write transaction, unless the log already adopted a policy (then
-    /// `Ok(None)`: the first writer won, nothing is appended twice). Local only: `init`,
-    /// `demo` and the migration of a store from before policy entries.
-    pub fn adopt_genesis(
+    fn adopt_genesis(
         &self,
         build: &mut dyn FnMut(&Head) -> Result<NewEntry, DecideError>,
     ) -> Result<Option<LogEntry>, DecideError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.sql_err("starting the policy adoption"))?;
-        if read_policy_head(&tx)
-            .map_err(self.sql_err("reading the policy in force"))?
-            .seq
-            > 0
-        {
-            return Ok(None);
-        }
-        let head = read_head(&tx).map_err(self.sql_err("reading the log head"))?;
-        let entry = build(&head)?;
-        let r = crate::audit::policy_log::AdoptionRecord::parse(&entry.body)
-            .map_err(|e| DecideError::Chain(e.to_string()))?;
-        if r.seq != head.seq + 1 || r.prev != head.hash || r.cr_id.is_some() {
-            return Err(DecideError::Chain(format!(
-                "the genesis must follow entry {} and name no change request",
-                head.seq
-            )));
-        }
-        let appended = append_entry(
-            &tx,
-            EntryKind::PolicyAdopted,
-            None,
-            Some(&entry.principal),
-            &entry.body,
-            Some(&entry.signature),
-        )
-        .map_err(self.sql_err("adopting the genesis policy"))?;
-        tx.commit()
-            .map_err(self.sql_err("committing the policy adoption"))?;
-        Ok(Some(appended))
+        self.write("the policy adoption", |tx| writes::genesis(tx, build))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::canonical::{digest, to_canonical_string};
     use crate::demo;
     use crate::domain::change_request::parse_document;
 

@@ -3,9 +3,14 @@
 
 pub mod local;
 mod migrations;
+/// The team store on PostgreSQL.
+pub mod pg;
+mod pg_schema;
 /// The team server as a store, over HTTP.
 pub mod remote;
+mod rows;
 pub mod wire;
+mod writes;
 
 pub use crate::audit::log::{Head, LogEntry};
 use crate::domain::change_request::{ChangeRequest, DocumentError, from_value};
@@ -255,6 +260,54 @@ pub enum StoreError {
         expected: u32,
         /// The revision found (0: none).
         found: u32,
+    },
+    /// The database URL does not read.
+    #[error(
+        "{url} is not a PostgreSQL connection URL ({detail}); give one like postgres://USER@HOST/DATABASE or postgres:///DATABASE?host=/run/postgresql"
+    )]
+    BadDatabaseUrl {
+        /// The URL, password hidden.
+        url: String,
+        /// Why it does not read.
+        detail: String,
+    },
+    /// The database cannot be reached (down, restarting, or refusing connections):
+    /// nothing was changed; retrying later is safe.
+    #[error(
+        "the {database} is unavailable ({detail}); nothing was changed. Check that PostgreSQL is running and reachable, then retry"
+    )]
+    DatabaseDown {
+        /// Host and database.
+        database: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The database has no tollgate schema.
+    #[error(
+        "the {database} holds no tollgate store; create one with `tollgate init --database URL --policy FILE`"
+    )]
+    DatabaseNotInitialised {
+        /// Host and database.
+        database: String,
+    },
+    /// PostgreSQL refused a statement.
+    #[error("{database}: {context}: {source}")]
+    Postgres {
+        /// Host and database.
+        database: String,
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: postgres::Error,
+    },
+    /// A copy's target already holds a store.
+    #[error(
+        "the {database} already holds change requests or log entries; copy into an empty database (create one with `createdb`)"
+    )]
+    NotEmpty {
+        /// Host and database.
+        database: String,
     },
     /// Stored content no longer reads as a valid document (the file was edited outside tollgate).
     #[error(
@@ -591,6 +644,23 @@ pub trait Store: Send + Sync {
     /// history (read incrementally, so keeping up with it costs one indexed query).
     fn policy_entries(&self, after: u64) -> Result<Vec<LogEntry>, StoreError>;
 
+    /// Appends the genesis `policy-adopted` entry built by `build` from the log head, in
+    /// one write transaction, unless the log already adopted a policy (then `Ok(None)`:
+    /// the first writer won, nothing is appended twice). Only a store on this machine
+    /// does this (`init`, `demo`, migrating a store from before policy entries): a team
+    /// server's policy comes from its own host.
+    fn adopt_genesis(
+        &self,
+        _build: &mut dyn FnMut(&Head) -> Result<NewEntry, DecideError>,
+    ) -> Result<Option<LogEntry>, DecideError> {
+        Err(DecideError::Refused(Refusal {
+            rule: "genesis-local",
+            message: "a genesis policy is adopted on the store's own machine".into(),
+            remedy: "run `tollgate init` where the store (or its database) is, without --remote"
+                .into(),
+        }))
+    }
+
     /// Whether the store answers now, asked once and quickly (≤ 1 s, no retries): what a
     /// command checks before delivering its outbox. A local store always does.
     fn reachable(&self) -> bool {
@@ -700,6 +770,12 @@ impl<S: Store + ?Sized> Store for Box<S> {
         (**self).policy_entries(after)
     }
 
+    fn adopt_genesis(
+        &self,
+        build: &mut dyn FnMut(&Head) -> Result<NewEntry, DecideError>,
+    ) -> Result<Option<LogEntry>, DecideError> {
+        (**self).adopt_genesis(build)
+    }
     fn reachable(&self) -> bool {
         (**self).reachable()
     }

@@ -545,10 +545,17 @@ pub fn run(opts: Options) -> Result<Ended, error::StartError> {
                 Some((outbox, r.url.clone())),
             )
         }
-        None => {
-            let store = LocalStore::open(&opts.paths.store)?;
-            (Arc::new(store), short_path(&opts.paths.store), None)
-        }
+        None => match &opts.paths.database {
+            Some(url) => (
+                Arc::new(crate::store::pg::PgStore::open(url)?),
+                opts.paths.store_label(),
+                None,
+            ),
+            None => {
+                let store = LocalStore::open(&opts.paths.store)?;
+                (Arc::new(store), short_path(&opts.paths.store), None)
+            }
+        },
     };
     let book = opts.book;
     // Identify before the screen opens: a passphrase prompt needs a normal terminal.

@@ -14,7 +14,6 @@ use crate::domain::policy_change::{
 use crate::domain::rules::Refusal;
 use crate::domain::status::{Status, evaluate_in};
 use crate::identity::Identity;
-use crate::store::local::LocalStore;
 use crate::store::{DecideError, Store, StoreError, Submission, SubmitOutcome};
 use chrono::{DateTime, Utc};
 
@@ -53,7 +52,7 @@ pub enum GenesisOutcome {
 /// entries before it are judged by it). Refused unless the policy is valid and can govern
 /// its own changes.
 pub fn adopt_genesis(
-    store: &LocalStore,
+    store: &dyn Store,
     text: &str,
     who: &Identity,
     now: DateTime<Utc>,
@@ -112,7 +111,7 @@ fn invalid_key(e: &KeyLineError) -> Refusal {
 /// Migrates a store from before policy entries: its policy file becomes the genesis,
 /// recorded at the end of the existing log. Same as [`adopt_genesis`]; the name says why.
 pub fn migrate(
-    store: &LocalStore,
+    store: &dyn Store,
     file_text: &str,
     who: &Identity,
     now: DateTime<Utc>,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod on_call;
+pub mod pg;
 pub mod tmux;
 
 use serde_json::Value;
