@@ -341,7 +341,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         }) => {
             local_only("init")?;
             // With init, --policy names the file to install, not the one to use.
-            let target = config::resolve(cli.store.clone(), None)?;
+            let mut target = config::resolve(cli.store.clone(), None)?;
+            target.database = database()?;
             policy_cmds::init(
                 &target,
                 policy_cmds::InitOptions {

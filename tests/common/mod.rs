@@ -357,11 +357,21 @@ impl Home {
 
     /// Starts `tollgate serve` on `listen` with `extra` flags (e.g. limits).
     pub fn serve_with(&self, listen: &str, extra: &[&str]) -> Server {
-        use std::io::BufRead;
         let mut args = vec!["serve", "--listen", listen];
         args.extend_from_slice(extra);
+        self.serve_args(&args)
+    }
+
+    /// Starts a replica of the team server on the PostgreSQL database at `url`.
+    pub fn serve_database(&self, url: &str, listen: &str) -> Server {
+        self.serve_args(&["--database", url, "serve", "--listen", listen])
+    }
+
+    /// Starts `tollgate ARGS` (a `serve` command) and waits until it listens.
+    pub fn serve_args(&self, args: &[&str]) -> Server {
+        use std::io::BufRead;
         let mut child = self
-            .command(&args)
+            .command(args)
             .stdout(Stdio::piped())
             .stderr(self.server_log())
             .spawn()
