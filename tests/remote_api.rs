@@ -411,6 +411,66 @@ fn unchanged_listings_are_a_cheap_304() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200, "something changed");
+    let after: Value = r.json().unwrap();
+    assert_eq!(after["items"].as_array().unwrap().len(), 6);
+}
+
+/// A replica reuses its answer while the log head stays where it was: the reused answer,
+/// a fresh one (`Cache-Control: no-cache`) and the rows of `list --json` agree, and a
+/// decision is in the very next answer.
+#[test]
+fn a_reused_queue_answer_is_the_fresh_one_until_the_log_moves() {
+    let home = Home::demo();
+    let marco = home.token("marco");
+    let server = home.serve("127.0.0.1:0");
+    let c = http();
+    let url = format!("{}/v1/queue", server.url);
+    let get = |fresh: bool| {
+        let mut r = c.get(&url).bearer_auth(&marco);
+        if fresh {
+            r = r.header("Cache-Control", "no-cache");
+        }
+        r.send().unwrap().text().unwrap()
+    };
+    let first = get(false);
+    assert_eq!(get(false), first);
+    assert_eq!(get(true), first);
+    let listed = home.run(&["list", "--json"]).ok().json();
+    let served: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(served["items"], listed);
+
+    home.remote(
+        &server.url,
+        &marco,
+        &[
+            "--as",
+            "marco",
+            "request-changes",
+            "CR-1045",
+            "--role",
+            "ops-reviewer",
+            "--rationale",
+            "p99",
+        ],
+    )
+    .ok();
+    let moved: Value = serde_json::from_str(&get(false)).unwrap();
+    assert_ne!(moved["head"], served["head"]);
+    let row = |v: &Value| {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == "CR-1045")
+            .cloned()
+            .unwrap()
+    };
+    assert_ne!(
+        row(&moved),
+        row(&served),
+        "the decision is not in the next answer"
+    );
+    assert_eq!(moved["items"], home.run(&["list", "--json"]).ok().json());
 }
 
 #[test]

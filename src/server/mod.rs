@@ -10,6 +10,7 @@
 //! Appends are idempotent on the entry's content (its body without `seq` and `prev`), so
 //! a client that retries after a lost response never records a decision twice.
 
+mod answers;
 pub mod limits;
 pub mod tokens;
 
@@ -58,6 +59,8 @@ pub struct ServerState {
     /// anything. A database-backed server has none: replicas share only the database.
     policy_file: Option<PathBuf>,
     tokens: tokens::TokenSource,
+    /// Recent queue answers, reused while the log head is unchanged.
+    answers: answers::Answers,
     access_log: bool,
     /// Per-token request rate.
     limiter: limits::RateLimiter,
@@ -102,6 +105,7 @@ impl ServerState {
             })),
             policy_file,
             tokens,
+            answers: Default::default(),
             access_log: false,
             limiter: limits::RateLimiter::new(
                 limits::Limits::default().rate_per_sec,
@@ -633,7 +637,7 @@ async fn list(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug)]
 struct QueueQuery {
     status: Option<String>,
     gate: Option<String>,
@@ -655,6 +659,15 @@ async fn queue(
         let (tag, unchanged) = etag(&headers, &head);
         if unchanged {
             return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+        }
+        // The log head names everything the answer depends on (see `answers`).
+        let key = format!("{:?} {q:?} {limit}", head.hash);
+        let fresh = headers
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("no-cache"));
+        if let Some(body) = s.answers.get(&key).filter(|_| !fresh) {
+            return Ok(json_response(tag, body));
         }
         let in_force = s.in_force()?;
         // `None` for a gate no CR can have: it matches nothing, as before.
@@ -698,6 +711,8 @@ async fn queue(
             serde_json::to_string(&next).unwrap_or_else(|_| "null".into()),
             serde_json::to_string(&head).unwrap_or_else(|_| "null".into())
         ));
+        let body = axum::body::Bytes::from(body);
+        s.answers.put(key, body.clone());
         Ok(json_response(tag, body))
     })
     .await
@@ -705,7 +720,7 @@ async fn queue(
 
 /// A JSON body written as it was built (the queue's cached rows are already JSON), with
 /// its ETag.
-fn json_response(tag: axum::http::HeaderValue, body: String) -> Response {
+fn json_response(tag: axum::http::HeaderValue, body: impl Into<Body>) -> Response {
     (
         [
             (header::ETAG, tag),
@@ -714,7 +729,7 @@ fn json_response(tag: axum::http::HeaderValue, body: String) -> Response {
                 axum::http::HeaderValue::from_static("application/json"),
             ),
         ],
-        body,
+        body.into(),
     )
         .into_response()
 }

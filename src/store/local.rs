@@ -693,19 +693,6 @@ impl Store for LocalStore {
         self.write("the submission", |tx| writes::submit(tx, batch, at))
     }
 
-    fn list(&self) -> Result<Vec<StoredCr>, StoreError> {
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.list_page(after.as_deref(), 10_000)?;
-            match page.last() {
-                Some(last) => after = Some(last.current.cr.id.clone()),
-                None => return Ok(all),
-            }
-            all.extend(page);
-        }
-    }
-
     fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredCr>, StoreError> {
         self.page_where(after, limit, None)
     }

@@ -528,8 +528,19 @@ pub trait Store: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<Vec<SubmitOutcome>, StoreError>;
 
-    /// Every CR at its current revision, ordered by id.
-    fn list(&self) -> Result<Vec<StoredCr>, StoreError>;
+    /// Every CR at its current revision, ordered by id (read a page at a time).
+    fn list(&self) -> Result<Vec<StoredCr>, StoreError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list_page(after.as_deref(), 5_000)?;
+            match page.last() {
+                Some(last) => after = Some(last.current.cr.id.clone()),
+                None => return Ok(all),
+            }
+            all.extend(page);
+        }
+    }
 
     /// Up to `limit` CRs with ids after `after` (all from the start when `None`), at their
     /// current revisions, ordered by id: for walking a large store without holding it all.

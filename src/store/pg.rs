@@ -337,6 +337,9 @@ impl PgStore {
         )
         .map_err(self.err("recording the copied head"))?;
         tx.commit().map_err(self.err("committing the copy"))?;
+        // Fresh statistics, so the planner pages the queue through the indexes at once
+        // rather than after autovacuum's next look (best effort: the copy is done).
+        let _ = self.read("analysing the copy", |c| c.batch_execute("ANALYZE"));
         Ok(seq)
     }
 }
@@ -773,19 +776,6 @@ impl Store for PgStore {
         self.write("the submission", |tx| writes::submit(tx, batch, at))
     }
 
-    fn list(&self) -> Result<Vec<StoredCr>, StoreError> {
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.list_page(after.as_deref(), 10_000)?;
-            match page.last() {
-                Some(last) => after = Some(last.current.cr.id.clone()),
-                None => return Ok(all),
-            }
-            all.extend(page);
-        }
-    }
-
     fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredCr>, StoreError> {
         self.page_where(after, limit, None)
     }
@@ -880,6 +870,14 @@ impl Store for PgStore {
                 )
                 .map(|_| ())
             })?;
+        }
+        // A cache filled in bulk (the first listing after an upgrade or a policy
+        // adoption) changes the table's size many times over: refresh its statistics so
+        // pages are read by merge join, not sorted on disk (best effort).
+        if summaries.len() >= 1_000 {
+            let _ = self.read("analysing queue summaries", |c| {
+                c.batch_execute("ANALYZE cr_summaries")
+            });
         }
         Ok(())
     }

@@ -279,19 +279,6 @@ impl Store for RemoteStore {
         r.json().map_err(|e| self.unreachable(e))
     }
 
-    fn list(&self) -> Result<Vec<StoredCr>, StoreError> {
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.list_page(after.as_deref(), 5_000)?;
-            match page.last() {
-                Some(last) => after = Some(last.current.cr.id.clone()),
-                None => return Ok(all),
-            }
-            all.extend(page);
-        }
-    }
-
     fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredCr>, StoreError> {
         let after = after
             .map(|a| format!("&after={}", urlencode(a)))
