@@ -95,15 +95,25 @@ fn main() {
         KeyModifiers::NONE,
     )));
     let mut times = Vec::new();
+    let mut updates = Vec::new();
     for c in "fraud 12".chars() {
         let t = Instant::now();
         app.update(Msg::Key(KeyEvent::new(
             KeyCode::Char(c),
             KeyModifiers::NONE,
         )));
+        updates.push(t.elapsed().as_secs_f64() * 1e3);
         terminal.draw(|f| views::draw(f, &app)).expect("draw");
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    println!(
+        "filter keystroke, update only       {} ms per key",
+        updates
+            .iter()
+            .map(|u| format!("{u:.1}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     let max = times.iter().cloned().fold(0.0, f64::max);
     println!(
@@ -112,7 +122,8 @@ fn main() {
         app.queue.visible.len()
     );
     println!(
-        "peak resident memory               {:>8.1} MiB",
+        "resident memory, queue loaded      {:>8.1} MiB (peak {:.1} MiB, which includes building the store and the cold evaluation in this process)",
+        support::status_mib("VmRSS:"),
         support::peak_rss_mib()
     );
 }

@@ -184,7 +184,8 @@ pub struct QueueScreen {
     /// Characters in the longest id (the id column's width), counted once per load
     /// rather than on every frame.
     pub longest_id: usize,
-    matcher: Matcher,
+    /// One fuzzy matcher per core: a keystroke scores its candidates on every core.
+    matchers: Vec<Matcher>,
 }
 
 impl Default for QueueScreen {
@@ -205,7 +206,9 @@ impl Default for QueueScreen {
             filter: String::new(),
             filtering: false,
             longest_id: 0,
-            matcher: Matcher::new(Config::DEFAULT),
+            matchers: (0..std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .map(|_| Matcher::new(Config::DEFAULT))
+                .collect(),
         }
     }
 }
@@ -297,21 +300,51 @@ impl QueueScreen {
                 .collect()
         } else {
             let pattern = Pattern::parse(&query, CaseMatching::Ignore, Normalization::Smart);
-            let mut buf = Vec::new();
-            let (rows, rank, matcher) = (&self.rows, &self.rank, &mut self.matcher);
+            let (rows, rank) = (&self.rows, &self.rank);
             let needle = query.to_lowercase();
-            let mut scored: Vec<(usize, u8, u32)> = candidates
+            let candidates: Vec<usize> = candidates
                 .into_iter()
                 .filter(|i| view.includes(&rows[*i]))
-                .filter_map(|i| {
-                    let r = &rows[i];
-                    let score = pattern.score(Utf32Str::new(&r.haystack, &mut buf), matcher)?;
-                    Some((i, match_class(r, &needle), score))
-                })
                 .collect();
+            // Scoring is the cost of a keystroke at 100k rows: split it across the cores,
+            // each with its own matcher; the order is restored by the sort below.
+            // (A few thousand rows are scored on one core: not worth a thread each.)
+            let cores = if candidates.len() < 4_096 {
+                1
+            } else {
+                self.matchers.len()
+            };
+            let chunk = candidates.len().div_ceil(cores).max(1);
+            let (pattern, needle) = (&pattern, needle.as_str());
+            let mut scored: Vec<(usize, u8, u32)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = candidates
+                    .chunks(chunk)
+                    .zip(self.matchers.iter_mut())
+                    .map(|(part, matcher)| {
+                        scope.spawn(move || {
+                            let mut buf = Vec::new();
+                            part.iter()
+                                .filter_map(|&i| {
+                                    let r = &rows[i];
+                                    let hay = Utf32Str::new(&r.haystack, &mut buf);
+                                    let score = pattern.score(hay, matcher)?;
+                                    Some((i, match_class(r, needle), score))
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
             // Best matches first, as fzf and television rank: the exact id, then a word
             // prefix, then by fuzzy score; ties keep the queue's sort order.
-            scored.sort_by_key(|(i, class, score)| (*class, std::cmp::Reverse(*score), rank[*i]));
+            // (Unstable is enough: the rank is unique, so no two keys are equal.)
+            scored.sort_unstable_by_key(|(i, class, score)| {
+                (*class, std::cmp::Reverse(*score), rank[*i])
+            });
             scored.into_iter().map(|(i, _, _)| i).collect()
         };
         self.filtered_for = Some((query, view));
