@@ -61,21 +61,7 @@ pub enum TokenError {
     Poisoned,
 }
 
-/// One stored token: its hash (never the token), whose it is, and what for.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct TokenEntry {
-    /// Short id to list and revoke it by: the first 12 hex digits of its hash.
-    pub id: String,
-    /// `sha256:` of the token.
-    #[serde(skip)]
-    pub sha256: String,
-    /// The principal it authenticates.
-    pub principal: String,
-    /// Where it is used.
-    pub label: String,
-    /// When it was created (RFC 3339), when known.
-    pub created: Option<String>,
-}
+pub use crate::store::TokenEntry;
 
 fn id_of(sha256: &str) -> String {
     sha256

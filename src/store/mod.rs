@@ -1,5 +1,7 @@
 //! Persistence behind one trait, so the CLI, the TUI and the server work the same over the
-//! embedded SQLite store or (later) a remote team server.
+//! embedded SQLite store, a PostgreSQL database shared by server replicas, or a remote
+//! team server. The SQLite and PostgreSQL stores share their write paths (`writes`) and
+//! the re-validation of what they read (`rows`).
 
 pub mod local;
 mod migrations;
@@ -469,6 +471,23 @@ pub struct DecisionSummary {
     pub role: String,
     /// Who.
     pub principal: String,
+}
+
+/// One bearer token of the team server as stored: its hash (never the token), whose it
+/// is, and what for (in the tokens file beside an SQLite store, or in the database).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenEntry {
+    /// Short id to list and revoke it by: the first 12 hex digits of its hash.
+    pub id: String,
+    /// `sha256:` of the token.
+    #[serde(skip)]
+    pub sha256: String,
+    /// The principal it authenticates.
+    pub principal: String,
+    /// Where it is used.
+    pub label: String,
+    /// When it was created (RFC 3339), when known.
+    pub created: Option<String>,
 }
 
 /// A CR's evaluated queue row as a store caches it, with the key it was computed from.

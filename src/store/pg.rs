@@ -360,7 +360,7 @@ impl PgStore {
     }
 
     /// Every token, oldest first.
-    pub fn tokens(&self) -> Result<Vec<crate::server::tokens::TokenEntry>, StoreError> {
+    pub fn tokens(&self) -> Result<Vec<super::TokenEntry>, StoreError> {
         self.read("reading tokens", |c| {
             c.query(
                 "SELECT id, sha256, principal, label, created FROM api_tokens ORDER BY created, id",
@@ -368,7 +368,7 @@ impl PgStore {
             )?
             .iter()
             .map(|r| {
-                Ok(crate::server::tokens::TokenEntry {
+                Ok(super::TokenEntry {
                     id: r.try_get(0)?,
                     sha256: r.try_get(1)?,
                     principal: r.try_get(2)?,
@@ -381,7 +381,7 @@ impl PgStore {
     }
 
     /// Stores a token's entry.
-    pub fn add_token(&self, entry: &crate::server::tokens::TokenEntry) -> Result<(), StoreError> {
+    pub fn add_token(&self, entry: &super::TokenEntry) -> Result<(), StoreError> {
         self.read("adding a token", |c| {
             c.execute(
                 "INSERT INTO api_tokens (id, sha256, principal, label, created) VALUES ($1, $2, $3, $4, $5)",
@@ -393,10 +393,7 @@ impl PgStore {
 
     /// Removes the tokens whose ids start with `prefix`, if exactly one does; returns
     /// those that matched (none, one removed, or several left alone).
-    pub fn revoke_token(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<crate::server::tokens::TokenEntry>, StoreError> {
+    pub fn revoke_token(&self, prefix: &str) -> Result<Vec<super::TokenEntry>, StoreError> {
         let matching: Vec<_> = self
             .tokens()?
             .into_iter()
