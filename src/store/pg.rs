@@ -22,9 +22,8 @@ use crate::domain::decision::Decision;
 use crate::domain::emergency::SubjectChange;
 use chrono::{DateTime, Utc};
 use postgres::error::SqlState;
-use postgres::{GenericClient, NoTls, Row};
-use r2d2_postgres::PostgresConnectionManager;
-use r2d2_postgres::r2d2;
+use postgres::types::ToSql;
+use postgres::{GenericClient, NoTls, Row, Statement};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,8 +38,102 @@ const POOL_SIZE: u32 = 16;
 /// Serialises schema changes between processes that open the same database at once.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
+type Conn = r2d2::PooledConnection<Manager>;
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// Statements prepared on one connection, by their text: the store sends the same few
+/// dozen statements over and over, so each is parsed and planned once per connection
+/// instead of on every call (`verify` reads a revision per submission entry).
+type Prepared = HashMap<String, Statement>;
+
+/// A pooled connection and the statements prepared on it (they live and die with it).
+pub struct PgConn {
+    client: postgres::Client,
+    prepared: Prepared,
+}
+
+/// Opens connections for the pool, checks them on checkout (a database that restarted
+/// leaves broken ones behind, which are replaced rather than handed out).
+#[derive(Debug)]
+pub struct Manager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        Ok(PgConn {
+            client: self.config.connect(NoTls)?,
+            prepared: Prepared::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// A client (a connection or a transaction on it) that prepares each statement once.
+struct Cached<'a, C: GenericClient> {
+    client: &'a mut C,
+    prepared: &'a mut Prepared,
+}
+
+impl<C: GenericClient> Cached<'_, C> {
+    fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.prepared.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.client.query(&s, params)
+    }
+
+    fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.client.query_opt(&s, params)
+    }
+
+    fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.client.query_one(&s, params)
+    }
+
+    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.client.execute(&s, params)
+    }
+
+    fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.client.batch_execute(sql)
+    }
+
+    fn simple_query(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.client.simple_query(sql).map(|_| ())
+    }
+}
+
+impl PgConn {
+    /// The connection, preparing each statement once.
+    fn cached(&mut self) -> Cached<'_, postgres::Client> {
+        Cached {
+            client: &mut self.client,
+            prepared: &mut self.prepared,
+        }
+    }
+}
 
 /// Whether `text` names a PostgreSQL database rather than a file.
 pub fn is_database_url(text: &str) -> bool {
@@ -96,7 +189,7 @@ impl PgStore {
                     detail: e.to_string(),
                 })?;
         let label = PathBuf::from(describe(&config));
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = Manager { config };
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -129,6 +222,7 @@ impl PgStore {
     fn migrate(&self, schema: Schema) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn
+            .client
             .transaction()
             .map_err(self.err("starting a migration"))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -181,7 +275,7 @@ impl PgStore {
     /// The schema version of the open store.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         let mut conn = self.conn()?;
-        read_version(&mut *conn)
+        read_version(&mut conn.client)
             .map_err(self.err("reading the schema version"))
             .map(|v| v.unwrap_or(0))
     }
@@ -194,13 +288,17 @@ impl PgStore {
         write: impl FnOnce(&mut dyn ChainTx) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut conn = self.conn()?;
-        let mut tx = conn
+        let PgConn { client, prepared } = &mut *conn;
+        let mut tx = client
             .transaction()
             .map_err(self.err(format!("starting {what}")))?;
         tx.execute("SELECT seq FROM log_head WHERE id = 1 FOR UPDATE", &[])
             .map_err(self.err("locking the log head"))?;
         let out = write(&mut PgTx {
-            tx: &mut tx,
+            tx: Cached {
+                client: &mut tx,
+                prepared,
+            },
             label: &self.label,
         })?;
         tx.commit()
@@ -212,10 +310,10 @@ impl PgStore {
     fn read<T>(
         &self,
         context: &str,
-        read: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>,
+        read: impl FnOnce(&mut Cached<'_, postgres::Client>) -> Result<T, postgres::Error>,
     ) -> Result<T, StoreError> {
         let mut conn = self.conn()?;
-        read(&mut conn).map_err(self.err(context))
+        read(&mut conn.cached()).map_err(self.err(context))
     }
 
     fn page_where(
@@ -255,7 +353,10 @@ impl PgStore {
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, StoreError> {
         let mut conn = self.conn()?;
-        let mut tx = conn.transaction().map_err(self.err("starting the copy"))?;
+        let mut tx = conn
+            .client
+            .transaction()
+            .map_err(self.err("starting the copy"))?;
         tx.execute("SELECT seq FROM log_head WHERE id = 1 FOR UPDATE", &[])
             .map_err(self.err("locking the log head"))?;
         let occupied = tx
@@ -612,7 +713,7 @@ const DECISIONS_ON_SQL: &str =
 
 /// A write transaction on PostgreSQL holding the chain head's row lock.
 struct PgTx<'a, 'b> {
-    tx: &'a mut postgres::Transaction<'b>,
+    tx: Cached<'a, postgres::Transaction<'b>>,
     label: &'a Path,
 }
 
