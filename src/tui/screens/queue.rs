@@ -141,13 +141,12 @@ impl SortKey {
 /// How directly `row` matches the lower-cased `needle`: 0 its id exactly, 1 the start of
 /// a word of what the filter searches (id, title, subject, requester), 2 anything else the
 /// fuzzy matcher found.
-fn match_class(row: &QueueRow, needle: &str) -> u8 {
-    if row.id.eq_ignore_ascii_case(needle) {
+fn match_class(hay: &str, needle: &str) -> u8 {
+    // The haystack is lower-case and starts with the id: no allocation per row, so
+    // ranking keeps up with typing at 100k rows.
+    if hay.split(' ').next() == Some(needle) {
         return 0;
     }
-    // The haystack is already lower-case (id, title, subject, requester): no allocation
-    // per row, so ranking keeps up with typing at 100k rows.
-    let hay = row.haystack.as_str();
     let at_word_start = hay.match_indices(needle).any(|(i, _)| {
         hay[..i]
             .chars()
@@ -186,6 +185,15 @@ pub struct QueueScreen {
     pub longest_id: usize,
     /// One fuzzy matcher per core: a keystroke scores its candidates on every core.
     matchers: Vec<Matcher>,
+    /// Every row's filter text (lower-case id, title, subject, requester), laid end to
+    /// end in sort order, and each row's span in it: a keystroke at 100k rows reads one
+    /// block of memory in order instead of a scattered allocation per row.
+    hay: String,
+    hay_span: Vec<(u32, u32)>,
+    /// Which views each row belongs to (bit `i` for `View::ALL[i]`), and how many rows
+    /// each view holds: worked out per load, not per keystroke or frame.
+    in_views: Vec<u8>,
+    counts: [usize; 5],
 }
 
 impl Default for QueueScreen {
@@ -209,6 +217,10 @@ impl Default for QueueScreen {
             matchers: (0..std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .map(|_| Matcher::new(Config::DEFAULT))
                 .collect(),
+            hay: String::new(),
+            hay_span: Vec::new(),
+            in_views: Vec::new(),
+            counts: [0; 5],
         }
     }
 }
@@ -217,8 +229,29 @@ impl QueueScreen {
     /// Replaces the rows (a new load), keeping the selection on the same CR.
     pub fn set_rows(&mut self, rows: Vec<QueueRow>) {
         self.longest_id = rows.iter().map(|r| r.id.chars().count()).max().unwrap_or(0);
+        self.in_views = rows
+            .iter()
+            .map(|r| {
+                View::ALL
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.includes(r))
+                    .fold(0u8, |bits, (i, _)| bits | 1 << i)
+            })
+            .collect();
+        self.counts = [0; 5];
+        for bits in &self.in_views {
+            for (i, count) in self.counts.iter_mut().enumerate() {
+                *count += usize::from(bits >> i & 1);
+            }
+        }
         self.rows = rows;
         self.resort();
+    }
+
+    fn view_bit(&self) -> u8 {
+        let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
+        1 << i
     }
 
     /// The row under the cursor.
@@ -230,20 +263,13 @@ impl QueueScreen {
 
     /// How many rows each view holds (for the tab labels).
     pub fn view_counts(&self) -> [usize; 5] {
-        let mut counts = [0; 5];
-        for r in &self.rows {
-            for (i, v) in View::ALL.iter().enumerate() {
-                if v.includes(r) {
-                    counts[i] += 1;
-                }
-            }
-        }
-        counts
+        self.counts
     }
 
     /// Rows in the current view before filtering (the "of N" in "3 of 5").
     pub fn view_total(&self) -> usize {
-        self.rows.iter().filter(|r| self.view.includes(r)).count()
+        let bit = self.view_bit();
+        self.in_views.iter().filter(|b| **b & bit != 0).count()
     }
 
     /// Rows the table shows at once (from the terminal height).
@@ -266,6 +292,15 @@ impl QueueScreen {
         for (pos, i) in order.iter().enumerate() {
             rank[*i] = pos;
         }
+        let mut hay = String::with_capacity(rows.iter().map(|r| r.haystack.len()).sum());
+        let mut spans = vec![(0, 0); rows.len()];
+        for i in &order {
+            let start = hay.len();
+            hay.push_str(&rows[*i].haystack);
+            spans[*i] = (start as u32, hay.len() as u32);
+        }
+        self.hay = hay;
+        self.hay_span = spans;
         self.order = order;
         self.rank = rank;
         self.filtered_for = None;
@@ -292,20 +327,26 @@ impl QueueScreen {
         } else {
             self.order.clone()
         };
+        let bit = self.view_bit();
+        let in_views = &self.in_views;
         let view = self.view;
         self.visible = if query.is_empty() {
             candidates
                 .into_iter()
-                .filter(|i| view.includes(&self.rows[*i]))
+                .filter(|i| in_views[*i] & bit != 0)
                 .collect()
         } else {
             let pattern = Pattern::parse(&query, CaseMatching::Ignore, Normalization::Smart);
-            let (rows, rank) = (&self.rows, &self.rank);
+            let (hay, spans, rank) = (&self.hay, &self.hay_span, &self.rank);
             let needle = query.to_lowercase();
-            let candidates: Vec<usize> = candidates
+            let mut candidates: Vec<usize> = candidates
                 .into_iter()
-                .filter(|i| view.includes(&rows[*i]))
+                .filter(|i| in_views[*i] & bit != 0)
                 .collect();
+            // In sort order, the texts are read front to back.
+            if narrowing {
+                candidates.sort_unstable_by_key(|i| rank[*i]);
+            }
             // Scoring is the cost of a keystroke at 100k rows: split it across the cores,
             // each with its own matcher; the order is restored by the sort below.
             // (A few thousand rows are scored on one core: not worth a thread each.)
@@ -325,10 +366,11 @@ impl QueueScreen {
                             let mut buf = Vec::new();
                             part.iter()
                                 .filter_map(|&i| {
-                                    let r = &rows[i];
-                                    let hay = Utf32Str::new(&r.haystack, &mut buf);
-                                    let score = pattern.score(hay, matcher)?;
-                                    Some((i, match_class(r, needle), score))
+                                    let (start, end) = spans[i];
+                                    let text = &hay[start as usize..end as usize];
+                                    let score =
+                                        pattern.score(Utf32Str::new(text, &mut buf), matcher)?;
+                                    Some((i, match_class(text, needle), score))
                                 })
                                 .collect::<Vec<_>>()
                         })
