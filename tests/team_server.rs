@@ -414,3 +414,31 @@ fn a_signed_decision_stating_false_facts_is_refused_by_a_replica_and_named_in_th
         ],
     );
 }
+
+/// The reviewer's TUI on the database, in a real terminal: the queue comes from
+/// PostgreSQL and a request for changes typed at the keyboard lands in its log.
+#[test]
+fn the_tui_reviews_and_signs_on_the_database() {
+    let team = Team::new();
+    let s = common::tmux::Session::tollgate(
+        &team.home,
+        &[("TOLLGATE_DATABASE", team.url.as_str())],
+        "--as devi",
+    );
+    s.wait_for("CR-1046");
+    assert!(s.screen().contains("postgres database") || s.screen().contains("postgres:"));
+    s.keys(&["Enter"]);
+    s.wait_for("Checklist");
+    s.keys(&["c"]);
+    s.literal("per-language FPR missing");
+    s.keys(&["C-s"]);
+    s.wait_for("y sign");
+    s.keys(&["y"]);
+    s.wait_for("signed: request-changes");
+    let shown = team.db(&["show", "CR-1042", "--json"]).ok().json();
+    let decisions = shown["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 1, "{shown}");
+    assert_eq!(decisions[0]["principal"], json!("devi"));
+    assert_eq!(decisions[0]["rationale"], json!("per-language FPR missing"));
+    team.db(&["verify"]).ok();
+}
