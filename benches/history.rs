@@ -28,6 +28,24 @@ fn main() {
     let (path, build_secs) = support::store_with_signed_log(dir.path(), n);
     println!("tollgate history benchmark: {n} signed decisions (log built in {build_secs:.1} s)");
 
+    // As on any launch but the first after an upgrade: an earlier reader (a listing, the
+    // server, the TUI's own queue) left the queue's summaries cached. A cold cache makes
+    // History evaluate every CR first (and read every decision to do it).
+    if std::env::var("TOLLGATE_BENCH_COLD").is_err() {
+        let t = Instant::now();
+        let listed = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["--store", &path.to_string_lossy(), "list", "--json"])
+            .env("TOLLGATE_NOW", support::fixed_now().to_rfc3339())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run tollgate list");
+        assert!(listed.success(), "tollgate list failed");
+        println!(
+            "queue summaries cached by `tollgate list` in {:.1} s (TOLLGATE_BENCH_COLD=1 skips this)",
+            t.elapsed().as_secs_f64()
+        );
+    }
     let store = LocalStore::open(&path).expect("open");
     let now = support::fixed_now();
     let book = support::book_of(&store);
