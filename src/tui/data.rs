@@ -213,6 +213,31 @@ pub fn load_queue(
     now: DateTime<Utc>,
     first_page: &mut dyn FnMut(Vec<QueueRow>),
 ) -> Result<QueueData, TuiError> {
+    let loaded = read_queue(store, book, me, now, first_page);
+    give_back_freed_memory();
+    loaded
+}
+
+/// Hands the memory a large load freed back to the system. Reading 100,000 cached rows
+/// (or a million decisions for History) parses far more than it keeps, and drops it at
+/// once; glibc keeps such freed heap for reuse, so a TUI left open would hold it for
+/// hours.
+pub(crate) fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory at the top and inside the heap; it
+    // touches nothing in use and may be called from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn read_queue(
+    store: &dyn Store,
+    book: &PolicyBook,
+    me: Option<&Principal>,
+    now: DateTime<Utc>,
+    first_page: &mut dyn FnMut(Vec<QueueRow>),
+) -> Result<QueueData, TuiError> {
     let head = store.recorded_head().ok();
     let today = now.date_naive();
     let mut rows = Vec::new();

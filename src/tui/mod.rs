@@ -457,11 +457,12 @@ pub fn answer_with(
             msgs.push(Msg::Signed(*id, result));
             return msgs;
         }
-        Effect::LoadHistory(id) => Some(Msg::History(
-            *id,
-            crate::history::load(shared.store.as_ref(), &shared.book(), now)
-                .map_err(error::TuiError::from),
-        )),
+        Effect::LoadHistory(id) => {
+            let loaded = crate::history::load(shared.store.as_ref(), &shared.book(), now)
+                .map_err(error::TuiError::from);
+            data::give_back_freed_memory();
+            Some(Msg::History(*id, loaded))
+        }
         Effect::VerifyLog(id) => {
             let started = std::time::Instant::now();
             let book = shared.book();
