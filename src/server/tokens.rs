@@ -269,37 +269,42 @@ fn new_token(
     (token, entry)
 }
 
-fn too_short() -> TokenError {
-    TokenError::Ambiguous(format!(
-        "give at least {MIN_ID_CHARS} characters of the token id (`tollgate token list` shows them)"
-    ))
+/// Refuses a token id prefix too short to name a token safely (before anything is read).
+fn long_enough(id: &str) -> Result<(), TokenError> {
+    if id.chars().count() < MIN_ID_CHARS {
+        return Err(TokenError::Ambiguous(format!(
+            "give at least {MIN_ID_CHARS} characters of the token id (`tollgate token list` shows them)"
+        )));
+    }
+    Ok(())
 }
 
-fn ambiguous(id: &str, count: usize) -> TokenError {
-    TokenError::Ambiguous(format!(
-        "{id} is the start of {count} token ids; give more of it"
-    ))
+/// The position of the one token whose id starts with `id`: what `token revoke` names,
+/// in the file or in the database.
+fn pick(entries: &[TokenEntry], id: &str) -> Result<usize, TokenError> {
+    let matching: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.id.starts_with(id))
+        .map(|(i, _)| i)
+        .collect();
+    match matching.as_slice() {
+        [] => Err(TokenError::NotFound(id.into())),
+        [i] => Ok(*i),
+        _ => Err(TokenError::Ambiguous(format!(
+            "{id} is the start of {} token ids; give more of it",
+            matching.len()
+        ))),
+    }
 }
 
 /// Removes the token whose id starts with `id` (at least [`MIN_ID_CHARS`] characters,
 /// naming exactly one); returns it.
 pub fn revoke(path: &Path, id: &str) -> Result<TokenEntry, TokenError> {
-    if id.chars().count() < MIN_ID_CHARS {
-        return Err(too_short());
-    }
+    long_enough(id)?;
     update(path, |t| {
-        let matching: Vec<usize> = t
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.id.starts_with(id))
-            .map(|(i, _)| i)
-            .collect();
-        match matching.as_slice() {
-            [] => Err(TokenError::NotFound(id.into())),
-            [i] => Ok(t.entries.remove(*i)),
-            _ => Err(ambiguous(id, matching.len())),
-        }
+        let i = pick(&t.entries, id)?;
+        Ok(t.entries.remove(i))
     })
 }
 
@@ -410,15 +415,12 @@ pub fn revoke_in_database(
     db: &crate::store::pg::PgStore,
     id: &str,
 ) -> Result<TokenEntry, DatabaseTokenError> {
-    if id.chars().count() < MIN_ID_CHARS {
-        return Err(DatabaseTokenError::Token(too_short()));
-    }
-    let matching = db.revoke_token(id)?;
-    match matching.as_slice() {
-        [] => Err(DatabaseTokenError::Token(TokenError::NotFound(id.into()))),
-        [one] => Ok(one.clone()),
-        _ => Err(DatabaseTokenError::Token(ambiguous(id, matching.len()))),
-    }
+    long_enough(id).map_err(DatabaseTokenError::Token)?;
+    let mut all = db.tokens()?;
+    let i = pick(&all, id).map_err(DatabaseTokenError::Token)?;
+    let gone = all.swap_remove(i);
+    db.delete_token(&gone.id)?;
+    Ok(gone)
 }
 
 /// Why a database token could not be changed.

@@ -492,21 +492,12 @@ impl PgStore {
         })
     }
 
-    /// Removes the tokens whose ids start with `prefix`, if exactly one does; returns
-    /// those that matched (none, one removed, or several left alone).
-    pub fn revoke_token(&self, prefix: &str) -> Result<Vec<super::TokenEntry>, StoreError> {
-        let matching: Vec<_> = self
-            .tokens()?
-            .into_iter()
-            .filter(|t| t.id.starts_with(prefix))
-            .collect();
-        if let [one] = matching.as_slice() {
-            self.read("revoking a token", |c| {
-                c.execute("DELETE FROM api_tokens WHERE id = $1", &[&one.id])
-                    .map(|_| ())
-            })?;
-        }
-        Ok(matching)
+    /// Removes the token with id `id` (exactly).
+    pub fn delete_token(&self, id: &str) -> Result<(), StoreError> {
+        self.read("revoking a token", |c| {
+            c.execute("DELETE FROM api_tokens WHERE id = $1", &[&id])
+                .map(|_| ())
+        })
     }
 }
 
