@@ -65,14 +65,7 @@ impl LocalStore {
     /// Opens a store that cannot be written, as an immutable file: reading and
     /// verification work; any write fails saying the store is read-only.
     fn connect_read_only(path: &Path) -> Result<Self, StoreError> {
-        let err = |context: &'static str| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Sqlite {
-                path,
-                context: context.into(),
-                source,
-            }
-        };
+        let err = |context: &'static str| sql_err(path, context);
         let text = path.to_string_lossy();
         let uri = format!(
             "file:{}?immutable=1",
@@ -137,18 +130,10 @@ impl LocalStore {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| StoreError::Sqlite {
-            path: path.into(),
-            context: "opening the database".into(),
-            source,
-        })?;
+        .map_err(sql_err(path, "opening the database"))?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|source| StoreError::Sqlite {
-                path: path.into(),
-                context: "reading the schema version".into(),
-                source,
-            })?;
+            .map_err(sql_err(path, "reading the schema version"))?;
         if version == 0 {
             return Err(StoreError::NotAStore {
                 path: path.into(),
@@ -160,15 +145,7 @@ impl LocalStore {
     }
 
     fn connect(path: &Path, flags: OpenFlags) -> Result<Self, StoreError> {
-        let err = |context: &str| {
-            let path = path.to_path_buf();
-            let context = context.to_string();
-            move |source| StoreError::Sqlite {
-                path,
-                context,
-                source,
-            }
-        };
+        let err = |context: &str| sql_err(path, context.to_string());
         let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(err("opening the database"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
@@ -196,13 +173,7 @@ impl LocalStore {
     }
 
     fn sql_err(&self, context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
-        let path = self.path.clone();
-        let context = context.into();
-        move |source| StoreError::Sqlite {
-            path,
-            context,
-            source,
-        }
+        sql_err(&self.path, context)
     }
 
     /// Brings the schema up to [`LATEST`], one migration per transaction.
@@ -367,11 +338,7 @@ fn append_entry(
 
 /// Enters revisions stored before the log existed (schema 1) into the log, oldest first.
 fn backfill_log(tx: &Transaction<'_>, path: &Path) -> Result<(), StoreError> {
-    let err = |source| StoreError::Sqlite {
-        path: path.into(),
-        context: "entering existing revisions into the log".into(),
-        source,
-    };
+    let err = |source| sql_err(path, "entering existing revisions into the log")(source);
     let rows: Vec<(String, u32, String, String)> = {
         let mut stmt = tx
             .prepare("SELECT cr_id, revision, digest, submitted_at FROM revisions ORDER BY submitted_at, cr_id, revision")
@@ -558,6 +525,7 @@ fn decisions_in(conn: &Connection, path: &Path, cr_id: &str) -> Result<Vec<Decis
         .collect()
 }
 
+/// An SQLite failure on the store at `path` while doing `context`.
 fn sql_err(path: &Path, context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
     let path = path.to_path_buf();
     let context = context.into();
@@ -576,13 +544,7 @@ struct LocalTx<'a> {
 
 impl LocalTx<'_> {
     fn err(&self, context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
-        let path = self.path.to_path_buf();
-        let context = context.into();
-        move |source| StoreError::Sqlite {
-            path,
-            context,
-            source,
-        }
+        sql_err(self.path, context)
     }
 }
 

@@ -269,9 +269,12 @@ impl QueueScreen {
         self.resort();
     }
 
+    fn view_index(&self) -> usize {
+        View::ALL.iter().position(|v| *v == self.view).unwrap_or(0)
+    }
+
     fn view_bit(&self) -> u8 {
-        let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
-        1 << i
+        1 << self.view_index()
     }
 
     /// The row under the cursor.
@@ -288,8 +291,7 @@ impl QueueScreen {
 
     /// Rows in the current view before filtering (the "of N" in "3 of 5").
     pub fn view_total(&self) -> usize {
-        let bit = self.view_bit();
-        self.in_views.iter().filter(|b| **b & bit != 0).count()
+        self.counts[self.view_index()]
     }
 
     /// Rows the table shows at once (from the terminal height).
