@@ -248,16 +248,6 @@ pub fn migrate(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    if let Some(url) = &paths.database {
-        // A database is created with its genesis (`init --database`, `store migrate`).
-        let db = PgStore::open(url)?;
-        if db.policy_entries(0)?.is_empty() {
-            return Err(CliError::refused(format!(
-                "{} has no policy in its log; initialise it with `tollgate --database URL init --policy FILE`",
-                paths.store_label()
-            )));
-        }
-    }
     let store = super::open_store(paths)?;
     if !store.policy_entries(0)?.is_empty() {
         let book = local_book(store.as_ref(), paths)?;
@@ -270,6 +260,13 @@ pub fn migrate(
                 book.current().seq
             ),
         );
+    }
+    if paths.database.is_some() {
+        // A database is created with its genesis (`init --database`, `store migrate`).
+        return Err(CliError::refused(format!(
+            "{} has no policy in its log; initialise it with `tollgate --database URL init --policy FILE`",
+            paths.store_label()
+        )));
     }
     drop(store);
     let book = migrate_store(paths, keys, now)?;

@@ -135,6 +135,18 @@ impl PgConn {
     }
 }
 
+/// Taken first by every transaction that appends: writers on any replica wait here.
+const LOCK_HEAD: &str = "SELECT seq FROM log_head WHERE id = 1 FOR UPDATE";
+
+/// The pool could not hand out a connection in time: the database is down.
+fn no_connection(label: &Path) -> impl FnOnce(r2d2::Error) -> StoreError {
+    let database = label.display().to_string();
+    move |e| StoreError::DatabaseDown {
+        database,
+        detail: e.to_string(),
+    }
+}
+
 /// Whether `text` names a PostgreSQL database rather than a file.
 pub fn is_database_url(text: &str) -> bool {
     text.starts_with("postgres://") || text.starts_with("postgresql://")
@@ -196,20 +208,14 @@ impl PgStore {
             .connection_timeout(CONNECT_TIMEOUT)
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(manager)
-            .map_err(|e| StoreError::DatabaseDown {
-                database: label.display().to_string(),
-                detail: e.to_string(),
-            })?;
+            .map_err(no_connection(&label))?;
         let store = PgStore { pool, label };
         store.migrate(schema)?;
         Ok(store)
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool.get().map_err(|e| StoreError::DatabaseDown {
-            database: self.label.display().to_string(),
-            detail: e.to_string(),
-        })
+        self.pool.get().map_err(no_connection(&self.label))
     }
 
     fn err(&self, context: impl Into<String>) -> impl FnOnce(postgres::Error) -> StoreError {
@@ -292,7 +298,7 @@ impl PgStore {
         let mut tx = client
             .transaction()
             .map_err(self.err(format!("starting {what}")))?;
-        tx.execute("SELECT seq FROM log_head WHERE id = 1 FOR UPDATE", &[])
+        tx.execute(LOCK_HEAD, &[])
             .map_err(self.err("locking the log head"))?;
         let out = write(&mut PgTx {
             tx: Cached {
@@ -357,7 +363,7 @@ impl PgStore {
             .client
             .transaction()
             .map_err(self.err("starting the copy"))?;
-        tx.execute("SELECT seq FROM log_head WHERE id = 1 FOR UPDATE", &[])
+        tx.execute(LOCK_HEAD, &[])
             .map_err(self.err("locking the log head"))?;
         let occupied = tx
             .query_one(
