@@ -264,6 +264,69 @@ fn decisions_are_checked_signed_and_chained() {
     });
 }
 
+/// The queue's rows (as `list`, the TUI and the server read them), filtered by status
+/// and risk: exactly the unfiltered rows that match, read a small page at a time, from a
+/// cold cache, a warm one, and after a decision moved a CR (the store's record of each
+/// CR's last entry moves with the log, so the cached row is not used).
+#[test]
+fn the_queue_follows_the_log_and_its_filters_agree() {
+    use tollgate::workflow::queue::SummaryPages;
+    both(|f| {
+        submit_fixtures(f);
+        let store = f.store("sofia");
+        let rows = |status: Option<&str>, risk: Option<&str>| -> Vec<(String, String, String)> {
+            SummaryPages::new(store.as_ref(), &f.book, None)
+                .page_size(2)
+                .only(status, risk)
+                .flat_map(|page| page.unwrap())
+                .map(|s| (s.cr_id, s.status, s.risk))
+                .collect()
+        };
+        let agree = |when: &str| {
+            let all = rows(None, None);
+            assert_eq!(all.len(), 5, "{when}: {all:?}");
+            for status in ["pending", "approved", "rejected", "changes-requested"] {
+                let want: Vec<_> = all.iter().filter(|r| r.1 == status).cloned().collect();
+                assert_eq!(rows(Some(status), None), want, "{when}: status {status}");
+            }
+            for risk in ["low", "medium", "high"] {
+                let want: Vec<_> = all.iter().filter(|r| r.2 == risk).cloned().collect();
+                assert_eq!(rows(None, Some(risk)), want, "{when}: risk {risk}");
+                let both: Vec<_> = want.iter().filter(|r| r.1 == "pending").cloned().collect();
+                assert_eq!(
+                    rows(Some("pending"), Some(risk)),
+                    both,
+                    "{when}: pending {risk}"
+                );
+            }
+            all
+        };
+        // Filtered before anything is cached, then from the cache.
+        assert!(rows(Some("changes-requested"), None).is_empty());
+        let before = agree("cold");
+        assert_eq!(agree("warm"), before);
+        let was = before.iter().find(|r| r.0 == "CR-1042").unwrap();
+        assert_eq!(was.1, "pending");
+        f.decide(
+            "devi",
+            "CR-1042",
+            Verdict::RequestChanges,
+            "risk-reviewer",
+            &[],
+            None,
+        )
+        .unwrap();
+        let after = agree("after a decision");
+        let now = after.iter().find(|r| r.0 == "CR-1042").unwrap();
+        assert_eq!(now.1, "changes-requested", "{after:?}");
+        assert_eq!(
+            rows(Some("changes-requested"), None),
+            vec![now.clone()],
+            "the decision moved CR-1042 out of the cached pending rows"
+        );
+    });
+}
+
 #[test]
 fn the_rules_hold_whoever_holds_the_store() {
     both(|f| {

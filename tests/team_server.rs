@@ -331,6 +331,54 @@ fn a_schema_from_a_newer_tollgate_is_refused_untouched() {
     assert!(version > 100, "the refused open changed the schema version");
 }
 
+/// A database made by the first release of the schema (before each CR's last log entry
+/// was kept beside it) is upgraded when opened: the column is filled from the log and
+/// kept moving by the trigger, and the queue reads as before.
+#[test]
+fn a_version_1_database_is_upgraded_in_place() {
+    let team = Team::new();
+    let listed = team.db(&["list", "--json"]).ok().stdout;
+    let mut sql = team.sql();
+    sql.batch_execute(
+        "DROP TRIGGER log_moves_its_cr ON log;
+         DROP FUNCTION tollgate_log_moves_its_cr();
+         ALTER TABLE change_requests DROP COLUMN last_seq;
+         DELETE FROM cr_summaries;
+         UPDATE tollgate_schema SET version = 1;",
+    )
+    .unwrap();
+    assert_eq!(team.db(&["list", "--json"]).ok().stdout, listed);
+    let version: i64 = sql
+        .query_one("SELECT version FROM tollgate_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    let disagree: i64 = sql
+        .query_one(
+            "SELECT COUNT(*) FROM change_requests c
+             WHERE c.last_seq <> (SELECT MAX(seq) FROM log l WHERE l.cr_id = c.id)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(disagree, 0, "last_seq filled from the log");
+    team.db(&[
+        "--as",
+        "kai",
+        "request-changes",
+        "CR-1045",
+        "--rationale",
+        "add the latency check",
+    ])
+    .ok();
+    let after = team
+        .db(&["list", "--json", "--status", "changes-requested"])
+        .ok()
+        .json();
+    assert_eq!(after[0]["id"], "CR-1045", "{after}");
+    team.db(&["verify"]).ok();
+}
+
 /// A decision on CR-1045 by marco, continuing the database's log, with `edit` applied.
 fn decision(team: &Team, edit: impl FnOnce(&mut Value)) -> String {
     let row = team

@@ -887,18 +887,21 @@ fn list(
     }
     // The queue's summaries, a page at a time: cached rows are written as they are, the
     // others evaluated once and cached; memory stays a page's worth whatever the size.
-    let pages = crate::workflow::queue::SummaryPages::new(store.as_ref(), &book, args.gate);
+    let pages = crate::workflow::queue::SummaryPages::new(store.as_ref(), &book, args.gate).only(
+        args.status.map(|s| s.as_str()),
+        args.risk.map(|r| r.as_str()),
+    );
+    let pages = if args.json {
+        pages.without_cells()
+    } else {
+        pages
+    };
     // Buffered: standard output flushes at every newline.
     let mut buffered = std::io::BufWriter::with_capacity(1 << 16, &mut *out);
     let mut cells: Vec<[String; 8]> = Vec::new();
     let mut written = 0usize;
     for page in pages {
         for s in page? {
-            if args.status.is_some_and(|x| x.as_str() != s.status)
-                || args.risk.is_some_and(|x| x.as_str() != s.risk)
-            {
-                continue;
-            }
             if args.json {
                 let sep: &[u8] = if written == 0 { b"[\n  " } else { b",\n  " };
                 buffered.write_all(sep).map_err(output_error)?;

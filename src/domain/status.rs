@@ -133,6 +133,73 @@ pub fn evaluate_in(
     })
 }
 
+/// Why `d` does not count on `cr` at `digest` (`None`: it counts, unless the same person
+/// decides again later).
+fn discount<'p>(
+    cr: &ChangeRequest,
+    digest: &str,
+    d: &Decision,
+    judge: &dyn Fn(&Decision) -> &'p Policy,
+) -> Option<String> {
+    if d.cr_digest != digest {
+        Some("stale: made on an earlier revision of the CR".to_string())
+    } else if d.principal == cr.requester
+        || cr.provenance.submitter.principal() == Some(d.principal.as_str())
+    {
+        Some("the requester cannot sign off their own change".to_string())
+    } else {
+        match judge(d).principal(&d.principal) {
+            None => Some(format!("{} is not a principal in the policy", d.principal)),
+            Some(p) if !p.has_role(&d.role) => {
+                Some(format!("{} does not hold the {} role", d.principal, d.role))
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+/// The decisions on a CR that count, gathered one at a time: each person's last decision
+/// among those that count (see [`evaluate_in`]). Evaluating these gives the same status,
+/// sign-offs, checklist and approvals as evaluating every decision — only the discounted
+/// list is left out — so the queue evaluates a CR with a million decisions holding a
+/// handful of them.
+pub struct CountedDecisions<'a> {
+    cr: &'a ChangeRequest,
+    digest: &'a str,
+    book: &'a PolicyBook,
+    kept: Vec<Decision>,
+}
+
+impl<'a> CountedDecisions<'a> {
+    /// None gathered yet, for `cr` at `digest` under `book`.
+    pub fn new(cr: &'a ChangeRequest, digest: &'a str, book: &'a PolicyBook) -> Self {
+        CountedDecisions {
+            cr,
+            digest,
+            book,
+            kept: Vec::new(),
+        }
+    }
+
+    /// The next decision on the CR, in log order.
+    pub fn push(&mut self, d: Decision) {
+        let book = self.book;
+        if discount(self.cr, self.digest, &d, &|d| {
+            book.judge_of(&d.policy_digest)
+        })
+        .is_none()
+        {
+            self.kept.retain(|c| c.principal != d.principal);
+            self.kept.push(d);
+        }
+    }
+
+    /// What counts, in log order.
+    pub fn into_vec(self) -> Vec<Decision> {
+        self.kept
+    }
+}
+
 /// The evaluation proper: `policy` sets what is required now; `judge` names the policy a
 /// past decision is held to; `in_force` is the digest of the policy in force, when known,
 /// to tell whether a policy proposal is stale.
@@ -148,22 +215,7 @@ fn evaluate_with<'p>(
     let mut counted: Vec<Decision> = Vec::new();
     let mut discounted = Vec::new();
     for d in decisions {
-        let why = if d.cr_digest != digest {
-            Some("stale: made on an earlier revision of the CR".to_string())
-        } else if d.principal == cr.requester
-            || cr.provenance.submitter.principal() == Some(d.principal.as_str())
-        {
-            Some("the requester cannot sign off their own change".to_string())
-        } else {
-            match judge(d).principal(&d.principal) {
-                None => Some(format!("{} is not a principal in the policy", d.principal)),
-                Some(p) if !p.has_role(&d.role) => {
-                    Some(format!("{} does not hold the {} role", d.principal, d.role))
-                }
-                Some(_) => None,
-            }
-        };
-        match why {
+        match discount(cr, digest, d, judge) {
             Some(reason) => discounted.push(Discounted {
                 decision: d.clone(),
                 reason,
@@ -407,6 +459,71 @@ mod tests {
         );
         // A rejection of an earlier revision is stale: the revised CR is pending again.
         assert_eq!(evaluate(&c, "d2", &rejected, &p).status, Status::Pending);
+    }
+
+    /// The queue evaluates a CR with only the decisions that count: whatever mix of
+    /// stale, self-approving, unknown, role-less and superseded decisions came before,
+    /// the status, sign-offs, checklist (ticks), blockers and counted decisions are those
+    /// of evaluating every decision.
+    #[test]
+    fn counting_decisions_one_at_a_time_evaluates_as_all_of_them() {
+        let c = cr("CR-1043"); // data / medium: data-reviewer + approver; requester jonas
+        let book = PolicyBook::provisional(String::new(), "pd".into(), demo::policy());
+        let ticked = |mut d: Decision, item: &str| {
+            d.ticks = vec![Tick {
+                item: item.into(),
+                note: None,
+            }];
+            d
+        };
+        let all = [
+            decision(&c, "kai", "data-reviewer", Verdict::Approve, "old", 1),
+            decision(&c, "jonas", "data-reviewer", Verdict::Approve, "d1", 2),
+            decision(&c, "nobody", "approver", Verdict::Approve, "d1", 3),
+            ticked(
+                decision(&c, "sofia", "approver", Verdict::RequestChanges, "d1", 4),
+                "privacy",
+            ),
+            ticked(
+                decision(&c, "kai", "data-reviewer", Verdict::Approve, "d1", 5),
+                "rollback",
+            ),
+            decision(&c, "kai", "approver", Verdict::Reject, "d1", 6),
+            decision(&c, "sofia", "approver", Verdict::Approve, "d1", 7),
+            decision(
+                &c,
+                "devi",
+                "risk-reviewer",
+                Verdict::RequestChanges,
+                "old",
+                8,
+            ),
+        ];
+        for n in 0..=all.len() {
+            let some = &all[..n];
+            let mut fold = CountedDecisions::new(&c, "d1", &book);
+            for d in some {
+                fold.push(d.clone());
+            }
+            let counted = fold.into_vec();
+            let whole = evaluate_in(&c, "d1", some, &book);
+            let folded = evaluate_in(&c, "d1", &counted, &book);
+            let view = |e: &Evaluation| {
+                format!(
+                    "{:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+                    e.status, e.signoffs, e.checks, e.checklist, e.blockers, e.blocked, e.counted
+                )
+            };
+            assert_eq!(view(&folded), view(&whole), "after {n} decisions");
+            assert!(counted.len() <= 3, "kept {counted:?}");
+        }
+        // The mix exercises every outcome on the way.
+        let statuses: Vec<Status> = (0..=all.len())
+            .map(|n| evaluate_in(&c, "d1", &all[..n], &book).status)
+            .collect();
+        assert!(
+            statuses.contains(&Status::Pending) && statuses.contains(&Status::ChangesRequested)
+        );
     }
 
     #[test]

@@ -88,7 +88,12 @@ impl ServerState {
                     )
                 }
                 None => (
-                    Arc::new(LocalStore::open(&opts.store)?),
+                    {
+                        let local = LocalStore::open(&opts.store)?;
+                        // Address space, not memory: pages are read in as answers need them.
+                        local.map_into_memory(1 << 30)?;
+                        Arc::new(local)
+                    },
                     Some(opts.policy.clone()),
                     tokens::TokenSource::File(tokens::LiveTokens::open(&opts.tokens)?),
                     opts.store.clone(),
@@ -684,17 +689,14 @@ async fn queue(
             crate::workflow::queue::SummaryPages::new(s.store.as_ref(), &in_force.book, gate)
                 .after(q.after.clone())
                 .page_size(limit.clamp(64, 5_000))
+                .only(q.status.as_deref(), q.risk.as_deref())
+                .without_cells()
         });
         let mut body = String::from("{\"items\":[");
         let mut count = 0;
         let mut next = None;
         'pages: for page in pages.into_iter().flatten() {
             for row in page? {
-                let keep = q.status.as_deref().is_none_or(|x| row.status == x)
-                    && q.risk.as_deref().is_none_or(|x| row.risk == x);
-                if !keep {
-                    continue;
-                }
                 if count > 0 {
                     body.push(',');
                 }

@@ -164,6 +164,16 @@ impl LocalStore {
         Ok(store)
     }
 
+    /// Lets SQLite read the file through up to `bytes` of memory map instead of copying
+    /// each page through its 2 MB page cache: the team server reads every cached queue row
+    /// for a whole-queue answer (10k CRs: about twice as fast). Only the server asks: the
+    /// mapped pages count as resident, and the CLI and TUI keep to their memory budget.
+    pub fn map_into_memory(&self, bytes: u64) -> Result<(), StoreError> {
+        self.lock()
+            .pragma_update(None, "mmap_size", bytes)
+            .map_err(self.sql_err("mapping the database into memory"))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions
         // roll back on drop), so a poisoned mutex is still safe to use.
@@ -670,30 +680,41 @@ impl Store for LocalStore {
 
     fn summary_page(
         &self,
-        after: Option<&str>,
-        limit: usize,
-        gate: Option<crate::domain::change_request::Gate>,
+        q: &super::SummaryQuery<'_>,
     ) -> Result<Option<Vec<super::SummarySlot>>, StoreError> {
         let conn = self.lock();
         // Two statements, so that the gate is looked up in its index (one statement with
-        // "?3 IS NULL OR" would read every document).
-        let sql = if gate.is_some() {
-            "SELECT c.id, c.current_revision,
-                    (SELECT MAX(l.seq) FROM log l WHERE l.cr_id = c.id),
-                    s.basis, s.status, s.risk, s.created_at, s.row, s.cells
-             FROM revisions r
-             JOIN change_requests c ON c.id = r.cr_id AND c.current_revision = r.revision
-             LEFT JOIN cr_summaries s ON s.cr_id = c.id
-             WHERE json_extract(r.document, '$.gate') = ?3 AND r.cr_id > ?1
-             ORDER BY r.cr_id LIMIT ?2"
+        // "?3 IS NULL OR" would read every document). Status and risk are filtered here
+        // on current rows; the others come back for the reader to evaluate.
+        let sql = if q.gate.is_some() {
+            concat!(
+                "SELECT c.id, c.current_revision, c.last_seq,
+                        s.basis, s.status, s.risk, s.created_at, s.row,
+                        CASE WHEN ?7 THEN '' ELSE s.cells END
+                 FROM revisions r
+                 JOIN change_requests c ON c.id = r.cr_id AND c.current_revision = r.revision
+                 LEFT JOIN cr_summaries s ON s.cr_id = c.id
+                 WHERE json_extract(r.document, '$.gate') = ?3 AND r.cr_id > ?1
+                   AND (s.basis IS NULL OR s.basis <> (",
+                super::sql_current_basis!(),
+                " || ?4)
+                        OR ((?5 IS NULL OR s.status = ?5) AND (?6 IS NULL OR s.risk = ?6)))
+                 ORDER BY r.cr_id LIMIT ?2"
+            )
         } else {
-            "SELECT c.id, c.current_revision,
-                    (SELECT MAX(l.seq) FROM log l WHERE l.cr_id = c.id),
-                    s.basis, s.status, s.risk, s.created_at, s.row, s.cells
-             FROM change_requests c
-             LEFT JOIN cr_summaries s ON s.cr_id = c.id
-             WHERE c.id > ?1 AND ?3 IS NULL
-             ORDER BY c.id LIMIT ?2"
+            concat!(
+                "SELECT c.id, c.current_revision, c.last_seq,
+                        s.basis, s.status, s.risk, s.created_at, s.row,
+                        CASE WHEN ?7 THEN '' ELSE s.cells END
+                 FROM change_requests c
+                 LEFT JOIN cr_summaries s ON s.cr_id = c.id
+                 WHERE c.id > ?1 AND ?3 IS NULL
+                   AND (s.basis IS NULL OR s.basis <> (",
+                super::sql_current_basis!(),
+                " || ?4)
+                        OR ((?5 IS NULL OR s.status = ?5) AND (?6 IS NULL OR s.risk = ?6)))
+                 ORDER BY c.id LIMIT ?2"
+            )
         };
         let mut stmt = conn
             .prepare_cached(sql)
@@ -701,9 +722,13 @@ impl Store for LocalStore {
         let slots = stmt
             .query_map(
                 params![
-                    after.unwrap_or(""),
-                    limit as i64,
-                    gate.map(|g| g.as_str().to_string())
+                    q.after.unwrap_or(""),
+                    q.limit as i64,
+                    q.gate.map(|g| g.as_str()),
+                    q.basis_suffix,
+                    q.status,
+                    q.risk,
+                    q.without_cells
                 ],
                 |r| {
                     let cr_id: String = r.get(0)?;
@@ -723,7 +748,7 @@ impl Store for LocalStore {
                     Ok(super::SummarySlot {
                         cr_id,
                         revision: r.get(1)?,
-                        last_seq: r.get::<_, Option<u64>>(2)?.unwrap_or(0),
+                        last_seq: r.get(2)?,
                         cached,
                     })
                 },
@@ -848,6 +873,35 @@ impl Store for LocalStore {
             out.entry(d.cr_id.clone()).or_default().push(d);
         }
         Ok(out)
+    }
+
+    fn each_decision_between(
+        &self,
+        first: &str,
+        last: &str,
+        each: &mut dyn FnMut(Decision),
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        // In the index's order (CR, then log position): nothing to sort, one row at a time.
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, body FROM log
+                 WHERE cr_id >= ?1 AND cr_id <= ?2 AND kind = 'decision'
+                 ORDER BY cr_id, seq",
+            )
+            .map_err(self.sql_err("reading decisions"))?;
+        let mut rows = stmt
+            .query(params![first, last])
+            .map_err(self.sql_err("reading decisions"))?;
+        while let Some(r) = rows.next().map_err(self.sql_err("reading decisions"))? {
+            let seq: u64 = r.get(0).map_err(self.sql_err("reading decisions"))?;
+            let body = r
+                .get_ref(1)
+                .and_then(|v| v.as_str().map_err(Into::into))
+                .map_err(self.sql_err("reading decisions"))?;
+            each(rows::parse_decision(&self.path, seq, body)?);
+        }
+        Ok(true)
     }
 
     fn append_evidence(
@@ -1113,6 +1167,14 @@ mod tests {
         assert_eq!(log.len(), 1);
         assert_eq!(log[0].kind, "cr-submitted");
         assert!(log[0].body.contains("\"cr_id\":\"CR-1044\""));
+        let last: i64 = store
+            .lock()
+            .query_row("SELECT last_seq FROM change_requests", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            last, 1,
+            "each CR's last log entry is filled in from the backfilled log"
+        );
         let policy = demo::policy();
         let opts = crate::store::VerifyOptions {
             unmigrated_policy: Some(&policy),

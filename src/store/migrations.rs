@@ -64,6 +64,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         cells TEXT NOT NULL
     ) STRICT;
     CREATE INDEX revisions_by_gate ON revisions (json_extract(document, '$.gate'), cr_id);",
+    // 6: each CR's last log entry kept beside it, so that the queue's cache is checked
+    // without looking into the log for every CR. A trigger moves it with every entry
+    // naming the CR, whoever appends; `verify` compares it with the log.
+    "ALTER TABLE change_requests ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE change_requests
+       SET last_seq = COALESCE((SELECT MAX(seq) FROM log WHERE log.cr_id = change_requests.id), 0);
+    CREATE TRIGGER log_moves_its_cr AFTER INSERT ON log WHEN NEW.cr_id IS NOT NULL
+    BEGIN UPDATE change_requests SET last_seq = MAX(last_seq, NEW.seq) WHERE id = NEW.cr_id; END;",
 ];
 
 /// The schema version this build writes.

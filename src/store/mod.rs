@@ -511,6 +511,54 @@ pub struct Summary {
     pub cells: String,
 }
 
+/// The key a cached summary must carry to be used: the CR's revision and the last log
+/// entry naming it (a revision, decision or evidence moves it), then `suffix` (see
+/// [`basis_suffix`]). The databases build the same text in SQL (`sql_current_basis!`),
+/// so that they can filter on current rows only; were the two ever to differ, every row
+/// would count as out of date and be recomputed (slower, never wrong).
+pub fn summary_basis(revision: u32, last_seq: u64, suffix: &str) -> String {
+    format!("rev {revision} · log {last_seq}{suffix}")
+}
+
+/// The part of a summary's key shared by every CR: the policy in force (the seq of its
+/// adoption) and this build (a new tollgate recomputes once).
+pub fn basis_suffix(policy_seq: u64) -> String {
+    format!(" · policy {policy_seq} · {}", env!("TOLLGATE_VERSION"))
+}
+
+/// [`summary_basis`] in SQL over `change_requests c`, less the suffix (a parameter): a
+/// macro so that each store's statements stay `&'static str` (`concat!`).
+macro_rules! sql_current_basis {
+    () => {
+        "('rev ' || c.current_revision || ' · log ' || c.last_seq)"
+    };
+}
+pub(crate) use sql_current_basis;
+
+/// A page of the summary cache to read: current CRs after `after` in id order, at `gate`
+/// if given. `status` and `risk` let the database leave out the CRs whose *current*
+/// cached summary (keyed [`summary_basis`] with `basis_suffix`) says otherwise; a CR
+/// without a current summary is returned whatever it is, for the reader to evaluate and
+/// filter itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SummaryQuery<'a> {
+    /// Start after this CR id (from the start when `None`).
+    pub after: Option<&'a str>,
+    /// At most this many CRs.
+    pub limit: usize,
+    /// Only this gate's CRs.
+    pub gate: Option<crate::domain::change_request::Gate>,
+    /// Only CRs with this status (`pending`, …), as far as the cache knows.
+    pub status: Option<&'a str>,
+    /// Only CRs with this effective risk, as far as the cache knows.
+    pub risk: Option<&'a str>,
+    /// The key's shared part ([`basis_suffix`]) for the policy in force.
+    pub basis_suffix: &'a str,
+    /// Leave the table's cells out (empty): a reader of rows only (the server, `list
+    /// --json`) reads a sixth less.
+    pub without_cells: bool,
+}
+
 /// A current CR as the summary cache sees it: what a fresh summary would be computed
 /// from, and the cached one if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -519,7 +567,8 @@ pub struct SummarySlot {
     pub cr_id: String,
     /// Its current revision.
     pub revision: u32,
-    /// The last log entry naming it (submission, revision, decision, evidence).
+    /// The last log entry naming it (submission, revision, decision, evidence), as the
+    /// store keeps it beside the CR (a trigger on the log moves it).
     pub last_seq: u64,
     /// What is cached, if anything.
     pub cached: Option<Summary>,
@@ -569,9 +618,7 @@ pub trait Store: Send + Sync {
     /// pages them): `None` when this store keeps no cache.
     fn summary_page(
         &self,
-        _after: Option<&str>,
-        _limit: usize,
-        _gate: Option<crate::domain::change_request::Gate>,
+        _query: &SummaryQuery<'_>,
     ) -> Result<Option<Vec<SummarySlot>>, StoreError> {
         Ok(None)
     }
@@ -621,6 +668,19 @@ pub trait Store: Send + Sync {
 
     /// Decisions for every CR, in log order per CR (one pass for the queue).
     fn all_decisions(&self) -> Result<HashMap<String, Vec<Decision>>, StoreError>;
+
+    /// Hands `each` the decisions on the CRs with ids from `first` to `last` (inclusive),
+    /// one at a time and in log order per CR: the queue evaluates a page of CRs without
+    /// holding every decision in the store. `Ok(false)` when this store cannot (the
+    /// caller reads [`Store::all_decisions`] once instead).
+    fn each_decision_between(
+        &self,
+        _first: &str,
+        _last: &str,
+        _each: &mut dyn FnMut(Decision),
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 
     /// Records a decision on `cr_id`: inside one write transaction, reads the context,
     /// lets `build` check the rules and sign, and appends the entries it returns.
@@ -723,11 +783,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn summary_page(
         &self,
-        after: Option<&str>,
-        limit: usize,
-        gate: Option<crate::domain::change_request::Gate>,
+        query: &SummaryQuery<'_>,
     ) -> Result<Option<Vec<SummarySlot>>, StoreError> {
-        (**self).summary_page(after, limit, gate)
+        (**self).summary_page(query)
     }
     fn put_summaries(&self, rows: &[Summary]) -> Result<(), StoreError> {
         (**self).put_summaries(rows)
@@ -749,6 +807,14 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn all_decisions(&self) -> Result<HashMap<String, Vec<Decision>>, StoreError> {
         (**self).all_decisions()
+    }
+    fn each_decision_between(
+        &self,
+        first: &str,
+        last: &str,
+        each: &mut dyn FnMut(Decision),
+    ) -> Result<bool, StoreError> {
+        (**self).each_decision_between(first, last, each)
     }
     fn decide(
         &self,

@@ -15,7 +15,7 @@ use super::writes::{self, ChainTx, EntryWrite, RevisionWrite};
 use super::{
     Appended, DecideError, DecisionBuilder, DecisionSummary, EmergencyBuilder, EvidenceBuilder,
     Head, LogEntry, NewEntry, RevisionInfo, Store, StoreError, StoredCr, StoredRevision,
-    Submission, SubmitOutcome, Summary, SummarySlot,
+    Submission, SubmitOutcome, Summary, SummaryQuery, SummarySlot,
 };
 use crate::domain::change_request::Gate;
 use crate::domain::decision::Decision;
@@ -114,6 +114,16 @@ impl<C: GenericClient> Cached<'_, C> {
     fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error> {
         let s = self.statement(sql)?;
         self.client.execute(&s, params)
+    }
+
+    /// Rows as they arrive, for reads too large to hold at once.
+    fn query_raw<'p>(
+        &'p mut self,
+        sql: &str,
+        params: &[&'p (dyn postgres::types::ToSql + Sync)],
+    ) -> Result<postgres::RowIter<'p>, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.client.query_raw(&s, params.iter().copied())
     }
 
     fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
@@ -884,33 +894,53 @@ impl Store for PgStore {
         self.page_where(after, limit, Some(gate))
     }
 
-    fn summary_page(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        gate: Option<Gate>,
-    ) -> Result<Option<Vec<SummarySlot>>, StoreError> {
-        let sql = if gate.is_some() {
-            "SELECT c.id, c.current_revision,
-                    (SELECT MAX(l.seq) FROM log l WHERE l.cr_id = c.id),
-                    s.basis, s.status, s.risk, s.created_at, s.queue_row, s.cells
-             FROM revisions r
-             JOIN change_requests c ON c.id = r.cr_id AND c.current_revision = r.revision
-             LEFT JOIN cr_summaries s ON s.cr_id = c.id
-             WHERE (r.document::jsonb ->> 'gate') = $3 AND r.cr_id > $1
-             ORDER BY r.cr_id LIMIT $2"
+    fn summary_page(&self, q: &SummaryQuery<'_>) -> Result<Option<Vec<SummarySlot>>, StoreError> {
+        // As the embedded store: the gate from its index; status and risk filtered here
+        // on current rows, the others returned for the reader to evaluate.
+        let sql = if q.gate.is_some() {
+            concat!(
+                "SELECT c.id, c.current_revision, c.last_seq,
+                        s.basis, s.status, s.risk, s.created_at, s.queue_row,
+                        CASE WHEN $7::bool THEN '' ELSE s.cells END
+                 FROM revisions r
+                 JOIN change_requests c ON c.id = r.cr_id AND c.current_revision = r.revision
+                 LEFT JOIN cr_summaries s ON s.cr_id = c.id
+                 WHERE (r.document::jsonb ->> 'gate') = $3 AND r.cr_id > $1
+                   AND (s.basis IS NULL OR s.basis <> (",
+                super::sql_current_basis!(),
+                " || $4::text)
+                        OR (($5::text IS NULL OR s.status = $5) AND ($6::text IS NULL OR s.risk = $6)))
+                 ORDER BY r.cr_id LIMIT $2"
+            )
         } else {
-            "SELECT c.id, c.current_revision,
-                    (SELECT MAX(l.seq) FROM log l WHERE l.cr_id = c.id),
-                    s.basis, s.status, s.risk, s.created_at, s.queue_row, s.cells
-             FROM change_requests c
-             LEFT JOIN cr_summaries s ON s.cr_id = c.id
-             WHERE c.id > $1 AND $3::text IS NULL
-             ORDER BY c.id LIMIT $2"
+            concat!(
+                "SELECT c.id, c.current_revision, c.last_seq,
+                        s.basis, s.status, s.risk, s.created_at, s.queue_row,
+                        CASE WHEN $7::bool THEN '' ELSE s.cells END
+                 FROM change_requests c
+                 LEFT JOIN cr_summaries s ON s.cr_id = c.id
+                 WHERE c.id > $1 AND $3::text IS NULL
+                   AND (s.basis IS NULL OR s.basis <> (",
+                super::sql_current_basis!(),
+                " || $4::text)
+                        OR (($5::text IS NULL OR s.status = $5) AND ($6::text IS NULL OR s.risk = $6)))
+                 ORDER BY c.id LIMIT $2"
+            )
         };
-        let gate = gate.map(|g| g.as_str().to_string());
+        let gate = q.gate.map(|g| g.as_str());
         let found = self.read("reading queue summaries", |c| {
-            c.query(sql, &[&after.unwrap_or(""), &limit_of(limit), &gate])
+            c.query(
+                sql,
+                &[
+                    &q.after.unwrap_or(""),
+                    &limit_of(q.limit),
+                    &gate,
+                    &q.basis_suffix,
+                    &q.status,
+                    &q.risk,
+                    &q.without_cells,
+                ],
+            )
         })?;
         let label = &self.label;
         found
@@ -929,11 +959,10 @@ impl Store for PgStore {
                     }),
                     None => None,
                 };
-                let last: Option<i64> = r.try_get(2).map_err(pg_err(label, "reading a row"))?;
                 Ok(SummarySlot {
                     cr_id,
                     revision: int(label, r, 1)?,
-                    last_seq: last.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    last_seq: int(label, r, 2)?,
                     cached,
                 })
             })
@@ -1046,6 +1075,33 @@ impl Store for PgStore {
             out.entry(d.cr_id.clone()).or_default().push(d);
         }
         Ok(out)
+    }
+
+    fn each_decision_between(
+        &self,
+        first: &str,
+        last: &str,
+        each: &mut dyn FnMut(Decision),
+    ) -> Result<bool, StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let label = &self.label;
+        let mut conn = self.conn()?;
+        let mut cached = conn.cached();
+        // Streamed (not collected): in the index's order, one row at a time.
+        let mut rows = cached
+            .query_raw(
+                "SELECT seq, body FROM log
+                 WHERE cr_id >= $1 AND cr_id <= $2 AND kind = 'decision'
+                 ORDER BY cr_id, seq",
+                &[&first, &last],
+            )
+            .map_err(self.err("reading decisions"))?;
+        while let Some(r) = rows.next().map_err(self.err("reading decisions"))? {
+            let seq: u64 = int(label, &r, 0)?;
+            let body: &str = r.try_get(1).map_err(pg_err(label, "reading a row"))?;
+            each(rows::parse_decision(label, seq, body)?);
+        }
+        Ok(true)
     }
 
     fn decide(

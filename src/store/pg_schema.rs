@@ -89,6 +89,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         FOR EACH ROW EXECUTE FUNCTION tollgate_head_follows_log();
     CREATE TRIGGER log_head_is_never_deleted BEFORE DELETE OR TRUNCATE ON log_head
         FOR EACH STATEMENT EXECUTE FUNCTION tollgate_append_only();"#,
+    // 2: each CR's last log entry kept beside it, so that the queue's cache is checked
+    // without looking into the log for every CR. A trigger moves it with every entry
+    // naming the CR, whoever appends; `verify` compares it with the log.
+    r#"ALTER TABLE change_requests ADD COLUMN last_seq BIGINT NOT NULL DEFAULT 0;
+    UPDATE change_requests c
+       SET last_seq = COALESCE((SELECT MAX(seq) FROM log l WHERE l.cr_id = c.id), 0);
+    CREATE FUNCTION tollgate_log_moves_its_cr() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE change_requests SET last_seq = GREATEST(last_seq, NEW.seq) WHERE id = NEW.cr_id;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER log_moves_its_cr AFTER INSERT ON log
+        FOR EACH ROW WHEN (NEW.cr_id IS NOT NULL) EXECUTE FUNCTION tollgate_log_moves_its_cr();"#,
 ];
 
 /// The schema version this build writes.

@@ -5,11 +5,12 @@
 use crate::domain::change_request::{Gate, Subject};
 use crate::domain::checklist::CheckCounts;
 use crate::domain::risk::RiskAssessment;
-use crate::domain::status::{Evaluation, Status};
+use crate::domain::status::{CountedDecisions, Evaluation, Status};
 use crate::domain::text::{compact_age, sanitize, truncate};
 use crate::store::{StoredCr, StoredRevision};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Sign-offs in short: enough for a queue column.
 #[derive(Debug, Serialize)]
@@ -175,16 +176,6 @@ pub fn queue_cells(cr: &StoredCr, e: &Evaluation, now: DateTime<Utc>) -> [String
     ]
 }
 
-/// What a cached summary must have been computed from to be used: the CR's revision and
-/// the last log entry naming it (a revision, decision or evidence moves it), the policy
-/// in force, and this build (a new tollgate recomputes once).
-pub fn summary_basis(revision: u32, last_seq: u64, policy_seq: u64) -> String {
-    format!(
-        "rev {revision} · log {last_seq} · policy {policy_seq} · {}",
-        env!("TOLLGATE_VERSION")
-    )
-}
-
 /// The queue as summaries, a page at a time, in id order (optionally at one gate): cached
 /// summaries whose basis still holds are used as they are; the others are evaluated from
 /// their documents and cached for the next reader. A store without a cache is evaluated
@@ -194,23 +185,31 @@ pub struct SummaryPages<'a> {
     book: &'a crate::domain::policy_book::PolicyBook,
     gate: Option<Gate>,
     page: usize,
-    /// Every decision, read once when first needed, and the log position read just
-    /// before it (every decision up to there is in it).
-    decisions: Option<(
-        u64,
-        std::collections::HashMap<String, Vec<crate::domain::decision::Decision>>,
-    )>,
+    /// Every decision, read once when first needed by a store that cannot read a range
+    /// of CRs' decisions, and the log position read just before it.
+    decisions: Option<Decided>,
     after: Option<String>,
     done: bool,
+    /// Only CRs with this status / effective risk (`None`: all).
+    status: Option<String>,
+    risk: Option<String>,
+    /// The shared part of a current summary's key (policy in force, build).
+    suffix: String,
+    /// Rows only (see [`Self::without_cells`]).
+    without_cells: bool,
 }
 
 /// Each slot's key as a fresh summary would have it (worked out once per page).
-fn bases(slots: &[crate::store::SummarySlot], policy_seq: u64) -> Vec<String> {
+fn bases(slots: &[crate::store::SummarySlot], suffix: &str) -> Vec<String> {
     slots
         .iter()
-        .map(|s| summary_basis(s.revision, s.last_seq, policy_seq))
+        .map(|s| crate::store::summary_basis(s.revision, s.last_seq, suffix))
         .collect()
 }
+
+/// Decisions by CR id, and the log position read just before them (every decision up to
+/// there is in it).
+type Decided = (u64, HashMap<String, Vec<crate::domain::decision::Decision>>);
 
 /// A page size that keeps memory at a page's worth of documents when recomputing.
 const SUMMARY_PAGE: usize = 2_000;
@@ -230,7 +229,46 @@ impl<'a> SummaryPages<'a> {
             decisions: None,
             after: None,
             done: false,
+            status: None,
+            risk: None,
+            suffix: crate::store::basis_suffix(book.current().seq),
+            without_cells: false,
         }
+    }
+
+    /// Only the CRs with `status` (`pending`, …) and effective `risk` (`None`: any): the
+    /// store leaves out what its current cache rules out, the rest is checked here.
+    pub fn only(mut self, status: Option<&str>, risk: Option<&str>) -> Self {
+        self.status = status.map(str::to_string);
+        self.risk = risk.map(str::to_string);
+        self
+    }
+
+    /// Leaves each row's table cells out (empty): for readers of rows only.
+    pub fn without_cells(mut self) -> Self {
+        self.without_cells = true;
+        self
+    }
+
+    fn query<'q>(
+        &'q self,
+        after: Option<&'q str>,
+        filtered: bool,
+    ) -> crate::store::SummaryQuery<'q> {
+        crate::store::SummaryQuery {
+            after,
+            limit: self.page,
+            gate: self.gate,
+            status: self.status.as_deref().filter(|_| filtered),
+            risk: self.risk.as_deref().filter(|_| filtered),
+            basis_suffix: &self.suffix,
+            without_cells: self.without_cells,
+        }
+    }
+
+    fn wanted(&self, s: &crate::store::Summary) -> bool {
+        self.status.as_deref().is_none_or(|x| x == s.status)
+            && self.risk.as_deref().is_none_or(|x| x == s.risk)
     }
 
     /// Starts after the CR `id` (paging, as the server does).
@@ -245,15 +283,46 @@ impl<'a> SummaryPages<'a> {
         self
     }
 
-    /// Evaluates `cr` and keys the result to `basis`, the state its slot was read in
-    /// (`last_seq` the slot's last log entry): what is cached must be at least as new as
-    /// its key, so decisions read before that entry are read again for this CR.
-    fn load_decisions(&mut self) -> Result<(), crate::store::StoreError> {
+    /// The decisions each CR of `todo` is evaluated with (only those that count: see
+    /// [`CountedDecisions`]), read in one pass over the page's range of ids, and the log
+    /// position read just before them. A store that cannot read a range has every
+    /// decision read once instead (kept for the next pages).
+    fn decisions_for(
+        &mut self,
+        todo: &[(usize, &StoredCr, String, u64)],
+    ) -> Result<Option<Decided>, crate::store::StoreError> {
+        let ids = || todo.iter().map(|(_, cr, ..)| cr.current.cr.id.as_str());
+        let (Some(first), Some(last)) = (ids().min(), ids().max()) else {
+            return Ok(None);
+        };
         if self.decisions.is_none() {
+            let head = self.store.recorded_head()?.seq;
+            let mut folds: HashMap<&str, CountedDecisions<'_>> = todo
+                .iter()
+                .map(|(_, cr, ..)| {
+                    let c = &cr.current;
+                    (
+                        c.cr.id.as_str(),
+                        CountedDecisions::new(&c.cr, &c.digest, self.book),
+                    )
+                })
+                .collect();
+            let ranged = self.store.each_decision_between(first, last, &mut |d| {
+                if let Some(f) = folds.get_mut(d.cr_id.as_str()) {
+                    f.push(d);
+                }
+            })?;
+            if ranged {
+                let counted = folds
+                    .into_iter()
+                    .map(|(id, f)| (id.to_string(), f.into_vec()))
+                    .collect();
+                return Ok(Some((head, counted)));
+            }
             let head = self.store.recorded_head()?.seq;
             self.decisions = Some((head, self.store.all_decisions()?));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// [`Self::summarise`] over `todo` (position, CR, basis, last log entry), split
@@ -262,7 +331,8 @@ impl<'a> SummaryPages<'a> {
         &mut self,
         todo: &[(usize, &StoredCr, String, u64)],
     ) -> Result<Vec<crate::store::Summary>, crate::store::StoreError> {
-        self.load_decisions()?;
+        let ranged = self.decisions_for(todo)?;
+        let decided = ranged.as_ref().or(self.decisions.as_ref());
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = todo.len().div_ceil(threads).max(1);
         let this = &*self;
@@ -272,7 +342,9 @@ impl<'a> SummaryPages<'a> {
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|(_, cr, basis, last)| this.summarise(cr, basis.clone(), *last))
+                            .map(|(_, cr, basis, last)| {
+                                this.summarise(cr, basis.clone(), *last, decided)
+                            })
                             .collect::<Result<Vec<_>, _>>()
                     })
                 })
@@ -288,14 +360,18 @@ impl<'a> SummaryPages<'a> {
         })
     }
 
+    /// Evaluates `cr` and keys the result to `basis`, the state its slot was read in
+    /// (`last_seq` the slot's last log entry): what is cached must be at least as new as
+    /// its key, so when `decided` was read before that entry this CR's are read again.
     fn summarise(
         &self,
         cr: &StoredCr,
         basis: String,
         last_seq: u64,
+        decided: Option<&Decided>,
     ) -> Result<crate::store::Summary, crate::store::StoreError> {
         let fresh;
-        let mine = match &self.decisions {
+        let mine = match decided {
             Some((read_at, all)) if last_seq <= *read_at => {
                 all.get(&cr.current.cr.id).map(Vec::as_slice).unwrap_or(&[])
             }
@@ -340,36 +416,55 @@ impl<'a> SummaryPages<'a> {
     }
 
     fn next_page(&mut self) -> Result<Vec<crate::store::Summary>, crate::store::StoreError> {
-        let policy_seq = self.book.current().seq;
         let after = self.after.clone();
+        let filtered = self.status.is_some() || self.risk.is_some();
         let Some(slots) = self
             .store
-            .summary_page(after.as_deref(), self.page, self.gate)?
+            .summary_page(&self.query(after.as_deref(), filtered))?
         else {
             // No cache: evaluate the page from its documents.
             let docs = self.documents(after.as_deref())?;
             self.after = docs.last().map(|c| c.current.cr.id.clone());
             let todo: Vec<(usize, &StoredCr, String, u64)> =
                 docs.iter().map(|cr| (0, cr, String::new(), 0)).collect();
-            return self.summarise_all(&todo);
+            let mut rows = self.summarise_all(&todo)?;
+            rows.retain(|s| self.wanted(s));
+            return Ok(rows);
         };
         self.after = slots.last().map(|s| s.cr_id.clone());
         let usable = |c: &crate::store::Summary, basis: &str| {
             // Raw control bytes never occur in JSON this code writes: such a row was
             // written by something else and is computed again.
-            c.basis == basis && !c.row.bytes().chain(c.cells.bytes()).any(|b| b < 0x20)
+            c.basis == basis && !has_control_byte(&c.row) && !has_control_byte(&c.cells)
         };
-        let bases = bases(&slots, policy_seq);
+        let bases = bases(&slots, &self.suffix);
         let stale = slots.iter().zip(&bases).any(|(s, basis)| match &s.cached {
             Some(c) => !usable(c, basis),
             None => true,
         });
         if !stale {
-            return Ok(slots.into_iter().filter_map(|s| s.cached).collect());
+            let mut rows: Vec<_> = slots.into_iter().filter_map(|s| s.cached).collect();
+            if filtered {
+                rows.retain(|s| self.wanted(s));
+            }
+            return Ok(rows);
         }
-        // Some rows are missing or out of date: read the page's documents once, compute
-        // what is stale (on every core), and cache it.
-        let docs = self.documents_by_id(after.as_deref())?;
+        // Some rows are missing or out of date: read their documents (the page's, or
+        // one by one when the store left rows out), compute what is stale (on every
+        // core), and cache it.
+        let docs = if filtered {
+            let mut docs = std::collections::HashMap::new();
+            for (slot, basis) in slots.iter().zip(&bases) {
+                if slot.cached.as_ref().is_none_or(|c| !usable(c, basis))
+                    && let Some(cr) = self.store.get(&slot.cr_id)?
+                {
+                    docs.insert(slot.cr_id.clone(), cr);
+                }
+            }
+            docs
+        } else {
+            self.documents_by_id(after.as_deref())?
+        };
         let mut out: Vec<Option<crate::store::Summary>> = Vec::with_capacity(slots.len());
         let mut todo: Vec<(usize, &StoredCr, String, u64)> = Vec::new();
         for (slot, basis) in slots.into_iter().zip(bases) {
@@ -399,11 +494,23 @@ impl<'a> SummaryPages<'a> {
             }
             out[*at] = Some(s);
         }
-        let out: Vec<crate::store::Summary> = out.into_iter().flatten().collect();
+        let out: Vec<crate::store::Summary> = out
+            .into_iter()
+            .flatten()
+            .filter(|s| self.wanted(s))
+            .collect();
         // Best effort: a reader that cannot write the cache still lists.
         let _ = self.store.put_summaries(&fresh);
         Ok(out)
     }
+}
+
+/// Whether `text` holds a byte below 0x20 (checked 32 bytes at a time, a minimum the
+/// compiler vectorises: the queue checks every cached row it reuses).
+fn has_control_byte(text: &str) -> bool {
+    text.as_bytes()
+        .chunks(32)
+        .any(|c| c.iter().fold(u8::MAX, |m, &b| m.min(b)) < 0x20)
 }
 
 impl SummaryPages<'_> {
@@ -412,11 +519,13 @@ impl SummaryPages<'_> {
     /// names, since `list` trusts a row whose key holds. The age cell is left out (it is
     /// worked out when shown).
     pub fn check(mut self) -> Result<Vec<String>, crate::store::StoreError> {
-        let policy_seq = self.book.current().seq;
         let mut differ = Vec::new();
         loop {
             let after = self.after.clone();
-            let Some(slots) = self.store.summary_page(after.as_deref(), self.page, None)? else {
+            let Some(slots) = self
+                .store
+                .summary_page(&self.query(after.as_deref(), false))?
+            else {
                 return Ok(differ);
             };
             let Some(last) = slots.last() else {
@@ -424,7 +533,7 @@ impl SummaryPages<'_> {
             };
             self.after = Some(last.cr_id.clone());
             // Only rows whose key holds are trusted by a reader: nothing else to check.
-            let bases = bases(&slots, policy_seq);
+            let bases = bases(&slots, &self.suffix);
             let trusted = slots
                 .iter()
                 .zip(&bases)
