@@ -256,6 +256,12 @@ pub fn status_mib(field: &str) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Starts the peak resident memory count again from now (Linux: `clear_refs` 5), so a
+/// peak read later is that of what came after, not of building the fixture.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// The peak resident memory of this process so far, in MiB.
 pub fn peak_rss_mib() -> f64 {
     status_mib("VmHWM:")
