@@ -407,7 +407,7 @@ impl<'a> SummaryPages<'a> {
     fn documents_by_id(
         &self,
         after: Option<&str>,
-    ) -> Result<std::collections::HashMap<String, StoredCr>, crate::store::StoreError> {
+    ) -> Result<HashMap<String, StoredCr>, crate::store::StoreError> {
         Ok(self
             .documents(after)?
             .into_iter()
@@ -449,22 +449,30 @@ impl<'a> SummaryPages<'a> {
             }
             return Ok(rows);
         }
-        // Some rows are missing or out of date: read their documents (the page's, or
-        // one by one when the store left rows out), compute what is stale (on every
-        // core), and cache it.
-        let docs = if filtered {
-            let mut docs = std::collections::HashMap::new();
-            for (slot, basis) in slots.iter().zip(&bases) {
-                if slot.cached.as_ref().is_none_or(|c| !usable(c, basis))
-                    && let Some(cr) = self.store.get(&slot.cr_id)?
-                {
-                    docs.insert(slot.cr_id.clone(), cr);
-                }
-            }
-            docs
+        // Some rows are missing or out of date: read their documents, compute what is
+        // stale (on every core), and cache it. The page's documents are read by range
+        // unless the store left rows out (a filter) and only a few are stale; those the
+        // range did not reach are read one by one.
+        let stale: Vec<&str> = slots
+            .iter()
+            .zip(&bases)
+            .filter(|(slot, basis)| slot.cached.as_ref().is_none_or(|c| !usable(c, basis)))
+            .map(|(slot, _)| slot.cr_id.as_str())
+            .collect();
+        let mut docs = if filtered && stale.len() < self.page / 8 {
+            HashMap::new()
         } else {
             self.documents_by_id(after.as_deref())?
         };
+        if filtered {
+            for id in stale {
+                if !docs.contains_key(id)
+                    && let Some(cr) = self.store.get(id)?
+                {
+                    docs.insert(id.to_string(), cr);
+                }
+            }
+        }
         let mut out: Vec<Option<crate::store::Summary>> = Vec::with_capacity(slots.len());
         let mut todo: Vec<(usize, &StoredCr, String, u64)> = Vec::new();
         for (slot, basis) in slots.into_iter().zip(bases) {
