@@ -127,6 +127,32 @@ fn one_person_fills_at_most_one_required_signoff() {
     assert_eq!(row(&home, "CR-1042")["signoffs"]["obtained"], 2);
 }
 
+/// A reviewer's later decision replaces their earlier one, ticks and all: the next
+/// reviewer's record shows the item unticked again, and `verify` re-derives exactly that
+/// (it keeps only each person's last decision per revision, and must keep the last).
+#[test]
+fn a_later_decision_without_ticks_unticks_what_the_earlier_one_ticked() {
+    let home = Home::demo();
+    let item_state = |id: &str| -> String {
+        let shown = home.run(&["show", "CR-1045", "--json"]).ok().json();
+        let items = shown["checklist"]["items"].as_array().unwrap().clone();
+        let item = items.iter().find(|i| i["id"] == id).unwrap();
+        item["state"].as_str().unwrap().to_string()
+    };
+    assert_eq!(item_state("privacy"), "unticked");
+    let decide = |who: &str, extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend_from_slice(&["--rationale", "reviewed"]);
+        home.decide(who, "request-changes", "CR-1045", &args).ok();
+    };
+    decide("devi", &["--tick", "privacy"]);
+    assert_eq!(item_state("privacy"), "ticked");
+    decide("devi", &[]);
+    assert_eq!(item_state("privacy"), "unticked");
+    decide("marco", &["--role", "ops-reviewer"]);
+    home.run(&["verify"]).ok();
+}
+
 #[test]
 fn approval_is_refused_while_blocking_evidence_fails_but_rejection_is_allowed() {
     let home = Home::demo();

@@ -199,6 +199,8 @@ pub struct Verifier<'a> {
     adopted: Vec<Arc<PolicyVersion>>,
     /// Decisions so far, by CR: each decision's checklist is re-derived from the ones
     /// before it, and each adoption's sign-offs from the decisions on its policy CR.
+    /// Only each person's last decision per revision is kept, except on policy CRs and
+    /// before the genesis (see where they are added).
     decisions: HashMap<String, Vec<Decision>>,
     /// The versions adopted so far as a book (what the workflow evaluated against).
     book: Option<crate::domain::policy_book::PolicyBook>,
@@ -620,10 +622,10 @@ impl<'a> Verifier<'a> {
                     .to_decision()
                     .map_err(|d| ("malformed", d.to_string()))?;
                 self.check_decision_facts(&record, &decision)?;
-                if record
+                let policy_cr = record
                     .cr_id
-                    .starts_with(crate::domain::policy_change::ID_PREFIX)
-                {
+                    .starts_with(crate::domain::policy_change::ID_PREFIX);
+                if policy_cr {
                     self.last_decision = Some(LastDecision {
                         seq: e.seq,
                         cr_id: record.cr_id.clone(),
@@ -632,10 +634,21 @@ impl<'a> Verifier<'a> {
                         verdict: decision.verdict,
                     });
                 }
-                self.decisions
-                    .entry(record.cr_id)
-                    .or_default()
-                    .push(decision);
+                let kept = self.decisions.entry(record.cr_id).or_default();
+                // Past the genesis, every decision kept so far was checked as this one was:
+                // not by the requester or submitter, in a role its signer held under the
+                // policy it names (the one `judge_of` finds again). An evaluation at any
+                // revision therefore counts each person's last decision on that revision,
+                // and the earlier ones need not be held: a CR with a million decisions keeps
+                // a handful. A policy CR keeps them all: its adoption is judged under the
+                // policy in force then, which may count an earlier decision a later one
+                // would not.
+                if !self.before_genesis && !policy_cr {
+                    kept.retain(|d| {
+                        !(d.principal == decision.principal && d.cr_digest == decision.cr_digest)
+                    });
+                }
+                kept.push(decision);
             }
             EntryKind::EmergencyAuthorised
             | EntryKind::RollbackExecuted
