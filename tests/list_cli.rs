@@ -224,3 +224,49 @@ fn verify_names_a_forged_cached_queue_row_and_drops_it() {
     assert_eq!(row(&home, "CR-1045")["status"], "pending");
     home.run(&["verify"]).ok();
 }
+
+/// Each CR's recorded last log entry keys its cached row: set back by hand (here to
+/// before a decision), it makes `list` show the row from before the decision. `verify`
+/// names the CR, sets the position from the log again, and the next listing shows what
+/// the log says.
+#[test]
+fn verify_names_a_forged_last_log_entry_and_sets_it_from_the_log() {
+    let home = Home::demo();
+    home.run(&["list"]).ok();
+    let c = rusqlite::Connection::open(home.store()).unwrap();
+    let before: i64 = c
+        .query_row(
+            "SELECT last_seq FROM change_requests WHERE id = 'CR-1045'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    home.decide(
+        "kai",
+        "request-changes",
+        "CR-1045",
+        &["--rationale", "add the latency check"],
+    )
+    .ok();
+    let forged = c
+        .execute(
+            "UPDATE change_requests SET last_seq = ?1 WHERE id = 'CR-1045'",
+            [before],
+        )
+        .unwrap();
+    assert_eq!(forged, 1);
+    assert_eq!(
+        row(&home, "CR-1045")["status"],
+        "pending",
+        "the forgery shows the row from before the decision"
+    );
+    common::assert_refusal(
+        &home.run(&["verify"]),
+        &[
+            "verification FAILED",
+            "the recorded last log entry of \"CR-1045\" did not match the log",
+        ],
+    );
+    assert_eq!(row(&home, "CR-1045")["status"], "changes-requested");
+    home.run(&["verify"]).ok();
+}

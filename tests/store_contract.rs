@@ -275,18 +275,30 @@ fn the_queue_follows_the_log_and_its_filters_agree() {
         submit_fixtures(f);
         let store = f.store("sofia");
         // Small pages (stale rows' documents read by range) and large ones (a few read
-        // one by one): the same rows either way.
+        // one by one), and as the server reads them, keeping rows in memory across the
+        // whole test (so rows kept before the decision are offered after it): the same
+        // rows every way.
+        let memory = tollgate::workflow::row_memory::RowMemory::default();
         let rows = |status: Option<&str>, risk: Option<&str>| -> Vec<(String, String, String)> {
-            let read = |page: usize| -> Vec<(String, String, String)> {
-                SummaryPages::new(store.as_ref(), &f.book, None)
+            let read = |page: usize, remember: bool| -> Vec<(String, String, String)> {
+                let pages = SummaryPages::new(store.as_ref(), &f.book, None)
                     .page_size(page)
-                    .only(status, risk)
+                    .only(status, risk);
+                let pages = if remember {
+                    pages.remembering(&memory)
+                } else {
+                    pages
+                };
+                pages
                     .flat_map(|page| page.unwrap())
                     .map(|s| (s.cr_id, s.status, s.risk))
                     .collect()
             };
-            let small = read(2);
-            assert_eq!(read(64), small, "status {status:?} risk {risk:?}");
+            let small = read(2, false);
+            let what = format!("status {status:?} risk {risk:?}");
+            assert_eq!(read(64, false), small, "{what}");
+            assert_eq!(read(2, true), small, "{what}, remembered");
+            assert_eq!(read(64, true), small, "{what}, remembered");
             small
         };
         let agree = |when: &str| {

@@ -379,6 +379,30 @@ fn a_version_1_database_is_upgraded_in_place() {
     team.db(&["verify"]).ok();
 }
 
+/// As for SQLite: a CR's recorded last log entry set back by hand in the database (it
+/// keys the cached rows every replica reads) is named by `verify` and set from the log.
+#[test]
+fn verify_names_a_forged_last_log_entry_in_the_database() {
+    let team = Team::new();
+    let mut sql = team.sql();
+    sql.batch_execute("UPDATE change_requests SET last_seq = last_seq - 1 WHERE id = 'CR-1044'")
+        .unwrap();
+    common::assert_refusal(
+        &team.db(&["verify"]),
+        &["the recorded last log entry of \"CR-1044\" did not match the log"],
+    );
+    let disagree: i64 = sql
+        .query_one(
+            "SELECT COUNT(*) FROM change_requests c
+             WHERE c.last_seq <> (SELECT MAX(seq) FROM log l WHERE l.cr_id = c.id)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(disagree, 0);
+    team.db(&["verify"]).ok();
+}
+
 /// A decision on CR-1045 by marco, continuing the database's log, with `edit` applied.
 fn decision(team: &Team, edit: impl FnOnce(&mut Value)) -> String {
     let row = team

@@ -96,6 +96,23 @@ pub fn verify(
     let millis = started.elapsed().as_millis();
     // The queue's cached rows are trusted by `list` while their key holds: re-derive each
     // from the log, name any that differs, and drop it (derived data, rebuilt on reading).
+    // Each CR's recorded last log entry keys its cached row (and the rows a server
+    // keeps): one that disagrees with the log is named and set from the log again.
+    let misplaced = if report.ok() {
+        store.repair_positions()?
+    } else {
+        Vec::new()
+    };
+    if !misplaced.is_empty() {
+        let names: Vec<String> = misplaced
+            .iter()
+            .map(|id| crate::domain::reader::quote(id))
+            .collect();
+        return Err(CliError::refused(format!(
+            "verification FAILED: the recorded last log entry of {} did not match the log (forged, or written by a faulty build); set from the log again, so listings and every server's rows follow the log from now on",
+            names.join(", ")
+        )));
+    }
     let forged = if report.ok() {
         // A store whose documents cannot be read says so where they are read; here the
         // check is only skipped, and said to be.

@@ -61,6 +61,8 @@ pub struct ServerState {
     tokens: tokens::TokenSource,
     /// Recent queue answers, reused while the log head is unchanged.
     answers: answers::Answers,
+    /// Queue rows read so far, used again while the store names the same key for them.
+    rows: crate::workflow::row_memory::RowMemory,
     access_log: bool,
     /// Per-token request rate.
     limiter: limits::RateLimiter,
@@ -111,6 +113,7 @@ impl ServerState {
             policy_file,
             tokens,
             answers: Default::default(),
+            rows: Default::default(),
             access_log: false,
             limiter: limits::RateLimiter::new(
                 limits::Limits::default().rate_per_sec,
@@ -691,6 +694,7 @@ async fn queue(
                 .page_size(limit.clamp(64, 5_000))
                 .only(q.status.as_deref(), q.risk.as_deref())
                 .without_cells()
+                .remembering(&s.rows)
         });
         let mut body = String::from("{\"items\":[");
         let mut count = 0;

@@ -740,8 +740,8 @@ impl Store for LocalStore {
                             status: r.get(4)?,
                             risk: r.get(5)?,
                             created_at: r.get(6)?,
-                            row: r.get(7)?,
-                            cells: r.get(8)?,
+                            row: r.get::<_, String>(7)?.into(),
+                            cells: r.get::<_, String>(8)?.into(),
                         }),
                         None => None,
                     };
@@ -756,6 +756,103 @@ impl Store for LocalStore {
             .and_then(|rows| rows.collect())
             .map_err(self.sql_err("reading queue summaries"))?;
         Ok(Some(slots))
+    }
+
+    fn summary_keys(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        gate: Option<crate::domain::change_request::Gate>,
+    ) -> Result<Option<Vec<super::SummarySlot>>, StoreError> {
+        let conn = self.lock();
+        let sql = if gate.is_some() {
+            "SELECT c.id, c.current_revision, c.last_seq
+             FROM revisions r
+             JOIN change_requests c ON c.id = r.cr_id AND c.current_revision = r.revision
+             WHERE json_extract(r.document, '$.gate') = ?3 AND r.cr_id > ?1
+             ORDER BY r.cr_id LIMIT ?2"
+        } else {
+            "SELECT c.id, c.current_revision, c.last_seq FROM change_requests c
+             WHERE c.id > ?1 AND ?3 IS NULL ORDER BY c.id LIMIT ?2"
+        };
+        let mut stmt = conn
+            .prepare_cached(sql)
+            .map_err(self.sql_err("reading queue keys"))?;
+        let slots = stmt
+            .query_map(
+                params![after.unwrap_or(""), limit as i64, gate.map(|g| g.as_str())],
+                |r| {
+                    Ok(super::SummarySlot {
+                        cr_id: r.get(0)?,
+                        revision: r.get(1)?,
+                        last_seq: r.get(2)?,
+                        cached: None,
+                    })
+                },
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("reading queue keys"))?;
+        Ok(Some(slots))
+    }
+
+    fn summaries_of(
+        &self,
+        ids: &[&str],
+        without_cells: bool,
+    ) -> Result<Vec<super::Summary>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT cr_id, basis, status, risk, created_at, row,
+                        CASE WHEN ?2 THEN '' ELSE cells END
+                 FROM cr_summaries WHERE cr_id IN (SELECT value FROM json_each(?1))",
+            )
+            .map_err(self.sql_err("reading queue summaries"))?;
+        let ids = serde_json::to_string(ids).unwrap_or_default();
+        stmt.query_map(params![ids, without_cells], |r| {
+            Ok(super::Summary {
+                cr_id: r.get(0)?,
+                basis: r.get(1)?,
+                status: r.get(2)?,
+                risk: r.get(3)?,
+                created_at: r.get(4)?,
+                row: r.get::<_, String>(5)?.into(),
+                cells: r.get::<_, String>(6)?.into(),
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.sql_err("reading queue summaries"))
+    }
+
+    fn repair_positions(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .map_err(self.sql_err("checking each CR's last log entry"))?;
+        let wrong: Vec<String> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT c.id FROM change_requests c
+                     WHERE c.last_seq <> COALESCE((SELECT MAX(l.seq) FROM log l WHERE l.cr_id = c.id), 0)
+                     ORDER BY c.id",
+                )
+                .map_err(self.sql_err("checking each CR's last log entry"))?;
+            stmt.query_map([], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(self.sql_err("checking each CR's last log entry"))?
+        };
+        for id in &wrong {
+            tx.execute(
+                "UPDATE change_requests
+                 SET last_seq = COALESCE((SELECT MAX(seq) FROM log WHERE log.cr_id = ?1), 0)
+                 WHERE id = ?1",
+                params![id],
+            )
+            .map_err(self.sql_err("setting each CR's last log entry from the log"))?;
+        }
+        tx.commit()
+            .map_err(self.sql_err("setting each CR's last log entry from the log"))?;
+        Ok(wrong)
     }
 
     fn put_summaries(&self, rows: &[super::Summary]) -> Result<(), StoreError> {
@@ -778,8 +875,8 @@ impl Store for LocalStore {
                     s.status,
                     s.risk,
                     s.created_at,
-                    s.row,
-                    s.cells
+                    &*s.row,
+                    &*s.cells
                 ])
                 .map_err(self.sql_err("caching queue summaries"))?;
             }

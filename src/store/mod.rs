@@ -505,10 +505,11 @@ pub struct Summary {
     pub risk: String,
     /// When the requester created the CR (RFC 3339), for ages computed at read time.
     pub created_at: String,
-    /// The queue row (`list --json`'s), compact JSON.
-    pub row: String,
+    /// The queue row (`list --json`'s), compact JSON (shared: a server keeps rows it
+    /// read and hands the same text to every answer).
+    pub row: std::sync::Arc<str>,
     /// The table's cells, a JSON array of strings.
-    pub cells: String,
+    pub cells: std::sync::Arc<str>,
 }
 
 /// The key a cached summary must carry to be used: the CR's revision and the last log
@@ -621,6 +622,35 @@ pub trait Store: Send + Sync {
         _query: &SummaryQuery<'_>,
     ) -> Result<Option<Vec<SummarySlot>>, StoreError> {
         Ok(None)
+    }
+
+    /// Each current CR's key parts (revision, last log entry) after `after` in id order,
+    /// at `gate` if given, reading no cached row (`cached` is `None`): for a reader that
+    /// keeps the rows it read (the team server). `None` when this store keeps no cache.
+    fn summary_keys(
+        &self,
+        _after: Option<&str>,
+        _limit: usize,
+        _gate: Option<crate::domain::change_request::Gate>,
+    ) -> Result<Option<Vec<SummarySlot>>, StoreError> {
+        Ok(None)
+    }
+
+    /// The cached summaries of `ids` (of those that have one), whatever their key; cells
+    /// left empty when `without_cells`.
+    fn summaries_of(
+        &self,
+        _ids: &[&str],
+        _without_cells: bool,
+    ) -> Result<Vec<Summary>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// The CRs whose recorded last log entry (`change_requests.last_seq`, which keys the
+    /// queue's cached rows) is not the last entry the log holds for them, set from the log
+    /// again: forged, or written by a faulty build. What `verify` names.
+    fn repair_positions(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// Stores computed summaries (best effort: a reader that cannot write still reads).
@@ -786,6 +816,20 @@ impl<S: Store + ?Sized> Store for Box<S> {
         query: &SummaryQuery<'_>,
     ) -> Result<Option<Vec<SummarySlot>>, StoreError> {
         (**self).summary_page(query)
+    }
+    fn summary_keys(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        gate: Option<crate::domain::change_request::Gate>,
+    ) -> Result<Option<Vec<SummarySlot>>, StoreError> {
+        (**self).summary_keys(after, limit, gate)
+    }
+    fn summaries_of(&self, ids: &[&str], without_cells: bool) -> Result<Vec<Summary>, StoreError> {
+        (**self).summaries_of(ids, without_cells)
+    }
+    fn repair_positions(&self) -> Result<Vec<String>, StoreError> {
+        (**self).repair_positions()
     }
     fn put_summaries(&self, rows: &[Summary]) -> Result<(), StoreError> {
         (**self).put_summaries(rows)

@@ -954,8 +954,8 @@ impl Store for PgStore {
                         status: text(label, r, 4)?,
                         risk: text(label, r, 5)?,
                         created_at: text(label, r, 6)?,
-                        row: text(label, r, 7)?,
-                        cells: text(label, r, 8)?,
+                        row: text(label, r, 7)?.into(),
+                        cells: text(label, r, 8)?.into(),
                     }),
                     None => None,
                 };
@@ -970,10 +970,89 @@ impl Store for PgStore {
             .map(Some)
     }
 
+    fn summary_keys(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        gate: Option<Gate>,
+    ) -> Result<Option<Vec<SummarySlot>>, StoreError> {
+        let sql = if gate.is_some() {
+            "SELECT c.id, c.current_revision, c.last_seq
+             FROM revisions r
+             JOIN change_requests c ON c.id = r.cr_id AND c.current_revision = r.revision
+             WHERE (r.document::jsonb ->> 'gate') = $3 AND r.cr_id > $1
+             ORDER BY r.cr_id LIMIT $2"
+        } else {
+            "SELECT c.id, c.current_revision, c.last_seq FROM change_requests c
+             WHERE c.id > $1 AND $3::text IS NULL ORDER BY c.id LIMIT $2"
+        };
+        let gate = gate.map(|g| g.as_str());
+        let found = self.read("reading queue keys", |c| {
+            c.query(sql, &[&after.unwrap_or(""), &limit_of(limit), &gate])
+        })?;
+        let label = &self.label;
+        found
+            .iter()
+            .map(|r| {
+                Ok(SummarySlot {
+                    cr_id: text(label, r, 0)?,
+                    revision: int(label, r, 1)?,
+                    last_seq: int(label, r, 2)?,
+                    cached: None,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+            .map(Some)
+    }
+
+    fn summaries_of(&self, ids: &[&str], without_cells: bool) -> Result<Vec<Summary>, StoreError> {
+        let found = self.read("reading queue summaries", |c| {
+            c.query(
+                "SELECT cr_id, basis, status, risk, created_at, queue_row,
+                        CASE WHEN $2::bool THEN '' ELSE cells END
+                 FROM cr_summaries WHERE cr_id = ANY($1)",
+                &[&ids, &without_cells],
+            )
+        })?;
+        let label = &self.label;
+        found
+            .iter()
+            .map(|r| {
+                Ok(Summary {
+                    cr_id: text(label, r, 0)?,
+                    basis: text(label, r, 1)?,
+                    status: text(label, r, 2)?,
+                    risk: text(label, r, 3)?,
+                    created_at: text(label, r, 4)?,
+                    row: text(label, r, 5)?.into(),
+                    cells: text(label, r, 6)?.into(),
+                })
+            })
+            .collect()
+    }
+
+    fn repair_positions(&self) -> Result<Vec<String>, StoreError> {
+        let found = self.read("checking each CR's last log entry", |c| {
+            c.query(
+                "UPDATE change_requests c
+                 SET last_seq = COALESCE((SELECT MAX(l.seq) FROM log l WHERE l.cr_id = c.id), 0)
+                 WHERE c.last_seq <> COALESCE((SELECT MAX(l.seq) FROM log l WHERE l.cr_id = c.id), 0)
+                 RETURNING c.id",
+                &[],
+            )
+        })?;
+        let mut ids = found
+            .iter()
+            .map(|r| text(&self.label, r, 0))
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.sort();
+        Ok(ids)
+    }
+
     fn put_summaries(&self, summaries: &[Summary]) -> Result<(), StoreError> {
         // One statement per batch: arrays unnested server-side, not a round trip a row.
         for chunk in summaries.chunks(5000) {
-            let col = |f: fn(&Summary) -> &String| chunk.iter().map(f).collect::<Vec<_>>();
+            let col = |f: fn(&Summary) -> &str| chunk.iter().map(f).collect::<Vec<_>>();
             let (ids, bases, statuses, risks, created, queue_rows, cells) = (
                 col(|s| &s.cr_id),
                 col(|s| &s.basis),

@@ -8,6 +8,7 @@ use crate::domain::risk::RiskAssessment;
 use crate::domain::status::{CountedDecisions, Evaluation, Status};
 use crate::domain::text::{compact_age, sanitize, truncate};
 use crate::store::{StoredCr, StoredRevision};
+use crate::workflow::row_memory::RowMemory;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -197,6 +198,8 @@ pub struct SummaryPages<'a> {
     suffix: String,
     /// Rows only (see [`Self::without_cells`]).
     without_cells: bool,
+    /// Rows kept by a long-running reader (see [`Self::remembering`]).
+    memory: Option<&'a RowMemory>,
 }
 
 /// Each slot's key as a fresh summary would have it (worked out once per page).
@@ -233,7 +236,16 @@ impl<'a> SummaryPages<'a> {
             risk: None,
             suffix: crate::store::basis_suffix(book.current().seq),
             without_cells: false,
+            memory: None,
         }
+    }
+
+    /// Uses and fills `memory`: each CR's key is read from the store, its row only when
+    /// `memory` holds none under that key (the team server, which answers the same
+    /// queue again and again). The store's own filters are not used then.
+    pub fn remembering(mut self, memory: &'a RowMemory) -> Self {
+        self.memory = Some(memory);
+        self
     }
 
     /// Only the CRs with `status` (`pending`, …) and effective `risk` (`None`: any): the
@@ -391,8 +403,8 @@ impl<'a> SummaryPages<'a> {
             status: e.status.as_str().to_string(),
             risk: e.risk.effective.as_str().to_string(),
             created_at: cr.current.cr.created_at.to_rfc3339(),
-            row,
-            cells,
+            row: row.into(),
+            cells: cells.into(),
         })
     }
 
@@ -415,7 +427,129 @@ impl<'a> SummaryPages<'a> {
             .collect())
     }
 
+    /// The documents of the `stale` CRs of the page after `after`: the page's, read by
+    /// range, when many are stale (the first listing, a policy adoption); one by one when
+    /// a few are (a decision moved them).
+    fn stale_documents(
+        &self,
+        after: Option<&str>,
+        stale: &[&str],
+    ) -> Result<HashMap<String, StoredCr>, crate::store::StoreError> {
+        let mut docs = if stale.len() < self.page / 8 {
+            HashMap::new()
+        } else {
+            self.documents_by_id(after)?
+        };
+        for id in stale {
+            if !docs.contains_key(*id)
+                && let Some(cr) = self.store.get(id)?
+            {
+                docs.insert(id.to_string(), cr);
+            }
+        }
+        Ok(docs)
+    }
+
+    /// [`Self::next_page`] for a reader that keeps rows (see [`RowMemory`]): every CR's
+    /// key from the store, the rows kept under those keys from memory, the others from
+    /// the store's cache, the rest evaluated. `None` when the store keeps no cache.
+    fn next_page_remembered(
+        &mut self,
+        memory: &RowMemory,
+    ) -> Result<Option<Vec<crate::store::Summary>>, crate::store::StoreError> {
+        let after = self.after.clone();
+        let Some(keys) = self
+            .store
+            .summary_keys(after.as_deref(), self.page, self.gate)?
+        else {
+            return Ok(None);
+        };
+        self.after = keys.last().map(|s| s.cr_id.clone());
+        let bases = bases(&keys, &self.suffix);
+        let mut out: Vec<Option<crate::store::Summary>> = keys
+            .iter()
+            .zip(&bases)
+            .map(|(k, basis)| memory.get(&k.cr_id, basis, self.without_cells))
+            .collect();
+        let unread: Vec<&str> = keys
+            .iter()
+            .zip(&out)
+            .filter(|(_, kept)| kept.is_none())
+            .map(|(k, _)| k.cr_id.as_str())
+            .collect();
+        if !unread.is_empty() {
+            let mut found: HashMap<String, crate::store::Summary> = self
+                .store
+                .summaries_of(&unread, self.without_cells)?
+                .into_iter()
+                .map(|s| (s.cr_id.clone(), s))
+                .collect();
+            let mut read = Vec::new();
+            let mut stale = Vec::new();
+            for (i, (k, basis)) in keys.iter().zip(&bases).enumerate() {
+                if out[i].is_some() {
+                    continue;
+                }
+                match found.remove(&k.cr_id) {
+                    Some(c) if usable(&c, basis) => {
+                        read.push(c.clone());
+                        out[i] = Some(c);
+                    }
+                    _ => stale.push(i),
+                }
+            }
+            memory.put(&read, !self.without_cells);
+            if !stale.is_empty() {
+                let ids: Vec<&str> = stale.iter().map(|i| keys[*i].cr_id.as_str()).collect();
+                let docs = self.stale_documents(after.as_deref(), &ids)?;
+                let mut todo: Vec<(usize, &StoredCr, String, u64)> = Vec::new();
+                for i in &stale {
+                    let k = &keys[*i];
+                    let Some(cr) = docs.get(&k.cr_id) else {
+                        continue;
+                    };
+                    // The document read may be newer than the key: key it to what was read.
+                    let basis = if cr.current.revision == k.revision {
+                        bases[*i].clone()
+                    } else {
+                        String::new()
+                    };
+                    todo.push((*i, cr, basis, k.last_seq));
+                }
+                let computed = self.summarise_all(&todo)?;
+                let mut fresh = Vec::new();
+                for ((i, ..), s) in todo.iter().zip(computed) {
+                    if !s.basis.is_empty() {
+                        fresh.push(s.clone());
+                    }
+                    out[*i] = Some(s);
+                }
+                // Best effort, as below.
+                let _ = self.store.put_summaries(&fresh);
+                memory.put(&fresh, true);
+            }
+        }
+        let without_cells = self.without_cells;
+        Ok(Some(
+            out.into_iter()
+                .flatten()
+                .filter(|s| self.wanted(s))
+                .map(|mut s| {
+                    if without_cells {
+                        s.cells = "".into();
+                    }
+                    s
+                })
+                .collect(),
+        ))
+    }
+
     fn next_page(&mut self) -> Result<Vec<crate::store::Summary>, crate::store::StoreError> {
+        if let Some(memory) = self.memory
+            && let Some(rows) = self.next_page_remembered(memory)?
+        {
+            return Ok(rows);
+        }
         let after = self.after.clone();
         let filtered = self.status.is_some() || self.risk.is_some();
         let Some(slots) = self
@@ -432,11 +566,6 @@ impl<'a> SummaryPages<'a> {
             return Ok(rows);
         };
         self.after = slots.last().map(|s| s.cr_id.clone());
-        let usable = |c: &crate::store::Summary, basis: &str| {
-            // Raw control bytes never occur in JSON this code writes: such a row was
-            // written by something else and is computed again.
-            c.basis == basis && !has_control_byte(&c.row) && !has_control_byte(&c.cells)
-        };
         let bases = bases(&slots, &self.suffix);
         let stale = slots.iter().zip(&bases).any(|(s, basis)| match &s.cached {
             Some(c) => !usable(c, basis),
@@ -450,29 +579,14 @@ impl<'a> SummaryPages<'a> {
             return Ok(rows);
         }
         // Some rows are missing or out of date: read their documents, compute what is
-        // stale (on every core), and cache it. The page's documents are read by range
-        // unless the store left rows out (a filter) and only a few are stale; those the
-        // range did not reach are read one by one.
+        // stale (on every core), and cache it.
         let stale: Vec<&str> = slots
             .iter()
             .zip(&bases)
             .filter(|(slot, basis)| slot.cached.as_ref().is_none_or(|c| !usable(c, basis)))
             .map(|(slot, _)| slot.cr_id.as_str())
             .collect();
-        let mut docs = if filtered && stale.len() < self.page / 8 {
-            HashMap::new()
-        } else {
-            self.documents_by_id(after.as_deref())?
-        };
-        if filtered {
-            for id in stale {
-                if !docs.contains_key(id)
-                    && let Some(cr) = self.store.get(id)?
-                {
-                    docs.insert(id.to_string(), cr);
-                }
-            }
-        }
+        let docs = self.stale_documents(after.as_deref(), &stale)?;
         let mut out: Vec<Option<crate::store::Summary>> = Vec::with_capacity(slots.len());
         let mut todo: Vec<(usize, &StoredCr, String, u64)> = Vec::new();
         for (slot, basis) in slots.into_iter().zip(bases) {
@@ -511,6 +625,13 @@ impl<'a> SummaryPages<'a> {
         let _ = self.store.put_summaries(&fresh);
         Ok(out)
     }
+}
+
+/// Whether a cached row may be used for a CR whose key is now `basis`. Raw control bytes
+/// never occur in JSON this code writes: such a row was written by something else and is
+/// computed again.
+fn usable(c: &crate::store::Summary, basis: &str) -> bool {
+    c.basis == basis && !has_control_byte(&c.row) && !has_control_byte(&c.cells)
 }
 
 /// Whether `text` holds a byte below 0x20 (checked 32 bytes at a time, a minimum the
