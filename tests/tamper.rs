@@ -285,14 +285,24 @@ fn a_cut_tail_is_caught_against_the_recorded_head_and_an_auditors_noted_head() {
         .execute("DELETE FROM log WHERE seq = 9", [])
         .unwrap();
     verify_fails_at(&home, 9, "truncated");
-    // An attacker who also rewinds the recorded head is still caught by a noted head.
+    // An attacker who also rewinds the recorded head leaves a chain that verifies; the
+    // CR's recorded last entry still points at the cut one, which verify names (once:
+    // it is set from the log again)...
     raw(&home)
         .execute(
             "UPDATE log_head SET seq = 8, hash = (SELECT hash FROM log WHERE seq = 8)",
             [],
         )
         .unwrap();
+    assert_refusal(
+        &home.run(&["verify"]),
+        &[
+            "the recorded last log entry of",
+            "entries were cut from the log",
+        ],
+    );
     home.verified_entries();
+    // ...and a noted head catches it for good.
     let run = home.run(&["verify", "--expect-head", &noted]);
     assert_refusal(
         &run,
@@ -555,8 +565,17 @@ fn deleting_every_signed_entry_and_rechaining_the_rest_does_not_pass() {
     )
     .unwrap();
     drop(c);
-    // Read alone, the file cannot tell it from a store made before policies were logged:
-    // verify says how little it proves...
+    // The CRs' recorded last entries point at entries that are gone: named once.
+    assert_refusal(
+        &home.run(&["verify"]),
+        &[
+            "the recorded last log entry of",
+            "\"CR-1042\"",
+            "entries were cut from the log",
+        ],
+    );
+    // Read alone, the file then cannot tell it from a store made before policies were
+    // logged: verify says how little it proves...
     let run = home.run(&["verify"]).ok();
     assert!(
         run.stdout.contains("0 signatures")

@@ -109,7 +109,7 @@ pub fn verify(
             .map(|id| crate::domain::reader::quote(id))
             .collect();
         return Err(CliError::refused(format!(
-            "verification FAILED: the recorded last log entry of {} did not match the log (forged, or written by a faulty build); set from the log again, so listings and every server's rows follow the log from now on",
+            "verification FAILED: the recorded last log entry of {} did not match the log (entries were cut from the log or rewritten after it, or it was forged or written by a faulty build); set from the log again, so listings and every server's rows follow the log from now on",
             names.join(", ")
         )));
     }

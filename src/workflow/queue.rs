@@ -450,6 +450,44 @@ impl<'a> SummaryPages<'a> {
         Ok(docs)
     }
 
+    /// Evaluates the CRs at positions `stale` of `slots` from `docs` into `out` (on every
+    /// core) and caches those keyed to their slot, which it returns. A CR without a
+    /// document was submitted between the two reads: it is in the next listing.
+    fn evaluate_into(
+        &mut self,
+        slots: &[crate::store::SummarySlot],
+        bases: &[String],
+        stale: &[usize],
+        docs: &HashMap<String, StoredCr>,
+        out: &mut [Option<crate::store::Summary>],
+    ) -> Result<Vec<crate::store::Summary>, crate::store::StoreError> {
+        let mut todo: Vec<(usize, &StoredCr, String, u64)> = Vec::new();
+        for &i in stale {
+            let slot = &slots[i];
+            let Some(cr) = docs.get(&slot.cr_id) else {
+                continue;
+            };
+            // The document read may be newer than the slot: key it to what was read.
+            let basis = if cr.current.revision == slot.revision {
+                bases[i].clone()
+            } else {
+                String::new()
+            };
+            todo.push((i, cr, basis, slot.last_seq));
+        }
+        let computed = self.summarise_all(&todo)?;
+        let mut fresh = Vec::new();
+        for ((i, ..), s) in todo.iter().zip(computed) {
+            if !s.basis.is_empty() {
+                fresh.push(s.clone());
+            }
+            out[*i] = Some(s);
+        }
+        // Best effort: a reader that cannot write the cache still lists.
+        let _ = self.store.put_summaries(&fresh);
+        Ok(fresh)
+    }
+
     /// [`Self::next_page`] for a reader that keeps rows (see [`RowMemory`]): every CR's
     /// key from the store, the rows kept under those keys from memory, the others from
     /// the store's cache, the rest evaluated. `None` when the store keeps no cache.
@@ -502,30 +540,7 @@ impl<'a> SummaryPages<'a> {
             if !stale.is_empty() {
                 let ids: Vec<&str> = stale.iter().map(|i| keys[*i].cr_id.as_str()).collect();
                 let docs = self.stale_documents(after.as_deref(), &ids)?;
-                let mut todo: Vec<(usize, &StoredCr, String, u64)> = Vec::new();
-                for i in &stale {
-                    let k = &keys[*i];
-                    let Some(cr) = docs.get(&k.cr_id) else {
-                        continue;
-                    };
-                    // The document read may be newer than the key: key it to what was read.
-                    let basis = if cr.current.revision == k.revision {
-                        bases[*i].clone()
-                    } else {
-                        String::new()
-                    };
-                    todo.push((*i, cr, basis, k.last_seq));
-                }
-                let computed = self.summarise_all(&todo)?;
-                let mut fresh = Vec::new();
-                for ((i, ..), s) in todo.iter().zip(computed) {
-                    if !s.basis.is_empty() {
-                        fresh.push(s.clone());
-                    }
-                    out[*i] = Some(s);
-                }
-                // Best effort, as below.
-                let _ = self.store.put_summaries(&fresh);
+                let fresh = self.evaluate_into(&keys, &bases, &stale, &docs, &mut out)?;
                 memory.put(&fresh, true);
             }
         }
@@ -580,49 +595,26 @@ impl<'a> SummaryPages<'a> {
         }
         // Some rows are missing or out of date: read their documents, compute what is
         // stale (on every core), and cache it.
-        let stale: Vec<&str> = slots
-            .iter()
-            .zip(&bases)
-            .filter(|(slot, basis)| slot.cached.as_ref().is_none_or(|c| !usable(c, basis)))
-            .map(|(slot, _)| slot.cr_id.as_str())
-            .collect();
-        let docs = self.stale_documents(after.as_deref(), &stale)?;
+        let mut slots = slots;
         let mut out: Vec<Option<crate::store::Summary>> = Vec::with_capacity(slots.len());
-        let mut todo: Vec<(usize, &StoredCr, String, u64)> = Vec::new();
-        for (slot, basis) in slots.into_iter().zip(bases) {
-            match slot.cached {
-                Some(c) if usable(&c, &basis) => out.push(Some(c)),
+        let mut stale = Vec::new();
+        for (i, (slot, basis)) in slots.iter_mut().zip(&bases).enumerate() {
+            match slot.cached.take() {
+                Some(c) if usable(&c, basis) => out.push(Some(c)),
                 _ => {
-                    // Submitted between the two reads: it is in the next listing.
-                    let Some(cr) = docs.get(&slot.cr_id) else {
-                        continue;
-                    };
-                    // The document read may be newer than the slot: key it to what was read.
-                    let basis = if cr.current.revision == slot.revision {
-                        basis
-                    } else {
-                        String::new()
-                    };
-                    todo.push((out.len(), cr, basis, slot.last_seq));
+                    stale.push(i);
                     out.push(None);
                 }
             }
         }
-        let computed = self.summarise_all(&todo)?;
-        let mut fresh = Vec::new();
-        for ((at, ..), s) in todo.iter().zip(computed) {
-            if !s.basis.is_empty() {
-                fresh.push(s.clone());
-            }
-            out[*at] = Some(s);
-        }
+        let ids: Vec<&str> = stale.iter().map(|i| slots[*i].cr_id.as_str()).collect();
+        let docs = self.stale_documents(after.as_deref(), &ids)?;
+        self.evaluate_into(&slots, &bases, &stale, &docs, &mut out)?;
         let out: Vec<crate::store::Summary> = out
             .into_iter()
             .flatten()
             .filter(|s| self.wanted(s))
             .collect();
-        // Best effort: a reader that cannot write the cache still lists.
-        let _ = self.store.put_summaries(&fresh);
         Ok(out)
     }
 }
