@@ -535,6 +535,13 @@ fn decisions_in(conn: &Connection, path: &Path, cr_id: &str) -> Result<Vec<Decis
         .collect()
 }
 
+/// A text column copied once into shared text (a queue row is handed to many answers).
+fn shared_text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<std::sync::Arc<str>> {
+    r.get_ref(i)?.as_str().map(Into::into).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 /// An SQLite failure on the store at `path` while doing `context`.
 fn sql_err(path: &Path, context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
     let path = path.to_path_buf();
@@ -685,7 +692,8 @@ impl Store for LocalStore {
         let conn = self.lock();
         // Two statements, so that the gate is looked up in its index (one statement with
         // "?3 IS NULL OR" would read every document). Status and risk are filtered here
-        // on current rows; the others come back for the reader to evaluate.
+        // on current rows; the others come back for the reader to evaluate. Without a
+        // filter the key is not built at all (the first term holds).
         let sql = if q.gate.is_some() {
             concat!(
                 "SELECT c.id, c.current_revision, c.last_seq,
@@ -695,7 +703,7 @@ impl Store for LocalStore {
                  JOIN change_requests c ON c.id = r.cr_id AND c.current_revision = r.revision
                  LEFT JOIN cr_summaries s ON s.cr_id = c.id
                  WHERE json_extract(r.document, '$.gate') = ?3 AND r.cr_id > ?1
-                   AND (s.basis IS NULL OR s.basis <> (",
+                   AND ((?5 IS NULL AND ?6 IS NULL) OR s.basis IS NULL OR s.basis <> (",
                 super::sql_current_basis!(),
                 " || ?4)
                         OR ((?5 IS NULL OR s.status = ?5) AND (?6 IS NULL OR s.risk = ?6)))
@@ -709,7 +717,7 @@ impl Store for LocalStore {
                  FROM change_requests c
                  LEFT JOIN cr_summaries s ON s.cr_id = c.id
                  WHERE c.id > ?1 AND ?3 IS NULL
-                   AND (s.basis IS NULL OR s.basis <> (",
+                   AND ((?5 IS NULL AND ?6 IS NULL) OR s.basis IS NULL OR s.basis <> (",
                 super::sql_current_basis!(),
                 " || ?4)
                         OR ((?5 IS NULL OR s.status = ?5) AND (?6 IS NULL OR s.risk = ?6)))
@@ -740,8 +748,8 @@ impl Store for LocalStore {
                             status: r.get(4)?,
                             risk: r.get(5)?,
                             created_at: r.get(6)?,
-                            row: r.get::<_, String>(7)?.into(),
-                            cells: r.get::<_, String>(8)?.into(),
+                            row: shared_text(r, 7)?,
+                            cells: shared_text(r, 8)?,
                         }),
                         None => None,
                     };
@@ -816,8 +824,8 @@ impl Store for LocalStore {
                 status: r.get(2)?,
                 risk: r.get(3)?,
                 created_at: r.get(4)?,
-                row: r.get::<_, String>(5)?.into(),
-                cells: r.get::<_, String>(6)?.into(),
+                row: shared_text(r, 5)?,
+                cells: shared_text(r, 6)?,
             })
         })
         .and_then(|rows| rows.collect())

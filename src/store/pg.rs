@@ -906,7 +906,7 @@ impl Store for PgStore {
                  JOIN change_requests c ON c.id = r.cr_id AND c.current_revision = r.revision
                  LEFT JOIN cr_summaries s ON s.cr_id = c.id
                  WHERE (r.document::jsonb ->> 'gate') = $3 AND r.cr_id > $1
-                   AND (s.basis IS NULL OR s.basis <> (",
+                   AND (($5::text IS NULL AND $6::text IS NULL) OR s.basis IS NULL OR s.basis <> (",
                 super::sql_current_basis!(),
                 " || $4::text)
                         OR (($5::text IS NULL OR s.status = $5) AND ($6::text IS NULL OR s.risk = $6)))
@@ -920,7 +920,7 @@ impl Store for PgStore {
                  FROM change_requests c
                  LEFT JOIN cr_summaries s ON s.cr_id = c.id
                  WHERE c.id > $1 AND $3::text IS NULL
-                   AND (s.basis IS NULL OR s.basis <> (",
+                   AND (($5::text IS NULL AND $6::text IS NULL) OR s.basis IS NULL OR s.basis <> (",
                 super::sql_current_basis!(),
                 " || $4::text)
                         OR (($5::text IS NULL OR s.status = $5) AND ($6::text IS NULL OR s.risk = $6)))
