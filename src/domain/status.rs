@@ -12,6 +12,7 @@ use crate::domain::policy_book::PolicyBook;
 use crate::domain::risk::{RiskAssessment, assess};
 use crate::domain::signoff::{SignoffProgress, fill_slots};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::fmt;
 
 /// Where a CR stands.
@@ -140,18 +141,20 @@ fn discount<'p>(
     digest: &str,
     d: &Decision,
     judge: &dyn Fn(&Decision) -> &'p Policy,
-) -> Option<String> {
+) -> Option<Cow<'static, str>> {
+    // Borrowed where the words are fixed: the queue asks this of every decision on a CR
+    // and keeps only the answer "counts".
     if d.cr_digest != digest {
-        Some("stale: made on an earlier revision of the CR".to_string())
+        Some("stale: made on an earlier revision of the CR".into())
     } else if d.principal == cr.requester
         || cr.provenance.submitter.principal() == Some(d.principal.as_str())
     {
-        Some("the requester cannot sign off their own change".to_string())
+        Some("the requester cannot sign off their own change".into())
     } else {
         match judge(d).principal(&d.principal) {
-            None => Some(format!("{} is not a principal in the policy", d.principal)),
+            None => Some(format!("{} is not a principal in the policy", d.principal).into()),
             Some(p) if !p.has_role(&d.role) => {
-                Some(format!("{} does not hold the {} role", d.principal, d.role))
+                Some(format!("{} does not hold the {} role", d.principal, d.role).into())
             }
             Some(_) => None,
         }
@@ -218,7 +221,7 @@ fn evaluate_with<'p>(
         match discount(cr, digest, d, judge) {
             Some(reason) => discounted.push(Discounted {
                 decision: d.clone(),
-                reason,
+                reason: reason.into_owned(),
             }),
             None => {
                 // A later decision by the same person supersedes their earlier one.

@@ -833,34 +833,16 @@ impl Store for LocalStore {
     }
 
     fn repair_positions(&self) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction()
-            .map_err(self.sql_err("checking each CR's last log entry"))?;
-        let wrong: Vec<String> = {
-            let mut stmt = tx
-                .prepare(
-                    "SELECT c.id FROM change_requests c
-                     WHERE c.last_seq <> COALESCE((SELECT MAX(l.seq) FROM log l WHERE l.cr_id = c.id), 0)
-                     ORDER BY c.id",
-                )
-                .map_err(self.sql_err("checking each CR's last log entry"))?;
-            stmt.query_map([], |r| r.get(0))
-                .and_then(|rows| rows.collect())
-                .map_err(self.sql_err("checking each CR's last log entry"))?
-        };
-        for id in &wrong {
-            tx.execute(
-                "UPDATE change_requests
-                 SET last_seq = COALESCE((SELECT MAX(seq) FROM log WHERE log.cr_id = ?1), 0)
-                 WHERE id = ?1",
-                params![id],
-            )
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(super::REPAIR_POSITIONS_SQL)
             .map_err(self.sql_err("setting each CR's last log entry from the log"))?;
-        }
-        tx.commit()
+        let mut ids: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
             .map_err(self.sql_err("setting each CR's last log entry from the log"))?;
-        Ok(wrong)
+        ids.sort();
+        Ok(ids)
     }
 
     fn put_summaries(&self, rows: &[super::Summary]) -> Result<(), StoreError> {

@@ -536,6 +536,13 @@ macro_rules! sql_current_basis {
 }
 pub(crate) use sql_current_basis;
 
+/// Sets each CR's recorded last log entry from the log where the two disagree, returning
+/// those CRs: the same statement for both databases.
+pub(crate) const REPAIR_POSITIONS_SQL: &str = "UPDATE change_requests
+    SET last_seq = COALESCE((SELECT MAX(l.seq) FROM log l WHERE l.cr_id = change_requests.id), 0)
+    WHERE last_seq <> COALESCE((SELECT MAX(l.seq) FROM log l WHERE l.cr_id = change_requests.id), 0)
+    RETURNING id";
+
 /// A page of the summary cache to read: current CRs after `after` in id order, at `gate`
 /// if given. `status` and `risk` let the database leave out the CRs whose *current*
 /// cached summary (keyed [`summary_basis`] with `basis_suffix`) says otherwise; a CR

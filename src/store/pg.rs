@@ -1032,14 +1032,8 @@ impl Store for PgStore {
     }
 
     fn repair_positions(&self) -> Result<Vec<String>, StoreError> {
-        let found = self.read("checking each CR's last log entry", |c| {
-            c.query(
-                "UPDATE change_requests c
-                 SET last_seq = COALESCE((SELECT MAX(l.seq) FROM log l WHERE l.cr_id = c.id), 0)
-                 WHERE c.last_seq <> COALESCE((SELECT MAX(l.seq) FROM log l WHERE l.cr_id = c.id), 0)
-                 RETURNING c.id",
-                &[],
-            )
+        let found = self.read("setting each CR's last log entry from the log", |c| {
+            c.query(super::REPAIR_POSITIONS_SQL, &[])
         })?;
         let mut ids = found
             .iter()

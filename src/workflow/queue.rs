@@ -331,7 +331,6 @@ impl<'a> SummaryPages<'a> {
                     .collect();
                 return Ok(Some((head, counted)));
             }
-            let head = self.store.recorded_head()?.seq;
             self.decisions = Some((head, self.store.all_decisions()?));
         }
         Ok(None)
