@@ -262,17 +262,13 @@ impl<'a> SummaryPages<'a> {
         self
     }
 
-    fn query<'q>(
-        &'q self,
-        after: Option<&'q str>,
-        filtered: bool,
-    ) -> crate::store::SummaryQuery<'q> {
+    fn query<'q>(&'q self, after: Option<&'q str>) -> crate::store::SummaryQuery<'q> {
         crate::store::SummaryQuery {
             after,
             limit: self.page,
             gate: self.gate,
-            status: self.status.as_deref().filter(|_| filtered),
-            risk: self.risk.as_deref().filter(|_| filtered),
+            status: self.status.as_deref(),
+            risk: self.risk.as_deref(),
             basis_suffix: &self.suffix,
             without_cells: self.without_cells,
         }
@@ -565,11 +561,7 @@ impl<'a> SummaryPages<'a> {
             return Ok(rows);
         }
         let after = self.after.clone();
-        let filtered = self.status.is_some() || self.risk.is_some();
-        let Some(slots) = self
-            .store
-            .summary_page(&self.query(after.as_deref(), filtered))?
-        else {
+        let Some(mut slots) = self.store.summary_page(&self.query(after.as_deref()))? else {
             // No cache: evaluate the page from its documents.
             let docs = self.documents(after.as_deref())?;
             self.after = docs.last().map(|c| c.current.cr.id.clone());
@@ -581,20 +573,8 @@ impl<'a> SummaryPages<'a> {
         };
         self.after = slots.last().map(|s| s.cr_id.clone());
         let bases = bases(&slots, &self.suffix);
-        let stale = slots.iter().zip(&bases).any(|(s, basis)| match &s.cached {
-            Some(c) => !usable(c, basis),
-            None => true,
-        });
-        if !stale {
-            let mut rows: Vec<_> = slots.into_iter().filter_map(|s| s.cached).collect();
-            if filtered {
-                rows.retain(|s| self.wanted(s));
-            }
-            return Ok(rows);
-        }
-        // Some rows are missing or out of date: read their documents, compute what is
-        // stale (on every core), and cache it.
-        let mut slots = slots;
+        // Rows whose key holds are used as they are; the others' documents are read,
+        // evaluated (on every core) and cached.
         let mut out: Vec<Option<crate::store::Summary>> = Vec::with_capacity(slots.len());
         let mut stale = Vec::new();
         for (i, (slot, basis)) in slots.iter_mut().zip(&bases).enumerate() {
@@ -606,15 +586,16 @@ impl<'a> SummaryPages<'a> {
                 }
             }
         }
-        let ids: Vec<&str> = stale.iter().map(|i| slots[*i].cr_id.as_str()).collect();
-        let docs = self.stale_documents(after.as_deref(), &ids)?;
-        self.evaluate_into(&slots, &bases, &stale, &docs, &mut out)?;
-        let out: Vec<crate::store::Summary> = out
+        if !stale.is_empty() {
+            let ids: Vec<&str> = stale.iter().map(|i| slots[*i].cr_id.as_str()).collect();
+            let docs = self.stale_documents(after.as_deref(), &ids)?;
+            self.evaluate_into(&slots, &bases, &stale, &docs, &mut out)?;
+        }
+        Ok(out
             .into_iter()
             .flatten()
             .filter(|s| self.wanted(s))
-            .collect();
-        Ok(out)
+            .collect())
     }
 }
 
@@ -642,9 +623,12 @@ impl SummaryPages<'_> {
         let mut differ = Vec::new();
         loop {
             let after = self.after.clone();
-            let Some(slots) = self
-                .store
-                .summary_page(&self.query(after.as_deref(), false))?
+            let Some(slots) = self.store.summary_page(&crate::store::SummaryQuery {
+                // Every row is checked, whatever the reader filters on.
+                status: None,
+                risk: None,
+                ..self.query(after.as_deref())
+            })?
             else {
                 return Ok(differ);
             };
