@@ -353,11 +353,11 @@ pub fn load(
     // them): with the cache warm — any earlier listing, the TUI's own queue — no decision
     // is read again here; stale rows are evaluated and cached on the way.
     let mut waiting = Vec::new();
-    for page in crate::workflow::queue::SummaryPages::new(store, book, None) {
+    let pending = crate::workflow::queue::SummaryPages::new(store, book, None)
+        .only(Some(Status::Pending.as_str()), None)
+        .without_cells();
+    for page in pending {
         for row in page? {
-            if row.status != Status::Pending.as_str() {
-                continue;
-            }
             let Some(risk) = RiskLevel::ALL
                 .iter()
                 .find(|(name, _)| *name == row.risk)
