@@ -834,6 +834,12 @@ impl Store for LocalStore {
 
     fn repair_positions(&self) -> Result<Vec<String>, StoreError> {
         let conn = self.lock();
+        let any: bool = conn
+            .query_row(super::ANY_WRONG_POSITION_SQL, [], |r| r.get(0))
+            .map_err(self.sql_err("checking each CR's last log entry"))?;
+        if !any {
+            return Ok(Vec::new());
+        }
         let mut stmt = conn
             .prepare(super::REPAIR_POSITIONS_SQL)
             .map_err(self.sql_err("setting each CR's last log entry from the log"))?;

@@ -536,6 +536,11 @@ macro_rules! sql_current_basis {
 }
 pub(crate) use sql_current_basis;
 
+/// Whether any CR's recorded last log entry disagrees with the log: asked first, so that
+/// `verify` writes nothing (and works on a store it cannot write) when all agree.
+pub(crate) const ANY_WRONG_POSITION_SQL: &str = "SELECT EXISTS (SELECT 1 FROM change_requests
+    WHERE last_seq <> COALESCE((SELECT MAX(l.seq) FROM log l WHERE l.cr_id = change_requests.id), 0))";
+
 /// Sets each CR's recorded last log entry from the log where the two disagree, returning
 /// those CRs: the same statement for both databases.
 pub(crate) const REPAIR_POSITIONS_SQL: &str = "UPDATE change_requests

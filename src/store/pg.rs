@@ -1032,6 +1032,12 @@ impl Store for PgStore {
     }
 
     fn repair_positions(&self) -> Result<Vec<String>, StoreError> {
+        let any: bool = self.read("checking each CR's last log entry", |c| {
+            c.query_one(super::ANY_WRONG_POSITION_SQL, &[])?.try_get(0)
+        })?;
+        if !any {
+            return Ok(Vec::new());
+        }
         let found = self.read("setting each CR's last log entry from the log", |c| {
             c.query(super::REPAIR_POSITIONS_SQL, &[])
         })?;
