@@ -241,8 +241,8 @@ fn main() {
         .current()
         .text
         .replace(
-            "on_call = [\"marco\", \"lena\"]",
-            "on_call = [\"lena\", \"sofia\"]",
+            "on_call = [\"marco\", \"lena\", \"guard\"]",
+            "on_call = [\"lena\", \"sofia\", \"guard\"]",
         )
         .replace(
             "roles = [\"approver\", \"lead\"]",

@@ -577,6 +577,90 @@ pub struct Health {
     pub slow_after_hours: i64,
 }
 
+/// Rollback drills in one calendar quarter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuarterDrills {
+    /// `2026-Q4`.
+    pub quarter: String,
+    /// Drills run.
+    pub drills: usize,
+    /// Of which failed (or timed out).
+    pub failed: usize,
+    /// Median run time of the successful ones, in seconds.
+    pub median_secs: Option<f64>,
+    /// The slowest successful one, in seconds.
+    pub slowest_secs: Option<f64>,
+    /// Successful drills within the policy's rollback target.
+    pub within_target: usize,
+}
+
+/// Rollback drills per quarter against the policy's `rollback_target_minutes`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrillHealth {
+    /// Quarters with drills, oldest first.
+    pub quarters: Vec<QuarterDrills>,
+    /// The playbook's target for a rollback, in minutes.
+    pub target_minutes: i64,
+    /// Subjects whose last drill failed.
+    pub failing: Vec<String>,
+}
+
+/// Groups `drills` by calendar quarter.
+pub fn drill_health(
+    drills: &[crate::domain::rollout::DrillFact],
+    target_minutes: i64,
+) -> DrillHealth {
+    use chrono::Datelike;
+    let mut quarters: Vec<QuarterDrills> = Vec::new();
+    let mut times: Vec<Vec<f64>> = Vec::new();
+    let mut sorted: Vec<&crate::domain::rollout::DrillFact> = drills.iter().collect();
+    sorted.sort_by_key(|d| d.at);
+    for d in sorted {
+        let quarter = format!("{}-Q{}", d.at.year(), d.at.month0() / 3 + 1);
+        if quarters.last().is_none_or(|q| q.quarter != quarter) {
+            quarters.push(QuarterDrills {
+                quarter,
+                drills: 0,
+                failed: 0,
+                median_secs: None,
+                slowest_secs: None,
+                within_target: 0,
+            });
+            times.push(Vec::new());
+        }
+        let (Some(q), Some(t)) = (quarters.last_mut(), times.last_mut()) else {
+            continue;
+        };
+        q.drills += 1;
+        if d.outcome.succeeded() {
+            let secs = d.outcome.duration_ms as f64 / 1000.0;
+            t.push(secs);
+            if secs <= (target_minutes * 60) as f64 {
+                q.within_target += 1;
+            }
+        } else {
+            q.failed += 1;
+        }
+    }
+    for (q, t) in quarters.iter_mut().zip(times.iter_mut()) {
+        t.sort_by(f64::total_cmp);
+        q.median_secs = t.get(t.len().saturating_sub(1) / 2).copied();
+        q.slowest_secs = t.last().copied();
+    }
+    let mut failing: Vec<String> = Vec::new();
+    for d in drills.iter().rev() {
+        let last_of_subject = drills.iter().rev().find(|x| x.subject == d.subject) == Some(d);
+        if last_of_subject && !d.outcome.succeeded() && !failing.contains(&d.subject) {
+            failing.push(d.subject.clone());
+        }
+    }
+    DrillHealth {
+        quarters,
+        target_minutes,
+        failing,
+    }
+}
+
 /// The `q`-quantile (0–1) of sorted values, nearest rank.
 fn quantile(sorted: &[i64], q: f64) -> Option<i64> {
     if sorted.is_empty() {

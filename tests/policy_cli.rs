@@ -17,7 +17,7 @@ fn policy_check_accepts_the_playbook_policy() {
     let run = home.run(&["policy", "check", file.to_str().unwrap()]).ok();
     assert!(
         run.stdout
-            .contains("policy OK (version 1, 10 principals, 8 checklist items)"),
+            .contains("policy OK (version 1, 11 principals, 8 checklist items)"),
         "{}",
         run.stdout
     );

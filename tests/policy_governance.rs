@@ -14,8 +14,11 @@ use serde_json::{Value, json};
 /// The demo policy in force with marco off the on-call roster.
 fn without_marco_on_call(home: &Home) -> String {
     let text = home.policy_text();
-    assert!(text.contains("on_call = [\"marco\", \"lena\"]"));
-    text.replace("on_call = [\"marco\", \"lena\"]", "on_call = [\"lena\"]")
+    assert!(text.contains("on_call = [\"marco\", \"lena\", \"guard\"]"));
+    text.replace(
+        "on_call = [\"marco\", \"lena\", \"guard\"]",
+        "on_call = [\"lena\", \"guard\"]",
+    )
 }
 
 fn rollback(home: &Home, who: &str, incident: &str) -> common::Run {
@@ -137,7 +140,10 @@ fn a_roster_rotation_is_proposed_approved_by_two_leads_and_keeps_history_valid()
     let back = home.write(
         "back.toml",
         home.policy_text()
-            .replace("on_call = [\"lena\"]", "on_call = [\"lena\", \"marco\"]")
+            .replace(
+                "on_call = [\"lena\", \"guard\"]",
+                "on_call = [\"lena\", \"marco\"]",
+            )
             .as_bytes(),
     );
     let run = home
@@ -244,7 +250,10 @@ fn a_proposal_overtaken_by_another_adoption_is_stale_until_revised() {
     let shown = home.run(&["policy", "show", "--json"]).ok().json();
     assert_eq!(shown["version"], 3);
     assert_eq!(shown["policy"]["observation_hours"]["high"], 48);
-    assert_eq!(shown["policy"]["emergency"]["on_call"], json!(["lena"]));
+    assert_eq!(
+        shown["policy"]["emergency"]["on_call"],
+        json!(["lena", "guard"])
+    );
     home.verified_entries();
     // An adopted proposal can no longer change.
     let later = home.write(

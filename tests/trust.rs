@@ -4,67 +4,10 @@
 
 mod common;
 
-use common::{Home, assert_refusal, checklist_of, now_text, ssh_fingerprint, ssh_sign};
+use common::site::{Site, http};
+use common::{Home, assert_refusal, checklist_of, now_text, ssh_fingerprint};
 use serde_json::{Value, json};
 use tollgate::audit::canonical::to_canonical_string;
-
-fn http() -> reqwest::blocking::Client {
-    tollgate::tls::install_crypto_provider();
-    reqwest::blocking::Client::new()
-}
-
-/// A demo home with its server and a token per principal it needs.
-struct Site {
-    home: Home,
-    server: common::Server,
-    tokens: std::collections::HashMap<&'static str, String>,
-}
-
-impl Site {
-    fn new() -> Site {
-        Site::with_tokens(&["lena", "marco", "sofia"])
-    }
-
-    /// A demo site whose server accepts a token for each of `who`.
-    fn with_tokens(who: &[&'static str]) -> Site {
-        let home = Home::demo();
-        let tokens = who.iter().map(|who| (*who, home.token(who))).collect();
-        let server = home.serve("127.0.0.1:0");
-        Site {
-            home,
-            server,
-            tokens,
-        }
-    }
-
-    /// Posts `body` signed by `who` (their demo key, via ssh-keygen) to `path`, with a
-    /// token of theirs; the status and the JSON answer.
-    fn post(&self, path: &str, kind: &str, who: &str, body: &str) -> (u16, Value) {
-        let token = &self.tokens[who];
-        let sig = ssh_sign(&self.home.demo_key(who), body);
-        let r = http()
-            .post(format!("{}{path}", self.server.url))
-            .bearer_auth(token)
-            .json(&json!({"kind": kind, "principal": who, "body": body, "signature": sig}))
-            .send()
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().unwrap_or(Value::Null))
-    }
-
-    /// Forces `body`, signed by `who`, into the store past every check; its position.
-    fn force(&self, kind: &str, cr: Option<&str>, who: &str, body: &str) -> u64 {
-        let sig = ssh_sign(&self.home.demo_key(who), body);
-        self.home.force_append(kind, cr, who, body, &sig)
-    }
-
-    fn in_force(&self) -> String {
-        self.home.run(&["policy", "show", "--json"]).ok().json()["digest"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-}
 
 /// An `emergency-authorised` body by `who` as the next entry, with the policy's terms
 /// for a bypass signed now (4 h lifetime, review due in 48 h), then `edit` applied.
@@ -240,21 +183,6 @@ fn outcomes_and_reviews_belong_to_the_people_the_rules_say() {
 
 /// A decision on `cr` by `who`, correct in every field (the revision shown, the checklist
 /// tollgate evaluates, the policy in force, signed now), then `edit` applied.
-fn decision(site: &Site, who: &str, cr: &str, edit: impl FnOnce(&mut Value)) -> String {
-    let (seq, prev) = site.home.head();
-    let shown = site.home.run(&["show", cr, "--json"]).ok().json();
-    let mut v = json!({
-        "type": "decision", "format": 1, "seq": seq + 1, "prev": prev,
-        "cr_id": cr, "cr_revision": shown["revision"], "cr_digest": shown["digest"],
-        "verdict": "request-changes", "role": "ops-reviewer", "rationale": "p99 latency",
-        "ticks": [], "checklist": checklist_of(&shown), "principal": who,
-        "key_fingerprint": ssh_fingerprint(&site.home.demo_key(who)),
-        "policy_digest": site.in_force(), "at": now_text(),
-    });
-    edit(&mut v);
-    to_canonical_string(&v)
-}
-
 #[test]
 fn a_decision_stating_false_facts_is_refused_and_named() {
     type Edit = fn(&mut Value);
@@ -273,8 +201,8 @@ fn a_decision_stating_false_facts_is_refused_and_named() {
     ];
     for (rule, edit) in cases {
         let site = Site::new();
-        let good = decision(&site, "marco", "CR-1045", |_| {});
-        let bad = decision(&site, "marco", "CR-1045", edit);
+        let good = site.decision("marco", "CR-1045", |_| {});
+        let bad = site.decision("marco", "CR-1045", edit);
         assert_ne!(good, bad);
         let answer = site.post("/v1/decisions", "decision", "marco", &bad);
         assert_refused(&answer, 403, rule);
@@ -312,7 +240,7 @@ fn a_decision_stating_false_facts_is_refused_and_named() {
 #[test]
 fn json_with_a_member_named_twice_is_refused_wherever_it_is_read() {
     let site = Site::new();
-    let good = decision(&site, "marco", "CR-1045", |_| {});
+    let good = site.decision("marco", "CR-1045", |_| {});
     // The same body with "rationale" given twice: a reader of the raw text may see either.
     let twice = good.replacen(
         "\"rationale\":\"p99 latency\"",
@@ -408,7 +336,7 @@ fn the_submitter_counts_as_requester_whatever_the_document_names() {
     assert_eq!(status, 201, "{answer}");
     // jonas holds data-reviewer, the role CR-2100's data gate needs; he still cannot
     // decide on what he submitted.
-    let own = decision(&site, "jonas", "CR-2100", |v| {
+    let own = site.decision("jonas", "CR-2100", |v| {
         v["role"] = json!("data-reviewer");
         v["verdict"] = json!("reject");
     });
@@ -708,7 +636,7 @@ fn a_signing_time_after_the_stores_receipt_is_named_even_by_a_later_audit() {
     let site = Site::new();
     let now = chrono::Utc::now();
     let tomorrow = tollgate::audit::log::time_text(now + chrono::Duration::days(1));
-    let early = decision(&site, "marco", "CR-1045", |v| v["at"] = json!(tomorrow));
+    let early = site.decision("marco", "CR-1045", |v| v["at"] = json!(tomorrow));
     // Forced in now: the store notes its receipt beside it, as for its own appends.
     let seq = site.force("decision", Some("CR-1045"), "marco", &early);
     // A week later the auditor's clock alone would not catch it; the receipt does.

@@ -841,10 +841,10 @@ fn a_lead_reviews_and_completes_a_policy_change_at_the_keyboard() {
     use tollgate::domain::decision::Verdict::Approve;
     let mut rig = Rig::new(Some("sofia"));
     let book = rig.shared.book();
-    let proposed = book
-        .current()
-        .text
-        .replace("on_call = [\"marco\", \"lena\"]", "on_call = [\"lena\"]");
+    let proposed = book.current().text.replace(
+        "on_call = [\"marco\", \"lena\", \"guard\"]",
+        "on_call = [\"lena\", \"guard\"]",
+    );
     tollgate::workflow::propose_policy(
         rig.shared.store.as_ref(),
         &book,

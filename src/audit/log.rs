@@ -40,6 +40,12 @@ pub enum EntryKind {
     PolicyAdopted,
     /// A `ci` principal's signed result of one check on one exact revision.
     Evidence,
+    /// An operator's signed rollout stage (canary or full) of an approved revision.
+    RolloutStage,
+    /// The KPI guard's signed reading of a CR in canary.
+    KpiReading,
+    /// A signed rollback drill outside production.
+    Drill,
 }
 
 impl EntryKind {
@@ -54,6 +60,9 @@ impl EntryKind {
             EntryKind::PostIncidentReview => "post-incident-review",
             EntryKind::PolicyAdopted => "policy-adopted",
             EntryKind::Evidence => "evidence",
+            EntryKind::RolloutStage => "rollout-stage",
+            EntryKind::KpiReading => "kpi-reading",
+            EntryKind::Drill => "drill",
         }
     }
 
@@ -69,6 +78,25 @@ impl EntryKind {
         EntryKind::PostIncidentReview,
     ];
 
+    /// The after-approval kinds (see `audit::rollout`).
+    pub const AFTER_APPROVAL: [EntryKind; 3] = [
+        EntryKind::RolloutStage,
+        EntryKind::KpiReading,
+        EntryKind::Drill,
+    ];
+
+    /// The kinds appended through `Store::append_emergency` and read back by
+    /// `Store::emergency_entries`: what happens to subjects in their environments (the
+    /// emergency records and the after-approval ones), judged together in log order.
+    pub const OPERATIONS: [EntryKind; 6] = [
+        EntryKind::EmergencyAuthorised,
+        EntryKind::RollbackExecuted,
+        EntryKind::PostIncidentReview,
+        EntryKind::RolloutStage,
+        EntryKind::KpiReading,
+        EntryKind::Drill,
+    ];
+
     /// Parses a stored kind.
     pub fn parse(s: &str) -> Option<EntryKind> {
         [
@@ -80,6 +108,9 @@ impl EntryKind {
             EntryKind::PostIncidentReview,
             EntryKind::PolicyAdopted,
             EntryKind::Evidence,
+            EntryKind::RolloutStage,
+            EntryKind::KpiReading,
+            EntryKind::Drill,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

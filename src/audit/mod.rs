@@ -7,4 +7,5 @@ pub mod keys;
 pub mod log;
 pub mod policy_log;
 pub mod record_rules;
+pub mod rollout;
 pub mod verify;

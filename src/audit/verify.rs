@@ -211,6 +211,10 @@ pub struct Verifier<'a> {
     exceptions: Vec<crate::domain::emergency::Exception>,
     /// What emergency rollbacks left live, for the next authorisation.
     live: crate::domain::emergency::LiveVersions,
+    /// Rollout stages, KPI readings and drills verified so far.
+    rollouts: crate::domain::rollout::Rollouts,
+    /// Each CR's latest submitted revision so far: what a rollout stage must name.
+    current: HashMap<String, u32>,
     /// The principal who submitted each revision `(CR, digest)`, when one did.
     submitters: HashMap<(String, String), Option<String>>,
     /// The checklist states before the next decision, per revision `(CR, digest)`.
@@ -257,6 +261,8 @@ impl<'a> Verifier<'a> {
             submissions: HashMap::new(),
             exceptions: Vec::new(),
             live: Default::default(),
+            rollouts: Default::default(),
+            current: HashMap::new(),
             submitters: HashMap::new(),
             attested: HashMap::new(),
             checklists: HashMap::new(),
@@ -462,6 +468,7 @@ impl<'a> Verifier<'a> {
                 (cr_id.to_string(), revision),
                 (digest.to_string(), at.with_timezone(&Utc)),
             );
+            self.current.insert(cr_id.to_string(), revision);
             let submitter =
                 crate::domain::provenance::Submitter::from_recorded(body["submitter"].as_str());
             self.submitters.insert(
@@ -622,6 +629,20 @@ impl<'a> Verifier<'a> {
                     .to_decision()
                     .map_err(|d| ("malformed", d.to_string()))?;
                 self.check_decision_facts(&record, &decision)?;
+                if decision.verdict == Verdict::Approve
+                    && let Some((_, _, cr, eval)) = self
+                        .evaluated(&record.cr_id)
+                        .filter(|(_, digest, _, _)| *digest == record.cr_digest)
+                {
+                    crate::domain::rollout::check_drill_requirement(
+                        &judge.policy,
+                        &cr,
+                        eval.risk.effective,
+                        &self.rollouts,
+                        decision.at,
+                    )
+                    .map_err(|r| ("policy-violation", r.to_string()))?;
+                }
                 let policy_cr = record
                     .cr_id
                     .starts_with(crate::domain::policy_change::ID_PREFIX);
@@ -669,11 +690,67 @@ impl<'a> Verifier<'a> {
                         format!("{r} (under {})", version_name()),
                     )
                 })?;
-                if kind == EntryKind::EmergencyAuthorised {
+                if let crate::domain::emergency::Claim::Authorise(a) = &claim {
                     check_digest(body["policy_digest"].as_str())?;
+                    crate::domain::rollout::check_auto_rollback(&self.rollouts, a)
+                        .map_err(|r| ("policy-violation", r.to_string()))?;
+                    self.rollouts.after_authorisation(e.seq, a);
                 }
                 self.live.after_claim(&e.hash, &claim);
                 crate::domain::emergency::apply(&mut self.exceptions, &e.hash, claim);
+            }
+            EntryKind::RolloutStage | EntryKind::KpiReading | EntryKind::Drill => {
+                use crate::audit::rollout::{Claim, apply, claim_of};
+                use crate::domain::rollout::{check_drill, check_reading, check_stage};
+                let (claim, digest) =
+                    claim_of(kind, &e.body).map_err(|m| ("malformed", m.to_string()))?;
+                check_digest(Some(&digest))?;
+                let in_policy = |r: crate::domain::rules::Refusal| {
+                    (
+                        "policy-violation",
+                        format!("{r} (under {})", version_name()),
+                    )
+                };
+                match &claim {
+                    Claim::Stage(c) => {
+                        let (revision, digest, cr, eval) =
+                            self.evaluated(&c.cr_id).ok_or_else(|| {
+                                in_policy(crate::domain::rules::Refusal {
+                                    rule: "rollout-revision",
+                                    message: format!("{} is not in the log", c.cr_id),
+                                    remedy: "roll out a CR that was submitted".into(),
+                                })
+                            })?;
+                        let facts = crate::domain::rollout::CrFacts {
+                            cr: &cr,
+                            revision,
+                            digest: &digest,
+                            status: eval.status,
+                            risk: eval.risk.effective,
+                        };
+                        check_stage(
+                            &judge.policy,
+                            principal,
+                            &facts,
+                            self.rollouts.of(&c.cr_id),
+                            c,
+                            self.now,
+                        )
+                        .map_err(in_policy)?;
+                    }
+                    Claim::Reading(c) => check_reading(
+                        &judge.policy,
+                        principal,
+                        self.rollouts.of(&c.cr_id),
+                        c,
+                        self.now,
+                    )
+                    .map_err(in_policy)?,
+                    Claim::Drill(c, _) => {
+                        check_drill(&judge.policy, principal, c, self.now).map_err(in_policy)?
+                    }
+                }
+                apply(&mut self.rollouts, e.seq, &claim);
             }
             EntryKind::PolicyAdopted => {
                 let record =
@@ -746,6 +823,30 @@ impl<'a> Verifier<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A CR's latest revision so far (number, digest, content) and how it evaluates
+    /// under the policy history adopted so far, with the decisions and evidence so far.
+    fn evaluated(
+        &self,
+        cr_id: &str,
+    ) -> Option<(
+        u32,
+        String,
+        ChangeRequest,
+        crate::domain::status::Evaluation,
+    )> {
+        let revision = *self.current.get(cr_id)?;
+        let book = self.book.as_ref()?;
+        let (digest, mut cr) = (self.lookups.revision)(cr_id, revision)?;
+        cr.provenance.attested = self
+            .attested
+            .get(&(cr_id.to_string(), digest.clone()))
+            .cloned()
+            .unwrap_or_default();
+        let decisions: &[Decision] = self.decisions.get(cr_id).map(Vec::as_slice).unwrap_or(&[]);
+        let eval = crate::domain::status::evaluate_in(&cr, &digest, decisions, book);
+        Some((revision, digest, cr, eval))
     }
 
     /// A decision's revision, signing time and checklist, re-derived from the log.

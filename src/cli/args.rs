@@ -218,6 +218,47 @@ pub enum Command {
     )]
     Rollback(RollbackArgs),
 
+    /// After approval: record a rollout stage of an approved CR (operators only, never the
+    /// requester), running the policy's deployment command for it, if one is named.
+    ///
+    /// Canary comes first (unless the policy lets the CR's gate skip it); full is refused
+    /// until the observation window of the CR's effective risk has elapsed since the
+    /// canary, and a frozen environment refuses every stage outside the emergency gate.
+    #[command(after_help = "Examples:
+  tollgate rollout CR-1042 --stage canary --traffic 5 --note \"5% EU\"
+  tollgate rollout CR-1042 --stage full
+  tollgate rollouts                 # what is rolling out, and when full opens")]
+    Rollout(RolloutArgs),
+
+    /// List CRs rolling out: stage, traffic, when the observation window opens, the last
+    /// KPI reading, and rollbacks.
+    Rollouts {
+        /// Include CRs fully rolled out or rolled back.
+        #[arg(long)]
+        all: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Run the KPI guard: read the KPIs of every CR in canary whose reading is due and
+    /// record each reading; a regression past the policy's bounds rolls the canary back
+    /// through the emergency path (when the signer is on the on-call roster).
+    #[command(after_help = "Example:\n  tollgate watch --once    # one pass, for cron or CI")]
+    Watch {
+        /// One pass over the due canaries, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Only this CR (read now, due or not).
+        #[arg(long, value_name = "CR-ID")]
+        cr: Option<String>,
+    },
+
+    /// Run a rollback drill: the subject's rollback command against a non-production
+    /// environment, timed and recorded as a signed `drill` entry.
+    #[command(after_help = "Example:\n  tollgate drill fraud-detector --env staging --yes")]
+    Drill(DrillArgs),
+
     /// List emergency exceptions with their deadlines (overdue reviews first).
     Exceptions {
         /// Include closed exceptions.
@@ -428,6 +469,44 @@ pub struct RollbackArgs {
     pub no_run: bool,
     /// Do not ask for confirmation (needed without a terminal). The exact command is
     /// printed either way.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// Arguments of `rollout`.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// The approved change request.
+    pub id: String,
+    /// Which stage.
+    #[arg(long, value_name = "canary|full")]
+    pub stage: String,
+    /// Share of traffic for a canary, in % (full is 100).
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub traffic: Option<u8>,
+    /// A note for the record.
+    #[arg(long, default_value = "")]
+    pub note: String,
+    /// Do not ask for confirmation (needed without a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// Arguments of `drill`.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The model / dataset / deployment name, as in its change requests.
+    pub subject: String,
+    /// A non-production environment.
+    #[arg(long = "env", value_name = "dev|staging", default_value = "staging")]
+    pub environment: String,
+    /// Version to roll back from [default: what the subject's latest CR brings].
+    #[arg(long = "from", value_name = "VERSION")]
+    pub from_version: Option<String>,
+    /// Version to roll back to [default: what that CR replaced].
+    #[arg(long = "to", value_name = "VERSION")]
+    pub to_version: Option<String>,
+    /// Do not ask for confirmation (needed without a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
 }

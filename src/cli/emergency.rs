@@ -105,8 +105,19 @@ pub fn rollback(
         .map_err(|r| CliError::refused(format!("refused: {r}")))?;
     // What will be signed and run, shown before anything is: the exact argument vector.
     let invocation = rollback_invocation(book.policy(), &request);
+    let bypass = book
+        .policy()
+        .after
+        .frozen(&request.environment, now)
+        .map(|f| {
+            format!(
+                "bypassing freeze window {} — the emergency gate is the only bypass\n",
+                sanitize(&f.describe())
+            )
+        })
+        .unwrap_or_default();
     let plan = format!(
-        "about to authorise, as {}: roll back {}@{} {} → {} for {}\n{}\n",
+        "about to authorise, as {}: roll back {}@{} {} → {} for {}\n{bypass}{}\n",
         who.principal.id,
         sanitize(&request.subject),
         sanitize(&request.environment),
@@ -216,7 +227,7 @@ pub fn rollback(
 
 /// Asks at the terminal before an emergency is signed; without one, refuses and says to
 /// pass `--yes`.
-fn confirm(out: &mut dyn Write) -> Result<(), CliError> {
+pub(super) fn confirm(out: &mut dyn Write) -> Result<(), CliError> {
     use std::io::{BufRead, IsTerminal};
     if !std::io::stdin().is_terminal() {
         return Err(CliError::refused(

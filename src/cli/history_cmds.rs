@@ -219,8 +219,24 @@ pub fn health_cmd(
     }
     let exceptions = derived.exceptions;
     let h = health(&shown, &data.waiting, &exceptions, now);
+    let drills = crate::history::drill_health(
+        &crate::workflow::rollout::rollouts(&store)?.drills,
+        book.policy().emergency.rollback_target_minutes,
+    );
     if json {
-        return write_out(out, &to_json(&h)?);
+        #[derive(serde::Serialize)]
+        struct WithDrills<'a> {
+            #[serde(flatten)]
+            health: &'a crate::history::Health,
+            drills: &'a crate::history::DrillHealth,
+        }
+        return write_out(
+            out,
+            &to_json(&WithDrills {
+                health: &h,
+                drills: &drills,
+            })?,
+        );
     }
     let secs = |s: Option<i64>| {
         s.map(|x| human_duration(chrono::Duration::seconds(x)))
@@ -273,6 +289,30 @@ pub fn health_cmd(
             items.len(),
             h.slow_after_hours,
             items.join(", ")
+        ));
+    }
+    text.push_str(&format!(
+        "\nRollback drills (target {} min)\n",
+        drills.target_minutes
+    ));
+    if drills.quarters.is_empty() {
+        text.push_str("  none recorded: run `tollgate drill SUBJECT --env staging` quarterly\n");
+    }
+    for q in &drills.quarters {
+        text.push_str(&format!(
+            "  {}  {} drill(s), {} failed, {} within target; median {}, slowest {}\n",
+            q.quarter,
+            q.drills,
+            q.failed,
+            q.within_target,
+            q.median_secs.map_or("—".into(), |s| format!("{s:.1} s")),
+            q.slowest_secs.map_or("—".into(), |s| format!("{s:.1} s")),
+        ));
+    }
+    if !drills.failing.is_empty() {
+        text.push_str(&format!(
+            "  last drill FAILED for: {}\n",
+            sanitize(&drills.failing.join(", "))
         ));
     }
     write_out(out, &text)

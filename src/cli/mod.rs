@@ -8,6 +8,7 @@ mod history_cmds;
 mod outbox_cmd;
 mod policy_cmds;
 mod render;
+mod rollout_cmds;
 mod store_cmds;
 mod token_cmds;
 mod views;
@@ -270,6 +271,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             };
             history_cmds::export(&paths()?, &selection, &dir, now, out)
         }
+        Some(Command::Rollout(a)) => rollout_cmds::rollout(&paths()?, &keys, &a, now, out),
+        Some(Command::Rollouts { all, json }) => rollout_cmds::list(&paths()?, all, json, now, out),
+        Some(Command::Watch { once, cr }) => {
+            rollout_cmds::watch(&paths()?, &keys, once, cr.as_deref(), out)
+        }
+        Some(Command::Drill(a)) => rollout_cmds::drill(&paths()?, &keys, &a, now, out),
         Some(Command::Exceptions { all, json }) => {
             emergency::list_exceptions(&paths()?, all, json, now, out)
         }
@@ -982,9 +989,14 @@ fn show(
     let decisions = store.decisions(id)?;
     let e = evaluate_in(&rev.cr, &rev.digest, &decisions, &book);
     let changes = crate::domain::policy_diff::proposal_changes(book.policy(), &rev.cr);
+    let after = crate::workflow::rollout::rollouts(&*store)?;
+    let rollout = after.of(id);
+    let drill = after.last_drill(&rev.cr.subject.name);
     if json {
         let mut detail =
             views::Detail::new(&rev, cr.first_submitted_at, is_current, &revisions, &e);
+        detail.rollout = rollout;
+        detail.rollback_drill = drill;
         detail.policy_change = changes.as_deref().map(|c| views::PolicyChangeView {
             in_force_version: book.current().version,
             in_force_digest: &book.current().digest,
@@ -993,6 +1005,14 @@ fn show(
         return write_out(out, &to_json(&detail)?);
     }
     let mut text = render::detail(&rev, is_current, &revisions, &e, now);
+    text.push_str(&render::after_approval(
+        &rev.cr,
+        &e,
+        rollout,
+        drill,
+        book.policy(),
+        now,
+    ));
     if let Some(changes) = &changes {
         text.push_str(&render::policy_changes(changes, book.current()));
     }

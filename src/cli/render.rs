@@ -296,6 +296,121 @@ pub fn detail(
     out
 }
 
+/// After approval, for `show`: the last rollback drill of the subject (the evidence the
+/// rollback works) and the rollout timeline — approved → canary → observation window →
+/// full, KPI readings, a rollback that ended it.
+pub fn after_approval(
+    c: &crate::domain::change_request::ChangeRequest,
+    e: &Evaluation,
+    rollout: Option<&crate::domain::rollout::CrRollout>,
+    drill: Option<&crate::domain::rollout::DrillFact>,
+    policy: &crate::domain::policy::Policy,
+    now: DateTime<Utc>,
+) -> String {
+    use crate::domain::rollout::Stage;
+    let mut out = String::from("\nRollback evidence\n");
+    let _ = match drill {
+        Some(d) => writeln!(
+            out,
+            "  rollback drill: {}@{} by {} on {} — {} in {:.1} s (target {} min), output {}",
+            clean(&d.subject),
+            d.environment,
+            clean(&d.principal),
+            d.at.format("%Y-%m-%d %H:%M UTC"),
+            if d.outcome.succeeded() {
+                "succeeded"
+            } else {
+                "FAILED"
+            },
+            d.outcome.duration_ms as f64 / 1000.0,
+            policy.emergency.rollback_target_minutes,
+            crate::domain::status::short_digest(&d.output_digest)
+        ),
+        None => writeln!(
+            out,
+            "  rollback drill: none recorded for {} (`tollgate drill {} --env staging`); tested only by the requester's word",
+            clean(&c.subject.name),
+            clean(&c.subject.name)
+        ),
+    };
+    let Some(r) = rollout.filter(|r| !r.stages.is_empty()) else {
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "
+Rollout timeline"
+    );
+    let _ = writeln!(out, "  ✓ approved");
+    for s in &r.stages {
+        let _ = writeln!(
+            out,
+            "  {} {} {}% by {} {}{}",
+            if s.happened() { "✓" } else { "✗" },
+            s.stage.as_str(),
+            s.traffic,
+            clean(&s.principal),
+            s.at.format("%Y-%m-%d %H:%M UTC"),
+            if s.happened() {
+                ""
+            } else {
+                " — the deployment command FAILED"
+            }
+        );
+    }
+    if r.rolled_back.is_none()
+        && let Some(canary) = r
+            .stages
+            .iter()
+            .find(|s| s.happened() && s.stage == Stage::Canary)
+        && !r
+            .stages
+            .iter()
+            .any(|s| s.happened() && s.stage == Stage::Full)
+    {
+        let opens = crate::domain::rollout::window_opens(policy, e.risk.effective, canary.at);
+        let _ = writeln!(
+            out,
+            "  · observation window {} h ({} risk): full {}",
+            policy.observation_hours.get(e.risk.effective),
+            e.risk.effective,
+            if opens > now {
+                format!(
+                    "opens {} (in {})",
+                    opens.format("%Y-%m-%d %H:%M UTC"),
+                    crate::domain::emergency::countdown(opens, now)
+                )
+            } else {
+                "may proceed now".into()
+            }
+        );
+    }
+    if let Some(last) = r.readings.last() {
+        let _ = writeln!(
+            out,
+            "  KPI readings: {} · last {} {}{}",
+            r.readings.len(),
+            last.at.format("%H:%M UTC"),
+            last.verdict.as_str(),
+            if last.breaches.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", clean(&last.breaches.join("; ")))
+            }
+        );
+    }
+    if let Some(b) = &r.rolled_back {
+        let _ = writeln!(
+            out,
+            "  ✗ rolled back under {} by {} {}",
+            clean(&b.incident),
+            clean(&b.principal),
+            b.at.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    out
+}
+
 /// Rounds away float noise (0.648 - 0.611 = 0.037000000000000033) for display.
 fn round_delta(d: f64) -> f64 {
     (d * 1e9).round() / 1e9

@@ -37,6 +37,11 @@ pub struct Detail<'a> {
     /// For a `policy`-gate CR: what it changes against the policy in force.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_change: Option<PolicyChangeView<'a>>,
+    /// Its rollout as the log tells it (stages, KPI readings, a rollback), if one began.
+    pub rollout: Option<&'a crate::domain::rollout::CrRollout>,
+    /// The last rollback drill of its subject: the evidence that the rollback works,
+    /// beside the requester's own `rollback_tested`.
+    pub rollback_drill: Option<&'a crate::domain::rollout::DrillFact>,
 }
 
 /// What a policy change request changes, against the policy in force.
@@ -70,6 +75,8 @@ impl<'a> Detail<'a> {
             discounted_decisions: &e.discounted,
             document: &rev.document,
             policy_change: None,
+            rollout: None,
+            rollback_drill: None,
         }
     }
 }

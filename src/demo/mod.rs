@@ -43,8 +43,8 @@ pub fn change_requests() -> Vec<ChangeRequest> {
 }
 
 /// The demo principals, in policy order.
-pub const PRINCIPALS: [&str; 10] = [
-    "priya", "jonas", "amara", "kai", "devi", "marco", "lena", "sofia", "noor", "ci",
+pub const PRINCIPALS: [&str; 11] = [
+    "priya", "jonas", "amara", "kai", "devi", "marco", "lena", "sofia", "noor", "ci", "guard",
 ];
 
 /// The demo lead who signs the demo store's genesis policy.

@@ -16,6 +16,7 @@ pub mod policy_diff;
 pub mod provenance;
 pub mod reader;
 pub mod risk;
+pub mod rollout;
 pub mod rules;
 pub mod signoff;
 pub mod status;

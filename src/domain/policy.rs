@@ -156,7 +156,7 @@ impl RollbackCommand {
 /// Fills `{name}` placeholders in one left-to-right pass: text a value brings in is never
 /// expanded again, so a CR field holding `{incident}` stays literal. Unknown names stay
 /// as written.
-fn expand_once(template: &str, values: &[(&str, &str)]) -> String {
+pub(crate) fn expand_once(template: &str, values: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -210,6 +210,10 @@ pub struct Policy {
     /// Sources (by name, e.g. `mlflow`) whose reported checks count as CI evidence
     /// (`[evidence] sources`); checks from anyone else count only from a `ci` principal.
     pub evidence_sources: Vec<String>,
+    /// What happens after approval: canary skipping, deployment commands, KPI guards,
+    /// the drill requirement and freeze windows (`[rollout]`, `[[kpi]]`, `[drills]`,
+    /// `[[freeze]]`).
+    pub after: crate::domain::rollout::AfterApproval,
 }
 
 /// A key declared compromised: entries it signed from `since` on are flagged by `verify`.
@@ -355,7 +359,7 @@ pub fn parse_policy(text: &str) -> Result<(Policy, Vec<Problem>), PolicyReport> 
     }
 }
 
-const TOP_KEYS: [&str; 10] = [
+const TOP_KEYS: [&str; 14] = [
     "version",
     "principals",
     "risk",
@@ -366,6 +370,10 @@ const TOP_KEYS: [&str; 10] = [
     "emergency",
     "revoked_keys",
     "evidence",
+    "rollout",
+    "kpi",
+    "drills",
+    "freeze",
 ];
 
 fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Option<Policy> {
@@ -417,6 +425,20 @@ fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Opt
             }
         }),
     };
+    let after = crate::domain::rollout::policy::read(r, obj);
+    if let (Some(after), Some(emergency), Some(principals)) = (&after, &emergency, &principals)
+        && !after.kpi.is_empty()
+        && !emergency.on_call.iter().any(|id| {
+            principals
+                .iter()
+                .any(|p| &p.id == id && p.has_role(crate::domain::provenance::SERVER_ROLE))
+        })
+    {
+        warnings.push(Problem {
+            path: "emergency.on_call".into(),
+            message: "a KPI guard is configured ([[kpi]]) but no principal holding the server role is on the on-call roster: the guard records readings but cannot roll a regressed canary back; add the server's principal to on_call".into(),
+        });
+    }
     if signoffs
         .as_ref()
         .is_some_and(|s| !s.contains_key(&Gate::Policy))
@@ -440,6 +462,7 @@ fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Opt
         artifacts: artifacts?,
         revoked_keys: revoked_keys?,
         evidence_sources: evidence_sources?,
+        after: after?,
     })
 }
 
@@ -976,10 +999,18 @@ fn read_emergency(
                         quote(id)
                     ),
                 ),
-                Some(p) if !p.has_role(DEFAULT_EMERGENCY_ROLE) => warnings.push(Problem {
-                    path: index("emergency.on_call", i),
-                    message: format!("{id} is on the roster but does not hold the on-call role"),
-                }),
+                // The server's principal is on the roster to let the KPI guard roll back.
+                Some(p)
+                    if !p.has_role(DEFAULT_EMERGENCY_ROLE)
+                        && !p.has_role(crate::domain::provenance::SERVER_ROLE) =>
+                {
+                    warnings.push(Problem {
+                        path: index("emergency.on_call", i),
+                        message: format!(
+                            "{id} is on the roster but does not hold the on-call role"
+                        ),
+                    })
+                }
                 _ => {}
             }
         }
@@ -1047,36 +1078,7 @@ fn read_rollback_commands(r: &mut Reader, v: &Value) -> Option<Vec<RollbackComma
                 )
                 .map(|e| Some(e.to_string())),
         };
-        let command = r.array(obj, &path, "command", 64).and_then(|args| {
-            let cpath = child(&path, "command");
-            if args.is_empty() {
-                r.problem(&cpath, "expected at least the program to run, e.g. [\"helm\", \"rollback\", \"{subject}\"]");
-                return None;
-            }
-            let mut out = Vec::new();
-            for (j, a) in args.iter().enumerate() {
-                let apath = index(&cpath, j);
-                let arg = r.text_value(a, &apath, SHORT_TEXT)?;
-                let mut rest = arg.as_str();
-                while let Some(start) = rest.find('{') {
-                    let Some(end) = rest[start..].find('}') else { break };
-                    let name = &rest[start + 1..start + end];
-                    if !ROLLBACK_PLACEHOLDERS.contains(&name) {
-                        r.problem(
-                            &apath,
-                            format!(
-                                "unknown placeholder {{{name}}}; expected one of {}",
-                                ROLLBACK_PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
-                            ),
-                        );
-                        return None;
-                    }
-                    rest = &rest[start + end + 1..];
-                }
-                out.push(arg);
-            }
-            Some(out)
-        });
+        let command = read_argv(r, obj, &path, &ROLLBACK_PLACEHOLDERS);
         let timeout_seconds = match obj.get("timeout_seconds") {
             None => Some(300),
             Some(_) => r.integer(obj, &path, "timeout_seconds", 1, 3600),
@@ -1096,6 +1098,47 @@ fn read_rollback_commands(r: &mut Reader, v: &Value) -> Option<Vec<RollbackComma
     ok.then_some(out)
 }
 
+/// A command's argument vector (`command = [...]` in `obj`): at least the program, each
+/// argument short text, placeholders only from `placeholders`. Shared by every table
+/// that names a command (rollbacks, deployments, KPI checks).
+pub(crate) fn read_argv(
+    r: &mut Reader,
+    obj: &Map<String, Value>,
+    path: &str,
+    placeholders: &[&str],
+) -> Option<Vec<String>> {
+    r.array(obj, path, "command", 64).and_then(|args| {
+        let cpath = child(path, "command");
+        if args.is_empty() {
+            r.problem(&cpath, "expected at least the program to run, e.g. [\"helm\", \"rollback\", \"{subject}\"]");
+            return None;
+        }
+        let mut out = Vec::new();
+        for (j, a) in args.iter().enumerate() {
+            let apath = index(&cpath, j);
+            let arg = r.text_value(a, &apath, SHORT_TEXT)?;
+            let mut rest = arg.as_str();
+            while let Some(start) = rest.find('{') {
+                let Some(end) = rest[start..].find('}') else { break };
+                let name = &rest[start + 1..start + end];
+                if !placeholders.contains(&name) {
+                    r.problem(
+                        &apath,
+                        format!(
+                            "unknown placeholder {{{name}}}; expected one of {}",
+                            placeholders.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                    return None;
+                }
+                rest = &rest[start + end + 1..];
+            }
+            out.push(arg);
+        }
+        Some(out)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1113,7 +1156,7 @@ mod tests {
     #[test]
     fn the_playbook_policy_reads_cleanly() {
         let (p, warnings) = parse_policy(demo::POLICY_TOML).unwrap();
-        assert_eq!(p.principals.len(), 10);
+        assert_eq!(p.principals.len(), 11);
         assert_eq!(
             p.required_signoffs(Gate::Policy, RiskLevel::High),
             ["lead", "lead"]
@@ -1265,7 +1308,7 @@ mod tests {
         let errors = errors_of(&bad);
         assert!(
             errors.iter().any(|e| e
-                .starts_with("emergency.rollback[0].command[3]: unknown placeholder {version}")),
+                .starts_with("emergency.rollback[1].command[3]: unknown placeholder {version}")),
             "{errors:?}"
         );
     }
@@ -1275,8 +1318,8 @@ mod tests {
         let text = demo::POLICY_TOML
             .replace("[signoffs.data]", "[signoffs.dta]")
             .replace(
-                "on_call = [\"marco\", \"lena\"]",
-                "on_call = [\"marco\", \"lina\"]",
+                "on_call = [\"marco\", \"lena\", \"guard\"]",
+                "on_call = [\"marco\", \"lina\", \"guard\"]",
             );
         let errors = errors_of(&text);
         let has = |prefix: &str| errors.iter().any(|e| e.starts_with(prefix));

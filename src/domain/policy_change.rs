@@ -291,7 +291,10 @@ mod tests {
     #[test]
     fn a_proposal_is_a_high_risk_policy_change_bound_to_the_policy_in_force() {
         let b = book(&keyed());
-        let new = keyed().replace("on_call = [\"marco\", \"lena\"]", "on_call = [\"lena\"]");
+        let new = keyed().replace(
+            "on_call = [\"marco\", \"lena\", \"guard\"]",
+            "on_call = [\"lena\", \"guard\"]",
+        );
         let cr = proposal(&b, "marco", &new);
         assert_eq!(cr.gate, Gate::Policy);
         assert_eq!(
@@ -301,7 +304,7 @@ mod tests {
         let p = cr.policy.as_ref().unwrap();
         assert_eq!(p.base_digest, b.current().digest);
         let proposed = check_proposal(&cr, "marco", &b).unwrap();
-        assert_eq!(proposed.emergency.on_call, ["lena"]);
+        assert_eq!(proposed.emergency.on_call, ["lena", "guard"]);
         let risk = crate::domain::risk::assess(&cr, &b.policy().risk);
         assert_eq!(risk.effective, RiskLevel::High);
     }

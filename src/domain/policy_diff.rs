@@ -384,7 +384,7 @@ mod tests {
     fn a_roster_rotation_and_a_new_reviewer_read_as_a_lead_would_say_them() {
         let old = demo::policy();
         let text = demo::POLICY_TOML
-            .replace("on_call = [\"marco\", \"lena\"]", "on_call = [\"lena\", \"sofia\"]")
+            .replace("on_call = [\"marco\", \"lena\", \"guard\"]", "on_call = [\"lena\", \"sofia\", \"guard\"]")
             .replace(
                 "roles = [\"approver\", \"lead\"]",
                 "roles = [\"approver\", \"lead\", \"on-call\"]",

@@ -1188,6 +1188,12 @@ async fn post_decision(
         }
         let principal = principal_in_force(&in_force, &who)?;
         let book = &in_force.book;
+        // Drills are only ever added: read before the transaction, they can only make the
+        // check stricter than the log at appending time.
+        let drills = match (record.verdict.as_str(), &book.policy().after.drills) {
+            ("approve", Some(_)) => Some(crate::workflow::rollout::rollouts(&*s.store)?),
+            _ => None,
+        };
         let appended = s.store.decide(&record.cr_id, &mut |ctx| {
             crate::workflow::check_in_force(book, &ctx.policy_head)?;
             if record.seq != ctx.head.seq + 1 || record.prev != ctx.head.hash {
@@ -1228,6 +1234,16 @@ async fn post_decision(
             };
             check_decision(&ctx.current.cr, &eval, book.policy(), &proposal)
                 .map_err(DecideError::Refused)?;
+            if let Some(drills) = &drills {
+                crate::domain::rollout::check_drill_requirement(
+                    book.policy(),
+                    &ctx.current.cr,
+                    eval.risk.effective,
+                    drills,
+                    decision.at,
+                )
+                .map_err(DecideError::Refused)?;
+            }
             crate::audit::record_rules::check_decision_record(
                 &record,
                 decision.at,
@@ -1311,23 +1327,36 @@ async fn post_emergency(
 ) -> ApiResult<Response> {
     let (who, entry) = signed_entry(&s, &headers, body).await?;
     let kind = EntryKind::parse(&entry.kind)
-        .filter(|k| EntryKind::EMERGENCY.contains(k))
+        .filter(|k| EntryKind::OPERATIONS.contains(k))
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid",
-                format!("{:?} is not an emergency entry kind", entry.kind),
+                format!(
+                    "{:?} is not an emergency, rollout, KPI reading or drill entry kind",
+                    entry.kind
+                ),
             )
         })?;
     // Structure first, with the typed parser `verify` uses: a body that does not read as
     // its kind's record never reaches the log.
-    let claim = crate::audit::emergency::claim_of(kind, &entry.body).map_err(|e| {
+    let invalid = |e: String| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",
             format!("{e}; nothing was recorded"),
         )
-    })?;
+    };
+    let claim = if EntryKind::EMERGENCY.contains(&kind) {
+        OperationClaim::Emergency(
+            crate::audit::emergency::claim_of(kind, &entry.body)
+                .map_err(|e| invalid(e.to_string()))?,
+        )
+    } else {
+        let (claim, digest) = crate::audit::rollout::claim_of(kind, &entry.body)
+            .map_err(|e| invalid(e.to_string()))?;
+        OperationClaim::After(claim, digest)
+    };
     let received = server_now();
     blocking(move || {
         let in_force = s.in_force()?;
@@ -1338,6 +1367,14 @@ async fn post_emergency(
         }
         let principal = principal_in_force(&in_force, &who)?;
         let book = &in_force.book;
+        // A stage is judged against the CR as the store holds it: its current revision
+        // and its status from the recorded decisions, never the client's word.
+        let stage_facts = match &claim {
+            OperationClaim::After(crate::audit::rollout::Claim::Stage(c), _) => Some(
+                crate::workflow::rollout::evaluated(&*s.store, book, &c.cr_id)?,
+            ),
+            _ => None,
+        };
         let body: Value = serde_json::from_str(&entry.body).unwrap_or(Value::Null);
         let appended = s.store.append_emergency(&mut |ctx| {
             crate::workflow::check_in_force(book, &ctx.policy_head)?;
@@ -1347,32 +1384,82 @@ async fn post_emergency(
             {
                 return Err(DecideError::HeadMoved { head: head.clone() });
             }
-            if kind == EntryKind::EmergencyAuthorised
-                && body["policy_digest"].as_str() != Some(book.current().digest.as_str())
+            let names_policy = match &claim {
+                OperationClaim::Emergency(_) => (kind == EntryKind::EmergencyAuthorised)
+                    .then(|| body["policy_digest"].as_str().unwrap_or("none").to_string()),
+                OperationClaim::After(_, digest) => Some(digest.clone()),
+            };
+            if let Some(named) = names_policy
+                && named != book.current().digest
             {
                 return Err(refusal(
                     "policy-digest",
                     format!(
-                        "the authorisation names policy {}, but version {} ({}) is in force",
-                        body["policy_digest"].as_str().unwrap_or("none"),
+                        "the entry names policy {named}, but version {} ({}) is in force",
                         book.current().version,
                         book.current().digest
                     ),
                     "read the policy in force (`tollgate policy show`) and sign again",
                 ));
             }
-            // The same rules the workflow applied before signing, against the exceptions
-            // this store derives and the server's own clock: nothing is taken on trust.
-            let derived = crate::audit::emergency::derive(&ctx.existing, &ctx.changes);
-            crate::domain::emergency::check_claim(
-                book.policy(),
-                &principal,
-                &derived.exceptions,
-                &derived.live,
-                &claim,
-                received,
-            )
-            .map_err(DecideError::Refused)?;
+            // The same rules the workflow applied before signing, against what this
+            // store derives and the server's own clock: nothing is taken on trust.
+            let rollouts = crate::audit::rollout::derive(&ctx.existing);
+            let policy = book.policy();
+            match &claim {
+                OperationClaim::Emergency(claim) => {
+                    let derived = crate::audit::emergency::derive(&ctx.existing, &ctx.changes);
+                    crate::domain::emergency::check_claim(
+                        policy,
+                        &principal,
+                        &derived.exceptions,
+                        &derived.live,
+                        claim,
+                        received,
+                    )
+                    .map_err(DecideError::Refused)?;
+                    if let crate::domain::emergency::Claim::Authorise(a) = claim {
+                        crate::domain::rollout::check_auto_rollback(&rollouts, a)
+                            .map_err(DecideError::Refused)?;
+                    }
+                }
+                OperationClaim::After(claim, _) => {
+                    use crate::audit::rollout::Claim;
+                    match claim {
+                        Claim::Stage(c) => {
+                            let Some((cr, eval)) = &stage_facts else {
+                                return Err(DecideError::Chain("no CR facts".into()));
+                            };
+                            let facts = crate::domain::rollout::CrFacts {
+                                cr: &cr.current.cr,
+                                revision: cr.current.revision,
+                                digest: &cr.current.digest,
+                                status: eval.status,
+                                risk: eval.risk.effective,
+                            };
+                            crate::domain::rollout::check_stage(
+                                policy,
+                                &principal,
+                                &facts,
+                                rollouts.of(&c.cr_id),
+                                c,
+                                received,
+                            )
+                        }
+                        Claim::Reading(c) => crate::domain::rollout::check_reading(
+                            policy,
+                            &principal,
+                            rollouts.of(&c.cr_id),
+                            c,
+                            received,
+                        ),
+                        Claim::Drill(c, _) => {
+                            crate::domain::rollout::check_drill(policy, &principal, c, received)
+                        }
+                    }
+                    .map_err(DecideError::Refused)?;
+                }
+            }
             Ok((
                 kind,
                 NewEntry {
@@ -1385,6 +1472,14 @@ async fn post_emergency(
         Ok((StatusCode::CREATED, axum::Json(appended)).into_response())
     })
     .await
+}
+
+/// What an entry posted to `/v1/emergency` claims, read with `verify`'s parsers.
+enum OperationClaim {
+    /// An emergency record.
+    Emergency(crate::domain::emergency::Claim),
+    /// A rollout stage, KPI reading or drill, with the policy digest it names.
+    After(crate::audit::rollout::Claim, String),
 }
 
 /// CI's signed evidence on a CR's current revision: the signer must hold `ci`, the

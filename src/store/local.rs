@@ -390,7 +390,7 @@ fn read_policy_head(conn: &Connection) -> rusqlite::Result<Head> {
 fn emergency_rows(conn: &Connection) -> rusqlite::Result<Vec<LogEntry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, kind, cr_id, principal, body, hash, signature, received_at FROM log
-         WHERE kind IN ('emergency-authorised', 'rollback-executed', 'post-incident-review') ORDER BY seq",
+         WHERE kind IN ('emergency-authorised', 'rollback-executed', 'post-incident-review', 'rollout-stage', 'kpi-reading', 'drill') ORDER BY seq",
     )?;
     stmt.query_map([], log_row)?.collect()
 }

@@ -676,7 +676,7 @@ fn head_of(label: &Path, r: &Row) -> Result<Head, StoreError> {
 }
 
 const EMERGENCY_SQL: &str = "SELECT seq, kind, cr_id, principal, body, hash, signature, received_at FROM log
-     WHERE kind IN ('emergency-authorised', 'rollback-executed', 'post-incident-review') ORDER BY seq";
+     WHERE kind IN ('emergency-authorised', 'rollback-executed', 'post-incident-review', 'rollout-stage', 'kpi-reading', 'drill') ORDER BY seq";
 
 /// Submission and revision entries after `after`, each with the subject its revision
 /// names (read from the stored document, which `verify` holds to the entry's digest).

@@ -275,7 +275,8 @@ pub(crate) fn evidence(
     Ok(tx.append(signed(EntryKind::Evidence, Some(cr_id), &entry))?)
 }
 
-/// Builds an emergency entry against every emergency entry so far and appends it.
+/// Builds an operations entry (emergency or after-approval) against every such entry so
+/// far and appends it.
 pub(crate) fn emergency(
     tx: &mut dyn ChainTx,
     build: &mut EmergencyBuilder<'_>,
@@ -295,7 +296,7 @@ pub(crate) fn emergency(
     let (kind, entry) = build(&context)?;
     let body: Value =
         serde_json::from_str(&entry.body).map_err(|e| DecideError::Chain(e.to_string()))?;
-    if !EntryKind::EMERGENCY.contains(&kind)
+    if !EntryKind::OPERATIONS.contains(&kind)
         || body["type"].as_str() != Some(kind.as_str())
         || body["seq"].as_u64() != Some(head.seq + 1)
         || body["prev"].as_str() != head.hash.as_deref()
@@ -306,7 +307,9 @@ pub(crate) fn emergency(
             head.seq
         )));
     }
-    Ok(tx.append(signed(kind, None, &entry))?)
+    // Stages and readings are about one CR: stored beside it, so the CR's recorded last
+    // entry moves and its queue row is evaluated again.
+    Ok(tx.append(signed(kind, body["cr_id"].as_str(), &entry))?)
 }
 
 /// Appends the genesis `policy-adopted` entry built from the head, unless the log already

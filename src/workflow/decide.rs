@@ -193,6 +193,7 @@ fn build_entry(
     book: &PolicyBook,
     req: &DecisionRequest,
     at: DateTime<Utc>,
+    drills: Option<&crate::domain::rollout::Rollouts>,
 ) -> Result<DecisionEntries, DecideError> {
     check_in_force(book, &ctx.policy_head)?;
     let rev = &ctx.current;
@@ -206,6 +207,16 @@ fn build_entry(
         ticks: &req.ticks,
     };
     check_decision(&rev.cr, &eval, book.policy(), &proposal).map_err(DecideError::Refused)?;
+    if let Some(drills) = drills {
+        crate::domain::rollout::check_drill_requirement(
+            book.policy(),
+            &rev.cr,
+            eval.risk.effective,
+            drills,
+            at,
+        )
+        .map_err(DecideError::Refused)?;
+    }
     let record = decision_record(who, req, rev, &eval, &book.current().digest, &ctx.head, at);
     // The same facts the server and `verify` will hold the record to.
     crate::audit::record_rules::check_decision_record(
@@ -232,5 +243,15 @@ pub fn sign_decision(
     req: &DecisionRequest,
     at: DateTime<Utc>,
 ) -> Result<Appended, DecideError> {
-    store.decide(&req.cr_id, &mut |ctx| build_entry(ctx, who, book, req, at))
+    // Drills are only ever added: read before the transaction, they can only make the
+    // check stricter than the log at appending time.
+    let drills = match (req.verdict, &book.policy().after.drills) {
+        (crate::domain::decision::Verdict::Approve, Some(_)) => {
+            Some(super::rollout::rollouts(store)?)
+        }
+        _ => None,
+    };
+    store.decide(&req.cr_id, &mut |ctx| {
+        build_entry(ctx, who, book, req, at, drills.as_ref())
+    })
 }

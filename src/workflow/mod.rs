@@ -12,6 +12,7 @@ pub mod outbox;
 mod policy;
 pub mod queue;
 mod record;
+pub mod rollout;
 pub mod row_memory;
 mod runner;
 

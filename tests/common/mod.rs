@@ -4,6 +4,7 @@
 
 pub mod on_call;
 pub mod pg;
+pub mod site;
 pub mod tmux;
 
 use serde_json::Value;
