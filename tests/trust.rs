@@ -5,7 +5,7 @@
 mod common;
 
 use common::site::{Site, http};
-use common::{Home, assert_refusal, checklist_of, now_text, ssh_fingerprint};
+use common::{Home, assert_refusal, now_text, ssh_fingerprint};
 use serde_json::{Value, json};
 use tollgate::audit::canonical::to_canonical_string;
 
