@@ -204,6 +204,7 @@ fn main() {
         access_log: false,
         limits: Default::default(),
         server_key: None,
+        kpi_guard: false,
     })
     .expect("tollgate serve");
     let remote = format!("http://{addr}");

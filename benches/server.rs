@@ -136,6 +136,7 @@ fn main() {
                 ..Default::default()
             },
             server_key: None,
+            kpi_guard: false,
         };
         format!(
             "http://{}",

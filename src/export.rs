@@ -1,6 +1,7 @@
 //! The audit export: for one CR or a date range, a report that answers the playbook's
 //! self-check (who approved and when, artifacts, risk and validation evidence, exact
-//! versions, rollback plan and whether it was tested, exceptions), plus everything an
+//! versions, rollback plan and the rollback result in staging from the last recorded
+//! drill, the rollout, exceptions), plus everything an
 //! auditor needs to check it without tollgate: the log lines and an allowed_signers file.
 
 use crate::audit::keys::allowed_signers;
@@ -227,6 +228,10 @@ pub fn build(
     let mut md_out = String::new();
     let mut json_crs = Vec::new();
     let mut related_ids: Vec<String> = Vec::new();
+    // What happened after approval: stages, readings, rollbacks and the subjects' drills.
+    let operations = store.emergency_entries()?;
+    let after = crate::audit::rollout::derive(&operations);
+    let mut drill_seqs: Vec<u64> = Vec::new();
     let selection_text = match selection {
         Selection::Cr(id) => format!("change request {}", md(id)),
         Selection::Range { since, until } => format!("{since} to {until} (UTC)"),
@@ -433,6 +438,82 @@ pub fn build(
             md(&c.plan.rollback),
             if c.plan.rollback_tested { "yes" } else { "NO" }
         );
+        let drill = after.last_drill(&s.name);
+        let _ = writeln!(md_out, "### Rollback result in staging\n");
+        let _ = match drill {
+            Some(d) => {
+                drill_seqs.push(d.seq);
+                writeln!(
+                    md_out,
+                    "Last drill of {}: {}, by {}, {} — **{}** in {:.1} s (target {} min); output `{}`; log entry {}.\n",
+                    md(&d.subject),
+                    d.environment,
+                    md(&d.principal),
+                    time(d.at),
+                    if d.outcome.succeeded() {
+                        "succeeded"
+                    } else {
+                        "FAILED"
+                    },
+                    d.outcome.duration_ms as f64 / 1000.0,
+                    book.policy().emergency.rollback_target_minutes,
+                    code(&d.output_digest),
+                    d.seq
+                )
+            }
+            None => writeln!(
+                md_out,
+                "No drill recorded for {}: the rollback is tested only by the requester's word above.\n",
+                md(&s.name)
+            ),
+        };
+        let rollout = after.of(&c.id);
+        let _ = writeln!(md_out, "### Rollout\n");
+        match rollout.filter(|r| !r.stages.is_empty()) {
+            None => {
+                let _ = writeln!(md_out, "No rollout stage recorded.\n");
+            }
+            Some(r) => {
+                for st in &r.stages {
+                    let _ = writeln!(
+                        md_out,
+                        "- {} {} % by {}, {}{} (log entry {})",
+                        st.stage.as_str(),
+                        st.traffic,
+                        md(&st.principal),
+                        time(st.at),
+                        if st.happened() {
+                            ""
+                        } else {
+                            " — deployment FAILED"
+                        },
+                        st.seq
+                    );
+                }
+                let regressed = r
+                    .readings
+                    .iter()
+                    .filter(|x| x.verdict == crate::domain::rollout::ReadingVerdict::Regressed)
+                    .count();
+                let _ = writeln!(
+                    md_out,
+                    "- KPI readings: {} ({} regressed)",
+                    r.readings.len(),
+                    regressed
+                );
+                if let Some(b) = &r.rolled_back {
+                    let _ = writeln!(
+                        md_out,
+                        "- rolled back under {} by {}, {} (log entry {})",
+                        md(&b.incident),
+                        md(&b.principal),
+                        time(b.at),
+                        b.seq
+                    );
+                }
+                let _ = writeln!(md_out);
+            }
+        }
         let related: Vec<&Exception> = exceptions
             .iter()
             .filter(|x| {
@@ -462,6 +543,7 @@ pub fn build(
             "decisions": json_decisions, "checklist": eval.checklist, "artifacts": c.artifacts,
             "versions": c.versions, "plan": c.plan,
             "exceptions": related.iter().map(|x| x.id.clone()).collect::<Vec<_>>(),
+            "rollback_drill": drill, "rollout": rollout,
         }));
         entries.extend(logged);
     }
@@ -480,7 +562,7 @@ pub fn build(
             let _ = writeln!(md_out, "{}", exception_md(x, now));
         }
     }
-    let emergency = store.emergency_entries()?;
+    let emergency = operations;
     let wanted: Vec<&Exception> = match selection {
         Selection::Cr(_) => exceptions
             .iter()
@@ -491,7 +573,7 @@ pub fn build(
     for e in emergency {
         let body: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
         let incident = body["incident"].as_str().unwrap_or("");
-        if wanted.iter().any(|x| x.incident == incident) {
+        if wanted.iter().any(|x| x.incident == incident) || drill_seqs.contains(&e.seq) {
             entries.push(e);
         }
     }

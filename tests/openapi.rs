@@ -55,6 +55,7 @@ fn every_listed_route_is_really_routed() {
         access_log: false,
         limits: Default::default(),
         server_key: None,
+        kpi_guard: false,
     };
     let addr = tollgate::server::start_in_background(opts).unwrap();
     tollgate::tls::install_crypto_provider();

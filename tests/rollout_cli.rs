@@ -500,6 +500,35 @@ fn a_drill_is_recorded_and_an_old_one_blocks_a_high_risk_approval() {
         "{text}"
     );
     verified_at(&home, t1);
+    // The audit report answers the playbook's "rollback result in staging" from the drill,
+    // and its drill entry is among those an auditor checks without tollgate.
+    let dir = home.path("audit");
+    at(
+        &home,
+        t1,
+        &["export", "--cr", "CR-2047", "--out", dir.to_str().unwrap()],
+    )
+    .ok();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("### Rollback result in staging\n\nLast drill of recommender: staging, by marco, 2026-11-25"),
+        "{md}"
+    );
+    assert!(md.contains("**succeeded**"), "{md}");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let drill_seq = json["change_requests"][0]["rollback_drill"]["seq"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        json["entries"]
+            .as_array()
+            .unwrap()
+            .contains(&drill_seq.into()),
+        "{json}"
+    );
+    let checked = Home::verify_sh(&dir, &dir);
+    assert_eq!(checked.code, 0, "{}\n{}", checked.stdout, checked.stderr);
     // Health counts drills per quarter against the policy's target.
     let health = at(&home, T0, &["health", "--json"]).ok().json();
     let quarters = health["drills"]["quarters"].as_array().unwrap();
@@ -509,4 +538,49 @@ fn a_drill_is_recorded_and_an_old_one_blocks_a_high_risk_approval() {
     assert_eq!(health["drills"]["target_minutes"], 10);
     let text = at(&home, T0, &["health"]).ok().stdout;
     assert!(text.contains("Rollback drills"), "{text}");
+}
+
+#[test]
+fn the_team_servers_guard_rolls_a_regressed_canary_back_signed_by_the_server() {
+    let home = home_with_guard();
+    approve_2045(&home, T0);
+    stage(&home, "marco", "CR-2045", "canary", T0).ok();
+    std::fs::write(home.path("kpi.txt"), "retention=0.7\n").unwrap();
+    // The demo's `guard` principal holds the server role and is on the on-call roster.
+    let key = home.path("tollgate.demo-keys/guard");
+    home.token("marco");
+    let _server = home.serve_with(
+        "127.0.0.1:0",
+        &["--server-key", key.to_str().unwrap(), "--kpi-guard"],
+    );
+    // The guard's first pass runs as the server starts; wait for what it records.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let exception = loop {
+        let ex = home.run(&["exceptions", "--json"]).ok().json();
+        if let Some(x) = ex.as_array().and_then(|a| a.first()) {
+            break x.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server's guard recorded nothing; its log:\n{}",
+            std::fs::read_to_string(home.path("server.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        exception["incident"]
+            .as_str()
+            .unwrap()
+            .starts_with("AUTO-CR-2045-"),
+        "{exception}"
+    );
+    assert_eq!(exception["opened_by"], "guard");
+    let log = home.run(&["log", "export"]).ok().stdout;
+    let reading = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["kind"] == "kpi-reading")
+        .expect("the reading");
+    assert_eq!(reading["principal"], "guard");
+    home.verified_entries();
 }

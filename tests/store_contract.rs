@@ -88,6 +88,7 @@ impl Fixture {
                 access_log: false,
                 limits: Default::default(),
                 server_key: None,
+                kpi_guard: false,
             };
             let addr = tollgate::server::start_in_background(opts).unwrap();
             (format!("http://{addr}"), tokens)

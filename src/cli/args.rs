@@ -288,6 +288,11 @@ pub enum Command {
         /// Give every replica the same file. Without it they are recorded unsigned.
         #[arg(long, value_name = "FILE", env = "TOLLGATE_SERVER_KEY")]
         server_key: Option<PathBuf>,
+        /// Run the KPI guard: every 30 s, read the KPIs of each CR in canary whose reading
+        /// is due (the policy's `[[kpi]]`), record it signed with --server-key, and roll a
+        /// regressed canary back when the server's principal is on the on-call roster.
+        #[arg(long, requires = "server_key")]
+        kpi_guard: bool,
         /// Connection, time and rate limits.
         #[command(flatten, next_help_heading = "Limits")]
         limits: ServeLimits,

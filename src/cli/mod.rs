@@ -163,12 +163,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             tls_cert,
             tls_key,
             server_key,
+            kpi_guard,
             limits,
         }) => serve(
             &local_only("serve")?,
             listen,
             tls_cert.zip(tls_key),
-            (limits.limits(), server_key),
+            (limits.limits(), server_key, kpi_guard),
             out,
         ),
         Some(Command::Token(command)) => {
@@ -639,7 +640,7 @@ fn serve(
     paths: &Paths,
     listen: String,
     tls: Option<(PathBuf, PathBuf)>,
-    (limits, server_key): (crate::server::limits::Limits, Option<PathBuf>),
+    (limits, server_key, kpi_guard): (crate::server::limits::Limits, Option<PathBuf>, bool),
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     // Refuse a store that is not there before listening, with the command that makes one.
@@ -654,6 +655,7 @@ fn serve(
         access_log: true,
         limits,
         server_key,
+        kpi_guard,
     };
 
     let scheme = if opts.tls.is_some() { "https" } else { "http" };

@@ -11,6 +11,7 @@
 //! a client that retries after a lost response never records a decision twice.
 
 mod answers;
+mod guard;
 pub mod limits;
 pub mod tokens;
 
@@ -1569,6 +1570,8 @@ pub struct ServeOptions {
     /// The server's own key (its principal holds role `server`): signs relayed
     /// submissions. Given to every replica; never generated per process.
     pub server_key: Option<PathBuf>,
+    /// Run the KPI guard on CRs in canary, signing with the server key.
+    pub kpi_guard: bool,
 }
 
 /// Serves until the process is stopped; `ready` receives the bound address.
@@ -1590,6 +1593,12 @@ pub async fn serve(
         state.server_key = Some(Arc::new(state.server_signer(file)?));
     }
     let state = Arc::new(state);
+    if opts.kpi_guard {
+        if state.server_key.is_none() {
+            return Err(ServeError::GuardWithoutKey);
+        }
+        guard::spawn(state.clone());
+    }
     let app = router(state);
     let addr: std::net::SocketAddr = opts.listen.parse().map_err(|source| ServeError::Listen {
         value: opts.listen.clone(),
@@ -1714,6 +1723,11 @@ pub fn start_in_background(opts: ServeOptions) -> Result<std::net::SocketAddr, S
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// `--kpi-guard` without `--server-key`: the guard signs as the server.
+    #[error(
+        "--kpi-guard signs readings and rollbacks as the server: give --server-key FILE (a key of the policy's principal holding the server role, on the on-call roster)"
+    )]
+    GuardWithoutKey,
     /// The store could not be opened or read.
     #[error(transparent)]
     Store(#[from] StoreError),
