@@ -11,13 +11,16 @@ use serde_json::{Value, json};
 use tollgate::audit::canonical::to_canonical_string;
 
 /// A demo site (real clock) whose CR-2045 — CR-1045 with the latency evidence it lacks,
-/// requested by `requester` at `gate` — is approved by devi.
+/// requested by `requester` at `gate`, going to staging (the demo policy freezes prod on
+/// Friday evenings and over the year end; these tests must not depend on the calendar)
+/// — is approved by devi.
 fn site_with_approved(tokens: &[&'static str], requester: &str, gate: &str) -> Site {
     let site = Site::with_tokens(tokens);
     let mut doc = fixture_json("CR-1045");
     doc["id"] = "CR-2045".into();
     doc["requester"] = requester.into();
     doc["gate"] = gate.into();
+    doc["subject"]["environment"] = "staging".into();
     doc["checks"]
         .as_array_mut()
         .unwrap()
@@ -59,7 +62,7 @@ fn stage(site: &Site, who: &str, stage: &str, edit: impl FnOnce(&mut Value)) -> 
     let mut v = json!({
         "type": "rollout-stage", "format": 1, "seq": seq + 1, "prev": prev,
         "cr_id": "CR-2045", "cr_revision": shown["revision"], "cr_digest": shown["digest"],
-        "stage": stage, "subject": "churn-predictor", "environment": "prod",
+        "stage": stage, "subject": "churn-predictor", "environment": "staging",
         "from_version": "21", "to_version": "22",
         "traffic": if stage == "canary" { 10 } else { 100 }, "note": "", "deploy": null,
         "principal": who, "key_fingerprint": ssh_fingerprint(&site.home.demo_key(who)),
@@ -171,6 +174,7 @@ fn a_stage_of_a_revision_that_is_not_current_or_not_approved_is_refused() {
         v["cr_revision"] = shown["revision"].clone();
         v["cr_digest"] = shown["digest"].clone();
         v["subject"] = json!("fraud-detector");
+        v["environment"] = json!("prod");
         v["from_version"] = json!("12");
         v["to_version"] = json!("13");
     });
@@ -184,23 +188,23 @@ fn a_stage_of_a_revision_that_is_not_current_or_not_approved_is_refused() {
     );
 }
 
-/// Adopts a freeze of prod from an hour ago to an hour from now.
-fn freeze_prod_now(site: &Site) {
+/// Adopts a freeze of staging from an hour ago to an hour from now.
+fn freeze_staging_now(site: &Site) {
     let now = chrono::Utc::now();
     let mut text = site.home.policy_text();
     text.push_str(&format!(
-        "\n[[freeze]]\nname = \"incident-freeze\"\nreason = \"open incident\"\nenvironments = [\"prod\"]\nstart = \"{}\"\nend = \"{}\"\n",
+        "\n[[freeze]]\nname = \"incident-freeze\"\nreason = \"open incident\"\nenvironments = [\"staging\"]\nstart = \"{}\"\nend = \"{}\"\n",
         (now - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ"),
         (now + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ")
     ));
     site.home
-        .adopt_policy(&text, "freeze prod during the incident");
+        .adopt_policy(&text, "freeze staging during the incident");
 }
 
 #[test]
 fn a_stage_into_a_freeze_is_refused_and_named_and_the_emergency_gate_passes() {
     let site = site_with_approved(&["marco"], "jonas", "model");
-    freeze_prod_now(&site);
+    freeze_staging_now(&site);
     let frozen = stage(&site, "marco", "canary", |_| {});
     refused_and_named(
         &site,
@@ -212,7 +216,7 @@ fn a_stage_into_a_freeze_is_refused_and_named_and_the_emergency_gate_passes() {
     );
     // The same stage of an emergency-gate change is the one bypass.
     let hotfix = site_with_approved(&["marco"], "jonas", "emergency");
-    freeze_prod_now(&hotfix);
+    freeze_staging_now(&hotfix);
     let bypass = stage(&hotfix, "marco", "canary", |_| {});
     let answer = hotfix.post("/v1/emergency", "rollout-stage", "marco", &bypass);
     assert_eq!(answer.0, 201, "{}", answer.1);
@@ -252,7 +256,7 @@ fn reading(site: &Site, who: &str, value: &str, verdict: &str, breaches: &[&str]
     to_canonical_string(&json!({
         "type": "kpi-reading", "format": 1, "seq": seq + 1, "prev": prev,
         "cr_id": "CR-2045", "cr_digest": shown["digest"],
-        "subject": "churn-predictor", "environment": "prod",
+        "subject": "churn-predictor", "environment": "staging",
         "check": {"command": ["cat", "kpi.txt"], "exit_status": 0, "timed_out": false,
                   "duration_ms": 3, "output_digest": tollgate::audit::canonical::sha256_digest(b""),
                   "output_tail": ""},
@@ -302,7 +306,7 @@ fn authorisation(site: &Site, who: &str, incident: &str) -> String {
     let t = tollgate::audit::log::time_text;
     to_canonical_string(&json!({
         "type": "emergency-authorised", "format": 1, "seq": seq + 1, "prev": prev,
-        "incident": incident, "subject": "churn-predictor", "environment": "prod",
+        "incident": incident, "subject": "churn-predictor", "environment": "staging",
         "from_version": "22", "to_version": "21", "reason": "KPI guard",
         "exception": {"id": null, "opened_at": t(now), "expires_at": t(now + chrono::Duration::hours(4)),
                       "review_due": t(now + chrono::Duration::hours(48))},

@@ -176,7 +176,7 @@ fn quick_views_and_sorting() {
     let mut rig = Rig::new(Some("devi"));
     let counts = rig.app.queue.view_counts();
     // devi (risk-reviewer) is needed on the three high-risk CRs and the low-risk model change.
-    assert_eq!(counts, [5, 4, 2, 0, 5]);
+    assert_eq!(counts, [5, 4, 2, 0, 5, 0]);
     rig.key("3");
     assert_eq!(rig.app.queue.view, View::Blocked);
     let ids: Vec<&str> = rig
@@ -886,7 +886,7 @@ fn a_lead_reviews_and_completes_a_policy_change_at_the_keyboard() {
         "{message}"
     );
     assert_eq!(rig.shared.book().current().version, 2);
-    assert_eq!(rig.app.policy.emergency.on_call, ["lena"]);
+    assert_eq!(rig.app.policy.emergency.on_call, ["lena", "guard"]);
     assert_eq!(
         std::fs::read_to_string(rig._dir.path().join("t.policy.toml")).unwrap(),
         proposed,
@@ -1697,4 +1697,111 @@ fn the_first_page_shows_while_the_rest_loads_but_never_replaces_a_whole_queue() 
     };
     rig.app.update(Msg::QueueFirst(refresh, all[..1].to_vec()));
     assert_eq!(rig.app.queue.rows.len(), 5);
+}
+
+/// CR-2045: the demo's CR-1045 (churn-predictor, low risk) with the latency evidence it
+/// lacks, so one risk-reviewer's approval approves it.
+fn approvable_low_risk() -> serde_json::Value {
+    let text = tollgate::demo::FIXTURES
+        .iter()
+        .find(|(name, _)| *name == "CR-1045.json")
+        .unwrap()
+        .1;
+    let mut doc: serde_json::Value = serde_json::from_str(text).unwrap();
+    doc["id"] = json!("CR-2045");
+    doc["checks"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "latency", "status": "pass", "detail": "p99 21 ms"}));
+    doc
+}
+
+/// Submits [`approvable_low_risk`] as CI (so its checks count as evidence) and has devi
+/// approve it, in the rig's store.
+fn approved_low_risk(rig: &Rig) {
+    use tollgate::domain::decision::Verdict;
+    let doc = approvable_low_risk();
+    let (cr, document) = parse_document(doc.to_string().as_bytes()).unwrap();
+    let submission = Submission::new(cr, document)
+        .by(tollgate::store::SubmittedBy::principal("ci", seeded("ci")));
+    rig.shared.store.submit(&[submission], now()).unwrap();
+    sign(
+        rig,
+        "devi",
+        "CR-2045",
+        Verdict::Approve,
+        "risk-reviewer",
+        &["privacy", "rollback"],
+    );
+}
+
+#[test]
+fn an_operator_records_the_next_rollout_stage_with_r_and_sees_the_timeline() {
+    let mut rig = Rig::new(Some("marco"));
+    approved_low_risk(&rig);
+    rig.key("ctrl-r");
+    // The "Rolling out" view holds what is approved and not fully out.
+    rig.key("6");
+    assert_eq!(rig.app.queue.view, View::RollingOut);
+    let ids: Vec<&str> = rig
+        .app
+        .queue
+        .visible
+        .iter()
+        .map(|i| rig.app.queue.rows[*i].id.as_str())
+        .collect();
+    assert_eq!(ids, ["CR-2045"]);
+    rig.key("enter");
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("R roll out"), "{screen}");
+    rig.key("R");
+    insta::assert_snapshot!("rollout_confirm", rig.render(120, 40).backend());
+    // 10 % by default; up once is 15 %; y records it, running the demo's deploy command.
+    rig.keys(&["up", "y"]);
+    let after = tollgate::workflow::rollout::rollouts(rig.shared.store.as_ref()).unwrap();
+    let r = after.of("CR-2045").expect("a rollout");
+    assert_eq!(r.stages.len(), 1);
+    assert_eq!(r.stages[0].stage, tollgate::domain::rollout::Stage::Canary);
+    assert_eq!(r.stages[0].traffic, 15);
+    assert_eq!(r.stages[0].principal, "marco");
+    assert_eq!(r.stages[0].deploy.as_ref().unwrap().exit_status, Some(0));
+    let screen = rig.screen_text(120, 40);
+    assert!(
+        screen.contains("CR-2045 canary recorded by marco"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("detail_in_canary", rig.render(120, 40).backend());
+    // Full is refused inside the observation window, with the time it opens.
+    rig.keys(&["R", "y"]);
+    let screen = rig.screen_text(120, 40);
+    assert!(screen.contains("[observation-window]"), "{screen}");
+    assert_eq!(
+        tollgate::workflow::rollout::rollouts(rig.shared.store.as_ref())
+            .unwrap()
+            .of("CR-2045")
+            .unwrap()
+            .stages
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn r_is_refused_at_once_for_someone_who_is_not_an_operator() {
+    let mut rig = Rig::new(Some("devi"));
+    approved_low_risk(&rig);
+    rig.keys(&["ctrl-r", "6", "enter", "R"]);
+    assert!(rig.app.detail.stage.is_none());
+    let screen = rig.screen_text(120, 40);
+    assert!(
+        screen.contains("devi does not hold the operator role"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn a_sparkline_spans_the_readings_between_their_extremes() {
+    assert_eq!(views::detail::sparkline(&[1.0, 2.0, 3.0]), "▁▅█");
+    assert_eq!(views::detail::sparkline(&[0.95, 0.95]), "▄▄");
+    assert_eq!(views::detail::sparkline(&[]), "");
 }

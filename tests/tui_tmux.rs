@@ -446,3 +446,52 @@ fn queued_items(dir: &std::path::Path) -> Vec<serde_json::Value> {
     }
     found
 }
+
+#[test]
+fn an_operator_rolls_an_approved_change_out_with_r_and_the_log_holds_it() {
+    // A Wednesday morning: no freeze window of the demo policy holds.
+    const T0: &str = "2026-11-25T10:00:00Z";
+    let home = Home::demo_at(T0);
+    let mut doc = common::fixture_json("CR-1045");
+    doc["id"] = "CR-2045".into();
+    doc["checks"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"id": "latency", "status": "pass", "detail": "p99 21 ms"}));
+    let file = home.write_json("CR-2045.json", &doc);
+    home.run(&["--as", "ci", "submit", &file]).ok();
+    home.decide(
+        "devi",
+        "approve",
+        "CR-2045",
+        &[
+            "--tick",
+            "privacy",
+            "--tick",
+            "rollback",
+            "--rationale",
+            "fine",
+        ],
+    )
+    .ok();
+    let s = Session::tollgate(&home, &[("TOLLGATE_NOW", T0)], "--as marco");
+    s.wait_for("CR-1046");
+    s.keys(&["6"]);
+    s.wait_for("6 Rolling out 1");
+    s.keys(&["Enter"]);
+    s.wait_for("not rolled out yet");
+    s.keys(&["R"]);
+    s.wait_for("Record canary of CR-2045 at 10% of traffic, as marco");
+    s.keys(&["Up", "y"]);
+    s.wait_for("CR-2045 canary recorded by marco");
+    s.wait_for("full opens 11-25 11:00 (in 1h 00m)");
+    s.keys(&["Escape"]);
+    s.wait_for("canary 15%");
+    s.keys(&["q"]);
+    let end = s.wait_for("EXIT=");
+    assert!(end.contains("EXIT=0"), "{end}");
+    let listed = home.run(&["rollouts", "--json"]).ok().json();
+    assert_eq!(listed[0]["cr_id"], "CR-2045");
+    assert_eq!(listed[0]["state"], "canary 15%");
+    home.verified_entries();
+}

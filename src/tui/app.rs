@@ -257,6 +257,9 @@ impl App {
         if self.screen == Screen::Emergency {
             return self.emergency_key(k);
         }
+        if self.screen == Screen::Detail && self.detail.stage.is_some() {
+            return self.stage_key(k);
+        }
         if self.screen == Screen::Exceptions && self.exceptions_screen.review.is_some() {
             return self.review_key(k);
         }
@@ -429,12 +432,14 @@ impl App {
             | Action::ViewMine
             | Action::ViewBlocked
             | Action::ViewToday
-            | Action::ViewAll => {}
+            | Action::ViewAll
+            | Action::ViewRollingOut => {}
             Action::Approve => return self.start_decision(Verdict::Approve),
             Action::Reject => return self.start_decision(Verdict::Reject),
             Action::RequestChanges => return self.start_decision(Verdict::RequestChanges),
             // The detail's own (it handled them above when it is showing).
             Action::NextArtifact | Action::OpenArtifact | Action::CopyUrl => {}
+            Action::RecordStage => self.start_stage(),
             Action::NextField
             | Action::PrevField
             | Action::PrevVerdict

@@ -16,6 +16,9 @@ impl App {
                 Context::Decision,
                 Context::Global,
             ],
+            Screen::Detail if self.detail.stage.is_some() => {
+                vec![Context::Confirm, Context::Global]
+            }
             Screen::Detail | Screen::History if self.typing_find() => {
                 vec![Context::Prompt, Context::Global]
             }

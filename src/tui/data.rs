@@ -55,6 +55,8 @@ pub struct QueueRow {
     pub needs_me: bool,
     /// Someone decided on it today (UTC).
     pub decided_today: bool,
+    /// Where its rollout stands (`canary 10%`, `full`, `rolled back`), once one began.
+    pub rollout: Option<String>,
     /// Lower-case text the fuzzy filter searches: id, title, subject, requester.
     pub haystack: String,
 }
@@ -190,6 +192,7 @@ fn from_cached(
             awaiting: r.awaiting_evidence,
             needs_me,
             decided_today: r.last_decided_at.is_some_and(|t| t.date_naive() == today),
+            rollout: None,
             id,
             title,
             subject,
@@ -240,6 +243,7 @@ fn read_queue(
 ) -> Result<QueueData, TuiError> {
     let head = store.recorded_head().ok();
     let today = now.date_naive();
+    let rollouts = crate::workflow::rollout::rollouts(store)?;
     let mut rows = Vec::new();
     let mut per_cr = Vec::new();
     for (n, page) in crate::workflow::queue::SummaryPages::new(store, book, None)
@@ -247,7 +251,7 @@ fn read_queue(
         .enumerate()
     {
         for s in page? {
-            let Some((row, subject)) = from_cached(&s, me, today) else {
+            let Some((mut row, subject)) = from_cached(&s, me, today) else {
                 return Err(TuiError::BadEntry {
                     seq: 0,
                     detail: format!(
@@ -256,6 +260,7 @@ fn read_queue(
                     ),
                 });
             };
+            row.rollout = rollouts.of(&s.cr_id).and_then(|r| r.label());
             rows.push(row);
             per_cr.extend(subject);
         }
@@ -308,6 +313,10 @@ pub struct DetailData {
     pub decisions: Vec<SignedDecision>,
     /// For a policy change request: what it changes against the policy in force.
     pub policy_changes: Option<Vec<crate::domain::policy_diff::PolicyChange>>,
+    /// Its rollout as the log tells it, once a stage was recorded.
+    pub rollout: Option<crate::domain::rollout::CrRollout>,
+    /// The last rollback drill of its subject.
+    pub drill: Option<crate::domain::rollout::DrillFact>,
 }
 
 /// Loads one CR with its evaluation and the signature status of its decisions.
@@ -336,11 +345,16 @@ pub fn load_detail(store: &dyn Store, book: &PolicyBook, id: &str) -> Result<Det
             decision,
         })
         .collect();
+    let mut after = crate::workflow::rollout::rollouts(store)?;
+    let drill = after.last_drill(&cr.current.cr.subject.name).cloned();
+    let rollout = after.crs.remove(id);
     Ok(DetailData {
         cr,
         eval,
         revisions,
         decisions,
         policy_changes,
+        rollout,
+        drill,
     })
 }

@@ -123,4 +123,81 @@ impl App {
             }
         }
     }
+
+    /// `R` on a change request: the confirmation of its next rollout stage, refused at
+    /// once for someone who is not an operator, a CR that is not approved, or one whose
+    /// rollout is over.
+    pub(super) fn start_stage(&mut self) {
+        if self.screen != Screen::Detail {
+            return;
+        }
+        let Some(d) = self.detail.data() else {
+            return;
+        };
+        let refusal = match &self.signer {
+            Signer::ReadOnly(why) => Some(format!("read-only: {why}")),
+            Signer::Principal { principal, .. }
+                if !principal.has_role(crate::domain::rollout::OPERATOR_ROLE) =>
+            {
+                Some(format!(
+                    "{} does not hold the operator role: rollout stages are recorded by operators",
+                    principal.id
+                ))
+            }
+            Signer::Principal { .. }
+                if d.eval.status != crate::domain::status::Status::Approved =>
+            {
+                Some(format!(
+                    "{} is {}: only an approved change is rolled out",
+                    crate::domain::text::sanitize(&d.cr.current.cr.id),
+                    d.eval.status.as_str()
+                ))
+            }
+            Signer::Principal { .. } => None,
+        };
+        if let Some(why) = refusal {
+            self.say(Level::Error, why);
+            return;
+        }
+        let next = crate::workflow::rollout::next_stage(
+            &self.policy,
+            &d.cr.current.cr,
+            &d.cr.current.digest,
+            d.rollout.as_ref(),
+        );
+        match next {
+            Some(stage) => {
+                self.detail.stage = Some(super::screens::rollout::StageConfirm::new(
+                    d.cr.current.cr.id.clone(),
+                    stage,
+                ))
+            }
+            None => self.say(
+                Level::Error,
+                "its rollout is over (fully rolled out or rolled back)".to_string(),
+            ),
+        }
+    }
+
+    pub(super) fn stage_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        use super::screens::rollout::StageAsk;
+        let Some(action) = self.settings.keymap.lookup(&k, &self.contexts()) else {
+            return vec![];
+        };
+        let Some(confirm) = self.detail.stage.as_mut() else {
+            return vec![];
+        };
+        match confirm.action(action) {
+            StageAsk::Stay => vec![],
+            StageAsk::Close => {
+                self.detail.stage = None;
+                vec![]
+            }
+            StageAsk::Record(request) => {
+                let id = self.requests.issue(Kind::Stage);
+                self.loading += 1;
+                vec![Effect::RecordStage(id, request)]
+            }
+        }
+    }
 }

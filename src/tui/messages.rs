@@ -48,6 +48,9 @@ pub enum Effect {
     LoadRecord(u64, u64),
     /// Sign a post-incident review; reply with [`Msg::Reviewed`].
     Review(u64, crate::workflow::ReviewRequest),
+    /// Record a rollout stage (running the policy's deployment command); reply with
+    /// [`Msg::StageRecorded`].
+    RecordStage(u64, crate::workflow::rollout::StageRequest),
 }
 
 /// Everything that can happen.
@@ -84,6 +87,8 @@ pub enum Msg {
     RollbackDone(u64, Result<String, TuiError>),
     /// A post-incident review was signed (a confirmation line) or refused.
     Reviewed(u64, Result<String, TuiError>),
+    /// A rollout stage was recorded (a confirmation line) or refused.
+    StageRecorded(u64, Result<String, TuiError>),
     /// The log head, for the change check.
     Head(u64, Result<crate::store::Head, TuiError>),
     /// The decision history.

@@ -489,6 +489,43 @@ pub fn answer_with(
             });
             Some(Msg::Reviewed(*id, result))
         }
+        Effect::RecordStage(id, request) => {
+            let book = shared.book();
+            let result = shared.signer().and_then(|who| {
+                crate::workflow::rollout::record_stage(
+                    shared.store.as_ref(),
+                    &book,
+                    who,
+                    request,
+                    now,
+                    &mut |_| {},
+                )
+                .map(|ran| {
+                    let failed = ran
+                        .deploy
+                        .as_ref()
+                        .is_some_and(|(_, o)| o.exit_status != Some(0) || o.timed_out);
+                    if failed {
+                        format!(
+                            "the deployment command FAILED: the {} attempt of {} is recorded (log entry {}) and did not take place",
+                            request.stage.as_str(),
+                            crate::domain::text::sanitize(&request.cr_id),
+                            ran.entry.seq
+                        )
+                    } else {
+                        format!(
+                            "{} {} recorded by {} (log entry {})",
+                            crate::domain::text::sanitize(&request.cr_id),
+                            request.stage.as_str(),
+                            who.principal.id,
+                            ran.entry.seq
+                        )
+                    }
+                })
+                .map_err(error::TuiError::from)
+            });
+            Some(Msg::StageRecorded(*id, result))
+        }
         Effect::EditRationale(_) | Effect::OpenUrl(_) | Effect::Copy(_) => None,
     };
     one.into_iter().collect()
@@ -786,7 +823,8 @@ fn perform(
         | Effect::VerifyLog(_)
         | Effect::CheckHead(_)
         | Effect::LoadRecord(..)
-        | Effect::Review(..) => {
+        | Effect::Review(..)
+        | Effect::RecordStage(..) => {
             let (shared, tx) = (shared.clone(), tx.clone());
             let me = app.me().cloned();
             tokio::task::spawn_blocking(move || {

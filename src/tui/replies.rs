@@ -210,6 +210,21 @@ impl App {
                     None => vec![],
                 }
             }
+            Msg::StageRecorded(id, result) => {
+                if !self.reply(Kind::Stage, id) {
+                    return vec![];
+                }
+                self.detail.stage = None;
+                match result {
+                    Ok(line) => self.say(Level::Info, line),
+                    Err(e) => self.say(Level::Error, e.to_string()),
+                }
+                let mut effects = vec![self.load_queue()];
+                if let Some(cr) = self.detail.id.clone() {
+                    effects.push(self.load_detail(cr));
+                }
+                effects
+            }
             Msg::Record(id, result) => {
                 if !self.reply(Kind::Record, id) {
                     return vec![];

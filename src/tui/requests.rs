@@ -20,9 +20,11 @@ pub enum Kind {
     Record,
     /// Signing a post-incident review.
     Review,
+    /// Recording a rollout stage.
+    Stage,
 }
 
-const KINDS: usize = 8;
+const KINDS: usize = 9;
 
 impl Kind {
     fn slot(self) -> usize {

@@ -139,31 +139,63 @@ fn facts<'a>(cr: &'a StoredCr, eval: &Evaluation) -> CrFacts<'a> {
     }
 }
 
-/// The policy's deployment command for a stage of `cr`, placeholders filled in.
-pub fn deploy_invocation(
-    book: &PolicyBook,
-    cr: &StoredCr,
-    req: &StageRequest,
+/// The policy's deployment command for a stage of `cr`, placeholders filled in, with its
+/// timeout: what the CLI and the TUI show before it runs.
+pub fn deploy_argv(
+    policy: &crate::domain::policy::Policy,
+    cr: &crate::domain::change_request::ChangeRequest,
+    stage: Stage,
+    traffic: u8,
 ) -> Option<(Vec<String>, Duration)> {
-    let s = &cr.current.cr.subject;
-    let command = book
-        .policy()
+    let s = &cr.subject;
+    let command = policy
         .after
         .deploy_command(&s.name, s.environment.as_str())?;
-    let traffic = req.traffic.to_string();
+    let traffic = traffic.to_string();
     let argv = command.render(&[
         ("subject", &s.name),
         ("environment", s.environment.as_str()),
         ("from_version", s.from_version.as_deref().unwrap_or("")),
         ("to_version", &s.to_version),
-        ("stage", req.stage.as_str()),
+        ("stage", stage.as_str()),
         ("traffic", &traffic),
-        ("cr", &cr.current.cr.id),
+        ("cr", &cr.id),
     ]);
     Some((
         argv,
         Duration::from_secs(command.timeout_seconds.max(1) as u64),
     ))
+}
+
+/// [`deploy_argv`] for a stage request under the policy in force.
+pub fn deploy_invocation(
+    book: &PolicyBook,
+    cr: &StoredCr,
+    req: &StageRequest,
+) -> Option<(Vec<String>, Duration)> {
+    deploy_argv(book.policy(), &cr.current.cr, req.stage, req.traffic)
+}
+
+/// The stage that comes next for `cr` (digest `digest`) given its rollout so far: canary
+/// (or full when the policy lets its gate skip canary), then full; `None` once full or
+/// rolled back.
+pub fn next_stage(
+    policy: &crate::domain::policy::Policy,
+    cr: &crate::domain::change_request::ChangeRequest,
+    digest: &str,
+    rollout: Option<&crate::domain::rollout::CrRollout>,
+) -> Option<Stage> {
+    if rollout.is_some_and(|r| r.rolled_back.is_some()) {
+        return None;
+    }
+    let done = |stage| rollout.and_then(|r| r.stage(digest, stage)).is_some();
+    if done(Stage::Full) {
+        None
+    } else if done(Stage::Canary) || policy.after.skip_canary.contains(&cr.gate) {
+        Some(Stage::Full)
+    } else {
+        Some(Stage::Canary)
+    }
 }
 
 /// Records a rollout stage: checks it, runs the policy's deployment command (each output

@@ -29,11 +29,14 @@ pub struct DetailScreen {
     pub pending: Option<crate::domain::decision::Verdict>,
     /// Finding text in it (`/`, `n`, `N`).
     pub find: super::find::Find,
+    /// The rollout stage `R` asked for, waiting for `y`.
+    pub stage: Option<super::rollout::StageConfirm>,
 }
 
 impl DetailScreen {
     /// Shows `id`: back to the top; the old data stays only if it is the same CR.
     pub fn open(&mut self, id: String) {
+        self.stage = None;
         self.scroll.reset();
         self.find.clear();
         self.pending = None;
@@ -46,6 +49,7 @@ impl DetailScreen {
 
     /// Leaves the screen.
     pub fn close(&mut self) {
+        self.stage = None;
         self.pending = None;
         self.data = None;
         self.id = None;
@@ -64,15 +68,22 @@ impl DetailScreen {
         self.data.as_deref()
     }
 
-    /// The keys worth a hint here; decisions only for someone who can sign.
-    pub fn hints(&self, can_sign: bool) -> Vec<(Action, &'static str)> {
+    /// The keys worth a hint here; decisions only for someone who can sign, the next
+    /// rollout stage only for an operator on an approved CR.
+    pub fn hints(&self, can_sign: bool, can_roll_out: bool) -> Vec<(Action, &'static str)> {
         use Action::*;
+        if let Some(stage) = &self.stage {
+            return stage.hints();
+        }
         if self.find.editing {
             return vec![(Accept, "keep"), (Back, "clear")];
         }
         let mut hints = Vec::new();
         if self.find.active() {
             hints.extend([(NextMatch, "next"), (PrevMatch, "previous")]);
+        }
+        if can_roll_out {
+            hints.push((RecordStage, "roll out"));
         }
         if can_sign {
             hints.extend([

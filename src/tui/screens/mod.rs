@@ -12,6 +12,7 @@ pub mod history;
 pub mod line;
 pub mod palette;
 pub mod queue;
+pub mod rollout;
 
 /// Which screen is showing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

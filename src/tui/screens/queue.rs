@@ -24,16 +24,19 @@ pub enum View {
     Today,
     /// Everything.
     All,
+    /// Approved, not yet fully rolled out nor rolled back: what operators act on.
+    RollingOut,
 }
 
 impl View {
     /// All views in tab order.
-    pub const ALL: [View; 5] = [
+    pub const ALL: [View; 6] = [
         View::Pending,
         View::Mine,
         View::Blocked,
         View::Today,
         View::All,
+        View::RollingOut,
     ];
 
     /// Tab label.
@@ -44,6 +47,19 @@ impl View {
             View::Blocked => "Blocked",
             View::Today => "Decided today",
             View::All => "All",
+            View::RollingOut => "Rolling out",
+        }
+    }
+
+    /// Tab label on a narrow terminal.
+    pub fn short_label(self) -> &'static str {
+        match self {
+            View::Pending => "Pending",
+            View::Mine => "Mine",
+            View::Blocked => "Blocked",
+            View::Today => "Today",
+            View::All => "All",
+            View::RollingOut => "Rolling",
         }
     }
 
@@ -55,6 +71,13 @@ impl View {
             View::Blocked => row.blocked,
             View::Today => row.decided_today,
             View::All => true,
+            View::RollingOut => {
+                row.status == Status::Approved
+                    && row
+                        .rollout
+                        .as_deref()
+                        .is_none_or(|r| r.starts_with("canary"))
+            }
         }
     }
 }
@@ -213,7 +236,7 @@ pub struct QueueScreen {
     /// Which views each row belongs to (bit `i` for `View::ALL[i]`), and how many rows
     /// each view holds: worked out per load, not per keystroke or frame.
     in_views: Vec<u8>,
-    counts: [usize; 5],
+    counts: [usize; View::ALL.len()],
 }
 
 impl Default for QueueScreen {
@@ -240,7 +263,7 @@ impl Default for QueueScreen {
             hay: String::new(),
             hay_span: Vec::new(),
             in_views: Vec::new(),
-            counts: [0; 5],
+            counts: [0; View::ALL.len()],
         }
     }
 }
@@ -259,7 +282,7 @@ impl QueueScreen {
                     .fold(0u8, |bits, (i, _)| bits | 1 << i)
             })
             .collect();
-        self.counts = [0; 5];
+        self.counts = [0; View::ALL.len()];
         for bits in &self.in_views {
             for (i, count) in self.counts.iter_mut().enumerate() {
                 *count += usize::from(bits >> i & 1);
@@ -285,7 +308,7 @@ impl QueueScreen {
     }
 
     /// How many rows each view holds (for the tab labels).
-    pub fn view_counts(&self) -> [usize; 5] {
+    pub fn view_counts(&self) -> [usize; View::ALL.len()] {
         self.counts
     }
 
@@ -497,6 +520,7 @@ impl QueueScreen {
             Action::ViewBlocked => self.set_view(View::Blocked),
             Action::ViewToday => self.set_view(View::Today),
             Action::ViewAll => self.set_view(View::All),
+            Action::ViewRollingOut => self.set_view(View::RollingOut),
             _ => return false,
         }
         true

@@ -27,7 +27,16 @@ fn hint_actions(app: &App) -> Vec<(Action, &'static str)> {
     let can_sign = app.me().is_some();
     match app.screen {
         Screen::Queue => app.queue.hints(can_sign),
-        Screen::Detail => app.detail.hints(can_sign),
+        Screen::Detail => {
+            let can_roll_out = app
+                .me()
+                .is_some_and(|p| p.has_role(crate::domain::rollout::OPERATOR_ROLE))
+                && app
+                    .detail
+                    .data()
+                    .is_some_and(|d| d.eval.status == crate::domain::status::Status::Approved);
+            app.detail.hints(can_sign, can_roll_out)
+        }
         Screen::Decide | Screen::Confirm => app
             .decide
             .as_ref()

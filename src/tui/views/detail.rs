@@ -192,15 +192,185 @@ fn plan_lines(d: &DetailData, app: &App, _width: u16) -> Vec<Line<'static>> {
             "Rollback plan ",
             theme.title().add_modifier(Modifier::UNDERLINED),
         ),
-        match (c.gate, c.plan.rollback_tested) {
+        match (c.gate, &d.drill, c.plan.rollback_tested) {
             // A policy is "rolled back" by adopting the previous version: nothing to test.
-            (crate::domain::change_request::Gate::Policy, _) => Span::raw(""),
-            (_, true) => Span::styled("✓ tested", theme.pass()),
-            (_, false) => Span::styled("✗ NOT tested", theme.fail()),
+            (crate::domain::change_request::Gate::Policy, _, _) => Span::raw(""),
+            // The last recorded drill is the evidence; the requester's word only without one.
+            (_, Some(drill), _) if drill.outcome.succeeded() => Span::styled(
+                format!(
+                    "✓ drilled {} in {} by {}, {:.1} s",
+                    drill.at.format("%Y-%m-%d"),
+                    drill.environment,
+                    sanitize(&drill.principal),
+                    drill.outcome.duration_ms as f64 / 1000.0
+                ),
+                theme.pass(),
+            ),
+            (_, Some(drill), _) => Span::styled(
+                format!(
+                    "✗ last drill FAILED {} in {}",
+                    drill.at.format("%Y-%m-%d"),
+                    drill.environment
+                ),
+                theme.fail(),
+            ),
+            (_, None, true) => Span::styled(
+                "· no drill recorded (requester says tested)",
+                theme.warning(),
+            ),
+            (_, None, false) => Span::styled("✗ NOT tested, no drill recorded", theme.fail()),
         },
     ]));
     for l in sanitize_with(&c.plan.rollback, true).lines() {
         lines.push(Line::from(Span::styled(l.to_string(), theme.text())));
+    }
+    lines.push(Line::default());
+    lines
+}
+
+/// Eight levels of a sparkline, lowest first.
+const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// `values` as a one-line sparkline scaled between their minimum and maximum.
+pub fn sparkline(values: &[f64]) -> String {
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(*v), hi.max(*v))
+        });
+    values
+        .iter()
+        .map(|v| {
+            let level = if hi > lo {
+                ((v - lo) / (hi - lo) * 7.0).round() as usize
+            } else {
+                3
+            };
+            SPARK[level.min(7)]
+        })
+        .collect()
+}
+
+/// The rollout timeline: approved → canary → observation countdown → full, the KPI
+/// readings as a sparkline, a guard rollback in red. Nothing before approval.
+fn rollout_lines(d: &DetailData, app: &App, _width: u16) -> Vec<Line<'static>> {
+    use crate::domain::rollout::{ReadingVerdict, Stage};
+    let theme = &app.settings.theme;
+    let approved = d.eval.status == crate::domain::status::Status::Approved;
+    let rollout = d.rollout.as_ref().filter(|r| !r.stages.is_empty());
+    if !approved && rollout.is_none() {
+        return Vec::new();
+    }
+    let mut lines = vec![heading("Rollout", theme)];
+    let step = |mark: &'static str, style, text: String| {
+        Line::from(vec![
+            Span::styled(mark, style),
+            Span::styled(text, theme.text()),
+        ])
+    };
+    lines.push(step("✓ ", theme.pass(), "approved".into()));
+    let digest = &d.cr.current.digest;
+    if let Some(r) = rollout {
+        for s in &r.stages {
+            let (mark, style) = if s.happened() {
+                ("✓ ", theme.pass())
+            } else {
+                ("✗ ", theme.fail())
+            };
+            lines.push(step(
+                mark,
+                style,
+                format!(
+                    "{} {}% by {} {}{}",
+                    s.stage.as_str(),
+                    s.traffic,
+                    sanitize(&s.principal),
+                    s.at.format("%m-%d %H:%M"),
+                    if s.happened() {
+                        ""
+                    } else {
+                        " — deploy FAILED"
+                    }
+                ),
+            ));
+        }
+        if let Some(b) = &r.rolled_back {
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "✗ rolled back under {} by {} {}",
+                    sanitize(&b.incident),
+                    sanitize(&b.principal),
+                    b.at.format("%m-%d %H:%M")
+                ),
+                theme.fail(),
+            )));
+        } else if r.in_canary(digest)
+            && let Some(canary) = r.stage(digest, Stage::Canary)
+        {
+            let opens = canary.at + chrono::Duration::hours(d.eval.observation_hours);
+            lines.push(if opens > app.now {
+                step(
+                    "· ",
+                    theme.pending(),
+                    format!(
+                        "observing {} h: full opens {} (in {})",
+                        d.eval.observation_hours,
+                        opens.format("%m-%d %H:%M"),
+                        crate::domain::emergency::countdown(opens, app.now)
+                    ),
+                )
+            } else {
+                step(
+                    "· ",
+                    theme.pass(),
+                    format!("observed {} h: full may proceed", d.eval.observation_hours),
+                )
+            });
+        }
+        if let Some(last) = r.readings.last() {
+            // The first bounded metric the readings report, over time.
+            let metric = last
+                .values
+                .first()
+                .map(|(m, _)| m.clone())
+                .unwrap_or_default();
+            let series: Vec<f64> = r
+                .readings
+                .iter()
+                .filter_map(|x| x.values.iter().find(|(m, _)| *m == metric).map(|(_, v)| *v))
+                .collect();
+            let style = match last.verdict {
+                ReadingVerdict::Ok => theme.pass(),
+                ReadingVerdict::Regressed => theme.fail(),
+                ReadingVerdict::Error => theme.warning(),
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!("KPI {} ", sanitize(&metric)), theme.muted()),
+                Span::styled(sparkline(&series), style),
+                Span::styled(
+                    format!(
+                        " {} reading(s), last {}{}",
+                        r.readings.len(),
+                        last.verdict.as_str(),
+                        if last.breaches.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", sanitize(&last.breaches.join("; ")))
+                        }
+                    ),
+                    style,
+                ),
+            ]));
+        }
+    } else {
+        lines.push(step(
+            "· ",
+            theme.muted(),
+            format!(
+                "not rolled out yet: canary, then {} h of observation, then full",
+                d.eval.observation_hours
+            ),
+        ));
     }
     lines.push(Line::default());
     lines
@@ -604,7 +774,13 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         let mut right_lines = compose(
             d,
             app,
-            &[policy_lines, checklist_lines, signoff_lines, artifact_lines],
+            &[
+                policy_lines,
+                rollout_lines,
+                checklist_lines,
+                signoff_lines,
+                artifact_lines,
+            ],
             inner.width,
         );
         let mut rows = super::find::mark_matches(&mut left_lines, find, l.width.saturating_sub(1));
@@ -640,6 +816,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             app,
             &[
                 identity_lines,
+                rollout_lines,
                 risk_lines,
                 signoff_lines,
                 policy_lines,
@@ -661,4 +838,115 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     if let Some(bar) = bar {
         f.render_widget(Paragraph::new(super::find::bar(app, find)), bar);
     }
+    if let Some(confirm) = &app.detail.stage {
+        draw_stage_confirm(f, area, app, d, confirm);
+    }
+}
+
+/// The box `R` opens: the stage, its traffic and the exact command, before `y`.
+fn draw_stage_confirm(
+    f: &mut Frame,
+    area: Rect,
+    app: &App,
+    d: &DetailData,
+    confirm: &crate::tui::screens::rollout::StageConfirm,
+) {
+    let theme = &app.settings.theme;
+    let c = &d.cr.current.cr;
+    let who = app.me().map(|p| p.id.clone()).unwrap_or_default();
+    let command =
+        crate::workflow::rollout::deploy_argv(&app.policy, c, confirm.stage, confirm.traffic);
+    let mut lines = vec![
+        Line::from(Span::styled(
+            format!(
+                "{} {} of {} at {}% of traffic, as {}",
+                if confirm.recording {
+                    "Recording"
+                } else {
+                    "Record"
+                },
+                confirm.stage.as_str(),
+                sanitize(&c.id),
+                confirm.traffic,
+                sanitize(&who)
+            ),
+            theme.title(),
+        )),
+        Line::from(Span::styled(
+            format!(
+                "{}@{} {} → {}",
+                sanitize(&c.subject.name),
+                c.subject.environment.as_str(),
+                sanitize(c.subject.from_version.as_deref().unwrap_or("-")),
+                sanitize(&c.subject.to_version)
+            ),
+            theme.text(),
+        )),
+        Line::from(Span::styled(
+            match &command {
+                Some((argv, timeout)) => format!(
+                    "runs (no shell, timeout {} s): {}",
+                    timeout.as_secs(),
+                    crate::workflow::shown_argv(argv)
+                ),
+                None => "no deployment command in the policy: you deploy, this records it".into(),
+            },
+            theme.muted(),
+        )),
+    ];
+    if let Some(f) = app
+        .policy
+        .after
+        .frozen(c.subject.environment.as_str(), app.now)
+    {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "{} {} — {}",
+                if c.gate == crate::domain::change_request::Gate::Emergency {
+                    "bypassing freeze"
+                } else {
+                    "FROZEN:"
+                },
+                sanitize(&f.name),
+                sanitize(&f.reason)
+            ),
+            theme.warning(),
+        )));
+    }
+    let keys = &app.settings.keymap;
+    lines.push(Line::from(Span::styled(
+        format!(
+            "{} record · {} cancel{}",
+            keys.hint(crate::tui::keymap::Action::Sign),
+            keys.hint(crate::tui::keymap::Action::Cancel),
+            if confirm.stage == crate::domain::rollout::Stage::Canary {
+                format!(
+                    " · {}/{} traffic",
+                    keys.hint(crate::tui::keymap::Action::Up),
+                    keys.hint(crate::tui::keymap::Action::Down)
+                )
+            } else {
+                String::new()
+            }
+        ),
+        theme.muted(),
+    )));
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let width = area.width.saturating_sub(4).min(100);
+    let rect = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + area.height.saturating_sub(height) / 2,
+        width,
+        height,
+    };
+    f.render_widget(ratatui::widgets::Clear, rect);
+    f.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.border())
+                .title(" Rollout "),
+        ),
+        rect,
+    );
 }

@@ -147,8 +147,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     // Quick-view tabs with counts.
     let counts = app.queue.view_counts();
     let mut spans = vec![Span::styled(" tollgate ", theme.title())];
+    // Every tab fits an 80-column terminal, in short words.
+    let narrow = tabs.width < 100;
     for (i, v) in View::ALL.iter().enumerate() {
-        let label = format!(" {} {} {} ", i + 1, v.label(), counts[i]);
+        let name = if narrow { v.short_label() } else { v.label() };
+        let label = format!(" {} {} {} ", i + 1, name, counts[i]);
         spans.push(if *v == app.queue.view {
             Span::styled(label, theme.selected())
         } else {
@@ -199,7 +202,20 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                     Col::Age => Cell::from(age(r.created_at, app.now)),
                     Col::Signoffs => Cell::from(format!("{}/{}", r.obtained, r.required)),
                     Col::Checks => Cell::from(checks_cell(&r.checks, theme)),
-                    Col::Status => Cell::from(status_cell(r.status, r.blocked, r.awaiting, theme)),
+                    Col::Status => Cell::from(match r.rollout.as_deref() {
+                        // An approved change's rollout says more than "approved".
+                        Some(state) if r.status == Status::Approved => Span::styled(
+                            state.to_string(),
+                            if state == "rolled back" {
+                                theme.fail()
+                            } else if state == "full" {
+                                theme.pass()
+                            } else {
+                                theme.pending()
+                            },
+                        ),
+                        _ => status_cell(r.status, r.blocked, r.awaiting, theme),
+                    }),
                 })
                 .collect();
             let row = Row::new(cells);
