@@ -279,4 +279,137 @@ fn main() {
     lead.key("G");
     lead.key("enter");
     lead.shot("policy");
+
+    // After approval: marco's canary of a low-risk change, read by the KPI guard every ten
+    // minutes; the observation window has elapsed and R offers the full rollout.
+    rollout_scene(now, dir.path());
+}
+
+/// The `rollout` screenshot: CR-2045 (CR-1045 with its latency evidence) approved, in
+/// canary since 09:10 with four KPI readings, seen by marco at 10:15 after pressing R.
+fn rollout_scene(now: chrono::DateTime<Utc>, dir: &std::path::Path) {
+    let kpi = dir.join("kpi.txt");
+    let mut scene = build_scene("marco", now, dir);
+    let book = scene.shared.book();
+    let mut text = book.current().text.clone();
+    text.push_str(&format!(
+        "\n[[kpi]]\nsubject = \"churn-predictor\"\ncommand = [\"cat\", \"{}\"]\nthresholds = [{{ metric = \"retention\", min = 0.9 }}]\n",
+        kpi.display()
+    ));
+    tollgate::workflow::propose_policy(
+        scene.shared.store.as_ref(),
+        &book,
+        "marco",
+        &text,
+        "Guard churn-predictor's canaries on retention",
+        None,
+        now,
+    )
+    .expect("proposal");
+    for lead in ["lena", "sofia"] {
+        let who = tollgate::demo::seeded_identity(lead).expect("lead");
+        tollgate::workflow::sign_decision(
+            scene.shared.store.as_ref(),
+            &scene.shared.book(),
+            &who,
+            &tollgate::workflow::DecisionRequest {
+                cr_id: "POL-2".into(),
+                verdict: tollgate::domain::decision::Verdict::Approve,
+                role: "lead".into(),
+                rationale: "Retention is the KPI that matters here.".into(),
+                ticks: vec![],
+                expect_digest: None,
+            },
+            now,
+        )
+        .expect("adoption");
+    }
+    let book = tollgate::audit::policy_log::extend_book(
+        None,
+        &scene.shared.store.policy_entries(0).expect("policy entries"),
+    )
+    .expect("book")
+    .expect("a policy");
+    let mut doc: serde_json::Value = serde_json::from_str(
+        tollgate::demo::FIXTURES
+            .iter()
+            .find(|(n, _)| *n == "CR-1045.json")
+            .expect("fixture")
+            .1,
+    )
+    .expect("json");
+    doc["id"] = "CR-2045".into();
+    doc["checks"]
+        .as_array_mut()
+        .expect("checks")
+        .push(serde_json::json!({"id": "latency", "status": "pass", "detail": "p99 21 ms"}));
+    let (cr, document) =
+        tollgate::domain::change_request::parse_document(doc.to_string().as_bytes()).expect("cr");
+    let ci = tollgate::demo::seeded_signer("ci").expect("ci");
+    scene
+        .shared
+        .store
+        .submit(
+            &[tollgate::store::Submission::new(cr, document)
+                .by(tollgate::store::SubmittedBy::principal("ci", ci))],
+            now - chrono::Duration::hours(2),
+        )
+        .expect("submit");
+    let at = |minutes: i64| now + chrono::Duration::minutes(minutes);
+    let devi = tollgate::demo::seeded_identity("devi").expect("devi");
+    tollgate::workflow::sign_decision(
+        scene.shared.store.as_ref(),
+        &book,
+        &devi,
+        &tollgate::workflow::DecisionRequest {
+            cr_id: "CR-2045".into(),
+            verdict: tollgate::domain::decision::Verdict::Approve,
+            role: "risk-reviewer".into(),
+            rationale: "Every shift within 1 %.".into(),
+            ticks: ["privacy", "rollback"]
+                .map(|t| tollgate::domain::checklist::Tick {
+                    item: t.into(),
+                    note: None,
+                })
+                .to_vec(),
+            expect_digest: None,
+        },
+        at(-70),
+    )
+    .expect("approval");
+    let marco = tollgate::demo::seeded_identity("marco").expect("marco");
+    tollgate::workflow::rollout::record_stage(
+        scene.shared.store.as_ref(),
+        &book,
+        &marco,
+        &tollgate::workflow::rollout::StageRequest {
+            cr_id: "CR-2045".into(),
+            stage: tollgate::domain::rollout::Stage::Canary,
+            traffic: 10,
+            note: "EU campaigns first".into(),
+        },
+        at(-65),
+        &mut |_| {},
+    )
+    .expect("canary");
+    let guard = tollgate::demo::seeded_identity("guard").expect("guard");
+    for (minutes, value) in [(-55, "0.95"), (-45, "0.94"), (-35, "0.95"), (-25, "0.93"), (-15, "0.92"), (-5, "0.93")] {
+        std::fs::write(&kpi, format!("retention={value}\n")).expect("kpi file");
+        tollgate::workflow::rollout::guard_once(
+            scene.shared.store.as_ref(),
+            &book,
+            &guard,
+            "CR-2045",
+            at(minutes),
+            &mut |_| {},
+        )
+        .expect("reading");
+    }
+    scene.app.now = now;
+    let reload = scene.app.load_queue();
+    scene.pump(vec![reload]);
+    scene.key("6");
+    scene.key("enter");
+    scene.key("R");
+    scene.shot("rollout");
 }
