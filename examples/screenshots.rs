@@ -326,7 +326,11 @@ fn rollout_scene(now: chrono::DateTime<Utc>, dir: &std::path::Path) {
     }
     let book = tollgate::audit::policy_log::extend_book(
         None,
-        &scene.shared.store.policy_entries(0).expect("policy entries"),
+        &scene
+            .shared
+            .store
+            .policy_entries(0)
+            .expect("policy entries"),
     )
     .expect("book")
     .expect("a policy");
@@ -393,7 +397,14 @@ fn rollout_scene(now: chrono::DateTime<Utc>, dir: &std::path::Path) {
     )
     .expect("canary");
     let guard = tollgate::demo::seeded_identity("guard").expect("guard");
-    for (minutes, value) in [(-55, "0.95"), (-45, "0.94"), (-35, "0.95"), (-25, "0.93"), (-15, "0.92"), (-5, "0.93")] {
+    for (minutes, value) in [
+        (-55, "0.95"),
+        (-45, "0.94"),
+        (-35, "0.95"),
+        (-25, "0.93"),
+        (-15, "0.92"),
+        (-5, "0.93"),
+    ] {
         std::fs::write(&kpi, format!("retention={value}\n")).expect("kpi file");
         tollgate::workflow::rollout::guard_once(
             scene.shared.store.as_ref(),

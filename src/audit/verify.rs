@@ -629,7 +629,9 @@ impl<'a> Verifier<'a> {
                     .to_decision()
                     .map_err(|d| ("malformed", d.to_string()))?;
                 self.check_decision_facts(&record, &decision)?;
+                // Only a policy asking for drills costs an evaluation per approval.
                 if decision.verdict == Verdict::Approve
+                    && judge.policy.after.drills.is_some()
                     && let Some((_, _, cr, eval)) = self
                         .evaluated(&record.cr_id)
                         .filter(|(_, digest, _, _)| *digest == record.cr_digest)

@@ -243,7 +243,9 @@ fn read_queue(
 ) -> Result<QueueData, TuiError> {
     let head = store.recorded_head().ok();
     let today = now.date_naive();
-    let rollouts = crate::workflow::rollout::rollouts(store)?;
+    // The operations entries are read once, for the rollouts and the exceptions both.
+    let operations = store.emergency_entries()?;
+    let rollouts = crate::audit::rollout::derive(&operations);
     let mut rows = Vec::new();
     let mut per_cr = Vec::new();
     for (n, page) in crate::workflow::queue::SummaryPages::new(store, book, None)
@@ -269,7 +271,7 @@ fn read_queue(
             first_page(rows.clone());
         }
     }
-    let derived = crate::workflow::exceptions(store)?;
+    let derived = crate::workflow::exceptions_from(store, &operations)?;
     Ok(QueueData {
         rows,
         subjects: after_rollbacks(subjects(per_cr), &derived.live),

@@ -388,10 +388,17 @@ pub fn record_review(
 pub fn exceptions(
     store: &dyn Store,
 ) -> Result<crate::audit::emergency::Derived, crate::store::StoreError> {
-    let entries = store.emergency_entries()?;
+    exceptions_from(store, &store.emergency_entries()?)
+}
+
+/// [`exceptions`] from operations entries already read (`Store::emergency_entries`).
+pub fn exceptions_from(
+    store: &dyn Store,
+    entries: &[LogEntry],
+) -> Result<crate::audit::emergency::Derived, crate::store::StoreError> {
     let changes = match entries.first() {
         Some(first) => store.subject_changes(first.seq)?,
         None => Vec::new(),
     };
-    Ok(crate::audit::emergency::derive(&entries, &changes))
+    Ok(crate::audit::emergency::derive(entries, &changes))
 }
