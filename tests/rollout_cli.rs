@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Home, Run, assert_refusal, fixture_json};
+use common::{Home, Run, assert_refusal, fixture_json, low_risk_cr};
 use serde_json::Value;
 
 /// Wednesday morning: no freeze window holds.
@@ -20,19 +20,9 @@ fn at(home: &Home, now: &str, args: &[&str]) -> Run {
         .into()
 }
 
-/// Submits, as CI, `id`: the demo's CR-1045 (churn-predictor 21 → 22 in prod, low risk:
-/// one risk-reviewer, 1 h observation) with the latency evidence it lacks, requested by
-/// `requester` at `gate`.
+/// Submits, as CI, [`low_risk_cr`] as `id`.
 fn submit(home: &Home, now: &str, id: &str, requester: &str, gate: &str) {
-    let mut doc = fixture_json("CR-1045");
-    doc["id"] = id.into();
-    doc["requester"] = requester.into();
-    doc["gate"] = gate.into();
-    doc["checks"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"id": "latency", "status": "pass", "detail": "p99 21 ms"}));
-    let file = home.write_json(&format!("{id}.json"), &doc);
+    let file = home.write_json(&format!("{id}.json"), &low_risk_cr(id, requester, gate));
     at(home, now, &["--as", "ci", "submit", &file]).ok();
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::site::Site;
-use common::{assert_refusal, fixture_json, now_text, ssh_fingerprint};
+use common::{assert_refusal, fixture_json, low_risk_cr, now_text, ssh_fingerprint};
 use serde_json::{Value, json};
 use tollgate::audit::canonical::to_canonical_string;
 
@@ -16,15 +16,8 @@ use tollgate::audit::canonical::to_canonical_string;
 /// — is approved by devi.
 fn site_with_approved(tokens: &[&'static str], requester: &str, gate: &str) -> Site {
     let site = Site::with_tokens(tokens);
-    let mut doc = fixture_json("CR-1045");
-    doc["id"] = "CR-2045".into();
-    doc["requester"] = requester.into();
-    doc["gate"] = gate.into();
+    let mut doc = low_risk_cr("CR-2045", requester, gate);
     doc["subject"]["environment"] = "staging".into();
-    doc["checks"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"id": "latency", "status": "pass", "detail": "p99 21 ms"}));
     let file = site.home.write_json("CR-2045.json", &doc);
     site.home.run(&["--as", "ci", "submit", &file]).ok();
     let approve = [

@@ -452,12 +452,7 @@ fn an_operator_rolls_an_approved_change_out_with_r_and_the_log_holds_it() {
     // A Wednesday morning: no freeze window of the demo policy holds.
     const T0: &str = "2026-11-25T10:00:00Z";
     let home = Home::demo_at(T0);
-    let mut doc = common::fixture_json("CR-1045");
-    doc["id"] = "CR-2045".into();
-    doc["checks"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"id": "latency", "status": "pass", "detail": "p99 21 ms"}));
+    let doc = common::low_risk_cr("CR-2045", "jonas", "model");
     let file = home.write_json("CR-2045.json", &doc);
     home.run(&["--as", "ci", "submit", &file]).ok();
     home.decide(

@@ -150,7 +150,8 @@ body_fn!(AuthorisationRecord);
 body_fn!(RollbackRecord);
 body_fn!(ReviewRecord);
 
-/// An emergency entry whose body does not read as its kind's record.
+/// A signed entry (emergency or after-approval) whose body does not read as its kind's
+/// record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid {kind} record: {detail}")]
 pub struct MalformedRecord {
@@ -160,7 +161,12 @@ pub struct MalformedRecord {
     pub detail: String,
 }
 
-fn time(kind: EntryKind, field: &str, s: &str) -> Result<DateTime<Utc>, MalformedRecord> {
+/// A time field of a signed record.
+pub(super) fn time(
+    kind: EntryKind,
+    field: &str,
+    s: &str,
+) -> Result<DateTime<Utc>, MalformedRecord> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| MalformedRecord {
@@ -169,7 +175,9 @@ fn time(kind: EntryKind, field: &str, s: &str) -> Result<DateTime<Utc>, Malforme
         })
 }
 
-fn typed<T: serde::de::DeserializeOwned>(
+/// Reads `body` as the record of `kind`: no member named twice, the right `type`, and the
+/// record's own shape (unknown members refused). Shared by every signed record parser.
+pub(super) fn typed<T: serde::de::DeserializeOwned>(
     kind: EntryKind,
     body: &str,
 ) -> Result<T, MalformedRecord> {

@@ -10,7 +10,6 @@ use super::log::EntryKind;
 use crate::domain::rollout::{
     DrillClaim, ReadingClaim, ReadingVerdict, RunOutcome, Stage, StageClaim,
 };
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// What a command run for the record did (the same fields as a rollback's outcome).
@@ -184,15 +183,8 @@ body_fn!(StageRecord);
 body_fn!(ReadingRecord);
 body_fn!(DrillRecord);
 
-/// An after-approval entry whose body does not read as its kind's record.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a valid {kind} record: {detail}")]
-pub struct MalformedRecord {
-    /// The kind it claims to be.
-    pub kind: &'static str,
-    /// What is wrong.
-    pub detail: String,
-}
+pub use super::emergency::MalformedRecord;
+use super::emergency::{time, typed as parse};
 
 /// One after-approval entry's claim.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,36 +208,6 @@ impl Claim {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(
-    kind: EntryKind,
-    body: &str,
-) -> Result<T, MalformedRecord> {
-    let malformed = |detail: String| MalformedRecord {
-        kind: kind.as_str(),
-        detail,
-    };
-    crate::domain::reader::check_no_duplicate_names(body).map_err(|e| malformed(e.to_string()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| malformed(e.to_string()))?;
-    if value["type"].as_str() != Some(kind.as_str()) {
-        return Err(malformed(format!(
-            "its type is {}, not {}",
-            value["type"],
-            kind.as_str()
-        )));
-    }
-    serde_json::from_value(value).map_err(|e| malformed(e.to_string()))
-}
-
-fn time(kind: EntryKind, s: &str) -> Result<DateTime<Utc>, MalformedRecord> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| MalformedRecord {
-            kind: kind.as_str(),
-            detail: format!("at: bad time {s:?}: {e}"),
-        })
-}
-
 /// Reads an after-approval body as the claim the rules judge, with the policy digest it
 /// names.
 pub fn claim_of(kind: EntryKind, body: &str) -> Result<(Claim, String), MalformedRecord> {
@@ -260,7 +222,7 @@ pub fn claim_of(kind: EntryKind, body: &str) -> Result<(Claim, String), Malforme
                 .ok_or_else(|| bad(format!("stage {:?} is neither canary nor full", r.stage)))?;
             Ok((
                 Claim::Stage(StageClaim {
-                    at: time(kind, &r.at)?,
+                    at: time(kind, "at", &r.at)?,
                     cr_id: r.cr_id,
                     cr_revision: r.cr_revision,
                     cr_digest: r.cr_digest,
@@ -297,7 +259,7 @@ pub fn claim_of(kind: EntryKind, body: &str) -> Result<(Claim, String), Malforme
             }
             Ok((
                 Claim::Reading(ReadingClaim {
-                    at: time(kind, &r.at)?,
+                    at: time(kind, "at", &r.at)?,
                     check_succeeded: r.check.exit_status == Some(0) && !r.check.timed_out,
                     cr_id: r.cr_id,
                     cr_digest: r.cr_digest,
@@ -316,7 +278,7 @@ pub fn claim_of(kind: EntryKind, body: &str) -> Result<(Claim, String), Malforme
             Ok((
                 Claim::Drill(
                     DrillClaim {
-                        at: time(kind, &r.at)?,
+                        at: time(kind, "at", &r.at)?,
                         outcome: r.run.outcome(),
                         subject: r.subject,
                         environment: r.environment,

@@ -3,6 +3,7 @@
 //! Everything here is a function of its inputs so the same rules serve the CLI, the TUI,
 //! the server and the tests, and give the same answer in each.
 
+pub mod argv;
 pub mod change_request;
 pub mod check;
 pub mod checklist;

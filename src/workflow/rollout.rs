@@ -115,18 +115,29 @@ pub fn check_stage_request(
     now: DateTime<Utc>,
 ) -> Result<(StoredCr, Evaluation), DecideError> {
     let (cr, eval) = evaluated(store, book, &req.cr_id)?;
-    let all = rollouts(store)?;
     let claim = stage_claim(&cr, req, who, None, now);
+    judge_stage(book, who, (&cr, &eval), &rollouts(store)?, &claim)?;
+    Ok((cr, eval))
+}
+
+/// The stage rules for `claim` (signed at its own time) against the CR as read and the
+/// rollouts so far: before anything runs, and again inside the write transaction.
+fn judge_stage(
+    book: &PolicyBook,
+    who: &Identity,
+    (cr, eval): (&StoredCr, &Evaluation),
+    all: &Rollouts,
+    claim: &StageClaim,
+) -> Result<(), DecideError> {
     check_stage(
         book.policy(),
         &who.principal,
-        &facts(&cr, &eval),
-        all.of(&req.cr_id),
-        &claim,
-        now,
+        &facts(cr, eval),
+        all.of(&claim.cr_id),
+        claim,
+        claim.at,
     )
-    .map_err(DecideError::Refused)?;
-    Ok((cr, eval))
+    .map_err(DecideError::Refused)
 }
 
 fn facts<'a>(cr: &'a StoredCr, eval: &Evaluation) -> CrFacts<'a> {
@@ -222,17 +233,9 @@ pub fn record_stage(
     let record = deploy.as_ref().map(|(argv, o)| command_record(argv, o));
     let entry = store.append_emergency(&mut |ctx| {
         check_in_force(book, &ctx.policy_head)?;
-        let all = crate::audit::rollout::derive(&ctx.existing);
         let claim = stage_claim(&cr, req, who, record.as_ref(), finished);
-        check_stage(
-            book.policy(),
-            &who.principal,
-            &facts(&cr, &eval),
-            all.of(&req.cr_id),
-            &claim,
-            finished,
-        )
-        .map_err(DecideError::Refused)?;
+        let all = crate::audit::rollout::derive(&ctx.existing);
+        judge_stage(book, who, (&cr, &eval), &all, &claim)?;
         let body = StageRecord {
             kind: EntryKind::RolloutStage.as_str().into(),
             format: BODY_FORMAT,

@@ -522,6 +522,21 @@ pub fn now_text() -> String {
     tollgate::audit::log::time_text(chrono::Utc::now())
 }
 
+/// CR-1045 (churn-predictor 21 → 22 in prod, low risk: one risk-reviewer, 1 h of
+/// observation) as `id`, requested by `requester` at `gate`, with the latency evidence it
+/// lacks: submitted by CI, one approval approves it.
+pub fn low_risk_cr(id: &str, requester: &str, gate: &str) -> Value {
+    let mut doc = fixture_json("CR-1045");
+    doc["id"] = id.into();
+    doc["requester"] = requester.into();
+    doc["gate"] = gate.into();
+    doc["checks"]
+        .as_array_mut()
+        .expect("CR-1045 has checks")
+        .push(serde_json::json!({"id": "latency", "status": "pass", "detail": "p99 21 ms"}));
+    doc
+}
+
 /// The checklist a decision on the CR `shown` (the output of `show --json`) records: each
 /// item's id and state, as tollgate evaluates it.
 /// One checklist item of a `show --json` by id.

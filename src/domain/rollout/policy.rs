@@ -5,8 +5,8 @@
 //! Every table is optional: a policy without them behaves as before (rollouts are
 //! recorded, nothing is run, no drill is required, nothing is frozen).
 
+use crate::domain::argv::{expand_once, read_argv};
 use crate::domain::change_request::{Gate, RiskLevel};
-use crate::domain::policy::{expand_once, read_argv};
 use crate::domain::reader::{Reader, SHORT_TEXT, child, index, quote};
 use chrono::{DateTime, Datelike, NaiveTime, Utc, Weekday};
 use serde::Serialize;
