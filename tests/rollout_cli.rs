@@ -574,3 +574,40 @@ fn the_team_servers_guard_rolls_a_regressed_canary_back_signed_by_the_server() {
     assert_eq!(reading["principal"], "guard");
     home.verified_entries();
 }
+
+#[test]
+fn a_gate_the_policy_lets_skip_canary_goes_straight_to_full() {
+    // The demo policy: `[rollout] skip_canary = ["data"]`.
+    let home = Home::demo_at(T0);
+    let mut doc = low_risk_cr("CR-2049", "jonas", "data");
+    doc["checks"].as_array_mut().unwrap().push(
+        serde_json::json!({"id": "backward_compatibility", "status": "pass", "detail": "no consumer breaks"}),
+    );
+    let file = home.write_json("CR-2049.json", &doc);
+    at(&home, T0, &["--as", "ci", "submit", &file]).ok();
+    at(
+        &home,
+        T0,
+        &[
+            "--as",
+            "kai",
+            "approve",
+            "CR-2049",
+            "--tick",
+            "privacy",
+            "--tick",
+            "rollback",
+            "--rationale",
+            "schema unchanged",
+        ],
+    )
+    .ok();
+    let run = stage(&home, "marco", "CR-2049", "full", T0).ok();
+    assert!(
+        run.stdout.contains("recorded: CR-2049 full by marco"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(rollouts(&home, T0)[0]["state"], "full");
+    verified_at(&home, "2026-11-25T10:05:00Z");
+}
