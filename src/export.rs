@@ -230,7 +230,10 @@ pub fn build(
     let mut related_ids: Vec<String> = Vec::new();
     // What happened after approval: stages, readings, rollbacks and the subjects' drills.
     let operations = store.emergency_entries()?;
-    let after = crate::audit::rollout::derive(&operations);
+    let mut after = crate::audit::rollout::derive(&operations);
+    for cr in &crs {
+        crate::workflow::rollout::add_readings(store, &mut after, &cr.current.cr.id)?;
+    }
     let mut drill_seqs: Vec<u64> = Vec::new();
     let selection_text = match selection {
         Selection::Cr(id) => format!("change request {}", md(id)),

@@ -310,8 +310,28 @@ pub fn apply(rollouts: &mut crate::domain::rollout::Rollouts, seq: u64, claim: &
 /// entry that does not read (`verify` names it); the rules were applied when it was
 /// appended and are applied again by `verify`.
 pub fn derive(entries: &[super::log::LogEntry]) -> crate::domain::rollout::Rollouts {
+    derive_where(entries, |_| true)
+}
+
+/// [`derive`] for one CR's rollout only: its own stages and readings and the
+/// authorisations that may end it, found by the CR column without parsing the rest (a
+/// guard reading every canary every ten minutes writes most of the operations entries,
+/// and each new one is checked against its own CR's only).
+pub fn derive_for(
+    entries: &[super::log::LogEntry],
+    cr_id: &str,
+) -> crate::domain::rollout::Rollouts {
+    derive_where(entries, |e| {
+        e.cr_id.as_deref() == Some(cr_id) || e.kind == EntryKind::EmergencyAuthorised.as_str()
+    })
+}
+
+fn derive_where(
+    entries: &[super::log::LogEntry],
+    keep: impl Fn(&super::log::LogEntry) -> bool,
+) -> crate::domain::rollout::Rollouts {
     let mut out = crate::domain::rollout::Rollouts::default();
-    for e in entries {
+    for e in entries.iter().filter(|e| keep(e)) {
         let Some(kind) = EntryKind::parse(&e.kind) else {
             continue;
         };

@@ -694,7 +694,10 @@ impl<'a> Verifier<'a> {
                 })?;
                 if let crate::domain::emergency::Claim::Authorise(a) = &claim {
                     check_digest(body["policy_digest"].as_str())?;
-                    crate::domain::rollout::check_auto_rollback(&self.rollouts, a)
+                    let reading = crate::domain::rollout::parse_auto_incident(&a.incident)
+                        .and_then(|(_, seq)| self.rollouts.reading(seq))
+                        .map(|(id, _, r)| (id, r));
+                    crate::domain::rollout::check_auto_rollback(&self.rollouts, reading, a)
                         .map_err(|r| ("policy-violation", r.to_string()))?;
                     self.rollouts.after_authorisation(e.seq, a);
                 }

@@ -991,7 +991,7 @@ fn show(
     let decisions = store.decisions(id)?;
     let e = evaluate_in(&rev.cr, &rev.digest, &decisions, &book);
     let changes = crate::domain::policy_diff::proposal_changes(book.policy(), &rev.cr);
-    let after = crate::workflow::rollout::rollouts(&*store)?;
+    let after = crate::workflow::rollout::rollouts_with_readings(&*store, id)?;
     let rollout = after.of(id);
     let drill = after.last_drill(&rev.cr.subject.name);
     if json {

@@ -8,8 +8,8 @@ use crate::domain::rollout::{ReadingVerdict, Stage};
 use crate::domain::text::sanitize;
 use crate::identity::KeyChoice;
 use crate::workflow::rollout::{
-    DrillRequest, StageRequest, check_stage_request, deploy_invocation, drill_invocation,
-    due_readings, guard_once, record_stage, rollouts, run_drill,
+    DrillRequest, StageRequest, add_readings, check_stage_request, deploy_invocation,
+    drill_invocation, due_readings, guard_once, record_stage, rollouts, run_drill,
 };
 use crate::workflow::shown_argv;
 use chrono::{DateTime, Utc};
@@ -160,19 +160,30 @@ pub fn list(
 ) -> Result<(), CliError> {
     let book = super::policy_cmds::load_book(paths)?;
     let store = super::open_store(paths)?;
-    let everything = rollouts(&*store)?;
-    let mut rows = Vec::new();
-    for (id, r) in &everything.crs {
-        let Some(state) = r.label() else { continue };
-        let live = r.rolled_back.is_none()
+    let mut everything = rollouts(&*store)?;
+    // In canary: its last stage that took place is the canary and nothing rolled it back.
+    let live = |r: &crate::domain::rollout::CrRollout| {
+        r.rolled_back.is_none()
             && r.stages
                 .iter()
                 .rev()
                 .find(|s| s.happened())
-                .is_some_and(|s| s.stage == Stage::Canary);
-        if !all && !live {
-            continue;
-        }
+                .is_some_and(|s| s.stage == Stage::Canary)
+    };
+    // Readings only for the rows listed (they pile up).
+    let listed: Vec<String> = everything
+        .crs
+        .iter()
+        .filter(|(_, r)| all || live(r))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in &listed {
+        add_readings(&*store, &mut everything, id)?;
+    }
+    let mut rows = Vec::new();
+    for (id, r) in everything.crs.iter().filter(|(id, _)| listed.contains(id)) {
+        let Some(state) = r.label() else { continue };
+        let live = live(r);
         let canary = r
             .stages
             .iter()

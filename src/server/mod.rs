@@ -438,6 +438,7 @@ fn routes() -> Routes {
     .get("/v1/change-requests/{id}/revisions/{revision}", revision)
     .get("/v1/change-requests/{id}/context", context)
     .get("/v1/change-requests/{id}/decisions", cr_decisions)
+    .get("/v1/change-requests/{id}/kpi-readings", cr_kpi_readings)
     .get("/v1/queue", queue)
     .get("/v1/decisions", all_decisions)
     .post("/v1/decisions", post_decision)
@@ -905,6 +906,15 @@ async fn cr_decisions(
     blocking(move || Ok(axum::Json(s.store.decision_entries(&id)?))).await
 }
 
+async fn cr_kpi_readings(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    principal(&s, &headers).await?;
+    blocking(move || Ok(axum::Json(s.store.kpi_readings(&id)?))).await
+}
+
 #[derive(Deserialize)]
 struct SeqPage {
     after: Option<u64>,
@@ -1370,6 +1380,17 @@ async fn post_emergency(
         let book = &in_force.book;
         // A stage is judged against the CR as the store holds it: its current revision
         // and its status from the recorded decisions, never the client's word.
+        // The reading an `AUTO-` incident names: readings are not among the operations
+        // entries the transaction reads (they pile up), and a written entry never changes.
+        let auto_reading = match &claim {
+            OperationClaim::Emergency(crate::domain::emergency::Claim::Authorise(a)) => {
+                match crate::domain::rollout::parse_auto_incident(&a.incident) {
+                    Some((_, seq)) => crate::workflow::rollout::reading_at(&*s.store, seq)?,
+                    None => None,
+                }
+            }
+            _ => None,
+        };
         let stage_facts = match &claim {
             OperationClaim::After(crate::audit::rollout::Claim::Stage(c), _) => Some(
                 crate::workflow::rollout::evaluated(&*s.store, book, &c.cr_id)?,
@@ -1405,7 +1426,16 @@ async fn post_emergency(
             }
             // The same rules the workflow applied before signing, against what this
             // store derives and the server's own clock: nothing is taken on trust.
-            let rollouts = crate::audit::rollout::derive(&ctx.existing);
+            // A guard rollback needs every reading; a stage or reading only its own CR's.
+            let rollouts = match &claim {
+                OperationClaim::After(crate::audit::rollout::Claim::Stage(c), _) => {
+                    crate::audit::rollout::derive_for(&ctx.existing, &c.cr_id)
+                }
+                OperationClaim::After(crate::audit::rollout::Claim::Reading(c), _) => {
+                    crate::audit::rollout::derive_for(&ctx.existing, &c.cr_id)
+                }
+                _ => crate::audit::rollout::derive(&ctx.existing),
+            };
             let policy = book.policy();
             match &claim {
                 OperationClaim::Emergency(claim) => {
@@ -1420,8 +1450,12 @@ async fn post_emergency(
                     )
                     .map_err(DecideError::Refused)?;
                     if let crate::domain::emergency::Claim::Authorise(a) = claim {
-                        crate::domain::rollout::check_auto_rollback(&rollouts, a)
-                            .map_err(DecideError::Refused)?;
+                        crate::domain::rollout::check_auto_rollback(
+                            &rollouts,
+                            auto_reading.as_ref().map(|(id, r)| (id.as_str(), r)),
+                            a,
+                        )
+                        .map_err(DecideError::Refused)?;
                     }
                 }
                 OperationClaim::After(claim, _) => {

@@ -390,7 +390,7 @@ fn read_policy_head(conn: &Connection) -> rusqlite::Result<Head> {
 fn emergency_rows(conn: &Connection) -> rusqlite::Result<Vec<LogEntry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, kind, cr_id, principal, body, hash, signature, received_at FROM log
-         WHERE kind IN ('emergency-authorised', 'rollback-executed', 'post-incident-review', 'rollout-stage', 'kpi-reading', 'drill') ORDER BY seq",
+         WHERE kind IN ('emergency-authorised', 'rollback-executed', 'post-incident-review', 'rollout-stage', 'drill') ORDER BY seq",
     )?;
     stmt.query_map([], log_row)?.collect()
 }
@@ -1104,6 +1104,18 @@ impl Store for LocalStore {
             .into_iter()
             .filter_map(|(id, at)| parse_time(&at).ok().map(|t| (id, t)))
             .collect())
+    }
+
+    fn kpi_readings(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, kind, cr_id, principal, body, hash, signature, received_at FROM log WHERE cr_id = ?1 AND kind = 'kpi-reading' ORDER BY seq",
+            )
+            .map_err(self.sql_err(format!("reading the KPI readings of {cr_id}")))?;
+        stmt.query_map(params![cr_id], log_row)
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err(format!("reading the KPI readings of {cr_id}")))
     }
 
     fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {

@@ -378,7 +378,7 @@ pub struct Appended {
 pub struct EmergencyContext {
     /// The log head the new entry will follow.
     pub head: Head,
-    /// Every emergency entry so far, in log order.
+    /// Every operations entry so far (KPI readings left out), in log order.
     pub existing: Vec<LogEntry>,
     /// Change requests submitted or revised since the first emergency entry, with their
     /// subjects (nothing before it can matter to a rollback).
@@ -743,7 +743,14 @@ pub trait Store: Send + Sync {
     /// The decision entries about one CR, in log order (to show each signature's status).
     fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError>;
 
-    /// Every emergency entry (authorisations, rollback outcomes, reviews), in log order.
+    /// The KPI guard's readings of one CR, in log order (by the CR's index: readings pile
+    /// up, so the operations entries leave them out).
+    fn kpi_readings(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// Every operations entry in log order: the emergency records (authorisations,
+    /// rollback outcomes, reviews), rollout stages and drills. KPI readings are left out
+    /// (a guard writes one per canary every few minutes, for ever): [`Store::kpi_readings`]
+    /// reads one CR's.
     fn emergency_entries(&self) -> Result<Vec<LogEntry>, StoreError>;
 
     /// The change requests submitted or revised after log position `after`, with the
@@ -888,6 +895,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn submission_times(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
         (**self).submission_times()
+    }
+    fn kpi_readings(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {
+        (**self).kpi_readings(cr_id)
     }
     fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {
         (**self).decision_entries(cr_id)

@@ -676,7 +676,7 @@ fn head_of(label: &Path, r: &Row) -> Result<Head, StoreError> {
 }
 
 const EMERGENCY_SQL: &str = "SELECT seq, kind, cr_id, principal, body, hash, signature, received_at FROM log
-     WHERE kind IN ('emergency-authorised', 'rollback-executed', 'post-incident-review', 'rollout-stage', 'kpi-reading', 'drill') ORDER BY seq";
+     WHERE kind IN ('emergency-authorised', 'rollback-executed', 'post-incident-review', 'rollout-stage', 'drill') ORDER BY seq";
 
 /// Submission and revision entries after `after`, each with the subject its revision
 /// names (read from the stored document, which `verify` holds to the entry's digest).
@@ -1240,6 +1240,18 @@ impl Store for PgStore {
             }
         }
         Ok(out)
+    }
+
+    fn kpi_readings(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {
+        let found = self.read(&format!("reading the KPI readings of {cr_id}"), |c| {
+            c.query(
+                &format!(
+                    "SELECT {LOG_COLUMNS} FROM log WHERE cr_id = $1 AND kind = 'kpi-reading' ORDER BY seq"
+                ),
+                &[&cr_id],
+            )
+        })?;
+        log_rows(&self.label, &found)
     }
 
     fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {

@@ -415,6 +415,13 @@ impl Store for RemoteStore {
         self.get("/v1/submission-times")
     }
 
+    fn kpi_readings(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {
+        self.get(&format!(
+            "/v1/change-requests/{}/kpi-readings",
+            urlencode(cr_id)
+        ))
+    }
+
     fn decision_entries(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {
         self.get(&format!(
             "/v1/change-requests/{}/decisions",

@@ -347,7 +347,7 @@ pub fn load_detail(store: &dyn Store, book: &PolicyBook, id: &str) -> Result<Det
             decision,
         })
         .collect();
-    let mut after = crate::workflow::rollout::rollouts(store)?;
+    let mut after = crate::workflow::rollout::rollouts_with_readings(store, id)?;
     let drill = after.last_drill(&cr.current.cr.subject.name).cloned();
     let rollout = after.crs.remove(id);
     Ok(DetailData {

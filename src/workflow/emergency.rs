@@ -99,10 +99,38 @@ pub fn authorise_rollback(
     // Asked first, so a refusal comes before anything else is read.
     check_on_call(policy, &who.principal).map_err(DecideError::Refused)?;
     req.check().map_err(DecideError::Refused)?;
+    // An `AUTO-` incident names the KPI reading it acts on (read by its position).
+    let auto_reading = match crate::domain::rollout::parse_auto_incident(&req.incident) {
+        Some((_, seq)) => super::rollout::reading_at(store, seq)?,
+        None => None,
+    };
     store.append_emergency(&mut |ctx| {
         check_in_force(book, &ctx.policy_head)?;
         let (head, existing) = (&ctx.head, &ctx.existing);
         let derived = derive(existing, &ctx.changes);
+        if req.incident.starts_with("AUTO-") {
+            let rollouts = crate::audit::rollout::derive(existing);
+            let reading = auto_reading.as_ref().map(|(id, r)| (id.as_str(), r));
+            crate::domain::rollout::check_auto_rollback(
+                &rollouts,
+                reading,
+                &crate::domain::emergency::Authorisation {
+                    principal: who.principal.id.clone(),
+                    incident: req.incident.clone(),
+                    subject: req.subject.clone(),
+                    environment: req.environment.clone(),
+                    from_version: req.from_version.clone(),
+                    to_version: req.to_version.clone(),
+                    reason: req.reason.clone(),
+                    exception: None,
+                    opened_at: now,
+                    expires_at: now,
+                    review_due: now,
+                    at: now,
+                },
+            )
+            .map_err(DecideError::Refused)?;
+        }
         let active = derived
             .exceptions
             .iter()

@@ -36,9 +36,63 @@ pub fn command_record(argv: &[String], o: &CommandOutcome) -> CommandRecord {
     }
 }
 
-/// The rollouts and drills recorded in the store.
+/// The rollouts and drills recorded in the store, without KPI readings (see
+/// [`add_readings`]).
 pub fn rollouts(store: &dyn Store) -> Result<Rollouts, StoreError> {
     Ok(crate::audit::rollout::derive(&store.emergency_entries()?))
+}
+
+/// Adds the KPI readings of `cr_id` to `all` (read by the CR's index).
+pub fn add_readings(store: &dyn Store, all: &mut Rollouts, cr_id: &str) -> Result<(), StoreError> {
+    for e in store.kpi_readings(cr_id)? {
+        if let Ok((crate::audit::rollout::Claim::Reading(c), _)) =
+            crate::audit::rollout::claim_of(EntryKind::KpiReading, &e.body)
+        {
+            all.after_reading(e.seq, &c);
+        }
+    }
+    Ok(())
+}
+
+/// Every rollout and drill, with `cr_id`'s KPI readings: what one CR's screen shows.
+pub fn rollouts_with_readings(store: &dyn Store, cr_id: &str) -> Result<Rollouts, StoreError> {
+    let mut all = rollouts(store)?;
+    add_readings(store, &mut all, cr_id)?;
+    Ok(all)
+}
+
+/// The KPI reading at log position `seq` (what an `AUTO-` incident names), with its CR;
+/// `None` when that entry is not a reading.
+pub fn reading_at(
+    store: &dyn Store,
+    seq: u64,
+) -> Result<Option<(String, crate::domain::rollout::ReadingFact)>, StoreError> {
+    let Some(e) = store
+        .log_entries(seq.saturating_sub(1), 1)?
+        .into_iter()
+        .find(|e| e.seq == seq)
+    else {
+        return Ok(None);
+    };
+    if e.kind != EntryKind::KpiReading.as_str() {
+        return Ok(None);
+    }
+    Ok(
+        match crate::audit::rollout::claim_of(EntryKind::KpiReading, &e.body) {
+            Ok((crate::audit::rollout::Claim::Reading(c), _)) => Some((
+                c.cr_id.clone(),
+                crate::domain::rollout::ReadingFact {
+                    seq,
+                    values: c.values,
+                    verdict: c.verdict,
+                    breaches: c.breaches,
+                    principal: c.principal,
+                    at: c.at,
+                },
+            )),
+            _ => None,
+        },
+    )
 }
 
 /// A CR's current revision and its evaluation under the policy in force.
@@ -116,7 +170,8 @@ pub fn check_stage_request(
 ) -> Result<(StoredCr, Evaluation), DecideError> {
     let (cr, eval) = evaluated(store, book, &req.cr_id)?;
     let claim = stage_claim(&cr, req, who, None, now);
-    judge_stage(book, who, (&cr, &eval), &rollouts(store)?, &claim)?;
+    let own = crate::audit::rollout::derive_for(&store.emergency_entries()?, &req.cr_id);
+    judge_stage(book, who, (&cr, &eval), &own, &claim)?;
     Ok((cr, eval))
 }
 
@@ -234,8 +289,8 @@ pub fn record_stage(
     let entry = store.append_emergency(&mut |ctx| {
         check_in_force(book, &ctx.policy_head)?;
         let claim = stage_claim(&cr, req, who, record.as_ref(), finished);
-        let all = crate::audit::rollout::derive(&ctx.existing);
-        judge_stage(book, who, (&cr, &eval), &all, &claim)?;
+        let own = crate::audit::rollout::derive_for(&ctx.existing, &req.cr_id);
+        judge_stage(book, who, (&cr, &eval), &own, &claim)?;
         let body = StageRecord {
             kind: EntryKind::RolloutStage.as_str().into(),
             format: BODY_FORMAT,
@@ -447,24 +502,31 @@ fn auto_rollback(
 }
 
 /// The CRs in canary whose next KPI reading is due at `now` (never read, or last read
-/// at least the guard's interval ago), oldest canary first.
+/// the guard's interval ago, give or take 30 s), by CR id.
 pub fn due_readings(
     store: &dyn Store,
     book: &PolicyBook,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, DecideError> {
-    let all = rollouts(store)?;
+    let mut all = rollouts(store)?;
+    let ids: Vec<String> = all.crs.keys().cloned().collect();
     let mut due = Vec::new();
-    for (id, r) in &all.crs {
+    for id in &ids {
         let Some(cr) = store.get(id)? else { continue };
-        if !r.in_canary(&cr.current.digest) {
+        if !all.of(id).is_some_and(|r| r.in_canary(&cr.current.digest)) {
             continue;
         }
+        add_readings(store, &mut all, id)?;
+        let Some(r) = all.of(id) else { continue };
         let Some(guard) = book.policy().after.kpi_guard(&r.subject, &r.environment) else {
             continue;
         };
+        // Readings are stamped when their check finished: one taken a few seconds short of
+        // the interval ago is due, or a guard passing every interval would skip every other.
         let last = r.readings.last().map(|x| x.at);
-        if last.is_none_or(|t| now - t >= chrono::Duration::minutes(guard.interval_minutes)) {
+        let slack = chrono::Duration::seconds(30);
+        if last.is_none_or(|t| now + slack - t >= chrono::Duration::minutes(guard.interval_minutes))
+        {
             due.push(id.clone());
         }
     }

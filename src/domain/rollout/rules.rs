@@ -359,9 +359,14 @@ pub fn parse_auto_incident(incident: &str) -> Option<(&str, u64)> {
 
 /// An authorisation under an `AUTO-…` incident must act on a regressed reading of a CR
 /// in canary, signed by the same principal (the guard), rolling its subject back from
-/// the canary's version to the one it replaced, once. Other incidents are not the
+/// the canary's version to the one it replaced, once. `reading` is the entry the incident
+/// names (its CR and what it read), looked up by the caller. Other incidents are not the
 /// guard's and pass.
-pub fn check_auto_rollback(rollouts: &Rollouts, a: &Authorisation) -> Result<(), Refusal> {
+pub fn check_auto_rollback(
+    rollouts: &Rollouts,
+    reading: Option<(&str, &super::ReadingFact)>,
+    a: &Authorisation,
+) -> Result<(), Refusal> {
     if !a.incident.starts_with("AUTO-") {
         return Ok(());
     }
@@ -375,8 +380,11 @@ pub fn check_auto_rollback(rollouts: &Rollouts, a: &Authorisation) -> Result<(),
     let Some((cr_id, seq)) = parse_auto_incident(&a.incident) else {
         return bad("it names no CR and reading".into());
     };
-    let Some((id, r, reading)) = rollouts.reading(seq) else {
+    let Some((id, reading)) = reading.filter(|(_, r)| r.seq == seq) else {
         return bad(format!("entry {seq} is not a KPI reading"));
+    };
+    let Some(r) = rollouts.of(id) else {
+        return bad(format!("{id} has no rollout"));
     };
     if id != cr_id {
         return bad(format!("reading {seq} is about {id}, not {cr_id}"));
