@@ -43,6 +43,11 @@ struct Fixture {
 
 impl Fixture {
     fn new(kind: Kind) -> Fixture {
+        Fixture::with_policy(kind, "")
+    }
+
+    /// A fixture whose genesis is the seeded demo policy with `extra` appended.
+    fn with_policy(kind: Kind, extra: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let database =
@@ -53,7 +58,7 @@ impl Fixture {
         };
         let book = tollgate::demo::seeded_genesis(
             seeded.as_ref(),
-            &tollgate::demo::seeded_policy_text(),
+            &format!("{}{extra}", tollgate::demo::seeded_policy_text()),
             Utc::now(),
         )
         .unwrap();
@@ -156,6 +161,11 @@ impl Fixture {
 
 /// Runs a test body against every kind of store.
 fn both(test: fn(&Fixture)) {
+    both_with("", test)
+}
+
+/// [`both`] with `extra` appended to the genesis policy.
+fn both_with(extra: &str, test: fn(&Fixture)) {
     for kind in [
         Kind::Sqlite,
         Kind::Postgres,
@@ -163,7 +173,7 @@ fn both(test: fn(&Fixture)) {
         Kind::RemotePostgres,
     ] {
         eprintln!("store contract on {kind:?}");
-        test(&Fixture::new(kind));
+        test(&Fixture::with_policy(kind, extra));
     }
 }
 
@@ -385,6 +395,128 @@ fn the_rules_hold_whoever_holds_the_store() {
             6,
             "nothing appended after the genesis and the five submissions"
         );
+    });
+}
+
+/// A KPI guard for churn-predictor whose check always reads a regression.
+const REGRESSING_GUARD: &str = "\n[[kpi]]\nsubject = \"churn-predictor\"\ncommand = [\"printf\", \"retention=%s\\\\n\", \"0.5\"]\nthresholds = [{ metric = \"retention\", min = 0.9 }]\n";
+
+#[test]
+fn a_rollout_its_readings_a_guard_rollback_and_a_drill_hold_in_every_store() {
+    use tollgate::workflow::rollout::{
+        DrillRequest, StageRequest, guard_once, record_stage, rollouts, run_drill,
+    };
+    both_with(REGRESSING_GUARD, |f| {
+        submit_fixtures(f);
+        // CR-2045: a low-risk change to churn-predictor in staging (no freeze there).
+        let mut doc = common::low_risk_cr("CR-2045", "jonas", "model");
+        doc["subject"]["environment"] = "staging".into();
+        let (cr, document) =
+            tollgate::domain::change_request::parse_document(doc.to_string().as_bytes()).unwrap();
+        let by = tollgate::store::SubmittedBy::principal(
+            "ci",
+            tollgate::demo::seeded_signer("ci").unwrap(),
+        );
+        f.store("ci")
+            .submit(
+                &[tollgate::store::Submission::new(cr, document).by(by)],
+                Utc::now(),
+            )
+            .unwrap();
+        f.decide(
+            "devi",
+            "CR-2045",
+            Verdict::Approve,
+            "risk-reviewer",
+            &["privacy", "rollback"],
+            None,
+        )
+        .unwrap();
+        let stage = record_stage(
+            f.store("marco").as_ref(),
+            &f.book,
+            &f.identity("marco"),
+            &StageRequest {
+                cr_id: "CR-2045".into(),
+                stage: tollgate::domain::rollout::Stage::Canary,
+                traffic: 10,
+                note: String::new(),
+            },
+            Utc::now(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(stage.deploy.unwrap().1.exit_status, Some(0));
+        let store = f.store("guard");
+        let action = guard_once(
+            store.as_ref(),
+            &f.book,
+            &f.identity("guard"),
+            "CR-2045",
+            Utc::now(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let (auth, _) = action.rollback.expect("on the roster").unwrap();
+        assert_eq!(store.kpi_readings("CR-2045").unwrap().len(), 1);
+        // Readings are not among the operations entries.
+        assert!(
+            store
+                .emergency_entries()
+                .unwrap()
+                .iter()
+                .all(|e| e.kind != "kpi-reading")
+        );
+        let after = rollouts(store.as_ref()).unwrap();
+        let incident = format!("AUTO-CR-2045-{}", action.reading.seq);
+        assert_eq!(
+            after
+                .of("CR-2045")
+                .unwrap()
+                .rolled_back
+                .as_ref()
+                .unwrap()
+                .incident,
+            incident
+        );
+        assert_eq!(
+            exceptions(store.as_ref()).unwrap().exceptions[0].incident,
+            incident
+        );
+        // The same reading is acted on once, whoever holds the store.
+        let again = RollbackRequest {
+            subject: "churn-predictor".into(),
+            environment: "staging".into(),
+            from_version: "21".into(),
+            to_version: "22".into(),
+            incident: incident.clone(),
+            reason: "again".into(),
+        };
+        let refused = authorise_rollback(
+            store.as_ref(),
+            &f.book,
+            &f.identity("guard"),
+            &again,
+            Utc::now(),
+        );
+        assert!(refused.is_err(), "{auth:?}");
+        // A drill in staging with the demo policy's command.
+        run_drill(
+            f.store("marco").as_ref(),
+            &f.book,
+            &f.identity("marco"),
+            &DrillRequest {
+                subject: "recommender".into(),
+                environment: "staging".into(),
+                from_version: "8".into(),
+                to_version: "7".into(),
+            },
+            Utc::now(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(rollouts(store.as_ref()).unwrap().drills.len(), 1);
+        assert!(f.verified(store.as_ref()));
     });
 }
 
