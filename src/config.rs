@@ -183,27 +183,7 @@ impl Paths {
 )]
 pub struct NoDataDir;
 
-/// The current time, or `TOLLGATE_NOW` (RFC 3339) when set: for incident drills and
-/// tests that need to see a deadline pass. Invalid values are reported, not ignored.
-pub fn now() -> Result<chrono::DateTime<chrono::Utc>, ClockError> {
-    match std::env::var("TOLLGATE_NOW") {
-        Ok(v) if !v.is_empty() => chrono::DateTime::parse_from_rfc3339(&v)
-            .map(|t| t.with_timezone(&chrono::Utc))
-            .map_err(|source| ClockError { value: v, source }),
-        _ => Ok(chrono::Utc::now()),
-    }
-}
-
-/// `TOLLGATE_NOW` is set but is not a time.
-#[derive(Debug, thiserror::Error)]
-#[error("TOLLGATE_NOW={value:?} is not an RFC 3339 time such as 2026-11-27T12:00:00Z ({source})")]
-pub struct ClockError {
-    /// What it is set to.
-    pub value: String,
-    /// Why it does not parse.
-    #[source]
-    pub source: chrono::ParseError,
-}
+pub use crate::clock::{ClockError, now};
 
 /// The policy file that belongs to the store at `store`.
 pub fn policy_beside(store: &Path) -> PathBuf {

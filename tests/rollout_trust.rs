@@ -391,3 +391,18 @@ fn an_approval_without_a_recent_drill_is_refused_and_named() {
         &[&format!("FAILED at entry {seq}"), "[drill-required]"],
     );
 }
+
+#[test]
+fn a_canary_dated_in_the_past_to_open_full_at_once_is_refused_and_named() {
+    let site = site_with_approved(&["marco"], "jonas", "model");
+    let yesterday = tollgate::audit::log::time_text(chrono::Utc::now() - chrono::Duration::days(1));
+    let backdated = stage(&site, "marco", "canary", |v| v["at"] = json!(yesterday));
+    refused_and_named(
+        &site,
+        "rollout-stage",
+        Some("CR-2045"),
+        "marco",
+        &backdated,
+        "signed-in-past",
+    );
+}

@@ -198,12 +198,21 @@ pub enum Claim {
 }
 
 impl Claim {
-    /// The policy digest the record names.
+    /// Who signed it.
     pub fn principal(&self) -> &str {
         match self {
             Claim::Stage(c) => &c.principal,
             Claim::Reading(c) => &c.principal,
             Claim::Drill(c, _) => &c.principal,
+        }
+    }
+
+    /// When it says it was signed.
+    pub fn at(&self) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            Claim::Stage(c) => c.at,
+            Claim::Reading(c) => c.at,
+            Claim::Drill(c, _) => c.at,
         }
     }
 }

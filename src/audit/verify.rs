@@ -716,6 +716,18 @@ impl<'a> Verifier<'a> {
                         format!("{r} (under {})", version_name()),
                     )
                 };
+                // Its own time decides windows and freezes: no earlier than its receipt.
+                if let Some(received) = e
+                    .received_at
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                {
+                    crate::domain::rollout::check_not_backdated(
+                        claim.at(),
+                        received.with_timezone(&Utc),
+                    )
+                    .map_err(in_policy)?;
+                }
                 match &claim {
                     Claim::Stage(c) => {
                         let (revision, digest, cr, eval) =

@@ -1093,7 +1093,7 @@ fn check_signed(
 
 /// The server's clock: what receipt times are judged by (`TOLLGATE_NOW` for drills).
 fn server_now() -> chrono::DateTime<chrono::Utc> {
-    crate::config::now().unwrap_or_else(|_| chrono::Utc::now())
+    crate::clock::now_or_system()
 }
 
 /// The token's principal and the signed entry a POST carries: what every endpoint that
@@ -1460,6 +1460,8 @@ async fn post_emergency(
                 }
                 OperationClaim::After(claim, _) => {
                     use crate::audit::rollout::Claim;
+                    crate::domain::rollout::check_not_backdated(claim.at(), received)
+                        .map_err(DecideError::Refused)?;
                     match claim {
                         Claim::Stage(c) => {
                             let Some((cr, eval)) = &stage_facts else {

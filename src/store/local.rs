@@ -319,7 +319,7 @@ fn append_entry(
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     // Entries backfilled while upgrading an old store are appended before the column
     // exists (migration 4); they keep no receipt time.
-    let received_at = (version >= 4).then(|| time_text(Utc::now()));
+    let received_at = (version >= 4).then(|| time_text(crate::clock::now_or_system()));
     match &received_at {
         Some(at) => tx.execute(
             "INSERT INTO log (seq, kind, cr_id, principal, body, hash, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

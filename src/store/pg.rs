@@ -835,7 +835,7 @@ impl ChainTx for PgTx<'_, '_> {
         let head = self.head()?;
         let seq = head.seq + 1;
         let hash = e.hash();
-        let received_at = time_text(Utc::now());
+        let received_at = time_text(crate::clock::now_or_system());
         let context = format!("appending the {} entry", e.kind.as_str());
         self.tx
             .execute(

@@ -19,7 +19,8 @@ pub use policy::{
 };
 pub use rules::{
     CrFacts, auto_incident, check_auto_rollback, check_drill, check_drill_requirement,
-    check_reading, check_stage, derive_verdict, parse_auto_incident, window_opens,
+    check_not_backdated, check_reading, check_stage, derive_verdict, parse_auto_incident,
+    window_opens,
 };
 pub use state::{CrRollout, DrillFact, ReadingFact, Rollouts, StageFact};
 

@@ -36,6 +36,25 @@ pub struct CrFacts<'a> {
     pub risk: RiskLevel,
 }
 
+/// An after-approval entry must be signed when it was received, give or take the allowed
+/// clock skew, also not earlier: its own time decides the observation window (a canary
+/// dated yesterday would open full at once) and whether a freeze held. The server checks
+/// it against its clock, `verify` against the receipt time the store recorded.
+pub fn check_not_backdated(at: DateTime<Utc>, received: DateTime<Utc>) -> Result<(), Refusal> {
+    let skew = Duration::seconds(crate::domain::rules::MAX_CLOCK_SKEW_SECS);
+    if at < received - skew {
+        return refuse(
+            "signed-in-past",
+            format!(
+                "the entry says it was signed at {at}, before it was received ({received}) by more than the {} s of clock skew allowed: its time decides observation windows and freezes",
+                crate::domain::rules::MAX_CLOCK_SKEW_SECS
+            ),
+            "sign it with the current time",
+        );
+    }
+    Ok(())
+}
+
 /// When the observation window after `canary_at` opens for `risk`.
 pub fn window_opens(policy: &Policy, risk: RiskLevel, canary_at: DateTime<Utc>) -> DateTime<Utc> {
     canary_at + Duration::hours(*policy.observation_hours.get(risk))
