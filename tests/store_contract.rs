@@ -42,10 +42,6 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn new(kind: Kind) -> Fixture {
-        Fixture::with_policy(kind, "")
-    }
-
     /// A fixture whose genesis is the seeded demo policy with `extra` appended.
     fn with_policy(kind: Kind, extra: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
