@@ -62,6 +62,12 @@ fn cases_refused() -> Vec<(&'static str, Mutation)> {
             let m = v["metrics"][0].clone();
             v["metrics"] = Value::Array(vec![m; 201]);
         }),
+        ("artifact digest not sha256", |v| {
+            v["subject"]["artifact_digest"] = json!("md5:d41d8cd98f00b204e9800998ecf8427e")
+        }),
+        ("artifact digest in upper case", |v| {
+            v["subject"]["artifact_digest"] = json!(format!("sha256:{}", "A".repeat(64)))
+        }),
         ("policy gate without its policy", |v| {
             v["gate"] = json!("policy")
         }),
@@ -78,6 +84,9 @@ fn cases_refused() -> Vec<(&'static str, Mutation)> {
 
 fn cases_accepted() -> Vec<(&'static str, Mutation)> {
     vec![
+        ("an artifact digest", |v| {
+            v["subject"]["artifact_digest"] = json!(format!("sha256:{}", "ab".repeat(32)))
+        }),
         ("unknown top-level field", |v| {
             v["x_team"] = json!({"slack": "#ml"})
         }),

@@ -219,6 +219,21 @@ impl Signer {
         &self.fingerprint
     }
 
+    /// Signs `msg` with the bare ed25519 key (64 bytes, no SSHSIG envelope): what a DSSE
+    /// envelope carries (`tollgate attest`), checkable with any ed25519 library.
+    pub fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        use signature::Signer as _;
+        let pair = self
+            .key
+            .key_data()
+            .ed25519()
+            .ok_or_else(|| KeyError::Sign("not an ed25519 key".into()))?;
+        let sig: ssh_key::Signature = pair
+            .try_sign(msg)
+            .map_err(|e| KeyError::Sign(e.to_string()))?;
+        Ok(sig.as_bytes().to_vec())
+    }
+
     /// Signs `msg` and returns the armored SSHSIG (`-----BEGIN SSH SIGNATURE-----`).
     pub fn sign(&self, msg: &[u8]) -> Result<String, KeyError> {
         let sig = self
@@ -228,6 +243,16 @@ impl Signer {
         sig.to_pem(LineEnding::LF)
             .map_err(|e| KeyError::Sign(e.to_string()))
     }
+}
+
+/// Whether `sig` is `key`'s bare ed25519 signature over `msg` (see [`Signer::sign_raw`]).
+pub fn verify_raw(key: &PublicKey, msg: &[u8], sig: &[u8]) -> bool {
+    use signature::Verifier as _;
+    let Some(public) = key.key_data().ed25519() else {
+        return false;
+    };
+    ssh_key::Signature::new(Algorithm::Ed25519, sig.to_vec())
+        .is_ok_and(|sig| public.verify(msg, &sig).is_ok())
 }
 
 /// Why a signature did not verify.
@@ -297,6 +322,11 @@ impl Keyring {
             .iter()
             .find(|(_, k)| k.key_data() == key.key_data())
             .map(|(id, _)| id.as_str())
+    }
+
+    /// Every `(principal, key)` of the policy.
+    pub fn keys(&self) -> impl Iterator<Item = (&str, &PublicKey)> {
+        self.keys.iter().map(|(id, k)| (id.as_str(), k))
     }
 
     /// Verifies an armored SSHSIG over `msg` as made by one of `principal`'s keys; returns

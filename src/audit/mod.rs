@@ -1,5 +1,6 @@
 //! The tamper-evident record: canonical encoding and digests of what was reviewed.
 
+pub mod attestation;
 pub mod canonical;
 pub mod emergency;
 pub mod evidence;

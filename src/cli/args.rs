@@ -259,6 +259,40 @@ pub enum Command {
     #[command(after_help = "Example:\n  tollgate drill fraud-detector --env staging --yes")]
     Drill(DrillArgs),
 
+    /// Wait until a change request is decided: what a deploy job runs before it ships.
+    ///
+    /// Prints each sign-off as it lands. Exit status: 0 approved, 1 rejected or changes
+    /// requested, 2 usage, 3 store or server unreachable, 4 timed out.
+    #[command(after_help = "Examples:
+  tollgate --remote https://tollgate.internal wait CR-1042 --timeout 2h
+  tollgate wait CR-1042 --timeout 30m --json")]
+    Wait {
+        /// The change request.
+        id: String,
+        /// What to wait for (only `approved` for now).
+        #[arg(long = "for", default_value = "approved", value_parser = ["approved"])]
+        target: String,
+        /// Give up after this long: 90s, 30m, 2h, 1d.
+        #[arg(long, default_value = "2h", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// Print the outcome as JSON (one object at the end).
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Attest a change request's approval: an in-toto Statement (subject: the artifact's
+    /// sha256 from `subject.artifact_digest`; predicate: the approved revision and every
+    /// sign-off's signed log entry) in a DSSE envelope signed by the team server's
+    /// principal. `attest verify FILE` checks one offline against the policy's keys.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:
+  tollgate --remote https://tollgate.internal attest CR-1042 > approval.intoto.json
+  tollgate attest CR-1042 --server-key tollgate.server-key > approval.intoto.json
+  tollgate attest verify approval.intoto.json --against team.policy.toml"
+    )]
+    Attest(AttestArgs),
+
     /// List emergency exceptions with their deadlines (overdue reviews first).
     Exceptions {
         /// Include closed exceptions.
@@ -476,6 +510,53 @@ pub struct RollbackArgs {
     /// printed either way.
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+/// Arguments of `attest`.
+#[derive(Debug, Args)]
+pub struct AttestArgs {
+    /// `verify FILE`.
+    #[command(subcommand)]
+    pub command: Option<AttestCommand>,
+    /// The approved change request.
+    pub id: Option<String>,
+    /// The server principal's key, to sign locally (without --remote the server is not
+    /// asked).
+    #[arg(long, value_name = "FILE", env = "TOLLGATE_SERVER_KEY")]
+    pub server_key: Option<PathBuf>,
+}
+
+/// `attest` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AttestCommand {
+    /// Check an attestation offline: the envelope's signature by a server principal, every
+    /// sign-off's SSHSIG, the content digest, the artifact, and that the sign-offs approve
+    /// it under the policy.
+    Verify {
+        /// The DSSE envelope (`-` for standard input).
+        file: PathBuf,
+        /// A policy file whose keys and rules judge it [default: the policy in force of
+        /// the store].
+        #[arg(long = "against", value_name = "POLICY-FILE")]
+        policy_file: Option<PathBuf>,
+    },
+}
+
+/// `90s`, `30m`, `2h`, `1d` (or plain seconds).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with s, m, h or d, e.g. 30m"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        other => return Err(format!("unknown unit {other:?}: use s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// Arguments of `rollout`.

@@ -1,6 +1,7 @@
 //! The command-line face of tollgate: scriptable subcommands over the same core the TUI uses.
 
 pub mod args;
+mod attest_cmds;
 mod audit_cmds;
 mod decide;
 mod emergency;
@@ -38,8 +39,10 @@ pub struct CliError {
 
 /// Exit status when input is refused or a rule is violated.
 pub const EXIT_REFUSED: i32 = 1;
-/// Exit status when the store or file system fails.
+/// Exit status when the store or file system fails (or the team server is unreachable).
 pub const EXIT_ENVIRONMENT: i32 = 3;
+/// Exit status when `wait` gave up.
+pub const EXIT_TIMEOUT: i32 = 4;
 
 impl CliError {
     fn refused(message: impl Into<String>) -> Self {
@@ -272,6 +275,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             };
             history_cmds::export(&paths()?, &selection, &dir, now, out)
         }
+        Some(Command::Wait {
+            id,
+            target: _,
+            timeout,
+            json,
+        }) => attest_cmds::wait(&paths()?, &id, timeout, json, out),
+        Some(Command::Attest(a)) => attest_cmds::attest(&paths()?, &a, now, out),
         Some(Command::Rollout(a)) => rollout_cmds::rollout(&paths()?, &keys, &a, now, out),
         Some(Command::Rollouts { all, json }) => rollout_cmds::list(&paths()?, all, json, now, out),
         Some(Command::Watch { once, cr }) => {

@@ -169,6 +169,27 @@ pub struct Subject {
     pub to_version: String,
     /// Target environment.
     pub environment: Environment,
+    /// `sha256:` of the model (or dataset) bytes this version ships, when the producer
+    /// knows it: an approval of the CR then binds those bytes (`tollgate attest`).
+    pub artifact_digest: Option<String>,
+}
+
+/// Checks an artifact digest: `sha256:` and 64 lower-case hex digits.
+pub fn check_artifact_digest(value: &str) -> Result<(), String> {
+    match value.strip_prefix("sha256:") {
+        Some(hex)
+            if hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "expected sha256: and 64 lower-case hex digits (e.g. sha256:9f86d0…), found {}",
+            crate::domain::reader::quote(value)
+        )),
+    }
 }
 
 /// A link to supporting material (PR, model card, data sheet, ...).
@@ -625,6 +646,12 @@ fn read_subject(r: &mut Reader, v: &Value) -> Option<Subject> {
     let from_version = r.opt_text(obj, &path, "from_version", SHORT_TEXT);
     let to_version = r.text(obj, &path, "to_version", SHORT_TEXT);
     let environment = r.choice(obj, &path, "environment", &Environment::ALL);
+    let artifact_digest = r.opt_text(obj, &path, "artifact_digest", SHORT_TEXT);
+    if let Some(Some(d)) = &artifact_digest
+        && let Err(e) = check_artifact_digest(d)
+    {
+        r.problem(child(&path, "artifact_digest"), e);
+    }
     // Subject and versions reach rollback commands as arguments: refuse what a command
     // could read as an option or a placeholder.
     if let Some(name) = &name
@@ -651,6 +678,7 @@ fn read_subject(r: &mut Reader, v: &Value) -> Option<Subject> {
         from_version: from_version?,
         to_version: to_version?,
         environment: environment?,
+        artifact_digest: artifact_digest?,
     })
 }
 

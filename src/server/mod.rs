@@ -439,6 +439,7 @@ fn routes() -> Routes {
     .get("/v1/change-requests/{id}/context", context)
     .get("/v1/change-requests/{id}/decisions", cr_decisions)
     .get("/v1/change-requests/{id}/kpi-readings", cr_kpi_readings)
+    .get("/v1/change-requests/{id}/attestation", cr_attestation)
     .get("/v1/queue", queue)
     .get("/v1/decisions", all_decisions)
     .post("/v1/decisions", post_decision)
@@ -913,6 +914,30 @@ async fn cr_kpi_readings(
 ) -> ApiResult<impl IntoResponse> {
     principal(&s, &headers).await?;
     blocking(move || Ok(axum::Json(s.store.kpi_readings(&id)?))).await
+}
+
+/// The approval of a CR as an in-toto attestation in a DSSE envelope, signed with the
+/// server's own key (`serve --server-key`).
+async fn cr_attestation(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    principal(&s, &headers).await?;
+    blocking(move || {
+        let Some(key) = s.server_key.clone() else {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "this server has no key of its own (serve --server-key FILE): it signs no attestations",
+            ));
+        };
+        let in_force = s.in_force()?;
+        let envelope =
+            crate::workflow::attest::attest(&*s.store, &in_force.book, &key, &id, server_now())?;
+        Ok(axum::Json(envelope).into_response())
+    })
+    .await
 }
 
 #[derive(Deserialize)]

@@ -366,6 +366,21 @@ pub fn to_document(
     if let Some(from) = from_version.filter(|f| *f != v.version) {
         subject["from_version"] = json!(from);
     }
+    // The model bytes, when the version says what they hash to: the tag
+    // `tollgate.artifact_digest`, or a content-addressed source (`…@sha256:HEX`, as an OCI
+    // reference). Validated like any document's (a bad tag is named on import).
+    let from_source = v
+        .source
+        .as_deref()
+        .and_then(|s| s.rsplit_once("@sha256:"))
+        .map(|(_, hex)| format!("sha256:{hex}"));
+    if let Some(d) = t
+        .get("tollgate.artifact_digest")
+        .map(str::to_string)
+        .or(from_source)
+    {
+        subject["artifact_digest"] = json!(d);
+    }
     Ok(json!({
         "schema": "tollgate/change-request/v1",
         "id": cr_id(&v.name, &v.version),
@@ -741,6 +756,40 @@ mod tests {
         ("version.data", "card-auth@2026-11-18"),
         ("version.seed", "7"),
     ];
+
+    #[test]
+    fn the_artifact_digest_comes_from_its_tag_or_a_content_addressed_source() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let mut tags = COMPLETE.to_vec();
+        tags.push(("tollgate.artifact_digest", &digest));
+        let doc = to_document(
+            &version(&tags),
+            Some("12"),
+            "http://mlflow.example/",
+            &Convention::default(),
+        )
+        .unwrap();
+        let (cr, _) = parse_document(doc.to_string().as_bytes()).expect("valid CR");
+        assert_eq!(cr.subject.artifact_digest.as_deref(), Some(digest.as_str()));
+        let mut v = version(COMPLETE);
+        v.source = Some(format!("oci://registry.example/models/fraud@{digest}"));
+        let doc = to_document(
+            &v,
+            Some("12"),
+            "http://mlflow.example/",
+            &Convention::default(),
+        )
+        .unwrap();
+        assert_eq!(doc["subject"]["artifact_digest"], digest.as_str());
+        let plain = to_document(
+            &version(COMPLETE),
+            Some("12"),
+            "http://mlflow.example/",
+            &Convention::default(),
+        )
+        .unwrap();
+        assert!(plain["subject"].get("artifact_digest").is_none());
+    }
 
     #[test]
     fn a_tagged_version_becomes_a_valid_model_cr() {

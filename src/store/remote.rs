@@ -200,6 +200,17 @@ impl RemoteStore {
         }
     }
 
+    /// The server's attestation of `cr_id`'s approval (signed with its own key).
+    pub fn attestation(
+        &self,
+        cr_id: &str,
+    ) -> Result<crate::audit::attestation::Envelope, StoreError> {
+        self.get(&format!(
+            "/v1/change-requests/{}/attestation",
+            urlencode(cr_id)
+        ))
+    }
+
     /// Position and hash of the server's latest `policy-adopted` entry.
     fn policy_head(&self) -> Result<Head, StoreError> {
         let v: Value = self.get("/v1/policy")?;

@@ -5,6 +5,7 @@
 //! history it read ([`PolicyBook`]), and the store's transaction confirms that no newer
 //! policy was adopted in between (else [`DecideError::PolicyChanged`]).
 
+pub mod attest;
 mod decide;
 mod emergency;
 mod evidence;
