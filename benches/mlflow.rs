@@ -205,6 +205,7 @@ fn main() {
         limits: Default::default(),
         server_key: None,
         kpi_guard: false,
+        mlflow_webhook: None,
     })
     .expect("tollgate serve");
     let remote = format!("http://{addr}");

@@ -137,6 +137,7 @@ fn main() {
             },
             server_key: None,
             kpi_guard: false,
+            mlflow_webhook: None,
         };
         format!(
             "http://{}",

@@ -82,6 +82,9 @@ impl Mlflow {
                 .arg("--default-artifact-root")
                 .arg(dir.join("artifacts"))
                 .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+                // Deliveries to the team server on 127.0.0.1 (refused by default).
+                .env("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
+                .env("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")
                 .stdout(Stdio::null())
                 .stderr(log),
             0,
@@ -795,4 +798,135 @@ fn the_config_file_names_the_source_and_its_convention_and_the_tui_writes_back()
     let aliases = mlflow.aliases("recommender");
     assert_eq!(aliases["production"], live);
     assert_eq!(aliases["previous-production"], candidate);
+}
+
+/// Posts `body` to the team server's MLflow webhook endpoint with MLflow's headers.
+fn deliver(url: &str, id: &str, timestamp: i64, signature: &str, body: &str) -> u16 {
+    http()
+        .post(format!("{url}/v1/sources/mlflow/webhook"))
+        .header("X-MLflow-Delivery-Id", id)
+        .header("X-MLflow-Timestamp", timestamp.to_string())
+        .header("X-MLflow-Signature", signature)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn mlflow_delivers_a_version_to_the_team_server_the_moment_it_is_tagged() {
+    let mlflow = Mlflow::start();
+    mlflow.post(
+        "registered-models/create",
+        json!({"name": "churn-predictor"}),
+    );
+    let home = Home::demo();
+    let secret = home.write("webhook.secret", b"a-shared-secret-of-some-length\n");
+    let source = format!("mlflow={}", mlflow.url);
+    home.token("marco");
+    let server = home.serve_args(&[
+        "--source",
+        &source,
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--mlflow-webhook-secret-file",
+        &secret,
+    ]);
+    let endpoint = format!("{}/v1/sources/mlflow/webhook", server.url);
+    let registered = home
+        .run(&[
+            "--source",
+            &source,
+            "source",
+            "mlflow",
+            "register",
+            "--url",
+            &endpoint,
+            "--secret-file",
+            &secret,
+        ])
+        .ok();
+    assert!(
+        registered
+            .stdout
+            .contains("delivers new versions and tag changes"),
+        "{}",
+        registered.stdout
+    );
+    // A version registered without the review tag, then tagged pending: MLflow delivers
+    // the tag event, the server reads the version and queues it. No poll is involved: the
+    // store holds it once the delivery was acknowledged.
+    let mut tags = REVIEWABLE.to_vec();
+    tags.retain(|(k, _)| *k != "tollgate.status");
+    tags.push(("tollgate.plan.rollback", "keep serving the previous model"));
+    let version = mlflow.register("churn-predictor", &tags);
+    let id = format!("MLF-churn-predictor-v{version}");
+    mlflow.post(
+        "model-versions/set-tag",
+        json!({"name": "churn-predictor", "version": version, "key": "tollgate.status", "value": "pending"}),
+    );
+    let store = tollgate::store::local::LocalStore::open(&home.store()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.get(&id).unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "MLflow's delivery never arrived; server log:\n{}\nmlflow log:\n{}",
+            std::fs::read_to_string(home.path("server.log")).unwrap_or_default(),
+            std::fs::read_to_string(mlflow.dir.path().join("mlflow.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cr = store.get(&id).unwrap().unwrap();
+    assert_eq!(cr.current.cr.requester, "amara");
+    assert_eq!(cr.current.cr.subject.to_version, version);
+
+    // Deliveries that do not hold are refused with 401 and import nothing.
+    let body = json!({"entity": "model_version", "action": "created", "timestamp": "now",
+        "data": {"name": "churn-predictor", "version": version}})
+    .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let key = "a-shared-secret-of-some-length";
+    let sign = |id: &str, ts: i64| {
+        tollgate::sources::mlflow_webhook::sign(key, id, &ts.to_string(), body.as_bytes())
+    };
+    assert_eq!(
+        deliver(&server.url, "d-1", now, "v1,AAAA", &body),
+        401,
+        "a bad signature"
+    );
+    assert_eq!(
+        deliver(
+            &server.url,
+            "d-2",
+            now - 600,
+            &sign("d-2", now - 600),
+            &body
+        ),
+        401,
+        "an old timestamp"
+    );
+    assert_eq!(
+        deliver(&server.url, "d-3", now, &sign("d-3", now), &body),
+        200,
+        "a good delivery"
+    );
+    assert_eq!(
+        deliver(&server.url, "d-3", now, &sign("d-3", now), &body),
+        401,
+        "the same delivery again"
+    );
+    let log = std::fs::read_to_string(home.path("server.log")).unwrap_or_default();
+    assert!(log.contains("401"), "{log}");
+    assert_eq!(
+        store
+            .list()
+            .unwrap()
+            .iter()
+            .filter(|c| c.current.cr.id == id)
+            .count(),
+        1
+    );
 }

@@ -90,6 +90,7 @@ impl Fixture {
                 limits: Default::default(),
                 server_key: None,
                 kpi_guard: false,
+                mlflow_webhook: None,
             };
             let addr = tollgate::server::start_in_background(opts).unwrap();
             (format!("http://{addr}"), tokens)

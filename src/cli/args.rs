@@ -327,10 +327,20 @@ pub enum Command {
         /// regressed canary back when the server's principal is on the on-call roster.
         #[arg(long, requires = "server_key")]
         kpi_guard: bool,
+        /// Take MLflow's webhook deliveries at POST /v1/sources/mlflow/webhook, signed with
+        /// the secret in FILE (the one given to `tollgate source mlflow register`); the
+        /// registry is the one --source (TOLLGATE_SOURCE) names.
+        #[arg(long, value_name = "FILE")]
+        mlflow_webhook_secret_file: Option<PathBuf>,
         /// Connection, time and rate limits.
         #[command(flatten, next_help_heading = "Limits")]
         limits: ServeLimits,
     },
+
+    /// MLflow as a source: `tollgate source mlflow register --url URL --secret-file FILE`
+    /// creates the webhook that delivers its model-version events to the team server.
+    #[command(subcommand)]
+    Source(SourceCommand),
 
     /// Print a shell completion script: `tollgate completions bash > ~/.local/share/bash-completion/completions/tollgate`
     /// (zsh: into a directory on $fpath as `_tollgate`; fish: `~/.config/fish/completions/tollgate.fish`).
@@ -510,6 +520,37 @@ pub struct RollbackArgs {
     /// printed either way.
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+/// `source` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// MLflow's model registry (the one --source mlflow=URL names).
+    #[command(subcommand)]
+    Mlflow(MlflowCommand),
+}
+
+/// `source mlflow` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MlflowCommand {
+    /// Create the MLflow webhook that sends new versions and tag changes to the team
+    /// server's `/v1/sources/mlflow/webhook`, signed with the secret in FILE.
+    #[command(after_help = "Example:
+  head -c 32 /dev/urandom | base64 > mlflow-webhook.secret
+  tollgate --source mlflow=http://mlflow:5000 source mlflow register \\
+    --url https://tollgate.internal:8443/v1/sources/mlflow/webhook --secret-file mlflow-webhook.secret
+  tollgate --source mlflow=http://mlflow:5000 serve --mlflow-webhook-secret-file mlflow-webhook.secret")]
+    Register {
+        /// Where MLflow delivers: the team server's webhook endpoint.
+        #[arg(long)]
+        url: String,
+        /// The shared secret (its first line).
+        #[arg(long, value_name = "FILE")]
+        secret_file: PathBuf,
+        /// The webhook's name in MLflow.
+        #[arg(long, default_value = "tollgate")]
+        name: String,
+    },
 }
 
 /// Arguments of `attest`.

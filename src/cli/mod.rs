@@ -167,14 +167,70 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             tls_key,
             server_key,
             kpi_guard,
+            mlflow_webhook_secret_file,
             limits,
-        }) => serve(
-            &local_only("serve")?,
-            listen,
-            tls_cert.zip(tls_key),
-            (limits.limits(), server_key, kpi_guard),
-            out,
-        ),
+        }) => {
+            let p = local_only("serve")?;
+            let mlflow_webhook = match mlflow_webhook_secret_file {
+                None => None,
+                Some(file) => {
+                    let Some(source) = source_settings(&remote_flags, configured(&remote_flags)?)?
+                    else {
+                        return Err(CliError::refused(
+                            "--mlflow-webhook-secret-file: name the registry the deliveries come from with --source mlflow=URL (or TOLLGATE_SOURCE)",
+                        ));
+                    };
+                    Some(crate::server::MlflowWebhook {
+                        url: source.url,
+                        convention: source.convention,
+                        secret: read_secret(&file)?,
+                    })
+                }
+            };
+            serve(
+                &p,
+                listen,
+                tls_cert.zip(tls_key),
+                ServeExtras {
+                    limits: limits.limits(),
+                    server_key,
+                    kpi_guard,
+                    mlflow_webhook,
+                },
+                out,
+            )
+        }
+        Some(Command::Source(args::SourceCommand::Mlflow(args::MlflowCommand::Register {
+            url,
+            secret_file,
+            name,
+        }))) => {
+            let Some(source) = source_settings(&remote_flags, configured(&remote_flags)?)? else {
+                return Err(CliError::refused(
+                    "name the MLflow registry with --source mlflow=URL (or TOLLGATE_SOURCE)",
+                ));
+            };
+            let client = crate::sources::mlflow::Client::new(&source.url)
+                .map_err(|e| CliError::environment(e.to_string()))?;
+            let id = client
+                .create_webhook(&name, &url, &read_secret(&secret_file)?)
+                .map_err(|e| match e {
+                    crate::sources::mlflow::MlflowError::Unreachable { .. } => {
+                        CliError::environment(sanitize(&e.to_string()))
+                    }
+                    other => CliError::refused(sanitize(&other.to_string())),
+                })?;
+            write_out(
+                out,
+                &format!(
+                    "MLflow {} delivers new versions and tag changes to {} (webhook {}, signed with the secret in {})\n",
+                    client.url(),
+                    sanitize(&url),
+                    sanitize(&id),
+                    secret_file.display()
+                ),
+            )
+        }
         Some(Command::Token(command)) => {
             crate::cli::token_cmds::run(&local_only("token")?, command, now, out)
         }
@@ -650,7 +706,12 @@ fn serve(
     paths: &Paths,
     listen: String,
     tls: Option<(PathBuf, PathBuf)>,
-    (limits, server_key, kpi_guard): (crate::server::limits::Limits, Option<PathBuf>, bool),
+    ServeExtras {
+        limits,
+        server_key,
+        kpi_guard,
+        mlflow_webhook,
+    }: ServeExtras,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     // Refuse a store that is not there before listening, with the command that makes one.
@@ -666,6 +727,7 @@ fn serve(
         limits,
         server_key,
         kpi_guard,
+        mlflow_webhook,
     };
 
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
@@ -680,6 +742,32 @@ fn serve(
             let _ = out.flush();
         }))
         .map_err(|e| CliError::environment(e.to_string()))
+}
+
+/// `serve`'s options beside where it listens.
+struct ServeExtras {
+    limits: crate::server::limits::Limits,
+    server_key: Option<PathBuf>,
+    kpi_guard: bool,
+    mlflow_webhook: Option<crate::server::MlflowWebhook>,
+}
+
+/// A shared secret from the first line of `file` (a webhook's).
+fn read_secret(file: &Path) -> Result<String, CliError> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        CliError::refused(format!(
+            "cannot read the secret file {}: {e}",
+            file.display()
+        ))
+    })?;
+    let secret = text.lines().next().unwrap_or_default().trim().to_string();
+    if secret.len() < 16 {
+        return Err(CliError::refused(format!(
+            "{}: expected a secret of at least 16 characters on its first line (e.g. `head -c 32 /dev/urandom | base64`)",
+            file.display()
+        )));
+    }
+    Ok(secret)
 }
 
 /// Whether a person is at a terminal (both ends), so the TUI can open.

@@ -72,6 +72,17 @@ pub struct ServerState {
     /// The server's own principal and key (`serve --server-key`): signs the submissions
     /// it relays. `None`: they are recorded unsigned.
     server_key: Option<Arc<crate::store::EntrySigner>>,
+    /// MLflow's webhook deliveries, when configured.
+    mlflow: Option<Arc<MlflowReceiver>>,
+}
+
+/// What the MLflow webhook endpoint needs: the registry to read a version from, how
+/// versions are marked, the secret deliveries are signed with, and the deliveries seen.
+pub struct MlflowReceiver {
+    client: crate::sources::mlflow::Client,
+    convention: crate::sources::mlflow::Convention,
+    secret: String,
+    deliveries: crate::sources::mlflow_webhook::Deliveries,
 }
 
 impl ServerState {
@@ -122,6 +133,7 @@ impl ServerState {
             ),
             body_timeout: limits::Limits::default().body_timeout,
             server_key: None,
+            mlflow: None,
         })
     }
 
@@ -451,6 +463,7 @@ fn routes() -> Routes {
     .post("/v1/emergency", post_emergency)
     .get("/v1/emergency/subject-changes", subject_changes)
     .post("/v1/evidence", post_evidence)
+    .post("/v1/sources/mlflow/webhook", mlflow_webhook)
 }
 
 /// Every (method, path) the server routes, lower-case method, axum path syntax.
@@ -1544,6 +1557,80 @@ enum OperationClaim {
     After(crate::audit::rollout::Claim, String),
 }
 
+/// A delivery from MLflow's webhooks: authenticated by its HMAC (no bearer token: MLflow
+/// cannot send one), fresh and never seen before; a version event imports that version at
+/// once, with the same mapping and validation as `--source`.
+async fn mlflow_webhook(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    // Without a secret no delivery can be authenticated: refused like a bad signature.
+    let Some(receiver) = s.mlflow.clone() else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this server takes no MLflow webhooks: start it with --source mlflow=URL --mlflow-webhook-secret-file FILE",
+        ));
+    };
+    let bytes = read_body(&s, body).await?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    crate::sources::mlflow_webhook::check(
+        &receiver.secret,
+        crate::sources::mlflow_webhook::Headers {
+            delivery_id: header("x-mlflow-delivery-id"),
+            timestamp: header("x-mlflow-timestamp"),
+            signature: header("x-mlflow-signature"),
+        },
+        &bytes,
+        server_now(),
+        &receiver.deliveries,
+    )
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("{e}; nothing was imported"),
+        )
+    })?;
+    let Some((name, version)) = crate::sources::mlflow_webhook::version_of(&bytes) else {
+        return Ok((StatusCode::OK, axum::Json(json!({"ignored": true}))).into_response());
+    };
+    blocking(move || {
+        use crate::sources::mlflow::{Imported, SyncError, import_version};
+        let imported = import_version(
+            &receiver.client,
+            &*s.store,
+            &receiver.convention,
+            (&name, &version),
+            server_now(),
+        );
+        let answer = match imported {
+            Ok(Imported::Stored(outcome)) => json!({"imported": outcome}),
+            Ok(Imported::NotPending) => json!({"ignored": "not marked for review"}),
+            Ok(Imported::Gone) => json!({"ignored": "MLflow no longer has this version"}),
+            Ok(Imported::Invalid(problems)) => {
+                eprintln!(
+                    "MLflow webhook: {name} v{version} does not make a valid CR: {}",
+                    crate::domain::text::sanitize(&problems.join("; "))
+                );
+                json!({"invalid": problems})
+            }
+            // MLflow retries a delivery that failed: say so with a 503.
+            Err(SyncError::Mlflow(e)) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("cannot read {name} v{version} from MLflow: {e}"),
+                ));
+            }
+            Err(SyncError::Store(e)) => return Err(e.into()),
+        };
+        Ok((StatusCode::OK, axum::Json(answer)).into_response())
+    })
+    .await
+}
+
 /// CI's signed evidence on a CR's current revision: the signer must hold `ci`, the
 /// record must name the revision the server holds, and its time must be plausible.
 async fn post_evidence(
@@ -1633,6 +1720,19 @@ pub struct ServeOptions {
     pub server_key: Option<PathBuf>,
     /// Run the KPI guard on CRs in canary, signing with the server key.
     pub kpi_guard: bool,
+    /// Take MLflow's webhook deliveries.
+    pub mlflow_webhook: Option<MlflowWebhook>,
+}
+
+/// Where MLflow's webhook deliveries come from and how they are signed.
+#[derive(Debug, Clone)]
+pub struct MlflowWebhook {
+    /// The registry's URL (versions are read from it).
+    pub url: String,
+    /// How versions awaiting review are marked.
+    pub convention: crate::sources::mlflow::Convention,
+    /// The webhook's shared secret.
+    pub secret: String,
 }
 
 /// Serves until the process is stopped; `ready` receives the bound address.
@@ -1652,6 +1752,25 @@ pub async fn serve(
     state.body_timeout = opts.limits.body_timeout;
     if let Some(file) = &opts.server_key {
         state.server_key = Some(Arc::new(state.server_signer(file)?));
+    }
+    if let Some(MlflowWebhook {
+        url,
+        convention,
+        secret,
+    }) = &opts.mlflow_webhook
+    {
+        // A blocking HTTP client is made (and used) off the async threads.
+        let url = url.clone();
+        let client = tokio::task::spawn_blocking(move || crate::sources::mlflow::Client::new(&url))
+            .await
+            .map_err(|_| ServeError::Stopped)?
+            .map_err(|e| ServeError::Mlflow(e.to_string()))?;
+        state.mlflow = Some(Arc::new(MlflowReceiver {
+            client,
+            convention: convention.clone(),
+            secret: secret.clone(),
+            deliveries: Default::default(),
+        }));
     }
     let state = Arc::new(state);
     if opts.kpi_guard {
@@ -1784,6 +1903,9 @@ pub fn start_in_background(opts: ServeOptions) -> Result<std::net::SocketAddr, S
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The MLflow source for webhooks does not read.
+    #[error("--source for MLflow webhooks: {0}")]
+    Mlflow(String),
     /// `--kpi-guard` without `--server-key`: the guard signs as the server.
     #[error(
         "--kpi-guard signs readings and rollbacks as the server: give --server-key FILE (a key of the policy's principal holding the server role, on the on-call roster)"

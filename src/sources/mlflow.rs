@@ -619,6 +619,46 @@ impl Client {
         )
     }
 
+    /// Creates a webhook delivering the model-version events tollgate imports on to `url`,
+    /// signed with `secret`; returns MLflow's webhook id.
+    pub fn create_webhook(
+        &self,
+        name: &str,
+        url: &str,
+        secret: &str,
+    ) -> Result<String, MlflowError> {
+        let call = "webhooks";
+        let body = json!({
+            "name": name,
+            "url": url,
+            "events": WEBHOOK_EVENTS.map(|(entity, action)| json!({
+                "entity": entity.to_ascii_uppercase(),
+                "action": action.to_ascii_uppercase(),
+            })),
+            "secret": secret,
+            "status": "ACTIVE",
+        });
+        let r = self
+            .http
+            .post(format!("{}/api/2.0/mlflow/{call}", self.base))
+            .json(&body)
+            .send()
+            .map_err(|e| self.unreachable(&e))?;
+        let status = r.status().as_u16();
+        let text = r.text().unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(refusal(call, status, &text));
+        }
+        let v: Value = serde_json::from_str(&text).map_err(|e| MlflowError::Invalid {
+            call: call.into(),
+            detail: e.to_string(),
+        })?;
+        Ok(v["webhook"]["webhook_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
     /// Points `alias` at `version`.
     pub fn set_alias(&self, model: &str, alias: &str, version: &str) -> Result<(), MlflowError> {
         self.post(
@@ -668,6 +708,74 @@ pub enum SyncError {
     Store(#[from] StoreError),
 }
 
+/// The MLflow webhook events (entity, action) that bring a version to import: a new
+/// version, and a tag set or deleted on one (the status tag marks it for review).
+pub const WEBHOOK_EVENTS: [(&str, &str); 3] = [
+    ("model_version", "created"),
+    ("model_version_tag", "set"),
+    ("model_version_tag", "deleted"),
+];
+
+/// What importing one version did.
+#[derive(Debug)]
+pub enum Imported {
+    /// Stored (created, revised or unchanged).
+    Stored(SubmitOutcome),
+    /// Its tags do not mark it for review: nothing to import.
+    NotPending,
+    /// Its tags do not make a valid CR: what to fix.
+    Invalid(Vec<String>),
+    /// MLflow no longer has it.
+    Gone,
+}
+
+fn submitted_by(client: &Client) -> crate::store::SubmittedBy {
+    // Submitted by the registry, never by whoever ran the sync: its checks count only
+    // where the policy trusts the source (`[evidence] sources = ["mlflow"]`).
+    crate::store::SubmittedBy {
+        submitter: crate::domain::provenance::Submitter::Source(format!("mlflow:{}", client.url())),
+        signer: None,
+    }
+}
+
+/// Imports one version at once (what a webhook delivery asks), with the same mapping and
+/// validation as [`sync`].
+pub fn import_version(
+    client: &Client,
+    store: &dyn Store,
+    conv: &Convention,
+    (name, version): (&str, &str),
+    now: DateTime<Utc>,
+) -> Result<Imported, SyncError> {
+    let Some(v) = client.version(name, version)? else {
+        return Ok(Imported::Gone);
+    };
+    if !v
+        .tags
+        .iter()
+        .any(|t| t.key == conv.status_tag && t.value == conv.pending)
+    {
+        return Ok(Imported::NotPending);
+    }
+    let from = client.alias(&v.name, &conv.alias)?;
+    let doc = match to_document(&v, from.as_deref(), client.url(), conv) {
+        Ok(d) => d,
+        Err(problems) => return Ok(Imported::Invalid(problems)),
+    };
+    match parse_document(doc.to_string().as_bytes()) {
+        Ok((cr, document)) => {
+            let submission = Submission::new(cr, document).by(submitted_by(client));
+            let mut outcomes = store.submit(&[submission], now)?;
+            Ok(outcomes
+                .pop()
+                .map_or(Imported::NotPending, Imported::Stored))
+        }
+        Err(e) => Ok(Imported::Invalid(
+            e.problems.iter().map(|p| p.to_string()).collect(),
+        )),
+    }
+}
+
 /// Reads every version awaiting review and stores it as a CR. A version whose tags do not
 /// make a valid CR is reported, not stored; the others are stored in one batch.
 pub fn sync(
@@ -680,12 +788,7 @@ pub fn sync(
     let mut live: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut report = SyncReport::default();
     let mut batch = Vec::new();
-    // Submitted by the registry, never by whoever ran the sync: its checks count only
-    // where the policy trusts the source (`[evidence] sources = ["mlflow"]`).
-    let by = crate::store::SubmittedBy {
-        submitter: crate::domain::provenance::Submitter::Source(format!("mlflow:{}", client.url())),
-        signer: None,
-    };
+    let by = submitted_by(client);
     for v in &versions {
         if !live.contains_key(&v.name) {
             live.insert(v.name.clone(), client.alias(&v.name, &conv.alias)?);

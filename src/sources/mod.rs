@@ -5,3 +5,4 @@
 //! idempotent (an unchanged version is `unchanged`, a changed one a new revision).
 
 pub mod mlflow;
+pub mod mlflow_webhook;
