@@ -1423,7 +1423,7 @@ async fn post_emergency(
         let auto_reading = match &claim {
             OperationClaim::Emergency(crate::domain::emergency::Claim::Authorise(a)) => {
                 match crate::domain::rollout::parse_auto_incident(&a.incident) {
-                    Some((_, seq)) => crate::workflow::rollout::reading_at(&*s.store, seq)?,
+                    Some((_, seq)) => crate::workflow::reading_at(&*s.store, seq)?,
                     None => None,
                 }
             }

@@ -101,7 +101,7 @@ pub fn authorise_rollback(
     req.check().map_err(DecideError::Refused)?;
     // An `AUTO-` incident names the KPI reading it acts on (read by its position).
     let auto_reading = match crate::domain::rollout::parse_auto_incident(&req.incident) {
-        Some((_, seq)) => super::rollout::reading_at(store, seq)?,
+        Some((_, seq)) => reading_at(store, seq)?,
         None => None,
     };
     store.append_emergency(&mut |ctx| {
@@ -429,4 +429,38 @@ pub fn exceptions_from(
         None => Vec::new(),
     };
     Ok(crate::audit::emergency::derive(entries, &changes))
+}
+
+/// The KPI reading at log position `seq` (what an `AUTO-` incident names), with its CR;
+/// `None` when that entry is not a reading.
+pub fn reading_at(
+    store: &dyn Store,
+    seq: u64,
+) -> Result<Option<(String, crate::domain::rollout::ReadingFact)>, crate::store::StoreError> {
+    let Some(e) = store
+        .log_entries(seq.saturating_sub(1), 1)?
+        .into_iter()
+        .find(|e| e.seq == seq)
+    else {
+        return Ok(None);
+    };
+    if e.kind != crate::audit::log::EntryKind::KpiReading.as_str() {
+        return Ok(None);
+    }
+    Ok(
+        match crate::audit::rollout::claim_of(crate::audit::log::EntryKind::KpiReading, &e.body) {
+            Ok((crate::audit::rollout::Claim::Reading(c), _)) => Some((
+                c.cr_id.clone(),
+                crate::domain::rollout::ReadingFact {
+                    seq,
+                    values: c.values,
+                    verdict: c.verdict,
+                    breaches: c.breaches,
+                    principal: c.principal,
+                    at: c.at,
+                },
+            )),
+            _ => None,
+        },
+    )
 }

@@ -23,7 +23,8 @@ pub use decide::{
 };
 pub use emergency::{
     ReviewRequest, RollbackRan, RollbackRequest, RollbackRun, authorise_rollback, exceptions,
-    exceptions_from, record_review, record_rollback, rollback_invocation, run_rollback, shown_argv,
+    exceptions_from, reading_at, record_review, record_rollback, rollback_invocation, run_rollback,
+    shown_argv,
 };
 pub use evidence::{EvidenceRequest, attest_evidence};
 pub use policy::{

@@ -61,40 +61,6 @@ pub fn rollouts_with_readings(store: &dyn Store, cr_id: &str) -> Result<Rollouts
     Ok(all)
 }
 
-/// The KPI reading at log position `seq` (what an `AUTO-` incident names), with its CR;
-/// `None` when that entry is not a reading.
-pub fn reading_at(
-    store: &dyn Store,
-    seq: u64,
-) -> Result<Option<(String, crate::domain::rollout::ReadingFact)>, StoreError> {
-    let Some(e) = store
-        .log_entries(seq.saturating_sub(1), 1)?
-        .into_iter()
-        .find(|e| e.seq == seq)
-    else {
-        return Ok(None);
-    };
-    if e.kind != EntryKind::KpiReading.as_str() {
-        return Ok(None);
-    }
-    Ok(
-        match crate::audit::rollout::claim_of(EntryKind::KpiReading, &e.body) {
-            Ok((crate::audit::rollout::Claim::Reading(c), _)) => Some((
-                c.cr_id.clone(),
-                crate::domain::rollout::ReadingFact {
-                    seq,
-                    values: c.values,
-                    verdict: c.verdict,
-                    breaches: c.breaches,
-                    principal: c.principal,
-                    at: c.at,
-                },
-            )),
-            _ => None,
-        },
-    )
-}
-
 /// A CR's current revision and its evaluation under the policy in force.
 pub fn evaluated(
     store: &dyn Store,
