@@ -1805,3 +1805,32 @@ fn a_sparkline_spans_the_readings_between_their_extremes() {
     assert_eq!(views::detail::sparkline(&[0.95, 0.95]), "▄▄");
     assert_eq!(views::detail::sparkline(&[]), "");
 }
+
+#[test]
+fn a_change_that_newly_needs_me_is_announced_on_the_status_line() {
+    let mut rig = Rig::new(Some("devi"));
+    // At the first load nothing is announced: the queue itself shows what waits.
+    assert!(rig.app.message.is_none());
+    // CI submits a change needing a risk-reviewer; the next load (the 5 s check or a
+    // refresh) says so once.
+    let doc = approvable_low_risk();
+    let (cr, document) = parse_document(doc.to_string().as_bytes()).unwrap();
+    rig.shared
+        .store
+        .submit(
+            &[Submission::new(cr, document)
+                .by(tollgate::store::SubmittedBy::principal("ci", seeded("ci")))],
+            now(),
+        )
+        .unwrap();
+    rig.key("ctrl-r");
+    let screen = rig.screen_text(120, 40);
+    assert!(
+        screen.contains("CR-2045 waiting for you (risk-reviewer)"),
+        "{screen}"
+    );
+    // Loaded again: nothing new, nothing said.
+    rig.app.message = None;
+    rig.key("ctrl-r");
+    assert!(rig.app.message.is_none(), "{:?}", rig.app.message);
+}

@@ -53,6 +53,8 @@ pub struct QueueRow {
     pub awaiting: bool,
     /// The signed-in reviewer holds an open sign-off and may give it.
     pub needs_me: bool,
+    /// The open sign-off role the reviewer would fill (when `needs_me`).
+    pub my_role: Option<String>,
     /// Someone decided on it today (UTC).
     pub decided_today: bool,
     /// Where its rollout stands (`canary 10%`, `full`, `rolled back`), once one began.
@@ -157,15 +159,18 @@ fn from_cached(
     };
     let (id, title, requester) = (sanitize(&r.id), sanitize(&r.title), sanitize(&r.requester));
     let haystack = format!("{id} {title} {} {requester}", subject.replace('→', " ")).to_lowercase();
-    let needs_me = me.is_some_and(|me| {
-        status == Status::Pending
-            && me.id != r.requester
-            && !r.approved_by.contains(&me.id)
-            && r.signoffs
+    let my_role = me
+        .filter(|me| {
+            status == Status::Pending && me.id != r.requester && !r.approved_by.contains(&me.id)
+        })
+        .and_then(|me| {
+            r.signoffs
                 .missing_roles
                 .iter()
-                .any(|role| me.has_role(role))
-    });
+                .find(|role| me.has_role(role))
+                .map(|role| sanitize(role))
+        });
+    let needs_me = my_role.is_some();
     let subject_state = (gate != Gate::Policy).then(|| SubjectState {
         name: r.subject.name.clone(),
         environment: environment.as_str().to_string(),
@@ -191,6 +196,7 @@ fn from_cached(
             blocked: r.blocked,
             awaiting: r.awaiting_evidence,
             needs_me,
+            my_role,
             decided_today: r.last_decided_at.is_some_and(|t| t.date_naive() == today),
             rollout: None,
             id,

@@ -55,6 +55,8 @@ impl App {
                 }
                 match result {
                     Ok(data) => {
+                        // Nothing is "new" at the first load of the session.
+                        let first_load = self.last_head.is_none();
                         if data.head.is_some() {
                             self.last_head = data.head;
                         }
@@ -62,7 +64,35 @@ impl App {
                         self.connection = self.connection.answered();
                         self.subjects = data.subjects;
                         self.exceptions = data.exceptions;
+                        // What newly waits for this reviewer, said once, when someone
+                        // else's change arrives (not at the first load).
+                        let before: std::collections::HashSet<&str> = self
+                            .queue
+                            .rows
+                            .iter()
+                            .filter(|r| r.needs_me)
+                            .map(|r| r.id.as_str())
+                            .collect();
+                        let fresh: Vec<String> = data
+                            .rows
+                            .iter()
+                            .filter(|r| r.needs_me && !before.contains(r.id.as_str()))
+                            .map(|r| {
+                                format!(
+                                    "{} waiting for you ({})",
+                                    r.id,
+                                    r.my_role.as_deref().unwrap_or("sign-off")
+                                )
+                            })
+                            .collect();
                         self.queue.set_rows(data.rows);
+                        if !first_load && !fresh.is_empty() && self.message.is_none() {
+                            let more = match fresh.len() {
+                                1 => String::new(),
+                                n => format!(" (and {} more)", n - 1),
+                            };
+                            self.say(Level::Info, format!("{}{more}", fresh[0]));
+                        }
                     }
                     Err(e) => {
                         if e.is_unreachable() {
