@@ -150,9 +150,29 @@ fn an_approval_is_attested_by_the_server_principal_and_verifies_offline() {
     // Offline, with nothing but the policy file.
     let policy = home.write("policy.toml", home.policy_text().as_bytes());
     let elsewhere = Home::new();
-    elsewhere
+    let offline = elsewhere
         .run(&["attest", "verify", &file, "--against", &policy])
         .ok();
+    assert!(
+        !offline.stderr.contains("note:"),
+        "the policy it was issued under: {}",
+        offline.stderr
+    );
+    // Judged by another policy (one more lead): said, and still verified if it holds.
+    let changed = home.write(
+        "changed.toml",
+        home.policy_text()
+            .replace("name = \"Noor Haddad\"", "name = \"Noor H.\"")
+            .as_bytes(),
+    );
+    let other = elsewhere
+        .run(&["attest", "verify", &file, "--against", &changed])
+        .ok();
+    assert!(
+        other.stderr.contains("note: judged by policy sha256:"),
+        "{}",
+        other.stderr
+    );
 
     // A CR that names no artifact has nothing to bind the approval to.
     let mut bare = low_risk_cr("CR-2046", "jonas", "model");

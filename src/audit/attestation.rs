@@ -156,6 +156,8 @@ pub struct Verified {
     pub signed_by: String,
     /// Who signed off, as `principal (role)`.
     pub signoffs: Vec<String>,
+    /// The digest of the policy in force when it was issued.
+    pub issued_under: String,
 }
 
 /// Verifies an envelope against `policy` (its keys and its sign-off rules): the server
@@ -275,5 +277,9 @@ pub fn verify(text: &str, policy: &Policy) -> Result<Verified, AttestationError>
             .iter()
             .map(|s| format!("{} ({})", s.principal, s.role))
             .collect(),
+        issued_under: p["policy"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     })
 }

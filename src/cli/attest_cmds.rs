@@ -188,18 +188,29 @@ fn verify(
         std::fs::read_to_string(file)
             .map_err(|e| CliError::refused(format!("cannot read {}: {e}", file.display())))?
     };
-    let policy = match policy_file {
+    let (policy, policy_digest) = match policy_file {
         Some(p) => {
             let policy_text = std::fs::read_to_string(p)
                 .map_err(|e| CliError::refused(format!("cannot read {}: {e}", p.display())))?;
-            crate::domain::policy::parse_policy(&policy_text)
+            let digest = crate::audit::canonical::sha256_digest(policy_text.as_bytes());
+            let policy = crate::domain::policy::parse_policy(&policy_text)
                 .map_err(|r| CliError::refused(format!("{}:\n{r}", p.display())))?
-                .0
+                .0;
+            (policy, digest)
         }
-        None => super::policy_cmds::load_book(paths)?.policy().clone(),
+        None => {
+            let book = super::policy_cmds::load_book(paths)?;
+            (book.policy().clone(), book.current().digest.clone())
+        }
     };
     let v = crate::audit::attestation::verify(&text, &policy)
         .map_err(|e| CliError::refused(format!("{}: NOT verified: {e}", file.display())))?;
+    if v.issued_under != policy_digest {
+        eprintln!(
+            "note: judged by policy {policy_digest}; it was issued under {} (keys and roles may have changed since)",
+            v.issued_under
+        );
+    }
     write_out(
         out,
         &format!(
