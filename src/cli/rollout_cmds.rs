@@ -281,91 +281,105 @@ pub fn watch(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     loop {
-        let now = crate::config::now().map_err(|e| CliError::refused(e.to_string()))?;
-        let (book, who) = super::policy_cmds::book_for_signing(paths, keys, now)?;
-        let store = super::open_store(paths)?;
-        let due = match only {
-            Some(id) => vec![id.to_string()],
-            None => due_readings(&*store, &book, now)?,
-        };
-        if due.is_empty() && once {
-            write_out(out, "no canary is due a KPI reading\n")?;
-        }
-        let mut regressed = false;
-        for id in &due {
-            let action = guard_once(&*store, &book, &who, id, now, &mut |_| {})?;
-            write_out(
-                out,
-                &format!(
-                    "{id}: KPI reading {} (log entry {}){}\n",
-                    action.verdict.as_str(),
-                    action.reading.seq,
-                    if action.breaches.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", sanitize(&action.breaches.join("; ")))
-                    }
-                ),
-            )?;
-            if action.verdict != ReadingVerdict::Regressed {
-                continue;
-            }
-            regressed = true;
-            match action.rollback {
-                None => write_out(
-                    out,
-                    &format!(
-                        "{id}: REGRESSED, but {} is not on the on-call roster: the guard cannot roll back; call on-call now\n",
-                        who.principal.id
-                    ),
-                )?,
-                Some(Err(e)) => {
-                    write_out(out, &format!("{id}: automatic rollback refused: {e}\n"))?
-                }
-                Some(Ok((auth, ran))) => {
-                    let incident = serde_json::from_str::<serde_json::Value>(&auth.body)
-                        .ok()
-                        .and_then(|b| b["incident"].as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    write_out(
-                        out,
-                        &format!(
-                            "{id}: automatic rollback authorised under {incident} (log entry {}); exception opened, post-incident review due\n",
-                            auth.seq
-                        ),
-                    )?;
-                    if let Some(ran) = ran {
-                        let o = &ran.outcome;
-                        write_out(
-                            out,
-                            &format!(
-                                "{id}: rollback command {} ({}){}\n",
-                                shown_argv(&ran.argv),
-                                match (o.exit_status, o.timed_out) {
-                                    (_, true) => "timed out".to_string(),
-                                    (Some(c), _) => format!("exit status {c}"),
-                                    (None, _) => "did not run".into(),
-                                },
-                                match &ran.recorded {
-                                    Ok(e) => format!(", log entry {}", e.seq),
-                                    Err(e) => format!(", NOT recorded: {e}"),
-                                }
-                            ),
-                        )?;
-                    }
-                }
-            }
-        }
+        let pass = watch_pass(paths, keys, only, once, out);
         if once {
-            return if regressed {
-                Err(CliError::refused("a canary regressed (see above)"))
-            } else {
-                Ok(())
+            return match pass? {
+                true => Err(CliError::refused("a canary regressed (see above)")),
+                false => Ok(()),
             };
+        }
+        // A guard left running outlives a failed pass (the store or MLflow down a moment):
+        // it says so and tries again at the next pass.
+        if let Err(e) = pass {
+            let _ = writeln!(out, "watch: this pass failed: {}", e.message);
         }
         let _ = out.flush();
         std::thread::sleep(std::time::Duration::from_secs(30));
     }
+}
+
+/// One pass of the guard: every due canary read and recorded; whether one regressed.
+fn watch_pass(
+    paths: &Paths,
+    keys: &KeyChoice,
+    only: Option<&str>,
+    say_idle: bool,
+    out: &mut dyn Write,
+) -> Result<bool, CliError> {
+    let now = crate::config::now().map_err(|e| CliError::refused(e.to_string()))?;
+    let (book, who) = super::policy_cmds::book_for_signing(paths, keys, now)?;
+    let store = super::open_store(paths)?;
+    let due = match only {
+        Some(id) => vec![id.to_string()],
+        None => due_readings(&*store, &book, now)?,
+    };
+    if due.is_empty() && say_idle {
+        write_out(out, "no canary is due a KPI reading\n")?;
+    }
+    let mut regressed = false;
+    for id in &due {
+        let action = guard_once(&*store, &book, &who, id, now, &mut |_| {})?;
+        write_out(
+            out,
+            &format!(
+                "{id}: KPI reading {} (log entry {}){}\n",
+                action.verdict.as_str(),
+                action.reading.seq,
+                if action.breaches.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", sanitize(&action.breaches.join("; ")))
+                }
+            ),
+        )?;
+        if action.verdict != ReadingVerdict::Regressed {
+            continue;
+        }
+        regressed = true;
+        match action.rollback {
+            None => write_out(
+                out,
+                &format!(
+                    "{id}: REGRESSED, but {} is not on the on-call roster: the guard cannot roll back; call on-call now\n",
+                    who.principal.id
+                ),
+            )?,
+            Some(Err(e)) => write_out(out, &format!("{id}: automatic rollback refused: {e}\n"))?,
+            Some(Ok((auth, ran))) => {
+                let incident = serde_json::from_str::<serde_json::Value>(&auth.body)
+                    .ok()
+                    .and_then(|b| b["incident"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                write_out(
+                    out,
+                    &format!(
+                        "{id}: automatic rollback authorised under {incident} (log entry {}); exception opened, post-incident review due\n",
+                        auth.seq
+                    ),
+                )?;
+                if let Some(ran) = ran {
+                    let o = &ran.outcome;
+                    write_out(
+                        out,
+                        &format!(
+                            "{id}: rollback command {} ({}){}\n",
+                            shown_argv(&ran.argv),
+                            match (o.exit_status, o.timed_out) {
+                                (_, true) => "timed out".to_string(),
+                                (Some(c), _) => format!("exit status {c}"),
+                                (None, _) => "did not run".into(),
+                            },
+                            match &ran.recorded {
+                                Ok(e) => format!(", log entry {}", e.seq),
+                                Err(e) => format!(", NOT recorded: {e}"),
+                            }
+                        ),
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(regressed)
 }
 
 /// `tollgate drill SUBJECT --env staging`.

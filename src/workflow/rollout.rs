@@ -542,21 +542,25 @@ pub fn drill_invocation(
         incident: incident.clone(),
         reason: "drill".into(),
     };
-    let claim = drill_claim(req, &incident, Vec::new(), who, now);
-    let (argv, timeout) = match rollback_invocation(book.policy(), &rreq) {
-        Some(inv) => inv,
-        None => {
-            // The rules say why (no command), in the same words as everywhere.
-            check_drill(book.policy(), &who.principal, &claim, now)
-                .map_err(DecideError::Refused)?;
-            return Err(DecideError::Chain("no rollback command".into()));
-        }
-    };
-    let claim = crate::domain::rollout::DrillClaim {
-        command: argv.clone(),
-        ..claim
-    };
+    // The rules (role, environment, the policy's own command) judge the command about
+    // to run, before it runs: with no command they say so, in the words used everywhere.
+    let invocation = rollback_invocation(book.policy(), &rreq);
+    let command = invocation
+        .as_ref()
+        .map(|(argv, _)| argv.clone())
+        .unwrap_or_default();
+    let claim = drill_claim(req, &incident, command, who, now);
     check_drill(book.policy(), &who.principal, &claim, now).map_err(DecideError::Refused)?;
+    let (argv, timeout) = invocation.ok_or_else(|| {
+        super::refused(
+            "no-rollback-command",
+            format!(
+                "the policy names no rollback command for {}@{}",
+                req.subject, req.environment
+            ),
+            "add an [[emergency.rollback]] table that covers it",
+        )
+    })?;
     Ok((argv, timeout, incident))
 }
 
