@@ -206,6 +206,7 @@ fn main() {
         server_key: None,
         kpi_guard: false,
         mlflow_webhook: None,
+        subscribers: Vec::new(),
     })
     .expect("tollgate serve");
     let remote = format!("http://{addr}");

@@ -138,6 +138,7 @@ fn main() {
             server_key: None,
             kpi_guard: false,
             mlflow_webhook: None,
+            subscribers: Vec::new(),
         };
         format!(
             "http://{}",

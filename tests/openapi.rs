@@ -57,6 +57,7 @@ fn every_listed_route_is_really_routed() {
         server_key: None,
         kpi_guard: false,
         mlflow_webhook: None,
+        subscribers: Vec::new(),
     };
     let addr = tollgate::server::start_in_background(opts).unwrap();
     tollgate::tls::install_crypto_provider();

@@ -91,6 +91,7 @@ impl Fixture {
                 server_key: None,
                 kpi_guard: false,
                 mlflow_webhook: None,
+                subscribers: Vec::new(),
             };
             let addr = tollgate::server::start_in_background(opts).unwrap();
             (format!("http://{addr}"), tokens)

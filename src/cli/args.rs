@@ -293,6 +293,17 @@ pub enum Command {
     )]
     Attest(AttestArgs),
 
+    /// The team server's signed events: delivered, waiting, failing (on the server's
+    /// machine, where the queue is kept).
+    Events {
+        /// Only those not yet acknowledged.
+        #[arg(long)]
+        failed: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// List emergency exceptions with their deadlines (overdue reviews first).
     Exceptions {
         /// Include closed exceptions.
@@ -332,6 +343,10 @@ pub enum Command {
         /// registry is the one --source (TOLLGATE_SOURCE) names.
         #[arg(long, value_name = "FILE")]
         mlflow_webhook_secret_file: Option<PathBuf>,
+        /// Send signed events to the subscribers listed in FILE (`[[subscriber]]` tables:
+        /// name, url, secret, events, format = "json" | "slack"); see docs/events.md.
+        #[arg(long, value_name = "FILE")]
+        subscribers: Option<PathBuf>,
         /// Connection, time and rate limits.
         #[command(flatten, next_help_heading = "Limits")]
         limits: ServeLimits,

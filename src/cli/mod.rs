@@ -168,9 +168,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             server_key,
             kpi_guard,
             mlflow_webhook_secret_file,
+            subscribers,
             limits,
         }) => {
             let p = local_only("serve")?;
+            let subscribers = match subscribers {
+                None => Vec::new(),
+                Some(file) => crate::server::events::load(&file)
+                    .map_err(|e| CliError::refused(e.to_string()))?,
+            };
             let mlflow_webhook = match mlflow_webhook_secret_file {
                 None => None,
                 Some(file) => {
@@ -196,6 +202,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                     server_key,
                     kpi_guard,
                     mlflow_webhook,
+                    subscribers,
                 },
                 out,
             )
@@ -344,6 +351,43 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             rollout_cmds::watch(&paths()?, &keys, once, cr.as_deref(), out)
         }
         Some(Command::Drill(a)) => rollout_cmds::drill(&paths()?, &keys, &a, now, out),
+        Some(Command::Events { failed, json }) => {
+            let store = open_store(&local_only("events")?)?;
+            let list = store.deliveries(failed, 200)?;
+            if json {
+                return write_out(out, &to_json(&list)?);
+            }
+            if list.is_empty() {
+                return write_out(
+                    out,
+                    if failed {
+                        "no event waits for a retry\n"
+                    } else {
+                        "no event was queued\n"
+                    },
+                );
+            }
+            let mut text = String::new();
+            for d in &list {
+                text.push_str(&format!(
+                    "{:<40} {:<20} {:<16} {}\n",
+                    sanitize(&d.queued.delivery_id),
+                    d.queued.event,
+                    sanitize(&d.queued.subscriber),
+                    match (&d.delivered_at, &d.last_error) {
+                        (Some(at), _) => format!("delivered {at} ({} attempt(s))", d.attempts),
+                        (None, Some(e)) => format!(
+                            "FAILING after {} attempt(s), next {}: {}",
+                            d.attempts,
+                            d.next_at,
+                            sanitize(e)
+                        ),
+                        (None, None) => "waiting".to_string(),
+                    }
+                ));
+            }
+            write_out(out, &text)
+        }
         Some(Command::Exceptions { all, json }) => {
             emergency::list_exceptions(&paths()?, all, json, now, out)
         }
@@ -711,6 +755,7 @@ fn serve(
         server_key,
         kpi_guard,
         mlflow_webhook,
+        subscribers,
     }: ServeExtras,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
@@ -728,6 +773,7 @@ fn serve(
         server_key,
         kpi_guard,
         mlflow_webhook,
+        subscribers,
     };
 
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
@@ -750,6 +796,7 @@ struct ServeExtras {
     server_key: Option<PathBuf>,
     kpi_guard: bool,
     mlflow_webhook: Option<crate::server::MlflowWebhook>,
+    subscribers: Vec<crate::server::events::Subscriber>,
 }
 
 /// A shared secret from the first line of `file` (a webhook's).

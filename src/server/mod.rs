@@ -11,6 +11,7 @@
 //! a client that retries after a lost response never records a decision twice.
 
 mod answers;
+pub mod events;
 mod guard;
 pub mod limits;
 pub mod tokens;
@@ -1722,6 +1723,8 @@ pub struct ServeOptions {
     pub kpi_guard: bool,
     /// Take MLflow's webhook deliveries.
     pub mlflow_webhook: Option<MlflowWebhook>,
+    /// Send signed events to these subscribers (`serve --subscribers FILE`).
+    pub subscribers: Vec<events::Subscriber>,
 }
 
 /// Where MLflow's webhook deliveries come from and how they are signed.
@@ -1779,6 +1782,7 @@ pub async fn serve(
         }
         guard::spawn(state.clone());
     }
+    let events_state = state.clone();
     let app = router(state);
     let addr: std::net::SocketAddr = opts.listen.parse().map_err(|source| ServeError::Listen {
         value: opts.listen.clone(),
@@ -1807,6 +1811,14 @@ pub async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
+    if !opts.subscribers.is_empty() {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        events::spawn(
+            events_state,
+            opts.subscribers.clone(),
+            format!("{scheme}://{bound}"),
+        );
+    }
     ready(bound);
     accept_loop(listener, app, tls, opts.limits).await
 }

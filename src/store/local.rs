@@ -387,6 +387,23 @@ fn read_policy_head(conn: &Connection) -> rusqlite::Result<Head> {
     .map(|h| h.unwrap_or_else(Head::empty))
 }
 
+/// A row of `event_deliveries`.
+fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<super::Delivery> {
+    Ok(super::Delivery {
+        queued: super::NewDelivery {
+            delivery_id: r.get(0)?,
+            subscriber: r.get(1)?,
+            event: r.get(2)?,
+            body: r.get(3)?,
+            created_at: r.get(4)?,
+        },
+        attempts: r.get(5)?,
+        next_at: r.get(6)?,
+        delivered_at: r.get(7)?,
+        last_error: r.get(8)?,
+    })
+}
+
 fn emergency_rows(conn: &Connection) -> rusqlite::Result<Vec<LogEntry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, kind, cr_id, principal, body, hash, signature, received_at FROM log
@@ -1104,6 +1121,113 @@ impl Store for LocalStore {
             .into_iter()
             .filter_map(|(id, at)| parse_time(&at).ok().map(|t| (id, t)))
             .collect())
+    }
+
+    fn event_cursor(&self) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        conn.query_row("SELECT seq FROM event_cursor WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .map_err(self.sql_err("reading the events cursor"))
+    }
+
+    fn enqueue_events(
+        &self,
+        from: u64,
+        to: u64,
+        deliveries: &[super::NewDelivery],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let what = "queueing events";
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql_err(what))?;
+        let moved = tx
+            .execute(
+                "UPDATE event_cursor SET seq = ?2 WHERE id = 1 AND seq = ?1",
+                params![from, to],
+            )
+            .map_err(self.sql_err(what))?;
+        if moved == 0 {
+            return Ok(false);
+        }
+        for d in deliveries {
+            tx.execute(
+                "INSERT OR IGNORE INTO event_deliveries (delivery_id, subscriber, event, body, created_at, next_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![d.delivery_id, d.subscriber, d.event, d.body, d.created_at],
+            )
+            .map_err(self.sql_err(what))?;
+        }
+        tx.commit().map_err(self.sql_err(what))?;
+        Ok(true)
+    }
+
+    fn claim_due(
+        &self,
+        now: &str,
+        lease_until: &str,
+        limit: usize,
+    ) -> Result<Vec<super::Delivery>, StoreError> {
+        let mut conn = self.lock();
+        let what = "claiming due events";
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql_err(what))?;
+        let due: Vec<super::Delivery> = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT delivery_id, subscriber, event, body, created_at, attempts, next_at, delivered_at, last_error
+                     FROM event_deliveries WHERE delivered_at IS NULL AND next_at <= ?1
+                     ORDER BY next_at, delivery_id LIMIT ?2",
+                )
+                .map_err(self.sql_err(what))?;
+            stmt.query_map(params![now, limit as i64], delivery_row)
+                .and_then(|rows| rows.collect())
+                .map_err(self.sql_err(what))?
+        };
+        for d in &due {
+            tx.execute(
+                "UPDATE event_deliveries SET next_at = ?2 WHERE delivery_id = ?1",
+                params![d.queued.delivery_id, lease_until],
+            )
+            .map_err(self.sql_err(what))?;
+        }
+        tx.commit().map_err(self.sql_err(what))?;
+        Ok(due)
+    }
+
+    fn record_attempts(&self, attempts: &[super::Attempt]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let what = "recording delivery attempts";
+        let tx = conn.transaction().map_err(self.sql_err(what))?;
+        for a in attempts {
+            tx.execute(
+                "UPDATE event_deliveries SET attempts = attempts + 1, delivered_at = ?2, last_error = ?3, next_at = ?4
+                 WHERE delivery_id = ?1",
+                params![a.delivery_id, a.delivered_at, a.error, a.next_at],
+            )
+            .map_err(self.sql_err(what))?;
+        }
+        tx.commit().map_err(self.sql_err(what))
+    }
+
+    fn deliveries(
+        &self,
+        pending_only: bool,
+        limit: usize,
+    ) -> Result<Vec<super::Delivery>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT delivery_id, subscriber, event, body, created_at, attempts, next_at, delivered_at, last_error
+                 FROM event_deliveries WHERE (?1 = 0 OR delivered_at IS NULL)
+                 ORDER BY created_at DESC, delivery_id LIMIT ?2",
+            )
+            .map_err(self.sql_err("reading events"))?;
+        stmt.query_map(params![pending_only as i64, limit as i64], delivery_row)
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("reading events"))
     }
 
     fn kpi_readings(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {

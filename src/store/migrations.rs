@@ -72,6 +72,27 @@ pub(crate) const MIGRATIONS: &[&str] = &[
        SET last_seq = COALESCE((SELECT MAX(seq) FROM log WHERE log.cr_id = change_requests.id), 0);
     CREATE TRIGGER log_moves_its_cr AFTER INSERT ON log WHEN NEW.cr_id IS NOT NULL
     BEGIN UPDATE change_requests SET last_seq = MAX(last_seq, NEW.seq) WHERE id = NEW.cr_id; END;",
+    // 7: the team server's signed events out: how far into the log they were derived
+    // (from the head at this migration: no flood of old events), and the deliveries
+    // waiting or done, one per (entry, subscriber, event) — derived data, never the
+    // record itself.
+    "CREATE TABLE event_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO event_cursor (id, seq) SELECT 1, COALESCE(MAX(seq), 0) FROM log;
+    CREATE TABLE event_deliveries (
+        delivery_id TEXT PRIMARY KEY NOT NULL,
+        subscriber TEXT NOT NULL,
+        event TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at TEXT NOT NULL,
+        delivered_at TEXT,
+        last_error TEXT
+    ) STRICT;
+    CREATE INDEX event_deliveries_due ON event_deliveries (delivered_at, next_at);",
 ];
 
 /// The schema version this build writes.

@@ -450,6 +450,58 @@ pub enum DecideError {
     },
 }
 
+/// A signed event to deliver, as derived from the log (see `server::events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDelivery {
+    /// `SEQ-SUBSCRIBER-EVENT`: the same on every replica, so an event is queued once.
+    pub delivery_id: String,
+    /// The subscriber's name.
+    pub subscriber: String,
+    /// `cr.submitted`, `decision.recorded`, ...
+    pub event: String,
+    /// The body as sent.
+    pub body: String,
+    /// When it was queued (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+/// A delivery in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// What was queued.
+    #[serde(flatten)]
+    pub queued: NewDelivery,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due.
+    pub next_at: String,
+    /// When the subscriber acknowledged it (2xx).
+    pub delivered_at: Option<String>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// One delivery attempt's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The delivery.
+    pub delivery_id: String,
+    /// When it was acknowledged; `None` when it failed.
+    pub delivered_at: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it is due again (after a failure).
+    pub next_at: String,
+}
+
+/// What the events queue refuses on a store that does not keep one (a remote store).
+fn no_event_queue<T>() -> Result<T, StoreError> {
+    Err(StoreError::Remote {
+        status: 501,
+        detail: "signed events are queued by the team server in its own store; run this on the server's machine".into(),
+    })
+}
+
 /// One decision as the history lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionSummary {
@@ -805,6 +857,48 @@ pub trait Store: Send + Sync {
     fn reachable(&self) -> bool {
         true
     }
+
+    /// How far into the log signed events were derived.
+    fn event_cursor(&self) -> Result<u64, StoreError> {
+        no_event_queue()
+    }
+
+    /// Queues `deliveries` (derived from the entries after `from` up to `to`) and moves
+    /// the cursor from `from` to `to`, in one transaction, only if the cursor still is at
+    /// `from` (else another replica did it: `Ok(false)`). A delivery id already queued is
+    /// left as it is.
+    fn enqueue_events(
+        &self,
+        _from: u64,
+        _to: u64,
+        _deliveries: &[NewDelivery],
+    ) -> Result<bool, StoreError> {
+        no_event_queue()
+    }
+
+    /// Claims the deliveries not yet acknowledged whose next attempt is due at `now`
+    /// (oldest first): their next attempt moves to `lease_until` in the same statement, so
+    /// another replica does not send them too; a sender that dies leaves them due again
+    /// when the lease ends (at least once).
+    fn claim_due(
+        &self,
+        _now: &str,
+        _lease_until: &str,
+        _limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        no_event_queue()
+    }
+
+    /// Records attempts, in one transaction: each acknowledged at its `delivered_at`, or
+    /// failed with its `error` and due again at its `next_at`.
+    fn record_attempts(&self, _attempts: &[Attempt]) -> Result<(), StoreError> {
+        no_event_queue()
+    }
+
+    /// The latest deliveries (only those not yet acknowledged with `pending_only`).
+    fn deliveries(&self, _pending_only: bool, _limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        no_event_queue()
+    }
 }
 
 /// A boxed store is a store: the faces pick local or remote at run time.
@@ -940,6 +1034,31 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn reachable(&self) -> bool {
         (**self).reachable()
+    }
+    fn event_cursor(&self) -> Result<u64, StoreError> {
+        (**self).event_cursor()
+    }
+    fn enqueue_events(
+        &self,
+        from: u64,
+        to: u64,
+        deliveries: &[NewDelivery],
+    ) -> Result<bool, StoreError> {
+        (**self).enqueue_events(from, to, deliveries)
+    }
+    fn claim_due(
+        &self,
+        now: &str,
+        lease_until: &str,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        (**self).claim_due(now, lease_until, limit)
+    }
+    fn record_attempts(&self, attempts: &[Attempt]) -> Result<(), StoreError> {
+        (**self).record_attempts(attempts)
+    }
+    fn deliveries(&self, pending_only: bool, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        (**self).deliveries(pending_only, limit)
     }
 }
 

@@ -675,6 +675,23 @@ fn head_of(label: &Path, r: &Row) -> Result<Head, StoreError> {
     })
 }
 
+/// A row of `event_deliveries`.
+fn pg_delivery(r: &postgres::Row) -> super::Delivery {
+    super::Delivery {
+        queued: super::NewDelivery {
+            delivery_id: r.get(0),
+            subscriber: r.get(1),
+            event: r.get(2),
+            body: r.get(3),
+            created_at: r.get(4),
+        },
+        attempts: r.get::<_, i32>(5).max(0) as u32,
+        next_at: r.get(6),
+        delivered_at: r.get(7),
+        last_error: r.get(8),
+    }
+}
+
 const EMERGENCY_SQL: &str = "SELECT seq, kind, cr_id, principal, body, hash, signature, received_at FROM log
      WHERE kind IN ('emergency-authorised', 'rollback-executed', 'post-incident-review', 'rollout-stage', 'drill') ORDER BY seq";
 
@@ -1240,6 +1257,97 @@ impl Store for PgStore {
             }
         }
         Ok(out)
+    }
+
+    fn event_cursor(&self) -> Result<u64, StoreError> {
+        let row = self.read("reading the events cursor", |c| {
+            c.query_one("SELECT seq FROM event_cursor WHERE id = 1", &[])
+        })?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    fn enqueue_events(
+        &self,
+        from: u64,
+        to: u64,
+        deliveries: &[super::NewDelivery],
+    ) -> Result<bool, StoreError> {
+        let col = |f: fn(&super::NewDelivery) -> &str| deliveries.iter().map(f).collect::<Vec<_>>();
+        let (ids, subs, events, bodies, created) = (
+            col(|d| &d.delivery_id),
+            col(|d| &d.subscriber),
+            col(|d| &d.event),
+            col(|d| &d.body),
+            col(|d| &d.created_at),
+        );
+        // One statement: the deliveries are queued only if this replica moved the cursor.
+        let row = self.read("queueing events", |c| {
+            c.query_one(
+                "WITH moved AS (UPDATE event_cursor SET seq = $2 WHERE id = 1 AND seq = $1 RETURNING 1),
+                 queued AS (
+                    INSERT INTO event_deliveries (delivery_id, subscriber, event, body, created_at, next_at)
+                    SELECT i, s, e, b, t, t FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS d(i, s, e, b, t)
+                    WHERE EXISTS (SELECT 1 FROM moved)
+                    ON CONFLICT (delivery_id) DO NOTHING RETURNING 1)
+                 SELECT EXISTS (SELECT 1 FROM moved), (SELECT count(*) FROM queued)",
+                &[&(from as i64), &(to as i64), &ids, &subs, &events, &bodies, &created],
+            )
+        })?;
+        Ok(row.get::<_, bool>(0))
+    }
+
+    fn claim_due(
+        &self,
+        now: &str,
+        lease_until: &str,
+        limit: usize,
+    ) -> Result<Vec<super::Delivery>, StoreError> {
+        // Claimed and leased in one statement; rows another replica holds are skipped.
+        let rows = self.read("claiming due events", |c| {
+            c.query(
+                "WITH due AS (
+                    SELECT delivery_id FROM event_deliveries
+                    WHERE delivered_at IS NULL AND next_at <= $1
+                    ORDER BY next_at, delivery_id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 UPDATE event_deliveries d SET next_at = $2 FROM due WHERE d.delivery_id = due.delivery_id
+                 RETURNING d.delivery_id, d.subscriber, d.event, d.body, d.created_at, d.attempts, d.next_at, d.delivered_at, d.last_error",
+                &[&now, &lease_until, &(limit as i64)],
+            )
+        })?;
+        Ok(rows.iter().map(pg_delivery).collect())
+    }
+
+    fn record_attempts(&self, attempts: &[super::Attempt]) -> Result<(), StoreError> {
+        let ids: Vec<&str> = attempts.iter().map(|a| a.delivery_id.as_str()).collect();
+        let at: Vec<Option<&str>> = attempts.iter().map(|a| a.delivered_at.as_deref()).collect();
+        let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
+        let next: Vec<&str> = attempts.iter().map(|a| a.next_at.as_str()).collect();
+        self.read("recording delivery attempts", |c| {
+            c.execute(
+                "UPDATE event_deliveries d SET attempts = d.attempts + 1, delivered_at = u.at,
+                        last_error = u.error, next_at = u.next
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, at, error, next)
+                 WHERE d.delivery_id = u.id",
+                &[&ids, &at, &errors, &next],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn deliveries(
+        &self,
+        pending_only: bool,
+        limit: usize,
+    ) -> Result<Vec<super::Delivery>, StoreError> {
+        let rows = self.read("reading events", |c| {
+            c.query(
+                "SELECT delivery_id, subscriber, event, body, created_at, attempts, next_at, delivered_at, last_error
+                 FROM event_deliveries WHERE (NOT $1 OR delivered_at IS NULL)
+                 ORDER BY created_at DESC, delivery_id LIMIT $2",
+                &[&pending_only, &(limit as i64)],
+            )
+        })?;
+        Ok(rows.iter().map(pg_delivery).collect())
     }
 
     fn kpi_readings(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {

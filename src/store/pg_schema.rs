@@ -102,6 +102,24 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     END $$;
     CREATE TRIGGER log_moves_its_cr AFTER INSERT ON log
         FOR EACH ROW WHEN (NEW.cr_id IS NOT NULL) EXECUTE FUNCTION tollgate_log_moves_its_cr();"#,
+    // 3: the team server's signed events out (see the SQLite migration 7).
+    r#"CREATE TABLE event_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq BIGINT NOT NULL
+    );
+    INSERT INTO event_cursor (id, seq) SELECT 1, COALESCE(MAX(seq), 0) FROM log;
+    CREATE TABLE event_deliveries (
+        delivery_id TEXT PRIMARY KEY,
+        subscriber TEXT NOT NULL,
+        event TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at TEXT NOT NULL,
+        delivered_at TEXT,
+        last_error TEXT
+    );
+    CREATE INDEX event_deliveries_due ON event_deliveries (delivered_at, next_at);"#,
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,151 @@
+//! Signed events out (not a test): prints figures, asserts nothing about time.
+//!
+//!   cargo bench --bench events        # TOLLGATE_BENCH_DECISIONS=300
+//!
+//! A team server on 127.0.0.1 with no subscriber, then with 10 (each a local receiver
+//! answering 200): the time a signed decision takes to be acknowledged (p50, p99) — the
+//! events are derived and delivered by a thread of their own, so fan-out should cost the
+//! decision nothing — and how long until every subscriber had every event.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use support::{devi, record, setup};
+use tollgate::store::{NewEntry, Store};
+
+/// A receiver answering 200 to everything; counts what it got.
+fn receiver(count: Arc<AtomicUsize>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("receiver");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length: ") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                count.fetch_add(1, Ordering::Relaxed);
+                let mut out = stream;
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            });
+        }
+    });
+    url
+}
+
+fn run(n: usize, subscribers: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, book) = setup(dir.path());
+    let path = dir.path().join("bench.db");
+    let policy_path = dir.path().join("bench.policy.toml");
+    std::fs::write(&policy_path, &book.current().text).expect("policy");
+    let tokens_path = dir.path().join("bench.tokens.toml");
+    let (token, _) =
+        tollgate::server::tokens::add(&tokens_path, "devi", "bench", chrono::Utc::now())
+            .expect("token");
+    let received = Arc::new(AtomicUsize::new(0));
+    let subs = (0..subscribers)
+        .map(|i| tollgate::server::events::Subscriber {
+            name: format!("sub-{i}"),
+            url: receiver(received.clone()),
+            secret: "a-bench-secret-0123456789".into(),
+            events: vec!["decision.recorded".into()],
+            format: tollgate::server::events::Format::Json,
+        })
+        .collect();
+    let digest = support::cr_1044_digest(&store);
+    drop(store);
+    let opts = tollgate::server::ServeOptions {
+        database: None,
+        listen: "127.0.0.1:0".into(),
+        store: path,
+        policy: policy_path,
+        tokens: tokens_path,
+        tls: None,
+        access_log: false,
+        limits: tollgate::server::limits::Limits {
+            rate_per_sec: 1e9,
+            burst: 1e9,
+            ..Default::default()
+        },
+        server_key: None,
+        kpi_guard: false,
+        mlflow_webhook: None,
+        subscribers: subs,
+    };
+    let url = format!(
+        "http://{}",
+        tollgate::server::start_in_background(opts).expect("server")
+    );
+    let remote = tollgate::store::remote::RemoteStore::connect(&url, &token).expect("remote");
+    let signer = devi();
+    let policy_digest = book.current().digest.clone();
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        remote
+            .decide("CR-1044", &mut |ctx| {
+                let r = record(
+                    ctx.head.seq + 1,
+                    ctx.head.hash.clone(),
+                    &digest,
+                    &signer,
+                    &policy_digest,
+                    i,
+                );
+                let body = r.body();
+                let signature = signer
+                    .sign(body.as_bytes())
+                    .map_err(|e| tollgate::store::DecideError::Signing(e.to_string()))?;
+                Ok(NewEntry {
+                    body,
+                    signature,
+                    principal: "devi".into(),
+                }
+                .into())
+            })
+            .expect("decide");
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let all_sent = Instant::now();
+    let want = n * subscribers;
+    while received.load(Ordering::Relaxed) < want && all_sent.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    took.sort_by(f64::total_cmp);
+    let q = |p: f64| took[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+    println!(
+        "{subscribers:>2} subscribers: decision acknowledged p50 {:.2} ms, p99 {:.2} ms; {} of {want} deliveries received, the last {:.2} s after the last decision",
+        q(0.5),
+        q(0.99),
+        received.load(Ordering::Relaxed),
+        all_sent.elapsed().as_secs_f64()
+    );
+}
+
+fn main() {
+    let n: usize = std::env::var("TOLLGATE_BENCH_DECISIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+        .max(10);
+    println!("{n} signed decisions through a team server on 127.0.0.1 (SQLite), one client");
+    run(n, 0);
+    run(n, 10);
+}

@@ -1,0 +1,417 @@
+//! Signed events out: the team server tells subscribers what the log records, at least
+//! once, from a durable queue in its store.
+//!
+//! A worker thread tails the log from a cursor kept in the database, derives events from
+//! each new entry (`cr.submitted`, `cr.revised`, `decision.recorded`, `cr.approved`,
+//! `cr.rejected`, `emergency.authorised`, `rollback.executed`) and queues one delivery
+//! per matching subscriber — with an id made of the entry, the subscriber and the event,
+//! in the same transaction as the cursor, so every append path (the API, or a CLI on the
+//! server's own store) produces each event once, whatever the number of replicas. Due
+//! deliveries are POSTed with `X-Tollgate-Signature: sha256=HEX` (HMAC-SHA256 of the body
+//! with the subscriber's secret, GitHub's convention), `X-Tollgate-Event` and
+//! `X-Tollgate-Delivery`; a 2xx acknowledges, anything else is retried with backoff.
+
+use super::ServerState;
+use crate::audit::log::{EntryKind, LogEntry, time_text};
+use crate::store::{Delivery, NewDelivery};
+use hmac::{KeyInit, Mac};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a subscriber wants its bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// tollgate's JSON body.
+    Json,
+    /// A Slack incoming-webhook message (Block Kit).
+    Slack,
+}
+
+/// One subscriber (`[[subscriber]]` in `serve --subscribers FILE`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscriber {
+    /// A short name (in delivery ids and `tollgate events`).
+    pub name: String,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// The HMAC secret.
+    pub secret: String,
+    /// The events it wants; every event when left out.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// `json` (default) or `slack`.
+    #[serde(default = "json_format")]
+    pub format: Format,
+}
+
+fn json_format() -> Format {
+    Format::Json
+}
+
+/// Every event the server sends.
+pub const EVENTS: [&str; 7] = [
+    "cr.submitted",
+    "cr.revised",
+    "decision.recorded",
+    "cr.approved",
+    "cr.rejected",
+    "emergency.authorised",
+    "rollback.executed",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    subscriber: Vec<Subscriber>,
+}
+
+/// Why a subscribers file was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {detail}")]
+pub struct SubscribersError {
+    path: String,
+    detail: String,
+}
+
+/// Reads `[[subscriber]]` tables from `path`.
+pub fn load(path: &Path) -> Result<Vec<Subscriber>, SubscribersError> {
+    let err = |detail: String| SubscribersError {
+        path: path.display().to_string(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let file: File = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    for (i, s) in file.subscriber.iter().enumerate() {
+        crate::domain::reader::check_identifier(&s.name)
+            .map_err(|e| err(format!("subscriber[{i}].name: {e}")))?;
+        if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+            return Err(err(format!("subscriber[{i}].url: expected an http(s) URL")));
+        }
+        if s.secret.len() < 16 {
+            return Err(err(format!(
+                "subscriber[{i}].secret: expected at least 16 characters"
+            )));
+        }
+        if let Some(e) = s.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+            return Err(err(format!(
+                "subscriber[{i}].events: unknown event {e:?}; expected some of {}",
+                EVENTS.join(", ")
+            )));
+        }
+    }
+    Ok(file.subscriber)
+}
+
+/// `sha256=` + hex HMAC-SHA256 of `body` with `secret`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The events one entry makes, each with its JSON body.
+fn events_of(state: &ServerState, public: &str, e: &LogEntry) -> Vec<(&'static str, Value)> {
+    let Some(kind) = EntryKind::parse(&e.kind) else {
+        return Vec::new();
+    };
+    let cr = |id: &str| -> Value {
+        let Ok(Some(cr)) = state.store.get(id) else {
+            return json!({"id": id});
+        };
+        let status = state
+            .in_force()
+            .ok()
+            .and_then(|f| state.store.decisions(id).ok().map(|d| (f, d)))
+            .map(|(f, d)| {
+                crate::domain::status::evaluate_in(&cr.current.cr, &cr.current.digest, &d, &f.book)
+            });
+        json!({
+            "id": id,
+            "title": cr.current.cr.title,
+            "gate": cr.current.cr.gate,
+            "revision": cr.current.revision,
+            "status": status.as_ref().map(|e| e.status),
+            "risk": status.as_ref().map(|e| e.risk.effective),
+            "signoffs": status.as_ref().map(|e| json!({"obtained": e.signoffs.obtained(), "required": e.signoffs.required()})),
+            "link": format!("{public}/v1/change-requests/{id}"),
+        })
+    };
+    let body: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
+    let entry = json!({"seq": e.seq, "hash": e.hash, "kind": e.kind});
+    let with = |event: &'static str, mut v: Value| {
+        v["event"] = json!(event);
+        v["entry"] = entry.clone();
+        v["at"] = body["at"].clone();
+        (event, v)
+    };
+    match kind {
+        EntryKind::CrSubmitted => vec![with(
+            "cr.submitted",
+            json!({"change_request": cr(e.cr_id.as_deref().unwrap_or(""))}),
+        )],
+        EntryKind::CrRevised => vec![with(
+            "cr.revised",
+            json!({"change_request": cr(e.cr_id.as_deref().unwrap_or(""))}),
+        )],
+        EntryKind::Decision => {
+            let c = cr(e.cr_id.as_deref().unwrap_or(""));
+            let decision = json!({
+                "principal": body["principal"], "role": body["role"],
+                "verdict": body["verdict"], "rationale": body["rationale"],
+            });
+            let mut out = vec![with(
+                "decision.recorded",
+                json!({"change_request": c, "decision": decision}),
+            )];
+            match (body["verdict"].as_str(), c["status"].as_str()) {
+                (Some("approve"), Some("approved")) => out.push(with(
+                    "cr.approved",
+                    json!({"change_request": c, "decision": decision}),
+                )),
+                (Some("reject"), Some("rejected")) => out.push(with(
+                    "cr.rejected",
+                    json!({"change_request": c, "decision": decision}),
+                )),
+                _ => {}
+            }
+            out
+        }
+        EntryKind::EmergencyAuthorised => vec![with(
+            "emergency.authorised",
+            json!({"incident": body["incident"], "subject": body["subject"], "environment": body["environment"],
+                   "from_version": body["from_version"], "to_version": body["to_version"],
+                   "principal": body["principal"], "reason": body["reason"]}),
+        )],
+        EntryKind::RollbackExecuted => vec![with(
+            "rollback.executed",
+            json!({"incident": body["incident"], "exit_status": body["exit_status"],
+                   "timed_out": body["timed_out"], "principal": body["principal"]}),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// A Slack message for `v`: one line, and for a CR still pending the command that
+/// approves it (signing stays on the reviewer's machine).
+fn slack(event: &str, v: &Value) -> Value {
+    let c = &v["change_request"];
+    let id = c["id"].as_str().unwrap_or_default();
+    let mut text = match event {
+        "decision.recorded" => format!(
+            "*{}* {} {} by {} ({})",
+            id,
+            v["decision"]["verdict"].as_str().unwrap_or_default(),
+            c["title"].as_str().unwrap_or_default(),
+            v["decision"]["principal"].as_str().unwrap_or_default(),
+            v["decision"]["role"].as_str().unwrap_or_default()
+        ),
+        "emergency.authorised" | "rollback.executed" => format!(
+            "*{}* {} {}",
+            event,
+            v["incident"].as_str().unwrap_or_default(),
+            v["subject"].as_str().unwrap_or_default()
+        ),
+        _ => format!(
+            "*{id}* {event}: {}",
+            c["title"].as_str().unwrap_or_default()
+        ),
+    };
+    if c["status"] == "pending" {
+        text.push_str(&format!(
+            "\n`tollgate approve {id} --rationale \"...\"` ({}/{} sign-offs)",
+            c["signoffs"]["obtained"], c["signoffs"]["required"]
+        ));
+    }
+    json!({"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]})
+}
+
+/// Derives and queues the events of the entries after the cursor (one page). Whether it
+/// moved the cursor.
+fn derive(
+    state: &ServerState,
+    public: &str,
+    subscribers: &[Subscriber],
+) -> Result<bool, crate::store::StoreError> {
+    let from = state.store.event_cursor()?;
+    let entries = state.store.log_entries(from, 200)?;
+    let Some(last) = entries.last().map(|e| e.seq) else {
+        return Ok(false);
+    };
+    let now = time_text(super::server_now());
+    let mut deliveries = Vec::new();
+    for e in &entries {
+        for (event, body) in events_of(state, public, e) {
+            for s in subscribers
+                .iter()
+                .filter(|s| s.events.is_empty() || s.events.iter().any(|x| x == event))
+            {
+                let id = format!("{}-{}-{}", e.seq, s.name, event);
+                let mut body = body.clone();
+                body["delivery"] = json!(id);
+                let body = match s.format {
+                    Format::Json => body,
+                    Format::Slack => slack(event, &body),
+                };
+                deliveries.push(NewDelivery {
+                    delivery_id: id,
+                    subscriber: s.name.clone(),
+                    event: event.to_string(),
+                    body: body.to_string(),
+                    created_at: now.clone(),
+                });
+            }
+        }
+    }
+    state.store.enqueue_events(from, last, &deliveries)
+}
+
+/// How long a claimed delivery is this sender's before another may try it (longer than
+/// the HTTP timeout: a sender that dies mid-delivery leaves it due again).
+const LEASE_SECS: i64 = 60;
+
+/// Backoff after `attempts` failed attempts: 2 s, 4 s, … up to an hour.
+pub fn backoff(attempts: u32) -> chrono::Duration {
+    chrono::Duration::seconds(2i64.saturating_pow(attempts.min(12)).min(3600))
+}
+
+/// Sends one delivery; the attempt to record.
+fn deliver(
+    http: &reqwest::blocking::Client,
+    s: &Subscriber,
+    d: &Delivery,
+) -> crate::store::Attempt {
+    let sent = http
+        .post(&s.url)
+        .header("Content-Type", "application/json")
+        .header("X-Tollgate-Event", &d.queued.event)
+        .header("X-Tollgate-Delivery", &d.queued.delivery_id)
+        .header(
+            "X-Tollgate-Signature",
+            signature(&s.secret, d.queued.body.as_bytes()),
+        )
+        .body(d.queued.body.clone())
+        .send();
+    let now = super::server_now();
+    let outcome = match sent {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("{} answered {}", s.url, r.status())),
+        Err(e) => Err(crate::store::remote::chain(&e)),
+    };
+    match outcome {
+        Ok(()) => crate::store::Attempt {
+            delivery_id: d.queued.delivery_id.clone(),
+            delivered_at: Some(time_text(now)),
+            error: None,
+            next_at: time_text(now),
+        },
+        Err(why) => crate::store::Attempt {
+            delivery_id: d.queued.delivery_id.clone(),
+            delivered_at: None,
+            error: Some(why),
+            next_at: time_text(now + backoff(d.attempts + 1)),
+        },
+    }
+}
+
+/// Starts the events thread: derive, then deliver what is due, every half second.
+pub fn spawn(state: Arc<ServerState>, subscribers: Vec<Subscriber>, public: String) {
+    let _ = std::thread::Builder::new()
+        .name("tollgate-events".into())
+        .spawn(move || {
+            crate::tls::install_crypto_provider();
+            let Ok(http) = reqwest::blocking::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(10))
+                .build()
+            else {
+                eprintln!("events: cannot make an HTTP client; no events will be sent");
+                return;
+            };
+            loop {
+                while let Ok(true) = derive(&state, &public, &subscribers) {}
+                let now = super::server_now();
+                let lease = now + chrono::Duration::seconds(LEASE_SECS);
+                let busy = match state
+                    .store
+                    .claim_due(&time_text(now), &time_text(lease), 50)
+                {
+                    Ok(due) => {
+                        let attempts: Vec<_> = due
+                            .iter()
+                            .filter_map(|d| {
+                                subscribers
+                                    .iter()
+                                    .find(|s| s.name == d.queued.subscriber)
+                                    .map(|s| deliver(&http, s, d))
+                            })
+                            .collect();
+                        if let Err(e) = state.store.record_attempts(&attempts) {
+                            eprintln!("events: {e}");
+                        }
+                        !due.is_empty()
+                    }
+                    Err(e) => {
+                        eprintln!("events: {e}");
+                        false
+                    }
+                };
+                // Idle: look again in a moment; busy: go on at once.
+                if busy {
+                    continue;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_messages_say_what_happened_and_how_to_approve_what_is_pending() {
+        let pending = json!({
+            "change_request": {"id": "CR-7", "title": "Promote v13", "status": "pending",
+                "signoffs": {"obtained": 1, "required": 2}},
+            "decision": {"verdict": "approve", "principal": "devi", "role": "risk-reviewer"},
+        });
+        let m = slack("decision.recorded", &pending);
+        let text = m["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("*CR-7* approve Promote v13 by devi (risk-reviewer)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`tollgate approve CR-7 --rationale \"...\"` (1/2 sign-offs)"),
+            "{text}"
+        );
+        assert_eq!(m["blocks"][0]["text"]["type"], "mrkdwn");
+        let mut done = pending.clone();
+        done["change_request"]["status"] = json!("approved");
+        assert!(
+            !slack("cr.approved", &done)["text"]
+                .as_str()
+                .unwrap()
+                .contains("tollgate approve")
+        );
+    }
+
+    #[test]
+    fn the_signature_is_githubs_hmac_convention() {
+        // RFC 4231 test case 2 key and data, as `sha256=` + hex.
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(backoff(1).num_seconds(), 2);
+        assert_eq!(backoff(30).num_seconds(), 3600);
+    }
+}
