@@ -17,9 +17,9 @@ mod support;
 
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
 use std::time::Instant;
-use support::{devi, record, setup, store_with_policy_changes, store_with_signed_log};
+use support::{devi, setup, store_with_policy_changes, store_with_signed_log};
 use tollgate::store::local::LocalStore;
-use tollgate::store::{NewEntry, Store, VerifyOptions, verify_log};
+use tollgate::store::{VerifyOptions, verify_log};
 
 fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     std::env::var(name)
@@ -36,28 +36,7 @@ fn sign_and_append(n: usize) {
     let digest = support::cr_1044_digest(&store);
     let started = Instant::now();
     for i in 0..n {
-        store
-            .decide("CR-1044", &mut |ctx| {
-                let r = record(
-                    ctx.head.seq + 1,
-                    ctx.head.hash.clone(),
-                    &digest,
-                    &signer,
-                    &policy_digest,
-                    i,
-                );
-                let body = r.body();
-                let signature = signer
-                    .sign(body.as_bytes())
-                    .map_err(|e| tollgate::store::DecideError::Signing(e.to_string()))?;
-                Ok(NewEntry {
-                    body,
-                    signature,
-                    principal: "devi".into(),
-                }
-                .into())
-            })
-            .expect("decide");
+        support::decide_once(&store, &digest, &signer, &policy_digest, i);
     }
     let secs = started.elapsed().as_secs_f64();
     println!(

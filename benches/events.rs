@@ -13,8 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::{devi, record, setup};
-use tollgate::store::{NewEntry, Store};
+use support::{devi, setup};
 
 /// A receiver answering 200 to everything; counts what it got.
 fn receiver(count: Arc<AtomicUsize>) -> String {
@@ -99,28 +98,7 @@ fn run(n: usize, subscribers: usize) {
     let mut took = Vec::with_capacity(n);
     for i in 0..n {
         let started = Instant::now();
-        remote
-            .decide("CR-1044", &mut |ctx| {
-                let r = record(
-                    ctx.head.seq + 1,
-                    ctx.head.hash.clone(),
-                    &digest,
-                    &signer,
-                    &policy_digest,
-                    i,
-                );
-                let body = r.body();
-                let signature = signer
-                    .sign(body.as_bytes())
-                    .map_err(|e| tollgate::store::DecideError::Signing(e.to_string()))?;
-                Ok(NewEntry {
-                    body,
-                    signature,
-                    principal: "devi".into(),
-                }
-                .into())
-            })
-            .expect("decide");
+        support::decide_once(&remote, &digest, &signer, &policy_digest, i);
         took.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let all_sent = Instant::now();

@@ -106,22 +106,7 @@ fn subscribers(home: &Home, url: &str, events: &str) -> String {
 }
 
 fn approve_new_cr(home: &Home) {
-    let file = home.write_json("CR-2045.json", &low_risk_cr("CR-2045", "jonas", "model"));
-    home.run(&["--as", "ci", "submit", &file]).ok();
-    home.decide(
-        "devi",
-        "approve",
-        "CR-2045",
-        &[
-            "--tick",
-            "privacy",
-            "--tick",
-            "rollback",
-            "--rationale",
-            "within 1 %",
-        ],
-    )
-    .ok();
+    home.approved_low_risk("CR-2045");
 }
 
 fn events_of(got: &[Received], id: &str) -> Vec<String> {

@@ -343,6 +343,8 @@ fn a_version_1_database_is_upgraded_in_place() {
         "DROP TRIGGER log_moves_its_cr ON log;
          DROP FUNCTION tollgate_log_moves_its_cr();
          ALTER TABLE change_requests DROP COLUMN last_seq;
+         DROP TABLE event_deliveries;
+         DROP TABLE event_cursor;
          DELETE FROM cr_summaries;
          UPDATE tollgate_schema SET version = 1;",
     )

@@ -452,23 +452,7 @@ fn an_operator_rolls_an_approved_change_out_with_r_and_the_log_holds_it() {
     // A Wednesday morning: no freeze window of the demo policy holds.
     const T0: &str = "2026-11-25T10:00:00Z";
     let home = Home::demo_at(T0);
-    let doc = common::low_risk_cr("CR-2045", "jonas", "model");
-    let file = home.write_json("CR-2045.json", &doc);
-    home.run(&["--as", "ci", "submit", &file]).ok();
-    home.decide(
-        "devi",
-        "approve",
-        "CR-2045",
-        &[
-            "--tick",
-            "privacy",
-            "--tick",
-            "rollback",
-            "--rationale",
-            "fine",
-        ],
-    )
-    .ok();
+    home.approved_low_risk("CR-2045");
     let s = Session::tollgate(&home, &[("TOLLGATE_NOW", T0)], "--as marco");
     s.wait_for("CR-1046");
     s.keys(&["6"]);

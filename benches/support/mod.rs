@@ -84,6 +84,39 @@ pub fn record(
     }
 }
 
+/// Signs and appends devi's `i`-th benchmark decision on CR-1044 through `store` (any
+/// store: local, or a team server through the remote store), as `tollgate` would.
+pub fn decide_once(
+    store: &dyn Store,
+    digest: &str,
+    signer: &Signer,
+    policy_digest: &str,
+    i: usize,
+) {
+    store
+        .decide("CR-1044", &mut |ctx| {
+            let r = record(
+                ctx.head.seq + 1,
+                ctx.head.hash.clone(),
+                digest,
+                signer,
+                policy_digest,
+                i,
+            );
+            let body = r.body();
+            let signature = signer
+                .sign(body.as_bytes())
+                .map_err(|e| tollgate::store::DecideError::Signing(e.to_string()))?;
+            Ok(tollgate::store::NewEntry {
+                body,
+                signature,
+                principal: "devi".into(),
+            }
+            .into())
+        })
+        .expect("decide");
+}
+
 /// A bulk writer continuing the chain of a store file (one transaction, no rule checks:
 /// benchmarks build logs of a million entries this way, then verify them as `tollgate
 /// verify` does).

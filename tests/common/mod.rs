@@ -537,6 +537,28 @@ pub fn low_risk_cr(id: &str, requester: &str, gate: &str) -> Value {
     doc
 }
 
+impl Home {
+    /// Submits [`low_risk_cr`] `id` (requested by jonas) as CI, and has devi approve it.
+    pub fn approved_low_risk(&self, id: &str) {
+        let file = self.write_json(&format!("{id}.json"), &low_risk_cr(id, "jonas", "model"));
+        self.run(&["--as", "ci", "submit", &file]).ok();
+        self.decide(
+            "devi",
+            "approve",
+            id,
+            &[
+                "--tick",
+                "privacy",
+                "--tick",
+                "rollback",
+                "--rationale",
+                "within 1 %",
+            ],
+        )
+        .ok();
+    }
+}
+
 /// The checklist a decision on the CR `shown` (the output of `show --json`) records: each
 /// item's id and state, as tollgate evaluates it.
 /// One checklist item of a `show --json` by id.
