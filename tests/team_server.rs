@@ -354,7 +354,7 @@ fn a_version_1_database_is_upgraded_in_place() {
         .query_one("SELECT version FROM tollgate_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3, "upgraded to the latest schema");
     let disagree: i64 = sql
         .query_one(
             "SELECT COUNT(*) FROM change_requests c
