@@ -127,9 +127,15 @@ fn a_subscriber_gets_each_event_once_signed_so_it_can_check_it() {
     let _server = home.serve_with("127.0.0.1:0", &["--subscribers", &file]);
     approve_new_cr(&home);
     let got = receiver.wait_for("CR-2045's submission, decision and approval", |got| {
-        events_of(got, "CR-2045").len() >= 3
+        events_of(got, "CR-2045")
+            .iter()
+            .filter(|e| *e != "cr.stale")
+            .count()
+            >= 3
     });
     let mut mine = events_of(&got, "CR-2045");
+    // The fixture's creation date is days old: it is also reminded about (see below).
+    mine.retain(|e| e != "cr.stale");
     mine.sort();
     assert_eq!(mine, ["cr.approved", "cr.submitted", "decision.recorded"]);
     for r in &got {
@@ -140,12 +146,15 @@ fn a_subscriber_gets_each_event_once_signed_so_it_can_check_it() {
         );
         let body: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["delivery"], r.header("x-tollgate-delivery"));
-        assert!(
-            body["entry"]["hash"]
-                .as_str()
-                .unwrap()
-                .starts_with("sha256:")
-        );
+        // Events derived from the log name their entry (timed reminders name none).
+        if !["cr.stale", "review.overdue"].contains(&r.header("x-tollgate-event")) {
+            assert!(
+                body["entry"]["hash"]
+                    .as_str()
+                    .is_some_and(|h| h.starts_with("sha256:")),
+                "{body}"
+            );
+        }
     }
     let approved: Value = got
         .iter()
@@ -308,4 +317,34 @@ fn two_replicas_on_postgresql_send_each_event_once() {
         ["cr.approved", "cr.submitted"],
         "each once, though two replicas derive events"
     );
+}
+
+#[test]
+fn a_change_waiting_past_its_review_sla_is_reminded_and_escalated_to_the_leads() {
+    // The demo policy: SLA 24/48/72 h by risk, a reminder a day, the leads after two.
+    let home = Home::demo_at("2026-11-28T12:00:00Z");
+    home.token("marco");
+    let receiver = Receiver::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), &[]);
+    let file = subscribers(&home, &receiver.url, "[\"cr.stale\"]");
+    let _server = home.serve_with("127.0.0.1:0", &["--subscribers", &file]);
+    let got = receiver.wait_for("a reminder for each pending demo CR", |got| got.len() >= 5);
+    let body = |id: &str| -> Value {
+        got.iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+            .find(|b| b["change_request"]["id"] == id)
+            .unwrap_or_else(|| panic!("no reminder for {id}: {got:?}"))
+    };
+    // CR-1042 (high: 72 h) was created 2026-11-20 09:14: 194 h ago, the sixth reminder.
+    let fraud = body("CR-1042");
+    assert_eq!(fraud["event"], "cr.stale");
+    assert_eq!(fraud["waited_hours"], 194);
+    assert_eq!(fraud["reminder"], 6);
+    assert_eq!(fraud["escalated"], true);
+    assert_eq!(fraud["notify"], serde_json::json!(["lead"]));
+    assert_eq!(
+        got[0].header("x-tollgate-signature"),
+        tollgate::server::events::signature(SECRET, got[0].body.as_bytes())
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(receiver.got.lock().unwrap().len(), 5, "each reminder once");
 }

@@ -16,6 +16,7 @@ pub mod policy_change;
 pub mod policy_diff;
 pub mod provenance;
 pub mod reader;
+pub mod reminders;
 pub mod risk;
 pub mod rollout;
 pub mod rules;

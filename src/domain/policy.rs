@@ -180,6 +180,8 @@ pub struct Policy {
     /// Sources (by name, e.g. `mlflow`) whose reported checks count as CI evidence
     /// (`[evidence] sources`); checks from anyone else count only from a `ci` principal.
     pub evidence_sources: Vec<String>,
+    /// Review reminders (`[reminders]`): the SLA per risk, how often, when to escalate.
+    pub reminders: Option<crate::domain::reminders::Reminders>,
     /// What happens after approval: canary skipping, deployment commands, KPI guards,
     /// the drill requirement and freeze windows (`[rollout]`, `[[kpi]]`, `[drills]`,
     /// `[[freeze]]`).
@@ -329,7 +331,7 @@ pub fn parse_policy(text: &str) -> Result<(Policy, Vec<Problem>), PolicyReport> 
     }
 }
 
-const TOP_KEYS: [&str; 14] = [
+const TOP_KEYS: [&str; 15] = [
     "version",
     "principals",
     "risk",
@@ -344,6 +346,7 @@ const TOP_KEYS: [&str; 14] = [
     "kpi",
     "drills",
     "freeze",
+    "reminders",
 ];
 
 fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Option<Policy> {
@@ -396,6 +399,10 @@ fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Opt
         }),
     };
     let after = crate::domain::rollout::policy::read(r, obj);
+    let reminders = match obj.get("reminders") {
+        None => Some(None),
+        Some(v) => crate::domain::reminders::read(r, v).map(Some),
+    };
     if let (Some(after), Some(emergency), Some(principals)) = (&after, &emergency, &principals)
         && !after.kpi.is_empty()
         && !emergency.on_call.iter().any(|id| {
@@ -433,6 +440,7 @@ fn read_policy(r: &mut Reader, tree: &Value, warnings: &mut Vec<Problem>) -> Opt
         revoked_keys: revoked_keys?,
         evidence_sources: evidence_sources?,
         after: after?,
+        reminders: reminders?,
     })
 }
 
@@ -731,7 +739,7 @@ fn read_risk(r: &mut Reader, v: &Value) -> Option<RiskPolicy> {
     })
 }
 
-fn read_per_level<T>(
+pub(crate) fn read_per_level<T>(
     r: &mut Reader,
     v: &Value,
     path: &str,

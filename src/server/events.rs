@@ -54,7 +54,9 @@ fn json_format() -> Format {
 }
 
 /// Every event the server sends.
-pub const EVENTS: [&str; 7] = [
+pub const EVENTS: [&str; 9] = [
+    "cr.stale",
+    "review.overdue",
     "cr.submitted",
     "cr.revised",
     "decision.recorded",
@@ -213,6 +215,22 @@ fn slack(event: &str, v: &Value) -> Value {
             v["decision"]["principal"].as_str().unwrap_or_default(),
             v["decision"]["role"].as_str().unwrap_or_default()
         ),
+        "cr.stale" => format!(
+            "*{id}* has waited {} h for its sign-offs (reminder {}{}): {}",
+            v["waited_hours"],
+            v["reminder"],
+            if v["escalated"] == true {
+                ", to the leads"
+            } else {
+                ""
+            },
+            c["title"].as_str().unwrap_or_default()
+        ),
+        "review.overdue" => format!(
+            "*{}*: the post-incident review is {} day(s) overdue",
+            v["incident"].as_str().unwrap_or_default(),
+            v["days_overdue"]
+        ),
         "emergency.authorised" | "rollback.executed" => format!(
             "*{}* {} {}",
             event,
@@ -277,6 +295,109 @@ fn derive(
 /// the HTTP timeout: a sender that dies mid-delivery leaves it due again).
 const LEASE_SECS: i64 = 60;
 
+/// How often the timed reminders are looked for.
+const REMINDERS_EVERY: Duration = Duration::from_secs(300);
+
+/// The reminders due now: `cr.stale` for each pending CR past its review SLA (one per
+/// reminder number, so a reminder is queued once, escalated to the leads after the
+/// policy's count), `review.overdue` for each post-incident review past its deadline (one
+/// per day overdue). Deterministic ids make every replica queue each one once.
+fn reminders(
+    state: &ServerState,
+    public: &str,
+    subscribers: &[Subscriber],
+) -> Result<(), crate::store::StoreError> {
+    let Ok(in_force) = state.in_force() else {
+        return Ok(());
+    };
+    let now = super::server_now();
+    let now_text = time_text(now);
+    let mut found: Vec<(String, &'static str, Value)> = Vec::new();
+    if let Some(rules) = &in_force.book.policy().reminders {
+        let pages = crate::workflow::queue::SummaryPages::new(&*state.store, &in_force.book, None)
+            .only(Some("pending"), None)
+            .without_cells();
+        for page in pages {
+            for s in page? {
+                let Ok(row) = serde_json::from_str::<Value>(&s.row) else {
+                    continue;
+                };
+                let (Some(created), Some(risk)) = (
+                    row["created_at"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()),
+                    row["risk"]["effective"].as_str().and_then(|r| {
+                        crate::domain::risk::RiskLevel::ALL
+                            .iter()
+                            .find(|(n, _)| *n == r)
+                            .map(|(_, l)| *l)
+                    }),
+                ) else {
+                    continue;
+                };
+                let waited = (now - created.with_timezone(&chrono::Utc)).num_hours();
+                let Some(k) = rules.due(*rules.review_sla_hours.get(risk), waited) else {
+                    continue;
+                };
+                let escalated = k > rules.escalate_after;
+                let id = row["id"].as_str().unwrap_or_default().to_string();
+                found.push((
+                    format!("stale-{id}-{k}"),
+                    "cr.stale",
+                    json!({
+                        "change_request": {"id": id, "title": row["title"], "status": "pending",
+                            "risk": risk, "signoffs": row["signoffs"],
+                            "link": format!("{public}/v1/change-requests/{id}")},
+                        "reminder": k,
+                        "waited_hours": waited,
+                        "escalated": escalated,
+                        "notify": if escalated { json!(["lead"]) } else { row["signoffs"]["missing_roles"].clone() },
+                    }),
+                ));
+            }
+        }
+    }
+    if let Ok(derived) = crate::workflow::exceptions(&*state.store) {
+        for x in crate::domain::emergency::overdue(&derived.exceptions, now) {
+            let days = (now - x.review_due).num_days();
+            found.push((
+                format!("overdue-{}-{days}", x.incident),
+                "review.overdue",
+                json!({"incident": x.incident, "opened_by": x.opened_by, "review_due": time_text(x.review_due),
+                       "days_overdue": days, "notify": in_force.book.policy().emergency.post_review_roles}),
+            ));
+        }
+    }
+    let mut deliveries = Vec::new();
+    for (id, event, body) in found {
+        for s in subscribers
+            .iter()
+            .filter(|s| s.events.is_empty() || s.events.iter().any(|x| x == event))
+        {
+            let delivery_id = format!("{id}-{}", s.name);
+            let mut body = body.clone();
+            body["event"] = json!(event);
+            body["delivery"] = json!(delivery_id);
+            body["at"] = json!(now_text);
+            let body = match s.format {
+                Format::Json => body,
+                Format::Slack => slack(event, &body),
+            };
+            deliveries.push(NewDelivery {
+                delivery_id,
+                subscriber: s.name.clone(),
+                event: event.to_string(),
+                body: body.to_string(),
+                created_at: now_text.clone(),
+            });
+        }
+    }
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    state.store.enqueue_deliveries(&deliveries)
+}
+
 /// Backoff after `attempts` failed attempts: 2 s, 4 s, … up to an hour.
 pub fn backoff(attempts: u32) -> chrono::Duration {
     chrono::Duration::seconds(2i64.saturating_pow(attempts.min(12)).min(3600))
@@ -335,8 +456,15 @@ pub fn spawn(state: Arc<ServerState>, subscribers: Vec<Subscriber>, public: Stri
                 eprintln!("events: cannot make an HTTP client; no events will be sent");
                 return;
             };
+            let mut reminded: Option<std::time::Instant> = None;
             loop {
                 while let Ok(true) = derive(&state, &public, &subscribers) {}
+                if reminded.is_none_or(|t| t.elapsed() >= REMINDERS_EVERY) {
+                    if let Err(e) = reminders(&state, &public, &subscribers) {
+                        eprintln!("events: reminders: {e}");
+                    }
+                    reminded = Some(std::time::Instant::now());
+                }
                 let now = super::server_now();
                 let lease = now + chrono::Duration::seconds(LEASE_SECS);
                 let busy = match state

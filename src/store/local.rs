@@ -1163,6 +1163,21 @@ impl Store for LocalStore {
         Ok(true)
     }
 
+    fn enqueue_deliveries(&self, deliveries: &[super::NewDelivery]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let what = "queueing reminders";
+        let tx = conn.transaction().map_err(self.sql_err(what))?;
+        for d in deliveries {
+            tx.execute(
+                "INSERT OR IGNORE INTO event_deliveries (delivery_id, subscriber, event, body, created_at, next_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![d.delivery_id, d.subscriber, d.event, d.body, d.created_at],
+            )
+            .map_err(self.sql_err(what))?;
+        }
+        tx.commit().map_err(self.sql_err(what))
+    }
+
     fn claim_due(
         &self,
         now: &str,

@@ -876,6 +876,12 @@ pub trait Store: Send + Sync {
         no_event_queue()
     }
 
+    /// Queues deliveries not derived from a log entry (timed reminders); an id already
+    /// queued is left as it is.
+    fn enqueue_deliveries(&self, _deliveries: &[NewDelivery]) -> Result<(), StoreError> {
+        no_event_queue()
+    }
+
     /// Claims the deliveries not yet acknowledged whose next attempt is due at `now`
     /// (oldest first): their next attempt moves to `lease_until` in the same statement, so
     /// another replica does not send them too; a sender that dies leaves them due again
@@ -1053,6 +1059,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         (**self).claim_due(now, lease_until, limit)
+    }
+    fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> Result<(), StoreError> {
+        (**self).enqueue_deliveries(deliveries)
     }
     fn record_attempts(&self, attempts: &[Attempt]) -> Result<(), StoreError> {
         (**self).record_attempts(attempts)

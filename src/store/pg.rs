@@ -1296,6 +1296,26 @@ impl Store for PgStore {
         Ok(row.get::<_, bool>(0))
     }
 
+    fn enqueue_deliveries(&self, deliveries: &[super::NewDelivery]) -> Result<(), StoreError> {
+        let col = |f: fn(&super::NewDelivery) -> &str| deliveries.iter().map(f).collect::<Vec<_>>();
+        let (ids, subs, events, bodies, created) = (
+            col(|d| &d.delivery_id),
+            col(|d| &d.subscriber),
+            col(|d| &d.event),
+            col(|d| &d.body),
+            col(|d| &d.created_at),
+        );
+        self.read("queueing reminders", |c| {
+            c.execute(
+                "INSERT INTO event_deliveries (delivery_id, subscriber, event, body, created_at, next_at)
+                 SELECT i, s, e, b, t, t FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS d(i, s, e, b, t)
+                 ON CONFLICT (delivery_id) DO NOTHING",
+                &[&ids, &subs, &events, &bodies, &created],
+            )
+            .map(|_| ())
+        })
+    }
+
     fn claim_due(
         &self,
         now: &str,
