@@ -10,6 +10,7 @@ pub mod checklist;
 pub mod counted_check;
 pub mod decision;
 pub mod emergency;
+pub mod per_level;
 pub mod policy;
 pub mod policy_book;
 pub mod policy_change;

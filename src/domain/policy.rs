@@ -8,6 +8,8 @@
 use crate::domain::argv::{expand_once, read_argv};
 use crate::domain::change_request::Gate;
 use crate::domain::change_request::RiskLevel;
+pub use crate::domain::per_level::PerLevel;
+use crate::domain::per_level::read_per_level;
 use crate::domain::reader::{Problem, Reader, SHORT_TEXT, child, index, quote};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -48,28 +50,6 @@ pub struct RiskPolicy {
     pub high_flags: Vec<String>,
     /// Flags that make a CR at least medium risk.
     pub medium_flags: Vec<String>,
-}
-
-/// A value per risk level (sign-off roles, observation hours).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PerLevel<T> {
-    /// For low-risk changes.
-    pub low: T,
-    /// For medium-risk changes.
-    pub medium: T,
-    /// For high-risk changes.
-    pub high: T,
-}
-
-impl<T> PerLevel<T> {
-    /// The value for `level`.
-    pub fn get(&self, level: RiskLevel) -> &T {
-        match level {
-            RiskLevel::Low => &self.low,
-            RiskLevel::Medium => &self.medium,
-            RiskLevel::High => &self.high,
-        }
-    }
 }
 
 /// How a checklist item gets its result.
@@ -736,24 +716,6 @@ fn read_risk(r: &mut Reader, v: &Value) -> Option<RiskPolicy> {
         medium_max_shift_pct: medium?,
         high_flags: high_flags?,
         medium_flags: medium_flags?,
-    })
-}
-
-pub(crate) fn read_per_level<T>(
-    r: &mut Reader,
-    v: &Value,
-    path: &str,
-    read: impl Fn(&mut Reader, &Map<String, Value>, &str, &str) -> Option<T>,
-) -> Option<PerLevel<T>> {
-    let obj = r.as_object(v, path)?;
-    r.deny_unknown(obj, path, &["low", "medium", "high"]);
-    let low = read(r, obj, path, "low");
-    let medium = read(r, obj, path, "medium");
-    let high = read(r, obj, path, "high");
-    Some(PerLevel {
-        low: low?,
-        medium: medium?,
-        high: high?,
     })
 }
 

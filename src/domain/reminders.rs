@@ -3,7 +3,7 @@
 //! reminders the reminder goes to the leads. The team server sends them as `cr.stale`
 //! events (and `review.overdue` for post-incident reviews past their deadline).
 
-use crate::domain::policy::PerLevel;
+use crate::domain::per_level::{PerLevel, read_per_level};
 use crate::domain::reader::Reader;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -38,12 +38,9 @@ pub(crate) fn read(r: &mut Reader, v: &Value) -> Option<Reminders> {
         &["review_sla_hours", "every_hours", "escalate_after"],
     );
     let sla = r.required(obj, path, "review_sla_hours").and_then(|v| {
-        crate::domain::policy::read_per_level(
-            r,
-            v,
-            "reminders.review_sla_hours",
-            |r, obj, path, key| r.integer(obj, path, key, 1, 24 * 365),
-        )
+        read_per_level(r, v, "reminders.review_sla_hours", |r, obj, path, key| {
+            r.integer(obj, path, key, 1, 24 * 365)
+        })
     });
     let every = r.integer(obj, path, "every_hours", 1, 24 * 30);
     let escalate = r.integer(obj, path, "escalate_after", 0, 100);
