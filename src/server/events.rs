@@ -251,6 +251,38 @@ fn slack(event: &str, v: &Value) -> Value {
     json!({"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]})
 }
 
+/// One delivery of `event` (with `body`) to each subscriber that wants it, in its
+/// format, under the id `id_for(subscriber)`: what log-derived events and timed
+/// reminders both queue.
+fn fan_out(
+    subscribers: &[Subscriber],
+    event: &str,
+    body: &Value,
+    id_for: impl Fn(&str) -> String,
+    now: &str,
+    out: &mut Vec<NewDelivery>,
+) {
+    for s in subscribers
+        .iter()
+        .filter(|s| s.events.is_empty() || s.events.iter().any(|x| x == event))
+    {
+        let delivery_id = id_for(&s.name);
+        let mut body = body.clone();
+        body["delivery"] = json!(delivery_id);
+        let body = match s.format {
+            Format::Json => body,
+            Format::Slack => slack(event, &body),
+        };
+        out.push(NewDelivery {
+            delivery_id,
+            subscriber: s.name.clone(),
+            event: event.to_string(),
+            body: body.to_string(),
+            created_at: now.to_string(),
+        });
+    }
+}
+
 /// Derives and queues the events of the entries after the cursor (one page). Whether it
 /// moved the cursor.
 fn derive(
@@ -267,25 +299,14 @@ fn derive(
     let mut deliveries = Vec::new();
     for e in &entries {
         for (event, body) in events_of(state, public, e) {
-            for s in subscribers
-                .iter()
-                .filter(|s| s.events.is_empty() || s.events.iter().any(|x| x == event))
-            {
-                let id = format!("{}-{}-{}", e.seq, s.name, event);
-                let mut body = body.clone();
-                body["delivery"] = json!(id);
-                let body = match s.format {
-                    Format::Json => body,
-                    Format::Slack => slack(event, &body),
-                };
-                deliveries.push(NewDelivery {
-                    delivery_id: id,
-                    subscriber: s.name.clone(),
-                    event: event.to_string(),
-                    body: body.to_string(),
-                    created_at: now.clone(),
-                });
-            }
+            fan_out(
+                subscribers,
+                event,
+                &body,
+                |s| format!("{}-{s}-{event}", e.seq),
+                &now,
+                &mut deliveries,
+            );
         }
     }
     state.store.enqueue_events(from, last, &deliveries)
@@ -369,28 +390,17 @@ fn reminders(
         }
     }
     let mut deliveries = Vec::new();
-    for (id, event, body) in found {
-        for s in subscribers
-            .iter()
-            .filter(|s| s.events.is_empty() || s.events.iter().any(|x| x == event))
-        {
-            let delivery_id = format!("{id}-{}", s.name);
-            let mut body = body.clone();
-            body["event"] = json!(event);
-            body["delivery"] = json!(delivery_id);
-            body["at"] = json!(now_text);
-            let body = match s.format {
-                Format::Json => body,
-                Format::Slack => slack(event, &body),
-            };
-            deliveries.push(NewDelivery {
-                delivery_id,
-                subscriber: s.name.clone(),
-                event: event.to_string(),
-                body: body.to_string(),
-                created_at: now_text.clone(),
-            });
-        }
+    for (id, event, mut body) in found {
+        body["event"] = json!(event);
+        body["at"] = json!(now_text);
+        fan_out(
+            subscribers,
+            event,
+            &body,
+            |s| format!("{id}-{s}"),
+            &now_text,
+            &mut deliveries,
+        );
     }
     if deliveries.is_empty() {
         return Ok(());

@@ -78,15 +78,10 @@ pub fn check(
         .strip_prefix("v1,")
         .and_then(|b| base64ct::Base64::decode_vec(b).ok())
         .ok_or(Refused::BadSignature)?;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-        .map_err(|_| Refused::BadSignature)?;
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(ts.as_bytes());
-    mac.update(b".");
-    mac.update(body);
     // Constant-time comparison.
-    mac.verify_slice(&given)
+    delivery_mac(secret, id, ts, body)
+        .ok_or(Refused::BadSignature)?
+        .verify_slice(&given)
         .map_err(|_| Refused::BadSignature)?;
     let when: i64 = ts.parse().map_err(|_| Refused::Stale(ts.to_string()))?;
     if (now.timestamp() - when).abs() > MAX_AGE_SECS {
@@ -110,18 +105,31 @@ pub fn version_of(body: &[u8]) -> Option<(String, String)> {
     ))
 }
 
+/// MLflow's MAC of a delivery: HMAC-SHA256 with the secret over `ID.TIMESTAMP.BODY`.
+fn delivery_mac(
+    secret: &str,
+    id: &str,
+    timestamp: &str,
+    body: &[u8],
+) -> Option<hmac::Hmac<sha2::Sha256>> {
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).ok()?;
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    Some(mac)
+}
+
 /// Signs a delivery as MLflow does (for tests and for checking a secret by hand).
 pub fn sign(secret: &str, delivery_id: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(format!("{delivery_id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    format!(
-        "v1,{}",
-        base64ct::Base64::encode_string(&mac.finalize().into_bytes())
-    )
+    match delivery_mac(secret, delivery_id, timestamp, body) {
+        Some(mac) => format!(
+            "v1,{}",
+            base64ct::Base64::encode_string(&mac.finalize().into_bytes())
+        ),
+        None => String::new(),
+    }
 }
 
 #[cfg(test)]

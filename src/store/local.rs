@@ -387,6 +387,48 @@ fn read_policy_head(conn: &Connection) -> rusqlite::Result<Head> {
     .map(|h| h.unwrap_or_else(Head::empty))
 }
 
+/// Queues `deliveries`, leaving an id already queued as it is (events are derived again
+/// by every replica; reminders every few minutes).
+fn queue_deliveries(tx: &Connection, deliveries: &[super::NewDelivery]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO event_deliveries (delivery_id, subscriber, event, body, created_at, next_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )?;
+    for d in deliveries {
+        stmt.execute(params![
+            d.delivery_id,
+            d.subscriber,
+            d.event,
+            d.body,
+            d.created_at
+        ])?;
+    }
+    Ok(())
+}
+
+/// The columns [`delivery_row`] reads, in its order.
+const DELIVERY_COLUMNS: &str =
+    "delivery_id, subscriber, event, body, created_at, attempts, next_at, delivered_at, last_error";
+
+/// A cached queue row of `cr_id` under `basis`, its status, risk, creation time, row and
+/// cells read from column `status_at` on: how both summary queries select them.
+fn summary_at(
+    r: &rusqlite::Row<'_>,
+    cr_id: String,
+    basis: String,
+    status_at: usize,
+) -> rusqlite::Result<super::Summary> {
+    Ok(super::Summary {
+        cr_id,
+        basis,
+        status: r.get(status_at)?,
+        risk: r.get(status_at + 1)?,
+        created_at: r.get(status_at + 2)?,
+        row: shared_text(r, status_at + 3)?,
+        cells: shared_text(r, status_at + 4)?,
+    })
+}
+
 /// A row of `event_deliveries`.
 fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<super::Delivery> {
     Ok(super::Delivery {
@@ -759,15 +801,7 @@ impl Store for LocalStore {
                     let cr_id: String = r.get(0)?;
                     let basis: Option<String> = r.get(3)?;
                     let cached = match basis {
-                        Some(basis) => Some(super::Summary {
-                            cr_id: cr_id.clone(),
-                            basis,
-                            status: r.get(4)?,
-                            risk: r.get(5)?,
-                            created_at: r.get(6)?,
-                            row: shared_text(r, 7)?,
-                            cells: shared_text(r, 8)?,
-                        }),
+                        Some(basis) => Some(summary_at(r, cr_id.clone(), basis, 4)?),
                         None => None,
                     };
                     Ok(super::SummarySlot {
@@ -835,15 +869,7 @@ impl Store for LocalStore {
             .map_err(self.sql_err("reading queue summaries"))?;
         let ids = serde_json::to_string(ids).unwrap_or_default();
         stmt.query_map(params![ids, without_cells], |r| {
-            Ok(super::Summary {
-                cr_id: r.get(0)?,
-                basis: r.get(1)?,
-                status: r.get(2)?,
-                risk: r.get(3)?,
-                created_at: r.get(4)?,
-                row: shared_text(r, 5)?,
-                cells: shared_text(r, 6)?,
-            })
+            summary_at(r, r.get(0)?, r.get(1)?, 2)
         })
         .and_then(|rows| rows.collect())
         .map_err(self.sql_err("reading queue summaries"))
@@ -1151,14 +1177,7 @@ impl Store for LocalStore {
         if moved == 0 {
             return Ok(false);
         }
-        for d in deliveries {
-            tx.execute(
-                "INSERT OR IGNORE INTO event_deliveries (delivery_id, subscriber, event, body, created_at, next_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                params![d.delivery_id, d.subscriber, d.event, d.body, d.created_at],
-            )
-            .map_err(self.sql_err(what))?;
-        }
+        queue_deliveries(&tx, deliveries).map_err(self.sql_err(what))?;
         tx.commit().map_err(self.sql_err(what))?;
         Ok(true)
     }
@@ -1167,14 +1186,7 @@ impl Store for LocalStore {
         let mut conn = self.lock();
         let what = "queueing reminders";
         let tx = conn.transaction().map_err(self.sql_err(what))?;
-        for d in deliveries {
-            tx.execute(
-                "INSERT OR IGNORE INTO event_deliveries (delivery_id, subscriber, event, body, created_at, next_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                params![d.delivery_id, d.subscriber, d.event, d.body, d.created_at],
-            )
-            .map_err(self.sql_err(what))?;
-        }
+        queue_deliveries(&tx, deliveries).map_err(self.sql_err(what))?;
         tx.commit().map_err(self.sql_err(what))
     }
 
@@ -1191,11 +1203,11 @@ impl Store for LocalStore {
             .map_err(self.sql_err(what))?;
         let due: Vec<super::Delivery> = {
             let mut stmt = tx
-                .prepare_cached(
-                    "SELECT delivery_id, subscriber, event, body, created_at, attempts, next_at, delivered_at, last_error
-                     FROM event_deliveries WHERE delivered_at IS NULL AND next_at <= ?1
-                     ORDER BY next_at, delivery_id LIMIT ?2",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM event_deliveries
+                     WHERE delivered_at IS NULL AND next_at <= ?1
+                     ORDER BY next_at, delivery_id LIMIT ?2"
+                ))
                 .map_err(self.sql_err(what))?;
             stmt.query_map(params![now, limit as i64], delivery_row)
                 .and_then(|rows| rows.collect())
@@ -1234,11 +1246,11 @@ impl Store for LocalStore {
     ) -> Result<Vec<super::Delivery>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT delivery_id, subscriber, event, body, created_at, attempts, next_at, delivered_at, last_error
-                 FROM event_deliveries WHERE (?1 = 0 OR delivered_at IS NULL)
-                 ORDER BY created_at DESC, delivery_id LIMIT ?2",
-            )
+            .prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM event_deliveries
+                 WHERE (?1 = 0 OR delivered_at IS NULL)
+                 ORDER BY created_at DESC, delivery_id LIMIT ?2"
+            ))
             .map_err(self.sql_err("reading events"))?;
         stmt.query_map(params![pending_only as i64, limit as i64], delivery_row)
             .and_then(|rows| rows.collect())

@@ -675,6 +675,62 @@ fn head_of(label: &Path, r: &Row) -> Result<Head, StoreError> {
     })
 }
 
+/// Queues deliveries from the five arrays of [`DeliveryColumns`] bound from parameter
+/// `$first` on; the caller adds its condition and conflict clause.
+fn queue_deliveries_sql(first: usize) -> String {
+    let [i, s, e, b, t] = [0, 1, 2, 3, 4].map(|k| first + k);
+    format!(
+        "INSERT INTO event_deliveries (delivery_id, subscriber, event, body, created_at, next_at)
+         SELECT i, s, e, b, t, t FROM unnest(${i}::text[], ${s}::text[], ${e}::text[], ${b}::text[], ${t}::text[]) AS d(i, s, e, b, t)"
+    )
+}
+
+/// The columns [`pg_delivery`] reads, in its order.
+const DELIVERY_COLUMNS: &str =
+    "delivery_id, subscriber, event, body, created_at, attempts, next_at, delivered_at, last_error";
+
+/// Deliveries as the arrays [`queue_deliveries_sql`] unnests.
+struct DeliveryColumns<'a> {
+    ids: Vec<&'a str>,
+    subscribers: Vec<&'a str>,
+    events: Vec<&'a str>,
+    bodies: Vec<&'a str>,
+    created: Vec<&'a str>,
+}
+
+impl<'a> DeliveryColumns<'a> {
+    fn of(deliveries: &'a [super::NewDelivery]) -> Self {
+        let col = |f: fn(&super::NewDelivery) -> &str| deliveries.iter().map(f).collect::<Vec<_>>();
+        DeliveryColumns {
+            ids: col(|d| &d.delivery_id),
+            subscribers: col(|d| &d.subscriber),
+            events: col(|d| &d.event),
+            bodies: col(|d| &d.body),
+            created: col(|d| &d.created_at),
+        }
+    }
+}
+
+/// A cached queue row of `cr_id` under `basis`, its status, risk, creation time, row and
+/// cells read from column `status_at` on: how both summary queries select them.
+fn summary_at(
+    label: &std::path::Path,
+    r: &postgres::Row,
+    cr_id: String,
+    basis: String,
+    status_at: usize,
+) -> Result<Summary, StoreError> {
+    Ok(Summary {
+        cr_id,
+        basis,
+        status: text(label, r, status_at)?,
+        risk: text(label, r, status_at + 1)?,
+        created_at: text(label, r, status_at + 2)?,
+        row: text(label, r, status_at + 3)?.into(),
+        cells: text(label, r, status_at + 4)?.into(),
+    })
+}
+
 /// A row of `event_deliveries`.
 fn pg_delivery(r: &postgres::Row) -> super::Delivery {
     super::Delivery {
@@ -965,15 +1021,7 @@ impl Store for PgStore {
             .map(|r| {
                 let cr_id = text(label, r, 0)?;
                 let cached = match opt_text(label, r, 3)? {
-                    Some(basis) => Some(Summary {
-                        cr_id: cr_id.clone(),
-                        basis,
-                        status: text(label, r, 4)?,
-                        risk: text(label, r, 5)?,
-                        created_at: text(label, r, 6)?,
-                        row: text(label, r, 7)?.into(),
-                        cells: text(label, r, 8)?.into(),
-                    }),
+                    Some(basis) => Some(summary_at(label, r, cr_id.clone(), basis, 4)?),
                     None => None,
                 };
                 Ok(SummarySlot {
@@ -1034,17 +1082,7 @@ impl Store for PgStore {
         let label = &self.label;
         found
             .iter()
-            .map(|r| {
-                Ok(Summary {
-                    cr_id: text(label, r, 0)?,
-                    basis: text(label, r, 1)?,
-                    status: text(label, r, 2)?,
-                    risk: text(label, r, 3)?,
-                    created_at: text(label, r, 4)?,
-                    row: text(label, r, 5)?.into(),
-                    cells: text(label, r, 6)?.into(),
-                })
-            })
+            .map(|r| summary_at(label, r, text(label, r, 0)?, text(label, r, 1)?, 2))
             .collect()
     }
 
@@ -1272,45 +1310,46 @@ impl Store for PgStore {
         to: u64,
         deliveries: &[super::NewDelivery],
     ) -> Result<bool, StoreError> {
-        let col = |f: fn(&super::NewDelivery) -> &str| deliveries.iter().map(f).collect::<Vec<_>>();
-        let (ids, subs, events, bodies, created) = (
-            col(|d| &d.delivery_id),
-            col(|d| &d.subscriber),
-            col(|d| &d.event),
-            col(|d| &d.body),
-            col(|d| &d.created_at),
-        );
+        let columns = DeliveryColumns::of(deliveries);
         // One statement: the deliveries are queued only if this replica moved the cursor.
         let row = self.read("queueing events", |c| {
             c.query_one(
-                "WITH moved AS (UPDATE event_cursor SET seq = $2 WHERE id = 1 AND seq = $1 RETURNING 1),
-                 queued AS (
-                    INSERT INTO event_deliveries (delivery_id, subscriber, event, body, created_at, next_at)
-                    SELECT i, s, e, b, t, t FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS d(i, s, e, b, t)
-                    WHERE EXISTS (SELECT 1 FROM moved)
-                    ON CONFLICT (delivery_id) DO NOTHING RETURNING 1)
-                 SELECT EXISTS (SELECT 1 FROM moved), (SELECT count(*) FROM queued)",
-                &[&(from as i64), &(to as i64), &ids, &subs, &events, &bodies, &created],
+                &format!(
+                    "WITH moved AS (UPDATE event_cursor SET seq = $2 WHERE id = 1 AND seq = $1 RETURNING 1),
+                     queued AS ({} WHERE EXISTS (SELECT 1 FROM moved)
+                        ON CONFLICT (delivery_id) DO NOTHING RETURNING 1)
+                     SELECT EXISTS (SELECT 1 FROM moved), (SELECT count(*) FROM queued)",
+                    queue_deliveries_sql(3)
+                ),
+                &[
+                    &(from as i64),
+                    &(to as i64),
+                    &columns.ids,
+                    &columns.subscribers,
+                    &columns.events,
+                    &columns.bodies,
+                    &columns.created,
+                ],
             )
         })?;
         Ok(row.get::<_, bool>(0))
     }
 
     fn enqueue_deliveries(&self, deliveries: &[super::NewDelivery]) -> Result<(), StoreError> {
-        let col = |f: fn(&super::NewDelivery) -> &str| deliveries.iter().map(f).collect::<Vec<_>>();
-        let (ids, subs, events, bodies, created) = (
-            col(|d| &d.delivery_id),
-            col(|d| &d.subscriber),
-            col(|d| &d.event),
-            col(|d| &d.body),
-            col(|d| &d.created_at),
-        );
+        let columns = DeliveryColumns::of(deliveries);
         self.read("queueing reminders", |c| {
             c.execute(
-                "INSERT INTO event_deliveries (delivery_id, subscriber, event, body, created_at, next_at)
-                 SELECT i, s, e, b, t, t FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS d(i, s, e, b, t)
-                 ON CONFLICT (delivery_id) DO NOTHING",
-                &[&ids, &subs, &events, &bodies, &created],
+                &format!(
+                    "{} ON CONFLICT (delivery_id) DO NOTHING",
+                    queue_deliveries_sql(1)
+                ),
+                &[
+                    &columns.ids,
+                    &columns.subscribers,
+                    &columns.events,
+                    &columns.bodies,
+                    &columns.created,
+                ],
             )
             .map(|_| ())
         })
@@ -1330,7 +1369,8 @@ impl Store for PgStore {
                     WHERE delivered_at IS NULL AND next_at <= $1
                     ORDER BY next_at, delivery_id LIMIT $3 FOR UPDATE SKIP LOCKED)
                  UPDATE event_deliveries d SET next_at = $2 FROM due WHERE d.delivery_id = due.delivery_id
-                 RETURNING d.delivery_id, d.subscriber, d.event, d.body, d.created_at, d.attempts, d.next_at, d.delivered_at, d.last_error",
+                 RETURNING d.delivery_id, d.subscriber, d.event, d.body, d.created_at, d.attempts,
+                           d.next_at, d.delivered_at, d.last_error",
                 &[&now, &lease_until, &(limit as i64)],
             )
         })?;
@@ -1361,9 +1401,11 @@ impl Store for PgStore {
     ) -> Result<Vec<super::Delivery>, StoreError> {
         let rows = self.read("reading events", |c| {
             c.query(
-                "SELECT delivery_id, subscriber, event, body, created_at, attempts, next_at, delivered_at, last_error
-                 FROM event_deliveries WHERE (NOT $1 OR delivered_at IS NULL)
-                 ORDER BY created_at DESC, delivery_id LIMIT $2",
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM event_deliveries
+                     WHERE (NOT $1 OR delivered_at IS NULL)
+                     ORDER BY created_at DESC, delivery_id LIMIT $2"
+                ),
                 &[&pending_only, &(limit as i64)],
             )
         })?;

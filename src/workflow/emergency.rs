@@ -294,10 +294,7 @@ pub fn record_rollback(
         command,
         outcome,
     } = run;
-    let tail: String = {
-        let lines: Vec<&str> = outcome.output_tail.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    };
+    let tail = outcome.record_tail();
     store.append_emergency(&mut |ctx| {
         check_in_force(book, &ctx.policy_head)?;
         let head = &ctx.head;
@@ -313,7 +310,7 @@ pub fn record_rollback(
             timed_out: outcome.timed_out,
             duration_ms: outcome.duration.as_millis() as u64,
             output_digest: outcome.output_digest.clone(),
-            output_tail: crate::domain::text::truncate(&tail, 4000),
+            output_tail: tail.clone(),
             principal: who.principal.id.clone(),
             key_fingerprint: who.signer.fingerprint().into(),
             at: time_text(now),

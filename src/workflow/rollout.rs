@@ -24,15 +24,13 @@ use std::time::Duration;
 
 /// What a command run for the record did, as its record holds it.
 pub fn command_record(argv: &[String], o: &CommandOutcome) -> CommandRecord {
-    let lines: Vec<&str> = o.output_tail.lines().collect();
-    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
     CommandRecord {
         command: argv.to_vec(),
         exit_status: o.exit_status,
         timed_out: o.timed_out,
         duration_ms: o.duration.as_millis() as u64,
         output_digest: o.output_digest.clone(),
-        output_tail: crate::domain::text::truncate(&tail, 4000),
+        output_tail: o.record_tail(),
     }
 }
 

@@ -40,6 +40,21 @@ pub struct CommandOutcome {
     pub killed_leftovers: bool,
 }
 
+/// Lines of output a signed record keeps, and their length bound.
+const RECORD_TAIL_LINES: usize = 20;
+const RECORD_TAIL_CHARS: usize = 4000;
+
+impl CommandOutcome {
+    /// The end of the output a signed record keeps (its last 20 lines, at most 4,000
+    /// characters; the digest covers all of it): the same for rollbacks, deployments,
+    /// KPI checks and drills.
+    pub fn record_tail(&self) -> String {
+        let lines: Vec<&str> = self.output_tail.lines().collect();
+        let tail = lines[lines.len().saturating_sub(RECORD_TAIL_LINES)..].join("\n");
+        crate::domain::text::truncate(&tail, RECORD_TAIL_CHARS)
+    }
+}
+
 /// Accumulates output: a streaming digest, a byte count and a bounded tail.
 struct Output {
     digest: Sha256,
