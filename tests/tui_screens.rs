@@ -770,19 +770,34 @@ fn a_broken_chain_is_impossible_to_miss_in_the_history() {
 #[test]
 fn a_decision_recorded_elsewhere_reaches_the_queue_at_the_next_poll() {
     let mut rig = Rig::new(Some("devi"));
-    let status = |rig: &Rig| {
-        rig.app
-            .queue
-            .rows
-            .iter()
-            .find(|r| r.id == "CR-1044")
-            .map(|r| r.status)
-    };
     assert_eq!(
-        status(&rig),
+        status_of(&rig, "CR-1044"),
         Some(tollgate::domain::status::Status::Pending)
     );
     // Another reviewer's process records a decision right after the queue loaded.
+    request_changes_elsewhere(&rig, "CR-1044");
+    // Five seconds of ticks: the first head check already sees the change.
+    for _ in 0..50 {
+        let effects = rig.app.update(Msg::Tick);
+        rig.pump(effects);
+    }
+    assert_eq!(
+        status_of(&rig, "CR-1044"),
+        Some(tollgate::domain::status::Status::ChangesRequested)
+    );
+}
+
+fn status_of(rig: &Rig, id: &str) -> Option<tollgate::domain::status::Status> {
+    rig.app
+        .queue
+        .rows
+        .iter()
+        .find(|r| r.id == id)
+        .map(|r| r.status)
+}
+
+/// Devi requests changes on `id` through a store handle of another process's own.
+fn request_changes_elsewhere(rig: &Rig, id: &str) {
     let other = LocalStore::open(&rig._dir.path().join("t.db")).unwrap();
     let devi = Identity {
         signer: seeded("devi"),
@@ -800,7 +815,7 @@ fn a_decision_recorded_elsewhere_reaches_the_queue_at_the_next_poll() {
         &rig.shared.book(),
         &devi,
         &tollgate::workflow::DecisionRequest {
-            cr_id: "CR-1044".into(),
+            cr_id: id.into(),
             verdict: tollgate::domain::decision::Verdict::RequestChanges,
             role: "risk-reviewer".into(),
             rationale: "per-language FPR report missing".into(),
@@ -810,14 +825,87 @@ fn a_decision_recorded_elsewhere_reaches_the_queue_at_the_next_poll() {
         now(),
     )
     .unwrap();
-    // Five seconds of ticks: the first head check already sees the change.
-    for _ in 0..50 {
+}
+
+#[test]
+fn with_the_live_stream_a_change_elsewhere_is_shown_as_announced_and_nothing_polls() {
+    let mut rig = Rig::new(Some("devi"));
+    let mut listener = rig
+        .shared
+        .store
+        .head_listener()
+        .unwrap()
+        .expect("an SQLite store announces changes");
+    rig.app.update(Msg::Live(true));
+    assert!(rig.screen_text(120, 40).contains("│ local · live"));
+    // A minute of ticks: no periodic check while the stream is connected.
+    for _ in 0..600 {
         let effects = rig.app.update(Msg::Tick);
-        rig.pump(effects);
+        assert!(
+            !effects.iter().any(|e| matches!(e, Effect::CheckHead(_))),
+            "{effects:?}"
+        );
     }
+
+    request_changes_elsewhere(&rig, "CR-1044");
+    let head = listener
+        .wait(std::time::Duration::from_secs(20))
+        .unwrap()
+        .expect("the store announces the decision");
     assert_eq!(
-        status(&rig),
+        Some(head.seq),
+        rig.app.last_head.as_ref().map(|h| h.seq + 1)
+    );
+    let effects = rig.app.update(Msg::Pushed(head.clone()));
+    assert!(
+        matches!(effects.as_slice(), [Effect::LoadQueue(_)]),
+        "{effects:?}"
+    );
+    rig.pump(effects);
+    assert_eq!(
+        status_of(&rig, "CR-1044"),
         Some(tollgate::domain::status::Status::ChangesRequested)
+    );
+    assert_eq!(rig.app.last_head.as_ref(), Some(&head));
+    // The same head again changes nothing.
+    assert!(rig.app.update(Msg::Pushed(head)).is_empty());
+
+    // Losing the stream looks at once, and polls again from then on.
+    let effects = rig.app.update(Msg::Live(false));
+    assert!(
+        matches!(effects.as_slice(), [Effect::CheckHead(_)]),
+        "{effects:?}"
+    );
+    assert!(!rig.screen_text(120, 40).contains("live"));
+    let checks = (0..50)
+        .flat_map(|_| rig.app.update(Msg::Tick))
+        .filter(|e| matches!(e, Effect::CheckHead(_)))
+        .count();
+    assert_eq!(checks, 1, "one check in the default five seconds");
+}
+
+#[test]
+fn a_burst_of_announcements_during_a_load_makes_one_reload_after_it() {
+    let mut rig = Rig::new(Some("devi"));
+    rig.app.update(Msg::Live(true));
+    let in_flight = rig.app.load_queue();
+    request_changes_elsewhere(&rig, "CR-1044");
+    let newer = |seq: u64| tollgate::store::Head {
+        seq,
+        hash: Some(format!("h{seq}")),
+    };
+    let base = rig.app.last_head.as_ref().unwrap().seq;
+    for n in 1..=3 {
+        assert!(
+            rig.app.update(Msg::Pushed(newer(base + n))).is_empty(),
+            "no reload while one is loading"
+        );
+    }
+    rig.pump(vec![in_flight]);
+    let reloads: Vec<Effect> = (0..3).flat_map(|_| rig.app.update(Msg::Tick)).collect();
+    assert!(
+        matches!(reloads.as_slice(), [Effect::LoadQueue(_)]),
+        "{reloads:?}"
     );
 }
 

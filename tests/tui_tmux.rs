@@ -363,7 +363,7 @@ fn on_a_team_server_the_tui_shows_others_work_and_delivers_an_offline_decision_o
     s.keys(&["5"]);
     s.wait_for("All 5");
 
-    // Someone else's decision reaches the screen without a keypress (head polling).
+    // Someone else's decision reaches the screen without a keypress (the live stream).
     laptop
         .remote(
             &url,

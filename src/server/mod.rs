@@ -15,6 +15,7 @@ pub mod events;
 mod guard;
 pub mod limits;
 pub mod tokens;
+mod watch;
 
 use crate::audit::canonical::{sha256_digest, to_canonical_string};
 use crate::audit::keys::{Keyring, SignatureError};
@@ -75,6 +76,8 @@ pub struct ServerState {
     server_key: Option<Arc<crate::store::EntrySigner>>,
     /// MLflow's webhook deliveries, when configured.
     mlflow: Option<Arc<MlflowReceiver>>,
+    /// The log head for `/v1/watch` streams.
+    heads: Arc<watch::Heads>,
 }
 
 /// What the MLflow webhook endpoint needs: the registry to read a version from, how
@@ -135,6 +138,7 @@ impl ServerState {
             body_timeout: limits::Limits::default().body_timeout,
             server_key: None,
             mlflow: None,
+            heads: Default::default(),
         })
     }
 
@@ -444,6 +448,7 @@ fn routes() -> Routes {
     .get("/v1/policy/history", policy_history)
     .get("/v1/head", head)
     .get("/v1/head/signed", signed_head)
+    .get("/v1/watch", watch_heads)
     .get("/v1/change-requests", list)
     .post("/v1/change-requests", submit)
     .get("/v1/change-requests/{id}", get_cr)
@@ -548,6 +553,22 @@ async fn access_log(
         started.elapsed().as_secs_f64() * 1000.0
     );
     response
+}
+
+/// `GET /v1/watch`: the log head now and each time it moves, as Server-Sent Events.
+async fn watch_heads(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
+    principal(&s, &headers).await?;
+    let now = blocking({
+        let s = s.clone();
+        move || Ok(s.store.recorded_head()?)
+    })
+    .await?;
+    let mut response = watch::stream(&s.heads, &s.store, now).into_response();
+    // Tell buffering proxies (nginx) to pass each event on at once.
+    response
+        .headers_mut()
+        .insert("X-Accel-Buffering", HeaderValue::from_static("no"));
+    Ok(response)
 }
 
 async fn health(State(s): State<Shared>) -> ApiResult<impl IntoResponse> {

@@ -295,7 +295,7 @@ fn check_is_sqlite(path: &Path) -> Result<(), StoreError> {
 }
 
 /// The head recorded beside the log.
-fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
+pub(super) fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
     conn.query_row("SELECT seq, hash FROM log_head WHERE id = 1", [], |r| {
         Ok(Head {
             seq: r.get(0)?,
@@ -1300,6 +1300,12 @@ impl Store for LocalStore {
 
     fn recorded_head(&self) -> Result<Head, StoreError> {
         read_head(&self.lock()).map_err(self.sql_err("reading the log head"))
+    }
+
+    fn head_listener(&self) -> Result<Option<Box<dyn super::HeadListener>>, StoreError> {
+        Ok(Some(Box::new(super::listen::DataVersion::open(
+            &self.path,
+        )?)))
     }
 
     fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError> {

@@ -3,6 +3,7 @@
 //! team server. The SQLite and PostgreSQL stores share their write paths (`writes`) and
 //! the re-validation of what they read (`rows`).
 
+pub mod listen;
 pub mod local;
 mod migrations;
 /// The team store on PostgreSQL.
@@ -11,6 +12,7 @@ mod pg_schema;
 /// The team server as a store, over HTTP.
 pub mod remote;
 mod rows;
+mod sse;
 pub mod wire;
 mod writes;
 
@@ -20,6 +22,7 @@ use crate::domain::decision::Decision;
 use crate::domain::emergency::SubjectChange;
 use crate::domain::rules::Refusal;
 use chrono::{DateTime, Utc};
+pub use listen::HeadListener;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -828,6 +831,12 @@ pub trait Store: Send + Sync {
     /// The head recorded beside the log (to detect a cut tail).
     fn recorded_head(&self) -> Result<Head, StoreError>;
 
+    /// Something that blocks until the log head moves (see [`listen`]), for readers that
+    /// show the log live; `None` when this store cannot tell (they look now and then).
+    fn head_listener(&self) -> Result<Option<Box<dyn HeadListener>>, StoreError> {
+        Ok(None)
+    }
+
     /// Requester of every stored revision, keyed by `(cr id, digest)`, for verification.
     fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError>;
 
@@ -1024,6 +1033,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn recorded_head(&self) -> Result<Head, StoreError> {
         (**self).recorded_head()
+    }
+    fn head_listener(&self) -> Result<Option<Box<dyn HeadListener>>, StoreError> {
+        (**self).head_listener()
     }
     fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError> {
         (**self).requesters()

@@ -165,6 +165,8 @@ pub fn is_database_url(text: &str) -> bool {
 /// A store in a PostgreSQL database.
 pub struct PgStore {
     pool: Pool,
+    /// How to connect: the pool's, and a head listener's connection of its own.
+    config: std::sync::Arc<postgres::Config>,
     /// The database as errors name it (host and database, never the password).
     label: PathBuf,
 }
@@ -211,7 +213,9 @@ impl PgStore {
                     detail: e.to_string(),
                 })?;
         let label = PathBuf::from(describe(&config));
-        let manager = Manager { config };
+        let manager = Manager {
+            config: config.clone(),
+        };
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -219,7 +223,11 @@ impl PgStore {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(manager)
             .map_err(no_connection(&label))?;
-        let store = PgStore { pool, label };
+        let store = PgStore {
+            pool,
+            config: std::sync::Arc::new(config),
+            label,
+        };
         store.migrate(schema)?;
         Ok(store)
     }
@@ -931,6 +939,15 @@ impl ChainTx for PgTx<'_, '_> {
                 "UPDATE log_head SET seq = $1, hash = $2 WHERE id = 1",
                 &[&seq_of(seq), &hash],
             )
+            .map_err(self.err(context.clone()))?;
+        // Heard by every listener (each replica's `/v1/watch`, a TUI on the database)
+        // when, and only if, the transaction commits.
+        let announcement = format!("{seq} {hash}");
+        self.tx
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&super::listen::CHANNEL, &announcement],
+            )
             .map_err(self.err(context))?;
         Ok(LogEntry {
             seq,
@@ -1475,6 +1492,12 @@ impl Store for PgStore {
             c.query_one("SELECT seq, hash FROM log_head WHERE id = 1", &[])
         })?;
         head_of(&self.label, &r)
+    }
+
+    fn head_listener(&self) -> Result<Option<Box<dyn super::HeadListener>>, StoreError> {
+        let listener =
+            super::listen::Notifications::open(&self.config, &self.label, || self.recorded_head())?;
+        Ok(Some(Box::new(listener)))
     }
 
     fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError> {

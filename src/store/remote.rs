@@ -457,6 +457,27 @@ impl Store for RemoteStore {
             .is_ok_and(|r| r.status().is_success())
     }
 
+    fn head_listener(&self) -> Result<Option<Box<dyn super::HeadListener>>, StoreError> {
+        let url = format!("{}/v1/watch", self.base);
+        // One attempt: the caller connects again when it wants to. Each read waits at
+        // most the client's timeout, far longer than the server's keep-alive interval.
+        let r = self
+            .client
+            .get(&url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .map_err(|e| self.unreachable(chain(&e)))?;
+        if r.status() == StatusCode::NOT_FOUND {
+            // A server from before `/v1/watch`: the reader looks now and then instead.
+            return Ok(None);
+        }
+        if !r.status().is_success() {
+            return Err(self.error(r));
+        }
+        Ok(Some(Box::new(super::sse::HeadStream::start(r, url)?)))
+    }
+
     fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError> {
         let rows: Vec<(String, String, String)> = self.get("/v1/requesters")?;
         Ok(rows

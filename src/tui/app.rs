@@ -76,6 +76,11 @@ pub struct App {
     pub unsent: usize,
     /// The log head the screens were loaded at (to notice other people's changes).
     pub last_head: Option<crate::store::Head>,
+    /// The store announced a head the screens do not show yet: reload once nothing is
+    /// loading (a burst of changes makes one reload, not one each).
+    pub(super) behind: bool,
+    /// Whether the store's live stream is connected (then no periodic check is needed).
+    pub live: bool,
     ticks: u64,
     /// Who signs.
     pub signer: Signer,
@@ -126,6 +131,8 @@ impl App {
             history: None,
             unsent: 0,
             last_head: None,
+            behind: false,
+            live: false,
             ticks: 0,
             signer,
             store_label,
@@ -154,6 +161,22 @@ impl App {
         Effect::LoadQueue(id)
     }
 
+    /// Reloads what is on screen after someone changed the log: the queue, and the CR
+    /// open in the detail screen.
+    pub(super) fn refresh(&mut self) -> Vec<Effect> {
+        self.behind = false;
+        let mut effects = vec![self.load_queue()];
+        if let Some(id) = self
+            .detail
+            .id
+            .clone()
+            .filter(|_| self.screen == Screen::Detail)
+        {
+            effects.push(self.load_detail(id));
+        }
+        effects
+    }
+
     pub(super) fn load_detail(&mut self, cr_id: String) -> Effect {
         let id = self.requests.issue(Kind::Detail);
         Effect::LoadDetail(id, cr_id)
@@ -176,7 +199,7 @@ impl App {
     /// it is the reply the screen waits for (a superseded one is dropped).
     pub(super) fn reply(&mut self, kind: Kind, id: u64) -> bool {
         self.loading = self.loading.saturating_sub(1);
-        self.requests.is_current(kind, id)
+        self.requests.settle(kind, id)
     }
 
     pub(super) fn say(&mut self, level: Level, text: impl Into<String>) {
@@ -190,9 +213,17 @@ impl App {
                 if self.loading > 0 || self.decide.as_ref().is_some_and(|d| d.signing) {
                     self.spinner = self.spinner.wrapping_add(1);
                 }
-                // Every 5 s, a cheap check whether anyone changed anything.
                 self.ticks += 1;
-                if self.ticks.is_multiple_of(50) && self.loading == 0 {
+                if self.loading > 0 {
+                    return vec![];
+                }
+                if self.behind && !self.requests.is_open(Kind::Queue) {
+                    return self.refresh();
+                }
+                // Without the live stream (or with decisions waiting to be delivered), a
+                // cheap check now and then (`refresh_seconds`, 10 ticks a second).
+                let every = u64::from(self.settings.refresh_seconds) * 10;
+                if (!self.live || self.unsent > 0) && self.ticks.is_multiple_of(every.max(1)) {
                     let id = self.request();
                     return vec![Effect::CheckHead(id)];
                 }

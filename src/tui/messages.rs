@@ -91,6 +91,11 @@ pub enum Msg {
     StageRecorded(u64, Result<String, TuiError>),
     /// The log head, for the change check.
     Head(u64, Result<crate::store::Head, TuiError>),
+    /// The store announced a new log head (the live stream; no request asked for it).
+    Pushed(crate::store::Head),
+    /// The live stream connected (true) or was lost (false: the periodic check takes
+    /// over until it is back).
+    Live(bool),
     /// The decision history.
     History(u64, Result<crate::history::History, TuiError>),
     /// Whole-log verification finished: the report and the milliseconds it took.

@@ -716,6 +716,53 @@ fn spawn_input(tx: mpsc::UnboundedSender<Msg>) -> std_mpsc::Sender<InputControl>
     ctl_tx
 }
 
+/// How long the live stream waits between attempts to connect, at most.
+const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Listens to the store for other people's changes on a thread of its own: each new head
+/// is a [`Msg::Pushed`]; [`Msg::Live`] says whether the stream is connected. A store that
+/// cannot announce changes ends the thread (the periodic check does the work); a lost
+/// stream is connected again with growing pauses, while the periodic check covers.
+fn spawn_watch(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Msg>) {
+    let _ = std::thread::Builder::new()
+        .name("tollgate-watch".into())
+        .spawn(move || {
+            let mut pause = Duration::from_secs(1);
+            loop {
+                match shared.store.head_listener() {
+                    Ok(None) => return,
+                    Ok(Some(mut listener)) => {
+                        pause = Duration::from_secs(1);
+                        if tx.send(Msg::Live(true)).is_err() {
+                            return;
+                        }
+                        loop {
+                            match listener.wait(Duration::from_secs(60)) {
+                                Ok(Some(head)) => {
+                                    if tx.send(Msg::Pushed(head)).is_err() {
+                                        return;
+                                    }
+                                }
+                                Ok(None) => {
+                                    if tx.is_closed() {
+                                        return;
+                                    }
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        if tx.send(Msg::Live(false)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => {}
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(WATCH_BACKOFF_MAX);
+            }
+        });
+}
+
 async fn event_loop(mut app: App, shared: Arc<Shared>) -> Result<Ended, error::StartError> {
     let mouse = app.settings.mouse;
     enter_terminal(mouse).map_err(error::StartError::io("set up the terminal"))?;
@@ -749,6 +796,7 @@ async fn run_loop(
     app.update(Msg::Resize(size.width, size.height));
     let first = app.load_queue();
     perform(first, app, &shared, &tx, &mut terminal, &input, mouse);
+    spawn_watch(shared.clone(), tx.clone());
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(error::StartError::io("watch for SIGTERM"))?;

@@ -21,16 +21,7 @@ impl App {
                         let changed = self.last_head.as_ref().is_some_and(|h| *h != head);
                         self.last_head = Some(head);
                         if changed || self.unsent > 0 {
-                            let mut effects = vec![self.load_queue()];
-                            if let Some(id) = self
-                                .detail
-                                .id
-                                .clone()
-                                .filter(|_| self.screen == Screen::Detail)
-                            {
-                                effects.push(self.load_detail(id));
-                            }
-                            return effects;
+                            return self.refresh();
                         }
                     }
                     Err(e) => {
@@ -40,6 +31,29 @@ impl App {
                     }
                 }
                 vec![]
+            }
+            Msg::Pushed(head) => {
+                self.connection = self.connection.answered();
+                // Not taken as `last_head`: the reload it causes brings the head its rows
+                // were read at (the first load of the session stays the first).
+                if self.last_head.as_ref() != Some(&head) {
+                    self.behind = true;
+                    if !self.requests.is_open(Kind::Queue) {
+                        return self.refresh();
+                    }
+                }
+                vec![]
+            }
+            Msg::Live(on) => {
+                self.live = on;
+                if on {
+                    self.connection = self.connection.answered();
+                    return vec![];
+                }
+                // The stream was lost: look at once (the server may be gone), then now
+                // and then until it is back.
+                let id = self.requests.any();
+                vec![Effect::CheckHead(id)]
             }
             Msg::QueueFirst(id, rows) => {
                 // Only onto an empty queue: a refresh keeps the whole queue it has until

@@ -37,6 +37,8 @@ impl Kind {
 pub struct Requests {
     next: u64,
     latest: [u64; KINDS],
+    /// Whether the latest request of each kind still waits for its reply.
+    open: [bool; KINDS],
 }
 
 impl Requests {
@@ -50,7 +52,23 @@ impl Requests {
     pub fn issue(&mut self, kind: Kind) -> u64 {
         let id = self.any();
         self.latest[kind.slot()] = id;
+        self.open[kind.slot()] = true;
         id
+    }
+
+    /// A reply to `id` arrived: whether it is the one `kind` waits for (then `kind` no
+    /// longer waits).
+    pub fn settle(&mut self, kind: Kind, id: u64) -> bool {
+        let current = self.is_current(kind, id);
+        if current {
+            self.open[kind.slot()] = false;
+        }
+        current
+    }
+
+    /// Whether the latest request of `kind` is still unanswered.
+    pub fn is_open(&self, kind: Kind) -> bool {
+        self.open[kind.slot()]
     }
 
     /// Whether a reply to `id` is the one `kind` waits for.
@@ -74,5 +92,15 @@ mod tests {
         assert!(r.is_current(Kind::Queue, second));
         assert!(r.is_current(Kind::Detail, detail), "other kinds untouched");
         assert!(!r.is_current(Kind::Detail, second));
+        // Only the current reply settles a kind.
+        assert!(r.is_open(Kind::Queue));
+        assert!(!r.settle(Kind::Queue, first));
+        assert!(
+            r.is_open(Kind::Queue),
+            "a superseded reply leaves it waiting"
+        );
+        assert!(r.settle(Kind::Queue, second));
+        assert!(!r.is_open(Kind::Queue));
+        assert!(r.is_open(Kind::Detail));
     }
 }

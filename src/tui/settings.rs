@@ -6,6 +6,7 @@
 //! theme = "dark"        # dark | light | high-contrast | colour-blind | path/to/theme.toml
 //! keys = "default"      # default | vim
 //! mouse = false
+//! refresh_seconds = 5   # how often to look for changes while no live stream is connected
 //! [bindings]            # action = ["key", ...] replaces that action's keys
 //! approve = ["a", "ctrl-a"]
 //! ```
@@ -27,6 +28,9 @@ pub struct Settings {
     pub keymap: Keymap,
     /// Whether mouse reporting is on.
     pub mouse: bool,
+    /// How often the screens look for other people's changes while the store's live
+    /// stream is not connected (a store that cannot announce them, or a lost stream).
+    pub refresh_seconds: u32,
 }
 
 impl Default for Settings {
@@ -35,6 +39,7 @@ impl Default for Settings {
             theme: Theme::dark(),
             keymap: Keymap::preset(Preset::Default),
             mouse: false,
+            refresh_seconds: 5,
         }
     }
 }
@@ -101,6 +106,7 @@ fn parse_into(
             "theme",
             "keys",
             "mouse",
+            "refresh_seconds",
             "bindings",
             "remote",
             "token_file",
@@ -123,6 +129,11 @@ fn parse_into(
         && let Some(m) = r.boolean(obj, "", "mouse")
     {
         settings.mouse = m;
+    }
+    if obj.contains_key("refresh_seconds")
+        && let Some(n) = r.integer(obj, "", "refresh_seconds", 1, 3600)
+    {
+        settings.refresh_seconds = u32::try_from(n).unwrap_or(5);
     }
     if obj.contains_key("theme")
         && let Some(name) = r.text(obj, "", "theme", SHORT_TEXT)
@@ -229,13 +240,14 @@ mod tests {
     fn config_chooses_theme_preset_mouse_and_bindings() {
         let mut s = Settings::default();
         parse_into(
-            "theme = \"light\"\nkeys = \"vim\"\nmouse = true\n[bindings]\napprove = [\"A\", \"ctrl-a\"]\n",
+            "theme = \"light\"\nkeys = \"vim\"\nmouse = true\nrefresh_seconds = 30\n[bindings]\napprove = [\"A\", \"ctrl-a\"]\n",
             None,
             &mut s,
         )
         .unwrap();
         assert_eq!(s.theme.name, "light");
         assert!(s.mouse);
+        assert_eq!(s.refresh_seconds, 30);
         assert_eq!(s.keymap.hint(Action::Approve), "A");
         assert_eq!(s.keymap.hint(Action::Back), "esc");
         assert_eq!(s.keymap.keys(Action::Back).len(), 2, "vim adds h");
@@ -245,7 +257,7 @@ mod tests {
     fn every_mistake_is_named_with_its_key() {
         let mut s = Settings::default();
         let problems = parse_into(
-            "theme = \"solarized\"\nkeys = \"emacs\"\nmouse = \"yes\"\ncolour = 1\n[bindings]\naprove = [\"a\"]\nreject = [\"hyper-x\"]\n",
+            "theme = \"solarized\"\nkeys = \"emacs\"\nmouse = \"yes\"\ncolour = 1\nrefresh_seconds = 0\n[bindings]\naprove = [\"a\"]\nreject = [\"hyper-x\"]\n",
             None,
             &mut s,
         )
@@ -256,6 +268,7 @@ mod tests {
             "keys",
             "mouse",
             "theme",
+            "refresh_seconds",
             "bindings.aprove",
             "bindings.reject[0]",
         ] {

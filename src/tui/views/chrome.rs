@@ -130,8 +130,9 @@ pub fn status<'a>(app: &App) -> Paragraph<'a> {
         format!("│ {} ", app.store_label),
         theme.muted(),
     ));
+    let live = if app.live { " · live" } else { "" };
     left.push(Span::styled(
-        format!("│ {} ", app.connection),
+        format!("│ {}{live} ", app.connection),
         theme.muted(),
     ));
     if app.loading > 0 || app.decide.as_ref().is_some_and(|d| d.signing) {
