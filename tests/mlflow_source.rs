@@ -930,3 +930,60 @@ fn mlflow_delivers_a_version_to_the_team_server_the_moment_it_is_tagged() {
         1
     );
 }
+
+#[test]
+fn a_delivery_is_taken_once_by_all_replicas_and_again_only_after_it_failed() {
+    // Two replicas on one database; the registry they read from is down (nothing
+    // listens on port 9), which only a version event needs.
+    let home = Home::demo();
+    let url = common::pg::database();
+    let store = home.store();
+    home.run(&[
+        "store",
+        "migrate",
+        "--from",
+        &store.to_string_lossy(),
+        "--to",
+        &url,
+    ])
+    .ok();
+    let key = "a-shared-secret-of-some-length";
+    let secret = home.write("webhook.secret", key.as_bytes());
+    let replica = || {
+        home.serve_args(&[
+            "--database",
+            &url,
+            "--source",
+            "mlflow=http://127.0.0.1:9",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--mlflow-webhook-secret-file",
+            &secret,
+        ])
+    };
+    let (a, b) = (replica(), replica());
+    let now = chrono::Utc::now().timestamp();
+    let send = |to: &common::Server, id: &str, body: &str| {
+        let signature =
+            tollgate::sources::mlflow_webhook::sign(key, id, &now.to_string(), body.as_bytes());
+        deliver(&to.url, id, now, &signature, body)
+    };
+
+    let other = json!({"entity": "registered_model", "action": "created",
+        "data": {"name": "churn-predictor"}})
+    .to_string();
+    assert_eq!(send(&a, "d-1", &other), 200, "taken (and ignored)");
+    assert_eq!(send(&b, "d-1", &other), 401, "replayed to another replica");
+    drop(a);
+    let a = replica();
+    assert_eq!(send(&a, "d-1", &other), 401, "replayed after a restart");
+
+    // MLflow cannot be read: 503, and MLflow's retry of that delivery (same id) is
+    // taken again, by whichever replica it reaches.
+    let version = json!({"entity": "model_version", "action": "created",
+        "data": {"name": "churn-predictor", "version": "4"}})
+    .to_string();
+    assert_eq!(send(&a, "d-2", &version), 503);
+    assert_eq!(send(&b, "d-2", &version), 503, "a retry is not a replay");
+}

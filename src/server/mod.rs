@@ -81,12 +81,12 @@ pub struct ServerState {
 }
 
 /// What the MLflow webhook endpoint needs: the registry to read a version from, how
-/// versions are marked, the secret deliveries are signed with, and the deliveries seen.
+/// versions are marked, and the secret deliveries are signed with (the deliveries seen
+/// are in the store, shared by the replicas).
 pub struct MlflowReceiver {
     client: crate::sources::mlflow::Client,
     convention: crate::sources::mlflow::Convention,
     secret: String,
-    deliveries: crate::sources::mlflow_webhook::Deliveries,
 }
 
 impl ServerState {
@@ -1597,60 +1597,88 @@ async fn mlflow_webhook(
     };
     let bytes = read_body(&s, body).await?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    crate::sources::mlflow_webhook::check(
-        &receiver.secret,
-        crate::sources::mlflow_webhook::Headers {
-            delivery_id: header("x-mlflow-delivery-id"),
-            timestamp: header("x-mlflow-timestamp"),
-            signature: header("x-mlflow-signature"),
-        },
-        &bytes,
-        server_now(),
-        &receiver.deliveries,
-    )
-    .map_err(|e| {
+    use crate::sources::mlflow_webhook::{self as hook, Refused};
+    let unauthorized = |e: Refused| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             format!("{e}; nothing was imported"),
         )
-    })?;
-    let Some((name, version)) = crate::sources::mlflow_webhook::version_of(&bytes) else {
-        return Ok((StatusCode::OK, axum::Json(json!({"ignored": true}))).into_response());
     };
+    let now = server_now();
+    let authentic = hook::check(
+        &receiver.secret,
+        hook::Headers {
+            delivery_id: header("x-mlflow-delivery-id"),
+            timestamp: header("x-mlflow-timestamp"),
+            signature: header("x-mlflow-signature"),
+        },
+        &bytes,
+        now,
+    )
+    .map_err(unauthorized)?;
     blocking(move || {
-        use crate::sources::mlflow::{Imported, SyncError, import_version};
-        let imported = import_version(
-            &receiver.client,
-            &*s.store,
-            &receiver.convention,
-            (&name, &version),
-            server_now(),
-        );
-        let answer = match imported {
-            Ok(Imported::Stored(outcome)) => json!({"imported": outcome}),
-            Ok(Imported::NotPending) => json!({"ignored": "not marked for review"}),
-            Ok(Imported::Gone) => json!({"ignored": "MLflow no longer has this version"}),
-            Ok(Imported::Invalid(problems)) => {
-                eprintln!(
-                    "MLflow webhook: {name} v{version} does not make a valid CR: {}",
-                    crate::domain::text::sanitize(&problems.join("; "))
-                );
-                json!({"invalid": problems})
-            }
-            // MLflow retries a delivery that failed: say so with a 503.
-            Err(SyncError::Mlflow(e)) => {
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    format!("cannot read {name} v{version} from MLflow: {e}"),
-                ));
-            }
-            Err(SyncError::Store(e)) => return Err(e.into()),
-        };
-        Ok((StatusCode::OK, axum::Json(answer)).into_response())
+        let id = authentic.delivery_id;
+        let forget_before = now - chrono::Duration::seconds(hook::REMEMBER_SECS);
+        let new = s.store.receive_delivery(
+            hook::SOURCE,
+            &id,
+            &crate::audit::log::time_text(now),
+            &crate::audit::log::time_text(forget_before),
+        )?;
+        if !new {
+            return Err(unauthorized(Refused::Replayed(id)));
+        }
+        let answer = import_delivered(&s, &receiver, &bytes);
+        if answer.is_err() {
+            // MLflow retries a failed delivery with the same id: take the retry.
+            let _ = s.store.forget_delivery(hook::SOURCE, &id);
+        }
+        answer
     })
     .await
+}
+
+/// Imports the model version an authentic delivery names (other events are acknowledged
+/// and ignored).
+fn import_delivered(
+    s: &ServerState,
+    receiver: &MlflowReceiver,
+    body: &[u8],
+) -> ApiResult<Response> {
+    use crate::sources::mlflow::{Imported, SyncError, import_version};
+    let Some((name, version)) = crate::sources::mlflow_webhook::version_of(body) else {
+        return Ok((StatusCode::OK, axum::Json(json!({"ignored": true}))).into_response());
+    };
+    let imported = import_version(
+        &receiver.client,
+        &*s.store,
+        &receiver.convention,
+        (&name, &version),
+        server_now(),
+    );
+    let answer = match imported {
+        Ok(Imported::Stored(outcome)) => json!({"imported": outcome}),
+        Ok(Imported::NotPending) => json!({"ignored": "not marked for review"}),
+        Ok(Imported::Gone) => json!({"ignored": "MLflow no longer has this version"}),
+        Ok(Imported::Invalid(problems)) => {
+            eprintln!(
+                "MLflow webhook: {name} v{version} does not make a valid CR: {}",
+                crate::domain::text::sanitize(&problems.join("; "))
+            );
+            json!({"invalid": problems})
+        }
+        // MLflow retries a delivery that failed: say so with a 503.
+        Err(SyncError::Mlflow(e)) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("cannot read {name} v{version} from MLflow: {e}"),
+            ));
+        }
+        Err(SyncError::Store(e)) => return Err(e.into()),
+    };
+    Ok((StatusCode::OK, axum::Json(answer)).into_response())
 }
 
 /// CI's signed evidence on a CR's current revision: the signer must hold `ci`, the
@@ -1793,7 +1821,6 @@ pub async fn serve(
             client,
             convention: convention.clone(),
             secret: secret.clone(),
-            deliveries: Default::default(),
         }));
     }
     let state = Arc::new(state);

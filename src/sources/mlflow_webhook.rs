@@ -3,13 +3,13 @@
 //! `DELIVERY_ID.TIMESTAMP.BODY` with the webhook's secret), a timestamp within five
 //! minutes of the server's clock (`X-MLflow-Timestamp`, Unix seconds), and a delivery id
 //! (`X-MLflow-Delivery-Id`) never seen before — so a captured delivery cannot be played
-//! again. Only then is the event read: which model version to import.
+//! again. Only then is the event read: which model version to import. The ids seen are
+//! kept in the store ([`crate::store::Store::receive_delivery`]) for [`REMEMBER_SECS`],
+//! so every replica refuses a replay, also after a restart.
 
 use base64ct::Encoding as _;
 use chrono::{DateTime, Utc};
 use hmac::{KeyInit, Mac};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// How far a delivery's timestamp may be from the server's clock.
 pub const MAX_AGE_SECS: i64 = 300;
@@ -31,23 +31,18 @@ pub enum Refused {
     Replayed(String),
 }
 
-/// The delivery ids received lately (kept as long as their timestamp is acceptable: an
-/// older replay is refused as stale anyway).
-#[derive(Debug, Default)]
-pub struct Deliveries {
-    seen: Mutex<HashMap<String, i64>>,
-}
+/// How long a delivery id is remembered: a replay later than this is stale anyway (its
+/// timestamp was within [`MAX_AGE_SECS`] of its first receipt, and must be again).
+pub const REMEMBER_SECS: i64 = 2 * MAX_AGE_SECS;
 
-impl Deliveries {
-    /// Records `id` (timestamp `ts`), or refuses it as a replay.
-    fn first_time(&self, id: &str, ts: i64, now: i64) -> Result<(), Refused> {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|_, t| (now - *t).abs() <= MAX_AGE_SECS);
-        if seen.insert(id.to_string(), ts).is_some() {
-            return Err(Refused::Replayed(id.to_string()));
-        }
-        Ok(())
-    }
+/// The sender's name for its delivery ids in the store.
+pub const SOURCE: &str = "mlflow";
+
+/// A delivery whose signature and timestamp hold; its id is still to be checked as new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authentic {
+    /// `X-MLflow-Delivery-Id`.
+    pub delivery_id: String,
 }
 
 /// The headers of a delivery.
@@ -61,14 +56,14 @@ pub struct Headers<'a> {
     pub signature: Option<&'a str>,
 }
 
-/// Checks a delivery: signature, then timestamp, then that its id is new.
+/// Checks a delivery's signature, then its timestamp; the caller checks that its id is
+/// new ([`crate::store::Store::receive_delivery`]).
 pub fn check(
     secret: &str,
     h: Headers<'_>,
     body: &[u8],
     now: DateTime<Utc>,
-    deliveries: &Deliveries,
-) -> Result<(), Refused> {
+) -> Result<Authentic, Refused> {
     let id = h
         .delivery_id
         .ok_or(Refused::Missing("X-MLflow-Delivery-Id"))?;
@@ -87,7 +82,9 @@ pub fn check(
     if (now.timestamp() - when).abs() > MAX_AGE_SECS {
         return Err(Refused::Stale(ts.to_string()));
     }
-    deliveries.first_time(id, when, now.timestamp())
+    Ok(Authentic {
+        delivery_id: id.to_string(),
+    })
 }
 
 /// The model version an event names, when it is one tollgate imports
@@ -141,7 +138,7 @@ mod tests {
     }
 
     #[test]
-    fn a_delivery_is_taken_once_signed_fresh_and_new() {
+    fn a_delivery_is_taken_only_signed_with_the_secret_and_fresh() {
         let body = br#"{"entity":"model_version_tag","action":"set","data":{"name":"m","version":"3","key":"tollgate.status","value":"pending"}}"#;
         let ts = now().timestamp().to_string();
         let good = sign("s3cret", "d-1", &ts, body);
@@ -150,30 +147,21 @@ mod tests {
             timestamp: Some(ts),
             signature: Some(sig),
         };
-        let seen = Deliveries::default();
         assert_eq!(
-            check("s3cret", h("d-1", &ts, &good), body, now(), &seen),
-            Ok(())
-        );
-        assert_eq!(
-            check("s3cret", h("d-1", &ts, &good), body, now(), &seen),
-            Err(Refused::Replayed("d-1".into()))
+            check("s3cret", h("d-1", &ts, &good), body, now()),
+            Ok(Authentic {
+                delivery_id: "d-1".into()
+            })
         );
         let d2 = sign("s3cret", "d-2", &ts, body);
         assert_eq!(
-            check(
-                "other",
-                h("d-2", &ts, &d2),
-                body,
-                now(),
-                &Deliveries::default()
-            ),
+            check("other", h("d-2", &ts, &d2), body, now()),
             Err(Refused::BadSignature)
         );
         let old = (now().timestamp() - 301).to_string();
         let d3 = sign("s3cret", "d-3", &old, body);
         assert_eq!(
-            check("s3cret", h("d-3", &old, &d3), body, now(), &seen),
+            check("s3cret", h("d-3", &old, &d3), body, now()),
             Err(Refused::Stale(old.clone()))
         );
         // The body is what is signed: one byte changed is refused.
@@ -181,7 +169,7 @@ mod tests {
         tampered[20] = b'X';
         let d4 = sign("s3cret", "d-4", &ts, body);
         assert_eq!(
-            check("s3cret", h("d-4", &ts, &d4), &tampered, now(), &seen),
+            check("s3cret", h("d-4", &ts, &d4), &tampered, now()),
             Err(Refused::BadSignature)
         );
         assert_eq!(version_of(body), Some(("m".into(), "3".into())));

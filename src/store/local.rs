@@ -1257,6 +1257,42 @@ impl Store for LocalStore {
             .map_err(self.sql_err("reading events"))
     }
 
+    fn receive_delivery(
+        &self,
+        source: &str,
+        delivery_id: &str,
+        at: &str,
+        forget_before: &str,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let what = "noting a webhook delivery";
+        let tx = conn.transaction().map_err(self.sql_err(what))?;
+        tx.execute(
+            "DELETE FROM received_deliveries WHERE received_at < ?1",
+            params![forget_before],
+        )
+        .map_err(self.sql_err(what))?;
+        let added = tx
+            .execute(
+                "INSERT INTO received_deliveries (source, delivery_id, received_at)
+                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![source, delivery_id, at],
+            )
+            .map_err(self.sql_err(what))?;
+        tx.commit().map_err(self.sql_err(what))?;
+        Ok(added == 1)
+    }
+
+    fn forget_delivery(&self, source: &str, delivery_id: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "DELETE FROM received_deliveries WHERE source = ?1 AND delivery_id = ?2",
+                params![source, delivery_id],
+            )
+            .map(|_| ())
+            .map_err(self.sql_err("forgetting a webhook delivery"))
+    }
+
     fn kpi_readings(&self, cr_id: &str) -> Result<Vec<LogEntry>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn

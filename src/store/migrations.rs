@@ -93,6 +93,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         last_error TEXT
     ) STRICT;
     CREATE INDEX event_deliveries_due ON event_deliveries (delivered_at, next_at);",
+    // 8: webhook deliveries received lately (MLflow's), by sender and delivery id, so a
+    // replay is refused by whichever replica it reaches, also after a restart.
+    "CREATE TABLE received_deliveries (
+        source TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (source, delivery_id)
+    ) STRICT;
+    CREATE INDEX received_deliveries_age ON received_deliveries (received_at);",
 ];
 
 /// The schema version this build writes.

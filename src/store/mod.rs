@@ -914,6 +914,25 @@ pub trait Store: Send + Sync {
     fn deliveries(&self, _pending_only: bool, _limit: usize) -> Result<Vec<Delivery>, StoreError> {
         no_event_queue()
     }
+
+    /// Notes a webhook delivery from `source` as received at `at`: false when its id was
+    /// already (a replay), whichever replica took it. Ids received before
+    /// `forget_before` are forgotten first (their deliveries are refused as stale anyway).
+    fn receive_delivery(
+        &self,
+        _source: &str,
+        _delivery_id: &str,
+        _at: &str,
+        _forget_before: &str,
+    ) -> Result<bool, StoreError> {
+        no_event_queue()
+    }
+
+    /// Forgets a delivery noted by [`Store::receive_delivery`] whose handling failed, so
+    /// the sender's retry of it (same id) is taken.
+    fn forget_delivery(&self, _source: &str, _delivery_id: &str) -> Result<(), StoreError> {
+        no_event_queue()
+    }
 }
 
 /// A boxed store is a store: the faces pick local or remote at run time.
@@ -1080,6 +1099,18 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn deliveries(&self, pending_only: bool, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         (**self).deliveries(pending_only, limit)
+    }
+    fn receive_delivery(
+        &self,
+        source: &str,
+        delivery_id: &str,
+        at: &str,
+        forget_before: &str,
+    ) -> Result<bool, StoreError> {
+        (**self).receive_delivery(source, delivery_id, at, forget_before)
+    }
+    fn forget_delivery(&self, source: &str, delivery_id: &str) -> Result<(), StoreError> {
+        (**self).forget_delivery(source, delivery_id)
     }
 }
 

@@ -1314,6 +1314,38 @@ impl Store for PgStore {
         Ok(out)
     }
 
+    fn receive_delivery(
+        &self,
+        source: &str,
+        delivery_id: &str,
+        at: &str,
+        forget_before: &str,
+    ) -> Result<bool, StoreError> {
+        let added = self.read("noting a webhook delivery", |c| {
+            c.execute(
+                "DELETE FROM received_deliveries WHERE received_at < $1",
+                &[&forget_before],
+            )?;
+            // One statement: of two replicas given the same id at once, one inserts.
+            c.execute(
+                "INSERT INTO received_deliveries (source, delivery_id, received_at)
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&source, &delivery_id, &at],
+            )
+        })?;
+        Ok(added == 1)
+    }
+
+    fn forget_delivery(&self, source: &str, delivery_id: &str) -> Result<(), StoreError> {
+        self.read("forgetting a webhook delivery", |c| {
+            c.execute(
+                "DELETE FROM received_deliveries WHERE source = $1 AND delivery_id = $2",
+                &[&source, &delivery_id],
+            )
+        })
+        .map(|_| ())
+    }
+
     fn event_cursor(&self) -> Result<u64, StoreError> {
         let row = self.read("reading the events cursor", |c| {
             c.query_one("SELECT seq FROM event_cursor WHERE id = 1", &[])

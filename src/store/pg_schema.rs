@@ -120,6 +120,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         last_error TEXT
     );
     CREATE INDEX event_deliveries_due ON event_deliveries (delivered_at, next_at);"#,
+    // 4: webhook deliveries received lately (see the SQLite migration 8).
+    r#"CREATE TABLE received_deliveries (
+        source TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (source, delivery_id)
+    );
+    CREATE INDEX received_deliveries_age ON received_deliveries (received_at);"#,
 ];
 
 /// The schema version this build writes.
