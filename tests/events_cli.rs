@@ -348,3 +348,86 @@ fn a_change_waiting_past_its_review_sla_is_reminded_and_escalated_to_the_leads()
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(receiver.got.lock().unwrap().len(), 5, "each reminder once");
 }
+
+#[test]
+fn each_event_tells_the_change_as_it_stood_at_its_entry_and_only_the_completing_approval_approves()
+{
+    // Everything is recorded before the server starts, so its first pass derives it all
+    // at once: the bodies must still tell each step as it was.
+    let home = Home::demo();
+    home.token("marco");
+    let mut doc = low_risk_cr("CR-2046", "jonas", "model");
+    doc["risk"]["declared"] = "medium".into();
+    let mut first = doc.clone();
+    first["artifacts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a["kind"] != "model_card");
+    doc["artifacts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"kind": "model_card", "title": "card", "url": "https://docs.example.com/card"}
+        ));
+    for (name, d) in [("first.json", &first), ("second.json", &doc)] {
+        let file = home.write_json(name, d);
+        home.run(&["--as", "ci", "submit", &file]).ok();
+    }
+    for (who, role) in [("devi", "risk-reviewer"), ("lena", "approver")] {
+        home.decide(
+            who,
+            "approve",
+            "CR-2046",
+            &[
+                "--role",
+                role,
+                "--tick",
+                "privacy",
+                "--tick",
+                "rollback",
+                "--rationale",
+                "ok",
+            ],
+        )
+        .ok();
+    }
+    let receiver = Receiver::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), &[]);
+    let file = subscribers(&home, &receiver.url, "[]");
+    let _server = home.serve_with("127.0.0.1:0", &["--subscribers", &file]);
+    let got = receiver.wait_for("CR-2046's five events", |got| {
+        events_of(got, "CR-2046")
+            .iter()
+            .filter(|e| *e != "cr.stale")
+            .count()
+            >= 5
+    });
+    let bodies = |event: &str| -> Vec<Value> {
+        let mut v: Vec<Value> = got
+            .iter()
+            .filter(|r| r.header("x-tollgate-event") == event)
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+            .filter(|b| b["change_request"]["id"] == "CR-2046")
+            .collect();
+        v.sort_by_key(|b| b["entry"]["seq"].as_u64());
+        v
+    };
+    assert_eq!(bodies("cr.submitted")[0]["change_request"]["revision"], 1);
+    assert_eq!(bodies("cr.revised")[0]["change_request"]["revision"], 2);
+    let decided = bodies("decision.recorded");
+    let steps: Vec<(&str, &str, u64)> = decided
+        .iter()
+        .map(|b| {
+            (
+                b["decision"]["principal"].as_str().unwrap(),
+                b["change_request"]["status"].as_str().unwrap(),
+                b["change_request"]["signoffs"]["obtained"]
+                    .as_u64()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(steps, [("devi", "pending", 1), ("lena", "approved", 2)]);
+    let approved = bodies("cr.approved");
+    assert_eq!(approved.len(), 1, "{approved:?}");
+    assert_eq!(approved[0]["entry"], decided[1]["entry"]);
+}

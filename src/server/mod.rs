@@ -1861,8 +1861,19 @@ pub async fn serve(
         .map_err(|source| ServeError::Bind { addr, source })?;
     if !opts.subscribers.is_empty() {
         let scheme = if tls.is_some() { "https" } else { "http" };
+        // With SQLite, a connection of the events thread's own; a database's pool
+        // already gives it one.
+        let events_store: Arc<dyn Store> = match &opts.database {
+            Some(_) => events_state.store.clone(),
+            None => {
+                let own = LocalStore::open(&opts.store)?;
+                own.writes_only_derived_data()?;
+                Arc::new(own)
+            }
+        };
         events::spawn(
             events_state,
+            events_store,
             opts.subscribers.clone(),
             format!("{scheme}://{bound}"),
         );

@@ -174,6 +174,18 @@ impl LocalStore {
             .map_err(self.sql_err("mapping the database into memory"))
     }
 
+    /// For a connection that writes only derived data (the events queue: re-derivable
+    /// from the log, delivered at least once): its commits are not flushed to disk on
+    /// their own (WAL with `synchronous = NORMAL`; the next commit of a connection that
+    /// records entries flushes them), so they do not queue behind, or in front of, the
+    /// flushes that acknowledge decisions. A crash may lose the last of them: the events
+    /// are derived and sent again, under the same delivery ids.
+    pub fn writes_only_derived_data(&self) -> Result<(), StoreError> {
+        self.lock()
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(self.sql_err("relaxing the flush of derived data"))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions
         // roll back on drop), so a poisoned mutex is still safe to use.
