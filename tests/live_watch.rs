@@ -118,6 +118,22 @@ fn a_watcher_hears_every_change_whoever_writes_and_nobody_watches_without_a_toke
 }
 
 #[test]
+fn a_quiet_stream_outlives_a_short_idle_timeout() {
+    let home = Home::demo();
+    let marco = home.token("marco");
+    let server = home.serve_with("127.0.0.1:0", &["--idle-timeout", "1"]);
+    let mut listener = RemoteStore::connect(&server.url, &marco)
+        .unwrap()
+        .head_listener()
+        .unwrap()
+        .unwrap();
+    // Three idle timeouts without a change: the keep-alives hold the connection open.
+    assert_eq!(listener.wait(Duration::from_secs(3)).unwrap(), None);
+    request_changes(&home, Some((&server.url, &marco)), "CR-1045");
+    assert_eq!(announced(&mut listener), recorded(&server.url, &marco));
+}
+
+#[test]
 fn a_watcher_on_one_replica_hears_a_decision_recorded_through_another() {
     let home = Home::demo();
     let url = common::pg::database();

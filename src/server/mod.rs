@@ -71,6 +71,9 @@ pub struct ServerState {
     limiter: limits::RateLimiter,
     /// How long a request body may take to arrive.
     body_timeout: std::time::Duration,
+    /// How often an idle `/v1/watch` stream sends a keep-alive (well inside the idle
+    /// timeout, which would otherwise close it).
+    keep_alive: std::time::Duration,
     /// The server's own principal and key (`serve --server-key`): signs the submissions
     /// it relays. `None`: they are recorded unsigned.
     server_key: Option<Arc<crate::store::EntrySigner>>,
@@ -136,6 +139,7 @@ impl ServerState {
                 limits::Limits::default().burst,
             ),
             body_timeout: limits::Limits::default().body_timeout,
+            keep_alive: watch::KEEP_ALIVE,
             server_key: None,
             mlflow: None,
             heads: Default::default(),
@@ -563,7 +567,7 @@ async fn watch_heads(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<R
         move || Ok(s.store.recorded_head()?)
     })
     .await?;
-    let mut response = watch::stream(&s.heads, &s.store, now).into_response();
+    let mut response = watch::stream(&s.heads, &s.store, now, s.keep_alive).into_response();
     // Tell buffering proxies (nginx) to pass each event on at once.
     response
         .headers_mut()
@@ -1802,6 +1806,7 @@ pub async fn serve(
     state.access_log = opts.access_log;
     state.limiter = limits::RateLimiter::new(opts.limits.rate_per_sec, opts.limits.burst);
     state.body_timeout = opts.limits.body_timeout;
+    state.keep_alive = watch::KEEP_ALIVE.min(opts.limits.idle_timeout / 2);
     if let Some(file) = &opts.server_key {
         state.server_key = Some(Arc::new(state.server_signer(file)?));
     }

@@ -8,8 +8,9 @@
 //! so a server nobody watches holds no extra connection.
 //!
 //! A stream sends `event: head` with `{"seq":…,"hash":…}` at once (the head as it is),
-//! then each newer head, and a comment every [`KEEP_ALIVE`] so proxies and the
-//! connection's idle timeout leave it open and the client can tell a dead server.
+//! then each newer head, and a comment every [`KEEP_ALIVE`] (or half the idle timeout,
+//! if shorter) so proxies and the connection's idle timeout leave it open and the client
+//! can tell a dead server.
 
 use crate::store::{Head, Store};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How often an idle stream sends a keep-alive comment.
+/// How often an idle stream sends a keep-alive comment, at most.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// How long the listening thread waits before it looks whether anyone still watches.
@@ -135,6 +136,7 @@ pub fn stream(
     heads: &Arc<Heads>,
     store: &Arc<dyn Store>,
     now: Head,
+    keep_alive: Duration,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> + use<>> {
     let rx = heads.subscribe(store);
     let items = futures_util::stream::unfold(
@@ -153,5 +155,5 @@ pub fn stream(
             }
         },
     );
-    Sse::new(items).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    Sse::new(items).keep_alive(KeepAlive::new().interval(keep_alive))
 }
