@@ -258,18 +258,7 @@ fn a_bad_subscribers_file_is_named_with_what_to_fix() {
 
 #[test]
 fn two_replicas_on_postgresql_send_each_event_once() {
-    let home = Home::demo();
-    let url = common::pg::database();
-    let store = home.store();
-    home.run(&[
-        "store",
-        "migrate",
-        "--from",
-        &store.to_string_lossy(),
-        "--to",
-        &url,
-    ])
-    .ok();
+    let (home, url) = Home::demo_in_database();
     home.run(&["--database", &url, "token", "add", "marco", "--label", "t"])
         .ok();
     let receiver = Receiver::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), &[]);

@@ -135,18 +135,7 @@ fn a_quiet_stream_outlives_a_short_idle_timeout() {
 
 #[test]
 fn a_watcher_on_one_replica_hears_a_decision_recorded_through_another() {
-    let home = Home::demo();
-    let url = common::pg::database();
-    let store = home.store();
-    home.run(&[
-        "store",
-        "migrate",
-        "--from",
-        &store.to_string_lossy(),
-        "--to",
-        &url,
-    ])
-    .ok();
+    let (home, url) = Home::demo_in_database();
     let token = home
         .run(&[
             "--database",
@@ -183,6 +172,17 @@ fn a_watcher_on_one_replica_hears_a_decision_recorded_through_another() {
     assert_eq!(announced(&mut on_db), head);
 }
 
+/// Waits for CR-1045's row to say "changes req." (no key pressed), then quits.
+fn shows_changes_requested_on_cr_1045_then_quits(s: &Session) {
+    s.wait_until("CR-1045 with changes requested", |screen| {
+        screen
+            .lines()
+            .any(|l| l.contains("CR-1045") && l.contains("changes req."))
+    });
+    s.keys(&["q"]);
+    s.wait_for("EXIT=0");
+}
+
 /// A config whose periodic check waits an hour: only the live stream can refresh.
 fn hour_between_checks(home: &Home) {
     std::fs::write(home.path("config.toml"), "refresh_seconds = 3600\n").unwrap();
@@ -209,15 +209,7 @@ fn the_tui_on_a_team_server_shows_someone_elses_decision_as_it_lands() {
 
     // Marco, elsewhere, requests changes; the screen follows without a key pressed.
     request_changes(&server_home, Some((&server.url, &marco)), "CR-1045");
-    let screen = s.wait_for("changes req.");
-    assert!(
-        screen
-            .lines()
-            .any(|l| l.contains("CR-1045") && l.contains("changes req.")),
-        "{screen}"
-    );
-    s.keys(&["q"]);
-    s.wait_for("EXIT=0");
+    shows_changes_requested_on_cr_1045_then_quits(&s);
 }
 
 #[test]
@@ -230,13 +222,5 @@ fn two_terminals_on_one_store_file_see_each_others_decisions_live() {
     s.keys(&["5"]);
     s.wait_for("All 5");
     request_changes(&home, None, "CR-1045");
-    let screen = s.wait_for("changes req.");
-    assert!(
-        screen
-            .lines()
-            .any(|l| l.contains("CR-1045") && l.contains("changes req.")),
-        "{screen}"
-    );
-    s.keys(&["q"]);
-    s.wait_for("EXIT=0");
+    shows_changes_requested_on_cr_1045_then_quits(&s);
 }

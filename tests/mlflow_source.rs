@@ -935,18 +935,7 @@ fn mlflow_delivers_a_version_to_the_team_server_the_moment_it_is_tagged() {
 fn a_delivery_is_taken_once_by_all_replicas_and_again_only_after_it_failed() {
     // Two replicas on one database; the registry they read from is down (nothing
     // listens on port 9), which only a version event needs.
-    let home = Home::demo();
-    let url = common::pg::database();
-    let store = home.store();
-    home.run(&[
-        "store",
-        "migrate",
-        "--from",
-        &store.to_string_lossy(),
-        "--to",
-        &url,
-    ])
-    .ok();
+    let (home, url) = Home::demo_in_database();
     let key = "a-shared-secret-of-some-length";
     let secret = home.write("webhook.secret", key.as_bytes());
     let replica = || {

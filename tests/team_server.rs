@@ -22,23 +22,7 @@ struct Team {
 
 impl Team {
     fn new() -> Team {
-        let home = Home::demo();
-        let url = common::pg::database();
-        let store = home.store();
-        let moved = home.run(&[
-            "store",
-            "migrate",
-            "--from",
-            &store.to_string_lossy(),
-            "--to",
-            &url,
-        ]);
-        assert!(
-            moved.stdout.contains("verify passes on the copy"),
-            "{}{}",
-            moved.stdout,
-            moved.stderr
-        );
+        let (home, url) = Home::demo_in_database();
         Team { home, url }
     }
 

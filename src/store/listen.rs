@@ -30,17 +30,21 @@ pub trait HeadListener: Send {
 /// How often an SQLite listener looks at the file's data version.
 const SQLITE_LOOK_EVERY: Duration = Duration::from_millis(100);
 
+/// How an SQLite store reads its recorded head (the store's own query).
+pub(super) type ReadHead = fn(&rusqlite::Connection) -> rusqlite::Result<Head>;
+
 /// Listens to an SQLite file through its data version.
 pub(super) struct DataVersion {
     conn: rusqlite::Connection,
     path: PathBuf,
+    read_head: ReadHead,
     version: i64,
     head: Head,
 }
 
 impl DataVersion {
     /// A listener on the store file at `path`, starting from its current head.
-    pub(super) fn open(path: &Path) -> Result<DataVersion, StoreError> {
+    pub(super) fn open(path: &Path, read_head: ReadHead) -> Result<DataVersion, StoreError> {
         use rusqlite::OpenFlags;
         let err = |context: &'static str| {
             let path = path.to_path_buf();
@@ -58,10 +62,11 @@ impl DataVersion {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(err("setting the busy timeout"))?;
         let version = data_version(&conn).map_err(err("reading the data version"))?;
-        let head = super::local::read_head(&conn).map_err(err("reading the log head"))?;
+        let head = read_head(&conn).map_err(err("reading the log head"))?;
         Ok(DataVersion {
             conn,
             path: path.to_path_buf(),
+            read_head,
             version,
             head,
         })
@@ -88,7 +93,7 @@ impl HeadListener for DataVersion {
                 data_version(&self.conn).map_err(err("reading the data version", &self.path))?;
             if version != self.version {
                 self.version = version;
-                let head = super::local::read_head(&self.conn)
+                let head = (self.read_head)(&self.conn)
                     .map_err(err("reading the log head", &self.path))?;
                 if head != self.head {
                     self.head = head.clone();

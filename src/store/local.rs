@@ -307,7 +307,7 @@ fn check_is_sqlite(path: &Path) -> Result<(), StoreError> {
 }
 
 /// The head recorded beside the log.
-pub(super) fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
+fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
     conn.query_row("SELECT seq, hash FROM log_head WHERE id = 1", [], |r| {
         Ok(Head {
             seq: r.get(0)?,
@@ -1351,9 +1351,8 @@ impl Store for LocalStore {
     }
 
     fn head_listener(&self) -> Result<Option<Box<dyn super::HeadListener>>, StoreError> {
-        Ok(Some(Box::new(super::listen::DataVersion::open(
-            &self.path,
-        )?)))
+        let listener = super::listen::DataVersion::open(&self.path, read_head)?;
+        Ok(Some(Box::new(listener)))
     }
 
     fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError> {

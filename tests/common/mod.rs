@@ -100,6 +100,29 @@ impl Home {
         h
     }
 
+    /// A home with the demo store copied into a fresh PostgreSQL database (verified
+    /// there), and the database's URL.
+    pub fn demo_in_database() -> (Home, String) {
+        let home = Home::demo();
+        let url = pg::database();
+        let store = home.store();
+        let moved = home.run(&[
+            "store",
+            "migrate",
+            "--from",
+            &store.to_string_lossy(),
+            "--to",
+            &url,
+        ]);
+        assert!(
+            moved.stdout.contains("verify passes on the copy"),
+            "{}{}",
+            moved.stdout,
+            moved.stderr
+        );
+        (home, url)
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
