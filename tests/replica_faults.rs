@@ -185,6 +185,12 @@ fn acknowledged_decisions_survive_a_killed_replica_and_a_database_crash() {
             .send()
             .unwrap()
     };
+    // A TUI watching replica B while the database is down and back.
+    let mut watching = RemoteStore::connect(&b.url, token)
+        .unwrap()
+        .head_listener()
+        .unwrap()
+        .expect("the replica streams its head");
     cluster.pg_ctl(&["stop", "-m", "immediate", "-w"]);
     let down = queue(&b.url);
     assert_eq!(down.status(), 503);
@@ -197,4 +203,34 @@ fn acknowledged_decisions_survive_a_killed_replica_and_a_database_crash() {
     cluster.pg_ctl(&["start", "-w"]);
     assert_eq!(queue(&b.url).status(), 200);
     assert_eq!(queue(&a.url).status(), 200);
+
+    // The replica listens to the database again: a CR stored straight into it (as a CLI
+    // on the database would) reaches B's watcher, whose stream never closed.
+    let mut doc = common::fixture_json("CR-1045");
+    doc["id"] = "CR-3001".into();
+    let (cr, document) =
+        tollgate::domain::change_request::parse_document(doc.to_string().as_bytes()).unwrap();
+    wait_for(
+        "the CR stored after the restart",
+        Duration::from_secs(30),
+        || {
+            store
+                .submit(
+                    &[tollgate::store::Submission::new(
+                        cr.clone(),
+                        document.clone(),
+                    )],
+                    Utc::now(),
+                )
+                .is_ok()
+        },
+    );
+    let stored = store.recorded_head().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match watching.wait(Duration::from_secs(1)).unwrap() {
+            Some(h) if h == stored => break,
+            _ => assert!(Instant::now() < deadline, "the watcher never heard of it"),
+        }
+    }
 }

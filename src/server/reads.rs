@@ -18,12 +18,13 @@ pub(super) async fn watch_heads(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     principal(&s, &headers).await?;
+    let rx = watch::watcher(&s.heads, &s.store);
     let now = blocking({
         let s = s.clone();
         move || Ok(s.store.recorded_head()?)
     })
     .await?;
-    let mut response = watch::stream(&s.heads, &s.store, now, s.keep_alive).into_response();
+    let mut response = watch::stream(rx, now, s.keep_alive).into_response();
     // Tell buffering proxies (nginx) to pass each event on at once.
     response
         .headers_mut()

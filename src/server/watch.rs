@@ -59,17 +59,23 @@ impl Heads {
         rx
     }
 
-    /// Listens until no watcher is left (a listener that fails is made again).
+    /// Listens until no watcher is left. A listener that fails, or cannot be made (the
+    /// database restarting), is made again a second later; a store that cannot announce
+    /// changes at all is looked at every few seconds instead.
     fn listen(&self, store: &dyn Store) {
         loop {
             let mut listener = match store.head_listener() {
-                Ok(Some(l)) => Some(l),
-                Ok(None) => None,
+                Ok(l) => l,
                 Err(e) => {
                     eprintln!("tollgate serve: watch: {e}; trying again");
-                    None
+                    std::thread::sleep(Duration::from_secs(1));
+                    if self.leave_if_unwatched() {
+                        return;
+                    }
+                    continue;
                 }
             };
+            // Whatever moved before the listener was made.
             if let Ok(head) = store.recorded_head() {
                 self.publish(head);
             }
@@ -131,14 +137,18 @@ fn event(head: &Head) -> Event {
         .unwrap_or_else(|_| Event::default().comment("unserialisable head"))
 }
 
+/// A watcher's receiver of new heads (made before the head it starts from is read, so
+/// nothing recorded in between is missed).
+pub fn watcher(heads: &Arc<Heads>, store: &Arc<dyn Store>) -> watch::Receiver<Option<Head>> {
+    heads.subscribe(store)
+}
+
 /// The stream of heads for one watcher: `now` first, then each newer one.
 pub fn stream(
-    heads: &Arc<Heads>,
-    store: &Arc<dyn Store>,
+    rx: watch::Receiver<Option<Head>>,
     now: Head,
     keep_alive: Duration,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> + use<>> {
-    let rx = heads.subscribe(store);
     let items = futures_util::stream::unfold(
         (rx, Some(now.clone()), now),
         |(mut rx, first, mut last)| async move {
@@ -146,12 +156,14 @@ pub fn stream(
                 return Some((Ok(event(&h)), (rx, None, last)));
             }
             loop {
-                rx.changed().await.ok()?;
+                // What was published already counts (it may be newer than `now`), then
+                // each change.
                 let seen = rx.borrow_and_update().clone();
                 if let Some(h) = seen.filter(|h| *h != last && h.seq >= last.seq) {
                     last = h.clone();
                     return Some((Ok(event(&h)), (rx, None, last)));
                 }
+                rx.changed().await.ok()?;
             }
         },
     );
