@@ -58,7 +58,7 @@ pub struct QueueRow {
     /// Someone decided on it today (UTC).
     pub decided_today: bool,
     /// Where its rollout stands (`canary 10%`, `full`, `rolled back`), once one began.
-    pub rollout: Option<String>,
+    pub rollout: Option<crate::domain::rollout::Progress>,
     /// Lower-case text the fuzzy filter searches: id, title, subject, requester.
     pub haystack: String,
 }
@@ -268,7 +268,7 @@ fn read_queue(
                     ),
                 });
             };
-            row.rollout = rollouts.of(&s.cr_id).and_then(|r| r.label());
+            row.rollout = rollouts.of(&s.cr_id).and_then(|r| r.progress());
             rows.push(row);
             per_cr.extend(subject);
         }

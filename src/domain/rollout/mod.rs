@@ -22,7 +22,7 @@ pub use rules::{
     check_not_backdated, check_reading, check_stage, derive_verdict, parse_auto_incident,
     window_opens,
 };
-pub use state::{CrRollout, DrillFact, ReadingFact, Rollouts, StageFact};
+pub use state::{CrRollout, DrillFact, Progress, ReadingFact, Rollouts, StageFact};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -106,16 +106,42 @@ impl CrRollout {
             && self.stage(digest, Stage::Full).is_none()
     }
 
-    /// The current word in a few letters: `canary 25%`, `full`, `rolled back`.
-    pub fn label(&self) -> Option<String> {
+    /// Where it stands, once a stage took place.
+    pub fn progress(&self) -> Option<Progress> {
         if self.rolled_back.is_some() {
-            return Some("rolled back".into());
+            return Some(Progress::RolledBack);
         }
         let last = self.stages.iter().rev().find(|s| s.happened())?;
         Some(match last.stage {
-            Stage::Canary => format!("canary {}%", last.traffic),
-            Stage::Full => "full".into(),
+            Stage::Canary => Progress::Canary(last.traffic),
+            Stage::Full => Progress::Full,
         })
+    }
+
+    /// The current word in a few letters: `canary 25%`, `full`, `rolled back`.
+    pub fn label(&self) -> Option<String> {
+        self.progress().map(|p| p.to_string())
+    }
+}
+
+/// Where a rollout stands: what views sort by and colour, and what they print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// In canary, at this share of traffic.
+    Canary(u8),
+    /// Fully rolled out.
+    Full,
+    /// Rolled back (by a person or the KPI guard).
+    RolledBack,
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::Canary(traffic) => write!(f, "canary {traffic}%"),
+            Progress::Full => f.write_str("full"),
+            Progress::RolledBack => f.write_str("rolled back"),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::cursor::Cursor;
 use super::line::FilterKey;
+use crate::domain::rollout::Progress;
 use crate::domain::status::Status;
 use crate::tui::data::QueueRow;
 use crate::tui::keymap::{Action, Keymap};
@@ -73,10 +74,7 @@ impl View {
             View::All => true,
             View::RollingOut => {
                 row.status == Status::Approved
-                    && row
-                        .rollout
-                        .as_deref()
-                        .is_none_or(|r| r.starts_with("canary"))
+                    && row.rollout.is_none_or(|r| matches!(r, Progress::Canary(_)))
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use crate::domain::checklist::CheckCounts;
 use crate::domain::risk::RiskLevel;
+use crate::domain::rollout::Progress;
 use crate::domain::status::Status;
 use crate::tui::app::{App, SortKey, View};
 use crate::tui::data::QueueRow;
@@ -202,16 +203,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                     Col::Age => Cell::from(age(r.created_at, app.now)),
                     Col::Signoffs => Cell::from(format!("{}/{}", r.obtained, r.required)),
                     Col::Checks => Cell::from(checks_cell(&r.checks, theme)),
-                    Col::Status => Cell::from(match r.rollout.as_deref() {
+                    Col::Status => Cell::from(match r.rollout {
                         // An approved change's rollout says more than "approved".
-                        Some(state) if r.status == Status::Approved => Span::styled(
-                            state.to_string(),
-                            if state == "rolled back" {
-                                theme.fail()
-                            } else if state == "full" {
-                                theme.pass()
-                            } else {
-                                theme.pending()
+                        Some(progress) if r.status == Status::Approved => Span::styled(
+                            progress.to_string(),
+                            match progress {
+                                Progress::RolledBack => theme.fail(),
+                                Progress::Full => theme.pass(),
+                                Progress::Canary(_) => theme.pending(),
                             },
                         ),
                         _ => status_cell(r.status, r.blocked, r.awaiting, theme),
