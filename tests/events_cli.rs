@@ -199,9 +199,20 @@ fn a_failed_delivery_is_retried_and_one_queued_during_an_outage_survives_a_resta
         got[0].header("x-tollgate-delivery"),
         got[1].header("x-tollgate-delivery")
     );
-    let listed = home.run(&["events", "--json"]).ok().json();
+    // The acknowledgement is recorded once the server has it (its next pass).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let listed = loop {
+        let listed = home.run(&["events", "--json"]).ok().json();
+        if listed[0]["delivered_at"].is_string() {
+            break listed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never recorded as delivered: {listed}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(listed[0]["attempts"], 2, "{listed}");
-    assert!(listed[0]["delivered_at"].is_string(), "{listed}");
     drop(server);
 
     // The subscriber is down: the event waits in the store, across a restart.
@@ -419,4 +430,99 @@ fn each_event_tells_the_change_as_it_stood_at_its_entry_and_only_the_completing_
     let approved = bodies("cr.approved");
     assert_eq!(approved.len(), 1, "{approved:?}");
     assert_eq!(approved[0]["entry"], decided[1]["entry"]);
+}
+
+/// A subscriber that takes each request and never answers; `gave_up` is set once the
+/// server closes a connection it was waiting on (its HTTP timeout).
+struct Silent {
+    url: String,
+    gave_up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Silent {
+    fn start() -> Silent {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let gave_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = gave_up.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    let mut stream = stream;
+                    let mut buf = [0u8; 4096];
+                    // Read the request and whatever follows until the client hangs up.
+                    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+        });
+        Silent { url, gave_up }
+    }
+}
+
+#[test]
+fn a_subscriber_that_hangs_holds_up_only_its_own_deliveries() {
+    let home = Home::demo();
+    home.token("marco");
+    let silent = Silent::start();
+    let receiver = Receiver::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), &[]);
+    // The hanging one first: its deliveries come first in every batch.
+    let file = home.write(
+        "subscribers.toml",
+        format!(
+            "[[subscriber]]\nname = \"a-hangs\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n\n[[subscriber]]\nname = \"b-answers\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n",
+            silent.url, receiver.url
+        )
+        .as_bytes(),
+    );
+    let _server = home.serve_with("127.0.0.1:0", &["--subscribers", &file]);
+    approve_new_cr(&home);
+    receiver.wait_for(
+        "CR-2045's three events at the subscriber that answers",
+        |got| {
+            events_of(got, "CR-2045")
+                .iter()
+                .filter(|e| *e != "cr.stale")
+                .count()
+                >= 3
+        },
+    );
+    assert!(
+        !silent.gave_up.load(std::sync::atomic::Ordering::SeqCst),
+        "the answering subscriber waited for the hanging one's timeout"
+    );
+    // Once the server gives up on the hanging one: one delivery tried and failed, the
+    // rest of its batch put off untried to the same retry.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let failing = loop {
+        let listed = home.run(&["events", "--failed", "--json"]).ok().json();
+        let mine: Vec<Value> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["subscriber"] == "a-hangs" && d["last_error"].is_string())
+            .cloned()
+            .collect();
+        if !mine.is_empty() {
+            break mine;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hanging delivery never failed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let tried: Vec<&Value> = failing.iter().filter(|d| d["attempts"] == 1).collect();
+    assert_eq!(tried.len(), 1, "{failing:?}");
+    assert!(
+        failing
+            .iter()
+            .filter(|d| d["attempts"] == 0)
+            .all(|d| d["last_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("not sent: an earlier delivery failed"))
+                && d["next_at"] == tried[0]["next_at"]),
+        "{failing:?}"
+    );
 }

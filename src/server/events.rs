@@ -533,20 +533,27 @@ fn deliver(
             delivered_at: Some(time_text(now)),
             error: None,
             next_at: time_text(now),
+            tried: true,
         },
         Err(why) => crate::store::Attempt {
             delivery_id: d.queued.delivery_id.clone(),
             delivered_at: None,
             error: Some(why),
             next_at: time_text(now + backoff(d.attempts + 1)),
+            tried: true,
         },
     }
 }
 
-/// Starts the events thread: derive, then deliver what is due, four times a second.
+/// Starts the events threads. One derives events from the log (and the timed
+/// reminders), claims what is due and records what was sent, four times a second — a
+/// few transactions per pass, not a few per decision. Each subscriber has a sender
+/// thread of its own that POSTs its share, so one that is slow or hangs (up to the HTTP
+/// timeout) holds up only its own deliveries: while its sender is busy nothing more is
+/// claimed for it.
 ///
-/// It works on a store handle of its own (`store`: with SQLite a second connection, so
-/// its reads never wait for, or hold up, the requests'), and at a lower scheduling
+/// They work on a store handle of their own (`store`: with SQLite a second connection, so
+/// their reads never wait for, or hold up, the requests'), and at a lower scheduling
 /// priority than the requests: delivery is asynchronous, and on a busy machine it is what
 /// yields, never a decision's acknowledgement.
 pub fn spawn(
@@ -555,21 +562,26 @@ pub fn spawn(
     subscribers: Vec<Subscriber>,
     public: String,
 ) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Sent>();
+    let lane = Arc::new(Lane::default());
+    let mut senders = HashMap::new();
+    for s in &subscribers {
+        let (batch_tx, batch_rx) = std::sync::mpsc::channel::<Vec<Delivery>>();
+        let (mine, done, lane) = (s.clone(), done_tx.clone(), lane.clone());
+        let started = std::thread::Builder::new()
+            .name(format!("tollgate-events-{}", s.name))
+            .spawn(move || send_batches(&mine, &batch_rx, &done, &lane));
+        if started.is_ok() {
+            senders.insert(s.name.clone(), batch_tx);
+        }
+    }
     let _ = std::thread::Builder::new()
         .name("tollgate-events".into())
         .spawn(move || {
             yield_to_requests();
-            crate::tls::install_crypto_provider();
-            let Ok(http) = reqwest::blocking::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(10))
-                .build()
-            else {
-                eprintln!("events: cannot make an HTTP client; no events will be sent");
-                return;
-            };
             let store = store.as_ref();
             let mut reminded: Option<std::time::Instant> = None;
+            let mut busy: HashMap<String, std::time::Instant> = HashMap::new();
             loop {
                 while let Ok(true) = derive(&state, store, &public, &subscribers) {}
                 if reminded.is_none_or(|t| t.elapsed() >= REMINDERS_EVERY) {
@@ -578,44 +590,166 @@ pub fn spawn(
                     }
                     reminded = Some(std::time::Instant::now());
                 }
-                deliver_due(store, &http, &subscribers);
-                // What was appended meanwhile is derived and delivered together at the
-                // next pass: a few transactions per pass, not a few per decision.
+                // What the senders finished since the last pass, recorded together.
+                let mut attempts = Vec::new();
+                while let Ok(sent) = done_rx.try_recv() {
+                    busy.remove(&sent.subscriber);
+                    attempts.extend(sent.attempts);
+                }
+                if !attempts.is_empty()
+                    && let Err(e) = store.record_attempts(&attempts)
+                {
+                    eprintln!("events: {e}");
+                }
+                dispatch(store, &senders, &mut busy);
                 std::thread::sleep(PASS_EVERY);
             }
         });
 }
 
-/// How long the events thread rests between passes (an event is delivered this long
-/// after its entry, at most, plus the delivery itself).
+/// How long the events threads rest between passes (an event is queued, and handed to
+/// its sender, this long after its entry at most).
 const PASS_EVERY: Duration = Duration::from_millis(250);
 
-/// Delivers everything due now, [`CLAIM`] at a time.
-fn deliver_due(store: &dyn Store, http: &reqwest::blocking::Client, subscribers: &[Subscriber]) {
-    loop {
-        let now = super::server_now();
-        let lease = now + chrono::Duration::seconds(LEASE_SECS);
-        let due = match store.claim_due(&time_text(now), &time_text(lease), CLAIM) {
-            Ok(due) => due,
-            Err(e) => {
-                eprintln!("events: {e}");
-                return;
-            }
-        };
-        let attempts: Vec<_> = due
-            .iter()
-            .filter_map(|d| {
-                subscribers
-                    .iter()
-                    .find(|s| s.name == d.queued.subscriber)
-                    .map(|s| deliver(http, s, d))
-            })
-            .collect();
-        if let Err(e) = store.record_attempts(&attempts) {
+/// What a sender did with one batch.
+struct Sent {
+    subscriber: String,
+    attempts: Vec<crate::store::Attempt>,
+}
+
+/// Claims what is due for the subscribers whose sender is idle and hands each its share.
+fn dispatch(
+    store: &dyn Store,
+    senders: &HashMap<String, std::sync::mpsc::Sender<Vec<Delivery>>>,
+    busy: &mut HashMap<String, std::time::Instant>,
+) {
+    let idle: Vec<String> = senders
+        .keys()
+        .filter(|name| !busy.contains_key(*name))
+        .cloned()
+        .collect();
+    if idle.is_empty() {
+        return;
+    }
+    let now = super::server_now();
+    let lease = now + chrono::Duration::seconds(LEASE_SECS);
+    let due = match store.claim_due(&idle, &time_text(now), &time_text(lease), CLAIM) {
+        Ok(due) => due,
+        Err(e) => {
             eprintln!("events: {e}");
             return;
         }
-        if due.len() < CLAIM {
+    };
+    let mut shares: HashMap<String, Vec<Delivery>> = HashMap::new();
+    for d in due {
+        shares
+            .entry(d.queued.subscriber.clone())
+            .or_default()
+            .push(d);
+    }
+    for (name, share) in shares {
+        // A sender that is gone leaves its share leased: due again after the lease.
+        if let Some(sender) = senders.get(&name)
+            && sender.send(share).is_ok()
+        {
+            busy.insert(name, std::time::Instant::now());
+        }
+    }
+}
+
+/// The senders take turns while their subscribers answer, so that a burst of events is
+/// sent one subscriber after another, as one thread would, rather than all at once on
+/// the cores that acknowledge decisions. A sender waits for its turn at most
+/// [`Lane::PATIENCE`]: one whose subscriber has started to hang holds the others up
+/// that long, no longer; one whose subscriber is failing sends outside the turns.
+#[derive(Default)]
+struct Lane {
+    taken: std::sync::Mutex<bool>,
+    freed: std::sync::Condvar,
+}
+
+impl Lane {
+    const PATIENCE: Duration = Duration::from_secs(1);
+
+    /// Waits for the turn (at most [`Lane::PATIENCE`]); whether it was taken.
+    fn enter(&self) -> bool {
+        let taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut taken, _) = self
+            .freed
+            .wait_timeout_while(taken, Self::PATIENCE, |t| *t)
+            .unwrap_or_else(|p| p.into_inner());
+        if *taken {
+            return false;
+        }
+        *taken = true;
+        true
+    }
+
+    fn leave(&self) {
+        *self.taken.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.freed.notify_one();
+    }
+}
+
+/// A subscriber's sender: POSTs each batch in order; after a failure the rest of the
+/// batch is put off to the same retry time, untried, rather than each waiting out the
+/// timeout in turn.
+fn send_batches(
+    s: &Subscriber,
+    batches: &std::sync::mpsc::Receiver<Vec<Delivery>>,
+    done: &std::sync::mpsc::Sender<Sent>,
+    lane: &Lane,
+) {
+    yield_to_requests();
+    // Made on this thread (a blocking client runs a runtime of its own, which must not
+    // be made on the server's async threads).
+    crate::tls::install_crypto_provider();
+    let http = match reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(http) => http,
+        Err(e) => {
+            eprintln!(
+                "events: {}: cannot make an HTTP client ({e}); nothing is sent to it",
+                s.name
+            );
+            return;
+        }
+    };
+    let mut failing = false;
+    while let Ok(batch) = batches.recv() {
+        let in_turn = !failing && lane.enter();
+        let mut attempts = Vec::with_capacity(batch.len());
+        let mut failed: Option<(String, String)> = None;
+        for d in &batch {
+            let attempt = match &failed {
+                Some((why, next_at)) => crate::store::Attempt {
+                    delivery_id: d.queued.delivery_id.clone(),
+                    delivered_at: None,
+                    error: Some(format!("not sent: an earlier delivery failed ({why})")),
+                    next_at: next_at.clone(),
+                    tried: false,
+                },
+                None => deliver(&http, s, d),
+            };
+            if failed.is_none()
+                && let Some(why) = &attempt.error
+            {
+                failed = Some((why.clone(), attempt.next_at.clone()));
+            }
+            attempts.push(attempt);
+        }
+        if in_turn {
+            lane.leave();
+        }
+        failing = failed.is_some();
+        let sent = Sent {
+            subscriber: s.name.clone(),
+            attempts,
+        };
+        if done.send(sent).is_err() {
             return;
         }
     }

@@ -1204,12 +1204,27 @@ impl Store for LocalStore {
 
     fn claim_due(
         &self,
+        subscribers: &[String],
         now: &str,
         lease_until: &str,
         limit: usize,
     ) -> Result<Vec<super::Delivery>, StoreError> {
         let mut conn = self.lock();
         let what = "claiming due events";
+        let subscribers = serde_json::to_string(subscribers).unwrap_or_else(|_| "[]".into());
+        // A plain read first: with nothing due (the usual case) no write lock is taken.
+        let any: Option<i64> = conn
+            .prepare_cached(
+                "SELECT 1 FROM event_deliveries
+                 WHERE delivered_at IS NULL AND next_at <= ?1
+                   AND subscriber IN (SELECT value FROM json_each(?2)) LIMIT 1",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![now, subscribers], |r| r.get(0)))
+            .optional()
+            .map_err(self.sql_err(what))?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql_err(what))?;
@@ -1218,10 +1233,11 @@ impl Store for LocalStore {
                 .prepare_cached(&format!(
                     "SELECT {DELIVERY_COLUMNS} FROM event_deliveries
                      WHERE delivered_at IS NULL AND next_at <= ?1
+                       AND subscriber IN (SELECT value FROM json_each(?3))
                      ORDER BY next_at, delivery_id LIMIT ?2"
                 ))
                 .map_err(self.sql_err(what))?;
-            stmt.query_map(params![now, limit as i64], delivery_row)
+            stmt.query_map(params![now, limit as i64, subscribers], delivery_row)
                 .and_then(|rows| rows.collect())
                 .map_err(self.sql_err(what))?
         };
@@ -1242,9 +1258,15 @@ impl Store for LocalStore {
         let tx = conn.transaction().map_err(self.sql_err(what))?;
         for a in attempts {
             tx.execute(
-                "UPDATE event_deliveries SET attempts = attempts + 1, delivered_at = ?2, last_error = ?3, next_at = ?4
+                "UPDATE event_deliveries SET attempts = attempts + ?5, delivered_at = ?2, last_error = ?3, next_at = ?4
                  WHERE delivery_id = ?1",
-                params![a.delivery_id, a.delivered_at, a.error, a.next_at],
+                params![
+                    a.delivery_id,
+                    a.delivered_at,
+                    a.error,
+                    a.next_at,
+                    i64::from(a.tried)
+                ],
             )
             .map_err(self.sql_err(what))?;
         }

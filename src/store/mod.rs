@@ -495,6 +495,9 @@ pub struct Attempt {
     pub error: Option<String>,
     /// When it is due again (after a failure).
     pub next_at: String,
+    /// Whether it was sent (counted as an attempt); false for one put off because an
+    /// earlier delivery to the same subscriber had just failed.
+    pub tried: bool,
 }
 
 /// What the events queue refuses on a store that does not keep one (a remote store).
@@ -891,12 +894,13 @@ pub trait Store: Send + Sync {
         no_event_queue()
     }
 
-    /// Claims the deliveries not yet acknowledged whose next attempt is due at `now`
-    /// (oldest first): their next attempt moves to `lease_until` in the same statement, so
-    /// another replica does not send them too; a sender that dies leaves them due again
-    /// when the lease ends (at least once).
+    /// Claims the deliveries to `subscribers` not yet acknowledged whose next attempt is
+    /// due at `now` (oldest first): their next attempt moves to `lease_until` in the same
+    /// statement, so another replica does not send them too; a sender that dies leaves
+    /// them due again when the lease ends (at least once).
     fn claim_due(
         &self,
+        _subscribers: &[String],
         _now: &str,
         _lease_until: &str,
         _limit: usize,
@@ -1085,11 +1089,12 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn claim_due(
         &self,
+        subscribers: &[String],
         now: &str,
         lease_until: &str,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        (**self).claim_due(now, lease_until, limit)
+        (**self).claim_due(subscribers, now, lease_until, limit)
     }
     fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> Result<(), StoreError> {
         (**self).enqueue_deliveries(deliveries)

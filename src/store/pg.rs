@@ -1406,6 +1406,7 @@ impl Store for PgStore {
 
     fn claim_due(
         &self,
+        subscribers: &[String],
         now: &str,
         lease_until: &str,
         limit: usize,
@@ -1415,12 +1416,12 @@ impl Store for PgStore {
             c.query(
                 "WITH due AS (
                     SELECT delivery_id FROM event_deliveries
-                    WHERE delivered_at IS NULL AND next_at <= $1
+                    WHERE delivered_at IS NULL AND next_at <= $1 AND subscriber = ANY($4)
                     ORDER BY next_at, delivery_id LIMIT $3 FOR UPDATE SKIP LOCKED)
                  UPDATE event_deliveries d SET next_at = $2 FROM due WHERE d.delivery_id = due.delivery_id
                  RETURNING d.delivery_id, d.subscriber, d.event, d.body, d.created_at, d.attempts,
                            d.next_at, d.delivered_at, d.last_error",
-                &[&now, &lease_until, &(limit as i64)],
+                &[&now, &lease_until, &(limit as i64), &subscribers],
             )
         })?;
         Ok(rows.iter().map(pg_delivery).collect())
@@ -1431,13 +1432,15 @@ impl Store for PgStore {
         let at: Vec<Option<&str>> = attempts.iter().map(|a| a.delivered_at.as_deref()).collect();
         let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
         let next: Vec<&str> = attempts.iter().map(|a| a.next_at.as_str()).collect();
+        let tried: Vec<bool> = attempts.iter().map(|a| a.tried).collect();
         self.read("recording delivery attempts", |c| {
             c.execute(
-                "UPDATE event_deliveries d SET attempts = d.attempts + 1, delivered_at = u.at,
-                        last_error = u.error, next_at = u.next
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, at, error, next)
+                "UPDATE event_deliveries d SET attempts = d.attempts + CASE WHEN u.tried THEN 1 ELSE 0 END,
+                        delivered_at = u.at, last_error = u.error, next_at = u.next
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[])
+                      AS u(id, at, error, next, tried)
                  WHERE d.delivery_id = u.id",
-                &[&ids, &at, &errors, &next],
+                &[&ids, &at, &errors, &next, &tried],
             )
             .map(|_| ())
         })
