@@ -205,6 +205,20 @@ impl PgStore {
         &self.label
     }
 
+    /// A few words for a status bar: `postgres DB`, and `@HOST` for a network host (a
+    /// local socket directory says nothing a reviewer needs).
+    pub fn short_label(&self) -> String {
+        let db = self
+            .config
+            .get_dbname()
+            .or(self.config.get_user())
+            .unwrap_or("postgres");
+        match self.config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(host)) => format!("postgres {db}@{host}"),
+            _ => format!("postgres {db}"),
+        }
+    }
+
     fn connect(url: &str, schema: Schema) -> Result<PgStore, StoreError> {
         let config: postgres::Config =
             url.parse()

@@ -114,6 +114,8 @@ pub enum Msg {
 pub enum Connection {
     /// A store file on this machine.
     Local,
+    /// A PostgreSQL database, used directly.
+    Database,
     /// The team server, answering.
     Remote,
     /// The team server stopped answering; decisions go to the outbox and reads retry.
@@ -134,6 +136,7 @@ impl std::fmt::Display for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Connection::Local => "local",
+            Connection::Database => "database",
             Connection::Remote => "remote",
             Connection::Offline => "offline — retrying",
         })

@@ -584,11 +584,11 @@ pub fn run(opts: Options) -> Result<Ended, error::StartError> {
             )
         }
         None => match &opts.paths.database {
-            Some(url) => (
-                Arc::new(crate::store::pg::PgStore::open(url)?),
-                opts.paths.store_label(),
-                None,
-            ),
+            Some(url) => {
+                let db = crate::store::pg::PgStore::open(url)?;
+                let label = db.short_label();
+                (Arc::new(db), label, None)
+            }
             None => {
                 let store = LocalStore::open(&opts.paths.store)?;
                 (Arc::new(store), short_path(&opts.paths.store), None)
@@ -632,6 +632,8 @@ pub fn run(opts: Options) -> Result<Ended, error::StartError> {
     let mut app = App::new(settings, policy, signer, label, crate::config::now()?);
     if shared.outbox.is_some() {
         app.connection = app::Connection::Remote;
+    } else if opts.paths.database.is_some() {
+        app.connection = app::Connection::Database;
     }
     if let Some(notice) = opts.notice {
         app.update(Msg::Notice(app::Level::Error, notice));
