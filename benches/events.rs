@@ -81,22 +81,8 @@ fn run(n: usize, subscribers: usize) -> f64 {
     let digest = support::cr_1044_digest(&store);
     drop(store);
     let opts = tollgate::server::ServeOptions {
-        database: None,
-        listen: "127.0.0.1:0".into(),
-        store: path,
-        policy: policy_path,
-        tokens: tokens_path,
-        tls: None,
-        access_log: false,
-        limits: tollgate::server::limits::Limits {
-            rate_per_sec: 1e9,
-            burst: 1e9,
-            ..Default::default()
-        },
-        server_key: None,
-        kpi_guard: false,
-        mlflow_webhook: None,
         subscribers: subs,
+        ..support::serve_options(path, policy_path, tokens_path)
     };
     let url = format!(
         "http://{}",

@@ -122,23 +122,7 @@ fn main() {
     let serve = |database: Option<String>| {
         let opts = tollgate::server::ServeOptions {
             database,
-            listen: "127.0.0.1:0".into(),
-            store: path.clone(),
-            policy: policy_path.clone(),
-            tokens: tokens_path.clone(),
-            tls: None,
-            access_log: false,
-            // One token drives every client here: the per-token rate limit (50/s by
-            // default) would measure itself, not the server.
-            limits: tollgate::server::limits::Limits {
-                rate_per_sec: 1e9,
-                burst: 1e9,
-                ..Default::default()
-            },
-            server_key: None,
-            kpi_guard: false,
-            mlflow_webhook: None,
-            subscribers: Vec::new(),
+            ..support::serve_options(path.clone(), policy_path.clone(), tokens_path.clone())
         };
         format!(
             "http://{}",

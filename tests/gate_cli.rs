@@ -22,23 +22,6 @@ fn home_with_artifact() -> Home {
     home
 }
 
-fn approve(home: &Home) {
-    home.decide(
-        "devi",
-        "approve",
-        "CR-2045",
-        &[
-            "--tick",
-            "privacy",
-            "--tick",
-            "rollback",
-            "--rationale",
-            "within 1 %",
-        ],
-    )
-    .ok();
-}
-
 #[test]
 fn wait_returns_when_the_approval_lands_and_prints_it() {
     let home = home_with_artifact();
@@ -48,7 +31,7 @@ fn wait_returns_when_the_approval_lands_and_prints_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    approve(&home);
+    home.approve_low_risk("CR-2045");
     let run: Run = child.wait_with_output().unwrap().into();
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(
@@ -115,7 +98,7 @@ fn an_approval_is_attested_by_the_server_principal_and_verifies_offline() {
         &attest_locally(&home, "guard"),
         &["CR-2045 is pending", "[not-approved]"],
     );
-    approve(&home);
+    home.approve_low_risk("CR-2045");
     assert_refusal(
         &attest_locally(&home, "devi"),
         &["devi does not hold the server role", "[server-only]"],
@@ -226,7 +209,7 @@ fn resign(home: &Home, who: &str, statement: &Value) -> String {
 #[test]
 fn attestations_that_do_not_hold_are_refused_by_verify() {
     let home = home_with_artifact();
-    approve(&home);
+    home.approve_low_risk("CR-2045");
     let run = attest_locally(&home, "guard").ok();
     let envelope: Value = serde_json::from_str(&run.stdout).unwrap();
     let payload = base64ct::Base64::decode_vec(envelope["payload"].as_str().unwrap()).unwrap();
@@ -286,7 +269,7 @@ fn attestations_that_do_not_hold_are_refused_by_verify() {
 #[test]
 fn the_team_server_attests_with_its_own_key() {
     let home = home_with_artifact();
-    approve(&home);
+    home.approve_low_risk("CR-2045");
     let token = home.token("marco");
     let key = home.demo_key("guard");
     let server = home.serve_with("127.0.0.1:0", &["--server-key", key.to_str().unwrap()]);

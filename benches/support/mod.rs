@@ -15,6 +15,34 @@ pub fn devi() -> Signer {
     tollgate::demo::seeded_signer("devi").expect("seeded key")
 }
 
+/// A team server on 127.0.0.1 (any port) over the SQLite store at `store`, with nothing
+/// optional switched on and no per-token rate limit: one token drives every client in a
+/// benchmark, and the limit (50/s by default) would measure itself, not the server.
+pub fn serve_options(
+    store: std::path::PathBuf,
+    policy: std::path::PathBuf,
+    tokens: std::path::PathBuf,
+) -> tollgate::server::ServeOptions {
+    tollgate::server::ServeOptions {
+        database: None,
+        listen: "127.0.0.1:0".into(),
+        store,
+        policy,
+        tokens,
+        tls: None,
+        access_log: false,
+        limits: tollgate::server::limits::Limits {
+            rate_per_sec: 1e9,
+            burst: 1e9,
+            ..Default::default()
+        },
+        server_key: None,
+        kpi_guard: false,
+        mlflow_webhook: None,
+        subscribers: Vec::new(),
+    }
+}
+
 /// A fresh store whose genesis is the seeded demo policy, with the demo CRs.
 pub fn setup(dir: &std::path::Path) -> (LocalStore, PolicyBook) {
     let store = LocalStore::create(&dir.join("bench.db")).expect("store");
