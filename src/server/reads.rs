@@ -18,7 +18,7 @@ pub(super) async fn watch_heads(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     principal(&s, &headers).await?;
-    let rx = watch::watcher(&s.heads, &s.store);
+    let rx = s.heads.subscribe(&s.store);
     let now = blocking({
         let s = s.clone();
         move || Ok(s.store.recorded_head()?)

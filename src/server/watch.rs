@@ -42,8 +42,10 @@ impl Default for Heads {
 }
 
 impl Heads {
-    /// A receiver of every new head, starting the listening thread if none runs.
-    fn subscribe(self: &Arc<Self>, store: &Arc<dyn Store>) -> watch::Receiver<Option<Head>> {
+    /// A receiver of every new head, starting the listening thread if none runs. A
+    /// watcher subscribes before it reads the head it starts from, so nothing recorded in
+    /// between is missed.
+    pub fn subscribe(self: &Arc<Self>, store: &Arc<dyn Store>) -> watch::Receiver<Option<Head>> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let rx = self.tx.subscribe();
         if !*running {
@@ -135,12 +137,6 @@ fn event(head: &Head) -> Event {
         .id(head.seq.to_string())
         .json_data(head)
         .unwrap_or_else(|_| Event::default().comment("unserialisable head"))
-}
-
-/// A watcher's receiver of new heads (made before the head it starts from is read, so
-/// nothing recorded in between is missed).
-pub fn watcher(heads: &Arc<Heads>, store: &Arc<dyn Store>) -> watch::Receiver<Option<Head>> {
-    heads.subscribe(store)
 }
 
 /// The stream of heads for one watcher: `now` first, then each newer one.

@@ -613,6 +613,68 @@ fn shared_text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<std::sync::A
     })
 }
 
+/// How often an SQLite listener looks at the file's data version.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// Listens to the store file through its data version (see [`super::listen`]): a
+/// connection of its own, on which `PRAGMA data_version` moves whenever any process
+/// commits to the file.
+struct DataVersion {
+    conn: Connection,
+    path: PathBuf,
+    version: i64,
+    head: Head,
+}
+
+impl DataVersion {
+    /// A listener on the store file at `path`, starting from its current head.
+    fn open(path: &Path) -> Result<DataVersion, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err(path, "opening the database to watch it"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(sql_err(path, "setting the busy timeout"))?;
+        let version = data_version(&conn).map_err(sql_err(path, "reading the data version"))?;
+        let head = read_head(&conn).map_err(sql_err(path, "reading the log head"))?;
+        Ok(DataVersion {
+            conn,
+            path: path.to_path_buf(),
+            version,
+            head,
+        })
+    }
+}
+
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "data_version", |r| r.get(0))
+}
+
+impl super::HeadListener for DataVersion {
+    fn wait(&mut self, timeout: Duration) -> Result<Option<Head>, StoreError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let version = data_version(&self.conn)
+                .map_err(sql_err(&self.path, "reading the data version"))?;
+            if version != self.version {
+                self.version = version;
+                let head =
+                    read_head(&self.conn).map_err(sql_err(&self.path, "reading the log head"))?;
+                if head != self.head {
+                    self.head = head.clone();
+                    return Ok(Some(head));
+                }
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(LOOK_EVERY.min(deadline - now));
+        }
+    }
+}
+
 /// An SQLite failure on the store at `path` while doing `context`.
 fn sql_err(path: &Path, context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
     let path = path.to_path_buf();
@@ -1373,8 +1435,7 @@ impl Store for LocalStore {
     }
 
     fn head_listener(&self) -> Result<Option<Box<dyn super::HeadListener>>, StoreError> {
-        let listener = super::listen::DataVersion::open(&self.path, read_head)?;
-        Ok(Some(Box::new(listener)))
+        Ok(Some(Box::new(DataVersion::open(&self.path)?)))
     }
 
     fn requesters(&self) -> Result<HashMap<(String, String), String>, StoreError> {

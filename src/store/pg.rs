@@ -583,6 +583,74 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Listens to the database's append notifications (see [`super::listen`]) on a
+/// connection of its own.
+struct Notifications {
+    client: postgres::Client,
+    label: PathBuf,
+    head: Head,
+}
+
+impl Notifications {
+    /// Connects with `config`, listens, then reads the head (so nothing committed in
+    /// between is missed).
+    fn open(
+        config: &postgres::Config,
+        label: &Path,
+        read_head: impl FnOnce() -> Result<Head, StoreError>,
+    ) -> Result<Notifications, StoreError> {
+        let mut client = config
+            .connect(NoTls)
+            .map_err(pg_err(label, "connecting to listen for appends"))?;
+        client
+            .batch_execute(&format!("LISTEN {}", super::listen::CHANNEL))
+            .map_err(pg_err(label, "listening for appends"))?;
+        Ok(Notifications {
+            client,
+            label: label.to_path_buf(),
+            head: read_head()?,
+        })
+    }
+}
+
+impl super::HeadListener for Notifications {
+    fn wait(&mut self, timeout: Duration) -> Result<Option<Head>, StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let what = "waiting for appends";
+        let mut latest: Option<Head> = None;
+        let mut note = |payload: &str| {
+            if let Some(h) = super::listen::announced(payload)
+                && latest.as_ref().is_none_or(|l| h.seq > l.seq)
+            {
+                latest = Some(h);
+            }
+        };
+        let first = self
+            .client
+            .notifications()
+            .timeout_iter(timeout)
+            .next()
+            .map_err(pg_err(&self.label, what))?;
+        let Some(first) = first else {
+            return Ok(None);
+        };
+        note(first.payload());
+        // Whatever else already arrived: one answer for a burst of appends.
+        let mut pending = self.client.notifications();
+        let mut rest = pending.iter();
+        while let Some(n) = rest.next().map_err(pg_err(&self.label, what))? {
+            note(n.payload());
+        }
+        match latest {
+            Some(h) if h.seq > self.head.seq => {
+                self.head = h.clone();
+                Ok(Some(h))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 /// A PostgreSQL failure as a store error: the database being unreachable (connection
 /// lost, shutting down, starting up) is told apart from a refused statement, so the
 /// server can answer 503 and clients retry.
@@ -1544,8 +1612,7 @@ impl Store for PgStore {
     }
 
     fn head_listener(&self) -> Result<Option<Box<dyn super::HeadListener>>, StoreError> {
-        let listener =
-            super::listen::Notifications::open(&self.config, &self.label, || self.recorded_head())?;
+        let listener = Notifications::open(&self.config, &self.label, || self.recorded_head())?;
         Ok(Some(Box::new(listener)))
     }
 
