@@ -18,7 +18,7 @@ use crate::store::{Delivery, NewDelivery, Store};
 use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -581,7 +581,8 @@ pub fn spawn(
             yield_to_requests();
             let store = store.as_ref();
             let mut reminded: Option<std::time::Instant> = None;
-            let mut busy: HashMap<String, std::time::Instant> = HashMap::new();
+            // Subscribers whose sender holds a batch.
+            let mut busy: HashSet<String> = HashSet::new();
             loop {
                 while let Ok(true) = derive(&state, store, &public, &subscribers) {}
                 if reminded.is_none_or(|t| t.elapsed() >= REMINDERS_EVERY) {
@@ -621,11 +622,11 @@ struct Sent {
 fn dispatch(
     store: &dyn Store,
     senders: &HashMap<String, std::sync::mpsc::Sender<Vec<Delivery>>>,
-    busy: &mut HashMap<String, std::time::Instant>,
+    busy: &mut HashSet<String>,
 ) {
     let idle: Vec<String> = senders
         .keys()
-        .filter(|name| !busy.contains_key(*name))
+        .filter(|name| !busy.contains(*name))
         .cloned()
         .collect();
     if idle.is_empty() {
@@ -633,7 +634,9 @@ fn dispatch(
     }
     let now = super::server_now();
     let lease = now + chrono::Duration::seconds(LEASE_SECS);
-    let due = match store.claim_due(&idle, &time_text(now), &time_text(lease), CLAIM) {
+    // Up to a batch for each idle sender (one claim, whoever's deliveries are due).
+    let limit = CLAIM * idle.len();
+    let due = match store.claim_due(&idle, &time_text(now), &time_text(lease), limit) {
         Ok(due) => due,
         Err(e) => {
             eprintln!("events: {e}");
@@ -652,7 +655,7 @@ fn dispatch(
         if let Some(sender) = senders.get(&name)
             && sender.send(share).is_ok()
         {
-            busy.insert(name, std::time::Instant::now());
+            busy.insert(name);
         }
     }
 }
@@ -755,7 +758,8 @@ fn send_batches(
     }
 }
 
-/// How many due deliveries are claimed at once.
+/// How many due deliveries a sender is given at once, on average (long enough a batch
+/// for a burst, short enough that a slow subscriber answers it within the lease).
 const CLAIM: usize = 50;
 
 /// Lowers the calling thread's scheduling priority (Linux: `nice` is per thread). Best
